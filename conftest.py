@@ -1,0 +1,146 @@
+"""Project-wide pytest set-up: run name, targets, the results store and the pytest-html page.
+
+Every gate test records what it measured through the ``gate`` fixture; the record goes to
+``reports/<run>/results.jsonl`` and to the test's ``user_properties``, from which the HTML page's
+Measured / Target / Provenance columns are filled. At the end of the session (on the controller,
+also under pytest-xdist) ``reports/<run>/report.md`` is rendered from the same store.
+
+    pytest --run test --fresh-results        # what `make test` does (plus --html and -n 2)
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("sam3m4")
+    group.addoption("--run", default=os.environ.get("SAM3M4_RUN", "test"),
+                    help="run name: results go to reports/<run>/ (default: test)")
+    group.addoption("--fresh-results", action="store_true",
+                    help="move an existing reports/<run>/results.jsonl aside before the session")
+    group.addoption("--release", action="store_true",
+                    help="release mode: gates that cannot be measured here fail instead of skipping")
+    group.addoption("--targets", default=str(ROOT / "acceptance" / "targets.yaml"), help="release targets file")
+
+
+def _is_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    run = config.getoption("--run")
+    run_dir = ROOT / "reports" / run
+    if not _is_worker(config):
+        if hasattr(config.option, "htmlpath") and not config.option.htmlpath:
+            config.option.htmlpath = str(run_dir / "acceptance.html")
+            config.option.self_contained_html = True
+        results = run_dir / "results.jsonl"
+        if config.getoption("--fresh-results") and results.exists():
+            os.replace(results, results.with_name("results.prev.jsonl"))
+
+
+def pytest_metadata(metadata, config):
+    """Environment table of the HTML page (pytest-metadata hook): versions, host, git commit, run."""
+    from sam3m4.report.environment import metadata as environment
+
+    metadata.update(environment())
+    metadata["Run"] = config.getoption("--run")
+
+
+@pytest.fixture(scope="session")
+def run_name(pytestconfig) -> str:
+    return pytestconfig.getoption("--run")
+
+
+@pytest.fixture(scope="session")
+def release(pytestconfig) -> bool:
+    return bool(pytestconfig.getoption("--release"))
+
+
+@pytest.fixture(scope="session")
+def targets(pytestconfig):
+    from sam3m4.results import load_targets
+
+    return load_targets(pytestconfig.getoption("--targets"))
+
+
+@pytest.fixture(scope="session")
+def results_store(run_name):
+    from sam3m4.results import ResultsStore
+
+    return ResultsStore(run_name, root=ROOT / "reports")
+
+
+@pytest.fixture
+def gate(request, results_store, targets):
+    """Record a measurement in the store and the HTML row; with ``target=`` it also judges it.
+
+        rec = gate(stage="stage3", subject="student/phase2", metric="miou_ratio", value=0.95,
+                   target="student_miou_ratio", provenance="...")
+        assert rec.passed, rec
+    """
+
+    def _gate(*, stage, subject, metric, value, target=None, **fields):
+        if target is not None:
+            t = targets[target]
+            fields.update(target=t.value, comparison=t.comparison, unit=fields.get("unit", t.unit))
+        rec = results_store.record(stage=stage, subject=subject, metric=metric, value=value, **fields)
+        request.node.user_properties.append(("sam3m4", {
+            "measured": f"{rec.subject} {rec.metric} = {_fmt(rec.value)} {rec.unit}".strip(),
+            "target": "" if rec.target is None else f"{rec.comparison} {rec.target:g}",
+            "provenance": rec.provenance}))
+        return rec
+
+    return _gate
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# --- pytest-html --------------------------------------------------------------------------------
+def pytest_html_report_title(report):
+    report.title = "sam3m4 release acceptance"
+
+
+def pytest_html_results_table_header(cells):
+    cells.insert(2, "<th>Measured</th>")
+    cells.insert(3, "<th>Target</th>")
+    cells.insert(4, "<th>Provenance</th>")
+
+
+def pytest_html_results_table_row(report, cells):
+    rows = [v for k, v in getattr(report, "user_properties", []) if k == "sam3m4"]
+    join = lambda key: "<br>".join(html.escape(r[key]) for r in rows if r[key])  # noqa: E731
+    cells.insert(2, f"<td>{join('measured')}</td>")
+    cells.insert(3, f"<td>{join('target')}</td>")
+    cells.insert(4, f"<td>{join('provenance')}</td>")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Render reports/<run>/report.md from the store once, on the controller."""
+    config = session.config
+    if _is_worker(config):
+        return
+    run = config.getoption("--run")
+    store = ROOT / "reports" / run / "results.jsonl"
+    if not store.exists():
+        return
+    from sam3m4.report import render_report
+
+    out = render_report(run, root=ROOT / "reports", targets_path=config.getoption("--targets"))
+    config._sam3m4_report = out
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    out = getattr(config, "_sam3m4_report", None)
+    if out is not None:
+        terminalreporter.write_line(f"sam3m4 report: {os.path.relpath(out)}")

@@ -1,0 +1,71 @@
+"""The ``sam3m4`` command line: one subcommand per pipeline stage.
+
+    sam3m4 --help                 # lists the subcommands
+    sam3m4 data synth --help      # each has its own help
+
+Subcommands live next to the code they drive (``sam3m4/<area>/cli.py``) and are imported only when
+the command line needs them, so ``sam3m4 --help`` stays fast. An error on the user's input prints one
+line, ``sam3m4: error: <what is wrong>``, and exits 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from sam3m4 import __version__
+from sam3m4.errors import Sam3m4Error
+
+# name -> (module with add_arguments(parser) and run(args), one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("sam3m4.data.cli", "generate the synthetic SA-Co dataset and check datasets"),
+    "eval": ("sam3m4.eval.cli", "score a model on a dataset's val split (mIoU, Presence F1, J&F)"),
+    "report": ("sam3m4.report.cli", "render reports/<run>/report.md from the results store"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sam3m4", description="Distill, quantize, export and release-gate SAM 3 "
+                                     "for phones.")
+    parser.add_argument("--version", action="version", version=f"sam3m4 {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        cmd = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip().split("\n")[0])
+        module.add_arguments(cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except KeyboardInterrupt:
+        print("sam3m4: interrupted", file=sys.stderr)
+        return 130
+    except (Sam3m4Error, OSError) as err:
+        if debug:
+            raise
+        print(f"sam3m4: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a bug: still one line, the traceback is behind --debug
+        if debug:
+            raise
+        print(f"sam3m4: internal error: {type(err).__name__}: {_one_line(err)} (rerun with --debug for the "
+              "traceback)", file=sys.stderr)
+        return 1
+    return int(result or 0)
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

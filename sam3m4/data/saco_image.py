@@ -1,0 +1,149 @@
+"""Reader for SA-Co image JSON (SA-Co/Gold style): one item per (image, noun phrase) pair.
+
+Format (COCO-like; from SAM 3's public loaders):
+
+* ``images[]``: ``{id, file_name, height, width, text_input, queried_category?, is_instance_exhaustive?}``;
+  each entry is one (image, noun phrase) pair, several entries may share a ``file_name``.
+* ``annotations[]``: ``{id, image_id, bbox (xywh), segmentation (COCO RLE), area, category_id, iscrowd}``;
+  ``image_id`` points at a pair. A pair without annotations is a negative (concept absent).
+* ``categories[]``: ``{id, name}`` (optional here, checked when present).
+
+The whole JSON is validated on load (keys, types, ids, RLE headers and sizes); RLE counts and image files
+are read in ``__getitem__``, and their defects raise the same one-line DataFormatError naming file and
+field. An annotation whose segmentation is null/empty is skipped; a pair left with no usable annotation is
+dropped (it would otherwise look like a negative). Both are listed in ``.skipped`` with one warning.
+
+    ds = SacoImageDataset("data/saco_image/val.json")   # images under data/saco_image/images/
+    s = ds[0]; s.image (H,W,3) uint8, s.masks (N,H,W) bool, s.present
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sam3m4.data import _checks as C
+from sam3m4.data.rle import check_rle_header, decode_rle, masks_to_boxes
+from sam3m4.errors import DataFormatError
+
+__all__ = ["ImageSample", "SacoImageDataset"]
+
+
+@dataclass
+class ImageSample:
+    """One (image, noun phrase) pair."""
+
+    pair_id: int
+    """``images[].id`` in the JSON."""
+    file_name: str
+    """Image path relative to the image root."""
+    image: np.ndarray
+    """(H, W, 3) uint8 RGB."""
+    phrase: str
+    """The noun phrase (``text_input``)."""
+    masks: np.ndarray
+    """(N, H, W) bool instance masks; N = 0 when the concept is absent."""
+    boxes: np.ndarray
+    """(N, 4) float32 XYXY pixel boxes, the tight boxes of ``masks`` (x2 = last column + 1)."""
+    present: bool
+    """True when the concept is in the image (N >= 1)."""
+
+
+class SacoImageDataset:
+    """SA-Co image pairs from ``json_path``; images under ``image_root`` (default ``json_path.parent/images``).
+
+    Attributes: ``pairs`` (list of dicts: id, file_name, height, width, text_input, num_instances),
+    ``phrases`` (sorted unique noun phrases), ``skipped`` (list of reasons, one per skipped item).
+    """
+
+    def __init__(self, json_path: str | Path, image_root: str | Path | None = None):
+        self.json_path = Path(json_path)
+        self.image_root = Path(image_root) if image_root is not None else self.json_path.parent / "images"
+        self.skipped: list[str] = []
+        file = self.json_path
+        data = C.load_json(file)
+        C.check_kind(file, "<top level>", data, "dict")
+        images = C.list_of_dicts(file, data, "images")
+        annotations = C.list_of_dicts(file, data, "annotations")
+        for i, cat in enumerate(C.list_of_dicts(file, data, "categories", required=False)):
+            C.get(file, cat, f"categories[{i}]", "id", "int")
+            C.get(file, cat, f"categories[{i}]", "name", "str")
+
+        pairs: list[dict] = []
+        index_of: dict[int, int] = {}                     # image id -> position in pairs
+        for i, img in enumerate(images):
+            field = f"images[{i}]"
+            pid = C.get(file, img, field, "id", "int")
+            if pid in index_of:
+                raise DataFormatError(f"{file}: {field}.id: duplicate id {pid} "
+                                      f"(also images[{index_of[pid]}])")
+            index_of[pid] = i
+            pairs.append({
+                "id": pid,
+                "file_name": C.get(file, img, field, "file_name", "str"),
+                "height": C.get_positive(file, img, field, "height"),
+                "width": C.get_positive(file, img, field, "width"),
+                "text_input": C.get(file, img, field, "text_input", "str"),
+                "num_instances": 0,
+            })
+
+        anns: list[list[tuple[str, dict]]] = [[] for _ in pairs]  # per pair: (field, rle)
+        had_ann = [False] * len(pairs)
+        for j, ann in enumerate(annotations):
+            field = f"annotations[{j}]"
+            image_id = C.get(file, ann, field, "image_id", "int")
+            if image_id not in index_of:
+                raise DataFormatError(f"{file}: {field}.image_id: unknown image id {image_id}")
+            k = index_of[image_id]
+            had_ann[k] = True
+            if "segmentation" not in ann:
+                raise DataFormatError(f"{file}: {field}.segmentation: missing key")
+            seg = ann["segmentation"]
+            if seg is None or seg == [] or seg == {}:
+                self.skipped.append(f"{field}: empty segmentation (image id {image_id})")
+                continue
+            bbox = ann.get("bbox")
+            if bbox is not None and (not isinstance(bbox, list) or len(bbox) != 4 or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
+                raise DataFormatError(f"{file}: {field}.bbox: expected [x, y, w, h] numbers, got {bbox!r:.60}")
+            h, w = pairs[k]["height"], pairs[k]["width"]
+            try:
+                check_rle_header(seg, h, w, where=f"{file}: {field}.segmentation")
+            except DataFormatError as exc:
+                raise DataFormatError(f"{exc} (image id {image_id})") from None
+            anns[k].append((f"{field}.segmentation", seg))
+
+        keep = [k for k in range(len(pairs)) if not (had_ann[k] and not anns[k])]
+        for k in range(len(pairs)):
+            if had_ann[k] and not anns[k]:
+                self.skipped.append(f"images[{k}]: pair dropped, all its annotations were skipped")
+        for k in keep:
+            pairs[k]["num_instances"] = len(anns[k])
+        self._fields = [f"images[{k}]" for k in keep]           # JSON path of each kept pair
+        self.pairs = [pairs[k] for k in keep]
+        self._anns = [anns[k] for k in keep]
+        self.phrases = sorted({p["text_input"] for p in self.pairs})
+        if self.skipped:
+            warnings.warn(f"{file}: skipped {len(self.skipped)} item(s) with no usable segmentation "
+                          f"(first: {self.skipped[0]}); see dataset.skipped", stacklevel=2)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> ImageSample:
+        pair = self.pairs[i]
+        anns = self._anns[i]
+        file, h, w = self.json_path, pair["height"], pair["width"]
+        image = C.read_rgb(file, f"{self._fields[i]}.file_name", self.image_root / pair["file_name"], h, w)
+        masks = np.zeros((len(anns), h, w), dtype=bool)  # (N, H, W)
+        for n, (field, rle) in enumerate(anns):
+            masks[n] = decode_rle(rle, h, w, where=f"{file}: {field}")
+        return ImageSample(pair_id=pair["id"], file_name=pair["file_name"], image=image,
+                           phrase=pair["text_input"], masks=masks, boxes=masks_to_boxes(masks),
+                           present=len(anns) > 0)
+
+    def __repr__(self) -> str:
+        return f"SacoImageDataset({str(self.json_path)!r}, pairs={len(self)}, phrases={len(self.phrases)})"

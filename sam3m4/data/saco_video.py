@@ -1,0 +1,182 @@
+"""Reader for SA-Co video JSON (VEval, YouTube-VIS style): one item per (video, noun phrase) pair.
+
+Format (from SAM 3's public loaders):
+
+* ``videos[]``: ``{id, file_names (frame paths), height, width, length}``.
+* ``categories[]``: ``{id, name}`` (name = noun phrase).
+* ``video_np_pairs[]``: ``{video_id, category_id, noun_phrase}``; one item each. A pair without
+  annotations is a negative (concept absent from the whole video).
+* ``annotations[]``: ``{id, video_id, category_id, segmentations: [RLE or null per frame],
+  bboxes: [xywh or null], areas: [int or null], iscrowd}``; one per object (masklet) and category.
+
+The JSON is validated on load (keys, types, ids, frame counts, RLE headers and sizes); RLE counts and
+frame files are read in ``__getitem__``. Every defect is a one-line DataFormatError naming file and field.
+Annotations that no ``video_np_pairs`` entry asks for, and masklets that are null in every frame, are
+skipped, listed in ``.skipped`` and reported in one warning.
+
+    ds = SacoVideoDataset("data/saco_video/val.json")   # frames under data/saco_video/JPEGImages/
+    s = ds[0]; s.frames (T,H,W,3) uint8, s.masks (N,T,H,W) bool, s.visible (N,T) bool
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sam3m4.data import _checks as C
+from sam3m4.data.rle import check_rle_header, decode_rle
+from sam3m4.errors import DataFormatError
+
+__all__ = ["VideoSample", "SacoVideoDataset"]
+
+
+@dataclass
+class VideoSample:
+    """One (video, noun phrase) pair."""
+
+    video_id: int
+    category_id: int
+    phrase: str
+    """The noun phrase of the pair (``video_np_pairs[].noun_phrase``)."""
+    frames: np.ndarray
+    """(T, H, W, 3) uint8 RGB."""
+    masks: np.ndarray
+    """(N, T, H, W) bool, one masklet per object; all False in frames where its RLE is null."""
+    visible: np.ndarray
+    """(N, T) bool, True where the object's mask in that frame is non-empty."""
+    present: bool
+    """True when the concept appears in the video (N >= 1)."""
+    file_names: list[str]
+    """T frame paths relative to the frame root."""
+
+
+class SacoVideoDataset:
+    """SA-Co video pairs from ``json_path``; frames under ``frame_root`` (default ``json_path.parent/JPEGImages``).
+
+    Attributes: ``pairs`` (list of dicts: video_id, category_id, noun_phrase, length, height, width,
+    num_objects), ``videos`` (video id -> dict id, file_names, height, width, length), ``phrases`` (sorted
+    unique noun phrases), ``skipped`` (list of reasons).
+    """
+
+    def __init__(self, json_path: str | Path, frame_root: str | Path | None = None):
+        self.json_path = Path(json_path)
+        self.frame_root = Path(frame_root) if frame_root is not None else self.json_path.parent / "JPEGImages"
+        self.skipped: list[str] = []
+        file = self.json_path
+        data = C.load_json(file)
+        C.check_kind(file, "<top level>", data, "dict")
+
+        self.videos: dict[int, dict] = {}
+        self._video_field: dict[int, str] = {}
+        for i, vid in enumerate(C.list_of_dicts(file, data, "videos")):
+            field = f"videos[{i}]"
+            vid_id = C.get(file, vid, field, "id", "int")
+            if vid_id in self.videos:
+                raise DataFormatError(f"{file}: {field}.id: duplicate id {vid_id} "
+                                      f"(also {self._video_field[vid_id]})")
+            names = C.get(file, vid, field, "file_names", "list")
+            for t, name in enumerate(names):
+                C.check_kind(file, f"{field}.file_names[{t}]", name, "str")
+            length = C.get_positive(file, vid, field, "length")
+            if len(names) != length:
+                raise DataFormatError(f"{file}: {field}.file_names: {len(names)} frame names but "
+                                      f"length is {length}")
+            self.videos[vid_id] = {"id": vid_id, "file_names": names, "length": length,
+                                   "height": C.get_positive(file, vid, field, "height"),
+                                   "width": C.get_positive(file, vid, field, "width")}
+            self._video_field[vid_id] = field
+
+        categories: dict[int, str] = {}
+        for i, cat in enumerate(C.list_of_dicts(file, data, "categories")):
+            cat_id = C.get(file, cat, f"categories[{i}]", "id", "int")
+            if cat_id in categories:
+                raise DataFormatError(f"{file}: categories[{i}].id: duplicate id {cat_id}")
+            categories[cat_id] = C.get(file, cat, f"categories[{i}]", "name", "str")
+
+        self.pairs: list[dict] = []
+        pair_of: dict[tuple[int, int], int] = {}
+        for i, np_pair in enumerate(C.list_of_dicts(file, data, "video_np_pairs")):
+            field = f"video_np_pairs[{i}]"
+            key = (self._known_video(np_pair, field), self._known_category(np_pair, field, categories))
+            if key in pair_of:
+                raise DataFormatError(f"{file}: {field}: duplicate pair (video_id {key[0]}, category_id "
+                                      f"{key[1]}), also video_np_pairs[{pair_of[key]}]")
+            pair_of[key] = i
+            video = self.videos[key[0]]
+            self.pairs.append({"video_id": key[0], "category_id": key[1],
+                               "noun_phrase": C.get(file, np_pair, field, "noun_phrase", "str"),
+                               "length": video["length"], "height": video["height"],
+                               "width": video["width"], "num_objects": 0})
+
+        self._anns: list[list[tuple[str, list]]] = [[] for _ in self.pairs]  # per pair: (field, rles)
+        for j, ann in enumerate(C.list_of_dicts(file, data, "annotations")):
+            field = f"annotations[{j}]"
+            key = (self._known_video(ann, field), self._known_category(ann, field, categories))
+            video = self.videos[key[0]]
+            length, h, w = video["length"], video["height"], video["width"]
+            segs = C.get(file, ann, field, "segmentations", "list")
+            if len(segs) != length:
+                raise DataFormatError(f"{file}: {field}.segmentations: {len(segs)} entries but video "
+                                      f"{key[0]} has length {length}")
+            for name in ("bboxes", "areas"):
+                extra = C.get(file, ann, field, name, "list", default=None)
+                if extra is not None and len(extra) != length:
+                    raise DataFormatError(f"{file}: {field}.{name}: {len(extra)} entries but video "
+                                          f"{key[0]} has length {length}")
+            for t, seg in enumerate(segs):
+                if seg is not None:
+                    check_rle_header(seg, h, w, where=f"{file}: {field}.segmentations[{t}]")
+            if key not in pair_of:
+                self.skipped.append(f"{field}: no video_np_pairs entry for (video_id {key[0]}, "
+                                    f"category_id {key[1]})")
+            elif all(seg is None for seg in segs):
+                self.skipped.append(f"{field}: null in every frame")
+            else:
+                self._anns[pair_of[key]].append((f"{field}.segmentations", segs))
+        for pair, anns in zip(self.pairs, self._anns):
+            pair["num_objects"] = len(anns)
+        self.phrases = sorted({p["noun_phrase"] for p in self.pairs})
+        if self.skipped:
+            warnings.warn(f"{file}: skipped {len(self.skipped)} annotation(s) (first: {self.skipped[0]}); "
+                          f"see dataset.skipped", stacklevel=2)
+
+    def _known_video(self, obj: dict, field: str) -> int:
+        vid_id = C.get(self.json_path, obj, field, "video_id", "int")
+        if vid_id not in self.videos:
+            raise DataFormatError(f"{self.json_path}: {field}.video_id: unknown video id {vid_id}")
+        return vid_id
+
+    def _known_category(self, obj: dict, field: str, categories: dict[int, str]) -> int:
+        cat_id = C.get(self.json_path, obj, field, "category_id", "int")
+        if cat_id not in categories:
+            raise DataFormatError(f"{self.json_path}: {field}.category_id: unknown category id {cat_id}")
+        return cat_id
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> VideoSample:
+        pair = self.pairs[i]
+        anns = self._anns[i]
+        video = self.videos[pair["video_id"]]
+        file, h, w, length = self.json_path, video["height"], video["width"], video["length"]
+        vfield = self._video_field[video["id"]]
+        frames = np.zeros((length, h, w, 3), dtype=np.uint8)  # (T, H, W, 3)
+        for t, name in enumerate(video["file_names"]):
+            frames[t] = C.read_rgb(file, f"{vfield}.file_names[{t}]", self.frame_root / name, h, w)
+        masks = np.zeros((len(anns), length, h, w), dtype=bool)  # (N, T, H, W)
+        for n, (field, segs) in enumerate(anns):
+            for t, seg in enumerate(segs):
+                if seg is not None:
+                    masks[n, t] = decode_rle(seg, h, w, where=f"{file}: {field}[{t}]")
+        visible = masks.any(axis=(2, 3))                        # (N, T)
+        return VideoSample(video_id=video["id"], category_id=pair["category_id"],
+                           phrase=pair["noun_phrase"], frames=frames, masks=masks, visible=visible,
+                           present=len(anns) > 0, file_names=list(video["file_names"]))
+
+    def __repr__(self) -> str:
+        return (f"SacoVideoDataset({str(self.json_path)!r}, pairs={len(self)}, videos={len(self.videos)}, "
+                f"phrases={len(self.phrases)})")

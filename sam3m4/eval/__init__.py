@@ -1,0 +1,1 @@
+"""Evaluation loops: run a predictor over a dataset and score it with sam3m4.metrics."""

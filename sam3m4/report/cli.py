@@ -1,0 +1,26 @@
+"""Render reports/<run>/report.md from the run's results store (the user's template, every cell sourced)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="run name (folder under --root)")
+    parser.add_argument("--root", default="reports", help="reports folder (default: reports)")
+    parser.add_argument("--author", default=None, help="author for the header (default: $SAM3M4_AUTHOR or user)")
+    parser.add_argument("--targets", default=None, help="targets file (default: acceptance/targets.yaml)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sam3m4.errors import Sam3m4Error
+    from sam3m4.report import render_report
+    from sam3m4.results import ResultsStore
+
+    store = ResultsStore(args.run, root=args.root)
+    if not store.path.exists():
+        raise Sam3m4Error(f"{store.path}: no results store for run {args.run!r} (run a stage with --run {args.run})")
+    out = render_report(args.run, root=args.root, author=args.author, targets_path=args.targets)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,305 @@
+"""Render ``reports/<run>/report.md`` from the results store, following the user's report template.
+
+The template (``../shared/reference/report-template.md``) is Korean; its header, 7 sections, headings
+and table columns are kept as they are. Every cell is filled from the latest matching record in
+``reports/<run>/results.jsonl``; a number carries a footnote with its provenance (how and where it was
+measured) and a cell with no measurement shows ``-`` with a footnote saying why.
+
+    sam3m4 report --run demo            # writes reports/demo/report.md
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import getpass
+import os
+from pathlib import Path
+
+from sam3m4.report.environment import environment_line
+from sam3m4.results.store import Record, ResultsStore
+from sam3m4.results.targets import Target, load_targets
+
+STAGE3_ROWS = [("Teacher (SAM3)", "teacher", "기준선"), ("Student (Phase2 final)", "student/phase2", ""),
+               ("Student (+Video Distill)", "student/video", "")]
+QUANT_ROWS = [("fp16", "fp16"), ("int4", "int4"), ("int8_int4", "int8_int4"),
+              ("qat_int4 (optional)", "qat_int4"), ("qat_int8_int4 (optional)", "qat_int8_int4")]
+VISUAL_ROWS = [("작은 물체 분할 안정성", "small_objects"), ("다중 객체 분리 품질", "multi_object_separation"),
+               ("배경 누수(오탐)", "background_leakage"), ("프롬프트 반응성", "prompt_responsiveness"),
+               ("Teacher 대비 품질 차이(시각)", "teacher_difference")]
+DEPLOY_ROWS = [("Export 성공", "export_ok", None), (".pte 크기 (MB)", "pte_mb", "pte_size_mb"),
+               ("이미지 추론 지연 (ms)", "image_latency_ms", "image_latency_ms"),
+               ("비디오 FPS", "video_fps", "video_fps"), ("NPU 활용률", "npu_percent", "npu_utilisation")]
+STORAGE_ROWS = [("checkpoints/distillation", "checkpoints/distillation"),
+                ("checkpoints/video_distillation", "checkpoints/video_distillation"),
+                ("logs/distillation/vis", "logs/distillation/vis"),
+                ("data/sa_v/cached_features", "data/sa_v/cached_features"), ("전체 디스크 사용량", "total")]
+ARTIFACT_ROWS = [("체크포인트", "checkpoint"), ("양자화 모델", "quantized"), ("배포 바이너리(.pte)", "pte"),
+                 ("로그", "log"), ("시각 검증 리포트", "visual")]
+
+# Why a cell can be empty, per stage: the command that fills it.
+HOW_TO_FILL = {
+    "stage3": "run `sam3m4 eval` for this model (Stage 3)",
+    "stage4": "run `sam3m4 quantize --mode compare` (Stage 4)",
+    "stage5": "export and measure it (`sam3m4 export`, `sam3m4 device import` for on-device numbers)",
+    "visual": "run `sam3m4 visual-eval` and save its checklist",
+    "storage": "run `sam3m4 prune` (dry run, then `--apply`)",
+    "summary": "run the training pipeline (`sam3m4 pipeline`)",
+    "artifacts": "run the pipeline stage that produces it",
+}
+
+
+class _Notes:
+    """Collects footnotes: one per distinct provenance or reason, numbered in order of first use."""
+
+    def __init__(self):
+        self.texts: list[str] = []
+
+    def ref(self, text: str) -> str:
+        if text not in self.texts:
+            self.texts.append(text)
+        return f"[^{self.texts.index(text) + 1}]"
+
+    def render(self) -> str:
+        return "\n".join(f"[^{i}]: {t}" for i, t in enumerate(self.texts, start=1))
+
+
+def format_value(value, unit: str = "") -> str:
+    """Display a recorded value: fractions with 3 decimals, MB/ms/fps with 1, bools as 성공/실패."""
+    if isinstance(value, bool):
+        return "성공" if value else "실패"
+    if isinstance(value, (int, float)):
+        if unit == "fraction":
+            return f"{value:.3f}"
+        if unit == "percent":
+            return f"{value:.1f}%"
+        if unit == "x":
+            return f"{value:.1f}x"
+        if unit == "bytes":
+            return human_bytes(value)
+        if isinstance(value, int):
+            return str(value)
+        return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+class _Report:
+    """Looks records up and renders cells with footnotes."""
+
+    def __init__(self, store: ResultsStore, targets: dict[str, Target]):
+        self.records = store.records()
+        self.run = store.run
+        self.targets = targets
+        self.notes = _Notes()
+
+    def find(self, stage: str, subject: str, metric: str) -> Record | None:
+        found = None
+        for rec in self.records:
+            if rec.stage == stage and rec.subject == subject and rec.metric == metric:
+                found = rec
+        return found
+
+    def provenance(self, rec: Record) -> str:
+        text = rec.provenance or "provenance not recorded"
+        if rec.artifact:
+            sha = f", sha256 {rec.sha256[:12]}" if rec.sha256 else ""
+            text += f" (artifact `{rec.artifact}`{sha})"
+        return text
+
+    def cell(self, stage: str, subject: str, metric: str, why: str | None = None) -> str:
+        rec = self.find(stage, subject, metric)
+        if rec is None or rec.value is None:
+            reason = why or (rec.note if rec is not None and rec.note else None) or (
+                f"not measured in run `{self.run}`: no `{stage}` record for this cell; "
+                f"{HOW_TO_FILL.get(stage, 'run the stage that measures it')}.")
+            return "-" + self.notes.ref(reason)
+        mark = "" if rec.passed is None else (" ✅" if rec.passed else " ❌")
+        return format_value(rec.value, rec.unit) + mark + self.notes.ref(self.provenance(rec))
+
+    def text(self, stage: str, subject: str, metric: str, default: str = "-") -> str:
+        rec = self.find(stage, subject, metric)
+        return default if rec is None or rec.value is None else format_value(rec.value, rec.unit)
+
+    # --- sections -------------------------------------------------------------------------------
+    def header(self, author: str) -> list[str]:
+        return ["# SAM3_M4 결과 리포트", "",
+                f"> 작성일: `{_dt.date.today().isoformat()}`",
+                f"> 작성자: `{author}`",
+                f"> 실행 환경: `{environment_line()}`", ""]
+
+    def summary(self) -> list[str]:
+        stages = [("Phase2", "stage3", "student/phase2"), ("Video Distill", "stage3", "student/video"),
+                  ("Quantization", "stage4", None), ("Deploy", "stage5", None)]
+        covered = [name for name, stage, subject in stages
+                   if any(r.stage == stage and (subject is None or r.subject == subject) for r in self.records)]
+        scope = " -> ".join(covered) if covered else "-" + self.notes.ref(
+            f"run `{self.run}` has no Stage 3-5 records yet (only: "
+            f"{', '.join(sorted({r.stage for r in self.records})) or 'none'}).")
+        quant = self.find("summary", "run", "quant_mode") or self.find("stage4", "decision", "chosen_mode")
+        quant_cell = (f"`{quant.value}`" + self.notes.ref(self.provenance(quant))) if quant else self.cell(
+            "stage4", "decision", "chosen_mode")
+        return ["## 1) 실행 요약", "", "| 항목 | 값 |", "|---|---|",
+                f"| 최종 이미지 ckpt | {self._path_cell('final_image_ckpt')} |",
+                f"| 최종 비디오 ckpt | {self._path_cell('final_video_ckpt')} |",
+                f"| 양자화 모드 | {quant_cell} |",
+                f"| 리포트 범위 | {scope} |", ""]
+
+    def _path_cell(self, metric: str) -> str:
+        rec = self.find("summary", "run", metric)
+        if rec is None:
+            return self.cell("summary", "run", metric)
+        return f"`{rec.value}`" + self.notes.ref(self.provenance(rec))
+
+    def stage3(self) -> list[str]:
+        lines = ["## 2) Stage 3 성능 (학습 모델 품질)", "",
+                 "| 모델 | mIoU | Presence F1 | J&F (video) | 비고 |", "|---|---:|---:|---:|---|"]
+        for label, subject, remark in STAGE3_ROWS:
+            jf = "-" if subject == "student/phase2" else self.cell("stage3", subject, "jf")
+            note = self.text("stage3", subject, "remark", remark)
+            lines.append(f"| {label} | {self.cell('stage3', subject, 'miou')} | "
+                         f"{self.cell('stage3', subject, 'presence_f1')} | {jf} | {note} |")
+        lines.append("")
+        gates = [r for r in self.records if r.stage == "stage3" and r.passed is not None]
+        good = [f"{r.subject} {r.metric} {format_value(r.value, r.unit)} ({r.comparison} {r.target:g})"
+                for r in _latest_per_key(gates) if r.passed]
+        bad = [f"{r.subject} {r.metric} {format_value(r.value, r.unit)} (목표 {r.comparison} {r.target:g})"
+               for r in _latest_per_key(gates) if not r.passed]
+        missing = [label for label, subject, _ in STAGE3_ROWS if self.find("stage3", subject, "miou") is None]
+        action = ("실패 게이트 해결: " + "; ".join(bad)) if bad else (
+            ("미측정 항목 실행: " + ", ".join(missing)) if missing else "-")
+        lines += ["### Stage 3 코멘트", "",
+                  "- 주요 개선점: " + ("; ".join(good) if good else "-"),
+                  "- 실패/회귀 항목: " + ("; ".join(bad) if bad else "없음" if gates else "-"),
+                  "- 다음 액션: " + action, ""]
+        return lines
+
+    def visual(self) -> list[str]:
+        lines = ["## 3) 사용자 시각 검증 (Visual QA)", "", "### 실행 정보", "",
+                 f"- 이미지 manifest: `{self.text('visual', 'run', 'manifest', 'configs/visual_eval/image_manifest_phase2.txt')}`",
+                 f"- 프롬프트 세트: `{self.text('visual', 'run', 'prompts', 'configs/visual_eval/prompts_core.txt')}`",
+                 f"- 생성 결과: `{self.text('visual', 'run', 'index_html', 'outputs/visual_eval/<run>/index.html')}`",
+                 "", "### 관찰 체크리스트", "", "| 항목 | Pass/Fail | 메모 |", "|---|---|---|"]
+        for label, key in VISUAL_ROWS:
+            rec = self.find("visual", key, "verdict")
+            memo = rec.note if rec is not None and rec.note else "-"
+            lines.append(f"| {label} | {self.cell('visual', key, 'verdict')} | {memo} |")
+        return lines + [""]
+
+    def stage4(self) -> list[str]:
+        lines = ["## 4) Stage 4 양자화 성능 비교", "",
+                 "> `sam3m4 quantize --mode compare --num-val 200` 결과 반영", "",
+                 "| Mode | Size (MB) | Compression | mIoU | Presence F1 | Avg ms |",
+                 "|---|---:|---:|---:|---:|---:|"]
+        for label, mode in QUANT_ROWS:
+            cells = [self.cell("stage4", mode, m) for m in ("size_mb", "compression", "miou", "presence_f1", "avg_ms")]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        target = self.targets.get("quant_miou_drop")
+        crit = f"mIoU 하락 기준({target.describe()} vs fp16)" if target else "mIoU 하락 기준(2% 이내)"
+        lines += ["", "### 양자화 의사결정", "",
+                  f"- {crit} 충족 여부: {self.cell('stage4', 'decision', 'criterion_met')}",
+                  f"- 최종 채택 모드: {self.cell('stage4', 'decision', 'chosen_mode')}",
+                  f"- QAT 수행 여부 및 근거: {self.cell('stage4', 'decision', 'qat')}", ""]
+        return lines
+
+    def stage5(self) -> list[str]:
+        lines = ["## 5) Stage 5 배포 준비/검증", "", "| 항목 | iOS(CoreML) | Android(QNN) | 비고 |", "|---|---|---|---|"]
+        for label, metric, target_key in DEPLOY_ROWS:
+            target = self.targets.get(target_key) if target_key else None
+            remark = f"목표 `{target.describe()}`" if target else ""
+            lines.append(f"| {label} | {self.cell('stage5', 'coreml', metric)} | "
+                         f"{self.cell('stage5', 'qnn', metric)} | {remark} |")
+        return lines + [""]
+
+    def artifacts(self) -> list[str]:
+        lines = ["## 6) 산출물 목록", ""]
+        for label, kind in ARTIFACT_ROWS:
+            recs = _latest_per_key([r for r in self.records if r.stage == "artifacts" and r.subject == kind],
+                                   key=lambda r: r.artifact or r.value)
+            if not recs:
+                lines.append(f"- {label}: " + self.cell("artifacts", kind, "path"))
+                continue
+            items = []
+            for r in recs:
+                size = f", {format_value(r.value, r.unit)}" if r.metric == "size" else ""
+                sha = f", sha256 `{r.sha256[:12]}`" if r.sha256 else ""
+                items.append(f"`{r.artifact or r.value}`{size}{sha}")
+            lines.append(f"- {label}: " + "; ".join(items))
+        return lines + [""]
+
+    def storage(self) -> list[str]:
+        lines = ["## 7) 용량 정리 전/후", "", "| 항목 | 정리 전 | 정리 후 | 절감 |", "|---|---:|---:|---:|"]
+        for label, subject in STORAGE_ROWS:
+            before, after = self.find("storage", subject, "before_bytes"), self.find("storage", subject, "after_bytes")
+            saved = "-"
+            if before is not None and after is not None:
+                delta = float(before.value) - float(after.value)
+                pct = f" ({100 * delta / float(before.value):.0f}%)" if float(before.value) else ""
+                saved = human_bytes(delta) + pct
+            lines.append(f"| {label} | {self.cell('storage', subject, 'before_bytes')} | "
+                         f"{self.cell('storage', subject, 'after_bytes')} | {saved} |")
+        lines += ["", "### 정리 실행 로그", "",
+                  f"- Dry-run: `{self.text('storage', 'logs', 'dry_run_log', 'logs/storage_prune_dry_run_*.log')}`",
+                  f"- Apply-run: `{self.text('storage', 'logs', 'apply_log', 'logs/storage_prune_apply_*.log')}`", ""]
+        return lines
+
+    def appendix(self) -> list[str]:
+        """Records outside the template's tables (sanity checks, gates) so no number is hidden."""
+        shown = {"stage3", "stage4", "stage5", "visual", "storage", "summary", "artifacts"}
+        extra = _latest_per_key([r for r in self.records if r.stage not in shown])
+        gates = _latest_per_key([r for r in self.records if r.passed is not None])
+        lines = ["## 부록) 측정 기록", ""]
+        if gates:
+            failed = sum(1 for r in gates if not r.passed)
+            lines.append(f"- 게이트: {len(gates) - failed} 통과 / {failed} 실패 (최신 기록 기준)")
+        if extra:
+            lines += ["", "| Stage | 대상 | 지표 | 값 | 목표 |", "|---|---|---|---:|---|"]
+            for r in extra:
+                target = f"{r.comparison} {r.target:g}" if r.target is not None else "-"
+                lines.append(f"| {r.stage} | {r.subject} | {r.metric} | {self.cell(r.stage, r.subject, r.metric)} | {target} |")
+        if len(lines) == 2:
+            lines.append("- 기록 없음")
+        return lines + [""]
+
+
+def _latest_per_key(records: list[Record], key=None) -> list[Record]:
+    """Last record per (stage, subject, metric) (or per ``key(r)``), in first-seen order."""
+    key = key or (lambda r: (r.stage, r.subject, r.metric))
+    latest: dict = {}
+    for r in records:
+        latest[key(r)] = r
+    return list(latest.values())
+
+
+def render_report(run: str, root: str | os.PathLike = "reports", author: str | None = None,
+                  targets_path: str | os.PathLike | None = None) -> Path:
+    """Write ``<root>/<run>/report.md`` (atomically) from the run's results store and return its path."""
+    store = ResultsStore(run, root=root)
+    try:
+        targets = load_targets(targets_path)
+    except Exception:  # the report still renders without targets; remarks then show the template's text
+        targets = {}
+    rep = _Report(store, targets)
+    author = author or os.environ.get("SAM3M4_AUTHOR") or _user()
+    body = (rep.header(author) + rep.summary() + rep.stage3() + rep.visual() + rep.stage4() + rep.stage5()
+            + rep.artifacts() + rep.storage() + rep.appendix())
+    text = "\n".join(body) + "\n---\n\n" + rep.notes.render() + "\n"
+    store.dir.mkdir(parents=True, exist_ok=True)
+    out = store.dir / "report.md"
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"

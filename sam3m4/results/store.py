@@ -1,0 +1,204 @@
+"""Append-only results store: one JSON Lines file per run, safe for concurrent writers.
+
+Every number sam3m4 reports goes through here: training, evaluation, quantization, export and the
+acceptance tests append :class:`Record` s to ``reports/<run>/results.jsonl`` and the Markdown report,
+the pytest-html page and the README tables are read back from it.
+
+Writers hold a :class:`filelock.FileLock` on ``results.jsonl.lock`` while appending one line, so
+pytest-xdist workers and training processes can write at once without losing a record. Readers skip a
+corrupt line with a warning that names the file and the line number: never a crash, never silence.
+
+    store = ResultsStore("demo")
+    store.record(stage="stage3", subject="student/phase2", metric="miou", value=0.81, unit="fraction",
+                 provenance="host CPU (x86_64, 2 threads), torch 2.14.1 eager fp32, 80 val pairs")
+    store.frame()   # pandas view
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from filelock import FileLock
+
+RESULTS_FILE = "results.jsonl"
+
+_COMPARE = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+}
+
+
+def compare(value: float, comparison: str, target: float) -> bool:
+    """``value <comparison> target``, e.g. ``compare(41.2, "<", 50)``; unknown comparison -> ValueError."""
+    if comparison not in _COMPARE:
+        raise ValueError(f"unknown comparison {comparison!r}; expected one of {sorted(_COMPARE)}")
+    return bool(_COMPARE[comparison](value, target))
+
+
+@dataclass(frozen=True)
+class Record:
+    """One measurement. Fields are what a reader of the report needs to trust the number."""
+
+    run: str
+    """Run name: the folder under ``reports/``."""
+    stage: str
+    """Pipeline stage: ``sanity``, ``stage3``, ``stage4``, ``stage5``, ``visual``, ``storage``, ``summary``, ``artifacts``."""
+    subject: str
+    """What was measured: ``teacher``, ``student/phase2``, ``int4``, ``coreml/int4``, ``checkpoints/distillation``."""
+    metric: str
+    """Metric name: ``miou``, ``presence_f1``, ``jf``, ``pte_mb``, ``image_latency_ms`` ..."""
+    value: Any
+    """A number, a string (a verdict, a path) or a bool."""
+    unit: str = ""
+    """``fraction``, ``ms``, ``MB``, ``fps``, ``points`` ..."""
+    target: float | None = None
+    """Threshold from the targets file, when this record is a gate."""
+    comparison: str | None = None
+    """How ``value`` is compared to ``target``: ``<``, ``<=``, ``>``, ``>=``."""
+    passed: bool | None = None
+    """Gate verdict; None when the record is not a gate."""
+    provenance: str = ""
+    """How and where it was measured: host CPU + runtime, AOT analysis, imported device file."""
+    artifact: str | None = None
+    """Path of the artifact the value describes (checkpoint, .pte, log)."""
+    sha256: str | None = None
+    """sha256 of ``artifact`` at measurement time."""
+    note: str = ""
+    """Free text shown in a report's remark column (a memo, a reason)."""
+    timestamp: str = ""
+    """UTC ISO-8601 time of writing; filled by the store."""
+
+    @classmethod
+    def from_dict(cls, data: dict, *, where: str) -> "Record":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"{where}: unknown field {unknown[0]!r}")
+        missing = [n for n in ("run", "stage", "subject", "metric", "value") if n not in data]
+        if missing:
+            raise ValueError(f"{where}: missing field {missing[0]!r}")
+        return cls(**data)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ResultsStore:
+    """The records of one run, at ``<root>/<run>/results.jsonl``."""
+
+    def __init__(self, run: str, root: str | os.PathLike = "reports"):
+        if not run or "/" in run or run.startswith("."):
+            raise ValueError(f"run name {run!r} must be a plain folder name")
+        self.run = run
+        self.dir = Path(root) / run
+        self.path = self.dir / RESULTS_FILE
+        self._lock = FileLock(str(self.path) + ".lock")
+
+    # --- writing -------------------------------------------------------------------------------
+    def append(self, record: Record) -> Record:
+        """Append one record (timestamp filled when empty); returns what was written."""
+        if not record.timestamp:
+            now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            record = dataclasses.replace(record, timestamp=now)
+        line = json.dumps(dataclasses.asdict(record), ensure_ascii=False, default=_jsonable) + "\n"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                os.write(fd, line.encode("utf-8"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return record
+
+    def record(self, *, stage: str, subject: str, metric: str, value: Any, artifact: str | os.PathLike | None = None,
+               hash_artifact: bool = True, **fields: Any) -> Record:
+        """Build and append a :class:`Record`; hashes ``artifact`` when it is an existing file.
+
+        When ``target`` and ``comparison`` are given and ``passed`` is not, the verdict is computed.
+        """
+        if artifact is not None:
+            artifact_path = Path(artifact)
+            fields["artifact"] = str(artifact_path)
+            if hash_artifact and artifact_path.is_file() and "sha256" not in fields:
+                fields["sha256"] = sha256_file(artifact_path)
+        target, comparison = fields.get("target"), fields.get("comparison")
+        if target is not None and comparison and fields.get("passed") is None and isinstance(value, (int, float)):
+            fields["passed"] = compare(float(value), comparison, float(target))
+        rec = Record(run=self.run, stage=stage, subject=subject, metric=metric, value=value, **fields)
+        return self.append(rec)
+
+    # --- reading -------------------------------------------------------------------------------
+    def records(self) -> list[Record]:
+        """All readable records in file order; corrupt lines are skipped with a warning naming the line."""
+        if not self.path.exists():
+            return []
+        out: list[Record] = []
+        with open(self.path, encoding="utf-8", errors="replace") as handle:
+            for lineno, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                where = f"{self.path}:{lineno}"
+                try:
+                    data = json.loads(line)
+                    if not isinstance(data, dict):
+                        raise ValueError(f"{where}: expected a JSON object")
+                    out.append(Record.from_dict(data, where=where))
+                except (ValueError, TypeError) as err:
+                    msg = str(err) if str(err).startswith(where) else f"{where}: {err}"
+                    warnings.warn(f"skipped corrupt results record: {msg}", stacklevel=2)
+        return out
+
+    def latest(self, stage: str | None = None, subject: str | None = None, metric: str | None = None) -> Record | None:
+        """The last record matching every given field, or None."""
+        found = None
+        for rec in self.records():
+            if (stage is None or rec.stage == stage) and (subject is None or rec.subject == subject) \
+                    and (metric is None or rec.metric == metric):
+                found = rec
+        return found
+
+    def frame(self):
+        """All records as a pandas DataFrame (one row a record, columns as :class:`Record`)."""
+        import pandas as pd
+
+        columns = [f.name for f in dataclasses.fields(Record)]
+        return pd.DataFrame([dataclasses.asdict(r) for r in self.records()], columns=columns)
+
+    def table(self, stage: str, metrics: Iterable[str]):
+        """Latest value per subject x metric for one stage, as a pandas pivot (subjects as rows)."""
+        df = self.frame()
+        df = df[df["stage"] == stage]
+        metrics = list(metrics)
+        df = df[df["metric"].isin(metrics)]
+        if df.empty:
+            import pandas as pd
+
+            return pd.DataFrame(columns=metrics)
+        latest = df.groupby(["subject", "metric"], sort=False).tail(1)
+        return latest.pivot(index="subject", columns="metric", values="value").reindex(columns=metrics)
+
+
+def _jsonable(obj: Any):
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

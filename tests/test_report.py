@@ -1,0 +1,64 @@
+"""Markdown report: the template's sections and columns, sourced cells with provenance, '-' with a reason."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from sam3m4.report import render_report
+from sam3m4.results import ResultsStore
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "report-template.md"
+TARGETS = Path(__file__).resolve().parents[1] / "acceptance" / "targets.yaml"
+
+
+def _headings(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(("## ", "### "))]
+
+
+def _table_headers(text: str) -> list[str]:
+    lines = text.splitlines()
+    return [a for a, b in zip(lines, lines[1:]) if a.startswith("| ") and b.startswith("|---")]
+
+
+@pytest.mark.skipif(not TEMPLATE.is_file(), reason=f"the user's template is not at {TEMPLATE}")
+def test_report_keeps_template_sections_and_columns(tmp_path):
+    ResultsStore("r", root=tmp_path).record(stage="sanity", subject="x", metric="m", value=1.0)
+    text = render_report("r", root=tmp_path, author="tester", targets_path=TARGETS).read_text()
+    template = TEMPLATE.read_text()
+    for heading in _headings(template):
+        assert heading in text, heading
+    for header in _table_headers(template):
+        assert header in text, header
+    for row in ("| 최종 이미지 ckpt |", "| Teacher (SAM3) |", "| 작은 물체 분할 안정성 |", "| qat_int4 (optional) |",
+                "| NPU 활용률 |", "| 전체 디스크 사용량 |", "- 배포 바이너리(.pte):"):
+        assert row in text, row
+    for label in ("작성일", "작성자: `tester`", "실행 환경", "torch", "executorch"):
+        assert label in text
+
+
+def test_cells_carry_provenance_and_missing_cells_say_why(tmp_path):
+    store = ResultsStore("r", root=tmp_path)
+    store.record(stage="stage3", subject="teacher", metric="miou", value=0.8123, unit="fraction",
+                 provenance="host CPU probe, eager fp32")
+    store.record(stage="stage5", subject="coreml", metric="pte_mb", value=12.5, unit="MB", target=50,
+                 comparison="<", provenance="AOT: size of outputs/export/x.pte")
+    text = render_report("r", root=tmp_path, targets_path=TARGETS).read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| Teacher (SAM3)"))
+    ref = re.search(r"0\.812\[\^(\d+)\]", row)
+    assert ref, row
+    assert f"[^{ref.group(1)}]: host CPU probe, eager fp32" in text
+    missing = re.search(r"\| -\[\^(\d+)\] \|", row)
+    assert missing and f"[^{missing.group(1)}]: not measured in run `r`" in text
+    assert "12.5 ✅" in text and "목표 `< 50 MB`" in text
+
+
+def test_failed_gate_is_listed_in_stage3_comments(tmp_path):
+    store = ResultsStore("r", root=tmp_path)
+    store.record(stage="stage3", subject="student/phase2", metric="miou_ratio", value=0.5, target=0.9,
+                 comparison=">=", provenance="test")
+    text = render_report("r", root=tmp_path, targets_path=TARGETS).read_text()
+    line = next(line for line in text.splitlines() if line.startswith("- 실패/회귀 항목"))
+    assert "student/phase2 miou_ratio" in line

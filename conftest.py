@@ -28,6 +28,14 @@ def pytest_addoption(parser):
     group.addoption("--release", action="store_true",
                     help="release mode: gates that cannot be measured here fail instead of skipping")
     group.addoption("--targets", default=str(ROOT / "acceptance" / "targets.yaml"), help="release targets file")
+    group = parser.getgroup("sam3m4 stage3")
+    group.addoption("--stage3-teacher", default=None,
+                    help="SAM 3 weights dir or hub id to gate (default: bootstrap the embedded tiny teacher)")
+    group.addoption("--stage3-student", default=None,
+                    help="Phase 2 student checkpoint to gate (default: distill one from the teacher)")
+    group.addoption("--stage3-data", default=None,
+                    help="dataset root with saco_image/val.json (default: the embedded synthetic dataset)")
+    group.addoption("--stage3-num-val", type=int, default=300, help="val pairs scored for teacher and student")
 
 
 def _is_worker(config) -> bool:

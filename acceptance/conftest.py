@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,3 +24,59 @@ def synth_data() -> Path:
         if not (out / "manifest.json").is_file():
             generate(out, n_images=40, n_videos=4, seed=7, image_size=128, n_frames=16, progress=False)
     return out
+
+
+# --- Stage 3: a teacher and a Phase 2 student ------------------------------------------------------------
+@dataclass(frozen=True)
+class Stage3Models:
+    data_root: Path
+    teacher: str
+    student_ckpt: Path
+    embedded: bool
+    """True when the teacher is the bootstrapped tiny SAM 3 (its own quality targets then apply)."""
+
+
+def _build_embedded_stage3(out: Path) -> Stage3Models:
+    """Data -> teacher bootstrap -> Phase 1 -> Phase 2 with the demo's configs, under ``out`` (cached)."""
+    import yaml
+
+    from sam3m4.data.synth import generate
+    from sam3m4.distill import recipe
+    from sam3m4.distill.checkpoint import best_name, list_checkpoints
+    from sam3m4.teacher.bootstrap import bootstrap_teacher
+
+    data, teacher, ckpts = out / "synth", out / "teacher", out / "checkpoints"
+    if not (data / "manifest.json").is_file():
+        generate(data, n_images=600, n_videos=24, seed=0, image_size=224, progress=False)
+    if not (teacher / "config.json").is_file():
+        cfg = yaml.safe_load((ROOT / "configs" / "teacher_bootstrap.yaml").read_text())
+        cfg.pop("data_root", None), cfg.pop("out_dir", None)
+        bootstrap_teacher(data, teacher, **{**cfg, "progress": False})
+    best = ckpts / best_name(2)
+    if not best.is_file():
+        common = [f"data_root={data}", f"teacher={teacher}", f"checkpoint_dir={ckpts}", f"log_dir={out / 'logs'}",
+                  "results_run=", "vis_pairs=0"]
+        for phase in (1, 2):
+            recipe.main(recipe.load_config(ROOT / "configs" / f"distill_phase{phase}.yaml", common))
+    if not best.is_file():
+        best = list_checkpoints(ckpts, 2)[-1]
+    return Stage3Models(data_root=data, teacher=str(teacher), student_ckpt=best, embedded=True)
+
+
+@pytest.fixture(scope="session")
+def stage3_models(pytestconfig) -> Stage3Models:
+    """The models Stage 3 gates: given on the command line, or the embedded default built once (file lock)."""
+    opt = pytestconfig.getoption
+    if opt("--stage3-teacher") or opt("--stage3-student"):
+        if not (opt("--stage3-teacher") and opt("--stage3-student")):
+            pytest.fail("--stage3-teacher and --stage3-student go together")
+        data = Path(opt("--stage3-data") or ROOT / "data" / "synth")
+        teacher = opt("--stage3-teacher")
+        embedded = (Path(teacher) / "bootstrap_metrics.json").is_file()  # written by `sam3m4 teacher bootstrap`
+        return Stage3Models(data_root=data, teacher=teacher, student_ckpt=Path(opt("--stage3-student")),
+                            embedded=embedded)
+    out = CACHE / "stage3"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with FileLock(str(out) + ".lock"):
+        return _build_embedded_stage3(out)

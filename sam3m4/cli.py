@@ -20,7 +20,11 @@ from sam3m4.errors import Sam3m4Error
 # name -> (module with add_arguments(parser) and run(args), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("sam3m4.data.cli", "generate the synthetic SA-Co dataset and check datasets"),
+    "models": ("sam3m4.models.cli", "student presets and the teacher: parameters, fp16 MB, GFLOPs"),
+    "teacher": ("sam3m4.teacher.cli", "build the embedded default teacher (tiny SAM 3 on synthetic data)"),
+    "distill": ("sam3m4.distill.cli", "teacher-feature cache, Phase 1 and Phase 2 distillation (torchrun for DDP)"),
     "eval": ("sam3m4.eval.cli", "score a model on a dataset's val split (mIoU, Presence F1, J&F)"),
+    "predict": ("sam3m4.predict", "segment a noun phrase in image files with a trained student"),
     "report": ("sam3m4.report.cli", "render reports/<run>/report.md from the results store"),
 }
 

@@ -1,6 +1,10 @@
 """``sam3m4 eval``: score a model on a dataset's val split and write the numbers to the results store.
 
-    sam3m4 eval --model gt --data data/synth --split val --run demo      # sanity: GT scored as a prediction
+    sam3m4 eval --model teacher --ckpt checkpoints/teacher/sam3-tiny-synth --num-val 200 --run demo
+    sam3m4 eval --model student --ckpt checkpoints/distillation/phase2_best.pt --num-val 200 --run demo
+    sam3m4 eval --model gt --data data/synth --run demo        # sanity: GT scored as a prediction (must be 1)
+
+Teacher and student are scored on the same first ``--num-val`` val pairs, so their ratio is fair.
 """
 
 from __future__ import annotations
@@ -8,52 +12,93 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# --model -> (results stage, subject prefix). `gt` scores the ground truth against itself: a check of the
-# readers and metrics that must give mIoU = Presence F1 = J&F = 1.
-MODELS = {"gt": ("sanity", "ground_truth")}
+# --model -> (results stage, default subject)
+MODELS = {"gt": ("sanity", "ground_truth"), "teacher": ("stage3", "teacher"), "student": ("stage3", "student/phase2")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=sorted(MODELS), required=True, help="what to score")
+    parser.add_argument("--ckpt", default=None,
+                        help="teacher: SAM 3 weights dir or hub id (default checkpoints/teacher/sam3-tiny-synth); "
+                             "student: distillation checkpoint .pt")
     parser.add_argument("--data", type=Path, default=Path("data/synth"),
                         help="dataset root with saco_image/ and saco_video/ (default: data/synth)")
     parser.add_argument("--split", default="val", help="split name: <data>/saco_image/<split>.json (default: val)")
     parser.add_argument("--num-val", type=int, default=None, help="score only the first N image pairs")
-    parser.add_argument("--no-video", action="store_true", help="skip the video pairs")
+    parser.add_argument("--no-video", action="store_true", help="skip the video pairs (gt only)")
+    parser.add_argument("--subject", default=None, help="results subject (default: teacher / student/phase2)")
     parser.add_argument("--run", default="demo", help="results go to reports/<run>/results.jsonl")
     parser.add_argument("--threshold", type=float, default=0.5, help="score threshold for kept detections")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     parser.set_defaults(func=run)
 
 
+def build_predictor(model: str, ckpt: str | None, threshold: float, device: str):
+    """(predict(sample) -> (masks, scores), description, artifact path) for ``model``."""
+    from sam3m4.eval.image import ground_truth_predictor
+
+    if model == "gt":
+        return ground_truth_predictor, "ground truth", None
+    if model == "teacher":
+        from sam3m4.teacher import load_teacher
+
+        source = ckpt or "checkpoints/teacher/sam3-tiny-synth"
+        teacher = load_teacher(source, device=device)
+
+        def predict(sample):
+            inst = teacher.predict([sample.image], [sample.phrase], threshold=threshold)[0]
+            return inst.masks, inst.scores
+
+        return predict, f"Sam3Model teacher {source}", source
+    from sam3m4.predict import Predictor
+
+    if not ckpt:
+        raise ValueError("--ckpt: required for --model student (a checkpoint from `sam3m4 distill phase2`)")
+    return Predictor.from_checkpoint(ckpt, threshold=threshold, device=device), f"student {ckpt}", ckpt
+
+
 def run(args: argparse.Namespace) -> int:
-    from sam3m4.data import SacoImageDataset, SacoVideoDataset
-    from sam3m4.eval.image import evaluate_pairs, ground_truth_predictor
-    from sam3m4.eval.video import evaluate_videos, ground_truth_video_predictor
+    import torch
+
+    from sam3m4.data import SacoImageDataset
+    from sam3m4.eval.image import evaluate_pairs
     from sam3m4.report.environment import host_summary
     from sam3m4.results import ResultsStore
 
     stage, subject = MODELS[args.model]
+    subject = args.subject or subject
     store = ResultsStore(args.run)
     image_json = args.data / "saco_image" / f"{args.split}.json"
     if not image_json.is_file():
         raise FileNotFoundError(f"{image_json}: no such file (generate it with `sam3m4 data synth --out {args.data}`)")
+    predict, what, artifact = build_predictor(args.model, args.ckpt, args.threshold, args.device)
     images = SacoImageDataset(image_json)
-    res = evaluate_pairs(images, ground_truth_predictor, num=args.num_val, threshold=args.threshold)
-    where = f"host CPU ({host_summary()}), sam3m4.metrics on {res.num_pairs} pairs of {image_json}"
+    res = evaluate_pairs(images, predict, num=args.num_val, threshold=args.threshold, desc=f"eval {args.model}")
+    where = (f"host {args.device} ({host_summary()}), torch {torch.__version__} eager fp32, {what}, "
+             f"{res.num_pairs} pairs of {image_json}, sam3m4.metrics")
+    artifact = artifact if artifact and Path(artifact).is_file() else None
     for metric, value in (("miou", res.miou), ("presence_f1", res.presence.f1), ("il_mcc", res.presence.il_mcc)):
-        store.record(stage=stage, subject=f"{subject}/image", metric=metric, value=value, unit="fraction",
-                     provenance=where, artifact=image_json)
+        store.record(stage=stage, subject=subject if args.model != "gt" else f"{subject}/image", metric=metric,
+                     value=value, unit="fraction", provenance=where, artifact=artifact)
     print(f"{args.model} image: mIoU {res.miou:.4f} over {res.num_pairs} pairs, Presence F1 {res.presence.f1:.4f}, "
           f"IL_MCC {res.presence.il_mcc:.4f}")
-    video_json = args.data / "saco_video" / f"{args.split}.json"
-    if not args.no_video and video_json.is_file():
-        videos = SacoVideoDataset(video_json)
-        jf = evaluate_videos(videos, ground_truth_video_predictor)
-        where = f"host CPU ({host_summary()}), sam3m4.metrics DAVIS J&F on {jf.num_objects} objects of {video_json}"
-        for metric, value in (("jf", jf.jf_mean), ("j", jf.j_mean), ("f", jf.f_mean)):
-            store.record(stage=stage, subject=f"{subject}/video", metric=metric, value=value, unit="fraction",
-                         provenance=where, artifact=video_json)
-        print(f"{args.model} video: J&F {jf.jf_mean:.4f} (J {jf.j_mean:.4f}, F {jf.f_mean:.4f}) over "
-              f"{jf.num_objects} objects")
+    if args.model == "gt":
+        _gt_video(args, store)
     print(f"recorded in {store.path}")
     return 0
+
+
+def _gt_video(args: argparse.Namespace, store) -> None:
+    from sam3m4.data import SacoVideoDataset
+    from sam3m4.eval.video import evaluate_videos, ground_truth_video_predictor
+    from sam3m4.report.environment import host_summary
+
+    video_json = args.data / "saco_video" / f"{args.split}.json"
+    if args.no_video or not video_json.is_file():
+        return
+    jf = evaluate_videos(SacoVideoDataset(video_json), ground_truth_video_predictor)
+    where = f"host CPU ({host_summary()}), sam3m4.metrics DAVIS J&F on {jf.num_objects} objects of {video_json}"
+    for metric, value in (("jf", jf.jf_mean), ("j", jf.j_mean), ("f", jf.f_mean)):
+        store.record(stage="sanity", subject="ground_truth/video", metric=metric, value=value, unit="fraction",
+                     provenance=where, artifact=video_json)
+    print(f"gt video: J&F {jf.jf_mean:.4f} (J {jf.j_mean:.4f}, F {jf.f_mean:.4f}) over {jf.num_objects} objects")

@@ -1,0 +1,186 @@
+"""Distillation checkpoints: atomic writes, ``weights_only`` loads, keep-last-K + best, corrupt fallback.
+
+A checkpoint ``checkpoints/distillation/phase{P}_epoch{E}_step{S}.pt`` holds the *student* only (plus the
+Phase 1 projection heads, which are distillation-only parameters): model, optimizer, scheduler, step,
+epoch, the run's config and the RNG states of torch / numpy / python. Everything is stored as tensors and
+plain Python types so that ``torch.load(path, weights_only=True)`` reads it (loading never unpickles
+arbitrary objects). Files are written to a temporary name in the same folder and moved into place with
+``os.replace``, so a killed run never leaves a half-written ``.pt`` under a real name.
+
+    save_checkpoint(ckpt_dir, phase=2, epoch=1, step=120, state={...}, keep_last=3)
+    path, state = load_latest(ckpt_dir, phase=2)   # falls back to the previous good file, with a warning
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sam3m4.errors import DataFormatError
+
+NAME = re.compile(r"^phase(?P<phase>\d+)_epoch(?P<epoch>\d+)_step(?P<step>\d+)\.pt$")
+REQUIRED_KEYS = ("model", "step", "epoch", "phase")
+TEACHER_PREFIXES = ("teacher.", "module.teacher.")
+
+
+def checkpoint_name(phase: int, epoch: int, step: int) -> str:
+    """``phase{P}_epoch{E}_step{S}.pt``."""
+    return f"phase{phase}_epoch{epoch}_step{step}.pt"
+
+
+def best_name(phase: int) -> str:
+    return f"phase{phase}_best.pt"
+
+
+# --- RNG state as tensors / plain types (weights_only-loadable) ------------------------------------------
+def rng_state() -> dict:
+    """torch (CPU + CUDA), numpy and python RNG states as tensors and plain types."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),  # (5056,) uint8
+        "numpy_keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),  # (624,) MT19937 words
+        "numpy_pos": int(np_pos),
+        "numpy_has_gauss": int(np_has_gauss),
+        "numpy_gauss": float(np_gauss),
+        "numpy_name": str(np_name),
+        "python_version": int(py_version),
+        "python_state": torch.tensor(py_state, dtype=torch.int64),  # (625,)
+        "python_gauss": py_gauss,
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Inverse of :func:`rng_state`."""
+    torch.set_rng_state(state["torch"].to(torch.uint8).cpu())
+    np.random.set_state((state["numpy_name"], state["numpy_keys"].numpy().astype(np.uint32),
+                         int(state["numpy_pos"]), int(state["numpy_has_gauss"]), float(state["numpy_gauss"])))
+    random.setstate((int(state["python_version"]), tuple(int(x) for x in state["python_state"].tolist()),
+                     state["python_gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --- write ------------------------------------------------------------------------------------------------
+def _check_student_only(state: dict) -> None:
+    for key in state.get("model", {}):
+        if key.startswith(TEACHER_PREFIXES):
+            raise ValueError(f"checkpoint model state has teacher weights ({key}); only the student is saved")
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace`` onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def list_checkpoints(ckpt_dir: Path, phase: int) -> list[Path]:
+    """``phase{P}_epoch*_step*.pt`` in ``ckpt_dir``, oldest (lowest step) first."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    found = []
+    for p in ckpt_dir.iterdir():
+        m = NAME.match(p.name)
+        if m and int(m["phase"]) == phase:
+            found.append((int(m["step"]), int(m["epoch"]), p))
+    return [p for _, _, p in sorted(found)]
+
+
+def save_checkpoint(ckpt_dir: Path, *, phase: int, epoch: int, step: int, state: dict, keep_last: int = 3,
+                    metric: float | None = None, best: float | None = None, higher_is_better: bool = True) -> dict:
+    """Write ``phase{P}_epoch{E}_step{S}.pt`` atomically; prune to the newest ``keep_last``; update best.
+
+    ``state``: ``model`` (student state dict), ``optimizer``, ``scheduler``, ``config`` (plain dict) and any
+    extra plain entries; ``step``/``epoch``/``phase``/``rng`` are filled here. ``metric`` (e.g. val mIoU or
+    val loss) is compared with ``best`` (the best so far, None = none yet); when it improves, a copy is
+    written to ``phase{P}_best.pt``. Returns ``{"path": Path, "best": float | None, "is_best": bool}``.
+    """
+    _check_student_only(state)
+    full = {**state, "phase": int(phase), "epoch": int(epoch), "step": int(step), "rng": rng_state()}
+    if metric is not None:
+        full["metric"] = float(metric)
+    path = Path(ckpt_dir) / checkpoint_name(phase, epoch, step)
+    atomic_torch_save(full, path)
+    is_best = metric is not None and (best is None or (metric > best if higher_is_better else metric < best))
+    if is_best:
+        tmp = path.with_name(f".{best_name(phase)}.tmp")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, path.with_name(best_name(phase)))
+        best = float(metric)
+    if keep_last > 0:
+        for old in list_checkpoints(ckpt_dir, phase)[:-keep_last]:
+            old.unlink(missing_ok=True)
+    return {"path": path, "best": best, "is_best": is_best}
+
+
+# --- read -------------------------------------------------------------------------------------------------
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    """``torch.load(path, weights_only=True)``; a truncated, corrupt or foreign file -> one-line
+    :class:`DataFormatError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # zip/pickle/EOF errors of a truncated or corrupt file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise DataFormatError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {first})") from exc
+    if not isinstance(state, dict):
+        raise DataFormatError(f"{path}: not a distillation checkpoint (top level is {type(state).__name__})")
+    for key in REQUIRED_KEYS:
+        if key not in state:
+            raise DataFormatError(f"{path}: {key}: missing key (not a distillation checkpoint)")
+    return state
+
+
+def load_latest(ckpt_dir: Path, phase: int, map_location="cpu") -> tuple[Path, dict] | tuple[None, None]:
+    """The newest loadable checkpoint of ``phase``; unreadable newer files are skipped with a warning.
+
+    Returns ``(None, None)`` when there is none at all.
+    """
+    for path in reversed(list_checkpoints(ckpt_dir, phase)):
+        try:
+            return path, load_checkpoint(path, map_location)
+        except DataFormatError as err:
+            warnings.warn(f"{err}; falling back to the previous checkpoint", stacklevel=2)
+    return None, None
+
+
+def resolve_init(spec: str, ckpt_dir: Path, phase: int) -> Path | None:
+    """``init_from`` config value -> a checkpoint path: ``""``/``none`` -> None, ``latest`` -> the newest
+    loadable ``phase{P}`` checkpoint (``best`` -> ``phase{P}_best.pt``), anything else a path."""
+    spec = (spec or "").strip()
+    if spec.lower() in ("", "none", "null"):
+        return None
+    if spec in ("latest", "best"):
+        if spec == "best" and (Path(ckpt_dir) / best_name(phase)).is_file():
+            return Path(ckpt_dir) / best_name(phase)
+        path, _ = load_latest(ckpt_dir, phase)
+        if path is None:
+            raise DataFormatError(f"{ckpt_dir}: no phase{phase} checkpoint to initialise from (init_from={spec}); "
+                                  f"run phase{phase} first or pass init_from=''")
+        return path
+    return Path(spec)

@@ -1,0 +1,51 @@
+"""``sam3m4 distill``: build the teacher-feature cache and run the two distillation phases.
+
+    sam3m4 distill cache  [--config configs/distill_phase2.yaml] [key=value ...]
+    sam3m4 distill phase1 [--config configs/distill_phase1.yaml] [--resume] [--device cpu] [key=value ...]
+    sam3m4 distill phase2 [--config configs/distill_phase2.yaml] [--resume] [--benchmark-cache] [key=value ...]
+    torchrun --nproc_per_node=2 -m sam3m4.distill.recipe --config configs/distill_phase2.yaml   # DDP
+
+Each subcommand runs :mod:`sam3m4.distill.recipe` with the named config; ``key=value`` overrides any config
+key (unknown keys are an error naming the key). torch is imported only when a subcommand runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+CONFIGS = {"cache": "configs/distill_phase2.yaml", "phase1": "configs/distill_phase1.yaml",
+           "phase2": "configs/distill_phase2.yaml"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="distill_command", metavar="ACTION", required=True)
+    helps = {"cache": "run the teacher once over train + val and store its outputs (resumable, skips cached keys)",
+             "phase1": "Phase 1: encoder feature distillation (student neck -> teacher FPN)",
+             "phase2": "Phase 2: end-to-end output distillation (presence, semantic, matched queries, + GT)"}
+    for name, help_text in helps.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", default=CONFIGS[name], help=f"flat YAML config (default: {CONFIGS[name]})")
+        p.add_argument("--device", default=None, help="auto (cuda > mps > cpu), cuda, mps or cpu")
+        if name != "cache":
+            p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of this phase")
+        if name == "phase2":
+            p.add_argument("--benchmark-cache", action="store_true",
+                           help="time Phase 2 epochs reading the cache vs running the teacher live; print the ratio")
+        p.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. epochs=2 lr=5e-4")
+        p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sam3m4.distill import recipe
+
+    args.resume = getattr(args, "resume", False)
+    args.benchmark_cache = getattr(args, "benchmark_cache", False)
+    if args.distill_command == "cache":
+        cfg = recipe.config_from_args(args)
+        print(recipe.json.dumps(recipe.cache_pass(cfg), indent=2))
+        return 0
+    recipe.run_from_args(args, phase=1 if args.distill_command == "phase1" else 2)
+    return 0

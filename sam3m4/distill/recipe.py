@@ -1,0 +1,561 @@
+"""Distillation recipe: SAM 3 teacher -> mobile student, one readable file (setup -> train -> save).
+
+    python -m sam3m4.distill.recipe --config configs/distill_phase1.yaml
+    python -m sam3m4.distill.recipe --config configs/distill_phase2.yaml epochs=3 lr=1e-3 [--resume] [--device cpu]
+    torchrun --nproc_per_node=2 -m sam3m4.distill.recipe --config configs/distill_phase2.yaml
+    python -m sam3m4.distill.recipe --config configs/distill_phase2.yaml --benchmark-cache
+
+Features:
+
+* Phase 1 (``phase: 1``): the student's neck maps learn the teacher's FPN maps through 1x1 projections
+  (MSE + cosine); only the image encoder trains; one item = one unique image.
+* Phase 2 (``phase: 2``): end-to-end output distillation (presence, semantic map, Hungarian-matched queries'
+  masks/boxes/logits) plus optional ground-truth loss; one item = one (image, phrase) pair; starts from the
+  latest Phase 1 checkpoint (``init_from``).
+* Teacher outputs come from the teacher-feature cache (:mod:`sam3m4.distill.cache`, built on first use and
+  sharded across ranks) or from the live teacher (``teacher_source: live``).
+* AdamW with warm-up + cosine, gradient clipping and accumulation, AMP where it helps (bf16 on CUDA),
+  device autodetect cuda > mps > cpu, seeds; DDP under ``torchrun`` (gloo on CPU, nccl on CUDA).
+* Deterministic data order per epoch (DistributedSampler seeded by seed + epoch): ``--resume`` continues
+  from the latest checkpoint and reproduces the uninterrupted loss curve.
+* Rank 0 writes scalars (CSV, TensorBoard when installed), PNG visualisations, atomic student-only
+  checkpoints (keep-last-K + best) and ``<log_dir>/phase{P}_summary.json``. A NaN/inf loss stops the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sam3m4.distill import cache as C
+from sam3m4.distill import checkpoint as K
+from sam3m4.distill import losses as L
+from sam3m4.distill import trainer as T
+from sam3m4.errors import ConfigError, Sam3m4Error
+
+DEFAULTS = dict(
+    phase=2,  # 1 = encoder features, 2 = end-to-end outputs
+    data_root="data/synth",  # holds saco_image/{train,val}.json
+    teacher="checkpoints/teacher/sam3-tiny-synth",  # save_pretrained folder of a Sam3Model
+    student_preset="tiny",  # sam3m4.models.build.PRESETS
+    image_size=0,  # student input side in px (0 = the preset's; tests use 64)
+    init_from="",  # phase 2: "" (random), "latest"/"best" phase-1 checkpoint, or a path
+    teacher_source="cache",  # cache | live
+    cache_dir="",  # "" -> <data_root>/cached_features
+    cache_batch_size=32, cache_topk=16, cache_min_score=0.05, cache_shard_size=512,  # masks: <= topk with score >= min
+    teacher_levels=[1, 2],  # teacher FPN levels cached and distilled (0 = stride patch/4, 2 = stride patch)
+    student_levels=[1, 2],  # student neck levels matched to them in order (0 = stride 4, 2 = stride 16)
+    train_limit=0, val_limit=0,  # use only the first N pairs of a split (0 = all)
+    epochs=3, epoch_items=0,  # items per epoch, a seeded per-epoch sample (0 = all)
+    batch_size=16, grad_accum=1, lr=1.0e-3, weight_decay=0.05, warmup_steps=20, min_lr_frac=0.05, grad_clip=1.0,
+    max_steps=0,  # stop after this many optimizer steps (0 = all); the schedule still spans `epochs`
+    seed=0, device="auto", amp="auto", threads=0,  # threads: torch CPU threads (0 = torch default)
+    w_mse=1.0, w_cos=1.0,  # phase 1
+    w_presence=2.0, w_semantic=1.0, w_cls=2.0, w_pos_weight=5.0, w_mask_bce=5.0, w_mask_dice=5.0,
+    w_box_l1=5.0, w_box_giou=2.0, w_semantic_dice=1.0, w_aux=0.5, w_gt=0.0, w_match_threshold=0.5,
+    w_match_topk=0,  # phase 2
+    eval_every=1, eval_batch_size=32, val_items=0, vis_pairs=4, log_every=10, progress=True,
+    save_every_steps=0, keep_last=3, resume=False,
+    checkpoint_dir="checkpoints/distillation", log_dir="logs/distillation",
+    benchmark_steps=20, results_run="",  # results_run: also record metrics in reports/<run>/
+)
+
+
+def load_config(path: str | Path | None, overrides=()) -> dict:
+    """Flat YAML + ``key=value`` overrides (values parsed as YAML) -> full config; unknown keys -> ConfigError."""
+    import yaml
+
+    cfg = dict(DEFAULTS)
+    if path:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read config ({str(exc).splitlines()[0]})") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of key: value")
+        for k, v in data.items():
+            if k not in DEFAULTS:
+                raise ConfigError(f"{path}: {k}: unknown key")
+            cfg[k] = _typed(k, v, str(path))
+    for item in overrides:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override '{item}': expected key=value")
+        if k not in DEFAULTS:
+            raise ConfigError(f"override '{item}': {k}: unknown key")
+        cfg[k] = _typed(k, yaml.safe_load(v), f"override '{item}'")
+    if cfg["phase"] not in (1, 2) or cfg["teacher_source"] not in ("cache", "live"):
+        raise ConfigError(f"phase: {cfg['phase']} / teacher_source: {cfg['teacher_source']}: expected 1|2 / cache|live")
+    return cfg
+
+
+def _typed(key: str, value, where: str):
+    """``value`` as the type of ``DEFAULTS[key]`` (YAML reads ``1e-3`` as a string; ints are fine for floats)."""
+    kind = type(DEFAULTS[key])
+    if kind is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if kind is str and value is None:
+        return ""
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: {key}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+class Phase1Net(nn.Module):
+    """Student image encoder + projections: pixels (B, 3, S, S) -> projected maps at the teacher's sizes."""
+
+    def __init__(self, student, projector: L.FeatureProjector, levels: list[int], sizes: list[tuple[int, int]]):
+        super().__init__()
+        self.student, self.projector, self.levels, self.sizes = student, projector, list(levels), sizes
+
+    def forward(self, pixel_values):
+        feats = self.student.encode_image(pixel_values)  # (p4, p8, p16)
+        return self.projector([feats[i] for i in self.levels], self.sizes)
+
+
+@dataclass
+class Run:
+    """Everything :func:`setup` builds; the loop reads and updates it."""
+
+    cfg: dict
+    rank: int
+    world: int
+    device: torch.device
+    amp: torch.dtype | None
+    student: nn.Module
+    net: nn.Module  # what trains: student (phase 2) or Phase1Net; DDP-wrapped when world > 1
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: object
+    train: C.PairSet
+    val: C.PairSet | None
+    cache: C.FeatureCache | None
+    teacher: nn.Module | None
+    weights: L.OutputDistillWeights
+    steps_per_epoch: int
+    total_steps: int
+    projector: nn.Module | None = None
+    step: int = 0
+    best: float | None = None
+    last_checkpoint: Path | None = None
+    losses: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    teacher_val: dict | None = None
+
+
+# --- teacher targets (cache or live) -------------------------------------------------------------------------
+def teacher_pairs(run: Run, data: C.PairSet, idx) -> dict:
+    """Collated teacher records (fp32 on run.device) for pair indices ``idx``."""
+    if run.cache is not None:
+        return C.collate_pairs([run.cache.get_pair(data.keys[p]) for p in idx], run.device)
+    uniq = sorted({int(data.image_of[p]) for p in idx})
+    recs, _ = C.run_teacher(run.teacher, [data.images[u] for u in uniq], [uniq.index(int(data.image_of[p])) for p in idx],
+                            [data.phrases[p] for p in idx], run.cfg["cache_topk"], (), run.cfg["cache_min_score"])
+    return C.collate_pairs(recs, run.device)
+
+
+def teacher_images(run: Run, data: C.PairSet, img_idx) -> list[torch.Tensor]:
+    """Teacher FPN maps (list over ``teacher_levels`` of (B, C, h, w) fp32) for unique-image indices."""
+    levels = run.cfg["teacher_levels"]
+    if run.cache is not None:
+        return C.collate_images([run.cache.get_image(data.image_hashes[u], levels) for u in img_idx], run.device)
+    _, feats = C.run_teacher(run.teacher, [data.images[u] for u in img_idx], fpn_levels=levels)
+    return C.collate_images(feats, run.device)
+
+
+def batch_loss(run: Run, data: C.PairSet, idx: list[int], net=None) -> dict:
+    """Loss terms for one micro-batch of items (images in phase 1, pairs in phase 2)."""
+    net = net or run.net
+    if run.cfg["phase"] == 1:
+        target = teacher_images(run, data, idx)
+        with T.autocast(run.device, run.amp):
+            pred = net(data.image_pixels(idx, run.device))
+        return L.feature_distill_loss(pred, target, run.cfg["w_mse"], run.cfg["w_cos"])
+    target = teacher_pairs(run, data, idx)
+    gt = data.gt_targets(idx, run.device) if run.weights.gt > 0 else None
+    with T.autocast(run.device, run.amp):
+        out = net(**data.student_inputs(idx, run.device), with_aux=run.weights.aux > 0)
+    return L.output_distill_loss(vars(out), target, run.weights, gt)
+
+
+# --- setup ---------------------------------------------------------------------------------------------------
+def ensure_cache(cfg: dict, rank: int, world: int, device, splits) -> tuple[C.FeatureCache, dict]:
+    """Open the cache for ``cfg['teacher']``; run the (rank-sharded) cache pass over ``splits`` if keys are missing."""
+    t0 = time.time()
+    root = cfg["cache_dir"] or Path(cfg["data_root"]) / "cached_features"
+    settings = {k: cfg[k] for k in ("cache_topk", "cache_min_score", "teacher_levels")}
+    cache = C.FeatureCache(root, C.teacher_id(cfg["teacher"]), C.teacher_resolution(cfg["teacher"]), settings)
+    missing = sum(not (cache.has_pair(d.keys[p]) and cache.has_image(d.image_hashes[int(d.image_of[p])]))
+                  for d in splits for p in range(len(d)))
+    info = {"cache_dir": str(cache.dir), "pairs": sum(len(d) for d in splits), "missing": missing, "computed": 0}
+    if T.mean_across_ranks(torch.tensor(float(missing)), world).item() > 0:
+        from sam3m4.teacher.sam3 import load_teacher
+
+        teacher = load_teacher(cfg["teacher"], device=device)
+        for d in splits:
+            rep = C.build_cache(teacher, d, cache, batch_size=cfg["cache_batch_size"], topk=cfg["cache_topk"],
+                                min_score=cfg["cache_min_score"],
+                                fpn_levels=cfg["teacher_levels"], shard_size=cfg["cache_shard_size"], rank=rank,
+                                world_size=world, progress=cfg["progress"], desc=f"cache {d.json_path.stem}")
+            info["computed"] += rep.computed_pairs
+        del teacher
+        T.barrier(world)
+        cache.refresh()
+    info["seconds"] = round(time.time() - t0, 2)
+    info["disk_mb"] = round(sum(p.stat().st_size for p in cache.dir.glob("shard-*")) / 2**20, 1)
+    return cache, info
+
+
+def load_splits(cfg: dict, size: int, progress: bool) -> tuple[C.PairSet, C.PairSet | None]:
+    """Train (and val, when present) pairs of ``<data_root>/saco_image`` resized to ``size`` px."""
+    saco = Path(cfg["data_root"]) / "saco_image"
+    if not (saco / "train.json").is_file():
+        raise Sam3m4Error(f"{saco / 'train.json'}: missing (generate data with 'sam3m4 data synth --out {cfg['data_root']}')")
+    msize = -(-size // 4)  # the student's masks live at stride 4
+    train = C.PairSet(saco / "train.json", size, msize, limit=cfg["train_limit"], progress=progress)
+    val = C.PairSet(saco / "val.json", size, msize, keep_full_gt=True, limit=cfg["val_limit"]) \
+        if (saco / "val.json").is_file() else None
+    return train, val
+
+
+def cache_pass(cfg: dict) -> dict:
+    """``sam3m4 distill cache``: fill the teacher-feature cache for train + val (sharded across ranks)."""
+    from sam3m4.models import build_student
+
+    rank, world, local = T.init_distributed(cfg["device"])
+    if cfg["threads"]:
+        torch.set_num_threads(int(cfg["threads"]))
+    size = cfg["image_size"] or build_student(cfg["student_preset"]).image_size
+    train, val = load_splits(cfg, size, cfg["progress"] and rank == 0)
+    _, info = ensure_cache(cfg, rank, world, T.select_device(cfg["device"], local), [train] + ([val] if val else []))
+    return info
+
+
+def setup(cfg: dict) -> Run:
+    from sam3m4.models import build_student
+
+    t0 = time.time()
+    rank, world, local = T.init_distributed(cfg["device"])
+    if cfg["threads"]:
+        torch.set_num_threads(int(cfg["threads"]))
+    device = T.select_device(cfg["device"], local)
+    T.seed_everything(cfg["seed"])  # same seed on every rank -> identical initial weights
+    student = build_student(cfg["student_preset"]).to(device)
+    train, val = load_splits(cfg, cfg["image_size"] or student.image_size, cfg["progress"] and rank == 0)
+    splits = [train] + ([val] if val is not None else [])
+    cache = teacher = None
+    timings = {"load_data_s": time.time() - t0}
+    if cfg["teacher_source"] == "cache":
+        cache, info = ensure_cache(cfg, rank, world, device, splits)
+        timings["cache_s"], timings["cache_computed_pairs"] = info["seconds"], info["computed"]
+    else:
+        from sam3m4.teacher.sam3 import load_teacher
+
+        teacher = load_teacher(cfg["teacher"], device=device)
+
+    run = Run(cfg=cfg, rank=rank, world=world, device=device, amp=T.amp_dtype(device, cfg["amp"]), student=student,
+              net=student, optimizer=None, scheduler=None, scaler=None, train=train, val=val, cache=cache,
+              teacher=teacher, weights=L.weights_from_config(cfg), steps_per_epoch=0, total_steps=0, timings=timings)
+    if cfg["phase"] == 1:
+        t_feats = teacher_images(run, train, [0])  # shapes of the teacher maps
+        run.projector = L.FeatureProjector([student.dim] * len(cfg["student_levels"]),
+                                           [f.shape[1] for f in t_feats]).to(device)
+        run.net = Phase1Net(student, run.projector, cfg["student_levels"], [tuple(f.shape[-2:]) for f in t_feats])
+    else:
+        init = K.resolve_init(cfg["init_from"], cfg["checkpoint_dir"], phase=1)
+        if init is not None:
+            student.load_state_dict(K.load_checkpoint(init)["model"])
+            timings["init_from"] = str(init)
+    # freeze what this phase's loss never reaches (phase 1: text tower and decoder; phase 2: the unused stride-8
+    # neck output): DDP needs every trainable parameter to get a gradient, AdamW must not decay idle weights
+    run.net.eval()  # no BatchNorm statistics update in this dry run
+    batch_loss(run, train, list(range(min(2, train.num_images if cfg["phase"] == 1 else len(train)))))["loss"].backward()
+    for p in run.net.parameters():
+        if p.requires_grad and p.grad is None:
+            p.requires_grad_(False)
+            timings["frozen_params"] = timings.get("frozen_params", 0) + p.numel()
+        p.grad = None
+    run.net.train()
+    if world > 1:
+        run.net = nn.parallel.DistributedDataParallel(run.net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    n_items = train.num_images if cfg["phase"] == 1 else len(train)
+    per_rank = (min(cfg["epoch_items"] or n_items, n_items)) // world
+    run.steps_per_epoch = max(per_rank // (cfg["batch_size"] * cfg["grad_accum"]), 1)
+    run.total_steps = cfg["epochs"] * run.steps_per_epoch
+    run.optimizer = T.build_optimizer(run.net.named_parameters(), cfg["lr"], cfg["weight_decay"])
+    run.scheduler = T.build_scheduler(run.optimizer, cfg["warmup_steps"], run.total_steps, cfg["min_lr_frac"])
+    run.scaler = torch.amp.GradScaler(device.type, enabled=run.amp == torch.float16)
+
+    if cfg["resume"]:
+        path, state = K.load_latest(cfg["checkpoint_dir"], cfg["phase"])
+        if path is not None:
+            student.load_state_dict(state["model"])
+            if run.projector is not None:
+                run.projector.load_state_dict(state["projection"])
+            run.optimizer.load_state_dict(state["optimizer"])
+            run.scheduler.load_state_dict(state["scheduler"])
+            if "scaler" in state:
+                run.scaler.load_state_dict(state["scaler"])
+            run.step, run.best, run.last_checkpoint = int(state["step"]), state.get("best"), path
+            K.set_rng_state(state["rng"])
+            timings["resumed_from"] = str(path)
+    timings["setup_s"] = time.time() - t0
+    return run
+
+
+# --- train ---------------------------------------------------------------------------------------------------
+def train_step(run: Run, items: list[int]) -> dict[str, float]:
+    """One optimizer step over ``batch_size * grad_accum`` items (per rank): forward, backward, clip, step."""
+    import contextlib
+
+    cfg, B, A = run.cfg, run.cfg["batch_size"], run.cfg["grad_accum"]
+    run.net.train()
+    run.optimizer.zero_grad(set_to_none=True)
+    sums: dict[str, float] = {}
+    loss_sum = torch.zeros((), device=run.device)
+    for a in range(A):
+        sync = a == A - 1 or run.world == 1
+        with contextlib.nullcontext() if sync else run.net.no_sync():
+            terms = batch_loss(run, run.train, items[a * B:(a + 1) * B])
+            run.scaler.scale(terms["loss"] / A).backward()
+        loss_sum += terms["loss"].detach() / A
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach()) / A
+    loss = float(T.mean_across_ranks(loss_sum, run.world))
+    T.check_finite(loss, cfg["phase"], run.step + 1, run.last_checkpoint)
+    run.scaler.unscale_(run.optimizer)
+    if cfg["grad_clip"]:
+        sums["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(run.net.parameters(), cfg["grad_clip"]))
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    run.step += 1
+    return {**sums, "loss": loss, "lr": run.optimizer.param_groups[0]["lr"]}
+
+
+def epoch_order(run: Run, epoch: int) -> list[int]:
+    """This rank's items for ``epoch``: a DistributedSampler permutation seeded by seed + epoch."""
+    from torch.utils.data import DistributedSampler
+
+    n_items = run.train.num_images if run.cfg["phase"] == 1 else len(run.train)
+    sampler = DistributedSampler(range(n_items), num_replicas=run.world, rank=run.rank, shuffle=True,
+                                 seed=run.cfg["seed"], drop_last=True)
+    sampler.set_epoch(epoch)
+    per_step = run.cfg["batch_size"] * run.cfg["grad_accum"]
+    return list(sampler)[: run.steps_per_epoch * per_step]
+
+
+def train(run: Run) -> dict:
+    """Epoch loop from ``run.step`` to ``total_steps`` (or ``max_steps``): log, evaluate, visualise, checkpoint."""
+    from tqdm.auto import tqdm
+
+    cfg, spe, main = run.cfg, run.steps_per_epoch, run.rank == 0
+    logger = T.ScalarLogger(Path(cfg["log_dir"]), cfg["phase"], enabled=main)
+    stop = min(run.total_steps, cfg["max_steps"] or run.total_steps)
+    bar = tqdm(total=stop, initial=run.step, desc=f"phase{cfg['phase']}", unit="step", leave=False,
+               disable=not (cfg["progress"] and main))
+    speed, per = T.Throughput(), cfg["batch_size"] * cfg["grad_accum"]  # items per step and rank
+    t0, metrics = time.time(), {}
+    while run.step < stop:
+        epoch = run.step // spe
+        order = epoch_order(run, epoch)
+        for s in range(run.step % spe, spe):
+            scalars = train_step(run, order[s * per:(s + 1) * per])
+            run.losses.append(scalars["loss"])
+            speed.add(per * run.world)
+            bar.update(1)
+            if run.step % cfg["log_every"] == 0 or run.step == stop:
+                rate = speed.rate()
+                bar.set_postfix(loss=f"{scalars['loss']:.4f}", img_s=f"{rate:.1f}")
+                logger.log(run.step, {**scalars, "epoch": epoch, "images_per_s": rate})
+            if cfg["save_every_steps"] and run.step % cfg["save_every_steps"] == 0 and run.step % spe:
+                save(run, epoch + 1)
+            if run.step >= stop:
+                break
+        if run.step % spe == 0:  # epoch finished
+            e = run.step // spe
+            metrics = {}
+            if run.val is not None and cfg["eval_every"] and (e % cfg["eval_every"] == 0 or run.step == run.total_steps):
+                if main:
+                    metrics = evaluate(run)
+                    visualise(run, e)
+                    logger.log(run.step, {k: v for k, v in metrics.items() if isinstance(v, (int, float))}, "val")
+                T.barrier(run.world)
+            if metrics:  # best = highest val mIoU (phase 2) / lowest val feature loss (phase 1) ...
+                best_of = (metrics["student_miou"], True) if cfg["phase"] == 2 else (metrics["val_loss"], False)
+            else:  # ... or the lowest mean training loss of the epoch without validation
+                best_of = (sum(run.losses[-spe:]) / len(run.losses[-spe:]), False)
+            save(run, e, *best_of)
+    if run.last_checkpoint is None or K.NAME.match(run.last_checkpoint.name)["step"] != str(run.step):
+        save(run, (run.step + spe - 1) // spe)
+    bar.close()
+    logger.close()
+    run.timings["train_s"] = time.time() - t0
+    return metrics
+
+
+def save(run: Run, epoch: int, metric: float | None = None, higher_is_better: bool = True) -> None:
+    """Rank 0 writes ``phase{P}_epoch{E}_step{S}.pt`` (student + optimizer + scheduler + RNG + config)."""
+    if run.rank == 0:
+        state = {"model": run.student.state_dict(), "optimizer": run.optimizer.state_dict(),
+                 "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
+                 "config": dict(run.cfg), "preset": run.cfg["student_preset"]}
+        if run.projector is not None:
+            state["projection"] = run.projector.state_dict()
+        if run.best is not None:
+            state["best"] = run.best
+        res = K.save_checkpoint(Path(run.cfg["checkpoint_dir"]), phase=run.cfg["phase"], epoch=epoch, step=run.step,
+                                state=state, keep_last=run.cfg["keep_last"], metric=metric, best=run.best,
+                                higher_is_better=higher_is_better)
+        run.best = res["best"]
+        run.last_checkpoint = res["path"]
+    T.barrier(run.world)
+    if run.rank != 0:
+        run.last_checkpoint = Path(run.cfg["checkpoint_dir"]) / K.checkpoint_name(run.cfg["phase"], epoch, run.step)
+
+
+def evaluate(run: Run) -> dict:
+    """Validation metrics of the current weights (rank 0): phase 2 student vs teacher, phase 1 feature loss."""
+    cfg = run.cfg
+    if cfg["phase"] == 1:
+        return T.evaluate_features(run.net.module if run.world > 1 else run.net, run.val,
+                                   lambda idx: teacher_images(run, run.val, idx),
+                                   lambda p, t: L.feature_distill_loss(p, t, cfg["w_mse"], cfg["w_cos"]),
+                                   run.device, run.amp, cfg["eval_batch_size"], cfg["val_items"])
+    res = T.evaluate_outputs(run.student, run.val, lambda idx: teacher_pairs(run, run.val, idx),
+                             lambda o, t: L.output_distill_loss(o, t, run.weights), run.device, run.amp,
+                             cfg["eval_batch_size"], cfg["val_items"], teacher_metrics=run.teacher_val is None)
+    if run.teacher_val is None:  # the teacher does not change: score it once
+        run.teacher_val = {k: v for k, v in res.items() if k.startswith("teacher_")}
+    else:
+        res.update(run.teacher_val)
+        res["miou_ratio"] = res["student_miou"] / max(res["teacher_miou"], 1e-9)
+        res["f1_ratio"] = res["student_presence_f1"] / max(res["teacher_presence_f1"], 1e-9)
+    return res
+
+
+def visualise(run: Run, epoch: int) -> None:
+    """A few PNGs under ``<log_dir>/vis`` (rank 0)."""
+    cfg, out = run.cfg, Path(run.cfg["log_dir"]) / "vis"
+    if not cfg["vis_pairs"]:
+        return
+    tag = f"phase{cfg['phase']}_epoch{epoch}"
+    if cfg["phase"] == 1:
+        T.visualise_features(run.net.module if run.world > 1 else run.net, run.val,
+                             lambda idx: teacher_images(run, run.val, idx), out, tag, cfg["vis_pairs"], run.device, run.amp)
+    else:
+        T.visualise_pairs(run.student, run.val, lambda idx: teacher_pairs(run, run.val, idx), out, tag,
+                          cfg["vis_pairs"], run.device, run.amp)
+
+
+def benchmark_cache(cfg: dict) -> dict:
+    """Phase 2 seconds per step (and per epoch) reading the cache vs running the teacher live; prints the ratio.
+
+    One set-up (the cache is built first if needed, untimed); then the same batches are trained alternately
+    with each teacher source (alternating order, so both see the same machine load), 2 warm-up rounds
+    untimed; the median step time is scaled to the epoch's steps. Nothing is saved.
+    """
+    import statistics
+
+    from sam3m4.teacher.sam3 import load_teacher
+
+    run = setup({**cfg, "phase": 2, "teacher_source": "cache", "resume": False})
+    cache, teacher = run.cache, load_teacher(cfg["teacher"], device=run.device)
+    per = cfg["batch_size"] * cfg["grad_accum"]
+    order = epoch_order(run, 0)
+    n = max(min(cfg["benchmark_steps"], len(order) // per - 2), 1)
+    times: dict[str, list[float]] = {"cache": [], "live": []}
+    for s in range(2 + n):
+        items = order[(s % (len(order) // per)) * per:][:per]
+        for source in (("cache", "live") if s % 2 == 0 else ("live", "cache")):
+            run.cache, run.teacher = (cache, None) if source == "cache" else (None, teacher)
+            t0 = time.perf_counter()
+            train_step(run, items)
+            if s >= 2:
+                times[source].append(time.perf_counter() - t0)
+    result = {"steps_timed": n, "steps_per_epoch": run.steps_per_epoch, "device": str(run.device),
+              "threads": torch.get_num_threads()}
+    for source, ts in times.items():
+        result[f"{source}_s_per_step"] = round(statistics.median(ts), 4)
+        result[f"{source}_s_per_epoch"] = round(statistics.median(ts) * run.steps_per_epoch, 1)
+    result["live_over_cache"] = round(result["live_s_per_step"] / result["cache_s_per_step"], 2)
+    if run.rank == 0:
+        print(f"phase 2 epoch ({run.steps_per_epoch} steps of {per} pairs, {run.device}, {result['threads']} threads): "
+              f"cache {result['cache_s_per_epoch']} s, live teacher {result['live_s_per_epoch']} s -> "
+              f"live / cache = {result['live_over_cache']}")
+        print(json.dumps(result))
+    return result
+
+
+# --- entry points --------------------------------------------------------------------------------------------
+def main(cfg: dict) -> dict:
+    """setup -> train -> save; returns (and rank 0 writes) the run summary."""
+    run = setup(cfg)
+    metrics = train(run)
+    summary = {"phase": cfg["phase"], "steps": run.step, "steps_per_epoch": run.steps_per_epoch,
+               "world_size": run.world, "device": str(run.device), "final_loss": run.losses[-1] if run.losses else None,
+               "losses": run.losses, "checkpoint": str(run.last_checkpoint), "best": run.best,
+               "timings": {k: round(v, 2) if isinstance(v, float) else v for k, v in run.timings.items()}, **metrics}
+    if run.rank == 0:
+        out = Path(cfg["log_dir"]) / f"phase{cfg['phase']}_summary.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(summary, indent=2, default=str))
+        if cfg["results_run"] and metrics:
+            T.record_results(cfg["results_run"], f"student/phase{cfg['phase']}", metrics, str(run.last_checkpoint),
+                             f"{run.device} x{run.world}, torch {torch.__version__}, teacher {cfg['teacher']}")
+    if run.world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser, default_config: str | None = None) -> None:
+    parser.add_argument("--config", default=default_config, help="flat YAML config (first line: how to run it)")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of this phase")
+    parser.add_argument("--device", default=None, help="auto (cuda > mps > cpu), cuda, mps or cpu")
+    parser.add_argument("--benchmark-cache", action="store_true",
+                        help="time Phase 2 steps with the cache vs the live teacher and print the ratio")
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. epochs=2 lr=5e-4")
+
+
+def config_from_args(args, **forced) -> dict:
+    extra = list(args.overrides) + [f"{k}={v}" for k, v in forced.items()]
+    if args.resume:
+        extra.append("resume=true")
+    if args.device:
+        extra.append(f"device={args.device}")
+    return load_config(args.config, extra)
+
+
+def run_from_args(args, **forced) -> dict:
+    cfg = config_from_args(args, **forced)
+    if args.benchmark_cache:
+        return benchmark_cache(cfg)
+    summary = main(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({k: v for k, v in summary.items() if k != "losses"}, indent=2, default=str))
+    return summary
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    ap = argparse.ArgumentParser(prog="python -m sam3m4.distill.recipe", description=__doc__.split("\n")[0])
+    add_arguments(ap, "configs/distill_phase2.yaml")
+    try:
+        run_from_args(ap.parse_args())
+    except Sam3m4Error as err:
+        print(f"sam3m4: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,139 @@
+"""Export wrappers: tuple-returning ``nn.Module`` views of a :class:`~sam3m4.models.student.Student`.
+
+``torch.export`` wants plain tensors in and out, and the phone wants separate methods so that a phrase is
+encoded once and its embedding cached. Each wrapper has static shapes for a given batch and the preset's
+input size; no resizing happens inside (masks come out at stride 4, the app resizes them).
+
+Methods (B = batch, S = preset input size, T = 32 tokens, D = model width, OUTPUT_NAMES below):
+
+* ``forward`` (image path, cached prompt): pixel_values (B,3,S,S), prompt_tokens (B,T,D), prompt_mask (B,T)
+  -> OUTPUT_NAMES;
+* ``encode_text``: input_ids (B,T) int64, attention_mask (B,T) int64 -> prompt_tokens (B,T,D),
+  prompt_mask (B,T) float32;
+* ``encode_image``: pixel_values (B,3,S,S) -> p4 (B,D,S/4,S/4), p16 (B,D,S/16,S/16);
+* ``decode``: p4, p16, prompt_tokens, prompt_mask -> OUTPUT_NAMES.
+
+A phone ships ``encode_text`` + ``forward`` (or ``encode_text`` + ``encode_image`` + ``decode``): every
+method carries its own copy of the weights it uses, so putting all four in one ``.pte`` duplicates the image
+encoder. :class:`ExportableStudent` is the all-in-one (pixels + token ids -> OUTPUT_NAMES).
+
+    programs = export_programs(build_student("tiny").eval(), batch=1)   # {name: ExportedProgram}
+    # executorch: to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()]).to_executorch()
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sam3m4.models.student import Student
+from sam3m4.models.text_encoder import PromptEmbedding
+
+OUTPUT_NAMES = ("mask_logits", "query_logits", "boxes_xyxy", "presence_logit", "semantic_logits")
+METHODS = ("forward", "encode_text", "encode_image", "decode")
+
+
+class ExportableStudent(nn.Module):
+    """pixel_values (B,3,S,S) in [-1,1], input_ids (B,T) int64, attention_mask (B,T) -> OUTPUT_NAMES tuple."""
+
+    def __init__(self, model: Student):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values, input_ids, attention_mask):
+        return self.model(pixel_values, input_ids, attention_mask).as_tuple()
+
+
+class ImagePath(nn.Module):
+    """The per-frame path with a cached prompt: pixels + prompt embedding -> OUTPUT_NAMES tuple."""
+
+    def __init__(self, model: Student):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values, prompt_tokens, prompt_mask):
+        feats = self.model.encode_image(pixel_values)
+        return self.model.decode(feats, PromptEmbedding(prompt_tokens, prompt_mask)).as_tuple()
+
+
+class TextEncoderMethod(nn.Module):
+    """input_ids (B,T) int64 + attention_mask (B,T) -> (prompt_tokens (B,T,D), prompt_mask (B,T) float32)."""
+
+    def __init__(self, model: Student):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.model.encode_text(input_ids, attention_mask).as_tuple()
+
+
+class ImageEncoderMethod(nn.Module):
+    """pixel_values (B,3,S,S) -> (p4, p16): the neck maps :class:`DecodeMethod` reads (p8 is only for training)."""
+
+    def __init__(self, model: Student):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values):
+        p4, _, p16 = self.model.encode_image(pixel_values)
+        return p4, p16
+
+
+class DecodeMethod(nn.Module):
+    """(p4, p16, prompt_tokens, prompt_mask) -> OUTPUT_NAMES tuple."""
+
+    def __init__(self, model: Student):
+        super().__init__()
+        self.model = model
+
+    def forward(self, p4, p16, prompt_tokens, prompt_mask):
+        return self.model.decode((p4, None, p16), PromptEmbedding(prompt_tokens, prompt_mask)).as_tuple()
+
+
+def example_inputs(model: Student, method: str, batch: int = 1) -> tuple[torch.Tensor, ...]:
+    """Static example inputs of ``method`` for the model's preset (random pixels, a 3-token phrase)."""
+    s, t, d = model.image_size, model.context_length, model.dim
+    g4, g16 = model.mask_size, model.memory_grid
+    pixels = torch.rand(batch, 3, s, s) * 2 - 1  # (B, 3, S, S) in [-1, 1]
+    ids = torch.zeros(batch, t, dtype=torch.long)
+    ids[:, :3] = torch.tensor([49406, 1000, 49407])  # <start> token <end>, then padding 0
+    mask = (ids != 0).long()  # (B, T)
+    tokens = torch.randn(batch, t, d)
+    fmask = mask.float()
+    if method == "full":
+        return pixels, ids, mask
+    if method == "forward":
+        return pixels, tokens, fmask
+    if method == "encode_text":
+        return ids, mask
+    if method == "encode_image":
+        return (pixels,)
+    if method == "decode":
+        return torch.randn(batch, d, g4, g4), torch.randn(batch, d, g16, g16), tokens, fmask
+    raise ValueError(f"export method '{method}': unknown; choices: full, {', '.join(METHODS)}")
+
+
+_WRAPPERS = {"full": ExportableStudent, "forward": ImagePath, "encode_text": TextEncoderMethod,
+             "encode_image": ImageEncoderMethod, "decode": DecodeMethod}
+
+
+def wrap(model: Student, method: str) -> nn.Module:
+    """The tuple-returning module for ``method`` ('full' or one of :data:`METHODS`)."""
+    if method not in _WRAPPERS:
+        raise ValueError(f"export method '{method}': unknown; choices: {', '.join(_WRAPPERS)}")
+    return _WRAPPERS[method](model)
+
+
+def export_programs(model: Student, batch: int = 1, methods=METHODS) -> dict:
+    """``torch.export.export`` each method with static shapes -> {method: ExportedProgram}.
+
+    The model should be in eval mode (BatchNorm in the backbone); a dict of programs lowers to one multi-method
+    ExecuTorch ``.pte`` with ``to_edge_transform_and_lower``.
+    """
+    if model.training:
+        raise ValueError("export_programs: the student is in train mode; call model.eval() first (BatchNorm)")
+    programs = {}
+    with torch.no_grad():
+        for name in methods:
+            programs[name] = torch.export.export(wrap(model, name), example_inputs(model, name, batch))
+    return programs

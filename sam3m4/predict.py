@@ -1,0 +1,168 @@
+"""Use a trained student: image + noun phrase -> instance masks, scores, presence.
+
+    from sam3m4.predict import Predictor
+    predictor = Predictor.from_checkpoint("checkpoints/distillation/phase2_best.pt")
+    pred = predictor.predict(image, "red circle")        # image: (H, W, 3) uint8 RGB, any size
+    pred.masks  # (N, H, W) bool    pred.scores  # (N,)    pred.presence  # float in [0, 1]
+
+    sam3m4 predict --ckpt checkpoints/distillation/phase2_best.pt --image photo.jpg --prompt "red circle" --out out/
+
+A phrase's prompt embedding is computed once and cached (as a phone app does); every later image with the
+same phrase only runs the image encoder and the decoder. Detections are kept with SAM 3's rule: score =
+sigmoid(query logit) * sigmoid(presence logit) >= threshold (0.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Prediction:
+    """Kept detections of one (image, phrase) pair at the image's resolution (H, W)."""
+
+    masks: np.ndarray
+    """(N, H, W) bool."""
+    scores: np.ndarray
+    """(N,) float32 in [threshold, 1]."""
+    boxes: np.ndarray
+    """(N, 4) float32 XYXY pixels."""
+    presence: float
+    """sigmoid(presence logit) in [0, 1]: the model's belief that the phrase is in the image."""
+    all_scores: np.ndarray
+    """(Q,) float32: every query's score."""
+
+
+class Predictor:
+    """Wraps a :class:`~sam3m4.models.student.Student` (eval mode) with preprocessing and a prompt cache."""
+
+    def __init__(self, model, threshold: float = 0.5, device: str = "cpu"):
+        import torch
+
+        from sam3m4.teacher.tokenizer import get_tokenizer
+
+        self.model = model.eval().to(device)
+        self.device = torch.device(device)
+        self.threshold = threshold
+        self.tokenizer = get_tokenizer(32)
+        self._prompts: dict[str, object] = {}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, threshold: float = 0.5, device: str = "cpu") -> "Predictor":
+        """Load a distillation checkpoint (weights_only; the student preset is stored in it)."""
+        from sam3m4.distill.checkpoint import load_checkpoint
+        from sam3m4.errors import DataFormatError
+        from sam3m4.models import build_student
+
+        state = load_checkpoint(Path(path))
+        preset = state.get("preset") or state.get("config", {}).get("student_preset")
+        if not preset:
+            raise DataFormatError(f"{path}: preset: missing (not a sam3m4 student checkpoint)")
+        model = build_student(preset)
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            raise DataFormatError(f"{path}: model: does not match preset '{preset}' "
+                                  f"({str(err).splitlines()[0]})") from err
+        return cls(model, threshold=threshold, device=device)
+
+    def prompt(self, phrase: str):
+        """The cached prompt embedding of ``phrase`` (computed on first use)."""
+        import torch
+
+        key = phrase.strip()
+        if key not in self._prompts:
+            tok = self.tokenizer([key])
+            with torch.no_grad():
+                self._prompts[key] = self.model.encode_text(tok["input_ids"].to(self.device),
+                                                            tok["attention_mask"].to(self.device))
+        return self._prompts[key]
+
+    def predict(self, image: np.ndarray, phrase: str) -> Prediction:
+        """One (H, W, 3) uint8 RGB image and a noun phrase -> :class:`Prediction`."""
+        import torch
+        import torch.nn.functional as F
+
+        from sam3m4.models.preprocess import to_pixels
+
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+        h, w = image.shape[:2]
+        px = to_pixels([image], self.model.image_size).to(self.device)  # (1, 3, S, S)
+        with torch.no_grad():
+            out = self.model.decode(self.model.encode_image(px), self.prompt(phrase))
+        scores = out.scores[0].float().cpu()  # (Q,)
+        keep = torch.nonzero(scores >= self.threshold).flatten()
+        logits = out.mask_logits[0, keep].float()  # (N, m, m)
+        if len(keep):
+            logits = F.interpolate(logits[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        masks = (logits > 0).cpu().numpy().reshape(len(keep), h, w)
+        boxes = out.boxes_xyxy[0, keep].float().cpu() * torch.tensor([w, h, w, h], dtype=torch.float32)
+        return Prediction(masks=masks, scores=scores[keep].numpy().astype(np.float32),
+                          boxes=boxes.numpy().astype(np.float32),
+                          presence=float(out.presence_logit[0, 0].sigmoid()),
+                          all_scores=scores.numpy().astype(np.float32))
+
+    def __call__(self, sample) -> tuple[np.ndarray, np.ndarray]:
+        """Evaluation interface (:func:`sam3m4.eval.image.evaluate_pairs`): sample -> (masks, scores)."""
+        pred = self.predict(sample.image, sample.phrase)
+        return pred.masks, pred.scores
+
+
+def overlay(image: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """(H, W, 3) uint8 with each instance tinted in its own colour and outlined."""
+    palette = np.array([[255, 64, 64], [64, 200, 255], [255, 200, 0], [160, 90, 255], [0, 220, 120],
+                        [255, 120, 200]], dtype=np.float32)
+    out = image.astype(np.float32).copy()
+    for i, m in enumerate(masks):
+        colour = palette[i % len(palette)]
+        out[m] = (1 - alpha) * out[m] + alpha * colour
+        edge = m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1))
+        out[edge] = colour
+    return out.clip(0, 255).astype(np.uint8)
+
+
+# --- CLI: sam3m4 predict ---------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", required=True, type=Path, help="student checkpoint (.pt from sam3m4 distill)")
+    parser.add_argument("--image", required=True, type=Path, nargs="+", help="image file(s) (JPEG, PNG, ...)")
+    parser.add_argument("--prompt", required=True, help='noun phrase, e.g. "red circle"')
+    parser.add_argument("--out", required=True, type=Path, help="output folder for masks and overlays")
+    parser.add_argument("--threshold", type=float, default=0.5, help="score threshold for kept detections")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or mps")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from PIL import Image, UnidentifiedImageError
+
+    from sam3m4.errors import DataFormatError
+
+    predictor = Predictor.from_checkpoint(args.ckpt, threshold=args.threshold, device=args.device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path in args.image:
+        try:
+            with Image.open(path) as im:
+                image = np.asarray(im.convert("RGB"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no such image file") from None
+        except (UnidentifiedImageError, OSError) as err:
+            raise DataFormatError(f"{path}: cannot decode image ({err})") from err
+        pred = predictor.predict(image, args.prompt)
+        stem = path.stem
+        for i, m in enumerate(pred.masks):
+            Image.fromarray((m * 255).astype(np.uint8)).save(args.out / f"{stem}_mask{i:02d}.png")
+        Image.fromarray(overlay(image, pred.masks)).save(args.out / f"{stem}_overlay.png")
+        summary = {"image": str(path), "prompt": args.prompt, "presence": round(pred.presence, 4),
+                   "instances": len(pred.masks), "scores": [round(float(s), 4) for s in pred.scores],
+                   "boxes_xyxy": [[round(float(v), 1) for v in b] for b in pred.boxes]}
+        (args.out / f"{stem}.json").write_text(json.dumps(summary, indent=2))
+        print(f"{path}: {len(pred.masks)} instance(s) of '{args.prompt}', presence {pred.presence:.3f} -> "
+              f"{args.out / (stem + '_overlay.png')}")
+    return 0

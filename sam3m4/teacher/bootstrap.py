@@ -1,0 +1,472 @@
+"""Bootstrap the embedded default teacher: a small SAM 3-architecture model trained on synthetic SA-Co.
+
+The real SAM 3 is gated and far too slow for this project's CPUs, so the pipeline ships a tiny model of
+exactly SAM 3's architecture (transformers ``Sam3Model``: ViT + FPN neck, CLIP text encoder, DETR
+encoder/decoder with presence token, MaskFormer-style mask decoder) trained from scratch on the synthetic
+dataset's ground truth with the SAM 3-style set-prediction loss (:mod:`sam3m4.losses.set_prediction`).
+It is written with ``save_pretrained`` and loaded back with :func:`sam3m4.teacher.sam3.load_teacher`, the
+same code path as ``facebook/sam3``.
+
+    python -m sam3m4.teacher.bootstrap --config configs/teacher_bootstrap.yaml data_root=data/synth
+
+Recipe: setup (config, data into memory) -> train (AdamW, linear warm-up then cosine on the *time* budget,
+so the schedule ends when the budget does) -> save -> reload via the adapter -> evaluate on val (union of
+kept masks mIoU, Presence F1 with SAM 3's score >= 0.5 rule).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sam3m4.errors import ConfigError, Sam3m4Error
+from sam3m4.losses.set_prediction import SetLossWeights, set_prediction_loss
+
+# --- defaults (configs/teacher_bootstrap.yaml mirrors these) ---------------------------------------------
+MODEL_DEFAULTS = dict(
+    image_size=168,  # model input (px, multiple of patch_size); masks come out at 4 * image_size / patch
+    patch_size=14,
+    hidden_size=64,  # ViT width = FPN/DETR/mask-decoder width = text width
+    vit_layers=3,
+    vit_window=6,  # windowed attention size (tokens); the last ViT layer is global
+    text_layers=2,
+    encoder_layers=1,
+    decoder_layers=2,
+    num_queries=16,
+    num_heads=2,
+)
+TRAIN_DEFAULTS = dict(
+    batch_size=8,
+    lr=2e-3,
+    weight_decay=0.05,
+    warmup_frac=0.05,  # of the budget
+    min_lr_frac=0.02,
+    grad_clip=1.0,
+    hflip=True,
+    max_steps=0,  # 0 = until the time budget; >0 also stops there (smoke tests)
+    eval_batch_size=32,
+    log_every=10,
+)
+LOSS_KEYS = set(SetLossWeights.__dataclass_fields__)
+
+
+def build_config(**kw):
+    """A SAM 3-architecture ``Sam3Config`` from flat sizes (see ``MODEL_DEFAULTS``); dropout off."""
+    from transformers import Sam3Config
+
+    c = {**MODEL_DEFAULTS, **kw}
+    s, p, h, nh = c["image_size"], c["patch_size"], c["hidden_size"], c["num_heads"]
+    if s % p:
+        raise ConfigError(f"image_size: {s} is not a multiple of patch_size {p}")
+    g = s // p
+    ffn = 2 * h
+    layer = dict(hidden_size=h, num_attention_heads=nh, intermediate_size=ffn, dropout=0.0)
+    return Sam3Config(
+        vision_config=dict(
+            backbone_config=dict(
+                model_type="sam3_vit_model", hidden_size=h, intermediate_size=ffn,
+                num_hidden_layers=c["vit_layers"], num_attention_heads=nh, image_size=s, patch_size=p,
+                window_size=c["vit_window"], global_attn_indexes=[c["vit_layers"] - 1], pretrain_image_size=s,
+            ),
+            fpn_hidden_size=h,
+            backbone_feature_sizes=[[4 * g, 4 * g], [2 * g, 2 * g], [g, g]],
+        ),
+        text_config=dict(hidden_size=h, intermediate_size=ffn, num_hidden_layers=c["text_layers"],
+                         num_attention_heads=nh, projection_dim=h, max_position_embeddings=32),
+        geometry_encoder_config=dict(hidden_size=h, num_layers=1, num_attention_heads=nh, intermediate_size=ffn),
+        detr_encoder_config={**layer, "num_layers": c["encoder_layers"]},
+        detr_decoder_config={**layer, "num_layers": c["decoder_layers"], "num_queries": c["num_queries"]},
+        mask_decoder_config=dict(hidden_size=h, num_attention_heads=nh),
+    )
+
+
+def reinit_for_small_width(model) -> None:
+    """Re-initialise a freshly built small ``Sam3Model`` so it trains fast from scratch.
+
+    transformers initialises every Linear/Conv with N(0, 0.02), tuned for 1024-wide layers; at width 64 that
+    shrinks each layer's output ~6x and stalls training. Here Linear/Conv layers outside the CLIP text encoder
+    (which has its own width-aware init) get PyTorch's default (Kaiming-uniform) init, the DETR queries get
+    unit-variance embeddings, and the reference boxes start on a grid covering the image (cx, cy) with w = h =
+    0.25 instead of all at the centre, so queries are not born identical.
+    """
+    import torch.nn as nn
+
+    for name, module in model.named_modules():
+        if name.startswith("text_encoder"):
+            continue
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            module.reset_parameters()
+    # patch embedding: the first 48 channels average the colour of a 4 x 4 grid of sub-cells of the patch,
+    # i.e. exactly the cells of the stride patch/4 mask grid, so masks can be decoded from tokens at once
+    proj = model.vision_encoder.backbone.embeddings.patch_embeddings.projection  # Conv2d(3, D, p, p)
+    p = proj.kernel_size[0]
+    if proj.out_channels >= 48:
+        cell = (torch.arange(p) * 4) // p  # (p,) sub-cell index of each pixel row/column
+        with torch.no_grad():
+            for c in range(3):
+                for i in range(4):
+                    for j in range(4):
+                        w = torch.zeros(3, p, p)
+                        w[c] = ((cell[:, None] == i) & (cell[None, :] == j)).float()
+                        proj.weight[c * 16 + i * 4 + j] = w / w.sum()
+    dec = model.detr_decoder
+    with torch.no_grad():
+        q = dec.query_embed.weight.shape[0]
+        nn.init.normal_(dec.query_embed.weight, std=1.0)
+        side = math.ceil(math.sqrt(q))
+        k = torch.arange(q, dtype=torch.float32)
+        cx, cy = ((k % side) + 0.5) / side, ((k // side) + 0.5) / math.ceil(q / side)  # (Q,) each
+        boxes = torch.stack([cx, cy, torch.full_like(cx, 0.25), torch.full_like(cx, 0.25)], 1)  # (Q, 4) cxcywh
+        dec.reference_points.weight.copy_(torch.logit(boxes.clamp(1e-3, 1 - 1e-3)))
+
+
+# --- data --------------------------------------------------------------------------------------------------
+class PairTensors:
+    """A split held in memory: unique images preprocessed once, per-pair targets at mask resolution.
+
+    ``pixels`` (I, 3, S, S) float32 in [-1, 1]; ``image_of`` (P,) int64 index into pixels; ``phrase_of`` (P,)
+    into ``phrases``; ``masks[p]`` (N, m, m) float in [0, 1] (area-downsampled); ``boxes[p]`` (N, 4) XYXY in
+    [0, 1]; ``present`` (P,) bool; ``gt_full[p]`` (N, H, W) bool at image resolution (val only).
+    """
+
+    def __init__(self, samples, teacher, mask_size: int, keep_full: bool):
+        """``samples``: iterable of :class:`sam3m4.data.saco_image.ImageSample`-like objects (``file_name``,
+        ``image`` (H, W, 3) uint8, ``phrase``, ``masks`` (N, H, W) bool, ``boxes`` (N, 4) XYXY px, ``present``)."""
+        index: dict[str, int] = {}
+        images, image_of, phrase_list, masks, boxes, present, full, sizes = [], [], [], [], [], [], [], []
+        for s in samples:
+            if s.file_name not in index:
+                index[s.file_name] = len(images)
+                images.append(np.ascontiguousarray(s.image))
+            h, w = s.image.shape[:2]
+            image_of.append(index[s.file_name])
+            phrase_list.append(s.phrase)
+            m = torch.from_numpy(np.asarray(s.masks, dtype=np.float32))  # (N, H, W)
+            if len(m):
+                m = F.interpolate(m[None], size=(mask_size, mask_size), mode="area")[0]  # (N, m, m)
+            else:
+                m = torch.zeros(0, mask_size, mask_size)
+            masks.append(m)
+            boxes.append(torch.from_numpy(np.asarray(s.boxes, np.float32)).reshape(-1, 4) / torch.tensor([w, h, w, h]))
+            present.append(bool(s.present))
+            sizes.append((h, w))
+            full.append(np.asarray(s.masks, bool) if keep_full else None)
+        self.phrases = sorted(set(phrase_list))
+        tok = teacher.tokenize(self.phrases)
+        self.input_ids, self.attention_mask = tok["input_ids"], tok["attention_mask"]  # (T, 32) each
+        self.pixels = torch.cat([teacher.preprocess_images(images[i : i + 64]) for i in range(0, len(images), 64)])
+        self.image_of = torch.tensor(image_of)
+        self.phrase_of = torch.tensor([self.phrases.index(p) for p in phrase_list])
+        self.masks, self.boxes, self.gt_full, self.sizes = masks, boxes, full, sizes
+        self.present = torch.tensor(present)
+
+    @classmethod
+    def from_json(cls, json_path: Path, teacher, mask_size: int, keep_full: bool, limit: int | None = None):
+        """Read an SA-Co image JSON (and its images) with :class:`sam3m4.data.saco_image.SacoImageDataset`."""
+        from sam3m4.data.saco_image import SacoImageDataset
+
+        ds = SacoImageDataset(json_path)
+        n = len(ds) if limit is None else min(limit, len(ds))
+        return cls((ds[i] for i in range(n)), teacher, mask_size, keep_full)
+
+    def __len__(self) -> int:
+        return len(self.image_of)
+
+    def batch(self, idx, hflip: torch.Tensor | None = None):
+        """Model inputs and loss targets for pair indices ``idx``; ``hflip`` (B,) bool flips left-right."""
+        px = self.pixels[self.image_of[idx]]  # (B, 3, S, S)
+        targets = []
+        for j, p in enumerate(idx.tolist()):
+            m, b = self.masks[p], self.boxes[p]
+            if hflip is not None and hflip[j]:
+                m = m.flip(-1)
+                b = torch.stack([1 - b[:, 2], b[:, 1], 1 - b[:, 0], b[:, 3]], dim=1) if len(b) else b
+            targets.append({"masks": m, "boxes_xyxy": b})
+        if hflip is not None:
+            px = torch.where(hflip[:, None, None, None], px.flip(-1), px)
+        t = self.phrase_of[idx]
+        return {"pixel_values": px, "input_ids": self.input_ids[t], "attention_mask": self.attention_mask[t]}, targets
+
+
+@torch.no_grad()
+def evaluate(teacher, data: PairTensors, batch_size: int = 32, threshold: float = 0.5) -> dict:
+    """Union-of-kept-masks mIoU and presence metrics (SAM 3's score >= threshold rule) over all pairs."""
+    from sam3m4.metrics import MIoUMeter, PresenceMeter, is_present
+    from sam3m4.teacher.sam3 import instances_from_output
+
+    teacher.eval()
+    miou, pres = MIoUMeter(), PresenceMeter()
+    miou_pos = MIoUMeter()
+    for start in range(0, len(data), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(data)))
+        inputs, _ = data.batch(idx)
+        device = next(teacher.parameters()).device
+        out = teacher(**{k: v.to(device) for k, v in inputs.items()})
+        for j, inst in enumerate(instances_from_output(out, [data.sizes[p] for p in idx.tolist()], threshold)):
+            p = int(idx[j])
+            gt = data.gt_full[p]
+            miou.add(inst.masks, gt)
+            if data.present[p]:
+                miou_pos.add(inst.masks, gt)
+            pres.add(is_present(inst.scores, threshold), bool(data.present[p]))
+    r = pres.result()
+    return {
+        "miou": miou.result().miou,
+        "miou_present_pairs": miou_pos.result().miou if len(miou_pos) else float("nan"),
+        "presence_f1": r.f1,
+        "presence_precision": r.precision,
+        "presence_recall": r.recall,
+        "il_mcc": r.il_mcc,
+        "num_pairs": len(data),
+    }
+
+
+# --- recipe ------------------------------------------------------------------------------------------------
+def train_loop(
+    teacher,
+    train: PairTensors,
+    *,
+    time_budget_s: float,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+    weights: SetLossWeights = SetLossWeights(),
+    eval_data: PairTensors | None = None,
+    eval_every: int = 0,
+    **tr,
+) -> dict:
+    """Train ``teacher.model`` in place on ``train`` until ``time_budget_s`` (or ``max_steps``).
+
+    AdamW, linear warm-up for ``warmup_frac`` of the budget then cosine to ``min_lr_frac``; the schedule's
+    clock is max(elapsed / budget, step / max_steps), so it always completes. Returns step/loss/speed stats;
+    with ``eval_data`` and ``eval_every`` > 0 also ``history`` (val metrics every that many steps; the time
+    spent evaluating is not counted in the budget).
+    """
+    tr = {**TRAIN_DEFAULTS, **tr}
+    model = teacher.model.to(device).train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tr["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=tr["lr"], betas=(0.9, 0.999),
+    )
+    gen = torch.Generator().manual_seed(seed)
+
+    # --- train -------------------------------------------------------------------------------------------
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=int(time_budget_s), unit="s", desc="bootstrap teacher", leave=False)
+    step, losses, first_loss, start, history = 0, [], None, time.time(), []
+    while True:
+        if eval_data is not None and eval_every and step and step % eval_every == 0:
+            t_eval = time.time()
+            history.append({"step": step, "train_s": round(t_eval - start, 1), **evaluate(teacher, eval_data)})
+            model.train()
+            start += time.time() - t_eval
+        elapsed = time.time() - start
+        frac = elapsed / time_budget_s
+        if tr["max_steps"]:
+            frac = max(frac, step / tr["max_steps"])
+        if frac >= 1.0:
+            break
+        warm = tr["warmup_frac"]
+        if frac < warm:
+            lr_scale = max(frac / warm, 0.02)
+        else:
+            cos = 0.5 * (1 + math.cos(math.pi * (frac - warm) / (1 - warm)))
+            lr_scale = tr["min_lr_frac"] + (1 - tr["min_lr_frac"]) * cos
+        for group in opt.param_groups:
+            group["lr"] = tr["lr"] * lr_scale
+        idx = torch.randint(0, len(train), (tr["batch_size"],), generator=gen)
+        flip = torch.rand(len(idx), generator=gen) < 0.5 if tr["hflip"] else None
+        inputs, targets = train.batch(idx, flip)
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+        out = teacher(**inputs, with_aux=True)
+        terms = set_prediction_loss(vars(out), targets, weights)
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        if tr["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tr["grad_clip"])
+        opt.step()
+        step += 1
+        loss = float(terms["loss"].detach())
+        losses.append(loss)
+        first_loss = loss if first_loss is None else first_loss
+        if bar is not None and (step % tr["log_every"] == 0):
+            bar.n = min(int(time.time() - start), int(time_budget_s))
+            bar.set_postfix(step=step, loss=f"{np.mean(losses[-tr['log_every']:]):.3f}", lr=f"{tr['lr'] * lr_scale:.1e}")
+    train_s = time.time() - start
+    if bar is not None:
+        bar.close()
+
+    return {
+        "steps": step,
+        "train_s": round(train_s, 1),
+        "steps_per_s": round(step / max(train_s, 1e-9), 3),
+        "batch_size": tr["batch_size"],
+        "first_loss": first_loss,
+        "final_loss": float(np.mean(losses[-20:])) if losses else float("nan"),
+        **({"history": history} if history else {}),
+    }
+
+
+def _split_kwargs(kw: dict) -> tuple[dict, dict, dict]:
+    model, train, loss = {}, {}, {}
+    for k, v in kw.items():
+        if k in MODEL_DEFAULTS:
+            model[k] = v
+        elif k in TRAIN_DEFAULTS:
+            train[k] = v
+        elif k.startswith("loss_") and k[5:] in LOSS_KEYS:
+            loss[k[5:]] = v
+        else:
+            raise ConfigError(f"bootstrap: unknown key '{k}'")
+    return model, {**TRAIN_DEFAULTS, **train}, loss
+
+
+def _saco_dir(data_root: Path) -> Path:
+    for cand in (data_root / "saco_image", data_root):
+        if (cand / "train.json").is_file():
+            return cand
+    raise Sam3m4Error(f"{data_root}: no saco_image/train.json (generate it with 'sam3m4 data synth')")
+
+
+def bootstrap_teacher(
+    data_root: str | Path,
+    out_dir: str | Path,
+    *,
+    time_budget_s: float = 300,
+    seed: int = 0,
+    threads: int | None = 2,
+    progress: bool = True,
+    train_limit: int | None = None,
+    val_limit: int | None = None,
+    evaluate_val: bool = True,
+    device: str = "cpu",
+    **kw,
+) -> dict:
+    """Train a tiny SAM 3 on ``data_root``'s synthetic SA-Co train split, save it to ``out_dir``, evaluate.
+
+    ``kw``: model sizes (``MODEL_DEFAULTS``), training settings (``TRAIN_DEFAULTS``) and loss weights as
+    ``loss_<field of SetLossWeights>``. The training loop stops at ``time_budget_s`` seconds (data loading,
+    saving and evaluation are outside it and reported separately). Returns a dict of metrics and timings:
+    ``steps``, ``steps_per_s``, ``train_s``, ``final_loss``, ``first_loss``, val ``miou``/``presence_f1``/...
+    """
+    from transformers import Sam3Model
+
+    from sam3m4.teacher.sam3 import Sam3Teacher, load_teacher
+
+    model_kw, tr, loss_kw = _split_kwargs(kw)
+    weights = SetLossWeights(**loss_kw)
+    if threads:
+        torch.set_num_threads(int(threads))
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    saco = _saco_dir(Path(data_root))
+    out_dir = Path(out_dir)
+
+    # --- setup -------------------------------------------------------------------------------------------
+    t0 = time.time()
+    config = build_config(**model_kw)
+    teacher = Sam3Teacher(Sam3Model(config))
+    g = config.vision_config.backbone_config.image_size // config.vision_config.backbone_config.patch_size
+    train = PairTensors.from_json(saco / "train.json", teacher, 4 * g, keep_full=False, limit=train_limit)
+    load_s = time.time() - t0
+
+    stats = train_loop(teacher, train, time_budget_s=time_budget_s, seed=seed, device=device,
+                       progress=progress, weights=weights, **tr)
+    model = teacher.model
+
+    # --- save + reload through the adapter ------------------------------------------------------------------
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    teacher.image_processor.save_pretrained(out_dir)
+    result = {
+        **stats,
+        "load_s": round(load_s, 1),
+        "train_pairs": len(train),
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "config": {**MODEL_DEFAULTS, **model_kw},
+        "train": tr,
+        "loss_weights": vars(weights),
+        "seed": seed,
+        "time_budget_s": time_budget_s,
+    }
+    if evaluate_val and (saco / "val.json").is_file():
+        t1 = time.time()
+        reloaded = load_teacher(out_dir, device=device)
+        val = PairTensors.from_json(saco / "val.json", reloaded, 4 * g, keep_full=True, limit=val_limit)
+        result.update({f"val_{k}": v for k, v in evaluate(reloaded, val, tr["eval_batch_size"]).items()})
+        result["eval_s"] = round(time.time() - t1, 1)
+    (out_dir / "bootstrap_metrics.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+# --- command line ------------------------------------------------------------------------------------------
+def load_yaml_config(path: str | Path) -> dict:
+    """Flat YAML -> dict; unknown keys are rejected later by :func:`bootstrap_teacher` (naming the key)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of key: value")
+    return data
+
+
+def _parse_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def add_arguments(parser) -> None:
+    """Arguments of ``sam3m4 teacher bootstrap`` (also used by ``python -m sam3m4.teacher.bootstrap``)."""
+    parser.add_argument("--config", default="configs/teacher_bootstrap.yaml", help="flat YAML config")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. time_budget_s=60")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> dict:
+    cfg = load_yaml_config(args.config)
+    for item in args.overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}': expected key=value")
+        k, v = item.split("=", 1)
+        cfg[k] = _parse_value(v)
+    for key in ("data_root", "out_dir"):
+        if key not in cfg:
+            raise ConfigError(f"{args.config}: {key}: missing key")
+    result = bootstrap_teacher(cfg.pop("data_root"), cfg.pop("out_dir"), **cfg)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("train", "loss_weights")}, indent=2, default=str))
+    return result
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    ap = argparse.ArgumentParser(prog="python -m sam3m4.teacher.bootstrap", description=__doc__.split("\n")[0])
+    add_arguments(ap)
+    a = ap.parse_args()
+    try:
+        run(a)
+    except Sam3m4Error as err:
+        print(f"sam3m4: error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,91 @@
+"""Distillation checkpoints: atomic write, weights_only load, keep-last-K + best, corrupt fallback, student only."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sam3m4.distill import checkpoint as K
+from sam3m4.errors import DataFormatError
+
+
+class Opaque:
+    """An arbitrary class: a weights_only load must refuse to unpickle it."""
+
+
+def _state(value: float = 0.0) -> dict:
+    model = torch.nn.Linear(3, 2)
+    torch.nn.init.constant_(model.weight, value)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    return {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "config": {"lr": 1e-3, "levels": [1, 2], "name": "x"}}
+
+
+def test_rng_state_round_trip_is_weights_only(tmp_path):
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    state = K.rng_state()
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(())))
+    torch.save(state, tmp_path / "rng.pt")
+    K.set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == expected
+
+
+def test_atomic_save_keep_last_and_best(tmp_path):
+    best = None
+    for step, metric in [(10, 0.2), (20, 0.5), (30, 0.4), (40, 0.3)]:
+        res = K.save_checkpoint(tmp_path, phase=2, epoch=step // 10, step=step, state=_state(step), keep_last=2,
+                                metric=metric, best=best)
+        best = res["best"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["phase2_best.pt", "phase2_epoch3_step30.pt", "phase2_epoch4_step40.pt"]  # no temp files
+    best_state = torch.load(tmp_path / "phase2_best.pt", weights_only=True)
+    assert best_state["step"] == 20 and best == 0.5
+    latest = torch.load(tmp_path / "phase2_epoch4_step40.pt", weights_only=True)
+    assert latest["config"]["levels"] == [1, 2] and torch.all(latest["model"]["weight"] != 30.0)
+    assert set(latest["rng"]) >= {"torch", "numpy_keys", "python_state"}
+
+
+def test_refuses_teacher_weights(tmp_path):
+    state = _state()
+    state["model"]["teacher.vision_encoder.weight"] = torch.zeros(1)
+    with pytest.raises(ValueError, match="teacher"):
+        K.save_checkpoint(tmp_path, phase=1, epoch=1, step=1, state=state)
+    assert not list(tmp_path.iterdir())
+
+
+def test_corrupt_latest_falls_back_with_warning(tmp_path):
+    K.save_checkpoint(tmp_path, phase=2, epoch=1, step=5, state=_state(1.0))
+    K.save_checkpoint(tmp_path, phase=2, epoch=2, step=9, state=_state(2.0))
+    bad = tmp_path / "phase2_epoch2_step9.pt"
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])  # truncated (a kill during a copy)
+    with pytest.raises(DataFormatError, match=r"phase2_epoch2_step9\.pt: corrupt or truncated checkpoint"):
+        K.load_checkpoint(bad)
+    with pytest.warns(UserWarning, match="falling back"):
+        path, state = K.load_latest(tmp_path, phase=2)
+    assert path.name == "phase2_epoch1_step5.pt" and state["step"] == 5
+    assert K.load_latest(tmp_path, phase=1) == (None, None)
+
+
+def test_never_unpickles_arbitrary_objects(tmp_path):
+    evil = tmp_path / "phase2_epoch1_step1.pt"
+    torch.save({"model": {}, "step": 1, "epoch": 1, "phase": 2, "extra": Opaque()}, evil)
+    with pytest.raises(DataFormatError, match="phase2_epoch1_step1.pt"):
+        K.load_checkpoint(evil)
+    torch.save({"model": {}}, tmp_path / "x.pt")
+    with pytest.raises(DataFormatError, match="step: missing key"):
+        K.load_checkpoint(tmp_path / "x.pt")
+
+
+def test_resolve_init(tmp_path):
+    assert K.resolve_init("", tmp_path, 1) is None
+    with pytest.raises(DataFormatError, match="no phase1 checkpoint"):
+        K.resolve_init("latest", tmp_path, 1)
+    K.save_checkpoint(tmp_path, phase=1, epoch=1, step=3, state=_state())
+    assert K.resolve_init("latest", tmp_path, 1) == Path(tmp_path) / "phase1_epoch1_step3.pt"

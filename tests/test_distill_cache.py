@@ -15,21 +15,14 @@ from sam3m4.distill import cache as C
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "fixtures" / "synth" / "saco_image"
-TINY = dict(image_size=56, hidden_size=32, vit_layers=2, vit_window=4, num_queries=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops on a shared 2-core box: 2 OpenMP threads wait on each other for whole time slices."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory) -> Path:
-    return C.save_random_teacher(tmp_path_factory.mktemp("teacher") / "tiny-random", **TINY)
+def teacher_dir(tmp_path_factory, tiny_teacher_kwargs) -> Path:
+    return C.save_random_teacher(tmp_path_factory.mktemp("teacher") / "tiny-random", **tiny_teacher_kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +37,14 @@ def pairs() -> C.PairSet:
     return C.PairSet(FIXTURE / "train.json", size=64, mask_size=16, limit=24)
 
 
-def test_keys_follow_content_phrase_and_teacher(tmp_path, teacher_dir):
+def test_keys_follow_content_phrase_and_teacher(tmp_path, teacher_dir, tiny_teacher_kwargs):
     a = np.zeros((8, 8, 3), np.uint8)
     b = a.copy()
     b[0, 0, 0] = 1
     assert C.image_hash(a) == C.image_hash(a.copy()) != C.image_hash(b)
     assert C.image_hash(a) != C.image_hash(np.zeros((4, 16, 3), np.uint8))  # same bytes, other shape
     assert C.pair_key("ab", "red circle") != C.pair_key("ab", "blue circle")
-    other = C.save_random_teacher(tmp_path / "tiny-random", seed=1, **TINY)  # same name, other weights
+    other = C.save_random_teacher(tmp_path / "tiny-random", seed=1, **tiny_teacher_kwargs)  # same name, other weights
     assert C.teacher_id(teacher_dir) != C.teacher_id(other)
     assert C.teacher_id(teacher_dir) == C.teacher_id(teacher_dir)
     cache = C.FeatureCache(tmp_path / "c", C.teacher_id(teacher_dir), 56)

@@ -18,23 +18,16 @@ from sam3m4.distill import recipe as R
 from sam3m4.errors import ConfigError, Sam3m4Error
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(image_size=56, hidden_size=32, vit_layers=2, vit_window=4, num_queries=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops on a shared 2-core box: 2 OpenMP threads wait on each other for whole time slices."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> list[str]:
+def base(tmp_path_factory, tiny_teacher_kwargs) -> list[str]:
     """Overrides shared by every run: fixture data, a random tiny teacher, one cache, 64 px student."""
     root = tmp_path_factory.mktemp("distill")
-    teacher = C.save_random_teacher(root / "teacher", **TINY)
+    teacher = C.save_random_teacher(root / "teacher", **tiny_teacher_kwargs)
     return [f"data_root={ROOT / 'fixtures' / 'synth'}", f"teacher={teacher}", f"cache_dir={root / 'cache'}",
             "image_size=64", "threads=1", "progress=false", "log_every=1", "eval_batch_size=16", "vis_pairs=2",
             "warmup_steps=2", "cache_topk=4"]

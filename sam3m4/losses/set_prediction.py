@@ -32,6 +32,9 @@ class SetLossWeights:
 
     cls: float = 4.0
     """query classification (IA-BCE, mean over B*Q queries)."""
+    cls_on_score: bool = True
+    """classify SAM 3's final score sigmoid(q) * sigmoid(presence) (the number thresholded at 0.5) instead of
+    sigmoid(q) alone, so the product is calibrated; the presence logit keeps its own BCE term as well."""
     pos_weight: float = 5.0
     """extra weight of matched (positive) queries inside the classification BCE."""
     neg_gamma: float = 0.0
@@ -39,6 +42,8 @@ class SetLossWeights:
     absent_cls: float = 1.0
     """scale of the classification negatives on absent pairs (0 = SAM 3's presence-only decoupling)."""
     presence: float = 2.0
+    presence_pos_weight: float = 1.0
+    """BCE pos_weight of the presence logit (> 1 trades precision for recall at SAM 3's 0.5 threshold)."""
     mask_bce: float = 5.0
     mask_dice: float = 5.0
     box_l1: float = 5.0
@@ -104,10 +109,23 @@ def hungarian_match(
     return torch.as_tensor(qi, dtype=torch.long), torch.as_tensor(ti, dtype=torch.long)
 
 
-def _cls_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, w: SetLossWeights) -> torch.Tensor:
-    """SAM 3's IA-BCE (hard targets): pos_weight * BCE on positives + p**gamma * BCE on negatives, mean."""
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")  # (B, Q)
-    neg_scale = logits.sigmoid().detach() ** w.neg_gamma if w.neg_gamma else 1.0
+def _cls_loss(
+    logits: torch.Tensor, presence: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, w: SetLossWeights
+) -> torch.Tensor:
+    """SAM 3's IA-BCE (hard targets): pos_weight * BCE on positives + p**gamma * BCE on negatives, mean.
+
+    logits (B, Q), presence (B, 1), target/weight (B, Q). With ``w.cls_on_score`` the probability is the
+    final score p = sigmoid(q) * sigmoid(presence), else sigmoid(q).
+    """
+    if w.cls_on_score:
+        log_p = F.logsigmoid(logits) + F.logsigmoid(presence)  # (B, Q) log of the final score
+        log_1mp = torch.log1p(-log_p.exp().clamp(max=1 - 1e-6))  # (B, Q)
+        bce = -(target * log_p + (1 - target) * log_1mp)
+        prob = log_p.exp()
+    else:
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")  # (B, Q)
+        prob = logits.sigmoid()
+    neg_scale = prob.detach() ** w.neg_gamma if w.neg_gamma else 1.0
     loss = bce * (target * w.pos_weight + (1 - target) * neg_scale)
     return (loss * weight).sum() / weight.sum().clamp(min=1)
 
@@ -156,8 +174,10 @@ def set_prediction_loss(
         target = torch.zeros_like(logits)  # (B, Q)
         target[bi, qi] = 1.0
         weight = torch.where(present[:, None] > 0, 1.0, w.absent_cls).expand(B, Q)  # (B, Q)
-        cls = _cls_loss(logits, target, weight, w)
-        pres = F.binary_cross_entropy_with_logits(presence.flatten(), present)
+        cls = _cls_loss(logits, presence.reshape(B, 1), target, weight, w)
+        pres = F.binary_cross_entropy_with_logits(
+            presence.flatten(), present, pos_weight=torch.tensor(w.presence_pos_weight, device=device)
+        )
         return cls, pres
 
     out: dict[str, torch.Tensor] = {}

@@ -44,7 +44,8 @@ MODEL_DEFAULTS = dict(
     num_heads=2,
 )
 TRAIN_DEFAULTS = dict(
-    batch_size=8,
+    batch_size=8,  # pairs per step
+    pairs_per_image=1,  # pairs drawn from each sampled image (they share one image-encoder pass)
     lr=2e-3,
     weight_decay=0.05,
     warmup_frac=0.05,  # of the budget
@@ -52,6 +53,8 @@ TRAIN_DEFAULTS = dict(
     grad_clip=1.0,
     hflip=True,
     max_steps=0,  # 0 = until the time budget; >0 also stops there (smoke tests)
+    reinit=True,  # width-aware re-initialisation (reinit_for_small_width)
+    freeze_token_embedding=True,  # keep CLIP's 49408 x D token table at its random init (saves ~15% step time)
     eval_batch_size=32,
     log_every=10,
 )
@@ -180,9 +183,20 @@ class PairTensors:
     def __len__(self) -> int:
         return len(self.image_of)
 
+    def pairs_of_image(self) -> list[torch.Tensor]:
+        """For each image, the (n_i,) int64 indices of its pairs."""
+        order = torch.argsort(self.image_of, stable=True)
+        counts = torch.bincount(self.image_of, minlength=len(self.pixels)).tolist()
+        return list(torch.split(order, counts))
+
     def batch(self, idx, hflip: torch.Tensor | None = None):
-        """Model inputs and loss targets for pair indices ``idx``; ``hflip`` (B,) bool flips left-right."""
-        px = self.pixels[self.image_of[idx]]  # (B, 3, S, S)
+        """Model inputs and loss targets for pair indices ``idx`` (B,).
+
+        ``hflip`` (B,) bool flips a pair left-right (pairs of one image must agree). Images are sent once:
+        ``pixel_values`` (I, 3, S, S) with ``image_index`` (B,) mapping pairs to them.
+        """
+        img, image_index = torch.unique(self.image_of[idx], return_inverse=True)  # (I,), (B,)
+        px = self.pixels[img]  # (I, 3, S, S)
         targets = []
         for j, p in enumerate(idx.tolist()):
             m, b = self.masks[p], self.boxes[p]
@@ -191,9 +205,12 @@ class PairTensors:
                 b = torch.stack([1 - b[:, 2], b[:, 1], 1 - b[:, 0], b[:, 3]], dim=1) if len(b) else b
             targets.append({"masks": m, "boxes_xyxy": b})
         if hflip is not None:
-            px = torch.where(hflip[:, None, None, None], px.flip(-1), px)
+            flip_img = torch.zeros(len(img), dtype=torch.bool).index_put_((image_index,), hflip)  # (I,)
+            px = torch.where(flip_img[:, None, None, None], px.flip(-1), px)
         t = self.phrase_of[idx]
-        return {"pixel_values": px, "input_ids": self.input_ids[t], "attention_mask": self.attention_mask[t]}, targets
+        inputs = {"pixel_values": px, "input_ids": self.input_ids[t], "attention_mask": self.attention_mask[t],
+                  "image_index": image_index}
+        return inputs, targets
 
 
 @torch.no_grad()
@@ -204,12 +221,18 @@ def evaluate(teacher, data: PairTensors, batch_size: int = 32, threshold: float 
 
     teacher.eval()
     miou, pres = MIoUMeter(), PresenceMeter()
-    miou_pos = MIoUMeter()
+    miou_pos, miou_sem = MIoUMeter(), MIoUMeter()
+    max_scores, labels = [], []
     for start in range(0, len(data), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data)))
         inputs, _ = data.batch(idx)
         device = next(teacher.parameters()).device
         out = teacher(**{k: v.to(device) for k, v in inputs.items()})
+        sem = F.interpolate(out.semantic_logits.float(), size=data.sizes[int(idx[0])], mode="bilinear")  # (b,1,H,W)
+        for j, p in enumerate(idx.tolist()):
+            miou_sem.add((sem[j, 0] > 0).cpu().numpy(), data.gt_full[p])
+        max_scores += out.scores.max(1).values.tolist()
+        labels += data.present[idx].tolist()
         for j, inst in enumerate(instances_from_output(out, [data.sizes[p] for p in idx.tolist()], threshold)):
             p = int(idx[j])
             gt = data.gt_full[p]
@@ -226,7 +249,20 @@ def evaluate(teacher, data: PairTensors, batch_size: int = 32, threshold: float 
         "presence_recall": r.recall,
         "il_mcc": r.il_mcc,
         "num_pairs": len(data),
+        # diagnostics independent of the 0.5 threshold
+        "semantic_miou": miou_sem.result().miou,  # semantic head > 0 vs the union of instances
+        "presence_auc": _auc(max_scores, labels),  # best query score ranks present over absent pairs
     }
+
+
+def _auc(scores: list[float], labels: list[bool]) -> float:
+    """ROC AUC (Mann-Whitney U) of ``scores`` for binary ``labels``; NaN when a class is missing."""
+    s, y = np.asarray(scores, np.float64), np.asarray(labels, bool)
+    if y.all() or not y.any():
+        return float("nan")
+    ranks = np.empty(len(s))
+    ranks[np.argsort(s, kind="stable")] = np.arange(1, len(s) + 1)
+    return float((ranks[y].sum() - y.sum() * (y.sum() + 1) / 2) / (y.sum() * (~y).sum()))
 
 
 # --- recipe ------------------------------------------------------------------------------------------------
@@ -252,13 +288,17 @@ def train_loop(
     """
     tr = {**TRAIN_DEFAULTS, **tr}
     model = teacher.model.to(device).train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    if tr["freeze_token_embedding"]:
+        model.text_encoder.get_input_embeddings().requires_grad_(False)
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in params if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in params if not (p.ndim >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": tr["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
         lr=tr["lr"], betas=(0.9, 0.999),
     )
     gen = torch.Generator().manual_seed(seed)
+    by_image = train.pairs_of_image()
 
     # --- train -------------------------------------------------------------------------------------------
     bar = None
@@ -287,8 +327,14 @@ def train_loop(
             lr_scale = tr["min_lr_frac"] + (1 - tr["min_lr_frac"]) * cos
         for group in opt.param_groups:
             group["lr"] = tr["lr"] * lr_scale
-        idx = torch.randint(0, len(train), (tr["batch_size"],), generator=gen)
-        flip = torch.rand(len(idx), generator=gen) < 0.5 if tr["hflip"] else None
+        n_img = max(1, tr["batch_size"] // tr["pairs_per_image"])
+        imgs = torch.randperm(len(by_image), generator=gen)[:n_img]  # (n_img,) distinct images
+        idx = torch.cat([by_image[i][torch.randperm(len(by_image[i]), generator=gen)[: tr["pairs_per_image"]]]
+                         for i in imgs.tolist()])  # (B,) pair indices, k per image
+        flip = None
+        if tr["hflip"]:
+            flip = (torch.rand(n_img, generator=gen) < 0.5).repeat_interleave(
+                torch.tensor([min(len(by_image[i]), tr["pairs_per_image"]) for i in imgs.tolist()]))
         inputs, targets = train.batch(idx, flip)
         inputs = {k: v.to(device) for k, v in inputs.items()}
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
@@ -381,6 +427,8 @@ def bootstrap_teacher(
     t0 = time.time()
     config = build_config(**model_kw)
     teacher = Sam3Teacher(Sam3Model(config))
+    if tr["reinit"]:
+        reinit_for_small_width(teacher.model)
     g = config.vision_config.backbone_config.image_size // config.vision_config.backbone_config.patch_size
     train = PairTensors.from_json(saco / "train.json", teacher, 4 * g, keep_full=False, limit=train_limit)
     load_s = time.time() - t0
@@ -430,8 +478,14 @@ def load_yaml_config(path: str | Path) -> dict:
 
 
 def _parse_value(text: str):
+    """``key=value`` override value: number if it parses as one (YAML reads ``5e-4`` as a string), else YAML."""
     import yaml
 
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
     return yaml.safe_load(text)
 
 

@@ -135,8 +135,13 @@ class Sam3Teacher(torch.nn.Module):
         return {k: v.to(device) for k, v in batch.items()}
 
     # --- model --------------------------------------------------------------------------------------
-    def forward(self, pixel_values, input_ids, attention_mask, with_aux: bool = False) -> TeacherOutput:
-        """Run SAM 3 on B pairs: ``pixel_values`` (B, 3, S, S), ``input_ids``/``attention_mask`` (B, 32)."""
+    def forward(
+        self, pixel_values, input_ids, attention_mask, image_index=None, with_aux: bool = False
+    ) -> TeacherOutput:
+        """Run SAM 3 on B pairs: ``input_ids``/``attention_mask`` (B, 32) and ``pixel_values`` (B, 3, S, S), or
+        (I, 3, S, S) plus ``image_index`` (B,) int64 naming each pair's image (the image encoder then runs once
+        per image, as SAM 3 does for several prompts on one image). ``fpn_features``/``vit_features`` are per
+        pair either way."""
         m = self.model
         captured: dict = {}
         hooks = [
@@ -145,6 +150,8 @@ class Sam3Teacher(torch.nn.Module):
         ]
         try:
             vision = m.get_vision_features(pixel_values=pixel_values)
+            if image_index is not None:
+                vision = _index_vision(vision, image_index)
             text = m.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
             out = m(vision_embeds=vision, text_embeds=text, attention_mask=attention_mask)
         finally:
@@ -194,6 +201,18 @@ class Sam3Teacher(torch.nn.Module):
         """Convenience: preprocess, run and post-process B (image, phrase) pairs."""
         sizes = [im.shape[:2] for im in images]
         return instances_from_output(self(**self.prepare(images, phrases)), sizes, threshold)
+
+
+def _index_vision(vision, index: torch.Tensor):
+    """Select/repeat a ``Sam3VisionEncoderOutput``'s per-image tensors along the batch: one row per pair."""
+    from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
+    pick = lambda xs: None if xs is None else tuple(x[index] for x in xs)  # noqa: E731
+    return Sam3VisionEncoderOutput(
+        last_hidden_state=vision.last_hidden_state[index],
+        fpn_hidden_states=pick(vision.fpn_hidden_states),
+        fpn_position_encoding=pick(vision.fpn_position_encoding),
+    )
 
 
 def instances_from_output(out: TeacherOutput, image_sizes, threshold: float = 0.5) -> list[TeacherInstances]:

@@ -111,3 +111,26 @@ def test_bootstrap_smoke_decreases_loss_and_reloads(tiny_synth, tmp_path):
     assert 0.0 <= r["val_miou"] <= 1.0 and 0.0 <= r["val_presence_f1"] <= 1.0
     assert (out_dir / "bootstrap_metrics.json").is_file()
     assert load_teacher(out_dir).image_size == 56
+
+
+def test_phrase_targets_are_every_phrase_union_on_each_image(tiny_synth):
+    """The dense auxiliary loss's targets: per image, each phrase's union mask (zeros when absent), flipped
+    with the image."""
+    from transformers import Sam3Model
+
+    from sam3m4.teacher.bootstrap import PairTensors, build_config
+    from sam3m4.teacher.sam3 import Sam3Teacher
+
+    teacher = Sam3Teacher(Sam3Model(build_config(image_size=56, hidden_size=32, vit_layers=1, vit_window=2,
+                                                 text_layers=1, decoder_layers=1, num_queries=6)))
+    data = PairTensors.from_json(tiny_synth / "saco_image" / "train.json", teacher, 16, keep_full=False)
+    idx = torch.arange(len(data))
+    maps = data.phrase_targets(idx)  # (I, T, 16, 16)
+    assert maps.shape == (len(data.pixels), len(data.phrases), 16, 16)
+    for p in range(len(data)):
+        got = maps[data.image_of[p], data.phrase_of[p]]
+        want = data.masks[p].amax(0) if data.present[p] else torch.zeros(16, 16)
+        assert torch.allclose(got, want, atol=1e-3), data.phrases[data.phrase_of[p]]
+    assert maps.sum() > 0
+    flip = torch.ones(len(data), dtype=torch.bool)
+    assert torch.equal(data.phrase_targets(idx, flip), maps.flip(-1))

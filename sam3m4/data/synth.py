@@ -2,8 +2,9 @@
 
 The embedded default data set that every later stage trains a tiny SAM 3 on in minutes of CPU. Concepts
 are colour x shape phrases ("red circle", "blue triangle", 16 of them) and shape-only phrases ("star",
-covering every colour). Images hold 2-6 instances from small (<= 1 % of the image) to large (~22 %) that
-occlude each other (a mask is the visible part; instances with < 20 visible pixels are not drawn).
+covering every colour). Images hold 2-4 instances inside the frame, small (<= 1 % of the image; 15 % of
+them) or 3-22 % of it, that overlap (never with a shape of the same colour) but each keep >= 70 % of their
+area visible, so every shape stays identifiable from pixels (a mask is the visible part).
 Each image gives positive pairs (concepts present) and negative pairs (absent ones, including hard
 negatives: a present shape in an absent colour). Videos hold 2-5 objects on smooth trajectories that
 enter, leave and occlude each other; a masklet is null in frames where its object is invisible.
@@ -39,11 +40,14 @@ from sam3m4.errors import ConfigError
 __all__ = ["generate", "render_image", "render_video", "CONCEPTS", "SynthImage", "SynthVideo"]
 
 GENERATOR = "sam3m4.data.synth"
-VERSION = 1
-MIN_VISIBLE_PX = 20             # an image instance with fewer visible pixels is not drawn
-SMALL_FRACTION = (0.003, 0.01)  # area range of small instances (fraction of the image)
-LARGE_FRACTION = (0.01, 0.22)   # log-uniform area range of the other instances
-P_SMALL = 0.3
+VERSION = 2
+MIN_VISIBLE_PX = 20             # an image instance with fewer pixels is not drawn
+MIN_VISIBLE_FRACTION = 0.7      # an image instance keeps at least this share of its area visible
+PLACE_TRIES = 20                # positions tried per image instance before it is left out
+MIN_INSTANCES, MAX_INSTANCES = 2, 4
+SMALL_FRACTION = (0.004, 0.01)  # area range of small instances (fraction of the image)
+LARGE_FRACTION = (0.03, 0.22)   # log-uniform area range of the other instances
+P_SMALL = 0.15
 JPEG = {"quality": 90, "subsampling": 0}
 _IMAGE, _VIDEO = 0, 1           # SeedSequence kinds
 
@@ -91,26 +95,51 @@ def _choose_pairs(rng: np.random.Generator, shapes: list[Shape], max_hard: int, 
     return present + hard + other
 
 
+def _dilate(mask: np.ndarray, px: int = 2) -> np.ndarray:
+    """(S, S) bool mask grown by ``px`` pixels (square neighbourhood)."""
+    out = mask.copy()
+    for dy in range(-px, px + 1):
+        for dx in range(-px, px + 1):
+            out |= np.roll(np.roll(mask, dy, 0), dx, 1)
+    return out
+
+
 def render_image(seed: int, index: int, image_size: int) -> SynthImage:
-    """Draw image ``index`` of the data set generated with ``seed`` (what :func:`generate` writes)."""
+    """Draw image ``index`` of the data set generated with ``seed`` (what :func:`generate` writes).
+
+    Instances lie inside the frame and may overlap, but each keeps at least ``MIN_VISIBLE_FRACTION`` of
+    its area visible, so its shape stays identifiable from pixels (a position that would hide more of a
+    new or an earlier instance is re-drawn, up to ``PLACE_TRIES`` times, else the instance is left out).
+    """
     rng, size = _rng(seed, _IMAGE, index), image_size
     bg = background(rng, size)
-    shapes = []
-    for _ in range(int(rng.integers(2, 7))):
+    shapes: list[Shape] = []
+    areas: list[int] = []          # full (unoccluded) area of each placed shape, pixels
+    fulls: list[np.ndarray] = []   # (S, S) bool full mask of each placed shape
+    for _ in range(int(rng.integers(MIN_INSTANCES, MAX_INSTANCES + 1))):
         shape, colour = SHAPES[rng.integers(len(SHAPES))], list(COLOURS)[rng.integers(len(COLOURS))]
         if rng.random() < P_SMALL:
             frac = rng.uniform(*SMALL_FRACTION)
         else:
             frac = math.exp(rng.uniform(math.log(LARGE_FRACTION[0]), math.log(LARGE_FRACTION[1])))
         r = radius_for_area(shape, frac * size * size)
-        cx, cy = rng.uniform(0.5 * r, size - 0.5 * r, size=2)
-        shapes.append(Shape(shape, colour, concept_rgb(rng, colour), float(cx), float(cy), r,
-                            float(rng.uniform(0, 2 * math.pi))))
+        rgb, angle = concept_rgb(rng, colour), float(rng.uniform(0, 2 * math.pi))
+        for _try in range(PLACE_TRIES):
+            cx, cy = rng.uniform(r + 1, size - r - 1, size=2) if size > 2 * r + 2 else (size / 2, size / 2)
+            cand = Shape(shape, colour, rgb, float(cx), float(cy), r, angle)
+            full_mask = label_map([cand], size) > 0  # (S, S)
+            full = int(full_mask.sum())
+            labels = label_map(shapes + [cand], size)
+            visible = np.bincount(labels.ravel(), minlength=len(shapes) + 2)[1:]
+            need = MIN_VISIBLE_FRACTION * np.array(areas + [full])
+            grown = _dilate(full_mask)  # same-colour shapes may not touch: their boundary would be invisible
+            touches = any(o.colour == colour and (f & grown).any() for o, f in zip(shapes, fulls))
+            if full >= MIN_VISIBLE_PX and (visible >= need).all() and not touches:
+                shapes.append(cand)
+                areas.append(full)
+                fulls.append(full_mask)
+                break
     labels = label_map(shapes, size)
-    visible = np.bincount(labels.ravel(), minlength=len(shapes) + 1)[1:]
-    if (visible < MIN_VISIBLE_PX).any():   # not drawn at all, so pixels and labels agree
-        shapes = [s for s, v in zip(shapes, visible) if v >= MIN_VISIBLE_PX]
-        labels = label_map(shapes, size)
     return SynthImage(compose(bg, shapes, labels, rng), labels, shapes)
 
 

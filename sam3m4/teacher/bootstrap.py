@@ -54,7 +54,11 @@ TRAIN_DEFAULTS = dict(
     hflip=True,
     max_steps=0,  # 0 = until the time budget; >0 also stops there (smoke tests)
     reinit=True,  # width-aware re-initialisation (reinit_for_small_width)
+    colour_patch_init=True,  # reinit: 48 patch-embedding channels start as 4 x 4 sub-cell colour averages
     freeze_token_embedding=True,  # keep CLIP's 49408 x D token table at its random init (saves ~15% step time)
+    vision_lr_mult=1.0,  # LR multiplier of the image encoder (ViT + FPN) and the dense auxiliary heads
+    dense_images=0,  # extra images per step seen only by the image encoder + dense loss (0 = none)
+    dense_aux=2.0,  # weight of the training-only dense phrase loss (DensePhraseAux); 0 = off
     eval_batch_size=32,
     log_every=10,
 )
@@ -91,7 +95,7 @@ def build_config(**kw):
     )
 
 
-def reinit_for_small_width(model) -> None:
+def reinit_for_small_width(model, colour_patch_init: bool = True) -> None:
     """Re-initialise a freshly built small ``Sam3Model`` so it trains fast from scratch.
 
     transformers initialises every Linear/Conv with N(0, 0.02), tuned for 1024-wide layers; at width 64 that
@@ -111,7 +115,7 @@ def reinit_for_small_width(model) -> None:
     # i.e. exactly the cells of the stride patch/4 mask grid, so masks can be decoded from tokens at once
     proj = model.vision_encoder.backbone.embeddings.patch_embeddings.projection  # Conv2d(3, D, p, p)
     p = proj.kernel_size[0]
-    if proj.out_channels >= 48:
+    if colour_patch_init and proj.out_channels >= 48:
         cell = (torch.arange(p) * 4) // p  # (p,) sub-cell index of each pixel row/column
         with torch.no_grad():
             for c in range(3):
@@ -170,6 +174,11 @@ class PairTensors:
         self.phrase_of = torch.tensor([self.phrases.index(p) for p in phrase_list])
         self.masks, self.boxes, self.gt_full, self.sizes = masks, boxes, full, sizes
         self.present = torch.tensor(present)
+        # per image, every phrase's union mask (phrases not asked as positives are absent): (I, T, m, m)
+        self.phrase_maps = torch.zeros(len(images), len(self.phrases), mask_size, mask_size, dtype=torch.float16)
+        for p in range(len(masks)):
+            if present[p] and len(masks[p]):
+                self.phrase_maps[image_of[p], self.phrase_of[p]] = masks[p].amax(0).half()
 
     @classmethod
     def from_json(cls, json_path: Path, teacher, mask_size: int, keep_full: bool, limit: int | None = None):
@@ -211,6 +220,51 @@ class PairTensors:
         inputs = {"pixel_values": px, "input_ids": self.input_ids[t], "attention_mask": self.attention_mask[t],
                   "image_index": image_index}
         return inputs, targets
+
+
+    def phrase_targets(self, idx, hflip: torch.Tensor | None = None) -> torch.Tensor:
+        """(I, T, m, m) float: every phrase's union mask on each image of :meth:`batch` ``(idx, hflip)``, in
+        the order of its ``pixel_values``."""
+        img, image_index = torch.unique(self.image_of[idx], return_inverse=True)
+        maps = self.phrase_maps[img].float()  # (I, T, m, m)
+        if hflip is not None:
+            flip_img = torch.zeros(len(img), dtype=torch.bool).index_put_((image_index,), hflip)  # (I,)
+            maps = torch.where(flip_img[:, None, None, None], maps.flip(-1), maps)
+        return maps
+
+
+class DensePhraseAux(torch.nn.Module):
+    """Training-only dense phrase loss for the bootstrap (not part of the saved SAM 3 model).
+
+    Every FPN level's pixel features are scored against every training phrase's pooled text feature
+    (LSeg-style: logit = <conv1x1(pixel), linear(text)> / sqrt(D) + bias) and trained with BCE against the
+    phrase's union mask on that image. It gives the image encoder a dense, text-aligned signal for every
+    concept on every image in each step (the set loss sees one phrase per pair), which is what makes
+    shape x colour binding learnable within minutes; the heads are dropped before ``save_pretrained``.
+    """
+
+    def __init__(self, dim: int, levels: int):
+        super().__init__()
+        self.pixel = torch.nn.ModuleList(torch.nn.Conv2d(dim, dim, 1) for _ in range(levels))
+        self.text = torch.nn.Linear(dim, dim)
+        self.bias = torch.nn.Parameter(torch.full((levels,), -2.0))
+
+    def forward(self, fpn: list[torch.Tensor], text: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """fpn: per level (I, D, h, w); text (T, D) pooled phrase features; targets (I, T, m, m) -> scalar."""
+        t = self.text(text)  # (T, D)
+        loss = 0.0
+        for k, f in enumerate(fpn):
+            logits = torch.einsum("idhw,td->ithw", self.pixel[k](f), t) / f.shape[1] ** 0.5 + self.bias[k]
+            tgt = F.interpolate(targets, size=f.shape[-2:], mode="area") if f.shape[-1] != targets.shape[-1] else targets
+            loss = loss + F.binary_cross_entropy_with_logits(logits, tgt, pos_weight=torch.tensor(4.0))
+        return loss / len(fpn)
+
+
+def pooled_text(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(T, D): SAM 3's projected text features mean-pooled over valid tokens."""
+    feats = model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output  # (T, L, D)
+    m = attention_mask[..., None].to(feats.dtype)
+    return (feats * m).sum(1) / m.sum(1).clamp(min=1)
 
 
 @torch.no_grad()
@@ -290,13 +344,22 @@ def train_loop(
     model = teacher.model.to(device).train()
     if tr["freeze_token_embedding"]:
         model.text_encoder.get_input_embeddings().requires_grad_(False)
+    dense = None
+    if tr["dense_aux"]:
+        levels = len(model.config.vision_config.backbone_feature_sizes)
+        dense = DensePhraseAux(model.config.detr_encoder_config.hidden_size, levels).to(device)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    decay = [p for n, p in params if p.ndim >= 2 and "embed" not in n]
-    no_decay = [p for n, p in params if not (p.ndim >= 2 and "embed" not in n)]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": tr["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=tr["lr"], betas=(0.9, 0.999),
-    )
+    if dense is not None:
+        params += [(f"vision_encoder.dense_aux.{n}", p) for n, p in dense.named_parameters()]
+    groups = []
+    for vision in (False, True):
+        for decay in (True, False):
+            ps = [p for n, p in params if n.startswith("vision_encoder") == vision
+                  and (p.ndim >= 2 and "embed" not in n) == decay]
+            if ps:
+                groups.append({"params": ps, "weight_decay": tr["weight_decay"] if decay else 0.0,
+                               "lr_mult": tr["vision_lr_mult"] if vision else 1.0})
+    opt = torch.optim.AdamW(groups, lr=tr["lr"], betas=(0.9, 0.999))
     gen = torch.Generator().manual_seed(seed)
     by_image = train.pairs_of_image()
 
@@ -326,7 +389,7 @@ def train_loop(
             cos = 0.5 * (1 + math.cos(math.pi * (frac - warm) / (1 - warm)))
             lr_scale = tr["min_lr_frac"] + (1 - tr["min_lr_frac"]) * cos
         for group in opt.param_groups:
-            group["lr"] = tr["lr"] * lr_scale
+            group["lr"] = tr["lr"] * lr_scale * group["lr_mult"]
         n_img = max(1, tr["batch_size"] // tr["pairs_per_image"])
         imgs = torch.randperm(len(by_image), generator=gen)[:n_img]  # (n_img,) distinct images
         idx = torch.cat([by_image[i][torch.randperm(len(by_image[i]), generator=gen)[: tr["pairs_per_image"]]]
@@ -340,6 +403,22 @@ def train_loop(
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
         out = teacher(**inputs, with_aux=True)
         terms = set_prediction_loss(vars(out), targets, weights)
+        if dense is not None:
+            first = torch.zeros(len(inputs["pixel_values"]), dtype=torch.long, device=device)
+            first[inputs["image_index"]] = torch.arange(len(idx), device=device)  # a pair of each image
+            fpn = [f[first] for f in out.fpn_features]  # (I, D, h, w) per level
+            text = pooled_text(model, train.input_ids.to(device), train.attention_mask.to(device))  # (T, D)
+            maps = train.phrase_targets(idx, flip)  # (I, T, m, m)
+            if tr["dense_images"]:
+                extra = torch.randint(len(train.pixels), (tr["dense_images"],), generator=gen)  # (E,)
+                flip_x = torch.rand(len(extra), generator=gen) < (0.5 if tr["hflip"] else 0.0)  # (E,)
+                px = torch.where(flip_x[:, None, None, None], train.pixels[extra].flip(-1), train.pixels[extra])
+                mx = train.phrase_maps[extra].float()
+                maps = torch.cat([maps, torch.where(flip_x[:, None, None, None], mx.flip(-1), mx)])
+                vis = model.get_vision_features(pixel_values=px.to(device)).fpn_hidden_states[:-1]
+                fpn = [torch.cat([a, b]) for a, b in zip(fpn, vis)]  # (I + E, D, h, w) per level
+            terms["dense_aux"] = tr["dense_aux"] * dense(fpn, text, maps.to(device))
+            terms["loss"] = terms["loss"] + terms["dense_aux"]
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         if tr["grad_clip"]:
@@ -428,7 +507,7 @@ def bootstrap_teacher(
     config = build_config(**model_kw)
     teacher = Sam3Teacher(Sam3Model(config))
     if tr["reinit"]:
-        reinit_for_small_width(teacher.model)
+        reinit_for_small_width(teacher.model, tr["colour_patch_init"])
     g = config.vision_config.backbone_config.image_size // config.vision_config.backbone_config.patch_size
     train = PairTensors.from_json(saco / "train.json", teacher, 4 * g, keep_full=False, limit=train_limit)
     load_s = time.time() - t0

@@ -56,8 +56,6 @@ TRAIN_DEFAULTS = dict(
     reinit=True,  # width-aware re-initialisation (reinit_for_small_width)
     colour_patch_init=True,  # reinit: 48 patch-embedding channels start as 4 x 4 sub-cell colour averages
     freeze_token_embedding=True,  # keep CLIP's 49408 x D token table at its random init (saves ~15% step time)
-    vision_lr_mult=1.0,  # LR multiplier of the image encoder (ViT + FPN) and the dense auxiliary heads
-    dense_images=0,  # extra images per step seen only by the image encoder + dense loss (0 = none)
     dense_aux=2.0,  # weight of the training-only dense phrase loss (DensePhraseAux); 0 = off
     eval_batch_size=32,
     log_every=10,
@@ -239,8 +237,9 @@ class DensePhraseAux(torch.nn.Module):
     Every FPN level's pixel features are scored against every training phrase's pooled text feature
     (LSeg-style: logit = <conv1x1(pixel), linear(text)> / sqrt(D) + bias) and trained with BCE against the
     phrase's union mask on that image. It gives the image encoder a dense, text-aligned signal for every
-    concept on every image in each step (the set loss sees one phrase per pair), which is what makes
-    shape x colour binding learnable within minutes; the heads are dropped before ``save_pretrained``.
+    concept on every image in each step (the set loss sees one phrase per pair). Measured on the synthetic
+    data in the 5-minute budget: it sharpens colour binding and the semantic map, but the ViT still learns
+    no shape (see README, known state). The heads are dropped: only ``model`` is saved.
     """
 
     def __init__(self, dim: int, levels: int):
@@ -256,7 +255,7 @@ class DensePhraseAux(torch.nn.Module):
         for k, f in enumerate(fpn):
             logits = torch.einsum("idhw,td->ithw", self.pixel[k](f), t) / f.shape[1] ** 0.5 + self.bias[k]
             tgt = F.interpolate(targets, size=f.shape[-2:], mode="area") if f.shape[-1] != targets.shape[-1] else targets
-            loss = loss + F.binary_cross_entropy_with_logits(logits, tgt, pos_weight=torch.tensor(4.0))
+            loss = loss + F.binary_cross_entropy_with_logits(logits, tgt, pos_weight=logits.new_tensor(4.0))
         return loss / len(fpn)
 
 
@@ -350,16 +349,13 @@ def train_loop(
         dense = DensePhraseAux(model.config.detr_encoder_config.hidden_size, levels).to(device)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if dense is not None:
-        params += [(f"vision_encoder.dense_aux.{n}", p) for n, p in dense.named_parameters()]
-    groups = []
-    for vision in (False, True):
-        for decay in (True, False):
-            ps = [p for n, p in params if n.startswith("vision_encoder") == vision
-                  and (p.ndim >= 2 and "embed" not in n) == decay]
-            if ps:
-                groups.append({"params": ps, "weight_decay": tr["weight_decay"] if decay else 0.0,
-                               "lr_mult": tr["vision_lr_mult"] if vision else 1.0})
-    opt = torch.optim.AdamW(groups, lr=tr["lr"], betas=(0.9, 0.999))
+        params += [(f"dense_aux.{n}", p) for n, p in dense.named_parameters()]
+    decay = [p for n, p in params if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in params if not (p.ndim >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tr["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=tr["lr"], betas=(0.9, 0.999),
+    )
     gen = torch.Generator().manual_seed(seed)
     by_image = train.pairs_of_image()
 
@@ -389,7 +385,7 @@ def train_loop(
             cos = 0.5 * (1 + math.cos(math.pi * (frac - warm) / (1 - warm)))
             lr_scale = tr["min_lr_frac"] + (1 - tr["min_lr_frac"]) * cos
         for group in opt.param_groups:
-            group["lr"] = tr["lr"] * lr_scale * group["lr_mult"]
+            group["lr"] = tr["lr"] * lr_scale
         n_img = max(1, tr["batch_size"] // tr["pairs_per_image"])
         imgs = torch.randperm(len(by_image), generator=gen)[:n_img]  # (n_img,) distinct images
         idx = torch.cat([by_image[i][torch.randperm(len(by_image[i]), generator=gen)[: tr["pairs_per_image"]]]
@@ -408,16 +404,8 @@ def train_loop(
             first[inputs["image_index"]] = torch.arange(len(idx), device=device)  # a pair of each image
             fpn = [f[first] for f in out.fpn_features]  # (I, D, h, w) per level
             text = pooled_text(model, train.input_ids.to(device), train.attention_mask.to(device))  # (T, D)
-            maps = train.phrase_targets(idx, flip)  # (I, T, m, m)
-            if tr["dense_images"]:
-                extra = torch.randint(len(train.pixels), (tr["dense_images"],), generator=gen)  # (E,)
-                flip_x = torch.rand(len(extra), generator=gen) < (0.5 if tr["hflip"] else 0.0)  # (E,)
-                px = torch.where(flip_x[:, None, None, None], train.pixels[extra].flip(-1), train.pixels[extra])
-                mx = train.phrase_maps[extra].float()
-                maps = torch.cat([maps, torch.where(flip_x[:, None, None, None], mx.flip(-1), mx)])
-                vis = model.get_vision_features(pixel_values=px.to(device)).fpn_hidden_states[:-1]
-                fpn = [torch.cat([a, b]) for a, b in zip(fpn, vis)]  # (I + E, D, h, w) per level
-            terms["dense_aux"] = tr["dense_aux"] * dense(fpn, text, maps.to(device))
+            maps = train.phrase_targets(idx, flip).to(device)  # (I, T, m, m)
+            terms["dense_aux"] = tr["dense_aux"] * dense(fpn, text, maps)
             terms["loss"] = terms["loss"] + terms["dense_aux"]
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()

@@ -202,7 +202,7 @@ class PairTensors:
         ``hflip`` (B,) bool flips a pair left-right (pairs of one image must agree). Images are sent once:
         ``pixel_values`` (I, 3, S, S) with ``image_index`` (B,) mapping pairs to them.
         """
-        img, image_index = torch.unique(self.image_of[idx], return_inverse=True)  # (I,), (B,)
+        img, image_index, flip_img = self._images(idx, hflip)
         px = self.pixels[img]  # (I, 3, S, S)
         targets = []
         for j, p in enumerate(idx.tolist()):
@@ -211,24 +211,27 @@ class PairTensors:
                 m = m.flip(-1)
                 b = torch.stack([1 - b[:, 2], b[:, 1], 1 - b[:, 0], b[:, 3]], dim=1) if len(b) else b
             targets.append({"masks": m, "boxes_xyxy": b})
-        if hflip is not None:
-            flip_img = torch.zeros(len(img), dtype=torch.bool).index_put_((image_index,), hflip)  # (I,)
-            px = torch.where(flip_img[:, None, None, None], px.flip(-1), px)
+        px = torch.where(flip_img[:, None, None, None], px.flip(-1), px)
         t = self.phrase_of[idx]
         inputs = {"pixel_values": px, "input_ids": self.input_ids[t], "attention_mask": self.attention_mask[t],
                   "image_index": image_index}
         return inputs, targets
 
-
     def phrase_targets(self, idx, hflip: torch.Tensor | None = None) -> torch.Tensor:
         """(I, T, m, m) float: every phrase's union mask on each image of :meth:`batch` ``(idx, hflip)``, in
         the order of its ``pixel_values``."""
-        img, image_index = torch.unique(self.image_of[idx], return_inverse=True)
+        img, _, flip_img = self._images(idx, hflip)
         maps = self.phrase_maps[img].float()  # (I, T, m, m)
+        return torch.where(flip_img[:, None, None, None], maps.flip(-1), maps)
+
+    def _images(self, idx, hflip: torch.Tensor | None):
+        """Distinct images of pairs ``idx``: indices (I,), each pair's position among them (B,), and whether
+        each image is flipped (I,) bool (its pairs' ``hflip``; all False without one)."""
+        img, image_index = torch.unique(self.image_of[idx], return_inverse=True)  # (I,), (B,)
+        flip_img = torch.zeros(len(img), dtype=torch.bool)
         if hflip is not None:
-            flip_img = torch.zeros(len(img), dtype=torch.bool).index_put_((image_index,), hflip)  # (I,)
-            maps = torch.where(flip_img[:, None, None, None], maps.flip(-1), maps)
-        return maps
+            flip_img = flip_img.index_put_((image_index,), hflip)
+        return img, image_index, flip_img
 
 
 class DensePhraseAux(torch.nn.Module):
@@ -261,9 +264,10 @@ class DensePhraseAux(torch.nn.Module):
 
 def pooled_text(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """(T, D): SAM 3's projected text features mean-pooled over valid tokens."""
+    from sam3m4.models.layers import masked_mean
+
     feats = model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output  # (T, L, D)
-    m = attention_mask[..., None].to(feats.dtype)
-    return (feats * m).sum(1) / m.sum(1).clamp(min=1)
+    return masked_mean(feats, attention_mask)
 
 
 @torch.no_grad()

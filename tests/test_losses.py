@@ -134,3 +134,20 @@ def test_phrase_targets_are_every_phrase_union_on_each_image(tiny_synth):
     assert maps.sum() > 0
     flip = torch.ones(len(data), dtype=torch.bool)
     assert torch.equal(data.phrase_targets(idx, flip), maps.flip(-1))
+
+
+def test_phase2_score_term_is_zero_at_the_teacher_and_pulls_the_joint_score_to_it():
+    """Phase 2's ``score`` term: soft BCE of max_q sigmoid(q) * sigmoid(presence), the product SAM 3 thresholds."""
+    from sam3m4.distill.losses import best_log_score, soft_bce_prob, weights_from_config
+
+    q, p = torch.tensor([[0.3, -1.0, 2.0], [-3.0, -2.0, -4.0]]), torch.tensor([[1.0], [-0.5]])
+    want = (q.sigmoid() * p.sigmoid()).amax(1)
+    assert torch.allclose(best_log_score(q, p).exp(), want)
+    assert soft_bce_prob(want.log(), want).abs() < 1e-5  # binary KL: 0 when the student matches
+    q_s, p_s = torch.zeros(2, 3, requires_grad=True), torch.zeros(2, 1, requires_grad=True)  # student scores 0.25
+    target = torch.tensor([0.9, 0.05])
+    loss = soft_bce_prob(best_log_score(q_s, p_s), target)
+    assert loss > 0.1
+    loss.backward()
+    assert p_s.grad[0] < 0 < p_s.grad[1]  # descent raises pair 0's score and lowers pair 1's
+    assert weights_from_config({"w_score": 2.0}).score == 2.0

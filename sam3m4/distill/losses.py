@@ -15,6 +15,9 @@ Phase 2 - the student's whole pipeline (text-image fusion included) learns the t
   matcher, soft teacher masks as targets); matched queries get mask BCE + dice against the teacher's mask
   probabilities, box L1 + GIoU against the teacher's boxes, and a classification target equal to the
   teacher's query probability; all other queries a classification target of 0;
+* joint score (``score``): SAM 3 calls a pair present when max_q sigmoid(q) * sigmoid(presence) >= 0.5; each
+  factor distilled alone regresses towards the mean and their product lands below 0.5 (measured: student
+  recall 0.5 where the teacher's is 0.9), so the product itself gets a soft BCE against the teacher's;
 * earlier decoder layers (``aux``): presence, classification and boxes again, with the final layer's matching;
 * ground truth (when labels exist and ``gt`` > 0): SAM 3's set-prediction loss, scaled by ``gt``.
 
@@ -88,6 +91,9 @@ class OutputDistillWeights:
     box_giou: float = 2.0
     semantic_dice: float = 1.0
     """dice of the semantic map against the teacher's, on pairs the teacher calls present (foreground-balanced)."""
+    score: float = 0.0
+    """soft BCE of the student's best joint score max_q sigmoid(q) * sigmoid(presence) against the teacher's:
+    SAM 3 decides presence on this product, and distilling its two factors separately leaves it too low."""
     aux: float = 0.5
     """scale of the earlier decoder layers' presence / classification / box terms (final layer's matching;
     needs the student's ``aux`` outputs, ``forward(..., with_aux=True)``)."""
@@ -115,6 +121,19 @@ def soft_bce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | 
     if weight is not None:
         kl = kl * weight
     return kl.mean() if reduction == "mean" else kl
+
+
+def best_log_score(query_logits: torch.Tensor, presence_logit: torch.Tensor) -> torch.Tensor:
+    """(B, Q), (B, 1) logits -> (B,) log of SAM 3's best joint score max_q sigmoid(q) * sigmoid(presence)."""
+    return (F.logsigmoid(query_logits) + F.logsigmoid(presence_logit.reshape(-1, 1))).amax(dim=1)
+
+
+def soft_bce_prob(log_p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """:func:`soft_bce` for a probability given as its log (``log_p`` <= 0), mean over elements."""
+    t = target.clamp(0, 1)
+    log_q = torch.log1p(-log_p.exp().clamp(max=1 - 1e-6))  # log(1 - p)
+    ent = -(torch.xlogy(t, t) + torch.xlogy(1 - t, 1 - t))
+    return (-(t * log_p + (1 - t) * log_q) - ent).mean()
 
 
 def _resize_logits(x: torch.Tensor, size) -> torch.Tensor:
@@ -200,6 +219,9 @@ def output_distill_loss(student: dict, teacher: dict, w: OutputDistillWeights, t
         return soft_bce(logits, cls_target, weight, reduction="none").sum() / weight.sum()
 
     out["cls"] = w.cls * cls_term(ql)
+    if w.score:
+        out["score"] = w.score * soft_bce_prob(best_log_score(ql, pl), best_log_score(
+            teacher["query_logits"].float(), teacher["presence_logit"].float()).exp())
     aux = student.get("aux")
     if aux is not None and w.aux:  # earlier decoder layers, with the final layer's matching
         t_pres = teacher["presence_logit"].flatten().sigmoid()

@@ -60,7 +60,7 @@ DEFAULTS = dict(
     seed=0, device="auto", amp="auto", threads=0,  # threads: torch CPU threads (0 = torch default)
     w_mse=1.0, w_cos=1.0,  # phase 1
     w_presence=2.0, w_semantic=1.0, w_cls=2.0, w_pos_weight=5.0, w_mask_bce=5.0, w_mask_dice=5.0,
-    w_box_l1=5.0, w_box_giou=2.0, w_semantic_dice=1.0, w_aux=0.5, w_gt=0.0, w_match_threshold=0.5,
+    w_box_l1=5.0, w_box_giou=2.0, w_semantic_dice=1.0, w_aux=0.5, w_score=0.0, w_gt=0.0, w_match_threshold=0.5,
     w_match_topk=0,  # phase 2
     eval_every=1, eval_batch_size=32, val_items=0, vis_pairs=4, log_every=10, progress=True,
     save_every_steps=0, keep_last=3, resume=False,

@@ -18,6 +18,7 @@ _EXPORTS = {
     "Student": "sam3m4.models.student",
     "StudentOutput": "sam3m4.models.student",
     "PromptEmbedding": "sam3m4.models.text_encoder",
+    "StudentTracker": "sam3m4.models.video",
     "ExportableStudent": "sam3m4.models.export_wrappers",
     "export_programs": "sam3m4.models.export_wrappers",
     "model_table": "sam3m4.models.table",

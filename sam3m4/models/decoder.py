@@ -101,10 +101,14 @@ class QueryDecoder(nn.Module):
         nn.init.normal_(self.query_embed, std=0.02)
         nn.init.normal_(self.query_pos, std=0.02)
 
-    def forward(self, text, text_bias, memory, memory_pos) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def forward(self, text, text_bias, memory, memory_pos, query_init=None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``query_init`` (B, Q, D) or None: added to the learned object queries (the video tracker passes the
+        previous frame's queries through, so query q keeps following the same object)."""
         b = memory.shape[0]
         n, d = self.query_embed.shape
         x = self.query_embed.reshape(1, n, d).expand(b, n, d)  # (B, Q+1, D)
+        if query_init is not None:
+            x = x + torch.cat([query_init, query_init.new_zeros(b, 1, d)], dim=1)  # presence token untouched
         pos = self.query_pos.reshape(1, n, d)  # (1, Q+1, D)
         states = []
         for layer in self.layers:

@@ -121,11 +121,13 @@ class Student(nn.Module):
         return self.text_encoder(input_ids, attention_mask)
 
     def decode(self, image_features: tuple[torch.Tensor, ...], prompt: PromptEmbedding,
-               with_aux: bool = False) -> StudentOutput:
+               with_aux: bool = False, query_init: torch.Tensor | None = None) -> StudentOutput:
         """Neck maps from :meth:`encode_image` + a prompt from :meth:`encode_text` -> :class:`StudentOutput`.
 
         A batch-1 prompt is broadcast to the B images (one cached phrase, many frames). ``with_aux`` adds every
         decoder layer's heads (deep supervision); it is a Python flag, so exported graphs leave it False.
+        ``query_init`` (B, Q, D) is added to the object queries (:mod:`sam3m4.models.video` carries the previous
+        frame's queries this way).
         """
         p4, _, p16 = image_features
         b, d, h, w = p16.shape
@@ -137,7 +139,7 @@ class Student(nn.Module):
         pos = self.memory_pos if (h, w) == (self.memory_grid,) * 2 else sine_pos_2d(h, w, d, p16.device, p16.dtype)
         memory = p16.flatten(2).transpose(1, 2)  # (B, N, D)
         memory = self.fusion(memory, pos, text, tbias)  # (B, N, D) phrase-aware
-        states = self.decoder(text, tbias, memory, pos)  # L x ((B, Q, D), (B, 1, D))
+        states = self.decoder(text, tbias, memory, pos, query_init)  # L x ((B, Q, D), (B, 1, D))
         text_vec = self.heads.pooled_text(text, text_mask)  # (B, D)
         queries, presence = states[-1]
         query_logits, boxes, presence_logit = self.heads(queries, presence, text_vec)

@@ -166,3 +166,45 @@ def run(args: argparse.Namespace) -> int:
         print(f"{path}: {len(pred.masks)} instance(s) of '{args.prompt}', presence {pred.presence:.3f} -> "
               f"{args.out / (stem + '_overlay.png')}")
     return 0
+
+
+class VideoPredictor:
+    """Streams a :class:`~sam3m4.models.video.StudentTracker` over a video for one noun phrase.
+
+    Query q's masks over time are one masklet (the tracker carries each query from frame to frame); a
+    query contributes where its score is >= ``threshold`` and masklets of queries never kept are dropped.
+    ``predictor(sample) -> (M, T, H, W) bool`` is the interface of :func:`sam3m4.eval.video.evaluate_videos`.
+    """
+
+    def __init__(self, tracker, threshold: float = 0.5, device: str = "cpu"):
+        import torch
+
+        self.tracker = tracker.eval().to(device)
+        self.images = Predictor(tracker.student, threshold=threshold, device=device)  # prompt cache
+        self.device = torch.device(device)
+        self.threshold = threshold
+
+    def masklets(self, frames: np.ndarray, phrase: str) -> np.ndarray:
+        """(T, H, W, 3) uint8 RGB frames + a phrase -> (M, T, H, W) bool masklets."""
+        import torch
+        import torch.nn.functional as F
+
+        from sam3m4.models.preprocess import to_pixels
+
+        t_len, h, w = frames.shape[:3]
+        prompt = self.images.prompt(phrase)
+        state = self.tracker.init_state(1).to(self.device)
+        kept, masks = [], []
+        with torch.no_grad():
+            for frame in frames:
+                px = to_pixels([frame], self.tracker.student.image_size).to(self.device)  # (1, 3, S, S)
+                logits, scores, state = self.tracker.track(px, prompt.tokens, prompt.mask, state)
+                keep = scores[0] >= self.threshold  # (Q,)
+                up = F.interpolate(logits[0][None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
+                masks.append(((up > 0) & keep[:, None, None]).cpu().numpy())  # (Q, H, W)
+                kept.append(keep.cpu().numpy())
+        masks = np.stack(masks, axis=1)  # (Q, T, H, W)
+        return masks[np.stack(kept, axis=1).any(axis=1)]
+
+    def __call__(self, sample) -> np.ndarray:
+        return self.masklets(sample.frames, sample.phrase)

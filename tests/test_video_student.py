@@ -77,3 +77,33 @@ def test_track_step_exports_with_static_shapes(tracker):
         got = program.module()(*inputs)
     for x, y in zip(got, want):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4)
+
+
+def test_video_predictor_gives_masklets_the_jf_evaluator_scores(tracker):
+    """VideoPredictor: one masklet per query ever kept, (M, T, H, W) at the video's size; evaluate_videos
+    scores it. Threshold 0 keeps every query, threshold > 1 none."""
+    from pathlib import Path
+
+    from sam3m4.data import SacoVideoDataset
+    from sam3m4.eval.video import evaluate_videos
+    from sam3m4.predict import VideoPredictor
+
+    ds = SacoVideoDataset(Path(__file__).resolve().parents[1] / "fixtures" / "synth" / "saco_video" / "train.json")
+    sample = next(ds[i] for i in range(len(ds)) if ds[i].present)
+    t, h, w = sample.frames.shape[:3]
+    every = VideoPredictor(tracker, threshold=0.0)(sample)
+    assert every.shape == (tracker.num_queries, t, h, w) and every.dtype == bool
+    assert VideoPredictor(tracker, threshold=1.01)(sample).shape == (0, t, h, w)
+    result = evaluate_videos([sample], VideoPredictor(tracker, threshold=0.0), progress=False)
+    assert 0.0 <= result.jf_mean <= 1.0 and result.num_objects == len(sample.masks)
+
+
+def test_benchmark_track_reports_consistent_statistics(tracker):
+    """The host FPS benchmark (no speed assertion here: numbers are recorded, not gated, in unit tests)."""
+    from sam3m4.models.video import benchmark_track
+
+    r = benchmark_track(tracker, steps=5, warmup=1)
+    assert r["steps"] == 5 and 0 < r["p50_ms"] <= r["p90_ms"]
+    assert r["fps"] == pytest.approx(1000 / r["p50_ms"]) and "eager" in r["runtime"]
+    with pytest.raises(ValueError, match="steps"):
+        benchmark_track(tracker, steps=0)

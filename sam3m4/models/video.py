@@ -19,6 +19,9 @@ exactly the image student's per-frame outputs and video training starts from the
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -105,3 +108,32 @@ class StudentTracker(nn.Module):
         return out.mask_logits, out.scores, state
 
     forward = track
+
+
+@torch.no_grad()
+def benchmark_track(tracker: StudentTracker, steps: int = 50, warmup: int = 10, seed: int = 0) -> dict:
+    """Host streaming latency of ``track`` at batch 1 (eager): ``warmup`` untimed steps, then ``steps`` timed
+    ones, each fed the previous state. Returns p50/p90/trimmed-mean (middle 80%) ms, FPS = 1000 / p50, and
+    what ran (runtime, torch threads); the caller records it with the host's description."""
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"steps must be >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
+    tracker = tracker.eval()
+    g = torch.Generator().manual_seed(seed)
+    s = tracker.student.image_size
+    frames = torch.rand(8, 1, 3, s, s, generator=g) * 2 - 1  # (8, 1, 3, S, S), cycled
+    ids = torch.zeros(1, tracker.student.context_length, dtype=torch.long)
+    ids[0, :3] = torch.tensor([49406, 320, 49407])  # <start> "a" <end>
+    prompt = tracker.student.encode_text(ids, (ids > 0).long())
+    state = tracker.init_state(1)
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        _, _, state = tracker.track(frames[i % len(frames)], prompt.tokens, prompt.mask, state)
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1000)
+    ms = np.sort(np.asarray(times))
+    cut = int(len(ms) * 0.1)
+    p50 = float(np.median(ms))
+    return {"p50_ms": p50, "p90_ms": float(np.percentile(ms, 90)), "trimmed_mean_ms": float(ms[cut: len(ms) - cut].mean()),
+            "fps": 1000.0 / p50, "steps": steps, "warmup": warmup, "runtime": f"torch {torch.__version__} eager fp32",
+            "threads": torch.get_num_threads(), "image_size": s}

@@ -1,0 +1,87 @@
+"""Train the student tracker's video memory on clips (:mod:`sam3m4.models.video`).
+
+Targets are per-frame object masks with fixed ids: today the ground-truth masklets of SA-Co video / SA-V
+items (``VideoSample.masks``); the SAM 3 video teacher's cached per-frame outputs plug in the same way
+(issue 4 follow-up). The image student is frozen by default (``freeze_image``), so only the memory and the
+query carry learn and image quality cannot drop.
+
+    tracker = StudentTracker(student)
+    stats = train_tracker(tracker, SacoVideoDataset("data/synth/saco_video/train.json"), steps=200)
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sam3m4.distill.video_losses import VideoDistillWeights, video_distill_loss
+from sam3m4.models.preprocess import to_pixels
+
+
+def clip_targets(masks: np.ndarray, mask_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, T, H, W) bool masklets -> masks (T, N, m, m) float in [0, 1] (area-downsampled) and visible (T, N)."""
+    m = torch.from_numpy(np.ascontiguousarray(masks.transpose(1, 0, 2, 3))).float()  # (T, N, H, W)
+    if m.shape[1]:
+        m = F.interpolate(m, size=(mask_size, mask_size), mode="area")
+    else:
+        m = m.new_zeros(m.shape[0], 0, mask_size, mask_size)
+    return m, m.flatten(2).amax(2) > 0
+
+
+def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: int = 8, freeze_image: bool = True,
+                  seed: int = 0, grad_clip: float = 1.0, weights: VideoDistillWeights = VideoDistillWeights(),
+                  progress: bool = True) -> dict:
+    """``steps`` AdamW steps, one random clip of ``clip_len`` frames from a present pair each; returns stats."""
+    from tqdm.auto import tqdm
+
+    from sam3m4.teacher.tokenizer import get_tokenizer
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    present = [i for i in range(len(dataset)) if dataset.pairs[i]["num_objects"] > 0] if hasattr(dataset, "pairs") \
+        else list(range(len(dataset)))
+    if not present:
+        raise ValueError("train_tracker: the dataset has no pair with an object to track")
+    student, tok = tracker.student, get_tokenizer()
+    student.requires_grad_(not freeze_image)
+    params = [p for p in tracker.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    tracker.train()
+    student.eval()  # BatchNorm statistics stay the image model's
+    cache: dict[int, tuple] = {}
+    losses, t0 = [], time.time()
+    bar = tqdm(range(steps), desc="video memory", disable=not progress, leave=False)
+    for step in bar:
+        i = rng.choice(present)
+        if i not in cache:
+            s = dataset[i]
+            ids = tok([s.phrase])
+            cache[i] = (to_pixels(list(s.frames), student.image_size), *clip_targets(s.masks, student.mask_size),
+                        ids["input_ids"], ids["attention_mask"])
+        pixels, masks, visible, input_ids, attention_mask = cache[i]
+        start = rng.randrange(max(1, len(pixels) - clip_len + 1))
+        sl = slice(start, start + clip_len)
+        prompt = student.encode_text(input_ids, attention_mask)
+        state, logits, scores = tracker.init_state(1), [], []
+        for frame in pixels[sl]:
+            lg, sc, state = tracker.track(frame[None], prompt.tokens, prompt.mask, state)
+            logits.append(lg[0])
+            scores.append(sc[0])
+        out = video_distill_loss(torch.stack(logits), torch.stack(scores), masks[sl], visible[sl], weights)
+        if not torch.isfinite(out["loss"]):
+            raise FloatingPointError(f"video memory: loss is {float(out['loss'])} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        opt.step()
+        losses.append(float(out["loss"]))
+        bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+    tracker.eval()
+    k = max(1, min(10, steps // 3))  # loss averaged over the first and the last k steps
+    return {"steps": steps, "train_s": round(time.time() - t0, 1), "first_loss": float(np.mean(losses[:k])),
+            "final_loss": float(np.mean(losses[-k:])), "trainable_params": sum(p.numel() for p in params)}

@@ -79,7 +79,7 @@ def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: i
         if grad_clip:
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         opt.step()
-        losses.append(float(out["loss"]))
+        losses.append(float(out["loss"].detach()))
         bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
     tracker.eval()
     k = max(1, min(10, steps // 3))  # loss averaged over the first and the last k steps

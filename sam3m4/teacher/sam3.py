@@ -249,6 +249,37 @@ def _looks_like_path(source: str) -> bool:
     return not _HUB_ID.match(source)
 
 
+def load_pretrained(model_cls, source: str | Path, *, allow_download: bool = False, cache_dir=None,
+                    dtype: torch.dtype = torch.float32):
+    """``model_cls.from_pretrained`` (``Sam3Model``, ``Sam3VideoModel``) from a directory or a hub id, offline
+    unless ``allow_download``; any failure is one :class:`Sam3m4Error` saying how to provide the weights.
+    Returns (model, path, is_dir)."""
+    from transformers.utils import logging as hf_logging
+
+    src = str(source)
+    path = Path(src).expanduser()
+    is_dir = path.is_dir()
+    if not is_dir and (path.exists() or _looks_like_path(src)):
+        raise Sam3m4Error(f"teacher '{src}': no such weights directory; {_how_to_provide(src)}")
+    if is_dir and not (path / "config.json").is_file():
+        raise Sam3m4Error(f"{path / 'config.json'}: missing; not a SAM 3 weights directory; {_how_to_provide(src)}")
+    local_only = is_dir or not allow_download
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # Sam3Model from facebook/sam3 leaves the tracker weights unused, by design
+    try:
+        model = model_cls.from_pretrained(
+            str(path) if is_dir else src, local_files_only=local_only, cache_dir=cache_dir, dtype=dtype
+        )
+    except (OSError, ValueError) as exc:  # HF raises OSError (EnvironmentError) for missing files/cache
+        where = f"{path}" if is_dir else f"teacher '{src}'"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        state = "cannot load SAM 3 weights" if is_dir else "SAM 3 weights not in the local Hugging Face cache"
+        raise Sam3m4Error(f"{where}: {state} ({first[:160]}); {_how_to_provide(src)}") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return model, path, is_dir
+
+
 def load_teacher(
     source: str | Path = DEFAULT_HUB_ID,
     *,
@@ -267,29 +298,9 @@ def load_teacher(
     in eval mode with gradients off.
     """
     from transformers import Sam3ImageProcessor, Sam3Model
-    from transformers.utils import logging as hf_logging
 
-    src = str(source)
-    path = Path(src).expanduser()
-    is_dir = path.is_dir()
-    if not is_dir and (path.exists() or _looks_like_path(src)):
-        raise Sam3m4Error(f"teacher '{src}': no such weights directory; {_how_to_provide(src)}")
-    if is_dir and not (path / "config.json").is_file():
-        raise Sam3m4Error(f"{path / 'config.json'}: missing; not a SAM 3 weights directory; {_how_to_provide(src)}")
-    local_only = is_dir or not allow_download
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the tracker weights of facebook/sam3 are expected to be unused
-    try:
-        model = Sam3Model.from_pretrained(
-            str(path) if is_dir else src, local_files_only=local_only, cache_dir=cache_dir, dtype=dtype
-        )
-    except (OSError, ValueError) as exc:  # HF raises OSError (EnvironmentError) for missing files/cache
-        where = f"{path}" if is_dir else f"teacher '{src}'"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        state = "cannot load SAM 3 weights" if is_dir else "SAM 3 weights not in the local Hugging Face cache"
-        raise Sam3m4Error(f"{where}: {state} ({first[:160]}); {_how_to_provide(src)}") from exc
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    model, path, is_dir = load_pretrained(Sam3Model, source, allow_download=allow_download, cache_dir=cache_dir,
+                                          dtype=dtype)
     processor = None
     if is_dir and (path / "preprocessor_config.json").is_file():
         processor = Sam3ImageProcessor.from_pretrained(str(path), local_files_only=True)

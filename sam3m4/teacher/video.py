@@ -149,3 +149,90 @@ def load_video_teacher(source: str | Path, *, allow_download: bool = False, devi
     if is_dir and (path / "preprocessor_config.json").is_file():
         processor = Sam3ImageProcessor.from_pretrained(str(path), local_files_only=True)
     return VideoTeacher(model, processor, device)
+
+
+def train_tracker(model, dataset, *, steps: int, lr: float = 1e-3, clip_len: int = 8, seed: int = 0,
+                  progress: bool = True) -> dict:
+    """Train a ``Sam3VideoModel``'s tracker (and its neck) on ground-truth masklets, detector frozen.
+
+    SAM 2's recipe in small: per step one object of a random video pair, its ground-truth mask given on the
+    clip's first frame (where it is visible) as the tracker's prompt, then the clip propagated through the
+    stock per-frame forward (``Sam3TrackerVideoModel.forward`` without its ``inference_mode`` wrapper), with
+    mask BCE + dice where the object is visible and the tracker calls it present (the library outputs a
+    constant mask elsewhere) and BCE of the object score against visibility on every later frame.
+    """
+    import random
+    import time
+
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+    from transformers import Sam3VideoInferenceSession
+    from transformers.loss.loss_for_object_detection import dice_loss
+
+    patch_object_pointer_reshape()
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    model.eval()  # the tracker's forward needs eval mode (train mode drops the object scores); dropout is 0
+    model.requires_grad_(False)
+    trainable = [model.tracker_model, model.tracker_neck]
+    for m in trainable:
+        m.requires_grad_(True)
+    params = [p for m in trainable for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    size = model.config.detector_config.vision_config.backbone_config.image_size
+    teacher = VideoTeacher(model)
+    items = [i for i in range(len(dataset)) if dataset.pairs[i]["num_objects"] > 0]
+    if not items:
+        raise ValueError("train_tracker: the dataset has no pair with an object to track")
+    forward = type(model.tracker_model).forward.__wrapped__  # the stock forward, gradients on
+    cache: dict[int, tuple] = {}
+    losses, t0 = [], time.time()
+    bar = tqdm(range(steps), desc="video teacher tracker", disable=not progress, leave=False)
+    for step in bar:
+        i = rng.choice(items)
+        if i not in cache:
+            s = dataset[i]
+            pixels = teacher.processor(images=list(s.frames), return_tensors="pt")["pixel_values"]  # (T, 3, S, S)
+            masks = F.interpolate(torch.from_numpy(s.masks).float(), size=(size, size), mode="area")  # (N, T, S, S)
+            cache[i] = (pixels, masks)
+        pixels, masks = cache[i]
+        n = rng.randrange(len(masks))
+        vis = torch.nonzero(masks[n].flatten(1).amax(1) > 0.5).flatten()
+        if len(vis) < 2:
+            continue
+        start = int(vis[rng.randrange(len(vis) - 1)])
+        px, gt = pixels[start: start + clip_len], masks[n, start: start + clip_len]  # (L, 3, S, S), (L, S, S)
+        session = Sam3VideoInferenceSession(video=px, video_height=size, video_width=size,
+                                            max_vision_features_cache_size=len(px), dtype=torch.float32)
+        with torch.enable_grad():
+            for t in range(len(px)):
+                with torch.no_grad():
+                    image = model.detector_model.get_vision_features(pixel_values=px[t: t + 1])
+                feats, pos = model.get_vision_features_for_tracker(image)
+                session.cache.cache_vision_features(t, {"vision_feats": feats, "vision_pos_embeds": pos})
+            obj = session.obj_id_to_idx(0)
+            session.obj_id_to_prompt_id[0] = 0
+            session.add_mask_inputs(obj, 0, (gt[0:1, None] > 0.5).float())
+            session.obj_with_new_inputs = [0]
+            loss = torch.zeros(())
+            for t in range(len(px)):
+                out = forward(model.tracker_model, inference_session=session, frame_idx=t, run_mem_encoder=True)
+                if t == 0:
+                    continue
+                target = F.interpolate(gt[t][None, None], size=out.pred_masks.shape[-2:], mode="area")[0, 0]
+                seen = target.amax() > 0
+                loss = loss + F.binary_cross_entropy_with_logits(out.object_score_logits.reshape(()), seen.float())
+                if seen and out.object_score_logits.reshape(()) > 0:
+                    logits = out.pred_masks.reshape(target.shape)
+                    loss = loss + F.binary_cross_entropy_with_logits(logits, target) \
+                        + dice_loss(logits.reshape(1, -1), target.reshape(1, -1), 1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+    model.requires_grad_(False)
+    k = max(1, min(10, len(losses) // 3))
+    return {"steps": len(losses), "train_s": round(time.time() - t0, 1), "first_loss": float(np.mean(losses[:k])),
+            "final_loss": float(np.mean(losses[-k:]))}

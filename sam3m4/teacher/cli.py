@@ -1,7 +1,7 @@
 """``sam3m4 teacher``: build the embedded default teacher (a tiny SAM 3 trained on the synthetic data).
 
     sam3m4 teacher bootstrap [--config configs/teacher_bootstrap.yaml] [key=value ...]
-    sam3m4 teacher video --image-teacher DIR --out DIR --data data/synth [--steps 1500]
+    sam3m4 teacher video --image-teacher DIR --out DIR --data data/synth [--steps 400]
 
 The result is a ``save_pretrained`` folder (``checkpoints/teacher/sam3-tiny-synth`` by default) that loads
 through the same code path as the real SAM 3 (``sam3m4.teacher.load_teacher``).
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     video.add_argument("--image-teacher", default="checkpoints/teacher/sam3-tiny-synth")
     video.add_argument("--out", default="checkpoints/teacher/sam3-tiny-synth-video")
     video.add_argument("--data", default="data/synth", help="generator output (saco_video/{train,val}.json)")
-    video.add_argument("--steps", type=int, default=1500, help="tracker training steps (0 = build only)")
+    video.add_argument("--steps", type=int, default=400, help="tracker training steps (0 = build only)")
     video.add_argument("--lr", type=float, default=1e-3)
     video.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch default)")
     video.set_defaults(func=run_video)

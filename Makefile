@@ -6,6 +6,7 @@ BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.sam3m4-installed
 DATA     ?= data/synth
 TEACHER  ?= checkpoints/teacher/sam3-tiny-synth
+VIDEO_TEACHER ?= checkpoints/teacher/sam3-tiny-synth-video
 DEMO_RUN ?= demo
 TEST_RUN ?= test
 # Stage 3 gates (acceptance/test_stage3.py: bootstrap the tiny teacher + distill, ~10 min) are left out of
@@ -25,7 +26,9 @@ demo: $(STAMP)
 	$(BIN)/sam3m4 teacher bootstrap --config configs/teacher_bootstrap.yaml data_root=$(DATA) out_dir=$(TEACHER)
 	$(BIN)/sam3m4 distill phase1 --config configs/distill_phase1.yaml data_root=$(DATA) teacher=$(TEACHER)
 	$(BIN)/sam3m4 distill phase2 --config configs/distill_phase2.yaml data_root=$(DATA) teacher=$(TEACHER)
-	-$(BIN)/python -m pytest acceptance/test_stage3.py -o addopts="" -p no:cacheprovider -q --run $(DEMO_RUN) \
+	$(BIN)/sam3m4 teacher video --image-teacher $(TEACHER) --out $(VIDEO_TEACHER) --data $(DATA)
+	$(BIN)/sam3m4 distill video --teacher $(VIDEO_TEACHER) --data $(DATA) --steps 600 --run $(DEMO_RUN)
+	-$(BIN)/python -m pytest acceptance/test_stage3.py acceptance/test_stage3_video.py -o addopts="" -p no:cacheprovider -q --run $(DEMO_RUN) \
 		--stage3-teacher $(TEACHER) --stage3-student checkpoints/distillation/phase2_best.pt --stage3-data $(DATA) \
 		--html=reports/$(DEMO_RUN)/acceptance.html --self-contained-html
 	$(BIN)/sam3m4 report --run $(DEMO_RUN)

@@ -4,6 +4,7 @@
     sam3m4 distill phase1 [--config configs/distill_phase1.yaml] [--resume] [--device cpu] [key=value ...]
     sam3m4 distill phase2 [--config configs/distill_phase2.yaml] [--resume] [--benchmark-cache] [key=value ...]
     torchrun --nproc_per_node=2 -m sam3m4.distill.recipe --config configs/distill_phase2.yaml   # DDP
+    sam3m4 distill video  [--ckpt ...phase2_best.pt] [--teacher ...-video] [--steps 800] [--run demo]
 
 Each subcommand runs :mod:`sam3m4.distill.recipe` with the named config; ``key=value`` overrides any config
 key (unknown keys are an error naming the key). torch is imported only when a subcommand runs.
@@ -33,6 +34,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help="time Phase 2 epochs reading the cache vs running the teacher live; print the ratio")
         p.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. epochs=2 lr=5e-4")
         p.set_defaults(func=run)
+    v = sub.add_parser("video", help="video distillation: the student's memory learns the video teacher's masklets",
+                       description="Cache the video teacher's masklets, train the student's memory (image student "
+                                   "frozen), save checkpoints/video_distillation/video_epoch1.pt, record J&F.")
+    v.add_argument("--ckpt", default="checkpoints/distillation/phase2_best.pt", help="Phase 2 student checkpoint")
+    v.add_argument("--teacher", default="checkpoints/teacher/sam3-tiny-synth-video", help="video teacher folder")
+    v.add_argument("--data", default="data/synth")
+    v.add_argument("--out", default="checkpoints/video_distillation")
+    v.add_argument("--steps", type=int, default=800)
+    v.add_argument("--lr", type=float, default=2e-3)
+    v.add_argument("--clip-len", type=int, default=8)
+    v.add_argument("--w-teacher", type=float, default=1.0, help="weight of the teacher's masklets")
+    v.add_argument("--w-gt", type=float, default=1.0, help="weight of the ground-truth masklets (0 = teacher only)")
+    v.add_argument("--num-val", type=int, default=300, help="image val pairs for the +Video mIoU / Presence F1")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--threads", type=int, default=1)
+    v.add_argument("--run", default="demo", help="results store run (reports/<run>/)")
+    v.set_defaults(func=run_video)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,4 +66,14 @@ def run(args: argparse.Namespace) -> int:
         print(recipe.json.dumps(recipe.cache_pass(cfg), indent=2))
         return 0
     recipe.run_from_args(args, phase=1 if args.distill_command == "phase1" else 2)
+    return 0
+
+
+def run_video(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sam3m4.distill import video_run
+
+    video_run.run(args)
     return 0

@@ -34,8 +34,12 @@ def clip_targets(masks: np.ndarray, mask_size: int) -> tuple[torch.Tensor, torch
 
 def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: int = 8, freeze_image: bool = True,
                   seed: int = 0, grad_clip: float = 1.0, weights: VideoDistillWeights = VideoDistillWeights(),
-                  progress: bool = True) -> dict:
-    """``steps`` AdamW steps, one random clip of ``clip_len`` frames from a present pair each; returns stats."""
+                  progress: bool = True, targets=None) -> dict:
+    """``steps`` AdamW steps, one random clip of ``clip_len`` frames from a present pair each; returns stats.
+
+    ``targets(i, sample, mask_size)`` -> list of ``(masks (T, N, m, m), visible (T, N), weight)`` target sets for
+    pair ``i`` (each set is matched and scored on its own, then weighted); default: the ground truth only."""
+    targets = targets or (lambda i, s, size: [(*clip_targets(s.masks, size), 1.0)])
     from tqdm.auto import tqdm
 
     from sam3m4.teacher.tokenizer import get_tokenizer
@@ -60,9 +64,9 @@ def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: i
         if i not in cache:
             s = dataset[i]
             ids = tok([s.phrase])
-            cache[i] = (to_pixels(list(s.frames), student.image_size), *clip_targets(s.masks, student.mask_size),
+            cache[i] = (to_pixels(list(s.frames), student.image_size), targets(i, s, student.mask_size),
                         ids["input_ids"], ids["attention_mask"])
-        pixels, masks, visible, input_ids, attention_mask = cache[i]
+        pixels, sets, input_ids, attention_mask = cache[i]
         start = rng.randrange(max(1, len(pixels) - clip_len + 1))
         sl = slice(start, start + clip_len)
         prompt = student.encode_text(input_ids, attention_mask)
@@ -71,15 +75,16 @@ def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: i
             lg, sc, state = tracker.track(frame[None], prompt.tokens, prompt.mask, state)
             logits.append(lg[0])
             scores.append(sc[0])
-        out = video_distill_loss(torch.stack(logits), torch.stack(scores), masks[sl], visible[sl], weights)
-        if not torch.isfinite(out["loss"]):
-            raise FloatingPointError(f"video memory: loss is {float(out['loss'])} at step {step}")
+        logits, scores = torch.stack(logits), torch.stack(scores)
+        loss = sum(w * video_distill_loss(logits, scores, m[sl], v[sl], weights)["loss"] for m, v, w in sets)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"video memory: loss is {float(loss)} at step {step}")
         opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
+        loss.backward()
         if grad_clip:
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         opt.step()
-        losses.append(float(out["loss"].detach()))
+        losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
     tracker.eval()
     k = max(1, min(10, steps // 3))  # loss averaged over the first and the last k steps

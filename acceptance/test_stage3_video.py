@@ -1,0 +1,37 @@
+"""Stage 3 video gates, on the numbers ``sam3m4 distill video --run RUN`` recorded in the same run's store.
+
+Gates (targets file): student (+Video Distill) J&F >= 0.9 x teacher J&F on the same val videos, and video
+distillation costs the image path at most 1.0 mIoU point (Phase 2 student vs +Video student, both on the first
+N image val pairs: this file runs after ``test_stage3.py``, which records the Phase 2 row). Skipped, with the
+reason, when the run holds no video distillation results.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = [pytest.mark.stage3, pytest.mark.slow]
+
+
+def _need(store, subject, metric):
+    rec = store.latest(stage="stage3", subject=subject, metric=metric)
+    if rec is None:
+        pytest.skip(f"no stage3 {subject} {metric} in reports/{store.run}: run `sam3m4 distill video --run {store.run}`")
+    return rec
+
+
+def test_student_video_jf_keeps_teacher_quality(results_store, gate):
+    teacher, student = _need(results_store, "teacher", "jf"), _need(results_store, "student/video", "jf")
+    ratio = student.value / max(teacher.value, 1e-9)
+    rec = gate(stage="stage3", subject="student/video", metric="jf_ratio", value=ratio, target="student_video_jf_ratio",
+               provenance=f"student J&F {student.value:.4f} / teacher J&F {teacher.value:.4f}; {student.provenance}")
+    assert rec.passed, f"metric below gate: J&F ratio {ratio:.3f}, target {rec.comparison} {rec.target}"
+
+
+def test_video_distillation_keeps_image_quality(results_store, gate):
+    before, after = _need(results_store, "student/phase2", "miou"), _need(results_store, "student/video", "miou")
+    cost = 100 * (before.value - after.value)
+    rec = gate(stage="stage3", subject="student/video", metric="miou_cost", value=cost, target="video_distill_miou_cost",
+               provenance=f"Phase 2 mIoU {before.value:.4f} ({before.provenance}) minus +Video mIoU {after.value:.4f} "
+                          f"({after.provenance}), in points")
+    assert rec.passed, f"metric above gate: video distillation costs {cost:.2f} mIoU points, target {rec.comparison} {rec.target}"

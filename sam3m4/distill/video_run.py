@@ -1,0 +1,175 @@
+"""``sam3m4 distill video``: distil the video teacher into the student's memory, evaluate, record.
+
+    sam3m4 distill video --ckpt checkpoints/distillation/phase2_best.pt \\
+        --teacher checkpoints/teacher/sam3-tiny-synth-video --data data/synth --run demo
+
+1. teacher cache: the video teacher's masklets for every train pair with objects, at the student's mask size,
+   fp16 safetensors under ``<data>/cached_features/video/<teacher id>_<m>m/`` (one file per pair, written
+   atomically under a file lock; existing files are reused, so the pass resumes);
+2. training: the student's memory and query carry (image student frozen) on the teacher's masklets plus the
+   ground truth (``--w-teacher``, ``--w-gt``), :func:`sam3m4.distill.video.train_tracker`;
+3. checkpoint: ``checkpoints/video_distillation/video_epoch1.pt`` (student + memory only, atomic, loads with
+   ``weights_only=True``: :func:`load_tracker`);
+4. evaluation into the results store (report section 2): J&F of ``teacher`` and ``student/video`` on the val
+   videos, the +Video student's image mIoU / Presence F1 (tracker from its initial state on single images),
+   and the host latency of the streaming step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sam3m4.distill.checkpoint import atomic_torch_save, load_checkpoint
+from sam3m4.distill.video import clip_targets, train_tracker
+
+
+def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, progress: bool = True) -> Path:
+    """Cache the teacher's masklets of every pair with objects; returns the cache folder."""
+    from filelock import FileLock
+    from safetensors.torch import save_file
+    from tqdm.auto import tqdm
+
+    from sam3m4.distill.cache import phrase_hash, teacher_id
+
+    folder = Path(root) / "video" / f"{teacher_id(teacher_dir)}_{mask_size}m"
+    folder.mkdir(parents=True, exist_ok=True)
+    todo = [i for i, p in enumerate(dataset.pairs) if p["num_objects"] > 0]
+    for i in tqdm(todo, desc="video teacher cache", unit="pair", disable=not progress, leave=False):
+        path = folder / _pair_file(dataset.pairs[i], phrase_hash)
+        if path.is_file():
+            continue
+        s = dataset[i]
+        masks, scores = teacher.masklets(s.frames, s.phrase)  # (M, T, H, W) bool, (M, T)
+        m = torch.from_numpy(masks).float()
+        m = F.interpolate(m, size=(mask_size, mask_size), mode="area") if len(m) else m.new_zeros(0, m.shape[1], mask_size, mask_size)
+        with FileLock(str(folder / ".lock")):
+            tmp = path.with_name(f".{path.name}.tmp")
+            save_file({"masks": m.transpose(0, 1).contiguous().half(), "scores": torch.from_numpy(scores).T.contiguous().half()},
+                      str(tmp), metadata={"format": "sam3m4-video-teacher-v1"})
+            os.replace(tmp, path)
+    return folder
+
+
+def _pair_file(pair: dict, phrase_hash) -> str:
+    return f"{pair['video_id']}-{phrase_hash(pair['noun_phrase'])}.safetensors"
+
+
+def cached_targets(folder: Path, w_teacher: float, w_gt: float):
+    """``targets`` for :func:`train_tracker`: the cached teacher masklets (visible where the teacher output the
+    object) and the ground truth, weighted."""
+    from safetensors.torch import load_file
+
+    from sam3m4.distill.cache import phrase_hash
+    from sam3m4.errors import DataFormatError
+
+    def targets(i, sample, size):
+        sets = []
+        if w_teacher:
+            path = folder / f"{sample.video_id}-{phrase_hash(sample.phrase)}.safetensors"
+            if not path.is_file():
+                raise DataFormatError(f"{path}: not in the video teacher cache (run the cache pass first)")
+            rec = load_file(str(path))
+            masks = rec["masks"].float()  # (T, M, m, m)
+            if masks.shape[-1] != size:
+                masks = F.interpolate(masks, size=(size, size), mode="area") if masks.shape[1] else masks
+            visible = (rec["scores"].float() > 0) & (masks.flatten(2).amax(2) > 0.5)  # (T, M)
+            sets.append((masks, visible, w_teacher))
+        if w_gt:
+            sets.append((*clip_targets(sample.masks, size), w_gt))
+        return sets
+
+    return targets
+
+
+def load_tracker(path: str | Path):
+    """A :class:`StudentTracker` from ``video_epoch*.pt`` (weights_only load)."""
+    from sam3m4.errors import DataFormatError
+    from sam3m4.models import build_student
+    from sam3m4.models.video import StudentTracker
+
+    state = load_checkpoint(Path(path))
+    if "preset" not in state:
+        raise DataFormatError(f"{path}: preset: missing (not a sam3m4 video checkpoint)")
+    tracker = StudentTracker(build_student(state["preset"]), num_latents=int(state.get("num_latents", 8)))
+    tracker.load_state_dict(state["model"])
+    return tracker.eval()
+
+
+def tracker_image_predictor(tracker, threshold: float = 0.5):
+    """sample -> (masks, scores) for :func:`sam3m4.eval.image.evaluate_pairs`: one frame from the initial state."""
+    from sam3m4.predict import Predictor
+
+    images = Predictor(tracker.student, threshold=threshold)
+
+    def predict(sample):
+        from sam3m4.models.preprocess import to_pixels
+
+        h, w = sample.image.shape[:2]
+        with torch.no_grad():
+            out, _ = tracker.step(to_pixels([sample.image], tracker.student.image_size), images.prompt(sample.phrase),
+                                  tracker.init_state(1))
+        scores = out.scores[0]
+        keep = torch.nonzero(scores >= threshold).flatten()
+        logits = out.mask_logits[0, keep]
+        if len(keep):
+            logits = F.interpolate(logits[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        return (logits > 0).numpy().reshape(len(keep), h, w), scores[keep].numpy()
+
+    return predict
+
+
+def run(args) -> dict:
+    from sam3m4.data import SacoImageDataset, SacoVideoDataset
+    from sam3m4.eval.image import evaluate_pairs
+    from sam3m4.eval.video import evaluate_videos
+    from sam3m4.models.video import StudentTracker, benchmark_track
+    from sam3m4.predict import Predictor, VideoPredictor
+    from sam3m4.report.environment import host_summary
+    from sam3m4.results import ResultsStore
+    from sam3m4.teacher.video import load_video_teacher
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = Path(args.data)
+    train = SacoVideoDataset(data / "saco_video" / "train.json")
+    val = SacoVideoDataset(data / "saco_video" / "val.json")
+    teacher = load_video_teacher(args.teacher)
+    student = Predictor.from_checkpoint(args.ckpt).model
+    tracker = StudentTracker(student)
+    folder = teacher_cache(teacher, args.teacher, train, data / "cached_features", student.mask_size)
+    stats = train_tracker(tracker, train, steps=args.steps, lr=args.lr, clip_len=args.clip_len, seed=args.seed,
+                          targets=cached_targets(folder, args.w_teacher, args.w_gt))
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
+    ckpt = Path(args.out) / "video_epoch1.pt"
+    atomic_torch_save({"model": tracker.state_dict(), "preset": student.preset, "num_latents": tracker.num_latents,
+                       "config": config, "phase": 3, "epoch": 1, "step": int(stats["steps"])}, ckpt)
+    where = f"host cpu ({host_summary()}), torch {torch.__version__} eager fp32"
+    store = ResultsStore(args.run)
+    results = {"train": stats, "checkpoint": str(ckpt)}
+    for subject, predictor, artifact in (("teacher", teacher, None), ("student/video", VideoPredictor(tracker), ckpt)):
+        jf = evaluate_videos(val, predictor)
+        store.record(stage="stage3", subject=subject, metric="jf", value=jf.jf_mean, unit="fraction", artifact=artifact,
+                     provenance=f"{where}, DAVIS J&F-Mean over {jf.num_objects} objects of {len(val)} pairs of "
+                                f"{data / 'saco_video' / 'val.json'}")
+        results[f"{subject}_jf"] = jf.jf_mean
+    images = SacoImageDataset(data / "saco_image" / "val.json")
+    res = evaluate_pairs(images, tracker_image_predictor(tracker), num=args.num_val, desc="+Video image eval")
+    for metric, value in (("miou", res.miou), ("presence_f1", res.presence.f1)):
+        store.record(stage="stage3", subject="student/video", metric=metric, value=value, unit="fraction", artifact=ckpt,
+                     provenance=f"{where}, tracker from its initial state, {res.num_pairs} pairs of "
+                                f"{data / 'saco_image' / 'val.json'}")
+        results[f"student_video_{metric}"] = value
+    bench = benchmark_track(tracker)
+    store.record(stage="stage3", subject="student/video", metric="host_fps", value=bench["fps"], unit="fps",
+                 provenance=f"{where}, {bench['threads']} thread(s), track step at {bench['image_size']} px, median of "
+                            f"{bench['steps']} after {bench['warmup']} warm-up; host benchmark, not a device figure")
+    results["host_track_ms_p50"] = bench["p50_ms"]
+    (Path(args.out) / "video_metrics.json").write_text(json.dumps(results, indent=2, default=float))
+    print(json.dumps(results, indent=2, default=float))
+    return results

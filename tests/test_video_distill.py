@@ -1,0 +1,53 @@
+"""``sam3m4 distill video`` end to end on the fixtures: video teacher cache -> memory training -> atomic
+checkpoint that loads weights_only -> J&F / +Video image metrics / host FPS in the results store.
+
+    python -m pytest tests/test_video_distill.py -q
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import torch
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "synth"
+
+
+def test_distill_video_runs_and_records(tmp_path, monkeypatch):
+    from transformers import Sam3Model
+
+    from sam3m4.distill.checkpoint import atomic_torch_save
+    from sam3m4.distill.video_run import load_tracker, run
+    from sam3m4.models import build_student
+    from sam3m4.results import ResultsStore
+    from sam3m4.teacher.bootstrap import build_config
+    from sam3m4.teacher.video import build_video_teacher
+
+    data = tmp_path / "synth"
+    shutil.copytree(FIX, data)
+    torch.manual_seed(0)
+    Sam3Model(build_config(image_size=56, hidden_size=64, vit_layers=1, vit_window=2, text_layers=1,
+                           decoder_layers=1, num_queries=6)).save_pretrained(tmp_path / "image")
+    build_video_teacher(tmp_path / "image", tmp_path / "video", score_threshold_detection=0.0, new_det_thresh=0.0)
+    student = build_student("tiny")
+    atomic_torch_save({"model": student.state_dict(), "preset": "tiny", "phase": 2, "epoch": 1, "step": 1},
+                      tmp_path / "phase2.pt")
+    args = argparse.Namespace(ckpt=tmp_path / "phase2.pt", teacher=tmp_path / "video", data=data, out=tmp_path / "vd",
+                              steps=3, lr=1e-3, clip_len=3, w_teacher=1.0, w_gt=1.0, num_val=4, seed=0, threads=0,
+                              run="t")
+    monkeypatch.chdir(tmp_path)  # the results store lives under ./reports/<run>
+    first = run(args)
+    cache = list((data / "cached_features" / "video").glob("*/*.safetensors"))
+    assert cache and first["train"]["steps"] == 3
+    stamps = {p: p.stat().st_mtime_ns for p in cache}
+    run(args)  # the second pass reuses the cache
+    assert {p: p.stat().st_mtime_ns for p in cache} == stamps
+    tracker = load_tracker(tmp_path / "vd" / "video_epoch1.pt")
+    assert torch.equal(tracker.student.state_dict()["decoder.query_embed"], student.state_dict()["decoder.query_embed"])
+    store = ResultsStore("t")
+    for subject, metric in (("teacher", "jf"), ("student/video", "jf"), ("student/video", "miou"),
+                            ("student/video", "presence_f1"), ("student/video", "host_fps")):
+        rec = store.latest(stage="stage3", subject=subject, metric=metric)
+        assert rec is not None and rec.provenance, (subject, metric)

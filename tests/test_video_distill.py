@@ -10,9 +10,15 @@ import argparse
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "synth"
+
+
+def _epochs(args, epochs):
+    """The same run stopped after ``epochs`` epochs (same steps per epoch)."""
+    return argparse.Namespace(**{**vars(args), "epochs": epochs, "steps": args.steps // args.epochs * epochs})
 
 
 def test_distill_video_runs_and_records(tmp_path, monkeypatch):
@@ -35,17 +41,30 @@ def test_distill_video_runs_and_records(tmp_path, monkeypatch):
     atomic_torch_save({"model": student.state_dict(), "preset": "tiny", "phase": 2, "epoch": 1, "step": 1},
                       tmp_path / "phase2.pt")
     args = argparse.Namespace(ckpt=tmp_path / "phase2.pt", teacher=tmp_path / "video", data=data, out=tmp_path / "vd",
-                              steps=3, lr=1e-3, clip_len=3, w_teacher=1.0, w_gt=1.0, num_val=4, seed=0, threads=0,
-                              run="t")
+                              steps=4, epochs=2, keep_last=2, resume=False, lr=1e-3, clip_len=3, w_teacher=1.0,
+                              w_gt=1.0, num_val=4, seed=0, threads=0, run="t")
     monkeypatch.chdir(tmp_path)  # the results store lives under ./reports/<run>
     first = run(args)
     cache = list((data / "cached_features" / "video").glob("*/*.safetensors"))
-    assert cache and first["train"]["steps"] == 3
+    assert cache and first["train"]["steps"] == 4
+    full = load_tracker(tmp_path / "vd" / "video_epoch2.pt").state_dict()
+    assert torch.equal(full["student.decoder.query_embed"], student.state_dict()["decoder.query_embed"])  # frozen
+
+    # interrupted after epoch 1, then --resume: the same weights as the uninterrupted run; the cache is reused
     stamps = {p: p.stat().st_mtime_ns for p in cache}
-    run(args)  # the second pass reuses the cache
+    args.out, args.no_eval = tmp_path / "vd2", True
+    run(_epochs(args, 1))
+    run(argparse.Namespace(**{**vars(args), "resume": True}))
+    resumed = load_tracker(tmp_path / "vd2" / "video_epoch2.pt").state_dict()
+    assert all(torch.equal(v, resumed[k]) for k, v in full.items())
     assert {p: p.stat().st_mtime_ns for p in cache} == stamps
-    tracker = load_tracker(tmp_path / "vd" / "video_epoch1.pt")
-    assert torch.equal(tracker.student.state_dict()["decoder.query_embed"], student.state_dict()["decoder.query_embed"])
+
+    # a corrupt newest checkpoint: resume warns and falls back to the previous one
+    (tmp_path / "vd2" / "video_epoch2.pt").write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match="video_epoch2.pt.*falling back"):
+        run(argparse.Namespace(**{**vars(args), "resume": True}))
+    again = load_tracker(tmp_path / "vd2" / "video_epoch2.pt").state_dict()
+    assert all(torch.equal(v, again[k]) for k, v in full.items())
     store = ResultsStore("t")
     for subject, metric in (("teacher", "jf"), ("student/video", "jf"), ("student/video", "miou"),
                             ("student/video", "presence_f1"), ("student/video", "host_fps")):

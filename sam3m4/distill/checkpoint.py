@@ -27,6 +27,7 @@ import torch
 from sam3m4.errors import DataFormatError
 
 NAME = re.compile(r"^phase(?P<phase>\d+)_epoch(?P<epoch>\d+)_step(?P<step>\d+)\.pt$")
+VIDEO_NAME = re.compile(r"^video_epoch(?P<epoch>\d+)\.pt$")  # checkpoints/video_distillation/
 REQUIRED_KEYS = ("model", "step", "epoch", "phase")
 TEACHER_PREFIXES = ("teacher.", "module.teacher.")
 
@@ -156,12 +157,19 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     return state
 
 
-def load_latest(ckpt_dir: Path, phase: int, map_location="cpu") -> tuple[Path, dict] | tuple[None, None]:
-    """The newest loadable checkpoint of ``phase``; unreadable newer files are skipped with a warning.
+def list_video_checkpoints(ckpt_dir: Path) -> list[Path]:
+    """``video_epoch*.pt`` in ``ckpt_dir``, oldest (lowest epoch) first."""
+    ckpt_dir = Path(ckpt_dir)
+    found = [(int(m["epoch"]), p) for p in (ckpt_dir.iterdir() if ckpt_dir.is_dir() else []) if (m := VIDEO_NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
 
-    Returns ``(None, None)`` when there is none at all.
+
+def load_latest(ckpt_dir: Path, phase: int | None, map_location="cpu") -> tuple[Path, dict] | tuple[None, None]:
+    """The newest loadable checkpoint of ``phase`` (None: the video run's ``video_epoch*.pt``); unreadable
+    newer files are skipped with a warning. Returns ``(None, None)`` when there is none at all.
     """
-    for path in reversed(list_checkpoints(ckpt_dir, phase)):
+    paths = list_video_checkpoints(ckpt_dir) if phase is None else list_checkpoints(ckpt_dir, phase)
+    for path in reversed(paths):
         try:
             return path, load_checkpoint(path, map_location)
         except DataFormatError as err:

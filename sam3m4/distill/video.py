@@ -32,13 +32,21 @@ def clip_targets(masks: np.ndarray, mask_size: int) -> tuple[torch.Tensor, torch
     return m, m.flatten(2).amax(2) > 0
 
 
+def tracker_optimizer(tracker, lr: float = 1e-3, freeze_image: bool = True) -> torch.optim.AdamW:
+    """AdamW (constant ``lr``) over the trainable part: the memory and carry, plus the image student unless
+    ``freeze_image``."""
+    tracker.student.requires_grad_(not freeze_image)
+    return torch.optim.AdamW([p for p in tracker.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
+
+
 def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: int = 8, freeze_image: bool = True,
                   seed: int = 0, grad_clip: float = 1.0, weights: VideoDistillWeights = VideoDistillWeights(),
-                  progress: bool = True, targets=None) -> dict:
+                  progress: bool = True, targets=None, optimizer: torch.optim.Optimizer | None = None) -> dict:
     """``steps`` AdamW steps, one random clip of ``clip_len`` frames from a present pair each; returns stats.
 
     ``targets(i, sample, mask_size)`` -> list of ``(masks (T, N, m, m), visible (T, N), weight)`` target sets for
-    pair ``i`` (each set is matched and scored on its own, then weighted); default: the ground truth only."""
+    pair ``i`` (each set is matched and scored on its own, then weighted); default: the ground truth only.
+    ``optimizer``: from :func:`tracker_optimizer` (its state carries over between calls); default a new one."""
     targets = targets or (lambda i, s, size: [(*clip_targets(s.masks, size), 1.0)])
     from tqdm.auto import tqdm
 
@@ -51,9 +59,8 @@ def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: i
     if not present:
         raise ValueError("train_tracker: the dataset has no pair with an object to track")
     student, tok = tracker.student, get_tokenizer()
-    student.requires_grad_(not freeze_image)
-    params = [p for p in tracker.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    opt = optimizer or tracker_optimizer(tracker, lr, freeze_image)  # a given one continues (resume)
+    params = [p for group in opt.param_groups for p in group["params"]]
     tracker.train()
     student.eval()  # BatchNorm statistics stay the image model's
     cache: dict[int, tuple] = {}

@@ -8,8 +8,10 @@
    atomically under a file lock; existing files are reused, so the pass resumes);
 2. training: the student's memory and query carry (image student frozen) on the teacher's masklets plus the
    ground truth (``--w-teacher``, ``--w-gt``), :func:`sam3m4.distill.video.train_tracker`;
-3. checkpoint: ``checkpoints/video_distillation/video_epoch1.pt`` (student + memory only, atomic, loads with
-   ``weights_only=True``: :func:`load_tracker`);
+3. checkpoints: ``checkpoints/video_distillation/video_epoch{E}.pt`` after each of ``--epochs`` (student +
+   memory, optimizer, RNG; atomic; the last ``--keep-last`` kept; loads with ``weights_only=True``:
+   :func:`load_tracker`); ``--resume`` continues from the newest readable one (a corrupt newest file is
+   skipped with a warning) and gives the same weights as an uninterrupted run;
 4. evaluation into the results store (report section 2): J&F of ``teacher`` and ``student/video`` on the val
    videos, the +Video student's image mIoU / Presence F1 (tracker from its initial state on single images),
    and the host latency of the streaming step.
@@ -25,8 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sam3m4.distill.checkpoint import atomic_torch_save, load_checkpoint
-from sam3m4.distill.video import clip_targets, train_tracker
+from sam3m4.distill.checkpoint import (atomic_torch_save, list_video_checkpoints, load_checkpoint, load_latest,
+                                       rng_state, set_rng_state)
+from sam3m4.distill.video import clip_targets, tracker_optimizer, train_tracker
 
 
 def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, progress: bool = True) -> Path:
@@ -141,17 +144,38 @@ def run(args) -> dict:
     val = SacoVideoDataset(data / "saco_video" / "val.json")
     teacher = load_video_teacher(args.teacher)
     student = Predictor.from_checkpoint(args.ckpt).model
+    torch.manual_seed(args.seed)  # the memory's initial weights
     tracker = StudentTracker(student)
     folder = teacher_cache(teacher, args.teacher, train, data / "cached_features", student.mask_size)
-    stats = train_tracker(tracker, train, steps=args.steps, lr=args.lr, clip_len=args.clip_len, seed=args.seed,
-                          targets=cached_targets(folder, args.w_teacher, args.w_gt))
+    opt = tracker_optimizer(tracker, args.lr)
+    out_dir, start, stats = Path(args.out), 0, {"steps": 0}
+    if args.resume:
+        path, state = load_latest(out_dir, phase=None)
+        if path is not None:
+            tracker.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            set_rng_state(state["rng"])
+            start, stats["steps"] = int(state["epoch"]), int(state["step"])
+            print(f"resumed from {path}")
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
-    ckpt = Path(args.out) / "video_epoch1.pt"
-    atomic_torch_save({"model": tracker.state_dict(), "preset": student.preset, "num_latents": tracker.num_latents,
-                       "config": config, "phase": 3, "epoch": 1, "step": int(stats["steps"])}, ckpt)
+    per_epoch, ckpt = max(1, args.steps // args.epochs), None
+    for epoch in range(start + 1, args.epochs + 1):
+        ep = train_tracker(tracker, train, steps=per_epoch, clip_len=args.clip_len, seed=args.seed + epoch,
+                           targets=cached_targets(folder, args.w_teacher, args.w_gt), optimizer=opt)
+        stats = {**ep, "steps": stats["steps"] + ep["steps"], "epochs": epoch}
+        ckpt = out_dir / f"video_epoch{epoch}.pt"
+        atomic_torch_save({"model": tracker.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),
+                           "preset": student.preset, "num_latents": tracker.num_latents, "config": config,
+                           "phase": 3, "epoch": epoch, "step": stats["steps"]}, ckpt)
+        for old in list_video_checkpoints(out_dir)[: -args.keep_last]:
+            old.unlink(missing_ok=True)
+    ckpt = ckpt or load_latest(out_dir, phase=None)[0]
+    tracker.eval()
+    results = {"train": stats, "checkpoint": str(ckpt)}
+    if getattr(args, "no_eval", False):
+        return results
     where = f"host cpu ({host_summary()}), torch {torch.__version__} eager fp32"
     store = ResultsStore(args.run)
-    results = {"train": stats, "checkpoint": str(ckpt)}
     for subject, predictor, artifact in (("teacher", teacher, None), ("student/video", VideoPredictor(tracker), ckpt)):
         jf = evaluate_videos(val, predictor)
         store.record(stage="stage3", subject=subject, metric="jf", value=jf.jf_mean, unit="fraction", artifact=artifact,

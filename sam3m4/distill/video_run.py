@@ -4,8 +4,9 @@
         --teacher checkpoints/teacher/sam3-tiny-synth-video --data data/synth --run demo
 
 1. teacher cache: the video teacher's masklets for every train pair with objects, at the student's mask size,
-   fp16 safetensors under ``<data>/cached_features/video/<teacher id>_<m>m/`` (one file per pair, written
-   atomically under a file lock; existing files are reused, so the pass resumes);
+   fp16 safetensors under ``<data>/cached_features/video/<teacher id>_<m>m/``, one file per pair keyed by the
+   frames' content hash + phrase hash (written atomically under a file lock; existing files are reused, so
+   the pass resumes);
 2. training: the student's memory and query carry (image student frozen) on the teacher's masklets plus the
    ground truth (``--w-teacher``, ``--w-gt``), :func:`sam3m4.distill.video.train_tracker`;
 3. checkpoints: ``checkpoints/video_distillation/video_epoch{E}.pt`` after each of ``--epochs`` (student +
@@ -13,8 +14,9 @@
    :func:`load_tracker`); ``--resume`` continues from the newest readable one (a corrupt newest file is
    skipped with a warning) and gives the same weights as an uninterrupted run;
 4. evaluation into the results store (report section 2): J&F of ``teacher`` and ``student/video`` on the val
-   videos, the +Video student's image mIoU / Presence F1 (tracker from its initial state on single images),
-   and the host latency of the streaming step.
+   videos, the +Video checkpoint's image-path mIoU / Presence F1 (the image methods a phone runs on photos;
+   unchanged while the image student is frozen, the cost gate guards runs that unfreeze it), and the host
+   latency of the streaming step.
 """
 
 from __future__ import annotations
@@ -38,16 +40,16 @@ def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, pro
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
-    from sam3m4.distill.cache import phrase_hash, teacher_id
+    from sam3m4.distill.cache import teacher_id
 
     folder = Path(root) / "video" / f"{teacher_id(teacher_dir)}_{mask_size}m"
     folder.mkdir(parents=True, exist_ok=True)
     todo = [i for i, p in enumerate(dataset.pairs) if p["num_objects"] > 0]
     for i in tqdm(todo, desc="video teacher cache", unit="pair", disable=not progress, leave=False):
-        path = folder / _pair_file(dataset.pairs[i], phrase_hash)
+        s = dataset[i]
+        path = folder / _pair_file(s)
         if path.is_file():
             continue
-        s = dataset[i]
         masks, scores = teacher.masklets(s.frames, s.phrase)  # (M, T, H, W) bool, (M, T)
         m = torch.from_numpy(masks).float()
         m = F.interpolate(m, size=(mask_size, mask_size), mode="area") if len(m) else m.new_zeros(0, m.shape[1], mask_size, mask_size)
@@ -59,8 +61,11 @@ def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, pro
     return folder
 
 
-def _pair_file(pair: dict, phrase_hash) -> str:
-    return f"{pair['video_id']}-{phrase_hash(pair['noun_phrase'])}.safetensors"
+def _pair_file(sample) -> str:
+    """``<frames hash>-<phrase hash>.safetensors``: keyed by content, like the image cache."""
+    from sam3m4.distill.cache import image_hash, pair_key
+
+    return f"{pair_key(image_hash(sample.frames), sample.phrase)}.safetensors"
 
 
 def cached_targets(folder: Path, w_teacher: float, w_gt: float):
@@ -68,13 +73,12 @@ def cached_targets(folder: Path, w_teacher: float, w_gt: float):
     object) and the ground truth, weighted."""
     from safetensors.torch import load_file
 
-    from sam3m4.distill.cache import phrase_hash
     from sam3m4.errors import DataFormatError
 
     def targets(i, sample, size):
         sets = []
         if w_teacher:
-            path = folder / f"{sample.video_id}-{phrase_hash(sample.phrase)}.safetensors"
+            path = folder / _pair_file(sample)
             if not path.is_file():
                 raise DataFormatError(f"{path}: not in the video teacher cache (run the cache pass first)")
             rec = load_file(str(path))
@@ -102,29 +106,6 @@ def load_tracker(path: str | Path):
     tracker = StudentTracker(build_student(state["preset"]), num_latents=int(state.get("num_latents", 8)))
     tracker.load_state_dict(state["model"])
     return tracker.eval()
-
-
-def tracker_image_predictor(tracker, threshold: float = 0.5):
-    """sample -> (masks, scores) for :func:`sam3m4.eval.image.evaluate_pairs`: one frame from the initial state."""
-    from sam3m4.predict import Predictor
-
-    images = Predictor(tracker.student, threshold=threshold)
-
-    def predict(sample):
-        from sam3m4.models.preprocess import to_pixels
-
-        h, w = sample.image.shape[:2]
-        with torch.no_grad():
-            out, _ = tracker.step(to_pixels([sample.image], tracker.student.image_size), images.prompt(sample.phrase),
-                                  tracker.init_state(1))
-        scores = out.scores[0]
-        keep = torch.nonzero(scores >= threshold).flatten()
-        logits = out.mask_logits[0, keep]
-        if len(keep):
-            logits = F.interpolate(logits[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-        return (logits > 0).numpy().reshape(len(keep), h, w), scores[keep].numpy()
-
-    return predict
 
 
 def run(args) -> dict:
@@ -182,12 +163,12 @@ def run(args) -> dict:
                      provenance=f"{where}, DAVIS J&F-Mean over {jf.num_objects} objects of {len(val)} pairs of "
                                 f"{data / 'saco_video' / 'val.json'}")
         results[f"{subject}_jf"] = jf.jf_mean
-    images = SacoImageDataset(data / "saco_image" / "val.json")
-    res = evaluate_pairs(images, tracker_image_predictor(tracker), num=args.num_val, desc="+Video image eval")
+    images = SacoImageDataset(data / "saco_image" / "val.json")  # the checkpoint's image path (image methods)
+    res = evaluate_pairs(images, Predictor(tracker.student), num=args.num_val, desc="+Video image eval")
     for metric, value in (("miou", res.miou), ("presence_f1", res.presence.f1)):
         store.record(stage="stage3", subject="student/video", metric=metric, value=value, unit="fraction", artifact=ckpt,
-                     provenance=f"{where}, tracker from its initial state, {res.num_pairs} pairs of "
-                                f"{data / 'saco_image' / 'val.json'}")
+                     provenance=f"{where}, image path (encode_image + decode) of {ckpt.name}, {res.num_pairs} pairs "
+                                f"of {data / 'saco_image' / 'val.json'}")
         results[f"student_video_{metric}"] = value
     bench = benchmark_track(tracker)
     store.record(stage="stage3", subject="student/video", metric="host_fps", value=bench["fps"], unit="fps",

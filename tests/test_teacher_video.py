@@ -79,12 +79,12 @@ def test_train_tracker_moves_the_tracker_only(video_dir):
     """A few steps of ground-truth tracking on the fixture videos: tracker and its neck change, the detector
     (the image teacher) does not, the loss is finite."""
     from sam3m4.data import SacoVideoDataset
-    from sam3m4.teacher.video import load_video_teacher, train_tracker
+    from sam3m4.teacher.video import load_video_teacher, train_teacher_tracker
 
     model = load_video_teacher(video_dir / "video").model
     detector = {k: v.clone() for k, v in model.detector_model.state_dict().items()}
     tracker = {k: v.clone() for k, v in model.tracker_model.state_dict().items()}
-    stats = train_tracker(model, SacoVideoDataset(FIX), steps=4, clip_len=3, progress=False)
+    stats = train_teacher_tracker(model, SacoVideoDataset(FIX), steps=4, clip_len=3, progress=False)
     assert stats["steps"] >= 1 and np.isfinite(stats["final_loss"])
     assert all(torch.equal(v, model.detector_model.state_dict()[k]) for k, v in detector.items())
     assert any(not torch.equal(v, model.tracker_model.state_dict()[k]) for k, v in tracker.items())

@@ -7,9 +7,9 @@
 
 from sam3m4.data.rle import decode_rle, encode_mask
 from sam3m4.data.saco_image import ImageSample, SacoImageDataset
-from sam3m4.data.saco_video import SacoVideoDataset, VideoSample
+from sam3m4.data.saco_video import SacoVideoDataset, VideoSample, items_with_objects
 from sam3m4.data.sav import SavDataset
 from sam3m4.data.synth import generate
 
-__all__ = ["ImageSample", "SacoImageDataset", "VideoSample", "SacoVideoDataset", "SavDataset", "encode_mask", "decode_rle",
+__all__ = ["ImageSample", "SacoImageDataset", "VideoSample", "SacoVideoDataset", "SavDataset", "items_with_objects", "encode_mask", "decode_rle",
            "generate"]

@@ -30,7 +30,7 @@ from sam3m4.data import _checks as C
 from sam3m4.data.rle import check_rle_header, decode_rle
 from sam3m4.errors import DataFormatError
 
-__all__ = ["VideoSample", "SacoVideoDataset"]
+__all__ = ["VideoSample", "SacoVideoDataset", "items_with_objects"]
 
 
 @dataclass
@@ -51,6 +51,16 @@ class VideoSample:
     """True when the concept appears in the video (N >= 1)."""
     file_names: list[str]
     """T frame paths relative to the frame root."""
+
+
+def items_with_objects(dataset) -> list[int]:
+    """Indices of the items with at least one object to track: SA-Co video pairs (``.pairs``) or SA-V videos
+    (``.videos``); a ValueError when there is none."""
+    entries = dataset.pairs if hasattr(dataset, "pairs") else dataset.videos
+    items = [i for i, e in enumerate(entries) if e["num_objects"] > 0]
+    if not items:
+        raise ValueError(f"{dataset!r}: no item with an object to track")
+    return items
 
 
 class SacoVideoDataset:

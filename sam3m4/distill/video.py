@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sam3m4.data.saco_video import items_with_objects
 from sam3m4.distill.video_losses import VideoDistillWeights, video_distill_loss
 from sam3m4.models.preprocess import to_pixels
 
@@ -41,12 +42,14 @@ def tracker_optimizer(tracker, lr: float = 1e-3, freeze_image: bool = True) -> t
 
 def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: int = 8, freeze_image: bool = True,
                   seed: int = 0, grad_clip: float = 1.0, weights: VideoDistillWeights = VideoDistillWeights(),
-                  progress: bool = True, targets=None, optimizer: torch.optim.Optimizer | None = None) -> dict:
+                  progress: bool = True, targets=None, optimizer: torch.optim.Optimizer | None = None,
+                  cache: dict | None = None) -> dict:
     """``steps`` AdamW steps, one random clip of ``clip_len`` frames from a present pair each; returns stats.
 
     ``targets(i, sample, mask_size)`` -> list of ``(masks (T, N, m, m), visible (T, N), weight)`` target sets for
     pair ``i`` (each set is matched and scored on its own, then weighted); default: the ground truth only.
-    ``optimizer``: from :func:`tracker_optimizer` (its state carries over between calls); default a new one."""
+    ``optimizer``: from :func:`tracker_optimizer` (its state carries over between calls); default a new one.
+    ``cache``: a dict kept between calls (epochs) so each pair's frames and targets are prepared once."""
     targets = targets or (lambda i, s, size: [(*clip_targets(s.masks, size), 1.0)])
     from tqdm.auto import tqdm
 
@@ -54,16 +57,13 @@ def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: i
 
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    present = [i for i in range(len(dataset)) if dataset.pairs[i]["num_objects"] > 0] if hasattr(dataset, "pairs") \
-        else list(range(len(dataset)))
-    if not present:
-        raise ValueError("train_tracker: the dataset has no pair with an object to track")
+    present = items_with_objects(dataset)
     student, tok = tracker.student, get_tokenizer()
     opt = optimizer or tracker_optimizer(tracker, lr, freeze_image)  # a given one continues (resume)
     params = [p for group in opt.param_groups for p in group["params"]]
     tracker.train()
     student.eval()  # BatchNorm statistics stay the image model's
-    cache: dict[int, tuple] = {}
+    cache = {} if cache is None else cache
     losses, t0 = [], time.time()
     bar = tqdm(range(steps), desc="video memory", disable=not progress, leave=False)
     for step in bar:

@@ -25,12 +25,12 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from sam3m4.distill.checkpoint import (atomic_torch_save, list_video_checkpoints, load_checkpoint, load_latest,
                                        rng_state, set_rng_state)
+from sam3m4.data.saco_video import items_with_objects
 from sam3m4.distill.video import clip_targets, tracker_optimizer, train_tracker
 
 
@@ -44,8 +44,7 @@ def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, pro
 
     folder = Path(root) / "video" / f"{teacher_id(teacher_dir)}_{mask_size}m"
     folder.mkdir(parents=True, exist_ok=True)
-    todo = [i for i, p in enumerate(dataset.pairs) if p["num_objects"] > 0]
-    for i in tqdm(todo, desc="video teacher cache", unit="pair", disable=not progress, leave=False):
+    for i in tqdm(items_with_objects(dataset), desc="video teacher cache", unit="pair", disable=not progress, leave=False):
         s = dataset[i]
         path = folder / _pair_file(s)
         if path.is_file():
@@ -139,10 +138,11 @@ def run(args) -> dict:
             start, stats["steps"] = int(state["epoch"]), int(state["step"])
             print(f"resumed from {path}")
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
-    per_epoch, ckpt = max(1, args.steps // args.epochs), None
+    per_epoch, ckpt, prepared = max(1, args.steps // args.epochs), None, {}
+    targets = cached_targets(folder, args.w_teacher, args.w_gt)
     for epoch in range(start + 1, args.epochs + 1):
         ep = train_tracker(tracker, train, steps=per_epoch, clip_len=args.clip_len, seed=args.seed + epoch,
-                           targets=cached_targets(folder, args.w_teacher, args.w_gt), optimizer=opt)
+                           targets=targets, optimizer=opt, cache=prepared)
         stats = {**ep, "steps": stats["steps"] + ep["steps"], "epochs": epoch}
         ckpt = out_dir / f"video_epoch{epoch}.pt"
         atomic_torch_save({"model": tracker.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),

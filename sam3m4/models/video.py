@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sam3m4.models.export_wrappers import example_inputs
 from sam3m4.models.layers import Attention, FeedForward, LayerNorm, init_weights, sine_pos_2d
 from sam3m4.models.student import Student
 from sam3m4.models.text_encoder import PromptEmbedding
@@ -121,9 +122,7 @@ def benchmark_track(tracker: StudentTracker, steps: int = 50, warmup: int = 10, 
     g = torch.Generator().manual_seed(seed)
     s = tracker.student.image_size
     frames = torch.rand(8, 1, 3, s, s, generator=g) * 2 - 1  # (8, 1, 3, S, S), cycled
-    ids = torch.zeros(1, tracker.student.context_length, dtype=torch.long)
-    ids[0, :3] = torch.tensor([49406, 320, 49407])  # <start> "a" <end>
-    prompt = tracker.student.encode_text(ids, (ids > 0).long())
+    prompt = tracker.student.encode_text(*example_inputs(tracker.student, "encode_text"))
     state = tracker.init_state(1)
     times = []
     for i in range(warmup + steps):

@@ -53,7 +53,7 @@ def run_video(args: argparse.Namespace) -> int:
 
     from sam3m4.data import SacoVideoDataset
     from sam3m4.eval.video import evaluate_videos
-    from sam3m4.teacher.video import build_video_teacher, load_video_teacher, train_tracker
+    from sam3m4.teacher.video import build_video_teacher, load_video_teacher, train_teacher_tracker
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -62,7 +62,7 @@ def run_video(args: argparse.Namespace) -> int:
     teacher = load_video_teacher(out)
     result = {"out": str(out), "steps": 0}
     if args.steps:
-        result.update(train_tracker(teacher.model, SacoVideoDataset(saco / "train.json"), steps=args.steps, lr=args.lr))
+        result.update(train_teacher_tracker(teacher.model, SacoVideoDataset(saco / "train.json"), steps=args.steps, lr=args.lr))
         teacher.model.save_pretrained(out)
     jf = evaluate_videos(SacoVideoDataset(saco / "val.json"), teacher)
     result.update(val_jf=jf.jf_mean, val_j=jf.j_mean, val_f=jf.f_mean, val_objects=jf.num_objects)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sam3m4.data.saco_video import items_with_objects
 from sam3m4.teacher.sam3 import load_pretrained
 from sam3m4.teacher.tokenizer import get_tokenizer
 
@@ -151,7 +152,7 @@ def load_video_teacher(source: str | Path, *, allow_download: bool = False, devi
     return VideoTeacher(model, processor, device)
 
 
-def train_tracker(model, dataset, *, steps: int, lr: float = 1e-3, clip_len: int = 8, seed: int = 0,
+def train_teacher_tracker(model, dataset, *, steps: int, lr: float = 1e-3, clip_len: int = 8, seed: int = 0,
                   progress: bool = True) -> dict:
     """Train a ``Sam3VideoModel``'s tracker (and its neck) on ground-truth masklets, detector frozen.
 
@@ -181,9 +182,7 @@ def train_tracker(model, dataset, *, steps: int, lr: float = 1e-3, clip_len: int
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     size = model.config.detector_config.vision_config.backbone_config.image_size
     teacher = VideoTeacher(model)
-    items = [i for i in range(len(dataset)) if dataset.pairs[i]["num_objects"] > 0]
-    if not items:
-        raise ValueError("train_tracker: the dataset has no pair with an object to track")
+    items = items_with_objects(dataset)
     forward = type(model.tracker_model).forward.__wrapped__  # the stock forward, gradients on
     cache: dict[int, tuple] = {}
     losses, t0 = [], time.time()

@@ -151,3 +151,23 @@ def test_phase2_score_term_is_zero_at_the_teacher_and_pulls_the_joint_score_to_i
     loss.backward()
     assert p_s.grad[0] < 0 < p_s.grad[1]  # descent raises pair 0's score and lowers pair 1's
     assert weights_from_config({"w_score": 2.0}).score == 2.0
+
+
+def test_phase2_gt_score_term_pulls_the_joint_score_to_the_labels_where_the_teacher_is_wrong():
+    """``gt_score``: the joint score against the ground-truth presence, so labels correct a teacher's misses."""
+    from sam3m4.distill.losses import OutputDistillWeights, output_distill_loss
+
+    t = _targets()  # pair 0 present, pair 1 absent
+    teacher = {"presence_logit": torch.full((2, 1), -6.0), "semantic_logits": torch.full((2, 1, H, W), -6.0),
+               "mask_index": torch.full((2, 2), -1), "mask_logits": torch.zeros(2, 2, H, W),
+               "query_logits": torch.full((2, 5), -6.0), "boxes_xyxy": torch.zeros(2, 5, 4)}  # misses pair 0
+    w = OutputDistillWeights(gt_score=1.0)
+    right = output_distill_loss(_prediction(t), teacher, w, t)
+    wrong = _prediction(t)
+    wrong["presence_logit"] = torch.tensor([[-8.0], [8.0]], requires_grad=True)
+    wrong_terms = output_distill_loss(wrong, teacher, w, t)
+    assert right["gt_score"] < 1e-2 < wrong_terms["gt_score"]
+    wrong_terms["gt_score"].backward()
+    assert wrong["presence_logit"].grad[0] < 0 < wrong["presence_logit"].grad[1]
+    assert "gt_score" not in output_distill_loss(_prediction(t), teacher, w, None)  # no labels, no term
+    assert "gt_score" not in output_distill_loss(_prediction(t), teacher, OutputDistillWeights(), t)

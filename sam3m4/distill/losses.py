@@ -99,6 +99,9 @@ class OutputDistillWeights:
     needs the student's ``aux`` outputs, ``forward(..., with_aux=True)``)."""
     gt: float = 0.0
     """scale of the ground-truth set-prediction loss (0 = distillation only)."""
+    gt_score: float = 0.0
+    """BCE of the student's best joint score against the ground-truth presence (when labels exist): the
+    decision Presence F1 scores, learnt from the labels where the teacher's own decision is wrong."""
     match_threshold: float = 0.5
     """teacher queries with score >= this are targets (SAM 3's keep rule)."""
     match_topk: int = 0
@@ -235,6 +238,9 @@ def output_distill_loss(student: dict, teacher: dict, w: OutputDistillWeights, t
                 term = term + w.box_giou * (1 - torch.diag(generalized_box_iou(src_b, tb))).sum() / n
             out[f"aux{layer}"] = w.aux * term
 
+    if targets is not None and w.gt_score > 0:
+        present = torch.tensor([float(len(t["boxes_xyxy"]) > 0) for t in targets], device=pl.device)
+        out["gt_score"] = w.gt_score * soft_bce_prob(best_log_score(ql, pl), present)
     if targets is not None and w.gt > 0:
         gt = set_prediction_loss({"mask_logits": ml, "query_logits": ql, "boxes_xyxy": bx, "presence_logit": pl,
                                   "semantic_logits": sem}, targets, gt_weights or SetLossWeights())

@@ -60,8 +60,8 @@ DEFAULTS = dict(
     seed=0, device="auto", amp="auto", threads=0,  # threads: torch CPU threads (0 = torch default)
     w_mse=1.0, w_cos=1.0,  # phase 1
     w_presence=2.0, w_semantic=1.0, w_cls=2.0, w_pos_weight=5.0, w_mask_bce=5.0, w_mask_dice=5.0,
-    w_box_l1=5.0, w_box_giou=2.0, w_semantic_dice=1.0, w_aux=0.5, w_score=0.0, w_gt=0.0, w_match_threshold=0.5,
-    w_match_topk=0,  # phase 2
+    w_box_l1=5.0, w_box_giou=2.0, w_semantic_dice=1.0, w_aux=0.5, w_score=0.0, w_gt=0.0, w_gt_score=0.0,
+    w_match_threshold=0.5, w_match_topk=0,  # phase 2
     eval_every=1, eval_batch_size=32, val_items=0, vis_pairs=4, log_every=10, progress=True,
     save_every_steps=0, keep_last=3, resume=False,
     checkpoint_dir="checkpoints/distillation", log_dir="logs/distillation",
@@ -183,7 +183,7 @@ def batch_loss(run: Run, data: C.PairSet, idx: list[int], net=None) -> dict:
             pred = net(data.image_pixels(idx, run.device))
         return L.feature_distill_loss(pred, target, run.cfg["w_mse"], run.cfg["w_cos"])
     target = teacher_pairs(run, data, idx)
-    gt = data.gt_targets(idx, run.device) if run.weights.gt > 0 else None
+    gt = data.gt_targets(idx, run.device) if run.weights.gt > 0 or run.weights.gt_score > 0 else None
     with T.autocast(run.device, run.amp):
         out = net(**data.student_inputs(idx, run.device), with_aux=run.weights.aux > 0)
     return L.output_distill_loss(vars(out), target, run.weights, gt)

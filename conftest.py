@@ -36,6 +36,12 @@ def pytest_addoption(parser):
     group.addoption("--stage3-data", default=None,
                     help="dataset root with saco_image/val.json (default: the embedded synthetic dataset)")
     group.addoption("--stage3-num-val", type=int, default=300, help="val pairs scored for teacher and student")
+    group = parser.getgroup("sam3m4 stage4")
+    group.addoption("--stage4-dir", default=None,
+                    help="folder of `sam3m4 quantize` outputs, one <mode>/ each (default: build a small set)")
+    group.addoption("--stage4-data", default=None,
+                    help="dataset root with saco_image/val.json (default: the checkpoint's data_root)")
+    group.addoption("--stage4-num-val", type=int, default=200, help="val pairs every mode is scored on")
 
 
 def _is_worker(config) -> bool:

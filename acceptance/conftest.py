@@ -80,3 +80,71 @@ def stage3_models(pytestconfig) -> Stage3Models:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with FileLock(str(out) + ".lock"):
         return _build_embedded_stage3(out)
+
+
+# --- Stage 4: quantized students ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Stage4Models:
+    dir: Path
+    """One ``<mode>/`` folder per mode (``sam3m4 quantize`` output)."""
+    val: object
+    """The val pairs (:class:`sam3m4.data.SacoImageDataset`)."""
+
+
+def _build_small_stage4(out: Path) -> Path:
+    """A tiny student fitted to the fixture data's 43 train pairs from their ground truth alone (60 steps, ~20 s;
+    the random tiny teacher only satisfies the recipe's cache), quantized in every mode (QAT: 4 steps) under
+    ``out``. It is scored on the pairs it was fitted to: enough to show the modes and the gate at work (a
+    student that segments nothing would make every drop 0), not a quality claim."""
+    from sam3m4.distill import cache as C
+    from sam3m4.distill import recipe
+    from sam3m4.distill.checkpoint import list_checkpoints
+    from sam3m4.quantize.modes import MODES
+    from sam3m4.quantize.pipeline import build_mode
+    from sam3m4.quantize.storage import save_quantized
+
+    ckpts = out / "checkpoints"
+    if not list_checkpoints(ckpts, 2):
+        teacher = C.save_random_teacher(out / "teacher", image_size=56, hidden_size=32, vit_layers=2, vit_window=4,
+                                        num_queries=8)
+        gt_only = [f"w_{k}=0" for k in ("presence", "semantic", "semantic_dice", "score", "cls", "aux", "mask_bce",
+                                        "mask_dice", "box_l1", "box_giou")]
+        recipe.main(recipe.load_config(ROOT / "configs" / "distill_phase2.yaml", [
+            f"data_root={ROOT / 'fixtures' / 'synth'}", f"teacher={teacher}", f"cache_dir={out / 'cache'}",
+            f"checkpoint_dir={ckpts}", f"log_dir={out / 'logs'}", "init_from=", "epochs=12", "epoch_items=0",
+            "batch_size=8", "lr=3e-3", "warmup_steps=3", "w_gt=1.0", "w_gt_score=2.0", *gt_only, "eval_every=0",
+            "vis_pairs=0", "progress=false", "results_run=", "threads=1", "cache_topk=4"]))
+    ckpt = list_checkpoints(ckpts, 2)[-1]
+    for mode in MODES:
+        if not (out / "quantized" / mode / "quantized.json").is_file():
+            model, info = build_mode(ckpt, mode, qat_steps=4, progress=False)
+            save_quantized(model, out / "quantized" / mode, mode=mode, preset=model.preset, source=ckpt,
+                           extra={"qat": info})
+    return out / "quantized"
+
+
+@pytest.fixture(scope="session")
+def stage4_models(pytestconfig) -> Stage4Models:
+    """The quantized models Stage 4 gates: ``--stage4-dir`` or a small set built once (file lock)."""
+    import json
+
+    from sam3m4.data import SacoImageDataset
+
+    given = pytestconfig.getoption("--stage4-dir")
+    if not given:
+        out = CACHE / "stage4"
+        CACHE.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        with FileLock(str(out) + ".lock"):
+            qdir = _build_small_stage4(out)
+        return Stage4Models(dir=qdir, val=SacoImageDataset(ROOT / "fixtures" / "synth" / "saco_image" / "train.json"))
+    qdir = Path(given)
+    if not (qdir / "fp16" / "quantized.json").is_file():
+        pytest.fail(f"{qdir}/fp16: missing; run `sam3m4 quantize --mode compare --out {qdir}` first")
+    data = pytestconfig.getoption("--stage4-data")
+    if data is None:
+        from sam3m4.distill.checkpoint import load_checkpoint
+
+        source = json.loads((qdir / "fp16" / "quantized.json").read_text())["source"]
+        data = load_checkpoint(Path(source)).get("config", {}).get("data_root", "data/synth")
+    return Stage4Models(dir=qdir, val=SacoImageDataset(Path(data) / "saco_image" / "val.json"))

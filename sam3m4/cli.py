@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "teacher": ("sam3m4.teacher.cli", "build the embedded default teacher (tiny SAM 3 on synthetic data)"),
     "distill": ("sam3m4.distill.cli", "teacher-feature cache, Phase 1 and Phase 2 distillation (torchrun for DDP)"),
     "eval": ("sam3m4.eval.cli", "score a model on a dataset's val split (mIoU, Presence F1, J&F)"),
+    "quantize": ("sam3m4.quantize.cli", "quantize a student (fp16, int4, int8_int4, QAT): size, mIoU, ms, decision"),
     "predict": ("sam3m4.predict", "segment a noun phrase in image files with a trained student"),
     "report": ("sam3m4.report.cli", "render reports/<run>/report.md from the results store"),
 }

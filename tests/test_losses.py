@@ -113,6 +113,31 @@ def test_bootstrap_smoke_decreases_loss_and_reloads(tiny_synth, tmp_path):
     assert load_teacher(out_dir).image_size == 56
 
 
+def test_bootstrap_with_max_steps_is_the_same_teacher_every_run(tiny_synth, tmp_path):
+    """With max_steps the LR schedule follows the step count, not the wall clock: a slow first step (or a busy
+    machine) must not change the teacher."""
+    from safetensors.torch import load_file
+
+    from sam3m4.teacher import bootstrap as B
+
+    kw = dict(time_budget_s=60, max_steps=6, seed=0, progress=False, image_size=56, hidden_size=32, vit_layers=1,
+              vit_window=2, text_layers=1, decoder_layers=1, num_queries=6, lr=2e-3, batch_size=4, pairs_per_image=2)
+    B.bootstrap_teacher(tiny_synth, tmp_path / "a", **kw)
+    real_time, calls = B.time.time, [0]
+
+    def slow_clock():  # every reading 2 s later than the last: 12% of the budget per step
+        calls[0] += 1
+        return real_time() + 2.0 * calls[0]
+
+    B.time.time = slow_clock
+    try:
+        B.bootstrap_teacher(tiny_synth, tmp_path / "b", **kw)
+    finally:
+        B.time.time = real_time
+    a, b = (load_file(str(tmp_path / d / "model.safetensors")) for d in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_phrase_targets_are_every_phrase_union_on_each_image(tiny_synth):
     """The dense auxiliary loss's targets: per image, each phrase's union mask (zeros when absent), flipped
     with the image."""

@@ -338,8 +338,9 @@ def train_loop(
 ) -> dict:
     """Train ``teacher.model`` in place on ``train`` until ``time_budget_s`` (or ``max_steps``).
 
-    AdamW, linear warm-up for ``warmup_frac`` of the budget then cosine to ``min_lr_frac``; the schedule's
-    clock is max(elapsed / budget, step / max_steps), so it always completes. Returns step/loss/speed stats;
+    AdamW, linear warm-up for ``warmup_frac`` of the run then cosine to ``min_lr_frac``. With ``max_steps`` the
+    schedule's clock is step / max_steps, so every machine that reaches ``max_steps`` within the budget trains
+    the same teacher (a slower one stops at the budget, before the schedule ends); without it, elapsed / budget. Returns step/loss/speed stats;
     with ``eval_data`` and ``eval_every`` > 0 also ``history`` (val metrics every that many steps; the time
     spent evaluating is not counted in the budget).
     """
@@ -377,10 +378,8 @@ def train_loop(
             model.train()
             start += time.time() - t_eval
         elapsed = time.time() - start
-        frac = elapsed / time_budget_s
-        if tr["max_steps"]:
-            frac = max(frac, step / tr["max_steps"])
-        if frac >= 1.0:
+        frac = step / tr["max_steps"] if tr["max_steps"] else elapsed / time_budget_s
+        if frac >= 1.0 or elapsed >= time_budget_s:
             break
         warm = tr["warmup_frac"]
         if frac < warm:

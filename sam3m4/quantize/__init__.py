@@ -1,0 +1,7 @@
+"""Stage 4: torchao quantization of the distilled student (fp16, int4, int8_int4, qat_int4, qat_int8_int4).
+
+    sam3m4 quantize --mode compare --ckpt checkpoints/distillation/phase2_best.pt --num-val 200
+
+:mod:`.modes` (what each mode does, deployable size), :mod:`.qat` (quantization-aware fine-tune),
+:mod:`.compare` (scoring, decision, table), :mod:`.storage` (safetensors save/load), :mod:`.cli`.
+"""

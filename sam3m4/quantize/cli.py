@@ -1,0 +1,92 @@
+"""``sam3m4 quantize``: quantize a distilled student in one mode, or compare every mode and pick one.
+
+    sam3m4 quantize --mode int4 --ckpt checkpoints/distillation/phase2_best.pt --num-val 200
+    sam3m4 quantize --mode compare --ckpt checkpoints/distillation/phase2_best.pt --num-val 200 [--qat always]
+    python -m sam3m4.quantize ...                                   # the same
+
+Each mode's model is saved under ``<out>/<mode>/`` (safetensors, see :mod:`sam3m4.quantize.storage`) and
+scored on the first ``--num-val`` val pairs. ``compare`` scores every post-training mode, runs the QAT modes
+when none of them passes the targets file's ``quant_miou_drop`` gate (or with ``--qat always``), records
+every row and the decision in ``reports/<run>/results.jsonl`` (report section 4) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+CHOICES = ("fp16", "int4", "int8_int4", "qat_int4", "qat_int8_int4", "compare")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mode", required=True, choices=CHOICES, help="one mode, or compare (all of them)")
+    parser.add_argument("--ckpt", default="checkpoints/distillation/phase2_best.pt",
+                        help="Phase 2 student checkpoint (.pt from `sam3m4 distill phase2`)")
+    parser.add_argument("--num-val", type=int, default=200, help="val pairs every mode is scored on")
+    parser.add_argument("--data", type=Path, default=None, help="dataset root (default: the checkpoint's data_root)")
+    parser.add_argument("--out", type=Path, default=Path("checkpoints/quantized"), help="<out>/<mode>/ per mode")
+    parser.add_argument("--qat", choices=("auto", "always", "never"), default="auto",
+                        help="compare: run the QAT modes when no post-training mode passes (auto), always or never")
+    parser.add_argument("--qat-steps", type=int, default=60, help="QAT fine-tune steps (batch 16)")
+    parser.add_argument("--qat-lr", type=float, default=1e-4)
+    parser.add_argument("--runs", type=int, default=20, help="timed host runs per mode (after 5 warm-up)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    parser.add_argument("--run", default="demo", help="results store run (reports/<run>/)")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from sam3m4.quantize import compare as C
+    from sam3m4.quantize.pipeline import build_mode, load_val, record, record_decision
+    from sam3m4.results.targets import load_targets
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not Path(args.ckpt).is_file():
+        raise FileNotFoundError(f"{args.ckpt}: no such checkpoint (run `sam3m4 distill phase2` first)")
+    val, data_root = load_val(args.ckpt, args.data)
+    progress = not args.no_progress
+    modes = ["fp16", "int4", "int8_int4"] if args.mode == "compare" else [args.mode]
+    rows = []
+
+    def add(mode: str) -> None:
+        model, qat_info = build_mode(args.ckpt, mode, qat_steps=args.qat_steps, qat_lr=args.qat_lr, progress=progress)
+        path = args.out / mode
+        from sam3m4.quantize.storage import save_quantized
+
+        save_quantized(model, path, mode=mode, preset=model.preset, source=args.ckpt, extra={"qat": qat_info})
+        row = C.measure(model, mode, val, args.num_val, runs=args.runs, progress=progress)
+        row.qat = qat_info
+        rows.append(row)
+        print(f"{mode}: {row.size_mb:.3f} MB, mIoU {row.miou:.3f}, Presence F1 {row.presence_f1:.3f}, "
+              f"{row.avg_ms:.1f} ms (saved {path})", flush=True)
+
+    for mode in modes:
+        add(mode)
+    if args.mode != "compare":
+        print(C.format_table(rows))
+        record(args.run, rows, args.out, data_root, args.ckpt)
+        return 0
+    target = load_targets()["quant_miou_drop"]
+    C.judge(rows, target)
+    ptq_passed = any(r.passed for r in rows if r.mode != "fp16")
+    qat_why = ("requested (--qat always)" if args.qat == "always" else
+               "no post-training mode met the mIoU gate" if args.qat == "auto" and not ptq_passed else None)
+    if qat_why:
+        for mode in ("qat_int4", "qat_int8_int4"):
+            add(mode)
+    decision = C.decide(rows, target)
+    decision["qat_ran"], decision["qat_why"] = bool(qat_why), qat_why or (
+        "skipped (--qat never)" if args.qat == "never" else "not needed: a post-training mode met the mIoU gate")
+    print(C.format_table(rows))
+    print(f"decision: {decision['chosen_mode']} (gate {target.describe()} mIoU drop vs fp16; passing: "
+          f"{', '.join(decision['passing']) or 'none'}; QAT: {decision['qat_why']})")
+    record(args.run, rows, args.out, data_root, args.ckpt, target=target)
+    record_decision(args.run, decision, target, rows)
+    return 0

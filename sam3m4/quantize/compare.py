@@ -1,0 +1,116 @@
+"""Score quantization modes on the same val pairs, pick one, and write the Stage 4 table.
+
+    rows = [measure(model, "int4", val, num_val=200)]      # one mode: size, mIoU, Presence F1, host ms
+    decision = decide(rows, target)                        # per the targets file's quant_miou_drop
+    print(format_table(rows))
+
+Columns (the report template's Stage 4 table):
+
+* Size (MB): :func:`sam3m4.quantize.modes.deployable_bytes` / 10^6: quantized weights at their bit width
+  (4-bit: two values per byte) plus one fp16 scale per group of 32, every other weight fp16. The .pte of
+  Stage 5 adds the program and delegate headers; its size is the cross-check.
+* Compression: fp16 size / this size.
+* mIoU, Presence F1: :func:`sam3m4.eval.image.evaluate_pairs` on the first ``num_val`` val pairs (SAM 3's
+  keep rule, score >= 0.5), every mode on the same pairs.
+* Avg ms: one image through ``encode_image`` + ``decode`` with a cached prompt, host CPU, torch eager with
+  torchao's reference ops; 5 warm-up runs, then the median of ``runs`` (>= 20).
+* mIoU drop: (fp16 mIoU - mode mIoU) in percent points (or percent of fp16 with ``basis: relative``).
+
+Decision: a mode passes when its drop meets ``quant_miou_drop``; the chosen mode is the smallest passing
+quantized mode, then the fastest; fp16 is chosen only when nothing else passes.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from sam3m4.quantize.modes import MODES, deployable_bytes
+
+
+@dataclass
+class ModeResult:
+    mode: str
+    size_mb: float
+    miou: float
+    presence_f1: float
+    avg_ms: float
+    num_pairs: int
+    qat: dict | None = None
+    """QAT fine-tune info (steps, losses, seconds) for the QAT modes."""
+    compression: float | None = None
+    miou_drop: float | None = None
+    passed: bool | None = None
+    sizes: dict = field(default_factory=dict)
+
+
+def host_latency_ms(model, runs: int = 20, warmup: int = 5) -> float:
+    """Median ms of ``decode(encode_image(x), prompt)`` for one image with a cached prompt (host eager)."""
+    from sam3m4.models.export_wrappers import example_inputs
+
+    pixels, = example_inputs(model, "encode_image")
+    ids, mask = example_inputs(model, "encode_text")
+    times = []
+    with torch.no_grad():
+        prompt = model.encode_text(ids, mask)
+        for i in range(warmup + max(runs, 20)):
+            t0 = time.perf_counter()
+            model.decode(model.encode_image(pixels), prompt)
+            if i >= warmup:
+                times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def measure(model, mode: str, val, num_val: int, runs: int = 20, progress: bool = True) -> ModeResult:
+    """Size, accuracy on the first ``num_val`` pairs of ``val`` and host latency of a quantized ``model``."""
+    from sam3m4.eval.image import evaluate_pairs
+    from sam3m4.predict import Predictor
+
+    model.eval()
+    res = evaluate_pairs(val, Predictor(model), num=num_val, progress=progress, desc=f"eval {mode}")
+    sizes = deployable_bytes(model)
+    return ModeResult(mode=mode, size_mb=sizes["total"] / 1e6, miou=res.miou, presence_f1=res.presence.f1,
+                      avg_ms=host_latency_ms(model, runs), num_pairs=res.num_pairs, sizes=sizes)
+
+
+def miou_drop(baseline: float, value: float, basis: str = "absolute") -> float:
+    """mIoU lost vs the baseline: percent points (absolute) or percent of the baseline (relative)."""
+    if basis == "relative":
+        return (baseline - value) / max(baseline, 1e-9) * 100
+    return (baseline - value) * 100
+
+
+def judge(rows: list[ModeResult], target) -> None:
+    """Fill compression, mIoU drop and the verdict of every row against the fp16 row (in place)."""
+    base = next((r for r in rows if r.mode == "fp16"), None)
+    if base is None:
+        raise ValueError("the comparison needs the fp16 baseline row")
+    for r in rows:
+        r.compression = base.size_mb / r.size_mb
+        r.miou_drop = miou_drop(base.miou, r.miou, target.basis)
+        r.passed = None if r is base else target.check(r.miou_drop)  # the baseline is not gated
+
+
+def decide(rows: list[ModeResult], target) -> dict:
+    """The chosen mode: smallest passing quantized mode (then fastest); fp16 when none passes."""
+    judge(rows, target)
+    passing = [r for r in rows if r.mode != "fp16" and r.passed]
+    chosen = min(passing, key=lambda r: (round(r.size_mb, 3), r.avg_ms)).mode if passing else "fp16"
+    return {"criterion_met": bool(passing), "chosen_mode": chosen,
+            "passing": [r.mode for r in passing], "failing": [r.mode for r in rows if r.mode != "fp16" and not r.passed]}
+
+
+def format_table(rows: list[ModeResult]) -> str:
+    """A plain-text table of the rows (the report renders the same numbers from the store)."""
+    head = f"{'Mode':<14}{'Size (MB)':>10}{'Compr.':>8}{'mIoU':>8}{'F1':>8}{'Avg ms':>9}{'drop pt':>9}  gate  notes"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        verdict = "-" if r.passed is None else ("pass" if r.passed else "FAIL")
+        comp = "-" if r.compression is None else f"{r.compression:.2f}x"
+        drop = "-" if r.miou_drop is None else f"{r.miou_drop:+.2f}"
+        lines.append(f"{r.mode:<14}{r.size_mb:>10.3f}{comp:>8}{r.miou:>8.3f}{r.presence_f1:>8.3f}{r.avg_ms:>9.1f}"
+                     f"{drop:>9}  {verdict:<5} {MODES[r.mode].note if r.mode in MODES else ''}")
+    return "\n".join(lines)

@@ -1,0 +1,183 @@
+"""The five quantization modes, how each touches the student, and the deployable size they give.
+
+    from sam3m4.quantize.modes import MODES, apply_mode, deployable_bytes
+    apply_mode(model, "int8_int4")           # in place: torchao quantize_ on Linear + Embedding, rest fp16
+    deployable_bytes(model)                  # bytes of the weights a phone loads
+
+What each mode does (torchao 0.18; ``quantize_`` and QAT only reach ``nn.Linear`` and ``nn.Embedding``):
+
+* ``fp16``: every floating weight stored in fp16 (the baseline, Compression 1.0x).
+* ``int4`` (Core ML path): Linear weights 4-bit, symmetric, per group of 32 input channels
+  (``IntxWeightOnlyConfig``); activations stay fp16.
+* ``int8_int4`` (XNNPACK path): Linear layers take 8-bit dynamic per-token activations and 4-bit per-group
+  weights (``Int8DynamicActivationIntxWeightConfig``).
+* ``qat_int4`` / ``qat_int8_int4``: the same targets after a short quantization-aware fine-tune
+  (:mod:`sam3m4.quantize.qat`).
+
+In every non-fp16 mode the CLIP token table (``nn.Embedding``, 49408 x d: most of the tiny student) is 4-bit
+per group of 32 as well (weight-only: a table lookup has no activations to quantize). Convolutions (the
+timm backbone, the FPN and mask-head 1x1s) are **kept in fp16** in every mode: torchao does not quantize
+them, and the PT2E quantizers that would (``CoreMLQuantizer``, ``XNNPACKQuantizer``, ``QnnQuantizer``)
+belong to export (Stage 5). Linear layers whose input width is not a multiple of 32 stay fp16 too.
+
+On this host the quantized model runs eagerly in fp32 arithmetic: torchao's reference ops dequantize the
+4-bit weights (and quantize activations for ``int8_int4``), and fp16-stored weights are rounded to fp16 then
+computed in fp32. So accuracy reflects the deployed weights' precision, and host latency is not the phone's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+GROUP_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    linear: str | None
+    """``int4`` (weight-only), ``int8_int4`` (8-bit dynamic activations, 4-bit weights) or None (fp16)."""
+    qat: bool
+    backend: str
+    """The ExecuTorch backend the mode is meant for."""
+
+    @property
+    def note(self) -> str:
+        """The table's notes column: what is quantized and how, convolutions included."""
+        if self.linear is None:
+            return "all weights fp16; convs fp16"
+        lin = "Linear 4-bit weights (group 32)" if self.linear == "int4" else \
+            "Linear 8-bit dynamic activations + 4-bit weights (group 32)"
+        qat = "; QAT fine-tune on cached teacher outputs" if self.qat else ""
+        return f"{lin}; token table 4-bit; convs fp16 (not reached by torchao){qat}; {self.backend}"
+
+
+MODES = {m.name: m for m in (
+    Mode("fp16", None, False, "Core ML / XNNPACK baseline"),
+    Mode("int4", "int4", False, "Core ML"),
+    Mode("int8_int4", "int8_int4", False, "XNNPACK"),
+    Mode("qat_int4", "int4", True, "Core ML"),
+    Mode("qat_int8_int4", "int8_int4", True, "XNNPACK"),
+)}
+PTQ_MODES = [m for m in MODES if not MODES[m].qat]
+QAT_MODES = [m for m in MODES if MODES[m].qat]
+
+
+def get_mode(name: str) -> Mode:
+    from sam3m4.errors import ConfigError
+
+    if name not in MODES:
+        raise ConfigError(f"--mode {name!r}: unknown; choices: {', '.join(MODES)}")
+    return MODES[name]
+
+
+def linear_config(mode: Mode):
+    """The torchao base config for ``mode``'s Linear layers."""
+    from torchao.quantization import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig
+    from torchao.quantization.granularity import PerGroup
+
+    if mode.linear == "int4":
+        return IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(GROUP_SIZE))
+    return Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(GROUP_SIZE))
+
+
+def embedding_config():
+    from torchao.quantization import IntxWeightOnlyConfig
+    from torchao.quantization.granularity import PerGroup
+
+    return IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(GROUP_SIZE))
+
+
+def is_quantizable_linear(module: nn.Module, fqn: str = "") -> bool:
+    return type(module) is nn.Linear and module.in_features % GROUP_SIZE == 0
+
+
+def is_quantizable_embedding(module: nn.Module, fqn: str = "") -> bool:
+    return type(module) is nn.Embedding and module.embedding_dim % GROUP_SIZE == 0
+
+
+def round_to_fp16(model: nn.Module) -> nn.Module:
+    """Round every plain floating parameter and buffer to fp16 values in place (kept as fp32 for host compute)."""
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            if type(t) in (torch.Tensor, nn.Parameter) and t.is_floating_point():
+                t.copy_(t.half().float())
+    return model
+
+
+def apply_mode(model: nn.Module, mode: str | Mode) -> nn.Module:
+    """Quantize ``model`` in place for a post-training ``mode`` (for QAT modes: the convert step's target)."""
+    from torchao.quantization import quantize_
+
+    mode = get_mode(mode) if isinstance(mode, str) else mode
+    model.eval()
+    if mode.linear is not None:
+        quantize_(model, embedding_config(), filter_fn=is_quantizable_embedding)
+        quantize_(model, linear_config(mode), filter_fn=is_quantizable_linear)
+    return round_to_fp16(model)
+
+
+def qat_prepare(model: nn.Module, mode: str | Mode) -> nn.Module:
+    """Swap Linear / Embedding for torchao's fake-quantized versions of ``mode``'s target (in place)."""
+    from torchao.quantization import quantize_
+    from torchao.quantization.qat import QATConfig
+
+    mode = get_mode(mode) if isinstance(mode, str) else mode
+    quantize_(model, QATConfig(embedding_config(), step="prepare"), filter_fn=is_quantizable_embedding)
+    quantize_(model, QATConfig(linear_config(mode), step="prepare"), filter_fn=is_quantizable_linear)
+    return model
+
+
+def qat_convert(model: nn.Module, mode: str | Mode) -> nn.Module:
+    """Fake-quantized modules back to plain ones, then the real quantization (in place)."""
+    from torchao.quantization import quantize_
+    from torchao.quantization.qat import QATConfig
+    from torchao.quantization.qat.embedding import FakeQuantizedEmbedding
+    from torchao.quantization.qat.linear import FakeQuantizedLinear
+
+    mode = get_mode(mode) if isinstance(mode, str) else mode
+    model.eval()
+    quantize_(model, QATConfig(embedding_config(), step="convert"),
+              filter_fn=lambda m, fqn: isinstance(m, FakeQuantizedEmbedding))
+    quantize_(model, QATConfig(linear_config(mode), step="convert"),
+              filter_fn=lambda m, fqn: isinstance(m, FakeQuantizedLinear))
+    return round_to_fp16(model)
+
+
+# --- size ----------------------------------------------------------------------------------------------------
+def tensor_bytes(t: torch.Tensor) -> float:
+    """Deployed bytes of one weight: a torchao int-x tensor packs its values (4-bit: two per byte) plus one fp16
+    scale per group (symmetric: no zero points); any other floating tensor is fp16; integer buffers as stored."""
+    from torchao.quantization import IntxUnpackedToInt8Tensor
+
+    if isinstance(t, IntxUnpackedToInt8Tensor):
+        bits = int(str(t.target_dtype).removeprefix("torch.int"))
+        zero = 0 if not torch.count_nonzero(t.zero_point) else t.zero_point.numel()  # 1 byte each when asymmetric
+        return t.qdata.numel() * bits / 8 + t.scale.numel() * 2 + zero
+    if t.is_floating_point():
+        return t.numel() * 2
+    return t.numel() * t.element_size()
+
+
+def deployable_bytes(model: nn.Module) -> dict:
+    """Bytes of ``model``'s weights as a phone stores them, in total and per kind (shared tensors once).
+
+    Returns ``{"total": B, "quantized": B, "fp16": B, "quantized_params": N, "fp16_params": N}``.
+    """
+    from torchao.quantization import IntxUnpackedToInt8Tensor
+
+    seen, out = set(), {"total": 0.0, "quantized": 0.0, "fp16": 0.0, "quantized_params": 0, "fp16_params": 0}
+    for t in list(model.parameters()) + list(model.buffers()):
+        key = id(t)
+        if key in seen:
+            continue
+        seen.add(key)
+        b = tensor_bytes(t)
+        kind = "quantized" if isinstance(t, IntxUnpackedToInt8Tensor) else "fp16"
+        out[kind] += b
+        out[f"{kind}_params"] += t.numel()
+        out["total"] += b
+    return out

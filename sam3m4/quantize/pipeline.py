@@ -1,0 +1,90 @@
+"""The steps behind ``sam3m4 quantize``: build a mode's model from a checkpoint, load the val pairs, record.
+
+Records (``reports/<run>/results.jsonl``, stage ``stage4``): per mode ``size_mb``, ``compression``, ``miou``,
+``presence_f1``, ``avg_ms`` and ``miou_drop`` (the gate); subject ``decision``: ``criterion_met``,
+``chosen_mode``, ``qat`` (report section 4's bullets).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sam3m4.quantize.modes import MODES, apply_mode, get_mode
+
+
+def build_mode(ckpt: str | Path, mode: str, qat_steps: int = 60, qat_lr: float = 1e-4, progress: bool = True):
+    """(quantized model on the CPU in eval mode, QAT info or None) for ``mode`` from a Phase 2 checkpoint."""
+    from sam3m4.predict import Predictor
+
+    spec = get_mode(mode)
+    if spec.qat:
+        from sam3m4.quantize.qat import qat_finetune
+
+        return qat_finetune(ckpt, mode, steps=qat_steps, lr=qat_lr, progress=progress)
+    model = Predictor.from_checkpoint(ckpt).model  # weights_only load, preset from the checkpoint
+    return apply_mode(model, spec), None
+
+
+def load_val(ckpt: str | Path, data: Path | None):
+    """(val dataset, its root): ``data`` or the checkpoint's own ``data_root``."""
+    from sam3m4.data import SacoImageDataset
+    from sam3m4.distill.checkpoint import load_checkpoint
+
+    root = Path(data) if data else Path(load_checkpoint(Path(ckpt)).get("config", {}).get("data_root", "data/synth"))
+    val_json = root / "saco_image" / "val.json"
+    if not val_json.is_file():
+        raise FileNotFoundError(f"{val_json}: no such file (pass --data, or generate it with `sam3m4 data synth`)")
+    return SacoImageDataset(val_json), root
+
+
+def provenance(row, data_root: Path, ckpt) -> str:
+    import torch
+
+    from sam3m4.report.environment import host_summary
+
+    qat = f"; QAT {row.qat['steps']} steps lr {row.qat['lr']:g} on cached teacher outputs" if row.qat else ""
+    return (f"host CPU ({host_summary()}), torch {torch.__version__} eager + torchao reference ops (fp32 arithmetic "
+            f"on the quantized weights), {MODES[row.mode].note}{qat}; {row.num_pairs} val pairs of {data_root}; "
+            f"from {ckpt}")
+
+
+def record(run: str, rows, out: Path, data_root: Path, ckpt, target=None) -> None:
+    """Every row's metrics into the results store (``miou_drop`` as a gate when ``target`` is given)."""
+    from sam3m4.results import ResultsStore
+
+    store = ResultsStore(run)
+    for r in rows:
+        prov = provenance(r, data_root, ckpt)
+        art = out / r.mode / "model.safetensors"
+        size_how = ("deployable weights: quantized values packed at their bit width + fp16 group scales, other "
+                    f"weights fp16 ({r.sizes['quantized_params']} quantized / {r.sizes['fp16_params']} fp16 values)")
+        store.record(stage="stage4", subject=r.mode, metric="size_mb", value=r.size_mb, unit="MB",
+                     provenance=size_how, artifact=art)
+        if r.compression is not None:
+            store.record(stage="stage4", subject=r.mode, metric="compression", value=r.compression, unit="x",
+                         provenance="fp16 size / this size; " + size_how)
+        for metric in ("miou", "presence_f1"):
+            store.record(stage="stage4", subject=r.mode, metric=metric, value=getattr(r, metric), unit="fraction",
+                         provenance=prov, artifact=art)
+        store.record(stage="stage4", subject=r.mode, metric="avg_ms", value=r.avg_ms, unit="ms",
+                     provenance=prov.split(";")[0] + "; one 224 px image, cached prompt, 5 warm-up then median of "
+                     "20+ runs (not phone latency: Stage 5 measures that)")
+        if target is not None and r.miou_drop is not None and r.mode != "fp16":
+            store.record(stage="stage4", subject=r.mode, metric="miou_drop", value=r.miou_drop, unit=target.unit,
+                         target=target.value, comparison=target.comparison, provenance=prov)
+
+
+def record_decision(run: str, decision: dict, target, rows) -> None:
+    from sam3m4.results import ResultsStore
+
+    store = ResultsStore(run)
+    drops = ", ".join(f"{r.mode} {r.miou_drop:+.2f}" for r in rows if r.mode != "fp16")
+    how = f"quant_miou_drop gate {target.describe()} ({target.basis}) vs fp16 on {rows[0].num_pairs} val pairs"
+    met = "충족" if decision["criterion_met"] else "미충족"
+    store.record(stage="stage4", subject="decision", metric="criterion_met",
+                 value=f"{met} (mIoU 하락 pt: {drops})", provenance=how)
+    chosen = decision["chosen_mode"]
+    why = "smallest passing mode, then fastest" if decision["criterion_met"] else "no quantized mode passed: fp16 kept"
+    store.record(stage="stage4", subject="decision", metric="chosen_mode", value=chosen, provenance=f"{why}; {how}")
+    qat = ("수행" if decision["qat_ran"] else "미수행") + f": {decision['qat_why']}"
+    store.record(stage="stage4", subject="decision", metric="qat", value=qat, provenance=how)

@@ -1,0 +1,97 @@
+"""Quantized students on disk: ``checkpoints/quantized/<mode>/`` with ``model.safetensors`` + ``quantized.json``.
+
+    save_quantized(model, "checkpoints/quantized/int4", mode="int4", preset="tiny", source=ckpt)
+    model, meta = load_quantized("checkpoints/quantized/int4")
+
+The weights are torchao tensor subclasses, flattened to plain tensors plus JSON metadata by torchao's
+safetensors support (its allow-list of classes rebuilds them), so loading never unpickles anything. Loading
+builds the preset, applies the same mode (which creates the quantized layout), then loads the stored
+values over it. Both files are written to a temporary name and renamed, ``quantized.json`` last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from sam3m4.errors import DataFormatError
+from sam3m4.quantize.modes import apply_mode, get_mode
+
+WEIGHTS, META = "model.safetensors", "quantized.json"
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_quantized(model, out_dir: str | Path, *, mode: str, preset: str, source: str | Path | None = None,
+                   extra: dict | None = None) -> Path:
+    """Write ``model`` (quantized with ``mode``) under ``out_dir``; returns the weights path."""
+    from safetensors.torch import save_file
+    from torchao.prototype.safetensors.safetensors_support import flatten_tensor_state_dict
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if get_mode(mode).linear is None:  # fp16: plain tensors, stored as fp16
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        metadata = {}
+    else:
+        tensors, metadata = flatten_tensor_state_dict(state)
+        tensors = {k: v.contiguous() for k, v in tensors.items()}
+    _atomic_write(out / WEIGHTS, lambda p: save_file(tensors, str(p), metadata=metadata))
+    meta = {"mode": mode, "preset": preset, "source": str(source) if source else None, **(extra or {})}
+    _atomic_write(out / META, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    return out / WEIGHTS
+
+
+def load_quantized(path: str | Path, device: str = "cpu"):
+    """(model in eval mode, metadata) from a ``save_quantized`` folder; one-line errors name the file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    from sam3m4.models import build_student
+
+    root = Path(path)
+    meta_path, weights = root / META, root / WEIGHTS
+    if not meta_path.is_file() or not weights.is_file():
+        raise DataFormatError(f"{root}: not a quantized model folder (needs {META} and {WEIGHTS}; "
+                              "make one with `sam3m4 quantize --mode <mode> --ckpt ...`)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataFormatError(f"{meta_path}: not valid JSON ({err.msg}, line {err.lineno})") from err
+    for key in ("mode", "preset"):
+        if not isinstance(meta.get(key), str):
+            raise DataFormatError(f"{meta_path}: {key}: missing or not a string")
+    mode = get_mode(meta["mode"])
+    try:
+        tensors = load_file(str(weights))
+        with safe_open(str(weights), "pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise DataFormatError(f"{weights}: unreadable safetensors file ({err})") from err
+    model = build_student(meta["preset"])
+    apply_mode(model, mode)
+    if mode.linear is None:
+        state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    else:
+        from torchao.prototype.safetensors.safetensors_support import unflatten_tensor_state_dict
+
+        try:
+            state, leftover = unflatten_tensor_state_dict(tensors, metadata)
+        except (ValueError, KeyError) as err:
+            raise DataFormatError(f"{weights}: metadata: does not describe torchao tensors ({err})") from err
+        state.update(leftover)
+    try:
+        model.load_state_dict(state, assign=True)
+    except RuntimeError as err:
+        raise DataFormatError(f"{weights}: model: does not match preset '{meta['preset']}' in mode "
+                              f"'{mode.name}' ({str(err).splitlines()[0]})") from err
+    return model.eval().to(device), meta

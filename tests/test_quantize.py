@@ -1,0 +1,139 @@
+"""Quantization modes on the tiny student: what gets quantized, deployable size, safe save/load, decision."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from sam3m4.errors import DataFormatError
+from sam3m4.models import build_student
+from sam3m4.models.export_wrappers import example_inputs
+from sam3m4.quantize import modes as Q
+from sam3m4.quantize.compare import ModeResult, decide, format_table
+from sam3m4.quantize.storage import load_quantized, save_quantized
+from sam3m4.results.targets import Target
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def student():
+    torch.manual_seed(0)
+    return build_student("tiny").eval()
+
+
+def _clone(model):
+    fresh = build_student("tiny").eval()
+    fresh.load_state_dict(model.state_dict())
+    return fresh
+
+
+def _outputs(model):
+    torch.manual_seed(1)  # the same random pixels for every model
+    with torch.no_grad():
+        out = model(*example_inputs(model, "full"))
+    return out.mask_logits, out.query_logits, out.presence_logit
+
+
+def test_deployable_bytes_packs_int4_two_per_byte_plus_fp16_group_scales():
+    from torchao.quantization import quantize_
+
+    layer = nn.Sequential(nn.Linear(64, 8))
+    assert Q.deployable_bytes(layer)["total"] == (64 * 8 + 8) * 2  # all fp16
+    quantize_(layer, Q.linear_config(Q.MODES["int4"]))
+    sizes = Q.deployable_bytes(layer)
+    assert sizes["quantized"] == 64 * 8 / 2 + (64 * 8 // 32) * 2  # nibbles + one fp16 scale per 32 weights
+    assert sizes["fp16"] == 8 * 2 and sizes["total"] == sizes["quantized"] + sizes["fp16"]
+
+
+@pytest.mark.parametrize("mode", ["int4", "int8_int4"])
+def test_modes_quantize_linear_and_token_table_keep_convs_and_stay_close(student, mode):
+    from torchao.quantization import IntxUnpackedToInt8Tensor
+
+    q = Q.apply_mode(_clone(student), mode)
+    lin = [m for m in q.modules() if type(m) is nn.Linear]
+    assert lin and all(isinstance(m.weight, IntxUnpackedToInt8Tensor) for m in lin if m.in_features % 32 == 0)
+    emb = [m for m in q.modules() if type(m) is nn.Embedding]
+    assert emb and all(isinstance(m.weight, IntxUnpackedToInt8Tensor) for m in emb)
+    convs = [m for m in q.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(type(m.weight) is nn.Parameter for m in convs)  # kept, fp16-rounded
+    w = convs[0].weight
+    assert torch.equal(w, w.half().float())
+    ref, got = (torch.cat([t.flatten() for t in _outputs(m)]) for m in (student, q))
+    assert torch.corrcoef(torch.stack([ref, got]))[0, 1] > 0.9  # close to fp32, not identical
+    assert not torch.equal(ref, got)
+    fp16 = Q.deployable_bytes(Q.apply_mode(_clone(student), "fp16"))["total"]
+    assert Q.deployable_bytes(q)["total"] < fp16 / 2  # the 49408-row token table is most of the tiny student
+
+
+def test_qat_prepare_fake_quantizes_then_convert_gives_the_ptq_layout(student):
+    from torchao.quantization import IntxUnpackedToInt8Tensor
+    from torchao.quantization.qat.linear import FakeQuantizedLinear
+
+    model = _clone(student).train()
+    Q.qat_prepare(model, "qat_int8_int4")
+    assert any(isinstance(m, FakeQuantizedLinear) for m in model.modules())
+    out = model(*example_inputs(model, "full"))
+    out.presence_logit.sum().backward()  # straight-through gradients reach the fp32 weights
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    Q.qat_convert(model, "qat_int8_int4")
+    assert not any(isinstance(m, FakeQuantizedLinear) for m in model.modules())
+    assert isinstance(model.text_encoder.token_embedding.weight, IntxUnpackedToInt8Tensor)
+
+
+@pytest.mark.parametrize("mode", ["fp16", "int8_int4"])
+def test_save_load_round_trip_without_pickles(student, mode, tmp_path):
+    q = Q.apply_mode(_clone(student), mode)
+    path = save_quantized(q, tmp_path / mode, mode=mode, preset="tiny", source="phase2_best.pt")
+    assert path.read_bytes()[:8] != b"PK\x03\x04"  # safetensors, not a torch zip pickle
+    back, meta = load_quantized(tmp_path / mode)
+    assert meta["mode"] == mode and meta["preset"] == "tiny"
+    for a, b in zip(_outputs(q), _outputs(back)):
+        assert torch.equal(a, b)
+
+
+def test_load_errors_name_the_file_and_field(student, tmp_path):
+    out = tmp_path / "int4"
+    save_quantized(Q.apply_mode(_clone(student), "int4"), out, mode="int4", preset="tiny")
+    (out / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(DataFormatError, match="model.safetensors: unreadable"):
+        load_quantized(out)
+    (out / "quantized.json").write_text(json.dumps({"mode": "int4"}))
+    with pytest.raises(DataFormatError, match=r"quantized.json: preset: missing"):
+        load_quantized(out)
+    with pytest.raises(DataFormatError, match="not a quantized model folder"):
+        load_quantized(tmp_path / "nothing")
+
+
+def _row(mode, size, miou, ms=10.0):
+    return ModeResult(mode=mode, size_mb=size, miou=miou, presence_f1=0.8, avg_ms=ms, num_pairs=200)
+
+
+def test_decision_picks_the_smallest_passing_mode_then_the_fastest():
+    gate = Target(name="quant_miou_drop", metric="miou_drop", comparison="<=", value=2.0, unit="points")
+    rows = [_row("fp16", 8.0, 0.60), _row("int4", 2.0, 0.575), _row("int8_int4", 2.0, 0.59, ms=30),
+            _row("qat_int4", 2.0, 0.595, ms=20)]
+    d = decide(rows, gate)
+    assert d["criterion_met"] and d["passing"] == ["int8_int4", "qat_int4"] and d["failing"] == ["int4"]
+    assert d["chosen_mode"] == "qat_int4"  # same size as int8_int4, faster
+    assert rows[1].miou_drop == pytest.approx(2.5) and rows[1].passed is False
+    assert rows[1].compression == pytest.approx(4.0)
+    assert "FAIL" in format_table(rows)
+    none = decide([_row("fp16", 8.0, 0.60), _row("int4", 2.0, 0.50)], gate)
+    assert not none["criterion_met"] and none["chosen_mode"] == "fp16"
+    rel = Target(name="quant_miou_drop", metric="miou_drop", comparison="<=", value=5.0, unit="percent",
+                 basis="relative")
+    assert decide([_row("fp16", 8.0, 0.60), _row("int4", 2.0, 0.575)], rel)["chosen_mode"] == "int4"  # 4.2% < 5%
+
+
+def test_cli_parses_and_rejects_unknown_modes(capsys):
+    from sam3m4.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["quantize", "--mode", "int2"])
+    assert "invalid choice: 'int2'" in capsys.readouterr().err
+    assert main(["quantize", "--mode", "int4", "--ckpt", "no/such.pt"]) == 2
+    assert "no/such.pt: no such checkpoint" in capsys.readouterr().err

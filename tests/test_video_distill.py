@@ -42,10 +42,11 @@ def test_distill_video_runs_and_records(tmp_path, monkeypatch):
                       tmp_path / "phase2.pt")
     args = argparse.Namespace(ckpt=tmp_path / "phase2.pt", teacher=tmp_path / "video", data=data, out=tmp_path / "vd",
                               steps=4, epochs=2, keep_last=2, resume=False, lr=1e-3, clip_len=3, w_teacher=1.0,
-                              w_gt=1.0, num_val=4, seed=0, threads=0, run="t")
+                              w_gt=1.0, num_val=4, seed=0, threads=0, run="t",
+                              cache_dir=tmp_path / "sa_v" / "cached_features")
     monkeypatch.chdir(tmp_path)  # the results store lives under ./reports/<run>
     first = run(args)
-    cache = list((data / "cached_features" / "video").glob("*/*.safetensors"))
+    cache = list((tmp_path / "sa_v" / "cached_features").glob("*/*.safetensors"))
     assert cache and first["train"]["steps"] == 4
     full = load_tracker(tmp_path / "vd" / "video_epoch2.pt").state_dict()
     assert torch.equal(full["student.decoder.query_embed"], student.state_dict()["decoder.query_embed"])  # frozen

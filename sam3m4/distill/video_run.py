@@ -4,7 +4,8 @@
         --teacher checkpoints/teacher/sam3-tiny-synth-video --data data/synth --run demo
 
 1. teacher cache: the video teacher's masklets for every train pair with objects, at the student's mask size,
-   fp16 safetensors under ``<data>/cached_features/video/<teacher id>_<m>m/``, one file per pair keyed by the
+   fp16 safetensors under ``<cache root>/<teacher id>_<m>m/`` (``--cache-dir``, default
+   ``data/sa_v/cached_features``, the video cache's home whatever the video set), one file per pair keyed by the
    frames' content hash + phrase hash (written atomically under a file lock; existing files are reused, so
    the pass resumes);
 2. training: the student's memory and query carry (image student frozen) on the teacher's masklets plus the
@@ -42,7 +43,7 @@ def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, pro
 
     from sam3m4.distill.cache import teacher_id
 
-    folder = Path(root) / "video" / f"{teacher_id(teacher_dir)}_{mask_size}m"
+    folder = Path(root) / f"{teacher_id(teacher_dir)}_{mask_size}m"
     folder.mkdir(parents=True, exist_ok=True)
     for i in tqdm(items_with_objects(dataset), desc="video teacher cache", unit="pair", disable=not progress, leave=False):
         s = dataset[i]
@@ -126,7 +127,7 @@ def run(args) -> dict:
     student = Predictor.from_checkpoint(args.ckpt).model
     torch.manual_seed(args.seed)  # the memory's initial weights
     tracker = StudentTracker(student)
-    folder = teacher_cache(teacher, args.teacher, train, data / "cached_features", student.mask_size)
+    folder = teacher_cache(teacher, args.teacher, train, Path(args.cache_dir), student.mask_size)
     opt = tracker_optimizer(tracker, args.lr)
     out_dir, start, stats = Path(args.out), 0, {"steps": 0}
     if args.resume:

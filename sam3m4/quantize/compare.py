@@ -45,6 +45,7 @@ class ModeResult:
     miou_drop: float | None = None
     passed: bool | None = None
     sizes: dict = field(default_factory=dict)
+    image_size: int = 0
 
 
 def host_latency_ms(model, runs: int = 20, warmup: int = 5) -> float:
@@ -73,7 +74,8 @@ def measure(model, mode: str, val, num_val: int, runs: int = 20, progress: bool 
     res = evaluate_pairs(val, Predictor(model), num=num_val, progress=progress, desc=f"eval {mode}")
     sizes = deployable_bytes(model)
     return ModeResult(mode=mode, size_mb=sizes["total"] / 1e6, miou=res.miou, presence_f1=res.presence.f1,
-                      avg_ms=host_latency_ms(model, runs), num_pairs=res.num_pairs, sizes=sizes)
+                      avg_ms=host_latency_ms(model, runs), num_pairs=res.num_pairs, sizes=sizes,
+                      image_size=model.image_size)
 
 
 def miou_drop(baseline: float, value: float, basis: str = "absolute") -> float:

@@ -67,8 +67,8 @@ def record(run: str, rows, out: Path, data_root: Path, ckpt, target=None) -> Non
             store.record(stage="stage4", subject=r.mode, metric=metric, value=getattr(r, metric), unit="fraction",
                          provenance=prov, artifact=art)
         store.record(stage="stage4", subject=r.mode, metric="avg_ms", value=r.avg_ms, unit="ms",
-                     provenance=prov.split(";")[0] + "; one 224 px image, cached prompt, 5 warm-up then median of "
-                     "20+ runs (not phone latency: Stage 5 measures that)")
+                     provenance=prov.split(";")[0] + f"; one {r.image_size} px image, cached prompt, 5 warm-up then "
+                     "median of 20+ runs (not phone latency: Stage 5 measures that)")
         if target is not None and r.miou_drop is not None and r.mode != "fp16":
             store.record(stage="stage4", subject=r.mode, metric="miou_drop", value=r.miou_drop, unit=target.unit,
                          target=target.value, comparison=target.comparison, provenance=prov)

@@ -137,3 +137,12 @@ def test_cli_parses_and_rejects_unknown_modes(capsys):
     assert "invalid choice: 'int2'" in capsys.readouterr().err
     assert main(["quantize", "--mode", "int4", "--ckpt", "no/such.pt"]) == 2
     assert "no/such.pt: no such checkpoint" in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_point_is_the_same_command():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "sam3m4.quantize", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and "--mode" in out.stdout and "compare" in out.stdout

@@ -118,7 +118,7 @@ def _build_small_stage4(out: Path) -> Path:
     for mode in MODES:
         if not (out / "quantized" / mode / "quantized.json").is_file():
             model, info = build_mode(ckpt, mode, qat_steps=4, progress=False)
-            save_quantized(model, out / "quantized" / mode, mode=mode, preset=model.preset, source=ckpt,
+            save_quantized(model, out / "quantized" / mode, mode=mode, preset="tiny", source=ckpt,
                            extra={"qat": info})
     return out / "quantized"
 
@@ -141,10 +141,9 @@ def stage4_models(pytestconfig) -> Stage4Models:
     qdir = Path(given)
     if not (qdir / "fp16" / "quantized.json").is_file():
         pytest.fail(f"{qdir}/fp16: missing; run `sam3m4 quantize --mode compare --out {qdir}` first")
-    data = pytestconfig.getoption("--stage4-data")
-    if data is None:
-        from sam3m4.distill.checkpoint import load_checkpoint
+    from sam3m4.quantize.pipeline import load_val
 
-        source = json.loads((qdir / "fp16" / "quantized.json").read_text())["source"]
-        data = load_checkpoint(Path(source)).get("config", {}).get("data_root", "data/synth")
-    return Stage4Models(dir=qdir, val=SacoImageDataset(Path(data) / "saco_image" / "val.json"))
+    source = json.loads((qdir / "fp16" / "quantized.json").read_text())["source"]
+    data = pytestconfig.getoption("--stage4-data")
+    val, _, _ = load_val(source, Path(data) if data else None)
+    return Stage4Models(dir=qdir, val=val)

@@ -17,6 +17,7 @@ from sam3m4.eval.image import evaluate_pairs
 from sam3m4.predict import Predictor
 from sam3m4.quantize.compare import miou_drop
 from sam3m4.quantize.modes import MODES
+from sam3m4.quantize.pipeline import image_model
 from sam3m4.quantize.storage import load_quantized
 
 pytestmark = [pytest.mark.stage4, pytest.mark.slow]
@@ -29,8 +30,9 @@ def fp16(stage4_models, pytestconfig):
 
 
 def _score(model, stage4_models, pytestconfig):
-    return evaluate_pairs(stage4_models.val, Predictor(model), num=pytestconfig.getoption("--stage4-num-val"),
-                          progress=False)
+    """Image-path mIoU / Presence F1 of a student, or of a tracker's image student."""
+    return evaluate_pairs(stage4_models.val, Predictor(image_model(model)),
+                          num=pytestconfig.getoption("--stage4-num-val"), progress=False)
 
 
 def _gate_drop(gate, targets, subject, base, res, how):

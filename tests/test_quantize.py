@@ -146,3 +146,32 @@ def test_python_dash_m_entry_point_is_the_same_command():
     out = subprocess.run([sys.executable, "-m", "sam3m4.quantize", "--help"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and "--mode" in out.stdout and "compare" in out.stdout
+
+
+def test_a_video_checkpoint_quantizes_the_memory_too_and_round_trips(student, tmp_path):
+    from torchao.quantization import IntxUnpackedToInt8Tensor
+
+    from sam3m4.distill.checkpoint import atomic_torch_save
+    from sam3m4.models.video import StudentTracker
+    from sam3m4.quantize.pipeline import build_mode, image_model
+
+    torch.manual_seed(0)
+    tracker = StudentTracker(_clone(student))
+    for p in list(tracker.memory.parameters()) + list(tracker.carry.parameters()):  # as if trained (zero-init)
+        torch.nn.init.normal_(p, std=0.05)
+    atomic_torch_save({"model": tracker.state_dict(), "preset": "tiny", "num_latents": tracker.num_latents,
+                       "phase": 3, "epoch": 1, "step": 1}, tmp_path / "video_epoch1.pt")
+    q, info = build_mode(tmp_path / "video_epoch1.pt", "int8_int4")
+    assert info is None and isinstance(q, StudentTracker)
+    assert isinstance(q.carry.weight, IntxUnpackedToInt8Tensor)
+    assert isinstance(image_model(q).text_encoder.token_embedding.weight, IntxUnpackedToInt8Tensor)
+    save_quantized(q, tmp_path / "q", mode="int8_int4", preset="tiny")
+    back, meta = load_quantized(tmp_path / "q")
+    assert meta["kind"] == "tracker" and isinstance(back, StudentTracker)
+    torch.manual_seed(2)
+    frame, state = torch.rand(1, 3, 224, 224) * 2 - 1, q.init_state(1)
+    prompt = image_model(q).encode_text(*example_inputs(image_model(q), "encode_text"))
+    with torch.no_grad():
+        a = q.track(frame, prompt.tokens, prompt.mask, state)
+        b = back.track(frame, prompt.tokens, prompt.mask, state)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))

@@ -21,7 +21,7 @@ CHOICES = ("fp16", "int4", "int8_int4", "qat_int4", "qat_int8_int4", "compare")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", required=True, choices=CHOICES, help="one mode, or compare (all of them)")
     parser.add_argument("--ckpt", default="checkpoints/distillation/phase2_best.pt",
-                        help="Phase 2 student checkpoint (.pt from `sam3m4 distill phase2`)")
+                        help="Phase 2 student checkpoint, or a video_epoch*.pt (student + video memory)")
     parser.add_argument("--num-val", type=int, default=200, help="val pairs every mode is scored on")
     parser.add_argument("--data", type=Path, default=None, help="dataset root (default: the checkpoint's data_root)")
     parser.add_argument("--out", type=Path, default=Path("checkpoints/quantized"), help="<out>/<mode>/ per mode")
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if not Path(args.ckpt).is_file():
         raise FileNotFoundError(f"{args.ckpt}: no such checkpoint (run `sam3m4 distill phase2` first)")
-    val, data_root = load_val(args.ckpt, args.data)
+    val, videos, data_root = load_val(args.ckpt, args.data)
     progress = not args.no_progress
     modes = ["fp16", "int4", "int8_int4"] if args.mode == "compare" else [args.mode]
     rows = []
@@ -60,12 +60,14 @@ def run(args: argparse.Namespace) -> int:
         path = args.out / mode
         from sam3m4.quantize.storage import save_quantized
 
-        save_quantized(model, path, mode=mode, preset=model.preset, source=args.ckpt, extra={"qat": qat_info})
-        row = C.measure(model, mode, val, args.num_val, runs=args.runs, progress=progress)
+        preset = getattr(model, "student", model).preset
+        save_quantized(model, path, mode=mode, preset=preset, source=args.ckpt, extra={"qat": qat_info})
+        row = C.measure(model, mode, val, args.num_val, runs=args.runs, progress=progress, videos=videos)
         row.qat = qat_info
         rows.append(row)
+        video = "" if row.jf is None else f", J&F {row.jf:.3f}, track {row.track_fps:.1f} fps"
         print(f"{mode}: {row.size_mb:.3f} MB, mIoU {row.miou:.3f}, Presence F1 {row.presence_f1:.3f}, "
-              f"{row.avg_ms:.1f} ms (saved {path})", flush=True)
+              f"{row.avg_ms:.1f} ms{video} (saved {path})", flush=True)
 
     for mode in modes:
         add(mode)

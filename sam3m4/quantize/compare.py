@@ -46,6 +46,10 @@ class ModeResult:
     passed: bool | None = None
     sizes: dict = field(default_factory=dict)
     image_size: int = 0
+    jf: float | None = None
+    """DAVIS J&F of the quantized tracker on the val videos (video checkpoints only)."""
+    track_fps: float | None = None
+    """Host streaming rate of the quantized ``track`` step, 1000 / p50 ms (video checkpoints only)."""
 
 
 def host_latency_ms(model, runs: int = 20, warmup: int = 5) -> float:
@@ -65,17 +69,29 @@ def host_latency_ms(model, runs: int = 20, warmup: int = 5) -> float:
     return statistics.median(times)
 
 
-def measure(model, mode: str, val, num_val: int, runs: int = 20, progress: bool = True) -> ModeResult:
-    """Size, accuracy on the first ``num_val`` pairs of ``val`` and host latency of a quantized ``model``."""
+def measure(model, mode: str, val, num_val: int, runs: int = 20, progress: bool = True,
+            videos=None) -> ModeResult:
+    """Size, accuracy on the first ``num_val`` pairs of ``val`` and host latency of a quantized ``model`` (a
+    student, or a tracker: then its image student is scored on ``val`` and the tracker on ``videos``)."""
     from sam3m4.eval.image import evaluate_pairs
     from sam3m4.predict import Predictor
 
     model.eval()
-    res = evaluate_pairs(val, Predictor(model), num=num_val, progress=progress, desc=f"eval {mode}")
+    student = getattr(model, "student", model)
+    res = evaluate_pairs(val, Predictor(student), num=num_val, progress=progress, desc=f"eval {mode}")
     sizes = deployable_bytes(model)
-    return ModeResult(mode=mode, size_mb=sizes["total"] / 1e6, miou=res.miou, presence_f1=res.presence.f1,
-                      avg_ms=host_latency_ms(model, runs), num_pairs=res.num_pairs, sizes=sizes,
-                      image_size=model.image_size)
+    row = ModeResult(mode=mode, size_mb=sizes["total"] / 1e6, miou=res.miou, presence_f1=res.presence.f1,
+                     avg_ms=host_latency_ms(student, runs), num_pairs=res.num_pairs, sizes=sizes,
+                     image_size=student.image_size)
+    if student is not model:
+        from sam3m4.eval.video import evaluate_videos
+        from sam3m4.models.video import benchmark_track
+        from sam3m4.predict import VideoPredictor
+
+        if videos is not None:
+            row.jf = evaluate_videos(videos, VideoPredictor(model), progress=progress).jf_mean
+        row.track_fps = benchmark_track(model, steps=50)["fps"]
+    return row
 
 
 def miou_drop(baseline: float, value: float, basis: str = "absolute") -> float:
@@ -108,11 +124,16 @@ def decide(rows: list[ModeResult], target) -> dict:
 def format_table(rows: list[ModeResult]) -> str:
     """A plain-text table of the rows (the report renders the same numbers from the store)."""
     head = f"{'Mode':<14}{'Size (MB)':>10}{'Compr.':>8}{'mIoU':>8}{'F1':>8}{'Avg ms':>9}{'drop pt':>9}  gate  notes"
+    video = any(r.jf is not None or r.track_fps is not None for r in rows)
+    if video:
+        head = head.replace("  gate", f"{'J&F':>7}{'trk fps':>9}  gate")
     lines = [head, "-" * len(head)]
     for r in rows:
+        extra = "" if not video else (f"{'-' if r.jf is None else f'{r.jf:.3f}':>7}"
+                                      f"{'-' if r.track_fps is None else f'{r.track_fps:.1f}':>9}")
         verdict = "-" if r.passed is None else ("pass" if r.passed else "FAIL")
         comp = "-" if r.compression is None else f"{r.compression:.2f}x"
         drop = "-" if r.miou_drop is None else f"{r.miou_drop:+.2f}"
         lines.append(f"{r.mode:<14}{r.size_mb:>10.3f}{comp:>8}{r.miou:>8.3f}{r.presence_f1:>8.3f}{r.avg_ms:>9.1f}"
-                     f"{drop:>9}  {verdict:<5} {MODES[r.mode].note if r.mode in MODES else ''}")
+                     f"{drop:>9}{extra}  {verdict:<5} {MODES[r.mode].note if r.mode in MODES else ''}")
     return "\n".join(lines)

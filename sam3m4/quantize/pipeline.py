@@ -12,29 +12,77 @@ from pathlib import Path
 from sam3m4.quantize.modes import MODES, apply_mode, get_mode
 
 
-def build_mode(ckpt: str | Path, mode: str, qat_steps: int = 60, qat_lr: float = 1e-4, progress: bool = True):
-    """(quantized model on the CPU in eval mode, QAT info or None) for ``mode`` from a Phase 2 checkpoint."""
+def load_source(ckpt: str | Path):
+    """(float model, kind): a Phase 2 student (``kind`` "student") or, from ``video_epoch*.pt``, the
+    :class:`~sam3m4.models.video.StudentTracker` (student + video memory, ``kind`` "tracker")."""
+    from sam3m4.distill.checkpoint import load_checkpoint
     from sam3m4.predict import Predictor
 
-    spec = get_mode(mode)
-    if spec.qat:
-        from sam3m4.quantize.qat import qat_finetune
+    if load_checkpoint(Path(ckpt)).get("phase") == 3:
+        from sam3m4.distill.video_run import load_tracker
 
-        return qat_finetune(ckpt, mode, steps=qat_steps, lr=qat_lr, progress=progress)
-    model = Predictor.from_checkpoint(ckpt).model  # weights_only load, preset from the checkpoint
-    return apply_mode(model, spec), None
+        return load_tracker(ckpt), "tracker"
+    return Predictor.from_checkpoint(ckpt).model, "student"
+
+
+def image_model(model):
+    """The image student of a student or a tracker."""
+    return getattr(model, "student", model)
+
+
+def phase2_source(ckpt: str | Path) -> Path:
+    """The Phase 2 checkpoint whose config (data, teacher, cache) QAT trains with: ``ckpt`` itself, or the one a
+    video checkpoint was distilled from."""
+    from sam3m4.distill.checkpoint import load_checkpoint
+    from sam3m4.errors import DataFormatError
+
+    state = load_checkpoint(Path(ckpt))
+    if state.get("phase") != 3:
+        return Path(ckpt)
+    src = state.get("config", {}).get("ckpt")
+    if not src or not Path(src).is_file():
+        raise DataFormatError(f"{ckpt}: config.ckpt: the Phase 2 checkpoint it came from is missing ({src}); "
+                              "QAT needs it for the data, teacher and cache")
+    return Path(src)
+
+
+def build_mode(ckpt: str | Path, mode: str, qat_steps: int = 60, qat_lr: float = 1e-4, progress: bool = True):
+    """(quantized model on the CPU in eval mode, QAT info or None) for ``mode`` from a Phase 2 or video checkpoint.
+
+    A tracker's memory and query carry are quantized like the student's Linear layers. For the QAT modes the
+    image student is fine-tuned (from the tracker's own student weights) on Phase 2's loss; the memory, which
+    that loss does not reach, is quantized post-training.
+    """
+    spec = get_mode(mode)
+    model, kind = load_source(ckpt)
+    if not spec.qat:
+        return apply_mode(model, spec), None
+    from torch import nn
+
+    from sam3m4.quantize.qat import qat_finetune
+
+    student, info = qat_finetune(phase2_source(ckpt), mode, steps=qat_steps, lr=qat_lr, progress=progress,
+                                 student_state=image_model(model).state_dict())
+    if kind == "student":
+        return student, info
+    model.student = student
+    apply_mode(nn.ModuleDict({"memory": model.memory, "carry": model.carry}), spec)  # in place, shared modules
+    info["memory"] = "post-training (QAT covers the image student)"
+    return model.eval(), info
 
 
 def load_val(ckpt: str | Path, data: Path | None):
-    """(val dataset, its root): ``data`` or the checkpoint's own ``data_root``."""
-    from sam3m4.data import SacoImageDataset
+    """(val image pairs, val video pairs or None, data root): ``data`` or the checkpoint's own data root."""
+    from sam3m4.data import SacoImageDataset, SacoVideoDataset
     from sam3m4.distill.checkpoint import load_checkpoint
 
-    root = Path(data) if data else Path(load_checkpoint(Path(ckpt)).get("config", {}).get("data_root", "data/synth"))
+    config = load_checkpoint(Path(ckpt)).get("config", {})
+    root = Path(data) if data else Path(config.get("data_root") or config.get("data") or "data/synth")
     val_json = root / "saco_image" / "val.json"
     if not val_json.is_file():
         raise FileNotFoundError(f"{val_json}: no such file (pass --data, or generate it with `sam3m4 data synth`)")
-    return SacoImageDataset(val_json), root
+    videos = root / "saco_video" / "val.json"
+    return SacoImageDataset(val_json), SacoVideoDataset(videos) if videos.is_file() else None, root
 
 
 def provenance(row, data_root: Path, ckpt) -> str:
@@ -69,6 +117,14 @@ def record(run: str, rows, out: Path, data_root: Path, ckpt, target=None) -> Non
         store.record(stage="stage4", subject=r.mode, metric="avg_ms", value=r.avg_ms, unit="ms",
                      provenance=prov.split(";")[0] + f"; one {r.image_size} px image, cached prompt, 5 warm-up then "
                      "median of 20+ runs (not phone latency: Stage 5 measures that)")
+        if r.jf is not None:
+            store.record(stage="stage4", subject=r.mode, metric="jf", value=r.jf, unit="fraction", artifact=art,
+                         provenance=prov.replace("val pairs", "val image pairs") + "; DAVIS J&F-Mean of the quantized "
+                         "tracker on the val videos")
+        if r.track_fps is not None:
+            store.record(stage="stage4", subject=r.mode, metric="track_fps", value=r.track_fps, unit="fps",
+                         provenance=prov.split(";")[0] + f"; track step at {r.image_size} px, 10 warm-up then "
+                         "1000 / median of 50 steps (host, not phone)")
         if target is not None and r.miou_drop is not None and r.mode != "fp16":
             store.record(stage="stage4", subject=r.mode, metric="miou_drop", value=r.miou_drop, unit=target.unit,
                          target=target.value, comparison=target.comparison, provenance=prov)

@@ -38,8 +38,9 @@ def qat_config(ckpt: str | Path, **overrides) -> dict:
 
 
 def qat_finetune(ckpt: str | Path, mode: str, steps: int = 60, lr: float = 1e-4, batch_size: int = 16,
-                 progress: bool = True, **overrides) -> tuple[torch.nn.Module, dict]:
-    """Fine-tune ``ckpt``'s student with ``mode``'s fake quantization for ``steps`` steps, then convert.
+                 progress: bool = True, student_state: dict | None = None, **overrides) -> tuple[torch.nn.Module, dict]:
+    """Fine-tune ``ckpt``'s student (or ``student_state``, same preset) with ``mode``'s fake quantization for
+    ``steps`` steps, then convert.
 
     Returns (the converted model in eval mode on the CPU, info with losses and seconds).
     """
@@ -54,6 +55,8 @@ def qat_finetune(ckpt: str | Path, mode: str, steps: int = 60, lr: float = 1e-4,
     cfg = qat_config(ckpt, batch_size=batch_size, progress=progress, lr=lr, warmup_steps=min(5, steps), **overrides)
     t0 = time.time()
     run = R.setup(cfg)  # student from ckpt, train pairs, the teacher cache; frozen what the loss never reaches
+    if student_state is not None:
+        run.student.load_state_dict(student_state)
     qat_prepare(run.student, spec)
     run.net = run.student
     run.optimizer = T.build_optimizer(run.student.named_parameters(), lr, cfg["weight_decay"])

@@ -32,7 +32,8 @@ def _atomic_write(path: Path, write) -> None:
 
 def save_quantized(model, out_dir: str | Path, *, mode: str, preset: str, source: str | Path | None = None,
                    extra: dict | None = None) -> Path:
-    """Write ``model`` (quantized with ``mode``) under ``out_dir``; returns the weights path."""
+    """Write ``model`` (a student or a tracker, quantized with ``mode``) under ``out_dir``; returns the weights
+    path."""
     from safetensors.torch import save_file
     from torchao.prototype.safetensors.safetensors_support import flatten_tensor_state_dict
 
@@ -46,7 +47,9 @@ def save_quantized(model, out_dir: str | Path, *, mode: str, preset: str, source
         tensors, metadata = flatten_tensor_state_dict(state)
         tensors = {k: v.contiguous() for k, v in tensors.items()}
     _atomic_write(out / WEIGHTS, lambda p: save_file(tensors, str(p), metadata=metadata))
-    meta = {"mode": mode, "preset": preset, "source": str(source) if source else None, **(extra or {})}
+    kind = "tracker" if hasattr(model, "memory") else "student"
+    meta = {"mode": mode, "preset": preset, "kind": kind, "source": str(source) if source else None,
+            **({"num_latents": model.num_latents} if kind == "tracker" else {}), **(extra or {})}
     _atomic_write(out / META, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return out / WEIGHTS
 
@@ -78,6 +81,10 @@ def load_quantized(path: str | Path, device: str = "cpu"):
     except (SafetensorError, OSError) as err:
         raise DataFormatError(f"{weights}: unreadable safetensors file ({err})") from err
     model = build_student(meta["preset"])
+    if meta.get("kind") == "tracker":
+        from sam3m4.models.video import StudentTracker
+
+        model = StudentTracker(model, num_latents=int(meta.get("num_latents", 8)))
     apply_mode(model, mode)
     if mode.linear is None:
         state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}

@@ -28,9 +28,13 @@ demo: $(STAMP)
 	$(BIN)/sam3m4 distill phase2 --config configs/distill_phase2.yaml data_root=$(DATA) teacher=$(TEACHER)
 	$(BIN)/sam3m4 teacher video --image-teacher $(TEACHER) --out $(VIDEO_TEACHER) --data $(DATA)
 	$(BIN)/sam3m4 distill video --teacher $(VIDEO_TEACHER) --data $(DATA) --steps 600 --run $(DEMO_RUN)
-	$(BIN)/sam3m4 quantize --mode compare --ckpt checkpoints/distillation/phase2_best.pt --num-val 200 --qat always \
-		--out checkpoints/quantized --run $(DEMO_RUN)
+	$(BIN)/sam3m4 quantize --mode compare --ckpt checkpoints/video_distillation/video_epoch2.pt --num-val 200 \
+		--qat always --out checkpoints/quantized --run $(DEMO_RUN)
+	-$(BIN)/sam3m4 export --backend xnnpack --mode int8_int4 --quantized checkpoints/quantized --run $(DEMO_RUN)
+	-$(BIN)/sam3m4 export --backend coreml --mode int4 --quantized checkpoints/quantized --run $(DEMO_RUN)
+	-$(BIN)/sam3m4 export --backend qnn --mode int8_int4 --quantized checkpoints/quantized --run $(DEMO_RUN)
 	-$(BIN)/python -m pytest acceptance/test_stage3.py acceptance/test_stage3_video.py acceptance/test_stage4.py \
+		acceptance/test_stage5.py --stage5-quantized checkpoints/quantized \
 		-o addopts="" -p no:cacheprovider -q --run $(DEMO_RUN) \
 		--stage3-teacher $(TEACHER) --stage3-student checkpoints/distillation/phase2_best.pt --stage3-data $(DATA) \
 		--stage4-dir checkpoints/quantized --stage4-data $(DATA) \

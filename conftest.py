@@ -42,6 +42,12 @@ def pytest_addoption(parser):
     group.addoption("--stage4-data", default=None,
                     help="dataset root with saco_image/val.json (default: the checkpoint's data_root)")
     group.addoption("--stage4-num-val", type=int, default=200, help="val pairs every mode is scored on")
+    group = parser.getgroup("sam3m4 stage5")
+    group.addoption("--stage5-quantized", default=None,
+                    help="`sam3m4 quantize` output exported when the run has no stage5 record for a case "
+                         "(default: the Stage 4 small set)")
+    group.addoption("--stage5-cases", default="coreml:int4,qnn:int8_int4,xnnpack:int8_int4",
+                    help="backend:mode cases gated, comma-separated")
 
 
 def _is_worker(config) -> bool:

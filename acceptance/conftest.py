@@ -147,3 +147,38 @@ def stage4_models(pytestconfig) -> Stage4Models:
     data = pytestconfig.getoption("--stage4-data")
     val, _, _ = load_val(source, Path(data) if data else None)
     return Stage4Models(dir=qdir, val=val)
+
+
+# --- Stage 5: exported programs ----------------------------------------------------------------------------
+def pytest_generate_tests(metafunc):
+    """``case`` = each ``backend:mode`` of ``--stage5-cases``, with its backend marker (coreml, qnn, xnnpack)."""
+    if "case" in metafunc.fixturenames:
+        cases = [c.strip().split(":") for c in metafunc.config.getoption("--stage5-cases").split(",") if c.strip()]
+        metafunc.parametrize("case", [pytest.param(tuple(c), id=f"{c[0]}-{c[1]}", marks=getattr(pytest.mark, c[0]))
+                                      for c in cases])
+
+
+@pytest.fixture(scope="session")
+def stage5_export(pytestconfig, results_store):
+    """``export(backend, mode)`` -> the run's stage5 records for that case, exporting it first (once, file lock)
+    when the run has none: from ``--stage5-quantized`` or the Stage 4 small set (``data/test_cache/stage4``)."""
+    import argparse
+
+    def export(backend: str, mode: str) -> dict:
+        subject = f"{backend}/{mode}"
+        with FileLock(str(results_store.dir / f"stage5-{backend}-{mode}.lock")):
+            if results_store.latest(stage="stage5", subject=subject, metric="export_ok") is None:
+                from sam3m4.export.cli import run
+
+                given = pytestconfig.getoption("--stage5-quantized")
+                if given:
+                    qdir = Path(given)
+                else:
+                    with FileLock(str(CACHE / "stage4") + ".lock"):
+                        qdir = _build_small_stage4(CACHE / "stage4")
+                out = CACHE / "stage5" if not given else ROOT / "outputs" / "export"
+                run(argparse.Namespace(backend=backend, mode=mode, quantized=qdir, out=out, name=None, runs=50,
+                                       run=results_store.run, results_root=str(results_store.dir.parent)))
+        return {r.metric: r for r in results_store.records() if r.stage == "stage5" and r.subject == subject}
+
+    return export

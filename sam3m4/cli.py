@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "distill": ("sam3m4.distill.cli", "teacher-feature cache, Phase 1 and Phase 2 distillation (torchrun for DDP)"),
     "eval": ("sam3m4.eval.cli", "score a model on a dataset's val split (mIoU, Presence F1, J&F)"),
     "quantize": ("sam3m4.quantize.cli", "quantize a student (fp16, int4, int8_int4, QAT): size, mIoU, ms, decision"),
+    "export": ("sam3m4.export.cli", "ExecuTorch .pte per backend x quant mode (Core ML, QNN, XNNPACK): size, NPU share"),
     "device": ("sam3m4.device.cli", "import on-device benchmark results (ExecuTorch benchmark apps) into stage5"),
     "predict": ("sam3m4.predict", "segment a noun phrase in image files with a trained student"),
     "report": ("sam3m4.report.cli", "render reports/<run>/report.md from the results store"),

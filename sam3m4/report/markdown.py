@@ -213,9 +213,34 @@ class _Report:
         for label, metric, target_key in DEPLOY_ROWS:
             target = self.targets.get(target_key) if target_key else None
             remark = f"목표 `{target.describe()}`" if target else ""
-            lines.append(f"| {label} | {self.cell('stage5', 'coreml', metric)} | "
-                         f"{self.cell('stage5', 'qnn', metric)} | {remark} |")
+            host = self.find_backend("xnnpack", None, "host_image_latency_ms") if metric == "image_latency_ms" else None
+            if host is not None and host.value is not None:
+                remark += f"; host XNNPACK `{host.subject.split('/')[-1]}` p50 {host.value:.1f} ms{self.notes.ref(self.provenance(host))}"
+            lines.append(f"| {label} | {self.deploy_cell('coreml', 'ios', metric)} | "
+                         f"{self.deploy_cell('qnn', 'android', metric)} | {remark} |")
         return lines + [""]
+
+    def find_backend(self, backend: str, platform: str | None, metric: str) -> Record | None:
+        """Latest stage5 record of ``metric`` for ``[platform/]backend/<mode>``, preferring the chosen quant mode."""
+        prefix = f"{platform}/{backend}/" if platform else f"{backend}/"
+        recs = [r for r in self.records if r.stage == "stage5" and r.metric == metric and r.subject.startswith(prefix)
+                and r.subject.count("/") == prefix.count("/")]
+        chosen = self.find("stage4", "decision", "chosen_mode")
+        preferred = [r for r in recs if chosen is not None and r.subject == prefix + str(chosen.value)]
+        return (preferred or recs or [None])[-1]
+
+    def deploy_cell(self, backend: str, platform: str, metric: str) -> str:
+        """A section 5 cell: on-device records (``<platform>/<backend>/<mode>``) first, then the host's AOT ones."""
+        rec = None
+        if metric in ("image_latency_ms", "video_fps"):
+            rec = self.find_backend(backend, platform, metric)
+        if rec is None or rec.value is None:
+            aot = self.find_backend(backend, None, metric)
+            rec = aot if aot is not None else rec
+        if rec is None:
+            return self.cell("stage5", backend, metric, why="not measured on device" if metric in (
+                "image_latency_ms", "video_fps") else None)
+        return self.cell("stage5", rec.subject, metric) + f" (`{rec.subject.split('/')[-1]}`)"
 
     def artifacts(self) -> list[str]:
         lines = ["## 6) 산출물 목록", ""]

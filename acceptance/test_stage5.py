@@ -1,0 +1,86 @@
+"""Stage 5 gates: each ``backend:mode`` case of ``--stage5-cases`` against the targets file.
+
+A case's numbers are the run's ``stage5`` records (``sam3m4 export`` and ``sam3m4 device import``); when the
+run has none the case is exported here first (:func:`acceptance.conftest.stage5_export`). Gates:
+
+* AOT, measured on this host: export succeeds, ``.pte`` < 50 MB, NPU coverage > 90% (Core ML, QNN);
+* XNNPACK, which runs here: numerics vs eager (mask IoU) and the host latency budget;
+* on device (``-m device``): image latency < 100 ms and video FPS > 15 from imported benchmark results.
+
+What cannot be measured here is skipped with the reason (a backend whose toolchain is missing, a device number
+nobody imported); with ``--release`` those skips are failures.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = [pytest.mark.stage5, pytest.mark.slow]
+
+
+def _need(records: dict, metric: str, release: bool, why: str):
+    rec = records.get(metric)
+    if rec is None or rec.value is None:
+        reason = (rec.note if rec is not None and rec.note else None) or why
+        if release:
+            pytest.fail(f"release: {metric} not measured: {reason}")
+        pytest.skip(f"{metric} not measured: {reason}")
+    return rec
+
+
+def _exported(stage5_export, case, release):
+    backend, mode = case
+    recs = stage5_export(backend, mode)
+    ok = recs["export_ok"]
+    if not ok.value:
+        if release or not ok.note or not (ok.note.startswith("unsupported") or "SDK not found" in ok.note):
+            pytest.fail(f"export {backend}/{mode} failed: {ok.note}")
+        pytest.skip(f"{backend}/{mode}: {ok.note}")
+    return recs
+
+
+def test_pte_size(case, stage5_export, gate, release):
+    recs = _exported(stage5_export, case, release)
+    rec = recs["pte_mb"]
+    rec = gate(stage="stage5", subject="/".join(case), metric="pte_mb", value=rec.value, target="pte_size_mb",
+               provenance=f"{rec.provenance}; file size of {rec.artifact}", artifact=rec.artifact)
+    assert rec.passed, f"budget exceeded: {rec.value:.1f} MB .pte, target {rec.comparison} {rec.target} MB"
+
+
+def test_npu_coverage(case, stage5_export, gate, release):
+    if case[0] == "xnnpack":
+        pytest.skip("XNNPACK is a CPU backend: no NPU coverage")
+    recs = _exported(stage5_export, case, release)
+    rec = recs["npu_percent"]
+    rec = gate(stage="stage5", subject="/".join(case), metric="npu_percent", value=rec.value,
+               target="npu_utilisation", provenance=rec.provenance, note=rec.note)
+    assert rec.passed, f"metric below gate: {rec.value:.1f}% of ops on the NPU ({rec.note}), target > {rec.target}%"
+
+
+def test_xnnpack_numerics_and_host_latency(case, stage5_export, gate, release):
+    if case[0] != "xnnpack":
+        pytest.skip("only XNNPACK runs on this host")
+    recs = _exported(stage5_export, case, release)
+    iou = _need(recs, "mask_iou/forward", release, "no numerics record")
+    rec = gate(stage="stage5", subject="/".join(case), metric="mask_iou", value=iou.value, target="xnnpack_mask_iou",
+               provenance=iou.provenance)
+    assert rec.passed, f"metric below gate: .pte vs eager mask IoU {iou.value:.3f}, target >= {rec.target}"
+    ms = _need(recs, "host_image_latency_ms", release, "no host latency record")
+    rec = gate(stage="stage5", subject="/".join(case), metric="host_image_latency_ms", value=ms.value,
+               target="host_xnnpack_latency_ms", provenance=ms.provenance)
+    assert rec.passed, f"budget exceeded: host p50 {ms.value:.1f} ms, target < {rec.target} ms"
+
+
+@pytest.mark.device
+@pytest.mark.parametrize("metric, target", [("image_latency_ms", "image_latency_ms"), ("video_fps", "video_fps")])
+def test_on_device(case, metric, target, results_store, gate, release):
+    backend, mode = case
+    platform = {"coreml": "ios", "qnn": "android", "xnnpack": "android"}[backend]
+    subject = f"{platform}/{backend}/{mode}"
+    rec = results_store.latest(stage="stage5", subject=subject, metric=metric)
+    rec = _need({metric: rec} if rec else {}, metric, release,
+                f"not measured on device: no {subject} result in reports/{results_store.run}; run the ExecuTorch "
+                f"benchmark app with the .pte and `sam3m4 device import FILE --run {results_store.run}`")
+    g = gate(stage="stage5", subject=subject, metric=metric, value=rec.value, target=target,
+             provenance=rec.provenance, artifact=rec.artifact)
+    assert g.passed, f"on-device {metric} {rec.value:.1f} misses target {g.comparison} {g.target}"

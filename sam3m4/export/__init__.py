@@ -1,0 +1,12 @@
+"""Stage 5: ExecuTorch export of the (quantized) student to one multi-method ``.pte`` per backend and mode.
+
+    from sam3m4.export.export import export_pte
+    result = export_pte(model, backend="xnnpack", mode="int8_int4", out_dir="checkpoints/export",
+                        model_name="student", tracker=tracker)      # ExportResult: path, size, delegation
+    from sam3m4.export.runtime import check_pte, benchmark_pte       # XNNPACK only: numerics + host latency
+
+:mod:`.flows` (each backend as data: partitioners, what each sam3m4 quant mode becomes, availability),
+:mod:`.export` (torch.export -> to_edge_transform_and_lower -> .pte, failure stage per result),
+:mod:`.delegation` (delegated / all compute ops per method), :mod:`.token_table` (4-bit token table as int8 rows
+for the stock CPU kernels), :mod:`.runtime` (ExecuTorch runtime on the host: numerics vs eager, latency).
+"""

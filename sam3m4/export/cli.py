@@ -1,0 +1,102 @@
+"""``sam3m4 export``: one ``.pte`` per backend x quant mode, measured and recorded (report section 5).
+
+    sam3m4 export --backend xnnpack --mode int8_int4 --quantized checkpoints/quantized --run demo
+    sam3m4 export --backend coreml --mode int4                 # lowers on Linux; runs only on Apple hardware
+    sam3m4 export --backend qnn --mode int8_int4               # needs QNN_SDK_ROOT (checked before any import)
+
+Reads the quantized model ``sam3m4 quantize`` saved under ``<quantized>/<mode>/`` (a tracker's folder also
+gives the ``track`` method) and writes ``<out>/<name>_<backend>_<mode>.pte``. Records (stage ``stage5``,
+subject ``<backend>/<mode>``): ``export_ok``, ``pte_mb``, ``npu_percent`` (Core ML / QNN; XNNPACK:
+``cpu_delegation_percent``) with the non-delegated ops in the note; for XNNPACK, which runs here, also the
+numerics against eager (``mask_iou``, ``max_abs_error``) and the host latency (``host_image_latency_ms`` p50,
+``host_video_fps``). On-device latency and FPS come from ``sam3m4 device import``; a backend that cannot run
+here gets a "not measured" record with the reason. An export that fails exits 1 after recording where it failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+BACKENDS = ("coreml", "qnn", "xnnpack")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", required=True, choices=BACKENDS)
+    parser.add_argument("--mode", required=True, choices=("fp16", "int4", "int8_int4", "qat_int4", "qat_int8_int4"))
+    parser.add_argument("--quantized", type=Path, default=Path("checkpoints/quantized"),
+                        help="`sam3m4 quantize --out` folder (one <mode>/ per mode)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/export"))
+    parser.add_argument("--name", default=None, help="model name in the file name (default: sam3m4_<preset>)")
+    parser.add_argument("--runs", type=int, default=50, help="timed host runs (after 10 warm-up), XNNPACK only")
+    parser.add_argument("--run", default="demo", help="results store run (reports/<run>/)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sam3m4.export.export import export_pte, records
+    from sam3m4.quantize.storage import load_quantized
+    from sam3m4.results import ResultsStore
+
+    model, meta = load_quantized(args.quantized / args.mode)
+    tracker = model if meta.get("kind") == "tracker" else None
+    student = model.student if tracker is not None else model
+    name = args.name or f"sam3m4_{meta['preset']}"
+    result = export_pte(student, backend=args.backend, mode=args.mode, out_dir=args.out, model_name=name,
+                        tracker=tracker)
+    store = ResultsStore(args.run, root=getattr(args, "results_root", "reports"))
+    for kw in records(result):
+        if not result.ok:
+            kw["provenance"] = f"{kw['provenance']}; failed at {result.failed_stage}: {result.error}"
+        if kw["metric"] in ("npu_percent", "cpu_delegation_percent"):
+            missing = sorted({op for d in result.delegation.values() for op in d.non_delegated_ops})
+            kw["note"] = "not delegated: " + (", ".join(missing) or "none")
+        store.record(**kw)
+    subject = f"{args.backend}/{args.mode}"
+    if not result.ok:
+        print(f"sam3m4 export: {subject}: failed at {result.failed_stage}: {result.error}")
+        return 0 if result.unsupported else 1
+    cover = {m: f"{100 * d.coverage:.1f}%" for m, d in result.delegation.items()}
+    print(f"{result.path}: {result.size_bytes / 1e6:.2f} MB, methods {', '.join(result.methods)} "
+          f"({result.layout}), delegated {cover}, {result.seconds:.0f} s")
+    if args.backend == "xnnpack":
+        measure_on_host(result, student, tracker, store, subject, args.runs)
+    else:
+        why = ("Core ML executes only on macOS/iOS" if args.backend == "coreml" else
+               "QNN HTP executes only on a Snapdragon device")
+        for metric in ("image_latency_ms", "video_fps"):
+            store.record(stage="stage5", subject=subject, metric=metric, value=None,
+                         note=f"not measured here: {why}; run the ExecuTorch benchmark app on a device and "
+                              f"`sam3m4 device import`", artifact=result.path)
+    return 0
+
+
+def measure_on_host(result, student, tracker, store, subject: str, runs: int) -> None:
+    """Numerics of the ``.pte`` against eager, and host latency, for a backend that runs here (XNNPACK)."""
+    from sam3m4.export.runtime import benchmark_pte, check_pte
+
+    checks = check_pte(result.path, student, tracker=tracker)
+    for method, c in checks.items():
+        how = f"ExecuTorch runtime vs torch eager, {method}, seeded sample inputs, batch 1"
+        if c.mask_iou is not None:
+            store.record(stage="stage5", subject=subject, metric=f"mask_iou/{method}", value=c.mask_iou,
+                         unit="fraction", provenance=f"{how}; IoU of mask_logits > 0 over {c.iou_queries}",
+                         artifact=result.path)
+        worst = max(c.max_abs_err, key=c.max_abs_err.get)
+        store.record(stage="stage5", subject=subject, metric=f"max_abs_error/{method}", value=c.max_abs_err[worst],
+                     provenance=f"{how}; worst output {worst} (its max |eager| {c.ref_max_abs[worst]:.3g})",
+                     artifact=result.path)
+    image = benchmark_pte(result.path, "forward", student, tracker=tracker, runs=runs, threads=1)
+    store.record(stage="stage5", subject=subject, metric="host_image_latency_ms", value=image["p50_ms"], unit="ms",
+                 provenance=f"{image['provenance']}; forward (image, cached prompt), 10 warm-up then p50 of {runs} "
+                            f"(p90 {image['p90_ms']:.2f}, trimmed mean {image['trimmed_mean_ms']:.2f})",
+                 artifact=result.path)
+    line = f"host XNNPACK: forward p50 {image['p50_ms']:.2f} ms"
+    if tracker is not None:
+        track = benchmark_pte(result.path, "track", student, tracker=tracker, runs=runs, threads=1)
+        store.record(stage="stage5", subject=subject, metric="host_video_fps", value=track["fps"], unit="fps",
+                     provenance=f"{track['provenance']}; track step fed its own state, 10 warm-up then 1000 / p50 "
+                                f"of {runs} ({track['p50_ms']:.2f} ms)", artifact=result.path)
+        line += f", track {track['fps']:.1f} FPS"
+    print(line + "; " + ", ".join(f"{m} mask IoU {c.mask_iou if c.mask_iou is None else round(c.mask_iou, 3)}"
+                                  for m, c in checks.items()))

@@ -1,0 +1,173 @@
+"""Stage 5 export on the tiny student (random weights): XNNPACK runs here, Core ML lowers here, QNN is absent.
+
+One export per module-scoped fixture (lowering is the slow part); Core ML is lowered but never executed
+(needs Apple hardware); QNN must report the missing SDK without importing ``executorch.backends.qualcomm``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from sam3m4.export.delegation import count_delegation
+from sam3m4.export.export import export_pte
+from sam3m4.export.flows import FLOWS, QNN_NOT_FOUND, get_flow
+from sam3m4.models import build_student
+from sam3m4.models.video import StudentTracker
+from sam3m4.quantize.modes import MODES, apply_mode
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _tracker(mode: str) -> StudentTracker:
+    """A tiny tracker (seeded random weights) whose student and memory are both in ``mode``."""
+    torch.manual_seed(0)
+    return apply_mode(StudentTracker(build_student("tiny")).eval(), mode).eval()
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("export")
+
+
+@pytest.fixture(scope="module")
+def xnn_fp16(out_dir):
+    tracker = _tracker("fp16")
+    result = export_pte(tracker.student, backend="xnnpack", mode="fp16", out_dir=out_dir, model_name="tiny",
+                        tracker=tracker, methods=["forward", "track"])  # encode_text: the int8_int4 fixture
+    return result, tracker
+
+
+@pytest.fixture(scope="module")
+def xnn_8da4w(out_dir):
+    """encode_text only (lowering is the slow part): 8da4w Linear layers and the 4-bit token table."""
+    tracker = _tracker("int8_int4")
+    result = export_pte(tracker.student, backend="xnnpack", mode="int8_int4", out_dir=out_dir, model_name="tiny",
+                        methods=["encode_text"])
+    return result, tracker
+
+
+def _qualcomm_imported() -> bool:
+    return any(name.startswith("executorch.backends.qualcomm") for name in sys.modules)
+
+
+# --- fast: flows as data, unsupported modes, QNN absent ---------------------------------------------------------
+def test_every_flow_maps_every_mode_and_says_why_not():
+    assert set(FLOWS) == {"coreml", "qnn", "xnnpack"}
+    assert all(set(f.modes) == set(MODES) for f in FLOWS.values())
+    assert not get_flow("xnnpack").support("int4").supported
+    assert "weight-only" in get_flow("xnnpack").support("int4").reason
+    assert not get_flow("coreml").support("int8_int4").supported
+    assert get_flow("coreml").support("int4").supported and get_flow("xnnpack").support("int8_int4").supported
+
+
+def test_int4_on_xnnpack_is_reported_unsupported_not_raised(tmp_path):
+    model = build_student("tiny").eval()  # never touched: the flow refuses before anything runs
+    r = export_pte(model, backend="xnnpack", mode="int4", out_dir=tmp_path, model_name="tiny")
+    assert not r.ok and r.unsupported and r.failed_stage == "lower"
+    assert "XNNPACK does not lower weight-only int4" in r.error
+    assert not list(tmp_path.iterdir())
+
+
+def test_qnn_without_sdk_says_so_and_never_imports_qualcomm(tmp_path, monkeypatch):
+    assert not _qualcomm_imported()
+    for root in (None, str(tmp_path / "no-such-sdk")):
+        if root is None:
+            monkeypatch.delenv("QNN_SDK_ROOT", raising=False)
+        else:
+            monkeypatch.setenv("QNN_SDK_ROOT", root)
+        assert get_flow("qnn").available() == (False, QNN_NOT_FOUND)
+        r = export_pte(build_student("tiny").eval(), backend="qnn", mode="fp16", out_dir=tmp_path, model_name="t")
+        assert (r.ok, r.failed_stage, r.error) == (False, "lower", QNN_NOT_FOUND)
+    assert not _qualcomm_imported()
+
+
+def test_int8_row_token_table_is_bit_exact_and_restored():
+    from torchao.quantization import quantize_
+
+    from sam3m4.export.token_table import Int8RowEmbedding, int8_row_tables
+    from sam3m4.quantize.modes import embedding_config, is_quantizable_embedding
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(100, 64))
+    quantize_(model, embedding_config(), filter_fn=is_quantizable_embedding)
+    ids, original = torch.tensor([[3, 99, 0, 7]]), model[0]
+    with torch.no_grad(), int8_row_tables(model) as n:
+        assert n == 1 and isinstance(model[0], Int8RowEmbedding) and model[0].qdata.dtype == torch.int8
+        assert torch.equal(model(ids), original(ids))  # same arithmetic as torchao's dequantize + lookup
+    assert model[0] is original
+
+
+def test_records_of_a_failed_export_say_only_that_it_failed():
+    from sam3m4.export.export import ExportResult, records
+
+    r = ExportResult(backend="coreml", mode="int8_int4", gets="-", failed_stage="lower", error="unsupported: x")
+    (rec,) = records(r)
+    assert (rec["metric"], rec["value"], rec["subject"], rec["note"]) == ("export_ok", False, "coreml/int8_int4",
+                                                                          "unsupported: x")
+
+
+def test_delegation_count_agrees_with_executorch_get_delegation_info():
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.devtools.backend_debug import get_delegation_info
+    from executorch.exir import to_edge_transform_and_lower
+
+    class M(nn.Module):
+        def forward(self, x):
+            return torch.cumsum(torch.relu(x @ x.T), dim=-1) + 1  # cumsum stays on the portable CPU ops
+
+    ep = torch.export.export(M(), (torch.randn(4, 4),))
+    gm = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).exported_program().graph_module
+    d, info = count_delegation(gm, "XnnpackBackend"), get_delegation_info(gm)
+    getitems = sum(v.delegated for k, v in info.delegation_by_operator.items() if k == "getitem")
+    assert d.delegated == info.num_delegated_nodes - getitems > 0
+    assert d.total - d.delegated == sum(d.non_delegated_ops.values()) > 0
+    assert 0 < d.coverage < 1 and count_delegation(gm, "CoreMLBackend").delegated == 0
+
+
+# --- slow: real exports of the tiny student ---------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.xnnpack
+def test_xnnpack_fp16_image_and_track_methods_run_and_match_eager(xnn_fp16):
+    from sam3m4.export.runtime import benchmark_pte, check_pte
+
+    r, tracker = xnn_fp16
+    assert r.ok, (r.failed_stage, r.error)
+    assert r.path.name == "tiny_xnnpack_fp16.pte" and r.size_bytes == r.path.stat().st_size
+    assert r.methods == ["forward", "track"] and r.layout == "one multi-method program" and len(r.sha256) == 64
+    assert all(0 < d.coverage <= 1 for d in r.delegation.values()) and not r.is_npu
+    checks = check_pte(r.path, tracker.student, tracker=tracker)
+    assert set(checks) == {"forward", "track"}
+    assert all(err < 1e-3 for c in checks.values() for err in c.max_abs_err.values()), checks
+    assert checks["forward"].mask_iou > 0.99 and checks["track"].mask_iou > 0.99
+    lat = benchmark_pte(r.path, "track", tracker.student, tracker=tracker, warmup=1, runs=3)
+    assert lat["runs"] == 3 and lat["p50_ms"] > 0 and lat["fps"] == pytest.approx(1000 / lat["p50_ms"])
+
+
+@pytest.mark.slow
+@pytest.mark.xnnpack
+def test_xnnpack_int8_int4_lowers_runs_and_stays_close(xnn_8da4w):
+    from sam3m4.export.runtime import check_pte
+
+    r, tracker = xnn_8da4w
+    assert r.ok, (r.failed_stage, r.error)
+    assert r.methods == ["encode_text"] and r.delegation["encode_text"].delegated > 0
+    check = check_pte(r.path, tracker.student)["encode_text"]  # runs the int8-row token table on stock kernels
+    assert check.max_abs_err["prompt_mask"] == 0
+    assert check.max_abs_err["prompt_tokens"] < 0.05 * check.ref_max_abs["prompt_tokens"], check  # 8-bit acts
+
+
+@pytest.mark.slow
+@pytest.mark.coreml
+def test_coreml_fp16_lowers_and_reports_npu_coverage(tmp_path):
+    torch.manual_seed(0)
+    model = apply_mode(build_student("tiny").eval(), "fp16")
+    r = export_pte(model, backend="coreml", mode="fp16", out_dir=tmp_path, model_name="tiny", methods=["forward"])
+    assert r.ok, (r.failed_stage, r.error)
+    assert r.path.is_file() and r.path.name == "tiny_coreml_fp16.pte" and r.is_npu
+    assert r.delegation["forward"].delegated > 0 and 0 <= r.coverage <= 1
+    assert all(d.total == d.delegated + sum(d.non_delegated_ops.values()) for d in r.delegation.values())

@@ -177,8 +177,8 @@ def stage5_export(pytestconfig, results_store):
                     with FileLock(str(CACHE / "stage4") + ".lock"):
                         qdir = _build_small_stage4(CACHE / "stage4")
                 out = CACHE / "stage5" if not given else ROOT / "outputs" / "export"
-                run(argparse.Namespace(backend=backend, mode=mode, quantized=qdir, out=out, name=None, runs=50,
-                                       run=results_store.run, results_root=str(results_store.dir.parent)))
+                run(argparse.Namespace(backend=backend, mode=mode, quantized=qdir, ckpt=None, out=out, name=None,
+                                       runs=50, run=results_store.run, results_root=str(results_store.dir.parent)))
         return {r.metric: r for r in results_store.records() if r.stage == "stage5" and r.subject == subject}
 
     return export

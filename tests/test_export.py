@@ -171,3 +171,26 @@ def test_coreml_fp16_lowers_and_reports_npu_coverage(tmp_path):
     assert r.path.is_file() and r.path.name == "tiny_coreml_fp16.pte" and r.is_npu
     assert r.delegation["forward"].delegated > 0 and 0 <= r.coverage <= 1
     assert all(d.total == d.delegated + sum(d.non_delegated_ops.values()) for d in r.delegation.values())
+    from sam3m4.export.ane import ComputePlanUnavailable, ane_share, compute_plan_available, coreml_partitions
+
+    parts = coreml_partitions(r.path, tmp_path / "mlpackages")  # ExecuTorch's extractor, any OS
+    assert parts and all(p.exists() for p in parts)
+    if not compute_plan_available()[0]:
+        with pytest.raises(ComputePlanUnavailable, match="MLComputePlan needs macOS 14.4"):
+            ane_share(r.path)
+
+
+def test_cli_exports_from_a_checkpoint_and_records_why_qnn_is_missing(tmp_path, monkeypatch):
+    """``sam3m4 export --ckpt``: the mode is applied to the checkpoint's student; no SDK -> recorded, exit 1."""
+    from sam3m4.cli import main
+    from sam3m4.distill.checkpoint import atomic_torch_save
+    from sam3m4.results import ResultsStore
+
+    monkeypatch.delenv("QNN_SDK_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)  # the store lives under ./reports/<run>
+    atomic_torch_save({"model": build_student("tiny").state_dict(), "preset": "tiny", "phase": 2, "epoch": 1,
+                       "step": 1}, tmp_path / "phase2.pt")
+    assert main(["export", "--backend", "qnn", "--mode", "int8_int4", "--ckpt", "phase2.pt", "--run", "t"]) == 1
+    rec = ResultsStore("t").latest(stage="stage5", subject="qnn/int8_int4", metric="export_ok")
+    assert rec.value is False and QNN_NOT_FOUND in rec.provenance
+    assert not _qualcomm_imported()

@@ -3,6 +3,7 @@
     sam3m4 export --backend xnnpack --mode int8_int4 --quantized checkpoints/quantized --run demo
     sam3m4 export --backend coreml --mode int4                 # lowers on Linux; runs only on Apple hardware
     sam3m4 export --backend qnn --mode int8_int4               # needs QNN_SDK_ROOT (checked before any import)
+    sam3m4 export --backend xnnpack --mode fp16 --ckpt checkpoints/video_distillation/video_epoch2.pt
 
 Reads the quantized model ``sam3m4 quantize`` saved under ``<quantized>/<mode>/`` (a tracker's folder also
 gives the ``track`` method) and writes ``<out>/<name>_<backend>_<mode>.pte``. Records (stage ``stage5``,
@@ -26,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", required=True, choices=("fp16", "int4", "int8_int4", "qat_int4", "qat_int8_int4"))
     parser.add_argument("--quantized", type=Path, default=Path("checkpoints/quantized"),
                         help="`sam3m4 quantize --out` folder (one <mode>/ per mode)")
+    parser.add_argument("--ckpt", type=Path, default=None,
+                        help="instead of --quantized: a Phase 2 or video checkpoint, quantized here in --mode")
     parser.add_argument("--out", type=Path, default=Path("outputs/export"))
     parser.add_argument("--name", default=None, help="model name in the file name (default: sam3m4_<preset>)")
     parser.add_argument("--runs", type=int, default=50, help="timed host runs (after 10 warm-up), XNNPACK only")
@@ -38,7 +41,13 @@ def run(args: argparse.Namespace) -> int:
     from sam3m4.quantize.storage import load_quantized
     from sam3m4.results import ResultsStore
 
-    model, meta = load_quantized(args.quantized / args.mode)
+    if getattr(args, "ckpt", None):
+        from sam3m4.quantize.pipeline import build_mode, image_model
+
+        model, _ = build_mode(args.ckpt, args.mode)
+        meta = {"preset": image_model(model).preset, "kind": "tracker" if hasattr(model, "memory") else "student"}
+    else:
+        model, meta = load_quantized(args.quantized / args.mode)
     tracker = model if meta.get("kind") == "tracker" else None
     student = model.student if tracker is not None else model
     name = args.name or f"sam3m4_{meta['preset']}"
@@ -62,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if args.backend == "xnnpack":
         measure_on_host(result, student, tracker, store, subject, args.runs)
     else:
+        if args.backend == "coreml":
+            record_ane_share(result, store, subject)
         why = ("Core ML executes only on macOS/iOS" if args.backend == "coreml" else
                "QNN HTP executes only on a Snapdragon device")
         for metric in ("image_latency_ms", "video_fps"):
@@ -100,3 +111,21 @@ def measure_on_host(result, student, tracker, store, subject: str, runs: int) ->
         line += f", track {track['fps']:.1f} FPS"
     print(line + "; " + ", ".join(f"{m} mask IoU {c.mask_iou if c.mask_iou is None else round(c.mask_iou, 3)}"
                                   for m, c in checks.items()))
+
+
+def record_ane_share(result, store, subject: str) -> None:
+    """``ane_percent``: MLComputePlan's ANE share of the Core ML partitions' ops (macOS 14.4+), else why not."""
+    from sam3m4.export.ane import ComputePlanUnavailable, ane_share
+
+    try:
+        share = ane_share(result.path)
+    except ComputePlanUnavailable as err:
+        store.record(stage="stage5", subject=subject, metric="ane_percent", value=None, artifact=result.path,
+                     note=f"not measured here: {err}; the NPU cell uses the AOT delegated-op share")
+        return
+    others = ", ".join(f"{k} x{v}" for k, v in sorted(share["non_ane"].items())) or "none"
+    store.record(stage="stage5", subject=subject, metric="ane_percent", value=100 * share["share"], unit="percent",
+                 artifact=result.path, note=f"not on the ANE: {others}",
+                 provenance=f"coremltools MLComputePlan (CPU_AND_NE) on this Mac: {share['ane_ops']} of "
+                            f"{share['ops']} planned ops of {share['partitions']} Core ML partitions prefer the ANE")
+    print(f"MLComputePlan: {100 * share['share']:.1f}% of planned ops on the ANE")

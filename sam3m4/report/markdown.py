@@ -234,13 +234,16 @@ class _Report:
         rec = None
         if metric in ("image_latency_ms", "video_fps"):
             rec = self.find_backend(backend, platform, metric)
+        if metric == "npu_percent":  # Core ML on a Mac: MLComputePlan's ANE share beats the AOT op count
+            ane = self.find_backend(backend, None, "ane_percent")
+            rec = ane if ane is not None and ane.value is not None else None
         if rec is None or rec.value is None:
             aot = self.find_backend(backend, None, metric)
             rec = aot if aot is not None else rec
         if rec is None:
             return self.cell("stage5", backend, metric, why="not measured on device" if metric in (
                 "image_latency_ms", "video_fps") else None)
-        return self.cell("stage5", rec.subject, metric) + f" (`{rec.subject.split('/')[-1]}`)"
+        return self.cell("stage5", rec.subject, rec.metric) + f" (`{rec.subject.split('/')[-1]}`)"
 
     def artifacts(self) -> list[str]:
         lines = ["## 6) 산출물 목록", ""]

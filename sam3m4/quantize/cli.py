@@ -43,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from sam3m4.quantize import compare as C
+    from sam3m4.quantize.modes import PTQ_MODES, QAT_MODES
     from sam3m4.quantize.pipeline import build_mode, load_val, record, record_decision
+    from sam3m4.quantize.storage import save_quantized
     from sam3m4.results.targets import load_targets
 
     if args.threads:
@@ -52,14 +54,12 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.ckpt}: no such checkpoint (run `sam3m4 distill phase2` first)")
     val, videos, data_root = load_val(args.ckpt, args.data)
     progress = not args.no_progress
-    modes = ["fp16", "int4", "int8_int4"] if args.mode == "compare" else [args.mode]
+    modes = PTQ_MODES if args.mode == "compare" else [args.mode]
     rows = []
 
     def add(mode: str) -> None:
         model, qat_info = build_mode(args.ckpt, mode, qat_steps=args.qat_steps, qat_lr=args.qat_lr, progress=progress)
         path = args.out / mode
-        from sam3m4.quantize.storage import save_quantized
-
         preset = getattr(model, "student", model).preset
         save_quantized(model, path, mode=mode, preset=preset, source=args.ckpt, extra={"qat": qat_info})
         row = C.measure(model, mode, val, args.num_val, runs=args.runs, progress=progress, videos=videos)
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     qat_why = ("requested (--qat always)" if args.qat == "always" else
                "no post-training mode met the mIoU gate" if args.qat == "auto" and not ptq_passed else None)
     if qat_why:
-        for mode in ("qat_int4", "qat_int8_int4"):
+        for mode in QAT_MODES:
             add(mode)
     decision = C.decide(rows, target)
     decision["qat_ran"], decision["qat_why"] = bool(qat_why), qat_why or (

@@ -132,3 +132,12 @@ def test_presence_properties(tp, fp, fn, tn):
     assert r.f1 == pytest.approx(hm)  # the zero-denominator conventions keep F1 the harmonic mean
     swapped = presence_metrics(tp=tn, fp=fn, fn=fp, tn=tp)  # relabel positives as negatives
     assert swapped.il_mcc == pytest.approx(r.il_mcc)  # MCC is symmetric in the classes
+
+
+def test_latency_stats_trimmed_mean_drops_the_outer_tenths():
+    from sam3m4.metrics.latency import latency_stats
+
+    s = latency_stats([100.0] + [10.0] * 8 + [1.0])  # one slow and one fast outlier among 10 runs
+    assert s["p50_ms"] == 10.0 and s["trimmed_mean_ms"] == 10.0 and s["min_ms"] == 1.0 and s["runs"] == 10
+    with pytest.raises(ValueError, match="no timed samples"):
+        latency_stats([])

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from sam3m4.export.export import method_inputs, method_module
+from sam3m4.metrics.latency import latency_stats
 from sam3m4.models.export_wrappers import OUTPUT_NAMES
 
 OUTPUTS = {"forward": OUTPUT_NAMES, "encode_text": ("prompt_tokens", "prompt_mask"),
@@ -94,14 +94,6 @@ def check_pte(path: str | Path, model, *, tracker=None, methods=None, seed: int 
             check.mask_iou, check.iou_queries = mask_agreement(pte[0], eager[0], eager[1])
         out[name] = check
     return out
-
-
-def latency_stats(times_ms) -> dict:
-    """Sorted samples -> p50, p90, trimmed mean (middle 80%, as ExecuTorch's Android benchmark), min, runs."""
-    ms = np.sort(np.asarray(times_ms, dtype=float))
-    cut = int(len(ms) * 0.1)
-    return {"p50_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)),
-            "trimmed_mean_ms": float(ms[cut: len(ms) - cut].mean()), "min_ms": float(ms[0]), "runs": len(ms)}
 
 
 def host_provenance(threads: int | None = None) -> str:

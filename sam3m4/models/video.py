@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sam3m4.metrics.latency import latency_stats
 from sam3m4.models.export_wrappers import example_inputs
 from sam3m4.models.layers import Attention, FeedForward, LayerNorm, init_weights, sine_pos_2d
 from sam3m4.models.student import Student
@@ -130,9 +130,6 @@ def benchmark_track(tracker: StudentTracker, steps: int = 50, warmup: int = 10, 
         _, _, state = tracker.track(frames[i % len(frames)], prompt.tokens, prompt.mask, state)
         if i >= warmup:
             times.append((time.perf_counter() - t0) * 1000)
-    ms = np.sort(np.asarray(times))
-    cut = int(len(ms) * 0.1)
-    p50 = float(np.median(ms))
-    return {"p50_ms": p50, "p90_ms": float(np.percentile(ms, 90)), "trimmed_mean_ms": float(ms[cut: len(ms) - cut].mean()),
-            "fps": 1000.0 / p50, "steps": steps, "warmup": warmup, "runtime": f"torch {torch.__version__} eager fp32",
-            "threads": torch.get_num_threads(), "image_size": s}
+    stats = latency_stats(times)
+    return {**stats, "fps": 1000.0 / stats["p50_ms"], "steps": steps, "warmup": warmup,
+            "runtime": f"torch {torch.__version__} eager fp32", "threads": torch.get_num_threads(), "image_size": s}

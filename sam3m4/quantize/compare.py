@@ -22,12 +22,12 @@ quantized mode, then the fastest; fp16 is chosen only when nothing else passes.
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass, field
 
 import torch
 
+from sam3m4.metrics.latency import latency_stats
 from sam3m4.quantize.modes import MODES, deployable_bytes
 
 
@@ -66,7 +66,7 @@ def host_latency_ms(model, runs: int = 20, warmup: int = 5) -> float:
             model.decode(model.encode_image(pixels), prompt)
             if i >= warmup:
                 times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return latency_stats(times)["p50_ms"]
 
 
 def measure(model, mode: str, val, num_val: int, runs: int = 20, progress: bool = True,

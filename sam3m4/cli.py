@@ -26,10 +26,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("sam3m4.eval.cli", "score a model on a dataset's val split (mIoU, Presence F1, J&F)"),
     "quantize": ("sam3m4.quantize.cli", "quantize a student (fp16, int4, int8_int4, QAT): size, mIoU, ms, decision"),
     "export": ("sam3m4.export.cli", "ExecuTorch .pte per backend x quant mode (Core ML, QNN, XNNPACK): size, NPU share"),
+    "bench": ("sam3m4.export.bench", "production presets for Core ML + XNNPACK: .pte MB, NPU share, GFLOPs, latency"),
     "device": ("sam3m4.device.cli", "import on-device benchmark results (ExecuTorch benchmark apps) into stage5"),
     "predict": ("sam3m4.predict", "segment a noun phrase in image files with a trained student"),
+    "visual-eval": ("sam3m4.visual.cli", "teacher vs student overlays per image x prompt + Visual QA checklist page "
+                    "(report section 3)"),
+    "prune": ("sam3m4.storage.cli", "free disk: keep best + last K checkpoints, thin vis pictures, caches with "
+              "--include-cache (dry run unless --apply)"),
+    "pipeline": ("sam3m4.pipeline.cli", "the whole job, resumable: data -> teacher -> distill -> quantize -> export "
+                 "-> visual QA -> gates -> prune -> report"),
     "report": ("sam3m4.report.cli", "render reports/<run>/report.md from the results store"),
 }
+
+# commands that write checkpoints, caches or training logs: they hold the run lock (sam3m4.runlock)
+TRAINING_COMMANDS = ("teacher", "distill", "quantize")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        result = args.func(args)
+        if args.command in TRAINING_COMMANDS:  # `sam3m4 prune --apply` refuses while this is held
+            from sam3m4.runlock import run_lock
+
+            with run_lock(".", name="sam3m4 " + " ".join(argv)):
+                result = args.func(args)
+        else:
+            result = args.func(args)
     except KeyboardInterrupt:
         print("sam3m4: interrupted", file=sys.stderr)
         return 130

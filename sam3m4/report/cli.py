@@ -18,7 +18,10 @@ def run(args: argparse.Namespace) -> int:
     from sam3m4.report import render_report
     from sam3m4.results import ResultsStore
 
+    from sam3m4.visual.checklist import import_for_report
+
     store = ResultsStore(args.run, root=args.root)
+    import_for_report(args.run, root=args.root)  # outputs/visual_eval/<run>/checklist.json, when saved
     if not store.path.exists():
         raise Sam3m4Error(f"{store.path}: no results store for run {args.run!r} (run a stage with --run {args.run})")
     out = render_report(args.run, root=args.root, author=args.author, targets_path=args.targets)

@@ -265,13 +265,16 @@ class _Report:
         lines = ["## 7) 용량 정리 전/후", "", "| 항목 | 정리 전 | 정리 후 | 절감 |", "|---|---:|---:|---:|"]
         for label, subject in STORAGE_ROWS:
             before, after = self.find("storage", subject, "before_bytes"), self.find("storage", subject, "after_bytes")
+            metric, planned = "after_bytes", ""
+            if after is None and self.find("storage", subject, "planned_after_bytes") is not None:
+                after, metric, planned = self.find("storage", subject, "planned_after_bytes"), "planned_after_bytes", " (dry run: 예정)"
             saved = "-"
             if before is not None and after is not None:
                 delta = float(before.value) - float(after.value)
                 pct = f" ({100 * delta / float(before.value):.0f}%)" if float(before.value) else ""
-                saved = human_bytes(delta) + pct
+                saved = human_bytes(delta) + pct + planned
             lines.append(f"| {label} | {self.cell('storage', subject, 'before_bytes')} | "
-                         f"{self.cell('storage', subject, 'after_bytes')} | {saved} |")
+                         f"{self.cell('storage', subject, metric)}{planned} | {saved} |")
         lines += ["", "### 정리 실행 로그", "",
                   f"- Dry-run: `{self.text('storage', 'logs', 'dry_run_log', 'logs/storage_prune_dry_run_*.log')}`",
                   f"- Apply-run: `{self.text('storage', 'logs', 'apply_log', 'logs/storage_prune_apply_*.log')}`", ""]

@@ -1,0 +1,341 @@
+"""``sam3m4 bench``: every production student preset exported for Core ML and XNNPACK, measured in one run.
+
+    sam3m4 bench                                   # both production presets, ~15 min here; prints the table
+    sam3m4 bench --readme README.md                # also rewrites the README's bench table (between markers)
+    sam3m4 bench --presets repvit_m0_9_504 --cases xnnpack:fp16 --no-reference
+
+Random weights (size and speed do not depend on training). Per preset it builds the whole on-device
+student (image path + text encoder + video ``track`` step, a :class:`~sam3m4.models.video.StudentTracker`),
+counts the image path's GFLOPs (``FlopCounterMode``, batch 1, prompt cached), quantizes a copy per case
+(:func:`sam3m4.quantize.modes.apply_mode`) and writes ``<out>/sam3m4_<preset>_<backend>_<mode>.pte`` with
+:func:`~sam3m4.export.export.export_pte`. XNNPACK ``.pte`` s are timed here through ``executorch.runtime``
+(10 warm-up, then ``--runs``); Core ML ``.pte`` s are timed only on macOS (Core ML executes on Apple
+hardware only), elsewhere their latency is recorded as not measured, with that reason.
+
+In the same run it measures this machine's fp32 matmul rate (2048^3, torch) and, unless ``--no-reference``,
+one forward of the full SAM 3 config (``Sam3Config()`` defaults, random weights, 1008 px, eager fp32), so
+the speed benchmarks compare numbers from one run on one (noisy) machine:
+
+* ``bench_speedup``: full SAM 3 forward / the student's XNNPACK image path (p50);
+* ``bench_flop_floor_ratio``: the XNNPACK image path's p50 / its FLOP floor (GFLOPs / measured matmul rate);
+* ``bench_coreml_int4_mb`` / ``bench_coreml_fp16_mb``: the whole student's Core ML ``.pte``.
+
+Thresholds come from the targets file (``bench_*`` entries); every figure goes to the results store
+(run ``bench``, stage ``bench``) with its provenance, and ``<out>/bench.json`` holds the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+README_START, README_END = "<!-- sam3m4 bench: start -->", "<!-- sam3m4 bench: end -->"
+DEFAULT_CASES = ("coreml:fp16", "coreml:int4", "xnnpack:fp16", "xnnpack:int8_int4")
+# targets-file key -> (row key read from the best preset's summary, what it measures)
+BENCH_TARGETS = {
+    "bench_coreml_int4_mb": "coreml_int4_mb",
+    "bench_coreml_fp16_mb": "coreml_fp16_mb",
+    "bench_speedup": "speedup",
+    "bench_flop_floor_ratio": "flop_floor_ratio",
+}
+
+
+# --- measurements ------------------------------------------------------------------------------------------
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """fp32 ``n x n @ n x n`` rate on this machine's CPU with torch's current threads (best of ``repeats``)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
+def sam3_reference_seconds(warmup: int = 1, runs: int = 1, config=None) -> dict:
+    """Eager fp32 forward of SAM 3 (``config`` default ``Sam3Config()``: the full model, 1008 px), random
+    weights, batch 1, one 32-token phrase; returns ``{"seconds": median, "params": n, "input_px": px}``."""
+    import statistics
+
+    import torch
+    from transformers import Sam3Config, Sam3Model
+
+    config = config or Sam3Config()
+    torch.manual_seed(0)
+    model = Sam3Model(config).eval()
+    px = config.vision_config.backbone_config.image_size
+    pixels, ids = torch.randn(1, 3, px, px), torch.randint(0, 1000, (1, 32))
+    mask = torch.ones_like(ids)
+    times = []
+    with torch.no_grad():
+        for i in range(warmup + runs):
+            t0 = time.perf_counter()
+            model(pixel_values=pixels, input_ids=ids, attention_mask=mask)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    return {"seconds": statistics.median(times), "params": sum(p.numel() for p in model.parameters()),
+            "input_px": px, "runs": runs, "warmup": warmup}
+
+
+def image_path_gflops(student) -> float:
+    """GFLOPs of the ``forward`` method (image encoder + decoder with a cached prompt), batch 1."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sam3m4.models.export_wrappers import example_inputs, wrap
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        wrap(student, "forward")(*example_inputs(student, "forward", batch=1))
+    return counter.get_total_flops() / 1e9
+
+
+def bench_preset(preset: str, cases, out_dir: Path, runs: int, threads: int, progress=None) -> dict:
+    """Export and measure one preset for every ``backend:mode`` case; returns its row (see :func:`summarise`)."""
+    import torch
+
+    from sam3m4.export.export import export_pte
+    from sam3m4.export.runtime import benchmark_pte
+    from sam3m4.models.build import build_student
+    from sam3m4.models.video import StudentTracker
+    from sam3m4.quantize.modes import apply_mode
+
+    torch.manual_seed(0)
+    tracker = StudentTracker(build_student(preset)).eval().requires_grad_(False)  # no autograd state: FLOP counter
+    row = {"preset": preset, "params": sum(p.numel() for p in tracker.parameters()),
+           "text_params": sum(p.numel() for p in tracker.student.text_encoder.parameters()),
+           "gflops": image_path_gflops(tracker.student), "input_px": tracker.student.image_size, "cases": []}
+    for case in cases:
+        backend, mode = case.split(":")
+        model = apply_mode(copy.deepcopy(tracker), mode)
+        res = export_pte(model.student, backend=backend, mode=mode, out_dir=out_dir, model_name=f"sam3m4_{preset}",
+                         tracker=model)
+        entry = {"backend": backend, "mode": mode, "ok": res.ok, "seconds_export": res.seconds,
+                 "error": None if res.ok else f"{res.failed_stage}: {res.error}"}
+        if res.ok:
+            entry.update(pte=str(res.path), pte_mb=res.size_bytes / 1e6, sha256=res.sha256, layout=res.layout,
+                         coverage_percent=100 * res.coverage, coverage_kind="NPU" if res.is_npu else "CPU")
+            runs_here = backend == "xnnpack" or (backend == "coreml" and sys.platform == "darwin")
+            if runs_here:
+                try:
+                    image = benchmark_pte(res.path, "forward", model.student, tracker=model, runs=runs, threads=threads)
+                    track = benchmark_pte(res.path, "track", model.student, tracker=model, runs=runs, threads=threads)
+                    entry.update(image_p50_ms=image["p50_ms"], image_p90_ms=image["p90_ms"],
+                                 image_trimmed_mean_ms=image["trimmed_mean_ms"], track_fps=track["fps"],
+                                 latency_provenance=image["provenance"] + f"; 10 warm-up then p50 of {runs}")
+                except Exception as err:  # noqa: BLE001 - e.g. a runtime built without the Core ML backend
+                    entry["latency_note"] = f"not measured: the runtime could not execute it ({type(err).__name__}: " \
+                                            f"{str(err).splitlines()[0][:160]})"
+            else:
+                entry["latency_note"] = ("not measured here: Core ML executes only on macOS / iOS (this host is "
+                                         f"{platform.system()})")
+        row["cases"].append(entry)
+        if progress is not None:
+            progress(preset, entry)
+    return row
+
+
+# --- summary, gates, tables --------------------------------------------------------------------------------
+def summarise(row: dict, matmul: float, reference_s: float | None) -> dict:
+    """The benchmark figures of one preset: Core ML sizes, XNNPACK speed-up and FLOP-floor ratio."""
+    by = {(c["backend"], c["mode"]): c for c in row["cases"] if c["ok"]}
+    xnn = [c for c in by.values() if c["backend"] == "xnnpack" and c.get("image_p50_ms")]
+    fastest = min(xnn, key=lambda c: c["image_p50_ms"]) if xnn else None
+    floor_ms = row["gflops"] / matmul * 1e3
+    out = {"coreml_int4_mb": by.get(("coreml", "int4"), {}).get("pte_mb"),
+           "coreml_fp16_mb": by.get(("coreml", "fp16"), {}).get("pte_mb"),
+           "floor_ms": floor_ms, "xnnpack_mode": fastest["mode"] if fastest else None,
+           "xnnpack_ms": fastest["image_p50_ms"] if fastest else None, "speedup": None, "flop_floor_ratio": None}
+    if fastest:
+        out["flop_floor_ratio"] = fastest["image_p50_ms"] / floor_ms
+        if reference_s:
+            out["speedup"] = reference_s * 1e3 / fastest["image_p50_ms"]
+    return out
+
+
+def judge(summary: dict, targets: dict) -> dict:
+    """``{target name: (value, passed)}`` for the ``bench_*`` targets; ``passed`` None when not measured."""
+    verdicts = {}
+    for name, key in BENCH_TARGETS.items():
+        if name not in targets:
+            continue
+        value = summary.get(key)
+        verdicts[name] = (value, None if value is None else targets[name].check(value))
+    return verdicts
+
+
+def best_preset(rows: list[dict]) -> str:
+    """The preset that passes the most bench targets, ties broken by the faster XNNPACK image path."""
+    def key(r):
+        passed = sum(1 for _, ok in r["verdicts"].values() if ok)
+        return (-passed, r["summary"]["xnnpack_ms"] or float("inf"))
+    return min(rows, key=key)["preset"]
+
+
+def _fmt(value, spec: str, missing: str = "not measured") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def markdown_table(result: dict) -> str:
+    """The README table: one line per preset x case, then the benchmark lines with their targets."""
+    ref = result.get("reference")
+    lines = ["| preset | backend | quant | .pte MB | delegated ops | GFLOPs (image path) | host p50 ms (image) | "
+             "host FPS (track) |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for row in result["rows"]:
+        for c in row["cases"]:
+            if not c["ok"]:
+                lines.append(f"| {row['preset']} | {c['backend']} | {c['mode']} | export failed | - | "
+                             f"{row['gflops']:.2f} | - | - |")
+                continue
+            ms = _fmt(c.get("image_p50_ms"), ".1f", "not measured¹" if c["backend"] == "coreml" else "not measured")
+            fps = _fmt(c.get("track_fps"), ".0f", "not measured¹" if c["backend"] == "coreml" else "not measured")
+            lines.append(f"| {row['preset']} | {c['backend']} | {c['mode']} | {c['pte_mb']:.1f} | "
+                         f"{c['coverage_percent']:.1f}% {c['coverage_kind']} | {row['gflops']:.2f} | {ms} | {fps} |")
+    lines += ["", "| benchmark (best preset: `%s`) | measured | target | |" % result["best"], "|---|---:|---|---|"]
+    best = next(r for r in result["rows"] if r["preset"] == result["best"])
+    labels = {"bench_coreml_int4_mb": ("whole student, Core ML int4 .pte", "{:.1f} MB"),
+              "bench_coreml_fp16_mb": ("whole student, Core ML fp16 .pte", "{:.1f} MB"),
+              "bench_speedup": ("XNNPACK image path vs full SAM 3 (same run)", "{:.0f}x"),
+              "bench_flop_floor_ratio": ("XNNPACK image path / FLOP floor", "{:.2f}x")}
+    for name, (value, ok) in best["verdicts"].items():
+        label, spec = labels[name]
+        mark = "not measured" if ok is None else ("pass" if ok else "FAIL")
+        lines.append(f"| {label} | {'-' if value is None else spec.format(value)} | "
+                     f"{result['targets'][name]['text']} | {mark} |")
+    lines += ["", f"Measured by `sam3m4 bench` on {result['host']}, {result['date']}: random weights; host latency is "
+              f"the ExecuTorch runtime (pip wheel, XNNPACK threadpool {result['threads']}), 10 warm-up then p50 of "
+              f"{result['runs']}; FLOP floor = image-path GFLOPs / measured fp32 matmul rate "
+              f"({result['matmul_gflops']:.0f} GFLOP/s, 2048^3, torch, {result['threads']} threads); delegated ops = "
+              "share of compute ops inside the backend's delegate (Core ML: NPU coverage with CPU_AND_NE)."
+              + (f" Full SAM 3 config (`Sam3Config()`, {ref['params'] / 1e6:.0f}M params, {ref['input_px']} px, eager "
+                 f"fp32): {ref['seconds']:.1f} s per forward in the same run." if ref else
+                 " Full SAM 3 reference not run (`--no-reference`)."),
+              "¹ Core ML executes only on macOS / iOS; run `sam3m4 bench` on a Mac for these cells."]
+    return "\n".join(lines)
+
+
+def update_readme(path: Path, table: str) -> None:
+    """Replace the text between the bench markers in ``path`` (atomically); missing markers -> error."""
+    from sam3m4.errors import Sam3m4Error
+
+    text = path.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        raise Sam3m4Error(f"{path}: no '{README_START}' ... '{README_END}' markers to put the bench table between")
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(f"{head}{README_START}\n{table}\n{README_END}{tail}", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --- CLI ---------------------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sam3m4.models.build import PRODUCTION_PRESETS
+
+    parser.add_argument("--presets", nargs="+", default=list(PRODUCTION_PRESETS), help="student presets")
+    parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), help="backend:mode cases")
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    parser.add_argument("--runs", type=int, default=50, help="timed runs per method after 10 warm-up")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's, the machine's)")
+    parser.add_argument("--no-reference", action="store_true", help="skip the full SAM 3 forward (~1-2 min here)")
+    parser.add_argument("--readme", type=Path, default=None, help="rewrite the bench table in this README")
+    parser.add_argument("--run", default="bench", help="results store run (reports/<run>/)")
+    parser.add_argument("--targets", default=None, help="targets file (default: acceptance/targets.yaml)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import datetime as _dt
+
+    import torch
+
+    from sam3m4.errors import ConfigError
+    from sam3m4.export.flows import get_flow
+    from sam3m4.models.build import PRESETS
+    from sam3m4.results import ResultsStore
+    from sam3m4.results.targets import load_targets
+
+    for preset in args.presets:
+        if preset not in PRESETS:
+            raise ConfigError(f"--presets {preset}: unknown; choices: {', '.join(PRESETS)}")
+    for case in args.cases:
+        backend, _, mode = case.partition(":")
+        get_flow(backend).support(mode)  # unknown backend or mode -> ConfigError naming it
+    targets = load_targets(args.targets)
+    threads = args.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+
+    def say(text: str) -> None:
+        print(f"[bench {time.perf_counter() - t0:6.0f} s] {text}", flush=True)
+
+    matmul = matmul_gflops()
+    say(f"fp32 matmul rate {matmul:.0f} GFLOP/s ({threads} threads)")
+    reference = None
+    if not args.no_reference:
+        reference = sam3_reference_seconds()
+        say(f"full SAM 3 config: {reference['seconds']:.1f} s per forward ({reference['params'] / 1e6:.0f}M params)")
+    rows = []
+    for preset in args.presets:
+        def progress(p, c):
+            what = (f"{c['pte_mb']:.1f} MB, {c['coverage_percent']:.1f}% delegated" if c["ok"] else c["error"])
+            if c.get("image_p50_ms"):
+                what += f", image p50 {c['image_p50_ms']:.1f} ms, track {c['track_fps']:.0f} FPS"
+            say(f"{p} {c['backend']}:{c['mode']}: {what}")
+        row = bench_preset(preset, args.cases, args.out, args.runs, threads, progress)
+        row["summary"] = summarise(row, matmul, reference["seconds"] if reference else None)
+        row["verdicts"] = judge(row["summary"], targets)
+        rows.append(row)
+    result = {"rows": rows, "best": best_preset(rows), "reference": reference, "matmul_gflops": matmul,
+              "threads": threads, "runs": args.runs, "host": f"{os.cpu_count()}-core {platform.machine()} "
+              f"{platform.system()}", "date": _dt.date.today().isoformat(),
+              "targets": {name: {"text": targets[name].describe(), "value": targets[name].value,
+                          "comparison": targets[name].comparison} for name in BENCH_TARGETS if name in targets}}
+    _record(ResultsStore(args.run), result)
+    args.out.mkdir(parents=True, exist_ok=True)
+    tmp = args.out / ".bench.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    os.replace(tmp, args.out / "bench.json")
+    table = markdown_table(result)
+    print(table)
+    if args.readme:
+        update_readme(args.readme, table)
+        print(f"updated {args.readme}")
+    return 0
+
+
+def _record(store, result: dict) -> None:
+    """Every case and benchmark into the results store (stage ``bench``)."""
+    where = f"{result['host']}, sam3m4 bench, random weights"
+    for row in result["rows"]:
+        for c in row["cases"]:
+            subject = f"{row['preset']}/{c['backend']}/{c['mode']}"
+            store.record(stage="bench", subject=subject, metric="export_ok", value=c["ok"], note=c["error"] or "",
+                         provenance=where)
+            if not c["ok"]:
+                continue
+            store.record(stage="bench", subject=subject, metric="pte_mb", value=c["pte_mb"], unit="MB",
+                         artifact=c["pte"], provenance=f"{where}; file size")
+            store.record(stage="bench", subject=subject, metric="delegated_percent", value=c["coverage_percent"],
+                         unit="percent", provenance=f"{where}; AOT delegated share of compute ops")
+            if c.get("image_p50_ms") is not None:
+                store.record(stage="bench", subject=subject, metric="host_image_latency_ms", value=c["image_p50_ms"],
+                             unit="ms", provenance=c["latency_provenance"])
+            else:
+                store.record(stage="bench", subject=subject, metric="host_image_latency_ms", value=None,
+                             note=c.get("latency_note", ""))
+        for name, (value, ok) in row["verdicts"].items():
+            target = result["targets"][name]
+            store.record(stage="bench", subject=row["preset"], metric=name, value=value, passed=ok,
+                         target=target["value"], comparison=target["comparison"],
+                         provenance=f"{where}; measured in one run (see `sam3m4 bench --help`)",
+                         note="best preset" if row["preset"] == result["best"] else "")

@@ -1,0 +1,69 @@
+"""The run manifest (``reports/<run>/manifest.json``) and the report's section 1 (summary) and 6 (artifacts).
+
+Written after the acceptance stage and before the storage prune, so ``sam3m4 prune`` keeps every file listed
+here. Each artifact carries its size and sha256; the same facts go to the results store (stage ``artifacts``:
+subject ``checkpoint``, ``quantized``, ``pte``, ``log``, ``visual``; stage ``summary``: the final checkpoints).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import glob
+import json
+import os
+import platform
+from pathlib import Path
+
+from sam3m4.pipeline.stages import EXPORT_DIR, PHASE2_BEST, QUANTIZED, VIDEO_DIR
+from sam3m4.results.store import ResultsStore, sha256_file
+
+
+def collect(cfg: dict) -> dict[str, list[str]]:
+    """Artifact kind -> existing files, in the order the report lists them."""
+    run = cfg["run"]
+    found = {
+        "checkpoint": [PHASE2_BEST, f"{VIDEO_DIR}/video_epoch2.pt", "checkpoints/distillation/phase1_best.pt"],
+        "quantized": sorted(glob.glob(f"{QUANTIZED}/*/*.safetensors")),
+        "pte": sorted(glob.glob(f"{EXPORT_DIR}/*.pte")),
+        "log": sorted(glob.glob("logs/distillation/*.json") + glob.glob("logs/distillation/*.csv")
+                      + glob.glob(f"reports/{run}/pipeline/*.log")),
+        "visual": [f"outputs/visual_eval/{run}/index.html", f"outputs/visual_eval/{run}/checklist.json"],
+    }
+    if cfg.get("teacher") and Path(cfg["teacher"]).is_dir():
+        found["checkpoint"].append(cfg["teacher"])
+    return {kind: [p for p in paths if Path(p).exists()] for kind, paths in found.items()}
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def write_manifest(cfg: dict, config_path: str, root: str = "reports") -> Path:
+    """Write the manifest atomically and record sections 1 and 6; returns the manifest path."""
+    store = ResultsStore(cfg["run"], root=root)
+    where = f"sam3m4 pipeline on {platform.node() or 'this host'}: file size and sha256 after the acceptance stage"
+    artifacts = []
+    for kind, paths in collect(cfg).items():
+        for p in paths:
+            path = Path(p)
+            size = _size(path)
+            sha = sha256_file(path) if path.is_file() else None
+            artifacts.append({"kind": kind, "path": p, "bytes": size, "sha256": sha})
+            store.record(stage="artifacts", subject=kind, metric="size", value=size, unit="bytes", artifact=p,
+                         provenance=where)
+    final = {"final_image_ckpt": PHASE2_BEST, "final_video_ckpt": f"{VIDEO_DIR}/video_epoch2.pt"}
+    for metric, p in final.items():
+        if Path(p).is_file():
+            store.record(stage="summary", subject="run", metric=metric, value=p, artifact=p,
+                         provenance=f"sam3m4 pipeline --config {config_path}")
+    manifest = {"format": "sam3m4-run-manifest-v1", "run": cfg["run"], "config": config_path,
+                "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "settings": cfg, "artifacts": artifacts}
+    out = store.dir / "manifest.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(".manifest.json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    os.replace(tmp, out)
+    return out

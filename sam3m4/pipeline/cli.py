@@ -1,0 +1,56 @@
+"""``sam3m4 pipeline``: the whole job, stage by stage, resumable (what ``make demo`` runs).
+
+    sam3m4 pipeline --config configs/demo.yaml            # embedded default, ~19 min on a 2-core CPU
+    sam3m4 pipeline --config configs/m4pro.yaml           # real SAM 3 + SA-Co / SA-V on a Mac M4 Pro
+    sam3m4 pipeline --config configs/demo.yaml --list     # the stages and their commands, nothing runs
+    sam3m4 pipeline --config configs/demo.yaml run=try2 --force
+
+data -> teacher -> Phase 1/2 -> video -> quantize compare -> export -> visual QA -> acceptance (pytest, the
+Stage 3 evaluation and every gate) -> manifest -> storage prune -> report. Each stage prints one line when
+it starts and one when it ends, with its time; its own output goes to ``reports/<run>/pipeline/<stage>.log``
+(``--verbose`` streams it instead). A re-run skips stages whose command, inputs and outputs are unchanged.
+Failing gates do not stop the pipeline: they are the report's content (``reports/<run>/report.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="configs/demo.yaml", help="pipeline config (flat YAML)")
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. run=try2 video_steps=300")
+    parser.add_argument("--force", action="store_true", help="run every stage, even unchanged ones")
+    parser.add_argument("--list", action="store_true", help="print the stages and exit")
+    parser.add_argument("--verbose", action="store_true", help="stream each stage's output instead of logging it")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sam3m4.pipeline.artifacts import write_manifest
+    from sam3m4.pipeline.runner import format_outcomes, run_stages
+    from sam3m4.pipeline.stages import build_stages, load_config
+    from sam3m4.results import ResultsStore
+
+    cfg = load_config(args.config, args.overrides)
+    stages = build_stages(cfg)
+    if args.list:
+        for i, s in enumerate(stages, start=1):
+            print(f"{i:2d}. {s.name:<24} python {' '.join(s.argv[1:])}")
+        return 0
+    run_dir = Path("reports") / cfg["run"]
+    first_prune = next((s.name for s in stages if s.name.startswith("prune")), "report")
+    outcomes = run_stages(stages, run_dir / "pipeline_state.json", force=args.force,
+                          log_dir=None if args.verbose else run_dir / "pipeline",
+                          after={first_prune: lambda: write_manifest(cfg, args.config)})
+    print("\n" + format_outcomes(outcomes))
+    gates = {}
+    for r in ResultsStore(cfg["run"]).records():
+        if r.passed is not None:
+            gates[(r.stage, r.subject, r.metric)] = r.passed
+    failed = sorted(f"{s}:{subj}:{m}" for (s, subj, m), ok in gates.items() if not ok)
+    print(f"\ngates: {len(gates) - len(failed)} passed, {len(failed)} failed" + (f" ({', '.join(failed)})" if failed else ""))
+    for path in (run_dir / "report.md", run_dir / "acceptance.html", Path("outputs/visual_eval") / cfg["run"] / "index.html"):
+        print(f"  {path}{'' if path.exists() else '  (missing)'}")
+    return 0

@@ -1,0 +1,169 @@
+"""Run the stages in order; skip a stage whose command, inputs and outputs are unchanged since it last ran.
+
+The run state lives in ``reports/<run>/pipeline_state.json`` (written atomically after every stage): per
+stage the command, the sha256 of its inputs and of its outputs, its exit code and how long it took. A stage
+is skipped when its command and input hash equal the recorded ones and its outputs still hash to what it
+left behind; anything else (an edited config, a deleted checkpoint, a new teacher) re-runs it, and because
+its outputs then change, every stage that reads them re-runs too.
+
+File hashes are memoised by (size, mtime_ns) in the state, so an unchanged 500 MB folder is not read again.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sam3m4.errors import Sam3m4Error
+from sam3m4.pipeline.stages import Stage
+
+STATE_FORMAT = "sam3m4-pipeline-state-v1"
+
+
+class StageFailed(Sam3m4Error):
+    """A stage that must succeed exited non-zero; the message names it and its command."""
+
+
+@dataclass
+class Outcome:
+    """What happened to one stage in this invocation."""
+
+    name: str
+    status: str
+    """``ran``, ``skipped`` (unchanged), ``failed (allowed)``."""
+    seconds: float
+    rc: int | None = None
+
+
+class Hasher:
+    """sha256 of files, folders (sorted relative paths + file hashes, symlinks not followed) and globs."""
+
+    def __init__(self, memo: dict | None = None):
+        self.memo = memo if memo is not None else {}  # path -> [size, mtime_ns, sha256]
+
+    def file(self, path: Path) -> str:
+        st = path.stat()
+        key = str(path)
+        hit = self.memo.get(key)
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return hit[2]
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        self.memo[key] = [st.st_size, st.st_mtime_ns, h.hexdigest()]
+        return h.hexdigest()
+
+    def paths(self, specs: list[str]) -> str:
+        """One digest over ``specs`` (a missing path counts as 'missing', so creating it changes the hash)."""
+        h = hashlib.sha256()
+        for spec in specs:
+            matches = sorted(glob.glob(spec)) if glob.has_magic(spec) else [spec]
+            h.update(f"{spec}\0{len(matches)}\0".encode())
+            for m in matches:
+                p = Path(m)
+                if p.is_symlink() or p.is_file():
+                    h.update(f"{m}\0{self.file(p) if p.is_file() else os.readlink(p)}\0".encode())
+                elif p.is_dir():
+                    for root, dirs, files in os.walk(p):  # os.walk does not follow symlinked folders
+                        dirs.sort()
+                        for name in sorted(files):
+                            f = Path(root) / name
+                            if name.endswith((".lock", ".tmp")) or name.startswith("."):
+                                continue  # lock files and interrupted writes are not content
+                            h.update(f"{f}\0{self.file(f) if f.is_file() else 'link'}\0".encode())
+                else:
+                    h.update(f"{m}\0missing\0".encode())
+        return h.hexdigest()
+
+    def exist(self, specs: list[str]) -> bool:
+        return all(glob.glob(s) if glob.has_magic(s) else Path(s).exists() for s in specs)
+
+
+def load_state(path: Path) -> dict:
+    """The run state, or an empty one (a corrupt file is ignored with a one-line warning: stages re-run)."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        if state.get("format") == STATE_FORMAT:
+            return state
+        print(f"[pipeline] {path}: format: not {STATE_FORMAT}; running every stage")
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as err:
+        print(f"[pipeline] {path}: unreadable ({err}); running every stage")
+    return {"format": STATE_FORMAT, "stages": {}, "hashes": {}}
+
+
+def save_state(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
+
+
+def run_stages(stages: list[Stage], state_path: Path, *, force: bool = False, log_dir: Path | None = None,
+               after: dict | None = None) -> list[Outcome]:
+    """Run ``stages`` in order with one progress line each; returns what happened to each.
+
+    ``after``: {stage name: callable()} run in-process right before that stage (the manifest writer).
+    A stage that must succeed and fails raises :class:`StageFailed` (its state is not saved, so the next
+    invocation redoes it); ``log_dir`` gets ``<stage>.log`` with each stage's output when given, else the
+    output streams to the terminal.
+    """
+    state = load_state(state_path)
+    hasher = Hasher(state.setdefault("hashes", {}))
+    outcomes, t_start = [], time.perf_counter()
+    for i, stage in enumerate(stages, start=1):
+        if after and stage.name in after:
+            after[stage.name]()
+        head = f"[pipeline {i:2d}/{len(stages)}] {stage.name:<24}"
+        t0 = time.perf_counter()
+        previous = state["stages"].get(stage.name)
+        inputs = hasher.paths(stage.inputs)
+        unchanged = (not force and not stage.always and previous is not None and previous["argv"] == stage.argv[1:]
+                     and previous["inputs"] == inputs and hasher.exist(stage.outputs)
+                     and previous["outputs"] == hasher.paths(stage.outputs))
+        if unchanged:
+            outcomes.append(Outcome(stage.name, "skipped", 0.0, previous.get("rc")))
+            print(f"{head} skipped (inputs, command and outputs unchanged; ran {previous['finished']})", flush=True)
+            continue
+        print(f"{head} running: {' '.join(['python', *stage.argv[1:]])}", flush=True)
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            with (log_dir / f"{stage.name}.log").open("w", encoding="utf-8") as log:
+                rc = subprocess.call(stage.argv, stdout=log, stderr=subprocess.STDOUT)
+        else:
+            rc = subprocess.call(stage.argv)
+        seconds = time.perf_counter() - t0
+        if rc != 0 and not stage.allow_fail:
+            where = f"; its output: {log_dir / (stage.name + '.log')}" if log_dir is not None else ""
+            raise StageFailed(f"stage {stage.name} failed (exit {rc}) after {_clock(seconds)}: "
+                              f"{' '.join(stage.argv[1:])}{where}")
+        status = "ran" if rc == 0 else "failed (allowed)"
+        state["stages"][stage.name] = {"argv": stage.argv[1:], "inputs": hasher.paths(stage.inputs),
+                                       "outputs": hasher.paths(stage.outputs), "rc": rc, "seconds": round(seconds, 1),
+                                       "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        save_state(state_path, state)
+        outcomes.append(Outcome(stage.name, status, seconds, rc))
+        print(f"{head} {status} in {_clock(seconds)} (exit {rc}; pipeline {_clock(time.perf_counter() - t_start)})",
+              flush=True)
+    return outcomes
+
+
+def format_outcomes(outcomes: list[Outcome]) -> str:
+    """A small table: stage, status, seconds."""
+    width = max(len(o.name) for o in outcomes)
+    lines = [f"{'stage'.ljust(width)}  status            time", f"{'-' * width}  ----------------  --------"]
+    lines += [f"{o.name.ljust(width)}  {o.status:<16}  {_clock(o.seconds):>8}" for o in outcomes]
+    lines.append(f"{'total'.ljust(width)}  {'':16}  {_clock(sum(o.seconds for o in outcomes)):>8}")
+    return "\n".join(lines)

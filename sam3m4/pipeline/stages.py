@@ -1,0 +1,160 @@
+"""Pipeline config (flat YAML) -> the ordered list of :class:`Stage` s.
+
+    from sam3m4.pipeline.stages import load_config, build_stages
+    cfg = load_config("configs/demo.yaml", ["run=mine"])
+    for s in build_stages(cfg): print(s.name, s.argv)
+
+Every stage is a command another person could paste into a shell (``python -m sam3m4 ...`` or
+``python -m pytest ...``) plus the files it reads and writes. The runner hashes both, so the list below is
+also the pipeline's dependency record. Paths are relative to the project root (the working directory).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from sam3m4.errors import ConfigError
+
+DEFAULTS = {
+    "run": "demo", "device": "auto",
+    "data_root": "data/synth", "video_data_root": "data/synth", "synth_images": 600, "synth_videos": 24, "seed": 0,
+    "teacher": "checkpoints/teacher/sam3-tiny-synth", "teacher_bootstrap": "configs/teacher_bootstrap.yaml",
+    "video_teacher": "checkpoints/teacher/sam3-tiny-synth-video", "video_teacher_build": True,
+    "phase1_config": "configs/distill_phase1.yaml", "phase2_config": "configs/distill_phase2.yaml",
+    "video_steps": 600, "quant_num_val": 200, "qat": "always",
+    "exports": ["xnnpack:int8_int4", "coreml:int4", "qnn:int8_int4"],
+    "visual_manifest": "configs/visual_eval/image_manifest_phase2.txt",
+    "visual_prompts": "configs/visual_eval/prompts_core.txt", "visual_auto_checklist": True,
+    "stage3_num_val": 300, "acceptance": ["acceptance/test_stage3.py", "acceptance/test_stage3_video.py",
+                                          "acceptance/test_stage4.py", "acceptance/test_stage5.py"],
+    "prune_keep_last": 2, "prune_apply": True,
+}
+PHASE2_BEST = "checkpoints/distillation/phase2_best.pt"
+VIDEO_DIR = "checkpoints/video_distillation"
+QUANTIZED = "checkpoints/quantized"
+EXPORT_DIR = "outputs/export"
+
+
+@dataclass
+class Stage:
+    """One step of the pipeline."""
+
+    name: str
+    """Short id, shown in the progress line and used as the key of the run state."""
+    argv: list[str]
+    """The command (``argv[0]`` is this Python); run from the project root."""
+    inputs: list[str] = field(default_factory=list)
+    """Files / folders / globs it reads (hashed: a change re-runs the stage and everything it feeds)."""
+    outputs: list[str] = field(default_factory=list)
+    """Files / folders / globs it writes (hashed: a missing or edited output re-runs the stage)."""
+    allow_fail: bool = False
+    """True: a non-zero exit is reported and the pipeline goes on (QNN without its SDK, failing gates)."""
+    always: bool = False
+    """True: run every time (cheap bookkeeping: storage prune, report)."""
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
+    """Read a pipeline config; unknown keys and bad ``key=value`` overrides are errors naming the key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot read pipeline config: {str(err).splitlines()[0]}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of key: value")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        raw[key] = yaml.safe_load(value)
+    cfg = dict(DEFAULTS)
+    for key, value in raw.items():
+        if key not in DEFAULTS:
+            raise ConfigError(f"{path}: {key}: unknown key (allowed: {', '.join(DEFAULTS)})")
+        want = type(DEFAULTS[key])
+        if want is int and (isinstance(value, bool) or not isinstance(value, int)) or \
+                want in (bool, list, str) and not isinstance(value, want):
+            raise ConfigError(f"{path}: {key}: expected {want.__name__}, got {value!r}")
+        cfg[key] = value
+    for case in cfg["exports"]:
+        if case.count(":") != 1:
+            raise ConfigError(f"{path}: exports: {case!r} is not backend:mode")
+    return cfg
+
+
+def _sam3m4(*args) -> list[str]:
+    return [sys.executable, "-m", "sam3m4", *map(str, args)]
+
+
+def _phase_best(config: str, phase: int) -> str:
+    """``<ckpt_dir>/phase{P}_best.pt`` of a distillation config (its ``checkpoint_dir``, default checkpoints/distillation)."""
+    raw = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+    return f"{raw.get('checkpoint_dir', 'checkpoints/distillation')}/phase{phase}_best.pt"
+
+
+def build_stages(cfg: dict) -> list[Stage]:
+    """The ordered stages for ``cfg``: data -> teacher -> Phase 1/2 -> video -> quantize -> export -> visual QA
+    -> acceptance -> storage prune -> report (the manifest is written by the runner before the prune)."""
+    run, data, vdata, teacher = cfg["run"], cfg["data_root"], cfg["video_data_root"], cfg["teacher"]
+    data_in = [f"{data}/saco_image"]
+    stages = []
+    if cfg["synth_images"] > 0:
+        stages.append(Stage("data", _sam3m4("data", "synth", "--out", data, "--images", cfg["synth_images"],
+                                            "--videos", cfg["synth_videos"], "--seed", cfg["seed"]),
+                            outputs=[f"{data}/saco_image", f"{data}/saco_video", f"{data}/manifest.json"]))
+    stages.append(Stage("data-check", _sam3m4("eval", "--model", "gt", "--data", data, "--split", "val", "--run", run),
+                        inputs=data_in + [f"{vdata}/saco_video"]))
+    teacher_in = [teacher] if Path(teacher).exists() or cfg["teacher_bootstrap"] else []
+    if cfg["teacher_bootstrap"]:
+        stages.append(Stage("teacher", _sam3m4("teacher", "bootstrap", "--config", cfg["teacher_bootstrap"],
+                                               f"data_root={data}", f"out_dir={teacher}"),
+                            inputs=data_in + [cfg["teacher_bootstrap"]], outputs=[teacher]))
+    phase1, phase2 = _phase_best(cfg["phase1_config"], 1), _phase_best(cfg["phase2_config"], 2)
+    for phase, config, best, prev in ((1, cfg["phase1_config"], phase1, []), (2, cfg["phase2_config"], phase2, [phase1])):
+        stages.append(Stage(f"phase{phase}", _sam3m4("distill", f"phase{phase}", "--config", config, "--device",
+                                                     cfg["device"], f"data_root={data}", f"teacher={teacher}"),
+                            inputs=data_in + teacher_in + [config] + prev, outputs=[best]))
+    vteacher = cfg["video_teacher"]
+    if cfg["video_teacher_build"]:
+        stages.append(Stage("video-teacher", _sam3m4("teacher", "video", "--image-teacher", teacher, "--out", vteacher,
+                                                     "--data", vdata),
+                            inputs=teacher_in + [f"{vdata}/saco_video"], outputs=[vteacher]))
+    video_ckpt = f"{VIDEO_DIR}/video_epoch2.pt"
+    vteacher_in = [vteacher] if cfg["video_teacher_build"] or Path(vteacher).exists() else []
+    stages.append(Stage("video", _sam3m4("distill", "video", "--ckpt", phase2, "--teacher", vteacher, "--data", vdata,
+                                         "--steps", cfg["video_steps"], "--epochs", 2, "--run", run),
+                        inputs=[phase2, f"{vdata}/saco_video"] + vteacher_in, outputs=[video_ckpt]))
+    stages.append(Stage("quantize", _sam3m4("quantize", "--mode", "compare", "--ckpt", video_ckpt, "--data", data,
+                                            "--num-val", cfg["quant_num_val"], "--qat", cfg["qat"], "--out", QUANTIZED,
+                                            "--run", run),
+                        inputs=[video_ckpt] + data_in, outputs=[QUANTIZED]))
+    for case in cfg["exports"]:
+        backend, mode = case.split(":")
+        stages.append(Stage(f"export-{backend}-{mode}", _sam3m4("export", "--backend", backend, "--mode", mode,
+                                                                "--quantized", QUANTIZED, "--out", EXPORT_DIR,
+                                                                "--run", run),
+                            inputs=[f"{QUANTIZED}/{mode}"], outputs=[f"{EXPORT_DIR}/*_{backend}_{mode}*.pte"],
+                            allow_fail=True))
+    visual = _sam3m4("visual-eval", "--manifest", cfg["visual_manifest"], "--prompts", cfg["visual_prompts"],
+                     "--teacher", teacher, "--student", phase2, "--run", run, "--threads", 1)
+    stages.append(Stage("visual-qa", visual + (["--auto-checklist"] if cfg["visual_auto_checklist"] else []),
+                        inputs=teacher_in + [phase2, cfg["visual_manifest"], cfg["visual_prompts"]],
+                        outputs=[f"outputs/visual_eval/{run}/index.html"]))
+    html = f"reports/{run}/acceptance.html"
+    pytest = [sys.executable, "-m", "pytest", *cfg["acceptance"], "-o", "addopts=", "-p", "no:cacheprovider", "-q",
+              "--run", run, "--stage3-teacher", teacher, "--stage3-student", phase2, "--stage3-data", data,
+              "--stage3-num-val", str(cfg["stage3_num_val"]), "--stage4-dir", QUANTIZED, "--stage4-data", data,
+              "--stage5-quantized", QUANTIZED, f"--html={html}", "--self-contained-html"]
+    stages.append(Stage("acceptance", pytest, allow_fail=True, outputs=[html],
+                        inputs=teacher_in + [phase2, video_ckpt, QUANTIZED, f"{EXPORT_DIR}/*.pte", "acceptance",
+                                             "conftest.py"]))
+    prune = _sam3m4("prune", "--keep-last", cfg["prune_keep_last"], "--run", run)
+    stages.append(Stage("prune-dry-run", prune, always=True))
+    if cfg["prune_apply"]:
+        stages.append(Stage("prune-apply", prune + ["--apply"], always=True))
+    stages.append(Stage("report", _sam3m4("report", "--run", run), always=True))
+    return stages

@@ -1,0 +1,113 @@
+"""The run lock: one training-type command at a time per project tree, and ``sam3m4 prune`` stays out of its way.
+
+A command that writes checkpoints, caches or visualisations holds a :class:`filelock.FileLock` on
+``<root>/checkpoints/.run.lock`` for its whole run and describes itself (pid, command, host, start time) in
+``<root>/checkpoints/.run.lock.json``, removed on exit. The lock is an OS ``flock``: it is released when the
+process dies, so a crashed run never leaves a stale lock behind (a stale ``.json`` is ignored).
+
+    with run_lock(".", name="distill phase2"):
+        train(...)
+    lock_holder(".")   # {"pid": 4242, "command": "sam3m4 distill phase2 ...", ...} while held, else None
+
+Nested holders do not deadlock: a process started under a held lock (``sam3m4 pipeline`` running
+``sam3m4 distill ...`` as a child) inherits ``SAM3M4_RUN_LOCK`` and its ``run_lock`` is a no-op, and so is
+``run_lock`` on DDP ranks other than 0 (``RANK`` set by torchrun), whose rank 0 holds it for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from filelock import FileLock, Timeout
+
+from sam3m4.errors import Sam3m4Error
+
+LOCK_FILE = "checkpoints/.run.lock"
+INFO_FILE = "checkpoints/.run.lock.json"
+ENV = "SAM3M4_RUN_LOCK"  # set to the held lock's absolute path for child processes
+
+
+class RunLockedError(Sam3m4Error):
+    """Another process holds the run lock; the message names it."""
+
+
+def lock_path(root: str | os.PathLike = ".") -> Path:
+    return Path(root) / LOCK_FILE
+
+
+def describe(info: dict | None, path: Path) -> str:
+    """One line naming a holder: ``pid 4242 (sam3m4 distill phase2 ...) since 2025-01-01T10:00:00+00:00``."""
+    if not info:
+        return f"{path} is held by another process (no holder info in {path.name}.json)"
+    return (f"{path} is held by pid {info.get('pid', '?')} on {info.get('host', '?')} "
+            f"({info.get('command') or info.get('name') or '?'}) since {info.get('started', '?')}")
+
+
+def _read_info(root: str | os.PathLike) -> dict | None:
+    try:
+        return json.loads((Path(root) / INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def lock_holder(root: str | os.PathLike = ".") -> dict | None:
+    """The holder's info (pid, name, command, host, started) while a live process holds the run lock, else None.
+
+    Tries to take the lock with timeout 0 and releases it at once; a held lock whose ``.json`` is missing or
+    unreadable gives ``{"pid": None, ...}`` rather than None (held is what counts, the info is a courtesy).
+    """
+    path = lock_path(root)
+    if not path.exists():
+        return None
+    probe = FileLock(str(path), timeout=0)
+    try:
+        probe.acquire()
+    except Timeout:
+        return _read_info(root) or {"pid": None, "name": None, "command": None, "host": None, "started": None}
+    probe.release()
+    return None
+
+
+@contextlib.contextmanager
+def run_lock(root: str | os.PathLike = ".", name: str = "", timeout: float = 0) -> Iterator[dict | None]:
+    """Hold ``<root>/checkpoints/.run.lock`` for the ``with`` block; yields the holder info written.
+
+    ``timeout`` seconds to wait for a busy lock (0: fail at once, -1: wait forever); a busy lock raises
+    :class:`RunLockedError` naming the holder. No-op (yields None) on DDP ranks > 0 and in child processes of
+    a holder (``SAM3M4_RUN_LOCK``).
+    """
+    path = lock_path(root)
+    if os.environ.get("RANK", "0") not in ("", "0") or os.environ.get(ENV) == str(path.resolve()):
+        yield None
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), timeout=timeout)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunLockedError(f"cannot start {name or 'this command'}: {describe(_read_info(root), path)}") from None
+    info_path = Path(root) / INFO_FILE
+    previous = os.environ.get(ENV)
+    info = {"pid": os.getpid(), "name": name, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "host": socket.gethostname(), "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    try:
+        tmp = info_path.with_name(f".{info_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(info) + "\n", encoding="utf-8")
+        os.replace(tmp, info_path)
+        os.environ[ENV] = str(path.resolve())
+        yield info
+    finally:
+        if previous is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = previous
+        with contextlib.suppress(FileNotFoundError):
+            info_path.unlink()
+        lock.release()

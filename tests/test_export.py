@@ -194,3 +194,13 @@ def test_cli_exports_from_a_checkpoint_and_records_why_qnn_is_missing(tmp_path, 
     rec = ResultsStore("t").latest(stage="stage5", subject="qnn/int8_int4", metric="export_ok")
     assert rec.value is False and QNN_NOT_FOUND in rec.provenance
     assert not _qualcomm_imported()
+
+
+def test_only_backends_this_host_can_execute_are_timed(monkeypatch):
+    """XNNPACK runs anywhere; Core ML only on macOS (where the pip runtime has the backend); QNN never on a host."""
+    from sam3m4.export import cli
+
+    monkeypatch.setattr(cli.sys, "platform", "linux")
+    assert cli.runs_here("xnnpack") and not cli.runs_here("coreml") and not cli.runs_here("qnn")
+    monkeypatch.setattr(cli.sys, "platform", "darwin")
+    assert cli.runs_here("coreml") and not cli.runs_here("qnn")

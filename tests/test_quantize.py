@@ -119,6 +119,8 @@ def test_decision_picks_the_smallest_passing_mode_then_the_fastest():
     d = decide(rows, gate)
     assert d["criterion_met"] and d["passing"] == ["int8_int4", "qat_int4"] and d["failing"] == ["int4"]
     assert d["chosen_mode"] == "qat_int4"  # same size as int8_int4, faster
+    tie = [_row("fp16", 8.0, 0.60), _row("int4", 2.0, 0.595, ms=14.7), _row("qat_int4", 2.0, 0.596, ms=13.8)]
+    assert decide(tie, gate)["chosen_mode"] == "int4"  # within 10%: a timing tie goes to the mode listed first (PTQ)
     assert rows[1].miou_drop == pytest.approx(2.5) and rows[1].passed is False
     assert rows[1].compression == pytest.approx(4.0)
     assert "FAIL" in format_table(rows)

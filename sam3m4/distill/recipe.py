@@ -555,7 +555,10 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(prog="python -m sam3m4.distill.recipe", description=__doc__.split("\n")[0])
     add_arguments(ap, "configs/distill_phase2.yaml")
     try:
-        run_from_args(ap.parse_args())
+        from sam3m4.runlock import run_lock
+
+        with run_lock(".", name="python -m sam3m4.distill.recipe " + " ".join(sys.argv[1:])):  # rank 0 holds it
+            run_from_args(ap.parse_args())
     except Sam3m4Error as err:
         print(f"sam3m4: error: {str(err).splitlines()[0]}", file=sys.stderr)
         sys.exit(2)

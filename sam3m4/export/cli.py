@@ -10,13 +10,14 @@ gives the ``track`` method) and writes ``<out>/<name>_<backend>_<mode>.pte``. Re
 subject ``<backend>/<mode>``): ``export_ok``, ``pte_mb``, ``npu_percent`` (Core ML / QNN; XNNPACK:
 ``cpu_delegation_percent``) with the non-delegated ops in the note; for XNNPACK, which runs here, also the
 numerics against eager (``mask_iou``, ``max_abs_error``) and the host latency (``host_image_latency_ms`` p50,
-``host_video_fps``). On-device latency and FPS come from ``sam3m4 device import``; a backend that cannot run
+``host_video_fps``); the same for Core ML when it runs on a Mac (untested here: Linux hosts). On-device latency and FPS come from ``sam3m4 device import``; a backend that cannot run
 here gets a "not measured" record with the reason. An export that fails exits 1 after recording where it failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 BACKENDS = ("coreml", "qnn", "xnnpack")
@@ -68,22 +69,28 @@ def run(args: argparse.Namespace) -> int:
     cover = {m: f"{100 * d.coverage:.1f}%" for m, d in result.delegation.items()}
     print(f"{result.path}: {result.size_bytes / 1e6:.2f} MB, methods {', '.join(result.methods)} "
           f"({result.layout}), delegated {cover}, {result.seconds:.0f} s")
-    if args.backend == "xnnpack":
+    if args.backend == "coreml":
+        record_ane_share(result, store, subject)
+    if runs_here(args.backend):  # XNNPACK anywhere; Core ML on a Mac (the pip runtime there has the backend)
         measure_on_host(result, student, tracker, store, subject, args.runs)
-    else:
-        if args.backend == "coreml":
-            record_ane_share(result, store, subject)
+    if args.backend != "xnnpack":
         why = ("Core ML executes only on macOS/iOS" if args.backend == "coreml" else
                "QNN HTP executes only on a Snapdragon device")
         for metric in ("image_latency_ms", "video_fps"):
             store.record(stage="stage5", subject=subject, metric=metric, value=None,
-                         note=f"not measured here: {why}; run the ExecuTorch benchmark app on a device and "
-                              f"`sam3m4 device import`", artifact=result.path)
+                         note=f"not measured on a phone here: {why}; run the ExecuTorch benchmark app on a device "
+                              f"and `sam3m4 device import`", artifact=result.path)
     return 0
 
 
+def runs_here(backend: str) -> bool:
+    """True where this host can execute the backend's .pte: XNNPACK always, Core ML on macOS (UNTESTED here:
+    this project's hosts are Linux; on a Mac the ExecuTorch pip runtime includes the Core ML backend)."""
+    return backend == "xnnpack" or (backend == "coreml" and sys.platform == "darwin")
+
+
 def measure_on_host(result, student, tracker, store, subject: str, runs: int) -> None:
-    """Numerics of the ``.pte`` against eager, and host latency, for a backend that runs here (XNNPACK)."""
+    """Numerics of the ``.pte`` against eager, and host latency, for a backend that runs here (:func:`runs_here`)."""
     from sam3m4.export.runtime import benchmark_pte, check_pte
 
     checks = check_pte(result.path, student, tracker=tracker)
@@ -99,14 +106,14 @@ def measure_on_host(result, student, tracker, store, subject: str, runs: int) ->
                      artifact=result.path)
     image = benchmark_pte(result.path, "forward", student, tracker=tracker, runs=runs, threads=1)
     store.record(stage="stage5", subject=subject, metric="host_image_latency_ms", value=image["p50_ms"], unit="ms",
-                 provenance=f"{image['provenance']}; forward (image, cached prompt), 10 warm-up then p50 of {runs} "
+                 provenance=f"{result.backend} .pte on {image['provenance']}; forward (image, cached prompt), 10 warm-up then p50 of {runs} "
                             f"(p90 {image['p90_ms']:.2f}, trimmed mean {image['trimmed_mean_ms']:.2f})",
                  artifact=result.path)
-    line = f"host XNNPACK: forward p50 {image['p50_ms']:.2f} ms"
+    line = f"host {result.backend}: forward p50 {image['p50_ms']:.2f} ms"
     if tracker is not None:
         track = benchmark_pte(result.path, "track", student, tracker=tracker, runs=runs, threads=1)
         store.record(stage="stage5", subject=subject, metric="host_video_fps", value=track["fps"], unit="fps",
-                     provenance=f"{track['provenance']}; track step fed its own state, 10 warm-up then 1000 / p50 "
+                     provenance=f"{result.backend} .pte on {track['provenance']}; track step fed its own state, 10 warm-up then 1000 / p50 "
                                 f"of {runs} ({track['p50_ms']:.2f} ms)", artifact=result.path)
         line += f", track {track['fps']:.1f} FPS"
     print(line + "; " + ", ".join(f"{m} mask IoU {c.mask_iou if c.mask_iou is None else round(c.mask_iou, 3)}"

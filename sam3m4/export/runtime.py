@@ -97,9 +97,9 @@ def check_pte(path: str | Path, model, *, tracker=None, methods=None, seed: int 
 
 
 def host_provenance(threads: int | None = None) -> str:
-    """``host CPU 2-core (x86_64), ExecuTorch 1.5.1 runtime, threadpool 1``: what a host latency means."""
-    return (f"host CPU {os.cpu_count()}-core ({platform.machine()}), ExecuTorch {metadata.version('executorch')} "
-            f"runtime (pip wheel, XNNPACK), threadpool {threads if threads is not None else 'default'}")
+    """``host 2-core x86_64 Linux, ExecuTorch 1.5.1 runtime (pip wheel), threadpool 1``: what a host latency means."""
+    return (f"host {os.cpu_count()}-core {platform.machine()} {platform.system()}, ExecuTorch "
+            f"{metadata.version('executorch')} runtime (pip wheel), threadpool {threads if threads is not None else 'default'}")
 
 
 @torch.no_grad()

@@ -49,8 +49,11 @@ def run(args: argparse.Namespace) -> int:
     for r in ResultsStore(cfg["run"]).records():
         if r.passed is not None:
             gates[(r.stage, r.subject, r.metric)] = r.passed
-    failed = sorted(f"{s}:{subj}:{m}" for (s, subj, m), ok in gates.items() if not ok)
-    print(f"\ngates: {len(gates) - len(failed)} passed, {len(failed)} failed" + (f" ({', '.join(failed)})" if failed else ""))
+    failed = sorted(f"{s}:{subj}:{m}" for (s, subj, m), ok in gates.items() if not ok and not subj.startswith("planted/"))
+    planted = sorted(f"{s}:{subj}:{m}" for (s, subj, m), ok in gates.items() if subj.startswith("planted/"))
+    print(f"\ngates: {len(gates) - len(failed) - len(planted)} passed, {len(failed)} failed"
+          + (f" ({', '.join(failed)})" if failed else "")
+          + (f"; planted bad models, which must fail: {', '.join(planted)}" if planted else ""))
     for path in (run_dir / "report.md", run_dir / "acceptance.html", Path("outputs/visual_eval") / cfg["run"] / "index.html"):
         print(f"  {path}{'' if path.exists() else '  (missing)'}")
     return 0

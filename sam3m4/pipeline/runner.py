@@ -130,27 +130,23 @@ def run_stages(stages: list[Stage], state_path: Path, *, force: bool = False, lo
         t0 = time.perf_counter()
         previous = state["stages"].get(stage.name)
         inputs = hasher.paths(stage.inputs)
-        unchanged = (not force and not stage.always and previous is not None and previous["argv"] == stage.argv[1:]
+        argv = [c[1:] for c in stage.commands()]  # without the interpreter path: a new venv is not a change
+        unchanged = (not force and not stage.always and previous is not None and previous["argv"] == argv
                      and previous["inputs"] == inputs and hasher.exist(stage.outputs)
                      and previous["outputs"] == hasher.paths(stage.outputs))
         if unchanged:
             outcomes.append(Outcome(stage.name, "skipped", 0.0, previous.get("rc")))
             print(f"{head} skipped (inputs, command and outputs unchanged; ran {previous['finished']})", flush=True)
             continue
-        print(f"{head} running: {' '.join(['python', *stage.argv[1:]])}", flush=True)
-        if log_dir is not None:
-            log_dir.mkdir(parents=True, exist_ok=True)
-            with (log_dir / f"{stage.name}.log").open("w", encoding="utf-8") as log:
-                rc = subprocess.call(stage.argv, stdout=log, stderr=subprocess.STDOUT)
-        else:
-            rc = subprocess.call(stage.argv)
+        shown = " && ".join(" ".join(["python", *c]) for c in argv)
+        print(f"{head} running: {shown}", flush=True)
+        rc = _call(stage, log_dir)
         seconds = time.perf_counter() - t0
         if rc != 0 and not stage.allow_fail:
             where = f"; its output: {log_dir / (stage.name + '.log')}" if log_dir is not None else ""
-            raise StageFailed(f"stage {stage.name} failed (exit {rc}) after {_clock(seconds)}: "
-                              f"{' '.join(stage.argv[1:])}{where}")
+            raise StageFailed(f"stage {stage.name} failed (exit {rc}) after {_clock(seconds)}: {shown}{where}")
         status = "ran" if rc == 0 else "failed (allowed)"
-        state["stages"][stage.name] = {"argv": stage.argv[1:], "inputs": hasher.paths(stage.inputs),
+        state["stages"][stage.name] = {"argv": argv, "inputs": hasher.paths(stage.inputs),
                                        "outputs": hasher.paths(stage.outputs), "rc": rc, "seconds": round(seconds, 1),
                                        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         save_state(state_path, state)
@@ -158,6 +154,23 @@ def run_stages(stages: list[Stage], state_path: Path, *, force: bool = False, lo
         print(f"{head} {status} in {_clock(seconds)} (exit {rc}; pipeline {_clock(time.perf_counter() - t_start)})",
               flush=True)
     return outcomes
+
+
+def _call(stage: Stage, log_dir: Path | None) -> int:
+    """Run the stage's commands in order until one fails; its exit code (0 when all succeed)."""
+    log = None
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log = (log_dir / f"{stage.name}.log").open("w", encoding="utf-8")
+    try:
+        for command in stage.commands():
+            rc = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT if log else None)
+            if rc != 0:
+                return rc
+        return 0
+    finally:
+        if log is not None:
+            log.close()
 
 
 def format_outcomes(outcomes: list[Outcome]) -> str:

@@ -37,6 +37,7 @@ PHASE2_BEST = "checkpoints/distillation/phase2_best.pt"
 VIDEO_DIR = "checkpoints/video_distillation"
 QUANTIZED = "checkpoints/quantized"
 EXPORT_DIR = "outputs/export"
+PRUNE_ROOTS = ("checkpoints/distillation", "checkpoints/video_distillation", "logs/distillation/vis")
 
 
 @dataclass
@@ -53,8 +54,13 @@ class Stage:
     """Files / folders / globs it writes (hashed: a missing or edited output re-runs the stage)."""
     allow_fail: bool = False
     """True: a non-zero exit is reported and the pipeline goes on (QNN without its SDK, failing gates)."""
+    then: list[list[str]] = field(default_factory=list)
+    """Commands run after ``argv`` succeeded, as part of the same stage (``prune --apply`` after its dry run)."""
     always: bool = False
-    """True: run every time (cheap bookkeeping: storage prune, report)."""
+    """True: run every time (cheap bookkeeping: the report)."""
+
+    def commands(self) -> list[list[str]]:
+        return [self.argv, *self.then]
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
@@ -98,7 +104,8 @@ def _phase_best(config: str, phase: int) -> str:
 
 def build_stages(cfg: dict) -> list[Stage]:
     """The ordered stages for ``cfg``: data -> teacher -> Phase 1/2 -> video -> quantize -> export -> visual QA
-    -> acceptance -> storage prune -> report (the manifest is written by the runner before the prune)."""
+    -> acceptance -> storage prune (dry run, then ``--apply`` of exactly that) -> report (the manifest is written
+    by the runner before the prune)."""
     run, data, vdata, teacher = cfg["run"], cfg["data_root"], cfg["video_data_root"], cfg["teacher"]
     data_in = [f"{data}/saco_image"]
     stages = []
@@ -153,8 +160,7 @@ def build_stages(cfg: dict) -> list[Stage]:
                         inputs=teacher_in + [phase2, video_ckpt, QUANTIZED, f"{EXPORT_DIR}/*.pte", "acceptance",
                                              "conftest.py"]))
     prune = _sam3m4("prune", "--keep-last", cfg["prune_keep_last"], "--run", run)
-    stages.append(Stage("prune-dry-run", prune, always=True))
-    if cfg["prune_apply"]:
-        stages.append(Stage("prune-apply", prune + ["--apply"], always=True))
+    stages.append(Stage("prune", prune, then=[prune + ["--apply"]] if cfg["prune_apply"] else [],
+                        inputs=list(PRUNE_ROOTS)))  # unchanged since the last prune: skipped, section 7 kept
     stages.append(Stage("report", _sam3m4("report", "--run", run), always=True))
     return stages

@@ -234,6 +234,9 @@ class _Report:
         rec = None
         if metric in ("image_latency_ms", "video_fps"):
             rec = self.find_backend(backend, platform, metric)
+            host = self.find_backend(backend, None, "host_" + metric)  # Core ML run on a Mac: better than nothing
+            if (rec is None or rec.value is None) and host is not None and host.value is not None:
+                rec = host
         if metric == "npu_percent":  # Core ML on a Mac: MLComputePlan's ANE share beats the AOT op count
             ane = self.find_backend(backend, None, "ane_percent")
             rec = ane if ane is not None and ane.value is not None else None

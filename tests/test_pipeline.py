@@ -1,0 +1,135 @@
+"""``sam3m4 pipeline``: config checks, the stage list, resume-by-hash, failures, the run manifest."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from sam3m4.errors import ConfigError
+from sam3m4.pipeline.runner import StageFailed, run_stages
+from sam3m4.pipeline.stages import Stage, build_stages, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_configs_load_and_give_the_documented_order(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    demo = [s.name for s in build_stages(load_config("configs/demo.yaml"))]
+    assert demo[:8] == ["data", "data-check", "teacher", "phase1", "phase2", "video-teacher", "video", "quantize"]
+    assert demo[-4:] == ["visual-qa", "acceptance", "prune", "report"]
+    prune = build_stages(load_config("configs/demo.yaml"))[-2]
+    assert prune.then == [prune.argv + ["--apply"]]  # the dry run, then --apply of exactly what it listed
+    assert {"export-xnnpack-int8_int4", "export-coreml-int4", "export-qnn-int8_int4"} <= set(demo)
+    real = load_config("configs/m4pro.yaml")
+    names = [s.name for s in build_stages(real)]
+    assert "data" not in names and "teacher" not in names and "video-teacher" not in names  # real SAM 3, real data
+    assert next(s for s in build_stages(real) if s.name == "prune").then == [] and real["device"] == "mps"
+    phase1 = next(s for s in build_stages(real) if s.name == "phase1")
+    assert "teacher=facebook/sam3" in phase1.argv and "mps" in phase1.argv
+
+
+def test_config_errors_name_the_file_and_key(tmp_path):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("run: x\nvideo_stpes: 3\n")
+    with pytest.raises(ConfigError, match=r"p\.yaml: video_stpes: unknown key"):
+        load_config(bad)
+    bad.write_text("video_steps: many\n")
+    with pytest.raises(ConfigError, match=r"video_steps: expected int"):
+        load_config(bad)
+    bad.write_text("exports: [xnnpack]\n")
+    with pytest.raises(ConfigError, match=r"exports: 'xnnpack' is not backend:mode"):
+        load_config(bad)
+    good = tmp_path / "g.yaml"
+    good.write_text("run: x\n")
+    assert load_config(good, ["video_steps=7", "run=y"])["video_steps"] == 7
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(good, ["video_steps"])
+
+
+def _writer(out: Path, src: Path | None = None, tag: str = "") -> list[str]:
+    """A stage command: write ``out`` from ``src``'s text (+ tag) and append a line to ran.txt."""
+    code = (f"import pathlib; src = {str(src)!r}; t = pathlib.Path(src).read_text() if src != 'None' else ''; "
+            f"pathlib.Path({str(out)!r}).write_text(t + {tag!r}); "
+            f"open({str(out.parent / 'ran.txt')!r}, 'a').write({out.name!r} + '\\n')")
+    return [sys.executable, "-c", code]
+
+
+def _chain(tmp_path: Path) -> list[Stage]:
+    a, b, c = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "config.txt"
+    return [Stage("make-a", _writer(a, c, "A"), inputs=[str(c)], outputs=[str(a)]),
+            Stage("make-b", _writer(b, a, "B"), inputs=[str(a)], outputs=[str(b)])]
+
+
+def _ran(tmp_path: Path) -> list[str]:
+    log = tmp_path / "ran.txt"
+    lines = log.read_text().split() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return lines
+
+
+def test_rerun_skips_unchanged_stages_and_redoes_what_a_change_feeds(tmp_path, capsys):
+    (tmp_path / "config.txt").write_text("v1")
+    state = tmp_path / "state.json"
+    assert [o.status for o in run_stages(_chain(tmp_path), state)] == ["ran", "ran"]
+    assert _ran(tmp_path) == ["a.txt", "b.txt"] and (tmp_path / "b.txt").read_text() == "v1AB"
+    assert [o.status for o in run_stages(_chain(tmp_path), state)] == ["skipped", "skipped"]
+    assert _ran(tmp_path) == [] and "skipped (inputs, command and outputs unchanged" in capsys.readouterr().out
+    (tmp_path / "config.txt").write_text("v2")  # an input changed: the stage and everything downstream re-run
+    run_stages(_chain(tmp_path), state)
+    assert _ran(tmp_path) == ["a.txt", "b.txt"] and (tmp_path / "b.txt").read_text() == "v2AB"
+    (tmp_path / "b.txt").write_text("edited by hand")  # an output changed: only that stage re-runs
+    run_stages(_chain(tmp_path), state)
+    assert _ran(tmp_path) == ["b.txt"]
+    (tmp_path / "b.txt").unlink()  # a missing output too
+    run_stages(_chain(tmp_path), state)
+    assert _ran(tmp_path) == ["b.txt"]
+    stages = _chain(tmp_path)
+    stages[1].argv = _writer(tmp_path / "b.txt", tmp_path / "a.txt", "C")  # a changed command
+    run_stages(stages, state)
+    assert _ran(tmp_path) == ["b.txt"] and (tmp_path / "b.txt").read_text() == "v2AC"
+    run_stages(_chain(tmp_path), state, force=True)
+    assert _ran(tmp_path) == ["a.txt", "b.txt"]
+
+
+def test_a_failing_stage_stops_the_pipeline_and_is_redone_next_time(tmp_path):
+    (tmp_path / "config.txt").write_text("v1")
+    state = tmp_path / "state.json"
+    fail = Stage("broken", [sys.executable, "-c", "raise SystemExit(3)"])
+    with pytest.raises(StageFailed, match=r"stage broken failed \(exit 3\)"):
+        run_stages([*_chain(tmp_path), fail, Stage("after", _writer(tmp_path / "z.txt"))], state,
+                   log_dir=tmp_path / "logs")
+    assert _ran(tmp_path) == ["a.txt", "b.txt"] and not (tmp_path / "z.txt").exists()
+    assert "broken" not in json.loads(state.read_text())["stages"]
+    two = Stage("two", _writer(tmp_path / "x.txt"), then=[_writer(tmp_path / "y.txt")])
+    fails_first = Stage("first-fails", [sys.executable, "-c", "raise SystemExit(4)"], then=[_writer(tmp_path / "w.txt")])
+    run_stages([two], state)
+    assert _ran(tmp_path) == ["x.txt", "y.txt"]  # argv, then the `then` commands, as one stage
+    with pytest.raises(StageFailed, match="exit 4"):
+        run_stages([fails_first], state)
+    assert not (tmp_path / "w.txt").exists()
+    allowed = Stage("gates", [sys.executable, "-c", "raise SystemExit(1)"], allow_fail=True)
+    outcomes = run_stages([*_chain(tmp_path), allowed, Stage("after", _writer(tmp_path / "z.txt"))], state)
+    assert [o.status for o in outcomes] == ["skipped", "skipped", "failed (allowed)", "ran"]
+
+
+def test_manifest_lists_artifacts_with_sha256_and_fills_report_sections_1_and_6(tmp_path, monkeypatch):
+    from sam3m4.pipeline.artifacts import write_manifest
+    from sam3m4.report import render_report
+
+    monkeypatch.chdir(tmp_path)
+    for p, data in [("checkpoints/distillation/phase2_best.pt", b"p2"), ("outputs/export/m_xnnpack_int8_int4.pte", b"pte"),
+                    ("checkpoints/video_distillation/video_epoch2.pt", b"v"), ("checkpoints/quantized/int4/model.safetensors", b"q")]:
+        Path(p).parent.mkdir(parents=True, exist_ok=True)
+        Path(p).write_bytes(data)
+    cfg = load_config(ROOT / "configs" / "demo.yaml", ["run=m"])
+    out = write_manifest(cfg, "configs/demo.yaml")
+    manifest = json.loads(out.read_text())
+    paths = {a["path"]: a for a in manifest["artifacts"]}
+    assert paths["outputs/export/m_xnnpack_int8_int4.pte"]["bytes"] == 3
+    assert paths["checkpoints/distillation/phase2_best.pt"]["sha256"].startswith("3946ca")  # sha256(b"p2")
+    report = render_report("m", targets_path=ROOT / "acceptance" / "targets.yaml").read_text()
+    assert "| 최종 비디오 ckpt | `checkpoints/video_distillation/video_epoch2.pt`" in report
+    assert "- 배포 바이너리(.pte): `outputs/export/m_xnnpack_int8_int4.pte`, 3 B, sha256" in report

@@ -133,3 +133,27 @@ def test_manifest_lists_artifacts_with_sha256_and_fills_report_sections_1_and_6(
     report = render_report("m", targets_path=ROOT / "acceptance" / "targets.yaml").read_text()
     assert "| 최종 비디오 ckpt | `checkpoints/video_distillation/video_epoch2.pt`" in report
     assert "- 배포 바이너리(.pte): `outputs/export/m_xnnpack_int8_int4.pte`, 3 B, sha256" in report
+
+
+def test_stages_of_one_group_run_together_and_a_failure_still_saves_the_others(tmp_path):
+    import time
+
+    def sleeper(name, rc=0):
+        return [sys.executable, "-c", f"import time, pathlib; time.sleep(1.0); pathlib.Path({str(tmp_path / name)!r})"
+                                      f".write_text('x'); raise SystemExit({rc})"]
+    state = tmp_path / "state.json"
+    group = [Stage(f"s{k}", sleeper(f"s{k}"), outputs=[str(tmp_path / f"s{k}")], group="g") for k in range(3)]
+    t0 = time.perf_counter()
+    assert [o.status for o in run_stages(group, state)] == ["ran"] * 3
+    assert time.perf_counter() - t0 < 2.5  # three 1 s stages side by side, not 3 s one after the other
+    mixed = [Stage("ok", sleeper("ok"), outputs=[str(tmp_path / "ok")], group="h"),
+             Stage("bad", sleeper("bad", rc=2), group="h")]
+    with pytest.raises(StageFailed, match="stage bad failed"):
+        run_stages(mixed, state)
+    assert set(json.loads(state.read_text())["stages"]) == {"s0", "s1", "s2", "ok"}
+
+
+def test_clock_rounds_before_splitting_minutes():
+    from sam3m4.pipeline.runner import _clock
+
+    assert _clock(1139.99) == "19m00.0s" and _clock(59.96) == "1m00.0s" and _clock(187.54) == "3m07.5s"

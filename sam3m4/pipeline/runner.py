@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,12 +109,17 @@ def save_state(path: Path, state: dict) -> None:
 
 
 def _clock(seconds: float) -> str:
-    return f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
+    """``3m07.5s``; rounded to tenths first, so 59.96 s reads 1m00.0s, not 0m60.0s."""
+    tenths = round(seconds * 10)
+    return f"{tenths // 600}m{tenths % 600 / 10:04.1f}s"
 
 
 def run_stages(stages: list[Stage], state_path: Path, *, force: bool = False, log_dir: Path | None = None,
                after: dict | None = None) -> list[Outcome]:
     """Run ``stages`` in order with one progress line each; returns what happened to each.
+
+    Consecutive stages with the same :attr:`Stage.group` run at the same time (the exports and the visual QA:
+    independent, mostly single-threaded work on a 2-core machine); their lines print when all of them end.
 
     ``after``: {stage name: callable()} run in-process right before that stage (the manifest writer).
     A stage that must succeed and fails raises :class:`StageFailed` (its state is not saved, so the next
@@ -122,38 +128,65 @@ def run_stages(stages: list[Stage], state_path: Path, *, force: bool = False, lo
     """
     state = load_state(state_path)
     hasher = Hasher(state.setdefault("hashes", {}))
-    outcomes, t_start = [], time.perf_counter()
+    done: dict[int, Outcome] = {}
+    t_start = time.perf_counter()
+    for batch in _batches(stages):
+        todo = []
+        for i, stage in batch:
+            if after and stage.name in after:
+                after[stage.name]()
+            head = f"[pipeline {i:2d}/{len(stages)}] {stage.name:<24}"
+            previous = state["stages"].get(stage.name)
+            argv = [c[1:] for c in stage.commands()]  # without the interpreter path: a new venv is not a change
+            unchanged = (not force and not stage.always and previous is not None and previous["argv"] == argv
+                         and previous["inputs"] == hasher.paths(stage.inputs) and hasher.exist(stage.outputs)
+                         and previous["outputs"] == hasher.paths(stage.outputs))
+            if unchanged:
+                done[i] = Outcome(stage.name, "skipped", 0.0, previous.get("rc"))
+                print(f"{head} skipped (inputs, command and outputs unchanged; ran {previous['finished']})", flush=True)
+                continue
+            shown = " && ".join(" ".join(["python", *c]) for c in argv)
+            alongside = f" (alongside: {', '.join(s.name for _, s in batch if s is not stage)})" if len(batch) > 1 else ""
+            print(f"{head} running{alongside}: {shown}", flush=True)
+            todo.append((i, stage, head, shown, argv))
+        with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:  # one thread per subprocess it waits for
+            results = list(pool.map(lambda item: _timed_call(item[1], log_dir), todo))
+        failure = None
+        for (i, stage, head, shown, argv), (rc, seconds) in zip(todo, results):
+            if rc != 0 and not stage.allow_fail:
+                where = f"; its output: {log_dir / (stage.name + '.log')}" if log_dir is not None else ""
+                failure = failure or StageFailed(f"stage {stage.name} failed (exit {rc}) after {_clock(seconds)}: "
+                                                 f"{shown}{where}")
+                continue
+            status = "ran" if rc == 0 else "failed (allowed)"
+            state["stages"][stage.name] = {"argv": argv, "inputs": hasher.paths(stage.inputs),
+                                           "outputs": hasher.paths(stage.outputs), "rc": rc,
+                                           "seconds": round(seconds, 1),
+                                           "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            save_state(state_path, state)
+            done[i] = Outcome(stage.name, status, seconds, rc)
+            print(f"{head} {status} in {_clock(seconds)} (exit {rc}; pipeline "
+                  f"{_clock(time.perf_counter() - t_start)})", flush=True)
+        if failure is not None:
+            raise failure
+    return [done[i] for i in sorted(done)]
+
+
+def _batches(stages: list[Stage]) -> list[list[tuple[int, Stage]]]:
+    """Consecutive stages with the same ``group`` form one batch (run together); others are batches of one."""
+    batches: list[list[tuple[int, Stage]]] = []
     for i, stage in enumerate(stages, start=1):
-        if after and stage.name in after:
-            after[stage.name]()
-        head = f"[pipeline {i:2d}/{len(stages)}] {stage.name:<24}"
-        t0 = time.perf_counter()
-        previous = state["stages"].get(stage.name)
-        inputs = hasher.paths(stage.inputs)
-        argv = [c[1:] for c in stage.commands()]  # without the interpreter path: a new venv is not a change
-        unchanged = (not force and not stage.always and previous is not None and previous["argv"] == argv
-                     and previous["inputs"] == inputs and hasher.exist(stage.outputs)
-                     and previous["outputs"] == hasher.paths(stage.outputs))
-        if unchanged:
-            outcomes.append(Outcome(stage.name, "skipped", 0.0, previous.get("rc")))
-            print(f"{head} skipped (inputs, command and outputs unchanged; ran {previous['finished']})", flush=True)
-            continue
-        shown = " && ".join(" ".join(["python", *c]) for c in argv)
-        print(f"{head} running: {shown}", flush=True)
-        rc = _call(stage, log_dir)
-        seconds = time.perf_counter() - t0
-        if rc != 0 and not stage.allow_fail:
-            where = f"; its output: {log_dir / (stage.name + '.log')}" if log_dir is not None else ""
-            raise StageFailed(f"stage {stage.name} failed (exit {rc}) after {_clock(seconds)}: {shown}{where}")
-        status = "ran" if rc == 0 else "failed (allowed)"
-        state["stages"][stage.name] = {"argv": argv, "inputs": hasher.paths(stage.inputs),
-                                       "outputs": hasher.paths(stage.outputs), "rc": rc, "seconds": round(seconds, 1),
-                                       "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        save_state(state_path, state)
-        outcomes.append(Outcome(stage.name, status, seconds, rc))
-        print(f"{head} {status} in {_clock(seconds)} (exit {rc}; pipeline {_clock(time.perf_counter() - t_start)})",
-              flush=True)
-    return outcomes
+        if batches and stage.group is not None and batches[-1][-1][1].group == stage.group:
+            batches[-1].append((i, stage))
+        else:
+            batches.append([(i, stage)])
+    return batches
+
+
+def _timed_call(stage: Stage, log_dir: Path | None) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    rc = _call(stage, log_dir)
+    return rc, time.perf_counter() - t0
 
 
 def _call(stage: Stage, log_dir: Path | None) -> int:

@@ -58,6 +58,8 @@ class Stage:
     """Commands run after ``argv`` succeeded, as part of the same stage (``prune --apply`` after its dry run)."""
     always: bool = False
     """True: run every time (cheap bookkeeping: the report)."""
+    group: str | None = None
+    """Consecutive stages with the same group run concurrently (independent work that reads the same inputs)."""
 
     def commands(self) -> list[list[str]]:
         return [self.argv, *self.then]
@@ -145,12 +147,12 @@ def build_stages(cfg: dict) -> list[Stage]:
                                                                 "--quantized", QUANTIZED, "--out", EXPORT_DIR,
                                                                 "--run", run),
                             inputs=[f"{QUANTIZED}/{mode}"], outputs=[f"{EXPORT_DIR}/*_{backend}_{mode}*.pte"],
-                            allow_fail=True))
+                            allow_fail=True, group="export"))
     visual = _sam3m4("visual-eval", "--manifest", cfg["visual_manifest"], "--prompts", cfg["visual_prompts"],
                      "--teacher", teacher, "--student", phase2, "--run", run, "--threads", 1)
     stages.append(Stage("visual-qa", visual + (["--auto-checklist"] if cfg["visual_auto_checklist"] else []),
                         inputs=teacher_in + [phase2, cfg["visual_manifest"], cfg["visual_prompts"]],
-                        outputs=[f"outputs/visual_eval/{run}/index.html"]))
+                        outputs=[f"outputs/visual_eval/{run}/index.html"], group="export"))
     html = f"reports/{run}/acceptance.html"
     pytest = [sys.executable, "-m", "pytest", *cfg["acceptance"], "-o", "addopts=", "-p", "no:cacheprovider", "-q",
               "--run", run, "--stage3-teacher", teacher, "--stage3-student", phase2, "--stage3-data", data,

@@ -15,6 +15,7 @@ Failing gates do not stop the pipeline: they are the report's content (``reports
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 
@@ -41,10 +42,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     run_dir = Path("reports") / cfg["run"]
     first_prune = next((s.name for s in stages if s.name.startswith("prune")), "report")
+    t0 = time.perf_counter()
     outcomes = run_stages(stages, run_dir / "pipeline_state.json", force=args.force,
                           log_dir=None if args.verbose else run_dir / "pipeline",
                           after={first_prune: lambda: write_manifest(cfg, args.config)})
-    print("\n" + format_outcomes(outcomes))
+    print("\n" + format_outcomes(outcomes, time.perf_counter() - t0))
     gates = {}
     for r in ResultsStore(cfg["run"]).records():
         if r.passed is not None:

@@ -206,10 +206,11 @@ def _call(stage: Stage, log_dir: Path | None) -> int:
             log.close()
 
 
-def format_outcomes(outcomes: list[Outcome]) -> str:
-    """A small table: stage, status, seconds."""
+def format_outcomes(outcomes: list[Outcome], wall_seconds: float | None = None) -> str:
+    """A small table: stage, status, seconds; the last line is the wall time (stages of a group overlap)."""
     width = max(len(o.name) for o in outcomes)
     lines = [f"{'stage'.ljust(width)}  status            time", f"{'-' * width}  ----------------  --------"]
     lines += [f"{o.name.ljust(width)}  {o.status:<16}  {_clock(o.seconds):>8}" for o in outcomes]
-    lines.append(f"{'total'.ljust(width)}  {'':16}  {_clock(sum(o.seconds for o in outcomes)):>8}")
+    wall = sum(o.seconds for o in outcomes) if wall_seconds is None else wall_seconds
+    lines.append(f"{'wall time'.ljust(width)}  {'':16}  {_clock(wall):>8}")
     return "\n".join(lines)

@@ -175,7 +175,7 @@ def test_load_checklist_errors_are_one_line_naming_file_and_field(tmp_path, muta
 def test_load_checklist_rejects_broken_json(tmp_path):
     path = tmp_path / "checklist.json"
     path.write_text('{"format": ')
-    with pytest.raises(DataFormatError, match=r"checklist\.json: <top level>: not valid JSON \(line 1"):
+    with pytest.raises(DataFormatError, match=r"checklist\.json:1:\d+: invalid JSON"):
         C.load_checklist(path)
 
 

@@ -219,18 +219,12 @@ def validate(data, where: str) -> dict:
 
 def load_checklist(path: str | os.PathLike) -> dict:
     """Read and validate a checklist file; errors are one line naming the file and the field."""
+    from sam3m4.data._checks import load_json
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise Sam3m4Error(f"{path}: no such checklist file (save it from the visual-eval page)") from None
-    except UnicodeDecodeError as err:
-        raise DataFormatError(f"{path}: <top level>: not UTF-8 text ({err.reason})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataFormatError(f"{path}: <top level>: not valid JSON (line {err.lineno}: {err.msg})") from None
-    return validate(data, where=str(path))
+    if not path.is_file():
+        raise Sam3m4Error(f"{path}: no such checklist file (save it from the visual-eval page)")
+    return validate(load_json(path), where=str(path))  # bad bytes / JSON: one line with file, line and column
 
 
 # --- results store ---------------------------------------------------------------------------------

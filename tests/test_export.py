@@ -198,9 +198,9 @@ def test_cli_exports_from_a_checkpoint_and_records_why_qnn_is_missing(tmp_path, 
 
 def test_only_backends_this_host_can_execute_are_timed(monkeypatch):
     """XNNPACK runs anywhere; Core ML only on macOS (where the pip runtime has the backend); QNN never on a host."""
-    from sam3m4.export import cli
+    from sam3m4.export import flows
 
-    monkeypatch.setattr(cli.sys, "platform", "linux")
-    assert cli.runs_here("xnnpack") and not cli.runs_here("coreml") and not cli.runs_here("qnn")
-    monkeypatch.setattr(cli.sys, "platform", "darwin")
-    assert cli.runs_here("coreml") and not cli.runs_here("qnn")
+    monkeypatch.setattr(flows.sys, "platform", "linux")
+    assert flows.XNNPACK.runs_here() and not flows.COREML.runs_here() and not flows.QNN.runs_here()
+    monkeypatch.setattr(flows.sys, "platform", "darwin")
+    assert flows.COREML.runs_here() and not flows.QNN.runs_here()

@@ -31,7 +31,6 @@ import copy
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -104,6 +103,7 @@ def bench_preset(preset: str, cases, out_dir: Path, runs: int, threads: int, pro
     import torch
 
     from sam3m4.export.export import export_pte
+    from sam3m4.export.flows import get_flow
     from sam3m4.export.runtime import benchmark_pte
     from sam3m4.models.build import build_student
     from sam3m4.models.video import StudentTracker
@@ -124,8 +124,7 @@ def bench_preset(preset: str, cases, out_dir: Path, runs: int, threads: int, pro
         if res.ok:
             entry.update(pte=str(res.path), pte_mb=res.size_bytes / 1e6, sha256=res.sha256, layout=res.layout,
                          coverage_percent=100 * res.coverage, coverage_kind="NPU" if res.is_npu else "CPU")
-            runs_here = backend == "xnnpack" or (backend == "coreml" and sys.platform == "darwin")
-            if runs_here:
+            if get_flow(backend).runs_here():
                 try:
                     image = benchmark_pte(res.path, "forward", model.student, tracker=model, runs=runs, threads=threads)
                     track = benchmark_pte(res.path, "track", model.student, tracker=model, runs=runs, threads=threads)

@@ -17,7 +17,6 @@ here gets a "not measured" record with the reason. An export that fails exits 1 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 BACKENDS = ("coreml", "qnn", "xnnpack")
@@ -39,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sam3m4.export.export import export_pte, records
+    from sam3m4.export.flows import get_flow
     from sam3m4.quantize.storage import load_quantized
     from sam3m4.results import ResultsStore
 
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
           f"({result.layout}), delegated {cover}, {result.seconds:.0f} s")
     if args.backend == "coreml":
         record_ane_share(result, store, subject)
-    if runs_here(args.backend):  # XNNPACK anywhere; Core ML on a Mac (the pip runtime there has the backend)
+    if get_flow(args.backend).runs_here():  # XNNPACK anywhere; Core ML on a Mac (UNTESTED here: Linux hosts)
         measure_on_host(result, student, tracker, store, subject, args.runs)
     if args.backend != "xnnpack":
         why = ("Core ML executes only on macOS/iOS" if args.backend == "coreml" else
@@ -83,14 +83,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def runs_here(backend: str) -> bool:
-    """True where this host can execute the backend's .pte: XNNPACK always, Core ML on macOS (UNTESTED here:
-    this project's hosts are Linux; on a Mac the ExecuTorch pip runtime includes the Core ML backend)."""
-    return backend == "xnnpack" or (backend == "coreml" and sys.platform == "darwin")
-
-
 def measure_on_host(result, student, tracker, store, subject: str, runs: int) -> None:
-    """Numerics of the ``.pte`` against eager, and host latency, for a backend that runs here (:func:`runs_here`)."""
+    """Numerics of the ``.pte`` against eager, and host latency, for a backend that runs here (:meth:`Flow.runs_here`)."""
     from sam3m4.export.runtime import benchmark_pte, check_pte
 
     checks = check_pte(result.path, student, tracker=tracker)

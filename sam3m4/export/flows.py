@@ -19,6 +19,7 @@ UNTESTED HERE (no SDK on this host); it follows ExecuTorch's own QNN test flow.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -58,8 +59,9 @@ class Flow:
     XNNPACK is a CPU backend: its share is reported as CPU delegation, never as NPU coverage."""
     needs: str
     """What the toolchain needs at export time, and where the ``.pte`` runs."""
-    runs_on_host: bool
-    """True when this Linux host can execute the ``.pte`` (only XNNPACK; Core ML needs macOS/iOS, QNN a phone)."""
+    host_platforms: tuple[str, ...]
+    """``sys.platform`` values of hosts that can execute the ``.pte`` here: XNNPACK any; Core ML ``darwin`` (the
+    macOS pip runtime has the backend; UNTESTED on this project's Linux hosts); QNN none (a phone)."""
     modes: dict[str, ModeSupport]
     """Quant mode name -> :class:`ModeSupport`, one entry per :data:`sam3m4.quantize.modes.MODES`."""
     check: Callable[[], tuple[bool, str]] = field(repr=False)
@@ -71,6 +73,10 @@ class Flow:
     int8_row_table: bool = False
     """True: a 4-bit token table left on the CPU is exported as int8 rows + scales (:mod:`.token_table`) so the
     stock ExecuTorch kernels run it; False: the backend takes torchao's dequantize itself (Core ML)."""
+
+    def runs_here(self) -> bool:
+        """True when this host can execute the flow's ``.pte`` (then it is checked against eager and timed)."""
+        return sys.platform in self.host_platforms
 
     def available(self) -> tuple[bool, str]:
         """(True, note) when the toolchain is importable here, else (False, reason)."""
@@ -109,7 +115,7 @@ _XNN_8DA4W = ("Linear: 8-bit dynamic per-token activations + 4-bit weights per g
 XNNPACK = Flow(
     name="xnnpack", backend_id="XnnpackBackend", is_npu=False,
     needs="executorch with the XNNPACK backend (pip); runs on any ARM/x86 CPU, this host included",
-    runs_on_host=True,
+    host_platforms=("linux", "darwin", "win32"),
     modes={
         "fp16": ModeSupport(True, "fp32 program with fp16-rounded weights (XNNPACK computes fp32 here; the .pte "
                                   "stores weights as fp32, twice the fp16 bytes)"),
@@ -150,7 +156,7 @@ COREML = Flow(
     name="coreml", backend_id="CoreMLBackend", is_npu=True,
     needs="coremltools + executorch Core ML backend (pip, Linux or macOS) to lower; macOS / iOS 18+ to run "
           "(CPU_AND_NE: Neural Engine with CPU fallback, fp16)",
-    runs_on_host=False,
+    host_platforms=("darwin",),
     modes={
         "fp16": ModeSupport(True, "fp16 weights and activations (compute_precision FLOAT16)"),
         "int4": ModeSupport(True, _CML_INT4),
@@ -211,7 +217,7 @@ _QNN_FROM_FLOAT = "; PT2E QnnQuantizer from the float (fp16-mode) student, not t
 QNN = Flow(
     name="qnn", backend_id="QnnBackend", is_npu=True,
     needs="Qualcomm QNN SDK at export time (QNN_SDK_ROOT; not on PyPI), a Snapdragon phone to run (HTP)",
-    runs_on_host=False,
+    host_platforms=(),
     modes={
         "fp16": ModeSupport(True, "fp16 on HTP (use_fp16=True, no quantizer)"),
         "int4": ModeSupport(True, "16-bit activations + 4-bit weights (16a4w)" + _QNN_FROM_FLOAT, pt2e="16a4w"),

@@ -87,15 +87,10 @@ def sam3_reference_seconds(warmup: int = 1, runs: int = 1, config=None) -> dict:
 
 def image_path_gflops(student) -> float:
     """GFLOPs of the ``forward`` method (image encoder + decoder with a cached prompt), batch 1."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
     from sam3m4.models.export_wrappers import example_inputs, wrap
+    from sam3m4.models.table import count_flops
 
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        wrap(student, "forward")(*example_inputs(student, "forward", batch=1))
-    return counter.get_total_flops() / 1e9
+    return count_flops(lambda: wrap(student, "forward")(*example_inputs(student, "forward", batch=1)))[0]
 
 
 def bench_preset(preset: str, cases, out_dir: Path, runs: int, threads: int, progress=None) -> dict:

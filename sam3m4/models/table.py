@@ -38,7 +38,7 @@ def _sizes(params) -> tuple[int, float, float]:
     return n, n * 2 / 1e6, int4_bytes / 1e6
 
 
-def _count_flops(fn) -> tuple[float, dict]:
+def count_flops(fn) -> tuple[float, dict]:
     """Total GFLOPs of ``fn()`` and GFLOPs per top-level submodule name."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -60,7 +60,7 @@ def student_row(preset: str, latency: bool = False) -> dict:
     model = build_student(preset).eval().requires_grad_(False)  # no autograd state for the flop counter
     n, fp16, int4 = _sizes(model.parameters())
     inputs = example_inputs(model, "full", batch=1)
-    gflops, per_module = _count_flops(lambda: model(*inputs))
+    gflops, per_module = count_flops(lambda: model(*inputs))
     text = per_module.get("Student.text_encoder", 0.0)
     row = {"model": preset, "kind": "student", "input_px": model.image_size, "params": n, "fp16_mb": fp16,
            "int4_mb": int4, "gflops": gflops, "gflops_frame": gflops - text,
@@ -105,7 +105,7 @@ def teacher_row() -> dict:
         decoder_cls._get_coords = coords
         # attention_mask=None: the text encoder's mask helper calls .item() on the mask (all-valid is the same
         # compute); every one of the 32 positions is processed either way
-        gflops, per_module = _count_flops(lambda: model(pixel_values=pixels, input_ids=ids, attention_mask=None))
+        gflops, per_module = count_flops(lambda: model(pixel_values=pixels, input_ids=ids, attention_mask=None))
         row["gflops"] = gflops
         row["gflops_frame"] = gflops - per_module.get("Sam3Model.text_encoder", 0.0)
     except Exception as exc:  # noqa: BLE001 - 'not measured' is a valid table entry; say why

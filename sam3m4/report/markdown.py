@@ -268,9 +268,10 @@ class _Report:
         lines = ["## 7) 용량 정리 전/후", "", "| 항목 | 정리 전 | 정리 후 | 절감 |", "|---|---:|---:|---:|"]
         for label, subject in STORAGE_ROWS:
             before, after = self.find("storage", subject, "before_bytes"), self.find("storage", subject, "after_bytes")
-            metric, planned = "after_bytes", ""
-            if after is None and self.find("storage", subject, "planned_after_bytes") is not None:
-                after, metric, planned = self.find("storage", subject, "planned_after_bytes"), "planned_after_bytes", " (dry run: 예정)"
+            metric = "after_bytes"
+            if after is None:  # only a dry run so far: show its plan, marked as such
+                after, metric = self.find("storage", subject, "planned_after_bytes"), "planned_after_bytes"
+            planned = " (dry run: 예정)" if metric == "planned_after_bytes" and after is not None else ""
             saved = "-"
             if before is not None and after is not None:
                 delta = float(before.value) - float(after.value)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sam3m4.pipeline.stages import EXPORT_DIR, PHASE2_BEST, QUANTIZED, VIDEO_DIR
 from sam3m4.results.store import ResultsStore, sha256_file
+from sam3m4.storage.prune import tree_bytes
 
 
 def collect(cfg: dict) -> dict[str, list[str]]:
@@ -34,12 +35,6 @@ def collect(cfg: dict) -> dict[str, list[str]]:
     return {kind: [p for p in paths if Path(p).exists()] for kind, paths in found.items()}
 
 
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
-
-
 def write_manifest(cfg: dict, config_path: str, root: str = "reports") -> Path:
     """Write the manifest atomically and record sections 1 and 6; returns the manifest path."""
     store = ResultsStore(cfg["run"], root=root)
@@ -48,7 +43,7 @@ def write_manifest(cfg: dict, config_path: str, root: str = "reports") -> Path:
     for kind, paths in collect(cfg).items():
         for p in paths:
             path = Path(p)
-            size = _size(path)
+            size = tree_bytes(path)  # a file's size, or a folder's files (symlinks not followed)
             sha = sha256_file(path) if path.is_file() else None
             artifacts.append({"kind": kind, "path": p, "bytes": size, "sha256": sha})
             store.record(stage="artifacts", subject=kind, metric="size", value=size, unit="bytes", artifact=p,

@@ -10,6 +10,8 @@ TEST_RUN ?= test
 # Stage 3 gates (acceptance/test_stage3.py: bootstrap the tiny teacher + distill, ~10 min) are left out of
 # `make test` (too slow for it); `make demo` runs them on its own checkpoints, `make stage3` runs them alone.
 PYTEST_ARGS ?= -n 2 -m "not stage3"
+# idle OpenMP threads sleep instead of spinning: on a busy host spinning threads starve each other (see sam3m4/__init__.py)
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup demo test stage3 clean-reports
 

@@ -14,7 +14,9 @@ import html
 import os
 from pathlib import Path
 
-import pytest
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before any test imports torch: see sam3m4/__init__.py
+
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 

@@ -112,15 +112,17 @@ def _row(mode, size, miou, ms=10.0):
     return ModeResult(mode=mode, size_mb=size, miou=miou, presence_f1=0.8, avg_ms=ms, num_pairs=200)
 
 
-def test_decision_picks_the_smallest_passing_mode_then_the_fastest():
+def test_decision_picks_the_smallest_passing_mode_then_the_most_accurate():
     gate = Target(name="quant_miou_drop", metric="miou_drop", comparison="<=", value=2.0, unit="points")
     rows = [_row("fp16", 8.0, 0.60), _row("int4", 2.0, 0.575), _row("int8_int4", 2.0, 0.59, ms=30),
             _row("qat_int4", 2.0, 0.595, ms=20)]
     d = decide(rows, gate)
     assert d["criterion_met"] and d["passing"] == ["int8_int4", "qat_int4"] and d["failing"] == ["int4"]
-    assert d["chosen_mode"] == "qat_int4"  # same size as int8_int4, faster
-    tie = [_row("fp16", 8.0, 0.60), _row("int4", 2.0, 0.595, ms=14.7), _row("qat_int4", 2.0, 0.596, ms=13.8)]
-    assert decide(tie, gate)["chosen_mode"] == "int4"  # within 10%: a timing tie goes to the mode listed first (PTQ)
+    assert d["chosen_mode"] == "qat_int4"  # same size as int8_int4, 0.5 point closer to fp16
+    tie = [_row("fp16", 8.0, 0.60), _row("int4", 2.0, 0.595, ms=14.7), _row("qat_int4", 2.0, 0.5952, ms=3.0)]
+    assert decide(tie, gate)["chosen_mode"] == "int4"  # equal to 0.1 point: the mode listed first (PTQ) wins
+    slow_host = [_row(r.mode, r.size_mb, r.miou, ms=r.avg_ms * (7 if r.mode == "qat_int4" else 1)) for r in rows]
+    assert decide(slow_host, gate)["chosen_mode"] == "qat_int4"  # host timings never change the decision
     assert rows[1].miou_drop == pytest.approx(2.5) and rows[1].passed is False
     assert rows[1].compression == pytest.approx(4.0)
     assert "FAIL" in format_table(rows)

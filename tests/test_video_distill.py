@@ -71,3 +71,28 @@ def test_distill_video_runs_and_records(tmp_path, monkeypatch):
                             ("student/video", "presence_f1"), ("student/video", "host_fps")):
         rec = store.latest(stage="stage3", subject=subject, metric=metric)
         assert rec is not None and rec.provenance, (subject, metric)
+
+
+def test_a_non_finite_tracker_output_stops_with_stage_and_step(tmp_path):
+    """NaN in the tracker's outputs (here planted in the memory's initial latents) stops training before the loss
+    (whose BCE would raise on NaN) and before the optimizer, with one line naming the stage, the step and the last
+    good checkpoint; the CLI turns it into exit 2."""
+    from sam3m4.data import SacoVideoDataset
+    from sam3m4.distill.video import train_tracker
+    from sam3m4.errors import Sam3m4Error, TrainingDiverged
+    from sam3m4.models import build_student
+    from sam3m4.models.video import StudentTracker
+
+    torch.manual_seed(0)
+    tracker = StudentTracker(build_student("tiny"))
+    with torch.no_grad():
+        tracker.memory.initial[0, 0] = float("nan")
+    before = {k: v.clone() for k, v in tracker.state_dict().items()}
+    train = SacoVideoDataset(FIX / "saco_video" / "train.json")
+    with pytest.raises(TrainingDiverged, match=r"^video distillation tracker output step 7: nan \(not finite\); run "
+                                               r"stopped, last good checkpoint kept: .*video_epoch1.pt") as err:
+        train_tracker(tracker, train, steps=3, clip_len=2, progress=False, first_step=6,
+                      last_checkpoint=tmp_path / "video_epoch1.pt")
+    assert isinstance(err.value, Sam3m4Error) and "\n" not in str(err.value)
+    after = tracker.state_dict()
+    assert all(torch.equal(v, after[k]) or torch.isnan(v).any() for k, v in before.items())  # no step was taken

@@ -39,7 +39,7 @@ from sam3m4.distill import cache as C
 from sam3m4.distill import checkpoint as K
 from sam3m4.distill import losses as L
 from sam3m4.distill import trainer as T
-from sam3m4.errors import ConfigError, Sam3m4Error
+from sam3m4.errors import ConfigError, Sam3m4Error, TrainingDiverged
 
 DEFAULTS = dict(
     phase=2,  # 1 = encoder features, 2 = end-to-end outputs
@@ -334,7 +334,7 @@ def train_step(run: Run, items: list[int]) -> dict[str, float]:
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach()) / A
     loss = float(T.mean_across_ranks(loss_sum, run.world))
-    T.check_finite(loss, cfg["phase"], run.step + 1, run.last_checkpoint)
+    TrainingDiverged.check(loss, f"phase{cfg['phase']} loss", run.step + 1, run.last_checkpoint)
     run.scaler.unscale_(run.optimizer)
     if cfg["grad_clip"]:
         sums["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(run.net.parameters(), cfg["grad_clip"]))

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sam3m4.errors import ConfigError, Sam3m4Error
+from sam3m4.errors import ConfigError
 
 
 # --- device, precision, seeds -----------------------------------------------------------------------------
@@ -130,14 +130,6 @@ def mean_across_ranks(value: torch.Tensor, world_size: int) -> torch.Tensor:
     value = value.detach().clone()
     dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value / world_size
-
-
-def check_finite(loss: float, phase: int, step: int, last_checkpoint: Path | None) -> None:
-    """Stop the run with a one-line :class:`Sam3m4Error` when the loss is NaN or inf."""
-    if not math.isfinite(loss):
-        kept = f"last good checkpoint kept: {last_checkpoint}" if last_checkpoint else "no checkpoint written yet"
-        raise Sam3m4Error(f"phase{phase} step {step}: loss is {loss} (not finite); run stopped, {kept}. "
-                          "Lower lr, check the data or the teacher cache")
 
 
 # --- logging ----------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from sam3m4.data.saco_video import items_with_objects
 from sam3m4.distill.video_losses import VideoDistillWeights, video_distill_loss
+from sam3m4.errors import TrainingDiverged
 from sam3m4.models.preprocess import to_pixels
 
 
@@ -43,13 +44,16 @@ def tracker_optimizer(tracker, lr: float = 1e-3, freeze_image: bool = True) -> t
 def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: int = 8, freeze_image: bool = True,
                   seed: int = 0, grad_clip: float = 1.0, weights: VideoDistillWeights = VideoDistillWeights(),
                   progress: bool = True, targets=None, optimizer: torch.optim.Optimizer | None = None,
-                  cache: dict | None = None) -> dict:
+                  cache: dict | None = None, first_step: int = 0, last_checkpoint=None) -> dict:
     """``steps`` AdamW steps, one random clip of ``clip_len`` frames from a present pair each; returns stats.
 
     ``targets(i, sample, mask_size)`` -> list of ``(masks (T, N, m, m), visible (T, N), weight)`` target sets for
     pair ``i`` (each set is matched and scored on its own, then weighted); default: the ground truth only.
     ``optimizer``: from :func:`tracker_optimizer` (its state carries over between calls); default a new one.
-    ``cache``: a dict kept between calls (epochs) so each pair's frames and targets are prepared once."""
+    ``cache``: a dict kept between calls (epochs) so each pair's frames and targets are prepared once.
+    A non-finite tracker output or loss stops with :class:`sam3m4.errors.TrainingDiverged` naming the step
+    (``first_step`` + this call's step, 1-based) and ``last_checkpoint``, before the optimizer touches the
+    weights."""
     targets = targets or (lambda i, s, size: [(*clip_targets(s.masks, size), 1.0)])
     from tqdm.auto import tqdm
 
@@ -82,10 +86,12 @@ def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: i
             lg, sc, state = tracker.track(frame[None], prompt.tokens, prompt.mask, state)
             logits.append(lg[0])
             scores.append(sc[0])
-        logits, scores = torch.stack(logits), torch.stack(scores)
+        logits, scores = torch.stack(logits), torch.stack(scores)  # (T, Q, m, m), (T, Q)
+        # the score BCE refuses NaN inputs (clamp keeps NaN): check the outputs before the loss sees them
+        TrainingDiverged.check(float(logits.detach().sum() + scores.detach().sum()),
+                               "video distillation tracker output", first_step + step + 1, last_checkpoint)
         loss = sum(w * video_distill_loss(logits, scores, m[sl], v[sl], weights)["loss"] for m, v, w in sets)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"video memory: loss is {float(loss)} at step {step}")
+        TrainingDiverged.check(float(loss.detach()), "video distillation loss", first_step + step + 1, last_checkpoint)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:

@@ -129,10 +129,11 @@ def run(args) -> dict:
     tracker = StudentTracker(student)
     folder = teacher_cache(teacher, args.teacher, train, Path(args.cache_dir), student.mask_size)
     opt = tracker_optimizer(tracker, args.lr)
-    out_dir, start, stats = Path(args.out), 0, {"steps": 0}
+    out_dir, start, stats, last_good = Path(args.out), 0, {"steps": 0}, None
     if args.resume:
         path, state = load_latest(out_dir, phase=None)
         if path is not None:
+            last_good = path
             tracker.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             set_rng_state(state["rng"])
@@ -143,12 +144,14 @@ def run(args) -> dict:
     targets = cached_targets(folder, args.w_teacher, args.w_gt)
     for epoch in range(start + 1, args.epochs + 1):
         ep = train_tracker(tracker, train, steps=per_epoch, clip_len=args.clip_len, seed=args.seed + epoch,
-                           targets=targets, optimizer=opt, cache=prepared)
+                           targets=targets, optimizer=opt, cache=prepared, first_step=stats["steps"],
+                           last_checkpoint=last_good)
         stats = {**ep, "steps": stats["steps"] + ep["steps"], "epochs": epoch}
         ckpt = out_dir / f"video_epoch{epoch}.pt"
         atomic_torch_save({"model": tracker.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),
                            "preset": student.preset, "num_latents": tracker.num_latents, "config": config,
                            "phase": 3, "epoch": epoch, "step": stats["steps"]}, ckpt)
+        last_good = ckpt
         for old in list_video_checkpoints(out_dir)[: -args.keep_last]:
             old.unlink(missing_ok=True)
     ckpt = ckpt or load_latest(out_dir, phase=None)[0]

@@ -140,7 +140,7 @@ def record_decision(run: str, decision: dict, target, rows) -> None:
     store.record(stage="stage4", subject="decision", metric="criterion_met",
                  value=f"{met} (mIoU 하락 pt: {drops})", provenance=how)
     chosen = decision["chosen_mode"]
-    why = "smallest passing mode, then fastest (within 10%: PTQ first)" if decision["criterion_met"] else "no quantized mode passed: fp16 kept"
+    why = "smallest passing mode, then smallest mIoU drop (0.1 pt), then PTQ first; host timings do not decide" if decision["criterion_met"] else "no quantized mode passed: fp16 kept"
     store.record(stage="stage4", subject="decision", metric="chosen_mode", value=chosen, provenance=f"{why}; {how}")
     qat = ("수행" if decision["qat_ran"] else "미수행") + f": {decision['qat_why']}"
     store.record(stage="stage4", subject="decision", metric="qat", value=qat, provenance=how)

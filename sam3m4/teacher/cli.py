@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           description="Train a tiny SAM 3-architecture teacher on the synthetic dataset and "
                                       "save_pretrained it.")
     boot.add_argument("--config", default="configs/teacher_bootstrap.yaml", help="flat YAML config")
-    boot.add_argument("overrides", nargs="*", help="key=value overrides, e.g. time_budget_s=60")
+    boot.add_argument("overrides", nargs="*", help="key=value overrides, e.g. max_steps=200")
     boot.set_defaults(func=run_bootstrap)
     video = sub.add_parser("video", help="build SAM 3's video model from an image teacher and train its tracker",
                            description="Sam3VideoModel whose detector is the image teacher; its tracker is trained "

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from sam3m4.data.saco_video import items_with_objects
+from sam3m4.errors import TrainingDiverged
 from sam3m4.teacher.sam3 import load_pretrained
 from sam3m4.teacher.tokenizer import get_tokenizer
 
@@ -225,6 +226,7 @@ def train_teacher_tracker(model, dataset, *, steps: int, lr: float = 1e-3, clip_
                     logits = out.pred_masks.reshape(target.shape)
                     loss = loss + F.binary_cross_entropy_with_logits(logits, target) \
                         + dice_loss(logits.reshape(1, -1), target.reshape(1, -1), 1)
+        TrainingDiverged.check(float(loss.detach()), "video teacher tracker loss", step + 1)  # nothing saved yet
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

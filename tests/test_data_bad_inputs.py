@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -181,6 +183,30 @@ def test_check_bad_image_json(tmp_path, capsys, edit, texts):
     refused(capsys, ["data", "check", str(path), "--root", str(IMAGE_ROOT)], "bad.json", *texts)
 
 
+def png_header(width: int, height: int) -> bytes:
+    """A PNG file with a header and no pixel data: PIL opens it (and reads its size) but cannot decode it."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("width, height, texts", [
+    pytest.param(16384, 11000, ["too large to decode"], id="decompression-bomb"),
+    pytest.param(5000, 4000, ["is 4000x5000 (HxW)", "says 96x96"], id="header-size-mismatch"),
+])
+def test_check_image_file_size_from_its_header(tmp_path, capsys, width, height, texts):
+    """The size in an image file's header is checked before its pixels are decoded (this one has none)."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "big.png").write_bytes(png_header(width, height))
+    pair = {**IMAGE["images"][0], "file_name": "big.png"}
+    if width == 16384:
+        pair.update(height=height, width=width)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"images": [pair], "annotations": []}))
+    refused(capsys, ["data", "check", str(path)], "bad.json", "images[0].file_name", "big.png", *texts)
+
+
 # --- SA-Co video JSON ----------------------------------------------------------------------------------
 
 T = shown(VIDEO)   # a frame where annotations[0] is not null
@@ -302,6 +328,7 @@ def test_synth_refuses_an_out_it_does_not_own(tmp_path, capsys):
     a_file.write_text("keep me")
     refused(capsys, ["data", "synth", "--out", str(a_file), *small], "--out", "a_file", "is a file")
     refused(capsys, ["data", "synth", "--out", str(a_file / "sub"), *small], "--out", "a_file", "is a file")
+    refused(capsys, ["data", "synth", "--out", " ", *small], "--out", "empty")
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "manifest.json").write_text('{"someone": "else"}')

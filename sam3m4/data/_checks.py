@@ -188,17 +188,23 @@ def list_of_dicts(file: Path, data: dict, key: str, *, required: bool = True) ->
 def read_rgb(file: Path, field: str, path: Path, height: int, width: int) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB and check it is height x width.
 
-    file/field name the JSON entry that points at the image (used in the error message).
+    file/field name the JSON entry that points at the image (used in the error message). The size in the
+    file's header is compared before the pixels are decoded.
     """
+    rgb = None
     try:
         with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))          # (H, W, 3) uint8
+            size = im.size                               # (W, H) from the header
+            if size == (width, height):
+                rgb = np.asarray(im.convert("RGB"))      # (H, W, 3) uint8
     except FileNotFoundError:
         raise DataFormatError(f"{file}: {field}: image file not found: {path}") from None
+    except Image.DecompressionBombError as exc:
+        raise DataFormatError(f"{file}: {field}: image {path} is too large to decode: {exc}") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataFormatError(f"{file}: {field}: cannot decode image {path}: "
                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    if rgb.shape[:2] != (height, width):
-        raise DataFormatError(f"{file}: {field}: image {path} is {rgb.shape[0]}x{rgb.shape[1]} (HxW) "
-                              f"but the JSON says {height}x{width}")
+    if rgb is None or rgb.shape[:2] != (height, width):
+        h, w = (size[1], size[0]) if rgb is None else rgb.shape[:2]
+        raise DataFormatError(f"{file}: {field}: image {path} is {h}x{w} (HxW) but the JSON says {height}x{width}")
     return rgb

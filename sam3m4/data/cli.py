@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_synth(args: argparse.Namespace) -> int:
     from sam3m4.data.synth import generate
 
+    if not args.out.strip():  # Path("") is the current folder
+        raise ConfigError("data synth: --out: must not be empty")
     for option, value in (("--images", args.images), ("--videos", args.videos)):
         if value < 1:  # the library allows one kind to be 0; every later stage needs both
             raise ConfigError(f"data synth: {option}: must be >= 1, got {value}")

@@ -1,5 +1,10 @@
 """Project-wide pytest set-up: run name, targets, the results store and the pytest-html page.
 
+Targets: ``--targets FILE``, else ``$SAM3M4_TARGETS``, else ``acceptance/targets.yaml`` in or above the cwd
+(:func:`sam3m4.results.targets.load_targets_file`, the rule the CLI and the report use), loaded once at
+start-up: a missing or broken file is a usage error naming the file and the key, before any test runs. The
+environment table of the HTML page and the report's header name the file and its sha256.
+
 Every gate test records what it measured through the ``gate`` fixture; the record goes to
 ``reports/<run>/results.jsonl`` and to the test's ``user_properties``, from which the HTML page's
 Measured / Target / Provenance columns are filled. At the end of the session (on the controller,
@@ -29,7 +34,9 @@ def pytest_addoption(parser):
                     help="move an existing reports/<run>/results.jsonl aside before the session")
     group.addoption("--release", action="store_true",
                     help="release mode: gates that cannot be measured here fail instead of skipping")
-    group.addoption("--targets", default=str(ROOT / "acceptance" / "targets.yaml"), help="release targets file")
+    group.addoption("--targets", default=None,
+                    help="release targets file (default: $SAM3M4_TARGETS, else acceptance/targets.yaml in or above "
+                         "the current folder)")
     group = parser.getgroup("sam3m4 stage3")
     group.addoption("--stage3-teacher", default=None,
                     help="SAM 3 weights dir or hub id to gate (default: bootstrap the embedded tiny teacher)")
@@ -67,6 +74,22 @@ def pytest_configure(config):
         results = run_dir / "results.jsonl"
         if config.getoption("--fresh-results") and results.exists():
             os.replace(results, results.with_name("results.prev.jsonl"))
+    targets_file(config)  # fail now, naming the file and the key, rather than in the first gate
+
+
+def targets_file(config):
+    """The session's :class:`~sam3m4.results.targets.TargetsFile`, loaded once; errors -> ``pytest.UsageError``."""
+    loaded = getattr(config, "_sam3m4_targets", None)
+    if loaded is None:
+        from sam3m4.errors import ConfigError
+        from sam3m4.results import load_targets_file
+
+        try:
+            loaded = load_targets_file(config.getoption("--targets"))
+        except ConfigError as err:
+            raise pytest.UsageError(str(err)) from None
+        config._sam3m4_targets = loaded
+    return loaded
 
 
 def pytest_metadata(metadata, config):
@@ -75,6 +98,9 @@ def pytest_metadata(metadata, config):
 
     metadata.update(environment())
     metadata["Run"] = config.getoption("--run")
+    tf = targets_file(config)
+    metadata["Targets file"] = f"{tf.path} ({tf.origin})"
+    metadata["Targets sha256"] = tf.sha256
 
 
 @pytest.fixture(scope="session")
@@ -89,9 +115,7 @@ def release(pytestconfig) -> bool:
 
 @pytest.fixture(scope="session")
 def targets(pytestconfig):
-    from sam3m4.results import load_targets
-
-    return load_targets(pytestconfig.getoption("--targets"))
+    return targets_file(pytestconfig).targets
 
 
 @pytest.fixture(scope="session")
@@ -112,6 +136,8 @@ def gate(request, results_store, targets):
 
     def _gate(*, stage, subject, metric, value, target=None, **fields):
         if target is not None:
+            if target not in targets:
+                pytest.fail(f"{targets_file(request.config).path}: targets.{target}: missing (this gate needs it)")
             t = targets[target]
             fields.update(target=t.value, comparison=t.comparison, unit=fields.get("unit", t.unit))
         rec = results_store.record(stage=stage, subject=subject, metric=metric, value=value, **fields)
@@ -158,7 +184,7 @@ def pytest_sessionfinish(session, exitstatus):
         return
     from sam3m4.report import render_report
 
-    out = render_report(run, root=ROOT / "reports", targets_path=config.getoption("--targets"))
+    out = render_report(run, root=ROOT / "reports", targets_file=targets_file(config))
     config._sam3m4_report = out
 
 

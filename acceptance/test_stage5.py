@@ -7,8 +7,9 @@ run has none the case is exported here first (:func:`acceptance.conftest.stage5_
 * XNNPACK, which runs here: numerics vs eager (mask IoU) and the host latency budget;
 * on device (``-m device``): image latency < 100 ms and video FPS > 15 from imported benchmark results.
 
-What cannot be measured here is skipped with the reason (a backend whose toolchain is missing, a device number
-nobody imported); with ``--release`` those skips are failures.
+Skip or fail is decided from the record's fields (:mod:`outcomes`): a record with ``failed_stage`` fails; one
+whose ``outcome`` is unsupported / not measurable here (a backend whose toolchain is missing), or no record (a
+device number nobody imported), is skipped with the reason; with ``--release`` those skips are failures.
 """
 
 from __future__ import annotations
@@ -16,28 +17,19 @@ from __future__ import annotations
 import sys
 
 import pytest
+from outcomes import settle
 
 pytestmark = [pytest.mark.stage5, pytest.mark.slow]
 
 
 def _need(records: dict, metric: str, release: bool, why: str):
-    rec = records.get(metric)
-    if rec is None or rec.value is None:
-        reason = (rec.note if rec is not None and rec.note else None) or why
-        if release:
-            pytest.fail(f"release: {metric} not measured: {reason}")
-        pytest.skip(f"{metric} not measured: {reason}")
-    return rec
+    return settle(records.get(metric), release=release, what=metric, why=why)
 
 
 def _exported(stage5_export, case, release):
     backend, mode = case
     recs = stage5_export(backend, mode)
-    ok = recs["export_ok"]
-    if not ok.value:
-        if release or not ok.note or not (ok.note.startswith("unsupported") or "SDK not found" in ok.note):
-            pytest.fail(f"export {backend}/{mode} failed: {ok.note}")
-        pytest.skip(f"{backend}/{mode}: {ok.note}")
+    settle(recs.get("export_ok"), release=release, what=f"export {backend}/{mode}", why="no export_ok record")
     return recs
 
 

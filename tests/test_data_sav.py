@@ -58,6 +58,17 @@ def test_sav_reads_annotated_frames_and_masklets(tmp_path):
     (lambda d: d["masklet"][1].pop(), ["masklet[1]", "RLEs"]),
     (lambda d: d["masklet"][2][0].update(size=[10, 10]), ["masklet[2][0]"]),
     (lambda d: d.update(video_frame_count=5.0), ["masklet", "video_frame_count"]),
+    (lambda d: d.update(video_height=1e12), ["video_height", "<= 16384"]),        # before any allocation
+    (lambda d: d.update(video_width=True), ["video_width", "expected number, got bool"]),
+    (lambda d: d.update(video_width=-48.0), ["video_width", "positive whole number"]),
+    (lambda d: d.update(video_height=float("nan")), ["NaN is not a finite number"]),  # json.dumps writes NaN
+    (lambda d: d.update(video_frame_count=float("inf")), ["Infinity is not a finite number"]),
+    (lambda d: d.update(video_id="../../elsewhere"), ["video_id", "relative path inside"]),
+    (lambda d: d.update(video_id=""), ["video_id", "relative path inside"]),
+    (lambda d: d.update(video_id=7), ["video_id", "expected str"]),
+    (lambda d: d.update(masklet_id=[0, 0, *d["masklet_id"][2:]]), ["masklet_id[1]", "duplicate id 0"]),
+    (lambda d: d.update(masklet={}), ["masklet", "expected list"]),
+    (lambda d: d["masklet"].__setitem__(0, None), ["masklet[0]", "expected list, got null"]),
 ])
 def test_sav_bad_json_names_file_and_field(tmp_path, edit, fields):
     path, _ = _write_sav(tmp_path)
@@ -69,6 +80,19 @@ def test_sav_bad_json_names_file_and_field(tmp_path, edit, fields):
     message = str(info.value)
     assert "sav_000001_manual.json" in message and "\n" not in message
     assert all(f in message for f in fields), message
+
+
+def test_sav_size_the_frames_do_not_have_is_refused_before_allocating(tmp_path):
+    path, _ = _write_sav(tmp_path)
+    data = json.loads(path.read_text())
+    data.update(video_height=16384.0, video_width=16384.0)
+    for frame in data["masklet"]:
+        for rle in frame:
+            rle["size"] = [16384, 16384]
+    path.write_text(json.dumps(data))
+    ds = SavDataset(tmp_path)
+    with pytest.raises(DataFormatError, match=r"sav_000001_manual.json: masklet\[0\] \(frame 0\): .*48x48 .*16384x16384"):
+        ds[0]
 
 
 def test_sav_missing_frame_and_empty_folder(tmp_path):

@@ -97,9 +97,11 @@ def test_metrics_ios_converts_seconds_and_kilobytes():
 
 
 def test_avg_latency_is_used_without_trimmean_and_load_failure_is_reported():
+    assert {m.metric: m.value for m in device_metrics([_row(value=50.0)])} == {"image_latency_ms": 50.0}
     rows = [_row(value=50.0), _row(metric="load_status", value=34.0, unit="", location="[1]")]
-    got = {m.metric: m.value for m in device_metrics(rows)}
-    assert got == {"image_latency_ms": 50.0, "load_status": 34.0}
+    got = {m.metric: (m.value, m.failed_stage) for m in device_metrics(rows)}
+    # a latency of a program that did not load is not used: the gated metric is a failure at "load"
+    assert got == {"image_latency_ms": (None, "load"), "load_status": (34.0, None)}
 
 
 def test_ios_track_method_of_the_combined_pte_gives_fps():
@@ -281,3 +283,140 @@ def test_cli_missing_pte_and_dry_run(tmp_path, monkeypatch, capsys):
     assert not ResultsStore("t").path.exists()
     out = capsys.readouterr().out
     assert "ios/coreml/fp16" in out and "dry run" in out and "no targets file" in out
+
+
+# --- impossible numbers, duplicates, malformed files (issue 14) ------------------------------------
+@pytest.mark.parametrize("index, value, message", [
+    (1, -41.7, "[1].actualValue: trimmean_inference_latency(ms) must be > 0 (a time), got -41.7"),
+    (0, 0, "[0].actualValue: avg_inference_latency(ms) must be > 0 (a time), got 0.0"),
+    (2, -612.4, "[2].actualValue: model_load_time(ms) must be > 0 (a time), got -612.4"),
+    (4, -87.3, "[4].actualValue: ram_pss_usage(mb) must be >= 0 (a memory figure), got -87.3"),
+    (3, -1, "[3].actualValue: load_status must be an integer >= 0 (an ExecuTorch error code), got -1.0"),
+    (3, 0.5, "[3].actualValue: load_status must be an integer >= 0"),
+])
+def test_android_impossible_numbers_are_refused(tmp_path, index, value, message):
+    path = _write_android(tmp_path, lambda d: d[index].update(actualValue=value))
+    with pytest.raises(DataFormatError) as err:
+        parse_results_file(path)
+    _one_line_error(err, f"{path}: {message}")
+
+
+def test_android_negative_device_memory_is_refused(tmp_path):
+    path = _write_android(tmp_path, lambda d: d[2]["deviceInfo"].update(availMem=-5))
+    with pytest.raises(DataFormatError) as err:
+        parse_results_file(path)
+    _one_line_error(err, f"{path}: [2].deviceInfo.availMem: must be >= 0")
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("average: 0.0381,", "average: -0.0381,", "average: Clock Monotonic Time, s must be > 0 (a time), got -0.0381"),
+    ("average: 0.241,", "average: 0,", "average: Clock Monotonic Time, s must be > 0 (a time), got 0.0"),
+    ("average: 96518.144,", "average: -96518.144,", "average: Memory Peak Physical, kB must be >= 0"),
+])
+def test_ios_impossible_numbers_name_the_line(tmp_path, old, new, message):
+    text = IOS.read_text()
+    lineno = next(i for i, line in enumerate(text.splitlines(), start=1) if old in line)
+    path = tmp_path / "ios.log"
+    path.write_text(text.replace(old, new))
+    with pytest.raises(DataFormatError) as err:
+        parse_results_file(path)
+    _one_line_error(err, f"{path}:{lineno}: {message}")
+
+
+def test_hand_built_impossible_rows_are_refused_too():
+    with pytest.raises(DataFormatError) as err:
+        device_metrics([_row(value=-3.0)])
+    _one_line_error(err, "r.json [0]: avg_inference_latency(ms) must be > 0")
+    with pytest.raises(DataFormatError) as err:
+        device_metrics([_row(model="m_track", metric="Clock Monotonic Time, s", unit="s", value=5e-324)])
+    _one_line_error(err, "r.json [0]: Clock Monotonic Time, s: tracker step time")
+
+
+def test_two_files_measuring_the_same_pte_on_the_same_device_are_refused(tmp_path):
+    copy = tmp_path / "again.json"
+    copy.write_text(ANDROID.read_text())
+    rows = parse_results_file(ANDROID) + parse_results_file(copy)
+    with pytest.raises(DataFormatError) as err:
+        device_metrics(rows)
+    _one_line_error(err, f"{copy} [0]: avg_inference_latency(ms) of repvit_m0_9_504_qnn_int8_int4.pte on "
+                         f"samsung SM-S928B (Android 14) was already given by {ANDROID} [0]")
+    log = tmp_path / "twice.log"  # one log with the same test's lines twice (two runs pasted together)
+    log.write_text(IOS.read_text() * 2)
+    with pytest.raises(DataFormatError) as err:
+        device_metrics(parse_ios_log(log))
+    _one_line_error(err, f"{log} line ", "was already given by", f"{log} line ")
+
+
+@pytest.mark.parametrize("name, body, message", [
+    ("results.json", b"\xff\xfe[not text", "not UTF-8 text"),
+    ("results.json", b"", "invalid JSON at line 1 column 1"),
+    ("results.txt", b'{"benchmarkModel": {}}', "expected a JSON list of benchmark results, got dict"),
+    ("results.json", b'[{"benchmarkModel": "x"}]', "[0].benchmarkModel: expected an object, got str"),
+    ("results.json", b'[{"benchmarkModel": {"name": ["a"]}}]', "[0].benchmarkModel.name: expected a string, got list"),
+    ("results.json", b"[1, 2]", "[0]: expected an object, got int"),
+    ("results.json", b"[]", "no benchmark results (empty list)"),
+])
+def test_malformed_files_are_one_line_errors_from_the_cli(tmp_path, monkeypatch, capsys, name, body, message):
+    from sam3m4.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / name
+    path.write_bytes(body)
+    assert main(["device", "import", str(path), "--run", "t"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sam3m4: error: {path}: ") and message in err and err.count("\n") == 1, err
+    assert not ResultsStore("t").path.exists()
+
+
+def test_cli_negative_latency_exits_2_and_records_nothing(tmp_path, monkeypatch, capsys):
+    from sam3m4.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    _ptes(tmp_path / "outputs" / "export")
+    bad = tmp_path / "ios.log"
+    bad.write_text(IOS.read_text().replace("average: 0.0381,", "average: -0.0381,"))
+    assert main(["device", "import", str(ANDROID), str(bad), "--run", "t", "--targets", str(TARGETS)]) == 2
+    assert "Clock Monotonic Time, s must be > 0" in capsys.readouterr().err
+    assert not ResultsStore("t").path.exists()
+
+
+def test_cli_reimport_replaces_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _ptes(tmp_path / "outputs" / "export")
+    assert _cli("import", str(ANDROID), "--run", "t", "--targets", str(TARGETS)) == 0
+    assert "replaces" not in capsys.readouterr().out
+    faster = _write_android(tmp_path, lambda d: d[1].update(actualValue=30.0))
+    assert _cli("import", str(faster), "--run", "t", "--targets", str(TARGETS)) == 0
+    out = capsys.readouterr().out
+    assert "note: android/qnn/int8_int4 image_latency_ms: replaces 41.7055 ms recorded" in out
+    lat = ResultsStore("t").latest(stage="stage5", subject="android/qnn/int8_int4", metric="image_latency_ms")
+    assert lat.value == 30.0 and f"({faster}); replaces 41.7055 ms recorded " in lat.provenance
+    assert str(ANDROID) in lat.provenance  # which file the replaced value came from
+
+
+def test_cli_load_failure_is_a_failed_stage_not_a_number(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _ptes(tmp_path / "outputs" / "export")
+    failed = _write_android(tmp_path, lambda d: d[3].update(actualValue=34))
+    assert _cli("import", str(failed), "--run", "t", "--targets", str(TARGETS)) == 0
+    assert "FAIL (failed at load)" in capsys.readouterr().out
+    lat = ResultsStore("t").latest(stage="stage5", subject="android/qnn/int8_int4", metric="image_latency_ms")
+    assert (lat.value, lat.failed_stage, lat.passed, lat.target) == (None, "load", None, None)
+    assert "ExecuTorch error 34" in lat.note
+
+
+def test_cli_targets_come_from_the_env_and_a_broken_file_stops(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _ptes(tmp_path / "outputs" / "export")
+    planted = tmp_path / "strict.yaml"
+    planted.write_text("targets:\n  image_latency_ms: {metric: image_latency_ms, comparison: '<', value: 1}\n")
+    monkeypatch.setenv("SAM3M4_TARGETS", str(planted))
+    assert _cli("import", str(ANDROID), "--run", "t") == 0
+    assert f"targets: {planted.name} (sha256 " in capsys.readouterr().out
+    lat = ResultsStore("t").latest(stage="stage5", subject="android/qnn/int8_int4", metric="image_latency_ms")
+    assert (lat.target, lat.passed) == (1.0, False)
+    planted.write_text("targets:\n  image_latency_ms: {metric: image_latency_ms, value: 1}\n")
+    with pytest.raises(ConfigError) as err:
+        _cli("import", str(ANDROID), "--run", "t2")
+    _one_line_error(err, f"{planted}: targets.image_latency_ms.comparison: missing key")
+    assert not ResultsStore("t2").path.exists()

@@ -1,9 +1,12 @@
 """pytest-html integration: a session using the project conftest writes acceptance.html with the
-Measured / Target / Provenance columns and renders report.md from the same store."""
+Measured / Target / Provenance columns and renders report.md from the same store; the targets file is
+found by the one rule (--targets > $SAM3M4_TARGETS > acceptance/targets.yaml) and a broken one stops the session."""
 
 from __future__ import annotations
 
+import hashlib
 import html
+import os
 import shutil
 import subprocess
 import sys
@@ -19,19 +22,51 @@ def test_gate(gate):
 '''
 
 
-def test_html_and_report_are_written(tmp_path):
-    shutil.copy(ROOT / "conftest.py", tmp_path / "conftest.py")
-    shutil.copytree(ROOT / "acceptance", tmp_path / "acceptance", ignore=shutil.ignore_patterns("test_*", "__pycache__"))
-    (tmp_path / "test_probe.py").write_text(GATE_TEST)
-    out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--run", "probe",
-                          "-o", "addopts=", "test_probe.py"], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
-    page = (tmp_path / "reports" / "probe" / "acceptance.html").read_text()
+def _session(tmp_path: Path, *args: str, targets_env: str | None = None) -> subprocess.CompletedProcess:
+    """A pytest session in ``tmp_path`` with a copy of the project conftest and acceptance/targets.yaml."""
+    if not (tmp_path / "conftest.py").exists():
+        shutil.copy(ROOT / "conftest.py", tmp_path / "conftest.py")
+        shutil.copytree(ROOT / "acceptance", tmp_path / "acceptance",
+                        ignore=shutil.ignore_patterns("test_*", "__pycache__"))
+        (tmp_path / "test_probe.py").write_text(GATE_TEST)
+    env = {k: v for k, v in os.environ.items() if k != "SAM3M4_TARGETS"}
+    if targets_env is not None:
+        env["SAM3M4_TARGETS"] = targets_env
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=", *args,
+                           "test_probe.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+
+
+def _page(tmp_path: Path, run: str) -> str:
+    page = (tmp_path / "reports" / run / "acceptance.html").read_text()
     assert "sam3m4 release acceptance" in page
-    page = html.unescape(html.unescape(page))  # pytest-html embeds rows as escaped JSON
+    return html.unescape(html.unescape(page))  # pytest-html embeds rows as escaped JSON
+
+
+def test_html_and_report_are_written(tmp_path):
+    out = _session(tmp_path, "--run", "probe")
+    assert out.returncode == 0, out.stdout + out.stderr
+    page = _page(tmp_path, "probe")
     for text in ("<th>Measured</th>", "<th>Provenance</th>", "<td>coreml pte_mb = 12.5 MB</td>",
                  "<td>AOT probe file</td>", "<td>< 50</td>", "torchao"):
         assert text in page, text
+    default = tmp_path / "acceptance" / "targets.yaml"
+    sha = hashlib.sha256(default.read_bytes()).hexdigest()
+    assert f"{default} (default)" in page and sha in page  # environment table: Targets file / Targets sha256
     report = (tmp_path / "reports" / "probe" / "report.md").read_text()
     assert "12.5 ✅" in report and "AOT probe file" in report
+    assert f"> 목표 파일: `acceptance/targets.yaml (sha256 {sha}, default)`" in report
+
+
+def test_gates_use_sam3m4_targets_and_a_broken_file_stops_the_session(tmp_path):
+    planted = tmp_path / "planted.yaml"  # a 1 MB .pte budget: the 12.5 MB probe must fail under it
+    planted.write_text("targets:\n  pte_size_mb: {metric: pte_mb, comparison: '<', value: 1, unit: MB}\n")
+    out = _session(tmp_path, "--run", "planted", targets_env=str(planted))
+    assert out.returncode == 1 and "1 failed" in out.stdout, out.stdout + out.stderr
+    page = _page(tmp_path, "planted")
+    assert f"{planted} ($SAM3M4_TARGETS)" in page and hashlib.sha256(planted.read_bytes()).hexdigest() in page
+    assert "<td>< 1</td>" in page
+    planted.write_text("targets:\n  pte_size_mb: {metric: pte_mb, comparison: '<', value: 1, colour: red}\n")
+    out = _session(tmp_path, "--run", "broken", targets_env=str(planted))
+    assert out.returncode == 4, out.stdout + out.stderr  # pytest's usage error: no test ran
+    assert f"ERROR: {planted}: targets.pte_size_mb.colour: unknown key" in out.stderr, out.stderr
+    assert not (tmp_path / "reports" / "broken" / "results.jsonl").exists()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
 import pytest
 
+from sam3m4.errors import ConfigError
 from sam3m4.report import render_report
 from sam3m4.results import ResultsStore
 
@@ -62,3 +64,44 @@ def test_failed_gate_is_listed_in_stage3_comments(tmp_path):
     text = render_report("r", root=tmp_path, targets_path=TARGETS).read_text()
     line = next(line for line in text.splitlines() if line.startswith("- 실패/회귀 항목"))
     assert "student/phase2 miou_ratio" in line
+
+
+def test_header_names_the_targets_file_and_its_sha256(tmp_path, monkeypatch):
+    ResultsStore("r", root=tmp_path).record(stage="sanity", subject="x", metric="m", value=1.0)
+    planted = tmp_path / "strict.yaml"
+    planted.write_text("targets:\n  image_latency_ms: {metric: image_latency_ms, comparison: '<', value: 1, "
+                       "unit: ms}\n")
+    monkeypatch.setenv("SAM3M4_TARGETS", str(planted))  # the env var is honoured, like the CLI and pytest
+    text = render_report("r", root=tmp_path).read_text()
+    sha = hashlib.sha256(planted.read_bytes()).hexdigest()
+    assert f"> 목표 파일: `{planted} (sha256 {sha}, $SAM3M4_TARGETS)`" in text
+    assert "목표 `< 1 ms`" in text  # the stage 5 remark uses the planted target
+    monkeypatch.delenv("SAM3M4_TARGETS")
+    monkeypatch.chdir(tmp_path)  # nothing given, no acceptance/targets.yaml here: rendered, and said so
+    text = render_report("r", root=tmp_path).read_text()
+    assert "> 목표 파일: 없음 (acceptance/targets.yaml: targets file not found in" in text
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ("targets: [\n", "line 2 column 1: expected the node content"),
+    ("targets:\n  pte_size_mb: {metric: pte_mb, comparison: '<', value: 50, colour: red}\n",
+     "targets.pte_size_mb.colour: unknown key"),
+    ("targets:\n  pte_size_mb: {metric: pte_mb, comparison: '<', value: fifty}\n",
+     "targets.pte_size_mb.value: expected a number"),
+    ("targets:\n  pte_size_mb: {metric: pte_mb, value: 50}\n", "targets.pte_size_mb.comparison: missing key"),
+])
+def test_broken_targets_stop_the_report(tmp_path, monkeypatch, capsys, body, fragment):
+    from sam3m4.cli import main
+
+    ResultsStore("r", root=tmp_path).record(stage="sanity", subject="x", metric="m", value=1.0)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(body)
+    with pytest.raises(ConfigError) as err:
+        render_report("r", root=tmp_path, targets_path=bad)
+    assert str(err.value).startswith(f"{bad}: ") and fragment in str(err.value)
+    assert not (tmp_path / "r" / "report.md").exists()
+    monkeypatch.setenv("SAM3M4_TARGETS", str(bad))
+    assert main(["report", "--run", "r", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sam3m4: error: {bad}: ") and fragment in err and err.count("\n") == 1, err
+    assert not (tmp_path / "r" / "report.md").exists()

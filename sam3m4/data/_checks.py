@@ -2,12 +2,17 @@
 
 Every failure is a one-line :class:`~sam3m4.errors.DataFormatError` of the form
 ``<file>: <field path>: <problem>``, e.g. ``val.json: images[3].height: missing key``.
+
+Limits: an image or frame side is at most :data:`MAX_SIDE` pixels (checked before anything is allocated);
+JSON numbers must be finite (``NaN``, ``Infinity`` and ``1e400`` are refused); paths in the JSON
+(``file_name``, ``file_names``, SA-V ``video_id``) must stay inside the data root.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import math
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -24,18 +29,64 @@ _KINDS = {
 }
 
 
+MAX_SIDE = 16384
+"""Largest image/frame height or width accepted (pixels); SA-Co and SA-V frames are at most a few thousand."""
+
+
+class _NonFinite(ValueError):
+    """A JSON number that is not a finite float (NaN, Infinity, 1e400)."""
+
+    def __init__(self, token: str):
+        super().__init__(token)
+        self.token = token
+
+
+def _finite_float(token: str) -> float:
+    value = float(token)
+    if not math.isfinite(value):
+        raise _NonFinite(token)
+    return value
+
+
+def _constant(token: str) -> float:
+    raise _NonFinite(token)
+
+
+def _line_col(text: str, index: int) -> str:
+    """``line:col`` (1-based, as json.JSONDecodeError) of character ``index`` in text."""
+    line, line_start = text.count("\n", 0, index) + 1, text.rfind("\n", 0, index) + 1
+    return f"{line}:{index - line_start + 1}"
+
+
 def load_json(path: Path) -> object:
-    """Parse a JSON file; a missing file or a syntax error names the file (and line:col)."""
+    """Parse a JSON file; a missing file, bad encoding or syntax error names the file (and line:col).
+
+    Numbers must be finite: ``NaN``, ``Infinity`` and overflowing floats are an error, so every number a
+    reader gets can be compared and converted.
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataFormatError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataFormatError(f"{path}: is a folder, expected a JSON file") from None
     except UnicodeDecodeError as exc:
         raise DataFormatError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise DataFormatError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not text.strip():
+        raise DataFormatError(f"{path}: empty file, expected JSON")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_float=_finite_float, parse_constant=_constant)
     except json.JSONDecodeError as exc:
         raise DataFormatError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    except _NonFinite as exc:
+        where = _line_col(text, max(text.find(exc.token), 0))
+        raise DataFormatError(f"{path}:{where}: invalid JSON: {exc.token} is not a finite number") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise DataFormatError(f"{path}: invalid JSON: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise DataFormatError(f"{path}: invalid JSON: nested too deeply") from None
 
 
 def type_name(value: object) -> str:
@@ -63,11 +114,66 @@ def get(file: Path, obj: dict, field: str, key: str, kind: str, *, default: obje
     return check_kind(file, where, obj[key], kind)
 
 
-def get_positive(file: Path, obj: dict, field: str, key: str) -> int:
-    """Read a positive int field (image height/width, video length)."""
+def get_positive(file: Path, obj: dict, field: str, key: str, *, maximum: int | None = None) -> int:
+    """Read a positive int field (image height/width, video length), at most ``maximum`` when given."""
     value = get(file, obj, field, key, "int")
     if value <= 0:
         raise DataFormatError(f"{file}: {field}.{key}: must be > 0, got {value}")
+    if maximum is not None and value > maximum:
+        raise DataFormatError(f"{file}: {field}.{key}: must be <= {maximum}, got {value}")
+    return value
+
+
+def get_side(file: Path, obj: dict, field: str, key: str) -> int:
+    """Read an image height or width: a positive int <= MAX_SIDE."""
+    return get_positive(file, obj, field, key, maximum=MAX_SIDE)
+
+
+def get_text(file: Path, obj: dict, field: str, key: str) -> str:
+    """Read a non-blank string field (a noun phrase, a category name)."""
+    value = get(file, obj, field, key, "str")
+    if not value.strip():
+        raise DataFormatError(f"{file}: {field}.{key}: must not be empty, got {value!r}")
+    return value
+
+
+def unique_id(file: Path, field: str, value: object, seen: dict[int, str]) -> int:
+    """Check that ``value`` (the ``id`` at ``field``) is an int not in seen (id -> field); record it."""
+    check_kind(file, field, value, "int")
+    if value in seen:
+        raise DataFormatError(f"{file}: {field}: duplicate id {value} (also {seen[value]})")
+    seen[value] = field
+    return value
+
+
+def check_path(file: Path, field: str, value: object) -> str:
+    """A path from the JSON, relative to the data root: a non-empty str, not absolute, no ``..`` part."""
+    check_kind(file, field, value, "str")
+    parts = PurePosixPath(value.replace("\\", "/")).parts
+    if (not value.strip() or "\0" in value or value.startswith(("/", "\\")) or PureWindowsPath(value).drive
+            or ".." in parts):
+        raise DataFormatError(f"{file}: {field}: must be a relative path inside the data root, got {value!r:.80}")
+    return value
+
+
+def check_area(file: Path, field: str, value: object, height: int, width: int) -> float:
+    """A mask area in pixels: a number in [0, height * width]."""
+    check_kind(file, field, value, "number")
+    if not 0 <= value <= height * width:
+        raise DataFormatError(f"{file}: {field}: must be in [0, H*W = {height * width}], got {value}")
+    return value
+
+
+def check_bbox(file: Path, field: str, value: object, height: int, width: int) -> list:
+    """A COCO box ``[x, y, w, h]`` in pixels: w, h > 0, inside the height x width image (1 px slack)."""
+    if not isinstance(value, list) or len(value) != 4 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise DataFormatError(f"{file}: {field}: expected [x, y, w, h] numbers, got {value!r:.60}")
+    x, y, w, h = value
+    if w <= 0 or h <= 0:
+        raise DataFormatError(f"{file}: {field}: width and height must be > 0, got {value}")
+    if x < 0 or y < 0 or x + w > width + 1 or y + h > height + 1:
+        raise DataFormatError(f"{file}: {field}: box {value} is outside the {height}x{width} (HxW) image")
     return value
 
 
@@ -82,17 +188,23 @@ def list_of_dicts(file: Path, data: dict, key: str, *, required: bool = True) ->
 def read_rgb(file: Path, field: str, path: Path, height: int, width: int) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB and check it is height x width.
 
-    file/field name the JSON entry that points at the image (used in the error message).
+    file/field name the JSON entry that points at the image (used in the error message). The size in the
+    file's header is compared before the pixels are decoded.
     """
+    rgb = None
     try:
         with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))          # (H, W, 3) uint8
+            size = im.size                               # (W, H) from the header
+            if size == (width, height):
+                rgb = np.asarray(im.convert("RGB"))      # (H, W, 3) uint8
     except FileNotFoundError:
         raise DataFormatError(f"{file}: {field}: image file not found: {path}") from None
+    except Image.DecompressionBombError as exc:
+        raise DataFormatError(f"{file}: {field}: image {path} is too large to decode: {exc}") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataFormatError(f"{file}: {field}: cannot decode image {path}: "
                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    if rgb.shape[:2] != (height, width):
-        raise DataFormatError(f"{file}: {field}: image {path} is {rgb.shape[0]}x{rgb.shape[1]} (HxW) "
-                              f"but the JSON says {height}x{width}")
+    if rgb is None or rgb.shape[:2] != (height, width):
+        h, w = (size[1], size[0]) if rgb is None else rgb.shape[:2]
+        raise DataFormatError(f"{file}: {field}: image {path} is {h}x{w} (HxW) but the JSON says {height}x{width}")
     return rgb

@@ -8,9 +8,10 @@ Format (COCO-like; from SAM 3's public loaders):
   ``image_id`` points at a pair. A pair without annotations is a negative (concept absent).
 * ``categories[]``: ``{id, name}`` (optional here, checked when present).
 
-The whole JSON is validated on load (keys, types, ids, RLE headers and sizes); RLE counts and image files
-are read in ``__getitem__``, and their defects raise the same one-line DataFormatError naming file and
-field. An annotation whose segmentation is null/empty is skipped; a pair left with no usable annotation is
+The whole JSON is validated on load (keys, types, unique ids, non-empty phrases, areas, boxes, paths that
+stay under the image root, RLE headers and sizes; limits in :mod:`sam3m4.data._checks`); RLE counts and
+image files are read in ``__getitem__``, and their defects raise the same one-line DataFormatError naming
+file and field. An annotation whose segmentation is null/empty is skipped; a pair left with no usable annotation is
 dropped (it would otherwise look like a negative). Both are listed in ``.skipped`` with one warning.
 
     ds = SacoImageDataset("data/saco_image/val.json")   # images under data/saco_image/images/
@@ -68,9 +69,10 @@ class SacoImageDataset:
         C.check_kind(file, "<top level>", data, "dict")
         images = C.list_of_dicts(file, data, "images")
         annotations = C.list_of_dicts(file, data, "annotations")
+        categories: dict[int, str] = {}                  # category id -> field
         for i, cat in enumerate(C.list_of_dicts(file, data, "categories", required=False)):
-            C.get(file, cat, f"categories[{i}]", "id", "int")
-            C.get(file, cat, f"categories[{i}]", "name", "str")
+            C.unique_id(file, f"categories[{i}].id", C.get(file, cat, f"categories[{i}]", "id", "int"), categories)
+            C.get_text(file, cat, f"categories[{i}]", "name")
 
         pairs: list[dict] = []
         index_of: dict[int, int] = {}                     # image id -> position in pairs
@@ -83,21 +85,34 @@ class SacoImageDataset:
             index_of[pid] = i
             pairs.append({
                 "id": pid,
-                "file_name": C.get(file, img, field, "file_name", "str"),
-                "height": C.get_positive(file, img, field, "height"),
-                "width": C.get_positive(file, img, field, "width"),
-                "text_input": C.get(file, img, field, "text_input", "str"),
+                "file_name": C.check_path(file, f"{field}.file_name", C.get(file, img, field, "file_name", "str")),
+                "height": C.get_side(file, img, field, "height"),
+                "width": C.get_side(file, img, field, "width"),
+                "text_input": C.get_text(file, img, field, "text_input"),
                 "num_instances": 0,
             })
 
         anns: list[list[tuple[str, dict]]] = [[] for _ in pairs]  # per pair: (field, rle)
         had_ann = [False] * len(pairs)
+        ann_ids: dict[int, str] = {}                     # annotation id -> field
         for j, ann in enumerate(annotations):
             field = f"annotations[{j}]"
+            if "id" in ann:                               # optional (COCO writes it); unique when present
+                C.unique_id(file, f"{field}.id", ann["id"], ann_ids)
             image_id = C.get(file, ann, field, "image_id", "int")
             if image_id not in index_of:
                 raise DataFormatError(f"{file}: {field}.image_id: unknown image id {image_id}")
             k = index_of[image_id]
+            h, w = pairs[k]["height"], pairs[k]["width"]
+            category_id = C.get(file, ann, field, "category_id", "int", default=None)
+            if categories and category_id is not None and category_id not in categories:
+                raise DataFormatError(f"{file}: {field}.category_id: unknown category id {category_id}")
+            if ann.get("area") is not None:
+                C.check_area(file, f"{field}.area", ann["area"], h, w)
+            if ann.get("bbox") is not None:
+                C.check_bbox(file, f"{field}.bbox", ann["bbox"], h, w)
+            if C.get(file, ann, field, "iscrowd", "int", default=0) not in (0, 1):
+                raise DataFormatError(f"{file}: {field}.iscrowd: must be 0 or 1, got {ann['iscrowd']}")
             had_ann[k] = True
             if "segmentation" not in ann:
                 raise DataFormatError(f"{file}: {field}.segmentation: missing key")
@@ -105,11 +120,6 @@ class SacoImageDataset:
             if seg is None or seg == [] or seg == {}:
                 self.skipped.append(f"{field}: empty segmentation (image id {image_id})")
                 continue
-            bbox = ann.get("bbox")
-            if bbox is not None and (not isinstance(bbox, list) or len(bbox) != 4 or not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
-                raise DataFormatError(f"{file}: {field}.bbox: expected [x, y, w, h] numbers, got {bbox!r:.60}")
-            h, w = pairs[k]["height"], pairs[k]["width"]
             try:
                 check_rle_header(seg, h, w, where=f"{file}: {field}.segmentation")
             except DataFormatError as exc:

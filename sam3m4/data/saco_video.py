@@ -9,8 +9,10 @@ Format (from SAM 3's public loaders):
 * ``annotations[]``: ``{id, video_id, category_id, segmentations: [RLE or null per frame],
   bboxes: [xywh or null], areas: [int or null], iscrowd}``; one per object (masklet) and category.
 
-The JSON is validated on load (keys, types, ids, frame counts, RLE headers and sizes); RLE counts and
-frame files are read in ``__getitem__``. Every defect is a one-line DataFormatError naming file and field.
+The JSON is validated on load (keys, types, unique ids, non-empty phrases, frame counts, areas, boxes,
+frame paths that stay under the frame root, RLE headers and sizes; limits in :mod:`sam3m4.data._checks`);
+RLE counts and frame files are read in ``__getitem__``. Every defect is a one-line DataFormatError naming
+file and field.
 Annotations that no ``video_np_pairs`` entry asks for, and masklets that are null in every frame, are
 skipped, listed in ``.skipped`` and reported in one warning.
 
@@ -89,14 +91,14 @@ class SacoVideoDataset:
                                       f"(also {self._video_field[vid_id]})")
             names = C.get(file, vid, field, "file_names", "list")
             for t, name in enumerate(names):
-                C.check_kind(file, f"{field}.file_names[{t}]", name, "str")
+                C.check_path(file, f"{field}.file_names[{t}]", name)
             length = C.get_positive(file, vid, field, "length")
             if len(names) != length:
                 raise DataFormatError(f"{file}: {field}.file_names: {len(names)} frame names but "
                                       f"length is {length}")
             self.videos[vid_id] = {"id": vid_id, "file_names": names, "length": length,
-                                   "height": C.get_positive(file, vid, field, "height"),
-                                   "width": C.get_positive(file, vid, field, "width")}
+                                   "height": C.get_side(file, vid, field, "height"),
+                                   "width": C.get_side(file, vid, field, "width")}
             self._video_field[vid_id] = field
 
         categories: dict[int, str] = {}
@@ -104,7 +106,7 @@ class SacoVideoDataset:
             cat_id = C.get(file, cat, f"categories[{i}]", "id", "int")
             if cat_id in categories:
                 raise DataFormatError(f"{file}: categories[{i}].id: duplicate id {cat_id}")
-            categories[cat_id] = C.get(file, cat, f"categories[{i}]", "name", "str")
+            categories[cat_id] = C.get_text(file, cat, f"categories[{i}]", "name")
 
         self.pairs: list[dict] = []
         pair_of: dict[tuple[int, int], int] = {}
@@ -117,13 +119,16 @@ class SacoVideoDataset:
             pair_of[key] = i
             video = self.videos[key[0]]
             self.pairs.append({"video_id": key[0], "category_id": key[1],
-                               "noun_phrase": C.get(file, np_pair, field, "noun_phrase", "str"),
+                               "noun_phrase": C.get_text(file, np_pair, field, "noun_phrase"),
                                "length": video["length"], "height": video["height"],
                                "width": video["width"], "num_objects": 0})
 
         self._anns: list[list[tuple[str, list]]] = [[] for _ in self.pairs]  # per pair: (field, rles)
+        ann_ids: dict[int, str] = {}                              # annotation id -> field
         for j, ann in enumerate(C.list_of_dicts(file, data, "annotations")):
             field = f"annotations[{j}]"
+            if "id" in ann:                               # optional (YouTube-VIS writes it); unique when present
+                C.unique_id(file, f"{field}.id", ann["id"], ann_ids)
             key = (self._known_video(ann, field), self._known_category(ann, field, categories))
             video = self.videos[key[0]]
             length, h, w = video["length"], video["height"], video["width"]
@@ -131,11 +136,16 @@ class SacoVideoDataset:
             if len(segs) != length:
                 raise DataFormatError(f"{file}: {field}.segmentations: {len(segs)} entries but video "
                                       f"{key[0]} has length {length}")
-            for name in ("bboxes", "areas"):
+            for name, check in (("bboxes", C.check_bbox), ("areas", C.check_area)):
                 extra = C.get(file, ann, field, name, "list", default=None)
                 if extra is not None and len(extra) != length:
                     raise DataFormatError(f"{file}: {field}.{name}: {len(extra)} entries but video "
                                           f"{key[0]} has length {length}")
+                for t, value in enumerate(extra or []):
+                    if value is not None:                 # null where the object is not in frame t
+                        check(file, f"{field}.{name}[{t}]", value, h, w)
+            if C.get(file, ann, field, "iscrowd", "int", default=0) not in (0, 1):
+                raise DataFormatError(f"{file}: {field}.iscrowd: must be 0 or 1, got {ann['iscrowd']}")
             for t, seg in enumerate(segs):
                 if seg is not None:
                     check_rle_header(seg, h, w, where=f"{file}: {field}.segmentations[{t}]")
@@ -174,9 +184,11 @@ class SacoVideoDataset:
         video = self.videos[pair["video_id"]]
         file, h, w, length = self.json_path, video["height"], video["width"], video["length"]
         vfield = self._video_field[video["id"]]
-        frames = np.zeros((length, h, w, 3), dtype=np.uint8)  # (T, H, W, 3)
         for t, name in enumerate(video["file_names"]):
-            frames[t] = C.read_rgb(file, f"{vfield}.file_names[{t}]", self.frame_root / name, h, w)
+            rgb = C.read_rgb(file, f"{vfield}.file_names[{t}]", self.frame_root / name, h, w)
+            if t == 0:  # allocated once frame 0 has shown that the JSON's size is real
+                frames = np.empty((length, h, w, 3), dtype=np.uint8)  # (T, H, W, 3)
+            frames[t] = rgb
         masks = np.zeros((len(anns), length, h, w), dtype=bool)  # (N, T, H, W)
         for n, (field, segs) in enumerate(anns):
             for t, seg in enumerate(segs):

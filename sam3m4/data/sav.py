@@ -33,11 +33,13 @@ from sam3m4.errors import DataFormatError
 __all__ = ["SavDataset"]
 
 
-def _whole(file: Path, obj: dict, key: str) -> int:
-    """A positive whole number that may be written as a float (848.0)."""
-    value = C.get(file, obj, "", key, "number")
+def _whole(file: Path, obj: dict, key: str, maximum: int | None = None) -> int:
+    """A positive whole number that may be written as a float (848.0), at most ``maximum`` when given."""
+    value = C.get(file, obj, "", key, "number")  # finite: load_json refuses NaN and Infinity
     if value != int(value) or value <= 0:
         raise DataFormatError(f"{file}: {key}: must be a positive whole number, got {value}")
+    if maximum is not None and value > maximum:
+        raise DataFormatError(f"{file}: {key}: must be <= {maximum}, got {value}")
     return int(value)
 
 
@@ -62,12 +64,14 @@ class SavDataset:
     def _read_header(self, file: Path) -> dict:
         data = C.load_json(file)
         C.check_kind(file, "<top level>", data, "dict")
-        h, w = _whole(file, data, "video_height"), _whole(file, data, "video_width")
+        video_id = C.check_path(file, "video_id", C.get(file, data, "", "video_id", "str"))  # a frame folder
+        h, w = _whole(file, data, "video_height", C.MAX_SIDE), _whole(file, data, "video_width", C.MAX_SIDE)
         frame_count = _whole(file, data, "video_frame_count")
         masklet = C.get(file, data, "", "masklet", "list")
         ids = C.get(file, data, "", "masklet_id", "list")
+        seen: dict[int, str] = {}
         for i, mid in enumerate(ids):
-            C.check_kind(file, f"masklet_id[{i}]", mid, "int")
+            C.unique_id(file, f"masklet_id[{i}]", mid, seen)
         for k, frame in enumerate(masklet):
             C.check_kind(file, f"masklet[{k}]", frame, "list")
             if len(frame) != len(ids):
@@ -78,7 +82,7 @@ class SavDataset:
         if masklet and last >= frame_count:
             raise DataFormatError(f"{file}: masklet: {len(masklet)} annotated frames every {self.ann_every} need "
                                   f"{last + 1} frames but video_frame_count is {frame_count}")
-        return {"json": file, "video_id": C.get(file, data, "", "video_id", "str"), "height": h, "width": w,
+        return {"json": file, "video_id": video_id, "height": h, "width": w,
                 "frame_count": frame_count, "num_objects": len(ids), "num_annotated": len(masklet),
                 "masklet_ids": list(ids), "masklet": masklet}
 
@@ -89,9 +93,12 @@ class SavDataset:
         v = self.videos[i]
         file, h, w, k_frames = v["json"], v["height"], v["width"], v["num_annotated"]
         names = [f"{v['video_id']}/{k * self.ann_every:05d}.jpg" for k in range(k_frames)]
-        frames = np.zeros((k_frames, h, w, 3), dtype=np.uint8)  # (K, H, W, 3)
+        frames = np.zeros((0, h, w, 3), dtype=np.uint8)  # (K, H, W, 3); K = 0 when nothing is annotated
         for k, name in enumerate(names):
-            frames[k] = C.read_rgb(file, f"masklet[{k}] (frame {k * self.ann_every})", self.frame_root / name, h, w)
+            rgb = C.read_rgb(file, f"masklet[{k}] (frame {k * self.ann_every})", self.frame_root / name, h, w)
+            if k == 0:  # allocated once frame 0 has shown that the JSON's size is real
+                frames = np.empty((k_frames, h, w, 3), dtype=np.uint8)
+            frames[k] = rgb
         masks = np.zeros((v["num_objects"], k_frames, h, w), dtype=bool)  # (N, K, H, W)
         for k, frame in enumerate(v["masklet"]):
             for n, rle in enumerate(frame):

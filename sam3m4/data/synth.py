@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ SMALL_FRACTION = (0.004, 0.01)  # area range of small instances (fraction of the
 LARGE_FRACTION = (0.03, 0.22)   # log-uniform area range of the other instances
 P_SMALL = 0.15
 JPEG = {"quality": 90, "subsampling": 0}
+MAX_IMAGE_SIZE, MAX_FRAMES = 2048, 256  # a video is drawn in memory: <= 256 x 2048^2 x 4 B (RGB + labels)
 _IMAGE, _VIDEO = 0, 1           # SeedSequence kinds
 
 # id, name, colour (None for shape-only), shape: colour-major colour x shape phrases, then shapes
@@ -217,8 +219,11 @@ def _annotation(mask: np.ndarray) -> tuple[dict, list[int], int]:
 
 
 def _write_json(path: Path, obj: dict) -> None:
+    """Write obj atomically (a temporary file renamed over path)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, separators=(",", ":")) + "\n", encoding="utf-8")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, separators=(",", ":")) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _split_count(n: int, val_fraction: float) -> int:
@@ -229,20 +234,38 @@ def _split_count(n: int, val_fraction: float) -> int:
     return min(n_val, max(n - 1, 0))
 
 
-def _check_args(n_images, n_videos, image_size, n_frames, val_fraction) -> None:
-    checks = [("n_images", n_images, n_images >= 0), ("n_videos", n_videos, n_videos >= 0),
-              ("image_size", image_size, image_size >= 32), ("n_frames", n_frames, n_frames >= 4),
-              ("val_fraction", val_fraction, 0 <= val_fraction < 1)]
-    for name, value, ok in checks:
+def _check_args(n_images, n_videos, seed, image_size, n_frames, val_fraction) -> None:
+    """Refuse values the generator cannot use; the message names the parameter (and its --option)."""
+    def whole(value, low: int, high: int | None = None) -> bool:
+        return (isinstance(value, int) and not isinstance(value, bool) and value >= low
+                and (high is None or value <= high))
+
+    checks = [("n_images (--images)", n_images, whole(n_images, 0), "an int >= 0"),
+              ("n_videos (--videos)", n_videos, whole(n_videos, 0), "an int >= 0"),
+              ("seed (--seed)", seed, whole(seed, 0), "an int >= 0"),
+              ("image_size (--image-size)", image_size, whole(image_size, 32, MAX_IMAGE_SIZE),
+               f"an int in [32, {MAX_IMAGE_SIZE}]"),
+              ("n_frames (--frames)", n_frames, whole(n_frames, 4, MAX_FRAMES), f"an int in [4, {MAX_FRAMES}]"),
+              ("val_fraction (--val-fraction)", val_fraction, isinstance(val_fraction, (int, float))
+               and not isinstance(val_fraction, bool) and 0 <= val_fraction < 1, "a number in [0, 1)")]
+    for name, value, ok, need in checks:
         if not ok:
-            raise ConfigError(f"synth.generate: {name}: invalid value {value!r} (need n_images, n_videos "
-                              f">= 0, image_size >= 32, n_frames >= 4, 0 <= val_fraction < 1)")
+            raise ConfigError(f"synth.generate: {name}: must be {need}, got {value!r}")
+    if n_images + n_videos == 0:
+        raise ConfigError("synth.generate: n_images, n_videos (--images, --videos): both 0, nothing to generate")
 
 
 def _prepare(out_dir: Path) -> None:
     """Remove a previous generator output (so reruns are exact); refuse to touch anything else."""
+    for folder in (out_dir, *out_dir.parents):  # the nearest existing one must be a folder
+        if folder.exists():
+            if not folder.is_dir():
+                raise ConfigError(f"synth.generate: out_dir (--out): {folder} is a file, not a folder")
+            break
     manifest = out_dir / "manifest.json"
     ours = manifest.is_file() and GENERATOR in manifest.read_text(encoding="utf-8", errors="replace")
+    if manifest.exists() and not ours:
+        raise ConfigError(f"{manifest}: exists and is not a synth manifest; choose an empty output directory")
     for sub in ("saco_image", "saco_video"):
         if (out_dir / sub).exists():
             if not ours:
@@ -334,7 +357,7 @@ def generate(out_dir: str | Path, n_images: int, n_videos: int, seed: int, image
     (id, name, colour, shape), colours (name -> RGB), shapes, files (relative JSON paths), counts
     (images / image_pairs / videos / video_np_pairs per split) and splits (detailed counts per split).
     """
-    _check_args(n_images, n_videos, image_size, n_frames, val_fraction)
+    _check_args(n_images, n_videos, seed, image_size, n_frames, val_fraction)
     out = Path(out_dir)
     _prepare(out)
     img_val, vid_val = _split_count(n_images, val_fraction), _split_count(n_videos, val_fraction)

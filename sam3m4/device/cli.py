@@ -11,8 +11,15 @@ FILE is an Android minibench ``benchmark_results.json`` or an iOS benchmark XCTe
 ``<platform>/<backend>/<quant>`` (``android/qnn/int8_int4``): ``image_latency_ms`` (ms), ``video_fps`` (fps,
 from the tracker step: a .pte whose model name contains ``track``, or an iOS ``test_track_...`` test),
 ``load_ms`` (ms), ``memory_mb`` (MB) and, for the tracker, ``track_step_ms``, ``track_load_ms``, ``track_memory_mb``;
-``image_latency_ms`` and ``video_fps`` are judged against the targets file. Each record's artifact is the
-.pte, with its sha256.
+``image_latency_ms`` and ``video_fps`` are judged against the targets file (``--targets``, else
+``$SAM3M4_TARGETS``, else ``acceptance/targets.yaml``: :func:`sam3m4.results.targets.locate_targets`; a broken
+file stops the import). Each record's artifact is the .pte, with its sha256.
+
+Impossible numbers (a time <= 0, a negative memory figure, a non-finite value) and two values for the same
+.pte, device and metric among the FILEs are refused with one line naming the file and the entry. Importing
+into a run that already has a device record for a subject and metric replaces it (the latest record is the
+one the report and the gates read): the import prints each replacement and writes it into the new record's
+provenance. A .pte that failed to load (Android ``load_status`` != 0) is recorded as ``failed_stage="load"``.
 """
 
 from __future__ import annotations
@@ -37,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp.add_argument("--root", default="reports", help="reports folder (default: reports)")
     imp.add_argument("--sha256", action="append", default=[], metavar="NAME=HEX",
                      help="expected sha256 of a .pte (NAME with or without .pte); repeatable")
-    imp.add_argument("--targets", default=None, help="targets file (default: acceptance/targets.yaml)")
+    imp.add_argument("--targets", default=None,
+                     help="targets file (default: $SAM3M4_TARGETS, else acceptance/targets.yaml in or above the cwd)")
     imp.add_argument("--dry-run", action="store_true", help="parse, match and print; record nothing")
     imp.set_defaults(func=run)
 
@@ -67,7 +75,7 @@ def run_import(args: argparse.Namespace) -> int:
     from sam3m4.device.match import clean_name, match_pte
     from sam3m4.device.results import device_metrics, parse_results_file
     from sam3m4.errors import ConfigError
-    from sam3m4.results import ResultsStore, load_targets
+    from sam3m4.results import ResultsStore, TargetsNotFound, load_targets_file
 
     # --sha256 names compared in the iOS app's cleaned form too (punctuation -> "_"), like the .pte lookup
     expected = {clean_name(name): (name, digest) for name, digest in parse_sha256_args(args.sha256).items()}
@@ -83,30 +91,43 @@ def run_import(args: argparse.Namespace) -> int:
     unused = sorted(name for key, (name, _) in expected.items() if key not in {clean_name(n) for n in matches})
     if unused:
         raise ConfigError(f"--sha256 {unused[0]}: no imported result measured this .pte")
-    try:
-        targets = load_targets(args.targets)
-    except ConfigError:
-        if args.targets is not None:
-            raise
+    try:  # a broken targets file stops the import; only a missing default file is tolerated
+        tf = load_targets_file(args.targets)
+        targets = tf.targets
+        print(f"targets: {tf.describe()}")
+    except TargetsNotFound:
         targets = {}
         print("note: no targets file found; image_latency_ms and video_fps are recorded without a gate")
 
     store = None if args.dry_run else ResultsStore(args.run, root=args.root)
+    before = {} if store is None else {(r.subject, r.metric): r for r in store.records() if r.stage == "stage5"}
     for m in metrics:
         row, pte = m.row, matches[m.row.pte_name]
-        target = targets.get(GATED.get(m.metric, ""))
+        target = targets.get(GATED.get(m.metric, "")) if m.value is not None else None  # a failure is no verdict
         gate = dict(target=target.value, comparison=target.comparison) if target is not None else {}
-        verdict = "" if target is None else " pass" if target.check(m.value) else f" FAIL ({target.describe()})"
-        print(f"{m.subject:28s} {m.metric:18s} {m.value:10.2f} {m.unit:3s}{verdict}  <- {pte.path.name} "
+        if m.value is None:
+            shown, verdict = f"{'-':>10s}", f" FAIL (failed at {m.failed_stage})"
+        else:
+            shown = f"{m.value:10.2f}"
+            verdict = "" if target is None else " pass" if target.check(m.value) else f" FAIL ({target.describe()})"
+        print(f"{m.subject:28s} {m.metric:18s} {shown} {m.unit:3s}{verdict}  <- {pte.path.name} "
               f"on {row.device}, {row.os}")
+        provenance = f"on-device: {row.device}, {row.os}, ExecuTorch benchmark app ({row.source})"
+        old = before.get((m.subject, m.metric))
+        if old is not None:
+            replaced = f"replaces {old.value!r} {old.unit} recorded {old.timestamp or 'earlier'} ({old.provenance})"
+            print(f"  note: {m.subject} {m.metric}: {replaced}")
+            provenance += f"; {replaced}"
         if store is None:
             continue
         note = f"{row.metric} ({row.method}) at {row.where}"
-        if m.metric == "load_status":
-            note = f"the .pte failed to load on the device (ExecuTorch error {int(m.value)}); {note}"
-        store.record(stage="stage5", subject=m.subject, metric=m.metric, value=round(m.value, 4), unit=m.unit,
-                     provenance=f"on-device: {row.device}, {row.os}, ExecuTorch benchmark app ({row.source})",
-                     artifact=str(pte.path), sha256=pte.sha256, note=note, **gate)
+        if m.metric == "load_status" or m.failed_stage == "load":
+            code = int(row.value)
+            note = f"the .pte failed to load on the device (ExecuTorch error {code}); {note}"
+        value = None if m.value is None else round(m.value, 4)
+        store.record(stage="stage5", subject=m.subject, metric=m.metric, value=value, unit=m.unit,
+                     provenance=provenance, artifact=str(pte.path), sha256=pte.sha256, note=note,
+                     failed_stage=m.failed_stage, **gate)
     if store is not None:
         print(f"recorded {len(metrics)} stage5 records in {store.path}")
     else:

@@ -31,7 +31,10 @@ Two formats, both written by ExecuTorch's benchmark apps (``extension/benchmark/
   Every other line is noise and skipped.
 
 Malformed input raises :class:`~sam3m4.errors.DataFormatError` with one line naming the file and the
-field (``results.json: [3].benchmarkModel.name: missing``) or the line (``ios.log:12: average: ...``).
+field (``results.json: [3].benchmarkModel.name: missing``) or the line (``ios.log:12: average: ...``). So does
+an impossible number (:data:`PLAUSIBLE`: a time <= 0, a negative memory figure, a load status that is not an
+ExecuTorch error code) and a second value for the same .pte, device, method and metric in one import
+(:func:`check_one_value_each`: two files of the same run are refused, never silently merged).
 """
 
 from __future__ import annotations
@@ -51,6 +54,24 @@ _STEM = re.compile(r"^(?P<model>\w+?)_(?P<backend>%s)_(?P<quant>%s)$" % (
 _IOS_LINE = re.compile(r"Test Case\s+'-\[(?P<cls>[\w.]+)\s+(?P<test>[\w+]+)\]'\s+measured\s+"
                        r"\[(?P<metric>[^\]]+)\]\s+average:\s*(?P<value>[^,\s]*),")
 _IOS_TEST = re.compile(r"^test_(?P<method>[a-z]+)_(?P<stem>\w+?)_pte_(?P<os>iOS|iPadOS|macOS)_(?P<rest>\w+)$")
+
+
+# What a possible value is, per benchmark-app metric (the ones turned into Stage 5 metrics): a time is > 0,
+# a memory figure >= 0, load_status an ExecuTorch error code (an integer >= 0). deviceInfo memory is >= 0.
+_TIME, _MEMORY, _CODE = "> 0 (a time)", ">= 0 (a memory figure)", "an integer >= 0 (an ExecuTorch error code)"
+PLAUSIBLE = {
+    "avg_inference_latency(ms)": _TIME, "trimmean_inference_latency(ms)": _TIME, "model_load_time(ms)": _TIME,
+    "ram_pss_usage(mb)": _MEMORY, "load_status": _CODE,
+    "Clock Monotonic Time, s": _TIME, "Memory Physical, kB": _MEMORY, "Memory Peak Physical, kB": _MEMORY,
+}
+_RULES = {_TIME: lambda v: v > 0, _MEMORY: lambda v: v >= 0, _CODE: lambda v: v >= 0 and v == int(v)}
+
+
+def check_plausible(metric: str, value: float, where: str) -> None:
+    """DataFormatError ``<where>: <metric> must be > 0 (a time), got -41.7`` for an impossible value."""
+    rule = PLAUSIBLE.get(metric)
+    if rule is not None and not _RULES[rule](value):
+        raise DataFormatError(f"{where}: {metric} must be {rule}, got {value!r}")
 
 
 def split_pte_stem(stem: str) -> tuple[str, str, str] | None:
@@ -150,14 +171,15 @@ def parse_android_results(path: str | Path) -> list[DeviceResult]:
         parts = [_field(bm, k, f"{where}.benchmarkModel") for k in ("name", "backend", "quantization")]
         metric = _field(entry, "metric", where)
         value = _field(entry, "actualValue", where, float)
+        check_plausible(metric, value, f"{where}.actualValue")
         if "targetValue" in entry:
             _field(entry, "targetValue", where, float)
         info = _field(entry, "deviceInfo", where, dict)
         device, os_ = (_field(info, k, f"{where}.deviceInfo") for k in ("device", "os"))
         arch = _field(info, "arch", f"{where}.deviceInfo") if "arch" in info else ""
         for key in ("totalMem", "availMem"):
-            if key in info:
-                _field(info, key, f"{where}.deviceInfo", float)
+            if key in info and _field(info, key, f"{where}.deviceInfo", float) < 0:
+                raise DataFormatError(f"{where}.deviceInfo.{key}: must be {_MEMORY}, got {info[key]!r}")
         stem = "_".join(p for p in parts if p)
         split = split_pte_stem(stem)
         if split is None:
@@ -200,6 +222,7 @@ def parse_ios_log(path: str | Path) -> list[DeviceResult]:
                 raise DataFormatError(f"{where}: average: expected a number, got {m['value']!r}") from None
             if not math.isfinite(value):
                 raise DataFormatError(f"{where}: average: expected a finite number, got {m['value']!r}")
+            check_plausible(m["metric"].strip(), value, f"{where}: average")
             t = _IOS_TEST.match(m["test"])
             if t is None:
                 raise DataFormatError(f"{where}: test name {m['test']!r} is not test_<method>_<file>_pte_<device>")
@@ -219,13 +242,13 @@ def parse_ios_log(path: str | Path) -> list[DeviceResult]:
 
 
 def parse_results_file(path: str | Path) -> list[DeviceResult]:
-    """Android JSON (``.json`` or text starting with ``[``) or else an iOS XCTest log."""
+    """Android JSON (``.json``, or text starting with ``[`` or ``{``) or else an iOS XCTest log."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     with open(path, encoding="utf-8", errors="replace") as handle:
         head = handle.read(256).lstrip()
-    if path.suffix.lower() == ".json" or head.startswith("["):
+    if path.suffix.lower() == ".json" or head.startswith(("[", "{")):
         return parse_android_results(path)
     return parse_ios_log(path)
 
@@ -240,10 +263,13 @@ class DeviceMetric:
     metric: str
     """``image_latency_ms``, ``video_fps``, ``track_step_ms``, ``load_ms``, ``memory_mb``, ``track_load_ms``,
     ``track_memory_mb`` or ``load_status`` (non-zero only: the .pte failed to load on the device)."""
-    value: float
+    value: float | None
+    """None when the measurement failed (:attr:`failed_stage`)."""
     unit: str
     row: DeviceResult
     """The measurement it comes from (its .pte, device, file and location)."""
+    failed_stage: str | None = None
+    """``load`` when the .pte failed to load on the device (then ``value`` is None); else None."""
 
 
 def _pick(rows: list[DeviceResult], *wanted: tuple[str, str]) -> DeviceResult | None:
@@ -262,6 +288,22 @@ def is_tracker(row: DeviceResult) -> bool:
     return "track" in row.model or "track" in row.method
 
 
+def check_one_value_each(rows: list[DeviceResult]) -> None:
+    """One value per .pte, platform, device, OS, method and metric among the rows of one import, else a
+    DataFormatError naming both places: two files (or a file twice) measuring the same .pte on the same device
+    are refused rather than letting one silently win. Import the one you mean; a later ``device import`` into
+    the same run replaces the earlier records, and says so."""
+    seen: dict[tuple, DeviceResult] = {}
+    for r in rows:
+        key = (r.platform, r.pte_name, r.device, r.os, r.method, r.metric)
+        if key in seen:
+            first = seen[key]
+            raise DataFormatError(f"{r.where}: {r.metric} of {r.pte_name} on {r.device} ({r.os}) was already given "
+                                  f"by {first.where}: one value per .pte, device and metric in an import; "
+                                  "import one of the two")
+        seen[key] = r
+
+
 def device_metrics(rows: list[DeviceResult]) -> list[DeviceMetric]:
     """Stage 5 metrics of parsed rows: latency in ms, fps, load ms, memory MB; one .pte per subject and kind.
 
@@ -269,7 +311,15 @@ def device_metrics(rows: list[DeviceResult]) -> list[DeviceMetric]:
     (1000 / step ms) and ``track_step_ms``, their load and memory ``track_load_ms`` / ``track_memory_mb``.
     Other rows are the image path: ``image_latency_ms`` (Android trimmean, else average; iOS forward clock
     x 1000), ``load_ms`` and ``memory_mb`` (Android PSS growth; iOS peak physical memory / 1024).
+    A non-zero ``load_status`` (the .pte did not load) gives ``load_status`` and the gated metric
+    (``image_latency_ms`` or ``video_fps``) with no value and ``failed_stage="load"``: a latency reported
+    for a program that did not load is not used. Rows go through :func:`check_one_value_each` first.
     """
+    for r in rows:  # the parsers check these already; rows built by hand are checked here
+        if not math.isfinite(r.value):
+            raise DataFormatError(f"{r.where}: {r.metric}: expected a finite number, got {r.value!r}")
+        check_plausible(r.metric, r.value, r.where)
+    check_one_value_each(rows)
     groups: dict[tuple, list[DeviceResult]] = {}
     for r in rows:
         groups.setdefault((r.platform, r.backend, r.quant, r.model, r.device, r.os, is_tracker(r)), []).append(r)
@@ -284,19 +334,22 @@ def device_metrics(rows: list[DeviceResult]) -> list[DeviceMetric]:
                                   f"({first.where}); import one model and one device per run")
         seen[(subject, track)] = first
         status = _pick(rs, ("run", "load_status"))
-        if status is not None and status.value != 0:
+        failed = status is not None and status.value != 0
+        if failed:
             out.append(DeviceMetric(subject, "load_status", status.value, "", status))
+            out.append(DeviceMetric(subject, "video_fps" if track else "image_latency_ms", None,
+                                    "fps" if track else "ms", status, failed_stage="load"))
         latency = _pick(rs, ("run", "trimmean_inference_latency(ms)"), ("run", "avg_inference_latency(ms)"),
                         ("run", "Clock Monotonic Time, s"))
         load = _pick(rs, ("run", "model_load_time(ms)"), ("load", "Clock Monotonic Time, s"))
         memory = _pick(rs, ("run", "ram_pss_usage(mb)"), ("run", "Memory Peak Physical, kB"),
                        ("load", "Memory Peak Physical, kB"))
         prefix = "track_" if track else ""
-        if latency is not None:
+        if latency is not None and not failed:
             ms = _to(latency, "ms")
             if track:
-                if ms <= 0:
-                    raise DataFormatError(f"{latency.where}: {latency.metric}: tracker step time must be > 0, got {ms}")
+                if not math.isfinite(1000.0 / ms):  # > 0 (check_plausible), yet a denormal still overflows
+                    raise DataFormatError(f"{latency.where}: {latency.metric}: tracker step time {ms!r} ms is no rate")
                 out.append(DeviceMetric(subject, "video_fps", 1000.0 / ms, "fps", latency))
                 out.append(DeviceMetric(subject, "track_step_ms", ms, "ms", latency))
             else:

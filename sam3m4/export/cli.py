@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from sam3m4.export.flows import get_flow
     from sam3m4.quantize.storage import load_quantized
     from sam3m4.results import ResultsStore
+    from sam3m4.results.store import NOT_MEASURABLE
 
     if getattr(args, "ckpt", None):
         from sam3m4.quantize.pipeline import build_mode, image_model
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     store = ResultsStore(args.run, root=getattr(args, "results_root", "reports"))
     for kw in records(result):
         if not result.ok:
-            kw["provenance"] = f"{kw['provenance']}; failed at {result.failed_stage}: {result.error}"
+            why = "not attempted" if kw.get("outcome") else f"failed at {result.failed_stage}"
+            kw["provenance"] = f"{kw['provenance']}; {why}: {result.error}"
         if kw["metric"] in ("npu_percent", "cpu_delegation_percent"):
             missing = sorted({op for d in result.delegation.values() for op in d.non_delegated_ops})
             kw["note"] = "not delegated: " + (", ".join(missing) or "none")
@@ -71,44 +73,71 @@ def run(args: argparse.Namespace) -> int:
           f"({result.layout}), delegated {cover}, {result.seconds:.0f} s")
     if args.backend == "coreml":
         record_ane_share(result, store, subject)
+    measured = True
     if get_flow(args.backend).runs_here():  # XNNPACK anywhere; Core ML on a Mac (UNTESTED here: Linux hosts)
-        measure_on_host(result, student, tracker, store, subject, args.runs)
+        measured = measure_on_host(result, student, tracker, store, subject, args.runs)
     if args.backend != "xnnpack":
         why = ("Core ML executes only on macOS/iOS" if args.backend == "coreml" else
                "QNN HTP executes only on a Snapdragon device")
         for metric in ("image_latency_ms", "video_fps"):
-            store.record(stage="stage5", subject=subject, metric=metric, value=None,
+            store.record(stage="stage5", subject=subject, metric=metric, value=None, outcome=NOT_MEASURABLE,
                          note=f"not measured on a phone here: {why}; run the ExecuTorch benchmark app on a device "
                               f"and `sam3m4 device import`", artifact=result.path)
-    return 0
+    return 0 if measured else 1
 
 
-def measure_on_host(result, student, tracker, store, subject: str, runs: int) -> None:
-    """Numerics of the ``.pte`` against eager, and host latency, for a backend that runs here (:meth:`Flow.runs_here`)."""
+def measure_on_host(result, student, tracker, store, subject: str, runs: int) -> bool:
+    """Numerics of the ``.pte`` against eager, and host latency, for a backend that runs here (:meth:`Flow.runs_here`).
+
+    True when measured. A ``.pte`` that does not load or run here gets each metric not yet recorded
+    (``mask_iou/forward``, ``host_image_latency_ms`` [, ``host_video_fps``]) recorded with no value and
+    ``failed_stage`` ``load`` / ``run`` (the gates fail on it), and False is returned."""
+    from sam3m4.export.runtime import load_program
+
+    pending = ["mask_iou/forward", "host_image_latency_ms"] + (["host_video_fps"] if tracker is not None else [])
+    stage = "load"
+    try:
+        load_program(result.path)
+        stage = "run"
+        _measure_on_host(result, student, tracker, store, subject, runs, pending)
+    except Exception as err:  # noqa: BLE001  (recorded where it stopped, then reported)
+        error = f"{type(err).__name__}: {err}"[:800]
+        for metric in pending:
+            store.record(stage="stage5", subject=subject, metric=metric, value=None, failed_stage=stage,
+                         note=f"the .pte failed to {stage} on this host: {error}", artifact=result.path)
+        print(f"sam3m4 export: {subject}: the .pte failed to {stage} on this host: {error}")
+        return False
+    return True
+
+
+def _measure_on_host(result, student, tracker, store, subject: str, runs: int, pending: list[str]) -> None:
+    """:func:`measure_on_host`'s measurements; each metric recorded is removed from ``pending``."""
     from sam3m4.export.runtime import benchmark_pte, check_pte
+
+    def record(**kw):
+        store.record(stage="stage5", subject=subject, artifact=result.path, **kw)
+        if kw["metric"] in pending:
+            pending.remove(kw["metric"])
 
     checks = check_pte(result.path, student, tracker=tracker)
     for method, c in checks.items():
         how = f"ExecuTorch runtime vs torch eager, {method}, seeded sample inputs, batch 1"
         if c.mask_iou is not None:
-            store.record(stage="stage5", subject=subject, metric=f"mask_iou/{method}", value=c.mask_iou,
-                         unit="fraction", provenance=f"{how}; IoU of mask_logits > 0 over {c.iou_queries}",
-                         artifact=result.path)
+            record(metric=f"mask_iou/{method}", value=c.mask_iou, unit="fraction",
+                   provenance=f"{how}; IoU of mask_logits > 0 over {c.iou_queries}")
         worst = max(c.max_abs_err, key=c.max_abs_err.get)
-        store.record(stage="stage5", subject=subject, metric=f"max_abs_error/{method}", value=c.max_abs_err[worst],
-                     provenance=f"{how}; worst output {worst} (its max |eager| {c.ref_max_abs[worst]:.3g})",
-                     artifact=result.path)
+        record(metric=f"max_abs_error/{method}", value=c.max_abs_err[worst],
+               provenance=f"{how}; worst output {worst} (its max |eager| {c.ref_max_abs[worst]:.3g})")
     image = benchmark_pte(result.path, "forward", student, tracker=tracker, runs=runs, threads=1)
-    store.record(stage="stage5", subject=subject, metric="host_image_latency_ms", value=image["p50_ms"], unit="ms",
-                 provenance=f"{result.backend} .pte on {image['provenance']}; forward (image, cached prompt), 10 warm-up then p50 of {runs} "
-                            f"(p90 {image['p90_ms']:.2f}, trimmed mean {image['trimmed_mean_ms']:.2f})",
-                 artifact=result.path)
+    record(metric="host_image_latency_ms", value=image["p50_ms"], unit="ms",
+           provenance=f"{result.backend} .pte on {image['provenance']}; forward (image, cached prompt), 10 warm-up then p50 of {runs} "
+                      f"(p90 {image['p90_ms']:.2f}, trimmed mean {image['trimmed_mean_ms']:.2f})")
     line = f"host {result.backend}: forward p50 {image['p50_ms']:.2f} ms"
     if tracker is not None:
         track = benchmark_pte(result.path, "track", student, tracker=tracker, runs=runs, threads=1)
-        store.record(stage="stage5", subject=subject, metric="host_video_fps", value=track["fps"], unit="fps",
-                     provenance=f"{result.backend} .pte on {track['provenance']}; track step fed its own state, 10 warm-up then 1000 / p50 "
-                                f"of {runs} ({track['p50_ms']:.2f} ms)", artifact=result.path)
+        record(metric="host_video_fps", value=track["fps"], unit="fps",
+               provenance=f"{result.backend} .pte on {track['provenance']}; track step fed its own state, 10 warm-up then 1000 / p50 "
+                          f"of {runs} ({track['p50_ms']:.2f} ms)")
         line += f", track {track['fps']:.1f} FPS"
     print(line + "; " + ", ".join(f"{m} mask IoU {c.mask_iou if c.mask_iou is None else round(c.mask_iou, 3)}"
                                   for m, c in checks.items()))
@@ -117,11 +146,13 @@ def measure_on_host(result, student, tracker, store, subject: str, runs: int) ->
 def record_ane_share(result, store, subject: str) -> None:
     """``ane_percent``: MLComputePlan's ANE share of the Core ML partitions' ops (macOS 14.4+), else why not."""
     from sam3m4.export.ane import ComputePlanUnavailable, ane_share
+    from sam3m4.results.store import NOT_MEASURABLE
 
     try:
         share = ane_share(result.path)
     except ComputePlanUnavailable as err:
         store.record(stage="stage5", subject=subject, metric="ane_percent", value=None, artifact=result.path,
+                     outcome=NOT_MEASURABLE,
                      note=f"not measured here: {err}; the NPU cell uses the AOT delegated-op share")
         return
     others = ", ".join(f"{k} x{v}" for k, v in sorted(share["non_ane"].items())) or "none"

@@ -44,7 +44,7 @@ from sam3m4.export.flows import get_flow
 from sam3m4.export.token_table import int8_row_tables
 from sam3m4.models.export_wrappers import example_inputs, wrap
 from sam3m4.quantize.modes import get_mode
-from sam3m4.results.store import sha256_file
+from sam3m4.results.store import NOT_MEASURABLE, UNSUPPORTED, sha256_file
 
 STAGES = ("quantize", "export", "lower", "serialize")
 IMAGE_METHODS = ("encode_text", "forward")
@@ -80,6 +80,8 @@ class ExportResult:
     """One-paragraph error (``Type: message``) of the failed stage, or the unsupported reason."""
     unsupported: bool = False
     """True when the flow declares the mode unsupported; nothing was attempted."""
+    unavailable: bool = False
+    """True when the backend's toolchain is not on this host (:meth:`Flow.available`); nothing was attempted."""
     is_npu: bool = False
     """True when the backend is an NPU: :attr:`coverage` is then NPU coverage (``npu_percent`` gate)."""
     seconds: float = 0.0
@@ -100,7 +102,7 @@ class ExportResult:
                 "sha256": self.sha256, "methods": self.methods, "layout": self.layout,
                 "delegation": {m: d.to_dict() for m, d in self.delegation.items()}, "coverage": self.coverage,
                 "is_npu": self.is_npu, "failed_stage": self.failed_stage, "error": self.error,
-                "unsupported": self.unsupported, "seconds": self.seconds}
+                "unsupported": self.unsupported, "unavailable": self.unavailable, "seconds": self.seconds}
 
 
 class _StageError(Exception):
@@ -234,6 +236,7 @@ def export_pte(model, *, backend: str, mode: str, out_dir: str | Path, model_nam
             raise _StageError("lower", f"unsupported: {support.reason}")
         available, why = flow.available()
         if not available:
+            result.unavailable = True
             raise _StageError("lower", why)
         _check_model(model, tracker, flow, mode)
         out = Path(out_dir)
@@ -272,12 +275,17 @@ def export_pte(model, *, backend: str, mode: str, out_dir: str | Path, model_nam
 
 def records(result: ExportResult, provenance: str = "") -> list[dict]:
     """``ResultsStore.record`` keyword sets for a result (stage5; subject ``<backend>/<mode>``): ``export_ok``,
-    and when it succeeded ``pte_mb`` plus ``npu_percent`` (NPU flows) or ``cpu_delegation_percent`` (XNNPACK)."""
+    and when it succeeded ``pte_mb`` plus ``npu_percent`` (NPU flows) or ``cpu_delegation_percent`` (XNNPACK).
+
+    A failed ``export_ok`` says why in fields: ``outcome`` ``unsupported`` (the flow declares the mode
+    unsupported) or ``not_measurable`` (the toolchain is not here), else ``failed_stage`` (where it failed)."""
     subject = f"{result.backend}/{result.mode}"
     note = result.error or result.layout
     prov = provenance or "AOT: ExecuTorch to_edge_transform_and_lower on the host; ops counted in the lowered graph"
     base = dict(stage="stage5", subject=subject, provenance=prov, note=note)
-    out = [dict(base, metric="export_ok", value=result.ok, unit="")]
+    outcome = UNSUPPORTED if result.unsupported else NOT_MEASURABLE if result.unavailable else None
+    failed = None if result.ok or outcome else result.failed_stage or "export"
+    out = [dict(base, metric="export_ok", value=result.ok, unit="", failed_stage=failed, outcome=outcome)]
     if result.ok:
         out.append(dict(base, metric="pte_mb", value=result.size_bytes / 1e6, unit="MB", artifact=result.path))
         metric = "npu_percent" if result.is_npu else "cpu_delegation_percent"

@@ -6,6 +6,11 @@ and table columns are kept as they are. Every cell is filled from the latest mat
 measured) and a cell with no measurement shows ``-`` with a footnote saying why.
 
     sam3m4 report --run demo            # writes reports/demo/report.md
+
+Targets (the remarks' ``목표`` and the quantization criterion) come from the file
+:func:`sam3m4.results.targets.load_targets_file` finds; the header names it and its sha256. A broken targets
+file stops the report (:class:`~sam3m4.errors.ConfigError` naming the file and key); only when no file was
+given and none exists at the default place does it render without targets, and the header says so.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 
 from sam3m4.report.environment import environment_line
 from sam3m4.results.store import Record, ResultsStore
-from sam3m4.results.targets import Target, load_targets
+from sam3m4.results.targets import Target, TargetsFile, TargetsNotFound, load_targets_file
 
 STAGE3_ROWS = [("Teacher (SAM3)", "teacher", "기준선"), ("Student (Phase2 final)", "student/phase2", ""),
                ("Student (+Video Distill)", "student/video", "")]
@@ -93,10 +98,11 @@ def human_bytes(n: float) -> str:
 class _Report:
     """Looks records up and renders cells with footnotes."""
 
-    def __init__(self, store: ResultsStore, targets: dict[str, Target]):
+    def __init__(self, store: ResultsStore, targets: dict[str, Target], targets_line: str):
         self.records = store.records()
         self.run = store.run
         self.targets = targets
+        self.targets_line = targets_line
         self.notes = _Notes()
 
     def find(self, stage: str, subject: str, metric: str) -> Record | None:
@@ -132,7 +138,8 @@ class _Report:
         return ["# SAM3_M4 결과 리포트", "",
                 f"> 작성일: `{_dt.date.today().isoformat()}`",
                 f"> 작성자: `{author}`",
-                f"> 실행 환경: `{environment_line()}`", ""]
+                f"> 실행 환경: `{environment_line()}`",
+                f"> 목표 파일: {self.targets_line}", ""]
 
     def summary(self) -> list[str]:
         stages = [("Phase2", "stage3", "student/phase2"), ("Video Distill", "stage3", "student/video"),
@@ -313,14 +320,18 @@ def _latest_per_key(records: list[Record], key=None) -> list[Record]:
 
 
 def render_report(run: str, root: str | os.PathLike = "reports", author: str | None = None,
-                  targets_path: str | os.PathLike | None = None) -> Path:
-    """Write ``<root>/<run>/report.md`` (atomically) from the run's results store and return its path."""
+                  targets_path: str | os.PathLike | None = None, targets_file: TargetsFile | None = None) -> Path:
+    """Write ``<root>/<run>/report.md`` (atomically) from the run's results store and return its path.
+
+    ``targets_file``: targets already loaded (the pytest session's); else ``targets_path`` or the default rule.
+    """
     store = ResultsStore(run, root=root)
     try:
-        targets = load_targets(targets_path)
-    except Exception:  # the report still renders without targets; remarks then show the template's text
-        targets = {}
-    rep = _Report(store, targets)
+        targets_file = targets_file or load_targets_file(targets_path)
+        targets, line = targets_file.targets, f"`{targets_file.describe()}`"
+    except TargetsNotFound as err:  # nothing given, nothing at the default place: say so in the header
+        targets, line = {}, f"없음 ({err})"
+    rep = _Report(store, targets, line)
     author = author or os.environ.get("SAM3M4_AUTHOR") or _user()
     body = (rep.header(author) + rep.summary() + rep.stage3() + rep.visual() + rep.stage4() + rep.stage5()
             + rep.artifacts() + rep.storage() + rep.appendix())

@@ -46,6 +46,12 @@ def compare(value: float, comparison: str, target: float) -> bool:
     return bool(_COMPARE[comparison](value, target))
 
 
+# Record.outcome values: no number, and not a failure.
+UNSUPPORTED = "unsupported"        # the backend declares this case unsupported; nothing was attempted
+NOT_MEASURABLE = "not_measurable"  # this host cannot measure it (toolchain, OS or device absent)
+OUTCOMES = (UNSUPPORTED, NOT_MEASURABLE)
+
+
 @dataclass(frozen=True)
 class Record:
     """One measurement. Fields are what a reader of the report needs to trust the number."""
@@ -76,6 +82,12 @@ class Record:
     """sha256 of ``artifact`` at measurement time."""
     note: str = ""
     """Free text shown in a report's remark column (a memo, a reason)."""
+    failed_stage: str | None = None
+    """Where the measurement failed, when it did: ``quantize``, ``export``, ``lower``, ``serialize`` (export),
+    ``load``, ``run`` (on the device), ``metric``; None otherwise. A gate given such a record fails."""
+    outcome: str | None = None
+    """Why there is no number to judge when that is not a failure: :data:`UNSUPPORTED` or :data:`NOT_MEASURABLE`;
+    None for an ordinary measurement. Gates skip on these (fail under ``--release``), never on note text."""
     timestamp: str = ""
     """UTC ISO-8601 time of writing; filled by the store."""
 

@@ -1,15 +1,26 @@
 """Release targets, read from one YAML file (``acceptance/targets.yaml``); nothing hard-codes them.
 
-Each entry names a metric, a comparison and a threshold; :meth:`Target.check` applies it. Tests,
-the quantization decision and the report all read the same file. Unknown keys are an error that
-names the file and the key.
+Each entry names a metric, a comparison and a threshold; :meth:`Target.check` applies it. The CLI
+(``device import``, ``report``, ``quantize``, ``bench``), the pytest gates and the Markdown report all find
+the file with the one rule of :func:`locate_targets`:
 
-    targets = load_targets()                     # acceptance/targets.yaml from the project root
-    targets["pte_size_mb"].check(41.3)           # True: 41.3 < 50
+1. the file given (``--targets FILE``; ``render_report(targets_path=...)``);
+2. else ``$SAM3M4_TARGETS``;
+3. else ``acceptance/targets.yaml`` in the current folder or the nearest parent that has one.
+
+A file that is given (1 or 2) must exist. Bad content (bad YAML, an unknown or duplicate key, a wrong type,
+a missing ``metric`` / ``comparison`` / ``value``) is a :class:`~sam3m4.errors.ConfigError` naming the file
+and the key, never a silent fallback. The pytest-html page and the report name the file and its sha256.
+
+    tf = load_targets_file()                     # TargetsFile(path, origin, sha256, targets)
+    tf.targets["pte_size_mb"].check(41.3)        # True: 41.3 < 50
+    load_targets()["pte_size_mb"]                # the same dict, when only the targets matter
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -20,6 +31,7 @@ from sam3m4.errors import ConfigError
 from sam3m4.results.store import _COMPARE, compare
 
 DEFAULT_TARGETS = Path("acceptance") / "targets.yaml"
+TARGETS_ENV = "SAM3M4_TARGETS"
 
 
 @dataclass(frozen=True)
@@ -50,46 +62,145 @@ class Target:
         return f"{self.comparison} {self.value:g}{unit}"
 
 
-def find_targets_file(path: str | os.PathLike | None = None) -> Path:
-    """The targets file: ``path``, else ``$SAM3M4_TARGETS``, else ``acceptance/targets.yaml`` above the cwd."""
-    if path is None:
-        path = os.environ.get("SAM3M4_TARGETS")
+class TargetsNotFound(ConfigError):
+    """No file was given and there is no ``acceptance/targets.yaml`` in or above the current folder."""
+
+
+@dataclass(frozen=True)
+class TargetsFile:
+    """The targets in force, and which file they came from."""
+
+    path: Path
+    """The file read."""
+    origin: str
+    """How it was chosen: ``given``, ``$SAM3M4_TARGETS`` or ``default`` (see :func:`locate_targets`)."""
+    sha256: str
+    """Hex sha256 of the bytes parsed."""
+    targets: dict[str, Target]
+    """Key in the file -> :class:`Target`."""
+
+    def describe(self) -> str:
+        """``acceptance/targets.yaml (sha256 <64 hex>, default)``: the path relative to the cwd when under it."""
+        return f"{display_path(self.path)} (sha256 {self.sha256}, {self.origin})"
+
+
+def display_path(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def locate_targets(path: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """``(file, origin)`` by the one rule: ``path`` > ``$SAM3M4_TARGETS`` > ``acceptance/targets.yaml`` above the cwd.
+
+    Raises :class:`TargetsNotFound` only when nothing was given and no default file exists; a given file that
+    does not exist is reported when it is read (:func:`load_targets_file`).
+    """
     if path is not None:
-        return Path(path)
+        return Path(path), "given"
+    env = os.environ.get(TARGETS_ENV)
+    if env is not None:
+        if not env.strip():
+            raise ConfigError(f"${TARGETS_ENV} is set but empty: unset it or name a targets file")
+        return Path(env), f"${TARGETS_ENV}"
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         candidate = folder / DEFAULT_TARGETS
         if candidate.is_file():
-            return candidate
-    raise ConfigError(f"{DEFAULT_TARGETS}: targets file not found from {here} (set SAM3M4_TARGETS)")
+            return candidate, "default"
+    raise TargetsNotFound(f"{DEFAULT_TARGETS}: targets file not found in {here} or above "
+                          f"(pass --targets FILE or set {TARGETS_ENV})")
 
 
-def load_targets(path: str | os.PathLike | None = None) -> dict[str, Target]:
-    """Parse the targets file into ``{name: Target}``; bad content -> ConfigError naming file and key."""
-    path = find_targets_file(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: cannot read targets: {str(err).splitlines()[0]}") from err
-    if not isinstance(raw, dict) or not isinstance(raw.get("targets"), dict):
-        raise ConfigError(f"{path}: targets: missing mapping 'targets:'")
+def find_targets_file(path: str | os.PathLike | None = None) -> Path:
+    """The targets file :func:`locate_targets` chooses."""
+    return locate_targets(path)[0]
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def _yaml_error(err: yaml.YAMLError) -> str:
+    """``line 3 column 5: duplicate key 'a'`` style text of a YAML error."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"line {mark.line + 1} column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def parse_targets(raw, where: str) -> dict[str, Target]:
+    """``{"targets": {name: {metric, comparison, value, ...}}}`` -> ``{name: Target}``; ``where`` names the file."""
+    if not isinstance(raw, dict) or "targets" not in raw:
+        raise ConfigError(f"{where}: targets: missing mapping 'targets:'")
+    for key in raw:
+        if key != "targets":
+            raise ConfigError(f"{where}: {key}: unknown top-level key (allowed: targets)")
+    if not isinstance(raw["targets"], dict) or not raw["targets"]:
+        raise ConfigError(f"{where}: targets: expected a non-empty mapping of name -> target")
     allowed = {f.name for f in fields(Target)} - {"name"}
     out: dict[str, Target] = {}
     for name, entry in raw["targets"].items():
-        where = f"{path}: targets.{name}"
+        at = f"{where}: targets.{name}"
+        if not isinstance(name, str):
+            raise ConfigError(f"{at}: the name must be a string, got {type(name).__name__}")
         if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: expected a mapping")
+            raise ConfigError(f"{at}: expected a mapping, got {type(entry).__name__}")
         for key in entry:
             if key not in allowed:
-                raise ConfigError(f"{where}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
+                raise ConfigError(f"{at}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
         for key in ("metric", "comparison", "value"):
             if key not in entry:
-                raise ConfigError(f"{where}.{key}: missing key")
+                raise ConfigError(f"{at}.{key}: missing key")
+        for key in ("metric", "comparison", "unit", "basis", "description"):
+            if key in entry and not isinstance(entry[key], str):
+                raise ConfigError(f"{at}.{key}: expected a string, got {entry[key]!r}")
+        if not entry["metric"].strip():
+            raise ConfigError(f"{at}.metric: empty")
         if entry["comparison"] not in _COMPARE:
-            raise ConfigError(f"{where}.comparison: {entry['comparison']!r} is not one of {sorted(_COMPARE)}")
-        if isinstance(entry["value"], bool) or not isinstance(entry["value"], (int, float)):
-            raise ConfigError(f"{where}.value: expected a number, got {entry['value']!r}")
+            raise ConfigError(f"{at}.comparison: {entry['comparison']!r} is not one of {sorted(_COMPARE)}")
+        value = entry["value"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{at}.value: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{at}.value: expected a finite number, got {value!r}")
         if entry.get("basis", "absolute") not in ("absolute", "relative"):
-            raise ConfigError(f"{where}.basis: expected 'absolute' or 'relative'")
-        out[name] = Target(name=name, **{**entry, "value": float(entry["value"])})
+            raise ConfigError(f"{at}.basis: expected 'absolute' or 'relative', got {entry['basis']!r}")
+        out[name] = Target(name=name, **{**entry, "value": float(value)})
     return out
+
+
+def load_targets_file(path: str | os.PathLike | None = None) -> TargetsFile:
+    """Locate (:func:`locate_targets`), read, hash and check the targets file; errors name the file and key."""
+    path, origin = locate_targets(path)
+    source = "" if origin == "given" else f" (from {origin})"
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read targets{source}: {err.strerror or err}") from None
+    try:
+        raw = yaml.load(data.decode("utf-8"), Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: cannot read targets{source}: not UTF-8 text (byte {err.start})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: cannot read targets{source}: {_yaml_error(err)}") from None
+    return TargetsFile(path=path, origin=origin, sha256=hashlib.sha256(data).hexdigest(),
+                       targets=parse_targets(raw, str(path)))
+
+
+def load_targets(path: str | os.PathLike | None = None) -> dict[str, Target]:
+    """``{name: Target}`` of the targets file :func:`load_targets_file` reads."""
+    return load_targets_file(path).targets

@@ -366,6 +366,8 @@ def train(run: Run) -> dict:
 
     cfg, spe, main = run.cfg, run.steps_per_epoch, run.rank == 0
     logger = T.ScalarLogger(Path(cfg["log_dir"]), cfg["phase"], enabled=main)
+    if main:  # a killed run's temporary checkpoint files, and its logged steps past run.step
+        K.clean_interrupted(cfg["checkpoint_dir"], cfg["phase"], run.step, [logger.path("train"), logger.path("val")])
     stop = min(run.total_steps, cfg["max_steps"] or run.total_steps)
     bar = tqdm(total=stop, initial=run.step, desc=f"phase{cfg['phase']}", unit="step", leave=False,
                disable=not (cfg["progress"] and main))

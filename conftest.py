@@ -65,7 +65,14 @@ def _is_worker(config) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
+    from sam3m4.errors import ConfigError
+    from sam3m4.results.runs import check_run_name
+
     run = config.getoption("--run")
+    try:
+        check_run_name(run, "--run")
+    except ConfigError as err:
+        raise pytest.UsageError(str(err)) from None
     run_dir = ROOT / "reports" / run
     if not _is_worker(config):
         if hasattr(config.option, "htmlpath") and not config.option.htmlpath:

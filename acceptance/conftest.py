@@ -166,7 +166,8 @@ def stage5_export(pytestconfig, results_store):
 
     def export(backend: str, mode: str) -> dict:
         subject = f"{backend}/{mode}"
-        with FileLock(str(results_store.dir / f"stage5-{backend}-{mode}.lock")):
+        CACHE.mkdir(parents=True, exist_ok=True)  # the lock lives with the other test-cache locks, not in reports/
+        with FileLock(str(CACHE / f"stage5-{results_store.run}-{backend}-{mode}.lock")):
             if results_store.latest(stage="stage5", subject=subject, metric="export_ok") is None:
                 from sam3m4.export.cli import run
 

@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "run", None) is not None:  # every command's --run names a folder under reports/
+            from sam3m4.results.runs import check_run_name
+
+            check_run_name(args.run, "--run")
         if args.command in TRAINING_COMMANDS:  # `sam3m4 prune --apply` refuses while this is held
             from sam3m4.runlock import run_lock
 

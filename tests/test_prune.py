@@ -262,3 +262,40 @@ def test_records_fill_report_section_7(proj, monkeypatch):
     assert f"Dry-run: `{dry}`" in section and f"Apply-run: `{applied}`" in section
     total_row = next(line for line in section.splitlines() if line.startswith("| 전체 디스크 사용량 |"))
     assert total_row.count("B[^") == 2 and not total_row.endswith("| - |")
+
+
+def folders(root: Path) -> set[str]:
+    return {Path(d).relative_to(root).as_posix() for d, _, _ in os.walk(root)}
+
+
+@pytest.mark.parametrize("apply", [[], ["--apply"]])
+def test_missing_root_is_refused_and_nothing_is_created(tmp_path, apply, monkeypatch, capsys):
+    for root, why in ((tmp_path / "typo", "no such folder"), (tmp_path / "a-file", "not a folder"),
+                      (tmp_path / "empty", "not a sam3m4 project root (none of checkpoints, logs, data, reports")):
+        if root.name == "a-file":
+            root.write_text("x")
+        elif root.name == "empty":
+            root.mkdir()
+        before = folders(tmp_path)
+        assert sam3m4(root, *apply, monkeypatch=monkeypatch) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"sam3m4: error: --root {root}: {why}") and err.count("\n") == 1
+        assert folders(tmp_path) == before and not (tmp_path / "typo").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "empty"] and not any((tmp_path / "empty").iterdir())
+
+
+@pytest.mark.parametrize("option,value", [("--keep-last", "0"), ("--keep-last", "-1"), ("--vis-keep-every", "0"),
+                                          ("--vis-keep-every", "-3")])
+@pytest.mark.parametrize("apply", [[], ["--apply"]])
+def test_bad_keep_options_are_refused_before_anything_is_written(proj, option, value, apply, monkeypatch, capsys):
+    before = snapshot(proj)
+    assert sam3m4(proj, option, value, *apply, monkeypatch=monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert err == f"sam3m4: error: {option}: must be an integer >= 1 (got {value})\n"
+    assert snapshot(proj) == before  # no log, no record, not even the run lock's file
+
+
+def test_dry_run_creates_no_folder(proj, monkeypatch):
+    before = folders(proj)
+    assert sam3m4(proj, monkeypatch=monkeypatch) == 0
+    assert folders(proj) == before

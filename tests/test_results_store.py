@@ -72,3 +72,68 @@ def test_compare_and_bad_run_name(tmp_path):
         compare(1, "~", 2)
     with pytest.raises(ValueError):
         ResultsStore("../escape", root=tmp_path)
+
+
+def test_append_after_a_killed_writer_starts_a_fresh_line(tmp_path):
+    store = ResultsStore("r", root=tmp_path)
+    store.record(stage="a", subject="b", metric="m", value=1)
+    with open(store.path, "a", encoding="utf-8") as f:
+        f.write('{"run": "r", "stage": "a", "subject": "b", "met')  # killed mid-line: no newline
+    store.record(stage="a", subject="b", metric="m", value=2)
+    store.record(stage="a", subject="b", metric="m", value=3)
+    with pytest.warns(UserWarning) as warned:
+        recs = store.records()
+    assert [r.value for r in recs] == [1, 2, 3]
+    assert len(warned) == 1 and str(warned[0].message).startswith(f"skipped corrupt results record: {store.path}:2: ")
+    assert store.path.read_text().count("\n") == 4  # fragment on its own line, every record on its own
+
+
+def test_reader_keeps_a_whole_record_glued_to_a_fragment(tmp_path):
+    """A file written before appends started on a fresh line: fragment + record on one line."""
+    store = ResultsStore("r", root=tmp_path)
+    store.record(stage="a", subject="b", metric="m", value=1)
+    whole = json.dumps({"run": "r", "stage": "a", "subject": "b", "metric": "m", "value": {"x": 2}})
+    with open(store.path, "a", encoding="utf-8") as f:
+        f.write('{"run": "r", "stage": {"a": "b", "met' + whole + "\n")
+    store.record(stage="a", subject="b", metric="m", value=3)
+    with pytest.warns(UserWarning, match=f"broken results fragment: {store.path}:2: 37 characters") as warned:
+        recs = store.records()
+    assert [r.value for r in recs] == [1, {"x": 2}, 3] and len(warned) == 1
+
+
+def test_no_lock_file_is_left_in_the_run_folder(tmp_path):
+    store = ResultsStore("r", root=tmp_path)
+    for i in range(3):
+        store.record(stage="a", subject="b", metric="m", value=i)
+    assert sorted(p.name for p in store.dir.iterdir()) == ["results.jsonl"]
+    assert [r.value for r in store.records()] == [0, 1, 2]
+
+
+PROBE = '''
+def test_probe(stage5_export, gate):
+    recs = stage5_export("xnnpack", "fp16")  # recorded already: takes the per-case lock, exports nothing
+    assert recs["export_ok"].value is True
+    gate(stage="stage5", subject="xnnpack/fp16", metric="pte_mb", value=1.5, provenance="probe")
+'''
+
+
+def test_a_test_session_leaves_no_lock_in_reports(tmp_path):
+    """What `make test` does to reports/<run>/: the gate fixture, the stage5 per-case lock, report.md."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copy(root / "conftest.py", tmp_path / "conftest.py")
+    shutil.copytree(root / "acceptance", tmp_path / "acceptance", ignore=shutil.ignore_patterns("test_*", "__pycache__"))
+    (tmp_path / "acceptance" / "test_probe.py").write_text(PROBE)
+    ResultsStore("probe", root=tmp_path / "reports").record(stage="stage5", subject="xnnpack/fp16", metric="export_ok",
+                                                            value=True)
+    out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "--run", "probe",
+                          "-o", "addopts=", "acceptance/test_probe.py"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    run_dir = tmp_path / "reports" / "probe"
+    assert (run_dir / "report.md").is_file() and len(ResultsStore("probe", root=tmp_path / "reports").records()) == 2
+    assert sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*.lock")) == []

@@ -7,12 +7,18 @@ plain Python types so that ``torch.load(path, weights_only=True)`` reads it (loa
 arbitrary objects). Files are written to a temporary name in the same folder and moved into place with
 ``os.replace``, so a killed run never leaves a half-written ``.pt`` under a real name.
 
+A run killed during a save leaves its temporary file (``.<name>.<random>.tmp``), and one killed after a
+logged step but before the next checkpoint leaves CSV rows past it; :func:`clean_interrupted` removes both
+when a run starts (fresh or resumed), so no step is logged twice.
+
     save_checkpoint(ckpt_dir, phase=2, epoch=1, step=120, state={...}, keep_last=3)
     path, state = load_latest(ckpt_dir, phase=2)   # falls back to the previous good file, with a warning
+    clean_interrupted(ckpt_dir, phase=2, step=120, logs=["logs/distillation/phase2.csv"])
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import random
 import re
@@ -28,6 +34,10 @@ from sam3m4.errors import DataFormatError
 
 NAME = re.compile(r"^phase(?P<phase>\d+)_epoch(?P<epoch>\d+)_step(?P<step>\d+)\.pt$")
 VIDEO_NAME = re.compile(r"^video_epoch(?P<epoch>\d+)\.pt$")  # checkpoints/video_distillation/
+# the temporary names this module writes: atomic_torch_save's ``.<name>.<mkstemp>.tmp``, the best copy's
+# ``.phase{P}_best.pt.tmp``
+TMP_NAME = re.compile(r"^\.(?:phase(?P<phase>\d+)_(?:epoch\d+_step\d+|best)|(?P<video>video)_epoch\d+)\.pt"
+                      r"(?:\.[A-Za-z0-9_]+)?\.tmp$")
 REQUIRED_KEYS = ("model", "step", "epoch", "phase")
 TEACHER_PREFIXES = ("teacher.", "module.teacher.")
 
@@ -135,6 +145,64 @@ def save_checkpoint(ckpt_dir: Path, *, phase: int, epoch: int, step: int, state:
         for old in list_checkpoints(ckpt_dir, phase)[:-keep_last]:
             old.unlink(missing_ok=True)
     return {"path": path, "best": best, "is_best": is_best}
+
+
+# --- start of a run: what an interrupted one left -------------------------------------------------------------
+def remove_stale_tmp(ckpt_dir: Path, phase: int | None) -> list[Path]:
+    """Delete the temporary files a killed save of ``phase`` (None: the video run) left in ``ckpt_dir``; only
+    names this module writes (:data:`TMP_NAME`), never anything else. Returns the files removed."""
+    ckpt_dir, removed = Path(ckpt_dir), []
+    for p in sorted(ckpt_dir.iterdir()) if ckpt_dir.is_dir() else []:
+        m = TMP_NAME.match(p.name)
+        if not m or (m["video"] is not None) != (phase is None) or (phase is not None and int(m["phase"]) != phase):
+            continue
+        if p.is_file() and not p.is_symlink():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def truncate_log(path: Path, step: int) -> int:
+    """Cut a step CSV (header with a ``step`` column, one row per logged step) back to the rows with step <=
+    ``step``; torn rows (a killed writer's) go too. Rewritten atomically; removed when no row is left (a fresh
+    run writes a new header). A file without a ``step`` column is left alone. Returns the rows dropped."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        rows = list(csv.reader(f))
+    if not rows or "step" not in rows[0]:
+        return 0
+    header, col = rows[0], rows[0].index("step")
+    keep = [r for r in rows[1:] if len(r) == len(header) and r[col].isdigit() and int(r[col]) <= step]
+    dropped = len(rows) - 1 - len(keep)
+    if not dropped:
+        return 0
+    if not keep:
+        path.unlink()
+        return dropped
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return dropped
+
+
+def clean_interrupted(ckpt_dir: Path, phase: int | None, step: int, logs=()) -> None:
+    """At the start of a run (``step``: the resumed step, 0 for a fresh run): remove the temporary checkpoint
+    files a killed run left in ``ckpt_dir`` and cut the step CSVs ``logs`` back to rows <= ``step``, so no step
+    is logged twice. Each file touched is named in a warning. Call it on rank 0 only."""
+    for p in remove_stale_tmp(ckpt_dir, phase):
+        warnings.warn(f"{p}: removed a temporary checkpoint file left by an interrupted save", stacklevel=2)
+    for path in logs:
+        dropped = truncate_log(path, step)
+        if dropped:
+            warnings.warn(f"{path}: dropped {dropped} row(s) after step {step} (an interrupted or earlier run); "
+                          f"the log continues from step {step}", stacklevel=2)
 
 
 # --- read -------------------------------------------------------------------------------------------------

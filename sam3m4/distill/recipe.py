@@ -40,6 +40,7 @@ from sam3m4.distill import checkpoint as K
 from sam3m4.distill import losses as L
 from sam3m4.distill import trainer as T
 from sam3m4.errors import ConfigError, Sam3m4Error, TrainingDiverged
+from sam3m4.results.runs import check_run_name
 
 DEFAULTS = dict(
     phase=2,  # 1 = encoder features, 2 = end-to-end outputs
@@ -94,6 +95,8 @@ def load_config(path: str | Path | None, overrides=()) -> dict:
         cfg[k] = _typed(k, yaml.safe_load(v), f"override '{item}'")
     if cfg["phase"] not in (1, 2) or cfg["teacher_source"] not in ("cache", "live"):
         raise ConfigError(f"phase: {cfg['phase']} / teacher_source: {cfg['teacher_source']}: expected 1|2 / cache|live")
+    if cfg["results_run"]:  # "" = record nothing
+        check_run_name(cfg["results_run"], "results_run")
     return cfg
 
 
@@ -363,6 +366,8 @@ def train(run: Run) -> dict:
 
     cfg, spe, main = run.cfg, run.steps_per_epoch, run.rank == 0
     logger = T.ScalarLogger(Path(cfg["log_dir"]), cfg["phase"], enabled=main)
+    if main:  # a killed run's temporary checkpoint files, and its logged steps past run.step
+        K.clean_interrupted(cfg["checkpoint_dir"], cfg["phase"], run.step, [logger.path("train"), logger.path("val")])
     stop = min(run.total_steps, cfg["max_steps"] or run.total_steps)
     bar = tqdm(total=stop, initial=run.step, desc=f"phase{cfg['phase']}", unit="step", leave=False,
                disable=not (cfg["progress"] and main))

@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from sam3m4.distill.checkpoint import (atomic_torch_save, list_video_checkpoints, load_checkpoint, load_latest,
-                                       rng_state, set_rng_state)
+from sam3m4.distill.checkpoint import (atomic_torch_save, clean_interrupted, list_video_checkpoints, load_checkpoint,
+                                       load_latest, rng_state, set_rng_state)
 from sam3m4.data.saco_video import items_with_objects
 from sam3m4.distill.video import clip_targets, tracker_optimizer, train_tracker
 
@@ -139,6 +139,7 @@ def run(args) -> dict:
             set_rng_state(state["rng"])
             start, stats["steps"] = int(state["epoch"]), int(state["step"])
             print(f"resumed from {path}")
+    clean_interrupted(out_dir, None, stats["steps"])  # temporary files of a killed save
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
     per_epoch, ckpt, prepared = max(1, args.steps // args.epochs), None, {}
     targets = cached_targets(folder, args.w_teacher, args.w_gt)

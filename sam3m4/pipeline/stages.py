@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from sam3m4.errors import ConfigError
+from sam3m4.results.runs import check_run_name
 
 DEFAULTS = {
     "run": "demo", "device": "auto",
@@ -88,6 +89,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
                 want in (bool, list, str) and not isinstance(value, want):
             raise ConfigError(f"{path}: {key}: expected {want.__name__}, got {value!r}")
         cfg[key] = value
+    check_run_name(cfg["run"], f"{path}: run")  # reports/<run>/ holds the pipeline state and report
     for case in cfg["exports"]:
         if case.count(":") != 1:
             raise ConfigError(f"{path}: exports: {case!r} is not backend:mode")

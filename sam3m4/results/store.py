@@ -4,9 +4,11 @@ Every number sam3m4 reports goes through here: training, evaluation, quantizatio
 acceptance tests append :class:`Record` s to ``reports/<run>/results.jsonl`` and the Markdown report,
 the pytest-html page and the README tables are read back from it.
 
-Writers hold a :class:`filelock.FileLock` on ``results.jsonl.lock`` while appending one line, so
-pytest-xdist workers and training processes can write at once without losing a record. Readers skip a
-corrupt line with a warning that names the file and the line number: never a crash, never silence.
+Writers hold an OS lock (``flock``) on ``results.jsonl`` itself while appending one line, so pytest-xdist
+workers and training processes can write at once without losing a record, and no lock file is left in
+``reports/<run>/``. A writer killed in the middle of a line leaves a fragment without a newline; the next
+append starts on a fresh line. Readers skip a corrupt line (or the broken fragment glued in front of a whole
+record) with a warning that names the file and the line number: never a crash, never silence.
 
     store = ResultsStore("demo")
     store.record(stage="stage3", subject="student/phase2", metric="miou", value=0.81, unit="fraction",
@@ -16,6 +18,7 @@ corrupt line with a warning that names the file and the line number: never a cra
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -26,7 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from filelock import FileLock
+from sam3m4.results.runs import check_run_name
+
+try:  # POSIX: lock the results file itself
+    import fcntl
+except ImportError:  # Windows: a lock file next to it (filelock)
+    fcntl = None
 
 RESULTS_FILE = "results.jsonl"
 
@@ -116,12 +124,9 @@ class ResultsStore:
     """The records of one run, at ``<root>/<run>/results.jsonl``."""
 
     def __init__(self, run: str, root: str | os.PathLike = "reports"):
-        if not run or "/" in run or run.startswith("."):
-            raise ValueError(f"run name {run!r} must be a plain folder name")
-        self.run = run
+        self.run = check_run_name(run, "run")
         self.dir = Path(root) / run
         self.path = self.dir / RESULTS_FILE
-        self._lock = FileLock(str(self.path) + ".lock")
 
     # --- writing -------------------------------------------------------------------------------
     def append(self, record: Record) -> Record:
@@ -131,14 +136,29 @@ class ResultsStore:
             record = dataclasses.replace(record, timestamp=now)
         line = json.dumps(dataclasses.asdict(record), ensure_ascii=False, default=_jsonable) + "\n"
         self.dir.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                os.write(fd, line.encode("utf-8"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        with self._locked() as fd:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":  # a killed writer's fragment: start a fresh line
+                line = "\n" + line
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
         return record
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """The results file opened for appending (created when missing), under an exclusive lock."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed
+                yield fd
+            else:
+                from filelock import FileLock
+
+                with FileLock(str(self.path) + ".lock"):
+                    yield fd
+        finally:
+            os.close(fd)
 
     def record(self, *, stage: str, subject: str, metric: str, value: Any, artifact: str | os.PathLike | None = None,
                hash_artifact: bool = True, **fields: Any) -> Record:
@@ -169,11 +189,14 @@ class ResultsStore:
                     continue
                 where = f"{self.path}:{lineno}"
                 try:
-                    data = json.loads(line)
-                    if not isinstance(data, dict):
-                        raise ValueError(f"{where}: expected a JSON object")
-                    out.append(Record.from_dict(data, where=where))
+                    out.append(_parse(line, where))
                 except (ValueError, TypeError) as err:
+                    glued = _glued_record(line, where)
+                    if glued is not None:  # an interrupted writer's fragment, then a whole record
+                        out.append(glued[1])
+                        warnings.warn(f"skipped a broken results fragment: {where}: {glued[0]} characters before "
+                                      "a whole record (a writer was interrupted); the record is kept", stacklevel=2)
+                        continue
                     msg = str(err) if str(err).startswith(where) else f"{where}: {err}"
                     warnings.warn(f"skipped corrupt results record: {msg}", stacklevel=2)
         return out
@@ -206,6 +229,26 @@ class ResultsStore:
             return pd.DataFrame(columns=metrics)
         latest = df.groupby(["subject", "metric"], sort=False).tail(1)
         return latest.pivot(index="subject", columns="metric", values="value").reindex(columns=metrics)
+
+
+def _parse(text: str, where: str) -> Record:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a JSON object")
+    return Record.from_dict(data, where=where)
+
+
+def _glued_record(line: str, where: str) -> tuple[int, Record] | None:
+    """``(fragment length, record)`` when ``line`` is a killed writer's fragment followed by a whole record
+    (written before appends started on a fresh line); None when no whole record ends the line."""
+    text = line.rstrip()
+    start = text.find("{", 1)
+    while start > 0:
+        try:
+            return start, _parse(text[start:], where)
+        except (ValueError, TypeError):
+            start = text.find("{", start + 1)
+    return None
 
 
 def _jsonable(obj: Any):

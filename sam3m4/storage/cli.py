@@ -23,7 +23,8 @@ SHOWN = 20  # planned deletions printed; the log has them all
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
+    parser.add_argument("--root", type=Path, default=Path("."),
+                        help="project root: an existing folder with checkpoints/, logs/, data/ or reports/ (default: .)")
     parser.add_argument("--keep-last", type=int, default=2,
                         help="newest epoch checkpoints kept per phase and for video, besides the best (default: 2)")
     parser.add_argument("--vis-keep-every", type=int, default=5,

@@ -52,6 +52,7 @@ VIS_NAME = re.compile(r"^phase(?P<phase>\d+)_epoch(?P<epoch>\d+)_(?P<index>\d+)\
 LOG_DIR = "logs"
 MARK = "SAM3M4_PRUNE "  # the machine-readable last line of a log: MARK + JSON
 BEST_NAME = re.compile(r"^phase(?P<phase>\d+)_best\.pt$")
+PROJECT_MARKS = ("checkpoints", "logs", "data", "reports")  # a project root has at least one of these
 
 
 class PruneRefused(Sam3m4Error):
@@ -300,12 +301,24 @@ def keep_rules(kind: str, files: list[Entry], rel_root: str, settings: Settings)
     return keep
 
 
+def check_args(root: str | os.PathLike, settings: Settings) -> Path:
+    """``root`` resolved, once it is an existing project root and ``settings`` are valid; else a one-line
+    :class:`ConfigError` naming the option. Called before anything is created (a typo in ``--root`` must not
+    grow a ``logs/`` + ``reports/`` tree, a bad apply must not take the run lock)."""
+    for option, value in (("--keep-last", settings.keep_last), ("--vis-keep-every", settings.vis_keep_every)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{option}: must be an integer >= 1 (got {value!r})")
+    if not os.path.isdir(root):
+        what = "not a folder" if os.path.lexists(root) else "no such folder"
+        raise ConfigError(f"--root {root}: {what}")
+    if not any(os.path.lexists(Path(root) / name) for name in PROJECT_MARKS):
+        raise ConfigError(f"--root {root}: not a sam3m4 project root (none of {', '.join(PROJECT_MARKS)} in it)")
+    return Path(os.path.realpath(root))
+
+
 def make_plan(root: str | os.PathLike = ".", settings: Settings = Settings()) -> Plan:
     """What a prune of ``root`` with ``settings`` would delete and keep, and the sizes now; touches nothing."""
-    if settings.keep_last < 1 or settings.vis_keep_every < 1:
-        raise ConfigError(f"--keep-last and --vis-keep-every must be >= 1 (got {settings.keep_last}, "
-                          f"{settings.vis_keep_every})")
-    real = Path(os.path.realpath(root))
+    real = check_args(root, settings)
     plan = Plan(root=real, settings=settings, roots=configured_roots(real), pruned=[])
     refs = references(real, plan.warnings, aliases=(Path(os.path.abspath(root)),))
     for rel in plan.roots:
@@ -451,7 +464,7 @@ def apply(root: str | os.PathLike = ".", settings: Settings = Settings()) -> App
     run lock, and holds it while deleting. Sizes after are measured, not computed."""
     from sam3m4.runlock import describe, lock_holder, lock_path, run_lock
 
-    real = Path(os.path.realpath(root))
+    real = check_args(root, settings)
     holder = lock_holder(real)
     if holder is not None:
         raise PruneRefused(f"refusing --apply while a run holds the run lock: {describe(holder, lock_path(real))}")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from sam3m4.errors import DataFormatError, Sam3m4Error
+from sam3m4.results.runs import check_run_name
 
 DEFAULT_TEACHER = "checkpoints/teacher/sam3-tiny-synth"   # as `sam3m4 eval --model teacher`
 DEFAULT_STUDENT = "checkpoints/distillation/phase2_best.pt"
@@ -165,8 +166,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not args.run or "/" in args.run or "\\" in args.run or args.run.startswith("."):
-        raise Sam3m4Error(f"--run: {args.run!r} must be a plain folder name")
+    check_run_name(args.run, "--run")
     start = time.perf_counter()
     images = read_manifest(args.manifest)[: args.limit]
     prompts = read_prompts(args.prompts)

@@ -243,7 +243,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-reference", action="store_true", help="skip the full SAM 3 forward (~1-2 min here)")
     parser.add_argument("--readme", type=Path, default=None, help="rewrite the bench table in this README")
     parser.add_argument("--run", default="bench", help="results store run (reports/<run>/)")
-    parser.add_argument("--targets", default=None, help="targets file (default: acceptance/targets.yaml)")
+    parser.add_argument("--targets", default=None,
+                        help="targets file (default: $SAM3M4_TARGETS, else acceptance/targets.yaml in or above the cwd)")
     parser.set_defaults(func=run)
 
 

@@ -36,7 +36,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Arguments checked before anything loads or lowers: one line naming the flag (exit 2)."""
+    from sam3m4.errors import ConfigError
+
+    if args.runs < 1:
+        raise ConfigError(f"--runs {args.runs}: must be >= 1")
+    if args.name is not None and (not args.name.strip() or Path(args.name).name != args.name):
+        raise ConfigError(f"--name {args.name!r}: must be a plain file name part (no folders)")
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out}: exists and is not a folder")
+    if getattr(args, "ckpt", None):
+        if not Path(args.ckpt).is_file():
+            raise ConfigError(f"--ckpt {args.ckpt}: no such checkpoint file")
+    elif not (args.quantized / args.mode).is_dir():
+        where = "no such folder" if not args.quantized.is_dir() else f"has no {args.mode}/ folder"
+        raise ConfigError(f"--quantized {args.quantized}: {where} (make it with `sam3m4 quantize --mode "
+                          f"{args.mode} --out {args.quantized}`, or pass --ckpt)")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_args(args)
     from sam3m4.export.export import export_pte, records
     from sam3m4.export.flows import get_flow
     from sam3m4.quantize.storage import load_quantized

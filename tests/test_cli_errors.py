@@ -67,6 +67,8 @@ def files(tmp_path_factory, tiny_teacher_kwargs):
     qw["text_encoder.pos_embedding"] = torch.zeros(31, 64, dtype=torch.float16)
     save_file(qw, str(q))
 
+    f["quantized_renamed"] = d / "quantized_renamed"
+    _copy_dir(f["quantized"] / "fp16", f["quantized_renamed"] / "int4")  # an fp16 model in the int4 folder
     f["image"] = next((SYNTH / "saco_image" / "images").rglob("*.jpg"))
     f["not_image"] = d / "notes.png"
     f["not_image"].write_text("not an image\n")
@@ -163,13 +165,19 @@ CASES = [
     ("export-ckpt-missing", "export --backend xnnpack --mode fp16 --ckpt no.pt", "--ckpt no.pt: no such checkpoint"),
     ("export-quantized-shape", "export --backend xnnpack --mode fp16 --quantized {quantized_shape}",
      "fp16/model.safetensors: weights.text_encoder.pos_embedding: expected shape (32, 64), found (31, 64)"),
+    ("export-quantized-mode", "export --backend xnnpack --mode int4 --quantized {quantized_renamed}",
+     "int4/quantized.json: mode: 'fp16', but --mode is 'int4'"),
     # config overrides: checked before any data is read (data_root does not exist in the empty folder)
     ("bootstrap-type", "teacher bootstrap --config {bootstrap} max_steps=abc",
      "override 'max_steps=abc': max_steps: expected int, got str 'abc'"),
     ("bootstrap-unknown", "teacher bootstrap --config {bootstrap} max_step=10", "max_step: unknown key"),
     ("bootstrap-negative", "teacher bootstrap --config {bootstrap} lr=-1", "override 'lr=-1': lr: must be > 0"),
     ("bootstrap-bool", "teacher bootstrap --config {bootstrap} hflip=3", "hflip: expected bool, got int 3"),
+    ("bootstrap-zero-steps", "teacher bootstrap --config {bootstrap} max_steps=0", "max_steps: must be > 0, got 0"),
     ("bootstrap-no-equals", "teacher bootstrap --config {bootstrap} max_steps", "'max_steps': expected key=value"),
+    ("teacher-video-steps", "teacher video --data {synth} --steps -1", "--steps -1: must be >= 0"),
+    ("teacher-video-lr", "teacher video --data {synth} --lr 0", "--lr 0.0: must be a positive number"),
+    ("teacher-video-data", "teacher video --data no/such", "--data no/such: no saco_video/train.json"),
     ("distill-yaml", "distill phase2 --config {distill} epochs=[1", "override 'epochs=[1': epochs: expected int"),
     ("pipeline-type", "pipeline --config {pipeline} --list video_steps=abc",
      "override 'video_steps=abc': video_steps: expected int"),

@@ -70,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
         meta = {"preset": image_model(model).preset, "kind": "tracker" if hasattr(model, "memory") else "student"}
     else:
         model, meta = load_quantized(args.quantized / args.mode)
+        if meta["mode"] != args.mode:  # a folder copied or renamed by hand: the file name would lie
+            from sam3m4.errors import DataFormatError
+
+            raise DataFormatError(f"{args.quantized / args.mode / 'quantized.json'}: mode: {meta['mode']!r}, but "
+                                  f"--mode is {args.mode!r}")
     tracker = model if meta.get("kind") == "tracker" else None
     student = model.student if tracker is not None else model
     name = args.name or f"sam3m4_{meta['preset']}"

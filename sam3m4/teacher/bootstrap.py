@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 import warnings
@@ -543,7 +542,7 @@ def bootstrap_teacher(
 
 # --- command line ------------------------------------------------------------------------------------------
 def load_yaml_config(path: str | Path) -> dict:
-    """Flat YAML -> dict; unknown keys are rejected later by :func:`bootstrap_teacher` (naming the key)."""
+    """Flat YAML -> dict, unchecked (:func:`load_config` checks keys and types)."""
     import yaml
 
     path = Path(path)
@@ -574,7 +573,7 @@ def _parse_value(text: str):
 # keys that must be > 0 (every other number must be >= 0)
 POSITIVE_KEYS = {"image_size", "patch_size", "hidden_size", "vit_layers", "vit_window", "text_layers",
                  "decoder_layers", "num_queries", "num_heads", "batch_size", "pairs_per_image", "lr",
-                 "eval_batch_size", "log_every"}
+                 "eval_batch_size", "log_every", "max_steps", "time_budget_s"}
 
 
 def config_types() -> dict[str, tuple[type, ...]]:
@@ -648,7 +647,6 @@ if __name__ == "__main__":
     import argparse
     import sys
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     ap = argparse.ArgumentParser(prog="python -m sam3m4.teacher.bootstrap", description=__doc__.split("\n")[0])
     add_arguments(ap)
     a = ap.parse_args()

@@ -23,6 +23,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before any test imports t
 
 import pytest  # noqa: E402
 
+import sam3m4  # noqa: F401  (offline by default: HF_HUB_OFFLINE=1 before any test imports transformers)
+
 ROOT = Path(__file__).resolve().parent
 
 

@@ -54,20 +54,19 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, threshold: float = 0.5, device: str = "cpu") -> "Predictor":
         """Load a distillation checkpoint (weights_only; the student preset is stored in it)."""
-        from sam3m4.distill.checkpoint import load_checkpoint
+        from sam3m4.distill.checkpoint import load_checkpoint, load_model_state
         from sam3m4.errors import DataFormatError
         from sam3m4.models import build_student
+        from sam3m4.models.build import PRESETS
 
-        state = load_checkpoint(Path(path))
+        state = load_checkpoint(Path(path))  # checks the types of model / config / preset
         preset = state.get("preset") or state.get("config", {}).get("student_preset")
         if not preset:
             raise DataFormatError(f"{path}: preset: missing (not a sam3m4 student checkpoint)")
+        if not isinstance(preset, str) or preset not in PRESETS:
+            raise DataFormatError(f"{path}: preset: unknown student preset {preset!r}; choices: {', '.join(PRESETS)}")
         model = build_student(preset)
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as err:
-            raise DataFormatError(f"{path}: model: does not match preset '{preset}' "
-                                  f"({str(err).splitlines()[0]})") from err
+        load_model_state(model, state["model"], path, note=f"preset '{preset}'")
         return cls(model, threshold=threshold, device=device)
 
     def prompt(self, phrase: str):
@@ -75,6 +74,10 @@ class Predictor:
         import torch
 
         key = phrase.strip()
+        if not key:
+            from sam3m4.errors import ConfigError
+
+            raise ConfigError("prompt: empty noun phrase")
         if key not in self._prompts:
             tok = self.tokenizer([key])
             with torch.no_grad():
@@ -137,23 +140,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import json
+def check_device(device: str, flag: str = "--device") -> str:
+    """``device`` if torch can use it here (``cpu``, ``cuda[:N]``, ``mps``), else a one-line ConfigError."""
+    import torch
 
+    from sam3m4.errors import ConfigError
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"{flag} {device!r}: not a device; use cpu, cuda, cuda:N or mps") from None
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"{flag} {device!r}: not a device; use cpu, cuda, cuda:N or mps")
+    if kind == "cuda" and not torch.cuda.is_available() or kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{flag} {device!r}: not available on this machine (use cpu)")
+    return device
+
+
+def check_threshold(value: float, flag: str = "--threshold") -> float:
+    from sam3m4.errors import ConfigError
+
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise ConfigError(f"{flag} {value}: must be in [0, 1] (a detection score)")
+    return value
+
+
+def read_image(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file; a missing or undecodable file is one line naming it."""
     from PIL import Image, UnidentifiedImageError
 
     from sam3m4.errors import DataFormatError
 
+    if not path.is_file():
+        raise DataFormatError(f"{path}: no such image file" + (" (a folder)" if path.is_dir() else ""))
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DataFormatError(f"{path}: not an image PIL can decode ({first[:160]})") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from PIL import Image
+
+    from sam3m4.errors import ConfigError
+
+    check_threshold(args.threshold)
+    check_device(args.device)
+    if not args.prompt.strip():
+        raise ConfigError("--prompt: empty; give a noun phrase, e.g. --prompt \"red circle\"")
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out}: exists and is not a folder")
+    for path in args.image:  # every file before the model loads: a typo fails in a second, not after the load
+        if not path.is_file():
+            raise ConfigError(f"--image {path}: no such file" + (" (a folder)" if path.is_dir() else ""))
     predictor = Predictor.from_checkpoint(args.ckpt, threshold=args.threshold, device=args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     for path in args.image:
-        try:
-            with Image.open(path) as im:
-                image = np.asarray(im.convert("RGB"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no such image file") from None
-        except (UnidentifiedImageError, OSError) as err:
-            raise DataFormatError(f"{path}: cannot decode image ({err})") from err
+        image = read_image(path)
         pred = predictor.predict(image, args.prompt)
         stem = path.stem
         for i, m in enumerate(pred.masks):

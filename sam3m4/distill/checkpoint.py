@@ -222,7 +222,49 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     for key in REQUIRED_KEYS:
         if key not in state:
             raise DataFormatError(f"{path}: {key}: missing key (not a distillation checkpoint)")
+    _check_types(path, state)
     return state
+
+
+# key -> the type its value must have where present (what the loaders read; bool is not an int here)
+STATE_TYPES = {"model": dict, "step": int, "epoch": int, "phase": int, "config": dict, "preset": str,
+               "num_latents": int}
+
+
+def _check_types(path: Path, state: dict) -> None:
+    """One-line error naming the key when a checkpoint entry has the wrong type (e.g. ``config`` a string)."""
+    for key, kind in STATE_TYPES.items():
+        value = state.get(key)
+        if key in state and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            raise DataFormatError(f"{path}: {key}: expected {kind.__name__}, got {type(value).__name__}")
+    for name, value in state["model"].items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            raise DataFormatError(f"{path}: model.{name}: expected a tensor, got {type(value).__name__}")
+
+
+def load_model_state(model: torch.nn.Module, state: dict, where, *, field: str = "model", note: str = "",
+                     assign: bool = False) -> None:
+    """``model.load_state_dict(state)`` after checking that keys and shapes match; a mismatch is one
+    :class:`DataFormatError` naming the file (``where``), the key and the expected and found shape (torch's own
+    error puts those on later lines). ``note`` says what the model was built as (``"preset 'tiny'"``)."""
+    expected = model.state_dict()
+    about = f" ({note})" if note else ""
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise DataFormatError(f"{where}: {field}.{missing[0]}: missing key ({len(missing)} missing){about}")
+    unexpected = [k for k in state if k not in expected]
+    if unexpected:
+        raise DataFormatError(f"{where}: {field}.{unexpected[0]}: unexpected key ({len(unexpected)} unexpected)"
+                              f"{about}")
+    for key, value in state.items():
+        want, found = tuple(expected[key].shape), tuple(getattr(value, "shape", ()))
+        if want != found:
+            raise DataFormatError(f"{where}: {field}.{key}: expected shape {want}, found {found}{about}")
+    try:
+        model.load_state_dict(state, assign=assign)
+    except (RuntimeError, TypeError) as err:  # e.g. a dtype torch cannot copy
+        first = (str(err).strip().splitlines() or [type(err).__name__])[-1].strip()
+        raise DataFormatError(f"{where}: {field}: cannot load{about} ({first[:160]})") from err
 
 
 def list_video_checkpoints(ckpt_dir: Path) -> list[Path]:

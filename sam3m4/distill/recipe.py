@@ -92,7 +92,11 @@ def load_config(path: str | Path | None, overrides=()) -> dict:
             raise ConfigError(f"override '{item}': expected key=value")
         if k not in DEFAULTS:
             raise ConfigError(f"override '{item}': {k}: unknown key")
-        cfg[k] = _typed(k, yaml.safe_load(v), f"override '{item}'")
+        try:
+            value = yaml.safe_load(v)
+        except yaml.YAMLError:  # e.g. "[1": kept as text, which _typed then names
+            value = v
+        cfg[k] = _typed(k, value, f"override '{item}'")
     if cfg["phase"] not in (1, 2) or cfg["teacher_source"] not in ("cache", "live"):
         raise ConfigError(f"phase: {cfg['phase']} / teacher_source: {cfg['teacher_source']}: expected 1|2 / cache|live")
     if cfg["results_run"]:  # "" = record nothing
@@ -278,7 +282,8 @@ def setup(cfg: dict) -> Run:
     else:
         init = K.resolve_init(cfg["init_from"], cfg["checkpoint_dir"], phase=1)
         if init is not None:
-            student.load_state_dict(K.load_checkpoint(init)["model"])
+            K.load_model_state(student, K.load_checkpoint(init)["model"], init,
+                               note=f"student_preset '{cfg['student_preset']}'")
             timings["init_from"] = str(init)
     # freeze what this phase's loss never reaches (phase 1: text tower and decoder; phase 2: the unused stride-8
     # neck output): DDP needs every trainable parameter to get a gradient, AdamW must not decay idle weights

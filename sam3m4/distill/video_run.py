@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from sam3m4.distill.checkpoint import (atomic_torch_save, clean_interrupted, list_video_checkpoints, load_checkpoint,
-                                       load_latest, rng_state, set_rng_state)
+                                       load_latest, load_model_state, rng_state, set_rng_state)
 from sam3m4.data.saco_video import items_with_objects
 from sam3m4.distill.video import clip_targets, tracker_optimizer, train_tracker
 
@@ -103,8 +103,8 @@ def load_tracker(path: str | Path):
     state = load_checkpoint(Path(path))
     if "preset" not in state:
         raise DataFormatError(f"{path}: preset: missing (not a sam3m4 video checkpoint)")
-    tracker = StudentTracker(build_student(state["preset"]), num_latents=int(state.get("num_latents", 8)))
-    tracker.load_state_dict(state["model"])
+    tracker = StudentTracker(build_student(state["preset"]), num_latents=state.get("num_latents", 8))
+    load_model_state(tracker, state["model"], path, note=f"preset '{state['preset']}'")
     return tracker.eval()
 
 

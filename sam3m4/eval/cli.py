@@ -50,14 +50,37 @@ def build_predictor(model: str, ckpt: str | None, threshold: float, device: str)
             return inst.masks, inst.scores
 
         return predict, f"Sam3Model teacher {source}", source
+    from sam3m4.errors import ConfigError
     from sam3m4.predict import Predictor
 
     if not ckpt:
-        raise ValueError("--ckpt: required for --model student (a checkpoint from `sam3m4 distill phase2`)")
+        raise ConfigError("--ckpt: required for --model student (a checkpoint from `sam3m4 distill phase2`)")
     return Predictor.from_checkpoint(ckpt, threshold=threshold, device=device), f"student {ckpt}", ckpt
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Arguments checked before any model or data loads: one line naming the flag (exit 2)."""
+    from sam3m4.errors import ConfigError
+    from sam3m4.predict import check_device, check_threshold
+
+    if args.num_val is not None and args.num_val < 1:
+        raise ConfigError(f"--num-val {args.num_val}: must be >= 1 (or left out: every pair)")
+    check_threshold(args.threshold)
+    check_device(args.device)
+    if args.model == "student" and not args.ckpt:
+        raise ConfigError("--ckpt: required for --model student (a checkpoint from `sam3m4 distill phase2`)")
+    if args.model == "student" and not Path(args.ckpt).is_file():
+        raise ConfigError(f"--ckpt {args.ckpt}: no such checkpoint file")
+    if args.model == "gt" and args.ckpt:
+        raise ConfigError("--ckpt: not used with --model gt (ground truth is scored as a prediction)")
+    if not args.data.is_dir():
+        raise ConfigError(f"--data {args.data}: no such folder")
+    if args.subject is not None and not args.subject.strip():
+        raise ConfigError("--subject: empty")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_args(args)
     import torch
 
     from sam3m4.data import SacoImageDataset

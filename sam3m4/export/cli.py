@@ -36,7 +36,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Arguments checked before anything loads or lowers: one line naming the flag (exit 2)."""
+    from sam3m4.errors import ConfigError
+
+    if args.runs < 1:
+        raise ConfigError(f"--runs {args.runs}: must be >= 1")
+    if args.name is not None and (not args.name.strip() or Path(args.name).name != args.name):
+        raise ConfigError(f"--name {args.name!r}: must be a plain file name part (no folders)")
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out}: exists and is not a folder")
+    if getattr(args, "ckpt", None):
+        if not Path(args.ckpt).is_file():
+            raise ConfigError(f"--ckpt {args.ckpt}: no such checkpoint file")
+    elif not (args.quantized / args.mode).is_dir():
+        where = "no such folder" if not args.quantized.is_dir() else f"has no {args.mode}/ folder"
+        raise ConfigError(f"--quantized {args.quantized}: {where} (make it with `sam3m4 quantize --mode "
+                          f"{args.mode} --out {args.quantized}`, or pass --ckpt)")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_args(args)
     from sam3m4.export.export import export_pte, records
     from sam3m4.export.flows import get_flow
     from sam3m4.quantize.storage import load_quantized
@@ -50,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
         meta = {"preset": image_model(model).preset, "kind": "tracker" if hasattr(model, "memory") else "student"}
     else:
         model, meta = load_quantized(args.quantized / args.mode)
+        if meta["mode"] != args.mode:  # a folder copied or renamed by hand: the file name would lie
+            from sam3m4.errors import DataFormatError
+
+            raise DataFormatError(f"{args.quantized / args.mode / 'quantized.json'}: mode: {meta['mode']!r}, but "
+                                  f"--mode is {args.mode!r}")
     tracker = model if meta.get("kind") == "tracker" else None
     student = model.student if tracker is not None else model
     name = args.name or f"sam3m4_{meta['preset']}"

@@ -75,19 +75,24 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
         raise ConfigError(f"{path}: cannot read pipeline config: {str(err).splitlines()[0]}") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of key: value")
+    where = {key: str(path) for key in raw}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r}: expected key=value")
-        raw[key] = yaml.safe_load(value)
+        try:
+            raw[key] = yaml.safe_load(value)
+        except yaml.YAMLError:  # e.g. "[1": kept as text, which the type check names
+            raw[key] = value
+        where[key] = f"override {item!r}"
     cfg = dict(DEFAULTS)
     for key, value in raw.items():
         if key not in DEFAULTS:
-            raise ConfigError(f"{path}: {key}: unknown key (allowed: {', '.join(DEFAULTS)})")
+            raise ConfigError(f"{where[key]}: {key}: unknown key (allowed: {', '.join(DEFAULTS)})")
         want = type(DEFAULTS[key])
         if want is int and (isinstance(value, bool) or not isinstance(value, int)) or \
                 want in (bool, list, str) and not isinstance(value, want):
-            raise ConfigError(f"{path}: {key}: expected {want.__name__}, got {value!r}")
+            raise ConfigError(f"{where[key]}: {key}: expected {want.__name__}, got {value!r}")
         cfg[key] = value
     check_run_name(cfg["run"], f"{path}: run")  # reports/<run>/ holds the pipeline state and report
     for case in cfg["exports"]:

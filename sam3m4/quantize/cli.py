@@ -36,10 +36,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import os
+def check_args(args: argparse.Namespace) -> None:
+    """Every argument checked before the checkpoint loads: one line naming the flag (exit 2)."""
+    import math
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sam3m4.errors import ConfigError
+
+    for flag, value, low in (("--num-val", args.num_val, 1), ("--qat-steps", args.qat_steps, 1),
+                             ("--runs", args.runs, 1), ("--threads", args.threads, 0)):
+        if value < low:
+            raise ConfigError(f"{flag} {value}: must be >= {low}")
+    if not (args.qat_lr > 0 and math.isfinite(args.qat_lr)):
+        raise ConfigError(f"--qat-lr {args.qat_lr}: must be a positive number")
+    if args.data is not None and not args.data.is_dir():
+        raise ConfigError(f"--data {args.data}: no such folder")
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out}: exists and is not a folder")
+    if not Path(args.ckpt).is_file():
+        raise ConfigError(f"--ckpt {args.ckpt}: no such checkpoint (run `sam3m4 distill phase2` first)")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_args(args)
     import torch
 
     from sam3m4.quantize import compare as C
@@ -50,8 +68,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not Path(args.ckpt).is_file():
-        raise FileNotFoundError(f"{args.ckpt}: no such checkpoint (run `sam3m4 distill phase2` first)")
     val, videos, data_root = load_val(args.ckpt, args.data)
     progress = not args.no_progress
     modes = PTQ_MODES if args.mode == "compare" else [args.mode]

@@ -36,11 +36,11 @@ def phase2_source(ckpt: str | Path) -> Path:
     from sam3m4.distill.checkpoint import load_checkpoint
     from sam3m4.errors import DataFormatError
 
-    state = load_checkpoint(Path(ckpt))
+    state = load_checkpoint(Path(ckpt))  # checks that config, where present, is a mapping
     if state.get("phase") != 3:
         return Path(ckpt)
     src = state.get("config", {}).get("ckpt")
-    if not src or not Path(src).is_file():
+    if not isinstance(src, str) or not Path(src).is_file():
         raise DataFormatError(f"{ckpt}: config.ckpt: the Phase 2 checkpoint it came from is missing ({src}); "
                               "QAT needs it for the data, teacher and cache")
     return Path(src)
@@ -76,8 +76,14 @@ def load_val(ckpt: str | Path, data: Path | None):
     from sam3m4.data import SacoImageDataset, SacoVideoDataset
     from sam3m4.distill.checkpoint import load_checkpoint
 
-    config = load_checkpoint(Path(ckpt)).get("config", {})
-    root = Path(data) if data else Path(config.get("data_root") or config.get("data") or "data/synth")
+    from sam3m4.errors import DataFormatError
+
+    config = load_checkpoint(Path(ckpt)).get("config", {})  # a mapping (load_checkpoint checks)
+    key = "data_root" if config.get("data_root") else "data"
+    stored = config.get(key) or "data/synth"
+    if not data and not isinstance(stored, str):
+        raise DataFormatError(f"{ckpt}: config.{key}: expected str, got {type(stored).__name__} (or pass --data)")
+    root = Path(data) if data else Path(stored)
     val_json = root / "saco_image" / "val.json"
     if not val_json.is_file():
         raise FileNotFoundError(f"{val_json}: no such file (pass --data, or generate it with `sam3m4 data synth`)")

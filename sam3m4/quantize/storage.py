@@ -66,13 +66,20 @@ def load_quantized(path: str | Path, device: str = "cpu"):
     if not meta_path.is_file() or not weights.is_file():
         raise DataFormatError(f"{root}: not a quantized model folder (needs {META} and {WEIGHTS}; "
                               "make one with `sam3m4 quantize --mode <mode> --ckpt ...`)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataFormatError(f"{meta_path}: not valid JSON ({err.msg}, line {err.lineno})") from err
+    from sam3m4.data._checks import check_kind, get, load_json
+    from sam3m4.distill.checkpoint import load_model_state
+    from sam3m4.models.build import PRESETS
+    from sam3m4.quantize.modes import MODES
+
+    meta = check_kind(meta_path, "top level", load_json(meta_path), "dict")
     for key in ("mode", "preset"):
-        if not isinstance(meta.get(key), str):
-            raise DataFormatError(f"{meta_path}: {key}: missing or not a string")
+        get(meta_path, meta, "", key, "str")
+    if meta["mode"] not in MODES:
+        raise DataFormatError(f"{meta_path}: mode: unknown {meta['mode']!r}; choices: {', '.join(MODES)}")
+    if meta["preset"] not in PRESETS:
+        raise DataFormatError(f"{meta_path}: preset: unknown student preset {meta['preset']!r}; choices: "
+                              f"{', '.join(PRESETS)}")
+    num_latents = get(meta_path, meta, "", "num_latents", "int", default=8)
     mode = get_mode(meta["mode"])
     try:
         tensors = load_file(str(weights))
@@ -84,7 +91,7 @@ def load_quantized(path: str | Path, device: str = "cpu"):
     if meta.get("kind") == "tracker":
         from sam3m4.models.video import StudentTracker
 
-        model = StudentTracker(model, num_latents=int(meta.get("num_latents", 8)))
+        model = StudentTracker(model, num_latents=num_latents)
     apply_mode(model, mode)
     if mode.linear is None:
         state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
@@ -93,12 +100,9 @@ def load_quantized(path: str | Path, device: str = "cpu"):
 
         try:
             state, leftover = unflatten_tensor_state_dict(tensors, metadata)
-        except (ValueError, KeyError) as err:
+        except (ValueError, KeyError, TypeError) as err:
             raise DataFormatError(f"{weights}: metadata: does not describe torchao tensors ({err})") from err
         state.update(leftover)
-    try:
-        model.load_state_dict(state, assign=True)
-    except RuntimeError as err:
-        raise DataFormatError(f"{weights}: model: does not match preset '{meta['preset']}' in mode "
-                              f"'{mode.name}' ({str(err).splitlines()[0]})") from err
+    load_model_state(model, state, weights, field="weights", note=f"preset '{meta['preset']}' in mode '{mode.name}'",
+                     assign=True)
     return model.eval().to(device), meta

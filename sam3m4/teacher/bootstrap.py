@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 import warnings
@@ -543,7 +542,7 @@ def bootstrap_teacher(
 
 # --- command line ------------------------------------------------------------------------------------------
 def load_yaml_config(path: str | Path) -> dict:
-    """Flat YAML -> dict; unknown keys are rejected later by :func:`bootstrap_teacher` (naming the key)."""
+    """Flat YAML -> dict, unchecked (:func:`load_config` checks keys and types)."""
     import yaml
 
     path = Path(path)
@@ -565,7 +564,69 @@ def _parse_value(text: str):
             return cast(text)
         except ValueError:
             pass
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:  # e.g. "[1": a string, which the type check then names
+        return text
+
+
+# keys that must be > 0 (every other number must be >= 0)
+POSITIVE_KEYS = {"image_size", "patch_size", "hidden_size", "vit_layers", "vit_window", "text_layers",
+                 "decoder_layers", "num_queries", "num_heads", "batch_size", "pairs_per_image", "lr",
+                 "eval_batch_size", "log_every", "max_steps", "time_budget_s"}
+
+
+def config_types() -> dict[str, tuple[type, ...]]:
+    """Every key the config / overrides may set -> the types its value may have: :func:`bootstrap_teacher`'s
+    annotated arguments, ``MODEL_DEFAULTS`` / ``TRAIN_DEFAULTS`` and ``loss_<SetLossWeights field>`` (the type
+    of their defaults)."""
+    import typing
+
+    types = {}
+    for key, hint in typing.get_type_hints(bootstrap_teacher).items():
+        if key != "return":
+            types[key] = tuple(typing.get_args(hint)) or (hint,)  # "int | None" -> (int, NoneType)
+    for key, value in {**MODEL_DEFAULTS, **TRAIN_DEFAULTS}.items():
+        types[key] = (type(value),)
+    for name, f in SetLossWeights.__dataclass_fields__.items():
+        types[f"loss_{name}"] = (type(f.default),)
+    return types
+
+
+def check_config(cfg: dict, where: dict[str, str]) -> None:
+    """Unknown keys, values of the wrong type and negative numbers -> one-line :class:`ConfigError` naming where
+    the key was set (the file or the override) and the expected type. Runs before any data is read."""
+    types = config_types()
+    for key, value in cfg.items():
+        if key not in types:
+            raise ConfigError(f"{where[key]}: {key}: unknown key (see configs/teacher_bootstrap.yaml)")
+        want = types[key]
+        ok = any(isinstance(value, t) for t in want) and not (isinstance(value, bool) and bool not in want)
+        ok = ok or (float in want and isinstance(value, int) and not isinstance(value, bool))  # 300 for 300.0
+        if not ok:
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in want)
+            raise ConfigError(f"{where[key]}: {key}: expected {names}, got {type(value).__name__} {value!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            low = "> 0" if key in POSITIVE_KEYS else ">= 0"
+            if not (value > 0 if key in POSITIVE_KEYS else value >= 0):  # NaN fails both
+                raise ConfigError(f"{where[key]}: {key}: must be {low}, got {value!r}")
+
+
+def load_config(path: str | Path, overrides=()) -> dict:
+    """The YAML file plus ``key=value`` overrides, checked (:func:`check_config`); ``data_root`` and
+    ``out_dir`` are required."""
+    cfg = load_yaml_config(path)
+    where = {k: str(path) for k in cfg}
+    for item in overrides:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise ConfigError(f"override '{item}': expected key=value")
+        cfg[k], where[k] = _parse_value(v), f"override '{item}'"
+    for key in ("data_root", "out_dir"):
+        if key not in cfg:
+            raise ConfigError(f"{path}: {key}: missing key")
+    check_config(cfg, where)
+    return cfg
 
 
 def add_arguments(parser) -> None:
@@ -576,15 +637,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
-    cfg = load_yaml_config(args.config)
-    for item in args.overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}': expected key=value")
-        k, v = item.split("=", 1)
-        cfg[k] = _parse_value(v)
-    for key in ("data_root", "out_dir"):
-        if key not in cfg:
-            raise ConfigError(f"{args.config}: {key}: missing key")
+    cfg = load_config(args.config, args.overrides)  # types and keys checked before any data is read
     result = bootstrap_teacher(cfg.pop("data_root"), cfg.pop("out_dir"), **cfg)
     print(json.dumps({k: v for k, v in result.items() if k not in ("train", "loss_weights")}, indent=2, default=str))
     return result
@@ -594,7 +647,6 @@ if __name__ == "__main__":
     import argparse
     import sys
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     ap = argparse.ArgumentParser(prog="python -m sam3m4.teacher.bootstrap", description=__doc__.split("\n")[0])
     add_arguments(ap)
     a = ap.parse_args()

@@ -34,21 +34,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_bootstrap(args: argparse.Namespace) -> int:
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sam3m4.teacher import bootstrap
+    from sam3m4.teacher import bootstrap  # offline: importing sam3m4 set HF_HUB_OFFLINE=1
 
     bootstrap.run(args)
     return 0
 
 
-def run_video(args: argparse.Namespace) -> int:
-    import json
-    import os
+def check_video_args(args: argparse.Namespace) -> None:
+    """Arguments of ``teacher video`` checked before anything is built or written: one line naming the flag."""
+    import math
     from pathlib import Path
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sam3m4.errors import ConfigError
+
+    for flag, value in (("--steps", args.steps), ("--threads", args.threads)):
+        if value < 0:
+            raise ConfigError(f"{flag} {value}: must be >= 0")
+    if not (args.lr > 0 and math.isfinite(args.lr)):
+        raise ConfigError(f"--lr {args.lr}: must be a positive number")
+    saco = Path(args.data) / "saco_video"
+    for split in ("train", "val") if args.steps else ("val",):
+        if not (saco / f"{split}.json").is_file():
+            raise ConfigError(f"--data {args.data}: no saco_video/{split}.json (generate it with `sam3m4 data synth`)")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out}: exists and is not a folder")
+
+
+def run_video(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    check_video_args(args)
     import torch
 
     from sam3m4.data import SacoVideoDataset

@@ -22,7 +22,6 @@ Run ``python -m sam3m4.teacher.sam3 <dir-or-hub-id>`` to load a teacher and prin
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +39,9 @@ DEFAULT_HUB_ID = "facebook/sam3"
 
 def _how_to_provide(source: str) -> str:
     return (
-        f"on a networked machine accept the SAM 3 licence at https://huggingface.co/{DEFAULT_HUB_ID}, run "
-        f"'huggingface-cli download {DEFAULT_HUB_ID} --local-dir <dir>', copy <dir> here and pass --teacher <dir> "
-        f"(or opt in to downloading with allow_download=True)"
+        f"download it on a machine with network (accept the SAM 3 licence at https://huggingface.co/{DEFAULT_HUB_ID}, "
+        f"then 'huggingface-cli download {DEFAULT_HUB_ID} --local-dir <dir>'), copy <dir> here and pass it as a local "
+        f"folder (--teacher <dir> / --ckpt <dir>)"
     )
 
 
@@ -242,6 +241,7 @@ def instances_from_output(out: TeacherOutput, image_sizes, threshold: float = 0.
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 def _looks_like_path(source: str) -> bool:
@@ -249,32 +249,77 @@ def _looks_like_path(source: str) -> bool:
     return not _HUB_ID.match(source)
 
 
+def _check_weights_dir(path: Path) -> None:
+    """A weights folder must hold ``config.json`` and ``*.safetensors``; pickled weights are refused by name."""
+    if not (path / "config.json").is_file():
+        raise Sam3m4Error(f"{path / 'config.json'}: missing; not a SAM 3 weights directory; "
+                          f"{_how_to_provide(str(path))}")
+    if any(path.glob("*.safetensors")):
+        return
+    pickled = sorted(p for p in path.iterdir() if p.suffix in PICKLED_SUFFIXES)
+    if pickled:
+        raise Sam3m4Error(f"{pickled[0]}: pickled PyTorch weights are refused (unpickling can run code); sam3m4 "
+                          "loads safetensors only: put model.safetensors (what save_pretrained writes) in "
+                          f"{path}")
+    raise Sam3m4Error(f"{path}: no *.safetensors weights file; {_how_to_provide(str(path))}")
+
+
+def _shape_mismatch(model_cls, folder: Path) -> str | None:
+    """``"<file>: <key>: expected shape (..), found (..)"`` for the first weight of ``folder``'s safetensors
+    whose shape differs from the model its ``config.json`` builds (built on the meta device: no memory), or None."""
+    from safetensors import safe_open
+
+    try:
+        config = model_cls.config_class.from_pretrained(str(folder), local_files_only=True)
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in model_cls(config).state_dict().items()}
+        for file in sorted(folder.glob("*.safetensors")):
+            with safe_open(str(file), "pt") as handle:
+                for key in handle.keys():
+                    found = tuple(handle.get_slice(key).get_shape())
+                    if key in expected and expected[key] != found:
+                        return f"{file}: {key}: expected shape {expected[key]} (config.json), found {found}"
+    except Exception:  # noqa: BLE001 - a diagnosis only; the caller reports the original error
+        return None
+    return None
+
+
 def load_pretrained(model_cls, source: str | Path, *, allow_download: bool = False, cache_dir=None,
                     dtype: torch.dtype = torch.float32):
     """``model_cls.from_pretrained`` (``Sam3Model``, ``Sam3VideoModel``) from a directory or a hub id, offline
-    unless ``allow_download``; any failure is one :class:`Sam3m4Error` saying how to provide the weights.
-    Returns (model, path, is_dir)."""
-    from transformers.utils import logging as hf_logging
+    unless ``allow_download`` (which also needs ``SAM3M4_ALLOW_NETWORK=1``, see :mod:`sam3m4`); safetensors
+    only (pickled ``pytorch_model.bin`` is refused); any failure is one :class:`Sam3m4Error` naming the folder
+    or file and saying how to provide the weights. Returns (model, path, is_dir)."""
+    from sam3m4 import NETWORK_ENV, network_allowed
 
     src = str(source)
     path = Path(src).expanduser()
     is_dir = path.is_dir()
     if not is_dir and (path.exists() or _looks_like_path(src)):
         raise Sam3m4Error(f"teacher '{src}': no such weights directory; {_how_to_provide(src)}")
-    if is_dir and not (path / "config.json").is_file():
-        raise Sam3m4Error(f"{path / 'config.json'}: missing; not a SAM 3 weights directory; {_how_to_provide(src)}")
+    if is_dir:
+        _check_weights_dir(path)
+    elif allow_download and not network_allowed():
+        raise Sam3m4Error(f"teacher '{src}': downloading needs {NETWORK_ENV}=1 in the environment (sam3m4 is "
+                          "offline by default)")
+    from transformers.utils import logging as hf_logging
+
     local_only = is_dir or not allow_download
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # Sam3Model from facebook/sam3 leaves the tracker weights unused, by design
     try:
-        model = model_cls.from_pretrained(
-            str(path) if is_dir else src, local_files_only=local_only, cache_dir=cache_dir, dtype=dtype
-        )
-    except (OSError, ValueError) as exc:  # HF raises OSError (EnvironmentError) for missing files/cache
-        where = f"{path}" if is_dir else f"teacher '{src}'"
+        model = model_cls.from_pretrained(str(path) if is_dir else src, local_files_only=local_only,
+                                          cache_dir=cache_dir, dtype=dtype, use_safetensors=True)
+    except Exception as exc:  # noqa: BLE001 - missing cache (OSError), bad config (ValueError), shapes (RuntimeError)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        state = "cannot load SAM 3 weights" if is_dir else "SAM 3 weights not in the local Hugging Face cache"
-        raise Sam3m4Error(f"{where}: {state} ({first[:160]}); {_how_to_provide(src)}") from exc
+        if not is_dir:  # HF's OSError text talks of connecting; offline, it never tried
+            state = "not in the local Hugging Face cache" if isinstance(exc, OSError) else \
+                f"unreadable in the local Hugging Face cache ({type(exc).__name__}: {first[:120]})"
+            raise Sam3m4Error(f"{src}: {state}; {_how_to_provide(src)}") from exc
+        mismatch = _shape_mismatch(model_cls, path)
+        if mismatch:
+            raise Sam3m4Error(f"{mismatch}; the weights do not fit their config") from exc
+        raise Sam3m4Error(f"{path}: cannot load SAM 3 weights ({type(exc).__name__}: {first[:160]})") from exc
     finally:
         hf_logging.set_verbosity(verbosity)
     return model, path, is_dir
@@ -303,7 +348,11 @@ def load_teacher(
                                           dtype=dtype)
     processor = None
     if is_dir and (path / "preprocessor_config.json").is_file():
-        processor = Sam3ImageProcessor.from_pretrained(str(path), local_files_only=True)
+        try:
+            processor = Sam3ImageProcessor.from_pretrained(str(path), local_files_only=True)
+        except (OSError, ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise Sam3m4Error(f"{path / 'preprocessor_config.json'}: cannot read ({first[:160]})") from exc
     model.to(device)
     if not trainable:
         model.eval().requires_grad_(False)
@@ -313,7 +362,6 @@ def load_teacher(
 if __name__ == "__main__":
     import sys
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     t = load_teacher(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_HUB_ID)
     img = np.zeros((224, 224, 3), np.uint8)
     with torch.no_grad():

@@ -84,7 +84,8 @@ def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(base, tmp_path, mo
         return out
 
     monkeypatch.setattr(L, "output_distill_loss", poisoned)
-    with pytest.raises(Sam3m4Error, match=r"phase2 step 3: loss is nan .*phase2_epoch1_step2\.pt"):
+    with pytest.raises(Sam3m4Error, match=r"^phase2 loss step 3: nan \(not finite\); run stopped, last good "
+                                          r"checkpoint kept: .*phase2_epoch1_step2\.pt"):
         R.main(_cfg(base, tmp_path, "phase=2", "train_limit=16", "batch_size=4", "epochs=1", "eval_every=0",
                     "save_every_steps=1"))
     path, state = K.load_latest(tmp_path / "ckpt", 2)

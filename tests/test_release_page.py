@@ -124,6 +124,11 @@ def test_plots_are_written_and_a_missing_one_says_why(tmp_path):
     assert all(p.path is None and p.note for p in bare)
     assert not list((tmp_path / "reports" / "seeded" / "plots").glob("*.png"))
     assert "pipeline_state.json: run `seeded` was not made by `sam3m4 pipeline`" in bare[3].note
+    # a pipeline state that is not JSON: that plot says so, the others are still drawn
+    (tmp_path / "reports" / "seeded" / "pipeline_state.json").write_text("{not json")
+    again = write_plots("seeded", root=tmp_path / "reports", targets=load_targets(TARGETS))
+    assert again[3].path is None and "unreadable" in again[3].note
+    assert [p.path is not None for p in again] == [True, True, True, False, True]
 
 
 def test_report_md_links_the_plots(tmp_path):

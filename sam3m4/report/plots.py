@@ -295,6 +295,10 @@ def write_plots(run: str, root: str | os.PathLike = "reports", targets: dict[str
             path.unlink(missing_ok=True)
             plots.append(Plot(name, title, None, str(why)))
             continue
+        except Exception as err:  # noqa: BLE001  (a plot must never cost the report; the line says what broke)
+            path.unlink(missing_ok=True)
+            plots.append(Plot(name, title, None, f"could not be drawn: {type(err).__name__}: {err}"[:300]))
+            continue
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         fig.savefig(tmp, format="png")

@@ -8,7 +8,8 @@ environment table of the HTML page and the report's header name the file and its
 Every gate test records what it measured through the ``gate`` fixture; the record goes to
 ``reports/<run>/results.jsonl`` and to the test's ``user_properties``, from which the HTML page's
 Measured / Target / Provenance columns are filled. At the end of the session (on the controller,
-also under pytest-xdist) ``reports/<run>/report.md`` is rendered from the same store.
+also under pytest-xdist) ``reports/<run>/report.md`` and its plots are rendered from the same store, and the
+page opens with the release verdict, the gate matrix and the plots (:mod:`sam3m4.report.release`).
 
     pytest --run test --fresh-results        # what `make test` does (plus --html and -n 2)
 """
@@ -182,8 +183,20 @@ def pytest_html_results_table_row(report, cells):
     cells.insert(4, f"<td>{join('provenance')}</td>")
 
 
+def pytest_html_results_summary(prefix, summary, postfix, session):
+    """The top of the page: release verdict, gate matrix (Stage 3-5 x iOS Core ML / Android QNN / host XNNPACK)
+    and the plots, from the run's records (sam3m4.report.release); lifted above the environment table."""
+    from sam3m4.report.release import release_matrix
+    from sam3m4.report.release_page import release_section
+
+    config = session.config
+    matrix = release_matrix(config.getoption("--run"), root=ROOT / "reports", targets_file=targets_file(config))
+    prefix.append(release_section(matrix, getattr(config, "_sam3m4_plots", [])))
+
+
 def pytest_sessionfinish(session, exitstatus):
-    """Render reports/<run>/report.md from the store once, on the controller."""
+    """Render reports/<run>/report.md and its plots from the store once, on the controller (before pytest-html
+    writes the page: its hook runs last)."""
     config = session.config
     if _is_worker(config):
         return
@@ -192,8 +205,11 @@ def pytest_sessionfinish(session, exitstatus):
     if not store.exists():
         return
     from sam3m4.report import render_report
+    from sam3m4.report.plots import write_plots
 
-    out = render_report(run, root=ROOT / "reports", targets_file=targets_file(config))
+    tf = targets_file(config)
+    config._sam3m4_plots = write_plots(run, root=ROOT / "reports", targets=tf.targets)
+    out = render_report(run, root=ROOT / "reports", targets_file=tf, plots=config._sam3m4_plots)
     config._sam3m4_report = out
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from sam3m4.data import SacoImageDataset
+from sam3m4.eval.by_phrase import PhraseTap, phrase_metric
 from sam3m4.eval.cli import build_predictor
 from sam3m4.eval.image import evaluate_pairs
 from sam3m4.report.environment import host_summary
@@ -28,20 +29,24 @@ def scores(stage3_models, pytestconfig):
     out = {}
     for model, ckpt in (("teacher", stage3_models.teacher), ("student", str(stage3_models.student_ckpt))):
         predict, what, artifact = build_predictor(model, ckpt, threshold=0.5, device="cpu")
-        res = evaluate_pairs(val, predict, num=n, progress=False)
+        tap = PhraseTap(predict)  # the same pairs, also scored per noun phrase
+        res = evaluate_pairs(val, tap, num=n, progress=False)
         prov = (f"host CPU ({host_summary()}), torch {torch.__version__} eager fp32, {what}, "
                 f"{res.num_pairs} val pairs of {stage3_models.data_root}")
-        out[model] = (res, prov, artifact)
+        out[model] = (res, prov, artifact, tap.miou())
     return out
 
 
 @pytest.mark.parametrize("model, subject", [("teacher", "teacher"), ("student", "student/phase2")])
-def test_report_rows(scores, gate, model, subject):
-    res, prov, artifact = scores[model]
+def test_report_rows(scores, gate, results_store, model, subject):
+    res, prov, artifact, by_phrase = scores[model]
     gate(stage="stage3", subject=subject, metric="miou", value=res.miou, unit="fraction", provenance=prov)
     gate(stage="stage3", subject=subject, metric="presence_f1", value=res.presence.f1, unit="fraction",
          provenance=prov)
-    assert res.num_pairs > 0
+    for phrase, (miou, pairs) in by_phrase.items():  # the report's teacher vs student plot (not a gate)
+        results_store.record(stage="stage3", subject=subject, metric=phrase_metric(phrase), value=miou,
+                             unit="fraction", provenance=f"{prov}; the {pairs} of them with this phrase")
+    assert res.num_pairs > 0 and sum(p for _, p in by_phrase.values()) == res.num_pairs
 
 
 @pytest.mark.parametrize("metric, target", [("miou", "student_miou_ratio"),

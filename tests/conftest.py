@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+
 import pytest
 import torch
 
@@ -21,3 +25,44 @@ def one_thread():
 @pytest.fixture(scope="module")
 def tiny_teacher_kwargs() -> dict:
     return dict(TINY_TEACHER)
+
+
+# --- headless Chromium (Debian's package, driven by playwright; never `playwright install`) ------------------
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def _install_chromium() -> str:
+    """apt-get install chromium (root or passwordless sudo); '' on success, else why not."""
+    if shutil.which("apt-get") is None:
+        return "no apt-get on this machine"
+    prefix = []
+    if os.geteuid() != 0:
+        if shutil.which("sudo") is None or subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode:
+            return "not root and no passwordless sudo to run apt-get"
+        prefix = ["sudo", "-n"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    from filelock import FileLock
+
+    with FileLock("/tmp/sam3m4-chromium-install.lock"):  # pytest-xdist workers: one apt-get at a time
+        if any(shutil.which(b) for b in BROWSERS):
+            return ""
+        for cmd in (["apt-get", "install", "-y", "--no-install-recommends", "chromium"], ["apt-get", "update"],
+                    ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]):
+            res = subprocess.run(prefix + cmd, capture_output=True, text=True, env=env, timeout=900)
+            if res.returncode == 0 and cmd[1] == "install":
+                return ""
+    tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["no output"]
+    return f"`apt-get install chromium` failed: {tail[0]}"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of a Chromium binary (installed with apt-get when missing), or skip saying why there is none."""
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[dev])")
+    found = os.environ.get("SAM3M4_CHROMIUM") or next(filter(None, map(shutil.which, BROWSERS)), None)
+    if not found:
+        why = _install_chromium()
+        found = next(filter(None, map(shutil.which, BROWSERS)), None)
+        if not found:
+            pytest.skip(f"no Chromium for the browser test: {why or 'installed, but not found on PATH'}")
+    return found

@@ -75,6 +75,9 @@ def test_rerun_skips_unchanged_stages_and_redoes_what_a_change_feeds(tmp_path, c
     state = tmp_path / "state.json"
     assert [o.status for o in run_stages(_chain(tmp_path), state)] == ["ran", "ran"]
     assert _ran(tmp_path) == ["a.txt", "b.txt"] and (tmp_path / "b.txt").read_text() == "v1AB"
+    saved = json.loads(state.read_text())["stages"]  # start and end of each stage: the report's timeline
+    a, b = saved["make-a"], saved["make-b"]
+    assert a["started"] <= a["finished"] <= b["started"] <= b["finished"], saved
     assert [o.status for o in run_stages(_chain(tmp_path), state)] == ["skipped", "skipped"]
     assert _ran(tmp_path) == [] and "skipped (inputs, command and outputs unchanged" in capsys.readouterr().out
     (tmp_path / "config.txt").write_text("v2")  # an input changed: the stage and everything downstream re-run

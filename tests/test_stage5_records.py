@@ -99,3 +99,19 @@ def test_a_pte_that_does_not_load_or_run_on_the_host_is_a_failed_stage(tmp_path,
         assert (by["mask_iou/forward"].value, by["mask_iou/forward"].failed_stage) == (0.97, None)
     assert f"the .pte failed to {stage} on this host" in capsys.readouterr().out
 
+
+
+def test_host_timing_records_p50_and_p90_for_the_latency_plot(tmp_path, monkeypatch):
+    import sam3m4.export.runtime as runtime
+
+    check = runtime.MethodCheck("forward", max_abs_err={"mask_logits": 0.01}, ref_max_abs={"mask_logits": 3.0},
+                                mask_iou=0.97, iou_queries="all 8")
+    stats = {"p50_ms": 2.5, "p90_ms": 3.25, "trimmed_mean_ms": 2.6, "provenance": "host CPU probe"}
+    monkeypatch.setattr(runtime, "load_program", lambda path: None)
+    monkeypatch.setattr(runtime, "check_pte", lambda *a, **kw: {"forward": check})
+    monkeypatch.setattr(runtime, "benchmark_pte", lambda *a, **kw: stats)
+    store = ResultsStore("t", root=tmp_path)
+    assert export_cli.measure_on_host(_ok_result(tmp_path, "xnnpack"), None, None, store, "xnnpack/int4", 5)
+    by = {r.metric: r for r in store.records()}
+    assert (by["host_image_latency_ms"].value, by["host_image_latency_p90_ms"].value) == (2.5, 3.25)
+    assert by["host_image_latency_p90_ms"].unit == "ms" and "p90 of 5" in by["host_image_latency_p90_ms"].provenance

@@ -21,6 +21,8 @@ def test_shipped_targets_have_the_release_gates():
     assert t["video_fps"].check(15.1) and not t["video_fps"].check(15)
     assert t["npu_utilisation"].check(90.5) and not t["npu_utilisation"].check(90)
     assert t["student_miou_ratio"].check(0.9) and not t["student_miou_ratio"].check(0.89)
+    # the regression gate (sam3m4 report --compare): some gates carry a tolerance, in their unit
+    assert t["quant_miou_drop"].regression_tolerance == 0.5 and t["embedded_teacher_miou"].regression_tolerance is None
 
 
 @pytest.mark.parametrize("body, fragment", [
@@ -50,6 +52,14 @@ def test_bad_targets_name_file_and_key(tmp_path, body, fragment):
     ("targets:\n  a: {metric: m, comparison: '<'}\n", "targets.a.value: missing key"),
     ("targets:\n  a: [1, 2]\n", "targets.a: expected a mapping, got list"),
     ("targets: {}\n", "targets: expected a non-empty mapping"),
+    ("targets:\n  a: {metric: m, comparison: '<', value: 1, regression_tolerance: -1}\n",
+     "targets.a.regression_tolerance: expected a finite number >= 0, got -1"),
+    ("targets:\n  a: {metric: m, comparison: '<', value: 1, regression_tolerance: lots}\n",
+     "targets.a.regression_tolerance: expected a finite number >= 0, got 'lots'"),
+    ("targets:\n  a: {metric: m, comparison: '<', value: 1, regression_tolerance: .inf}\n",
+     "targets.a.regression_tolerance: expected a finite number >= 0"),
+    ("targets:\n  a: {metric: m, comparison: '<', value: 1, regresion_tolerance: 1}\n",
+     "targets.a.regresion_tolerance: unknown key"),
 ])
 def test_more_bad_targets_name_file_and_key(tmp_path, body, fragment):
     path = tmp_path / "targets.yaml"

@@ -7,6 +7,7 @@ checkpoint that loads weights_only -> J&F / +Video image metrics / host FPS in t
 from __future__ import annotations
 
 import argparse
+import csv
 import shutil
 from pathlib import Path
 
@@ -66,6 +67,10 @@ def test_distill_video_runs_and_records(tmp_path, monkeypatch):
         run(argparse.Namespace(**{**vars(args), "resume": True}))
     again = load_tracker(tmp_path / "vd2" / "video_epoch2.pt").state_dict()
     assert all(torch.equal(v, again[k]) for k, v in full.items())
+    # the loss log: one row a step, none repeated after the restarts and resumes (the report's loss curves)
+    with open(tmp_path / "logs" / "distillation" / "video.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4] and all(float(r["loss"]) > 0 for r in rows)
     store = ResultsStore("t")
     for subject, metric in (("teacher", "jf"), ("student/video", "jf"), ("student/video", "miou"),
                             ("student/video", "presence_f1"), ("student/video", "host_fps")):

@@ -1,8 +1,8 @@
 """`sam3m4 visual-eval`: inputs, checklist schema, report round trip, the page, and the page in headless Chromium.
 
 The Chromium test drives Debian's ``chromium`` through the ``playwright`` package (``executable_path``; no
-browser download). The set-up installs chromium with apt-get when it is missing and it can (root, or
-passwordless sudo); otherwise the test is skipped with the reason.
+browser download): the ``chromium`` fixture (tests/conftest.py) installs it with apt-get when it is missing and
+it can (root, or passwordless sudo); otherwise the test is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import argparse
 import json
 import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,7 +25,6 @@ from sam3m4.visual import cli
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "fixtures" / "synth" / "saco_image" / "images"
 PROMPTS = ["red circle", "star", "blue square"]
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 pytestmark = [pytest.mark.visual, pytest.mark.usefixtures("one_thread")]
 
@@ -73,43 +70,6 @@ def page(tmp_path_factory, models):
     assert _visual_eval("--manifest", manifest, "--prompts", prompts, "--teacher", teacher, "--student", student,
                         "--run", "t", "--out", tmp / "out", "--auto-checklist", "--threshold", "0.3") == 0
     return tmp / "out" / "t"
-
-
-def _install_chromium() -> str:
-    """apt-get install chromium (root or passwordless sudo); '' on success, else why not."""
-    if shutil.which("apt-get") is None:
-        return "no apt-get on this machine"
-    prefix = []
-    if os.geteuid() != 0:
-        if shutil.which("sudo") is None or subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode:
-            return "not root and no passwordless sudo to run apt-get"
-        prefix = ["sudo", "-n"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    from filelock import FileLock
-
-    with FileLock("/tmp/sam3m4-chromium-install.lock"):  # pytest-xdist workers: one apt-get at a time
-        if any(shutil.which(b) for b in BROWSERS):
-            return ""
-        for cmd in (["apt-get", "install", "-y", "--no-install-recommends", "chromium"], ["apt-get", "update"],
-                    ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]):
-            res = subprocess.run(prefix + cmd, capture_output=True, text=True, env=env, timeout=900)
-            if res.returncode == 0 and cmd[1] == "install":
-                return ""
-    tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["no output"]
-    return f"`apt-get install chromium` failed: {tail[0]}"
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """Path of a Chromium binary (installed with apt-get when missing), or skip saying why there is none."""
-    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[dev])")
-    found = os.environ.get("SAM3M4_CHROMIUM") or next(filter(None, map(shutil.which, BROWSERS)), None)
-    if not found:
-        why = _install_chromium()
-        found = next(filter(None, map(shutil.which, BROWSERS)), None)
-        if not found:
-            pytest.skip(f"no Chromium for the browser test: {why or 'installed, but not found on PATH'}")
-    return found
 
 
 # --- inputs -----------------------------------------------------------------------------------------

@@ -262,7 +262,8 @@ class PairSet:
         self.image_of, self.phrases, self.keys, self.present = [], [], [], []
         self.masks, self.boxes, self.gt_full, self.sizes = [], [], [], []
         index: dict[str, int] = {}
-        for i in tqdm(range(n), desc=f"load {self.json_path.name}", unit="pair", disable=not progress, leave=False):
+        for i in tqdm(range(n), desc=f"load {self.json_path.name}", unit="pair", disable=None if progress else True,
+                      leave=False):
             s = ds[i]
             if s.file_name not in index:
                 index[s.file_name] = len(self.images)
@@ -413,7 +414,8 @@ def build_cache(teacher, data: PairSet, cache: FeatureCache, *, batch_size: int 
     todo = [p for p in range(len(data))
             if not (cache.has_pair(data.keys[p]) and cache.has_image(data.image_hashes[int(data.image_of[p])]))]
     mine = [p for p in todo if p % world_size == rank]  # by position: the same split whatever others wrote
-    bar = tqdm(total=len(mine), desc=desc, unit="pair", disable=not progress or rank != 0, leave=False)
+    bar = tqdm(total=len(mine), desc=desc, unit="pair", disable=None if progress and rank == 0 else True,
+               leave=False)  # rate and ETA on a terminal only
     pend_pairs: dict[str, dict] = {}
     pend_images: dict[str, dict] = {}
     computed = 0

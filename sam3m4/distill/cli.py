@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--teacher", default="checkpoints/teacher/sam3-tiny-synth-video", help="video teacher folder")
     v.add_argument("--data", default="data/synth")
     v.add_argument("--out", default="checkpoints/video_distillation")
+    v.add_argument("--log-dir", default="logs/distillation",
+                   help="where video.csv (the training loss, one row a step) goes")
     v.add_argument("--cache-dir", default="data/sa_v/cached_features",
                    help="video teacher cache root (files keyed by teacher id + frames hash + phrase hash)")
     v.add_argument("--steps", type=int, default=800, help="training steps in all (split over --epochs)")

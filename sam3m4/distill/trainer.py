@@ -135,13 +135,16 @@ def mean_across_ranks(value: torch.Tensor, world_size: int) -> torch.Tensor:
 # --- logging ----------------------------------------------------------------------------------------------
 class ScalarLogger:
     """Scalars to ``<log_dir>/phase{P}.csv`` (training steps) and ``<log_dir>/phase{P}_val.csv`` (validation),
-    one row per logged step, and to TensorBoard when it is installed (optional dependency).
+    one row per logged step, and to TensorBoard when it is installed (optional dependency). ``name`` replaces
+    ``phase{P}`` in the file names (the video run: ``video.csv``).
 
     Only rank 0 writes; other ranks get a logger that does nothing. A resumed run appends to the CSVs.
     """
 
-    def __init__(self, log_dir: Path, phase: int, enabled: bool = True, tensorboard: bool = True):
+    def __init__(self, log_dir: Path, phase: int, enabled: bool = True, tensorboard: bool = True,
+                 name: str | None = None):
         self.enabled, self.log_dir, self.phase = enabled, Path(log_dir), phase
+        self.name = name or f"phase{phase}"
         self.columns: dict[Path, list[str]] = {}
         self.tb = None
         if not enabled:
@@ -151,12 +154,12 @@ class ScalarLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter  # needs the optional tensorboard package
 
-                self.tb = SummaryWriter(str(self.log_dir / "tensorboard" / f"phase{phase}"))
+                self.tb = SummaryWriter(str(self.log_dir / "tensorboard" / self.name))
             except Exception:  # tensorboard not installed: CSV only
                 self.tb = None
 
     def path(self, stream: str) -> Path:
-        return self.log_dir / (f"phase{self.phase}.csv" if stream == "train" else f"phase{self.phase}_{stream}.csv")
+        return self.log_dir / (f"{self.name}.csv" if stream == "train" else f"{self.name}_{stream}.csv")
 
     def log(self, step: int, scalars: dict[str, float], stream: str = "train") -> None:
         if not self.enabled:

@@ -44,7 +44,7 @@ def tracker_optimizer(tracker, lr: float = 1e-3, freeze_image: bool = True) -> t
 def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: int = 8, freeze_image: bool = True,
                   seed: int = 0, grad_clip: float = 1.0, weights: VideoDistillWeights = VideoDistillWeights(),
                   progress: bool = True, targets=None, optimizer: torch.optim.Optimizer | None = None,
-                  cache: dict | None = None, first_step: int = 0, last_checkpoint=None) -> dict:
+                  cache: dict | None = None, first_step: int = 0, last_checkpoint=None, log=None) -> dict:
     """``steps`` AdamW steps, one random clip of ``clip_len`` frames from a present pair each; returns stats.
 
     ``targets(i, sample, mask_size)`` -> list of ``(masks (T, N, m, m), visible (T, N), weight)`` target sets for
@@ -53,7 +53,8 @@ def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: i
     ``cache``: a dict kept between calls (epochs) so each pair's frames and targets are prepared once.
     A non-finite tracker output or loss stops with :class:`sam3m4.errors.TrainingDiverged` naming the step
     (``first_step`` + this call's step, 1-based) and ``last_checkpoint``, before the optimizer touches the
-    weights."""
+    weights. ``log(step, {"loss": loss})`` is called after each step (``first_step`` + this call's step,
+    1-based): the video run's ``logs/distillation/video.csv``."""
     targets = targets or (lambda i, s, size: [(*clip_targets(s.masks, size), 1.0)])
     from tqdm.auto import tqdm
 
@@ -98,6 +99,8 @@ def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: i
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         opt.step()
         losses.append(float(loss.detach()))
+        if log is not None:
+            log(first_step + step + 1, {"loss": losses[-1]})
         bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
     tracker.eval()
     k = max(1, min(10, steps // 3))  # loss averaged over the first and the last k steps

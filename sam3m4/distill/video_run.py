@@ -13,7 +13,8 @@
 3. checkpoints: ``checkpoints/video_distillation/video_epoch{E}.pt`` after each of ``--epochs`` (student +
    memory, optimizer, RNG; atomic; the last ``--keep-last`` kept; loads with ``weights_only=True``:
    :func:`load_tracker`); ``--resume`` continues from the newest readable one (a corrupt newest file is
-   skipped with a warning) and gives the same weights as an uninterrupted run;
+   skipped with a warning) and gives the same weights as an uninterrupted run; the training loss goes to
+   ``<log dir>/video.csv`` (``--log-dir``, default ``logs/distillation``; one row a step);
 4. evaluation into the results store (report section 2): J&F of ``teacher`` and ``student/video`` on the val
    videos, the +Video checkpoint's image-path mIoU / Presence F1 (the image methods a phone runs on photos;
    unchanged while the image student is frozen, the cost gate guards runs that unfreeze it), and the host
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from sam3m4.distill.checkpoint import (atomic_torch_save, clean_interrupted, list_video_checkpoints, load_checkpoint,
                                        load_latest, load_model_state, rng_state, set_rng_state)
 from sam3m4.data.saco_video import items_with_objects
+from sam3m4.distill.trainer import ScalarLogger
 from sam3m4.distill.video import clip_targets, tracker_optimizer, train_tracker
 
 
@@ -45,7 +47,8 @@ def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, pro
 
     folder = Path(root) / f"{teacher_id(teacher_dir)}_{mask_size}m"
     folder.mkdir(parents=True, exist_ok=True)
-    for i in tqdm(items_with_objects(dataset), desc="video teacher cache", unit="pair", disable=not progress, leave=False):
+    for i in tqdm(items_with_objects(dataset), desc="video teacher cache", unit="pair",
+                  disable=None if progress else True, leave=False):  # rate and ETA on a terminal only
         s = dataset[i]
         path = folder / _pair_file(s)
         if path.is_file():
@@ -139,14 +142,15 @@ def run(args) -> dict:
             set_rng_state(state["rng"])
             start, stats["steps"] = int(state["epoch"]), int(state["step"])
             print(f"resumed from {path}")
-    clean_interrupted(out_dir, None, stats["steps"])  # temporary files of a killed save
+    logger = ScalarLogger(Path(getattr(args, "log_dir", "logs/distillation")), 0, name="video", tensorboard=False)
+    clean_interrupted(out_dir, None, stats["steps"], [logger.path("train")])  # a killed run's files and CSV rows
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
     per_epoch, ckpt, prepared = max(1, args.steps // args.epochs), None, {}
     targets = cached_targets(folder, args.w_teacher, args.w_gt)
     for epoch in range(start + 1, args.epochs + 1):
         ep = train_tracker(tracker, train, steps=per_epoch, clip_len=args.clip_len, seed=args.seed + epoch,
                            targets=targets, optimizer=opt, cache=prepared, first_step=stats["steps"],
-                           last_checkpoint=last_good)
+                           last_checkpoint=last_good, log=logger.log)
         stats = {**ep, "steps": stats["steps"] + ep["steps"], "epochs": epoch}
         ckpt = out_dir / f"video_epoch{epoch}.pt"
         atomic_torch_save({"model": tracker.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),

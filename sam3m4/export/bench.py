@@ -102,6 +102,7 @@ def bench_preset(preset: str, cases, out_dir: Path, runs: int, threads: int, pro
     from sam3m4.export.runtime import benchmark_pte
     from sam3m4.models.build import build_student
     from sam3m4.models.video import StudentTracker
+    from sam3m4.progress import progress_bar
     from sam3m4.quantize.modes import apply_mode
 
     torch.manual_seed(0)
@@ -109,7 +110,7 @@ def bench_preset(preset: str, cases, out_dir: Path, runs: int, threads: int, pro
     row = {"preset": preset, "params": sum(p.numel() for p in tracker.parameters()),
            "text_params": sum(p.numel() for p in tracker.student.text_encoder.parameters()),
            "gflops": image_path_gflops(tracker.student), "input_px": tracker.student.image_size, "cases": []}
-    for case in cases:
+    for case in progress_bar(cases, desc=f"bench {preset}", unit="case"):
         backend, mode = case.split(":")
         model = apply_mode(copy.deepcopy(tracker), mode)
         res = export_pte(model.student, backend=backend, mode=mode, out_dir=out_dir, model_name=f"sam3m4_{preset}",

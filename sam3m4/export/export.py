@@ -43,6 +43,7 @@ from sam3m4.export.delegation import Delegation, count_delegation, merge
 from sam3m4.export.flows import get_flow
 from sam3m4.export.token_table import int8_row_tables
 from sam3m4.models.export_wrappers import example_inputs, wrap
+from sam3m4.progress import progress_bar
 from sam3m4.quantize.modes import get_mode
 from sam3m4.results.store import NOT_MEASURABLE, UNSUPPORTED, sha256_file
 
@@ -167,7 +168,7 @@ def _export(model, tracker, flow, mode: str, methods: list[str], calibration, ro
         with int8_row_tables(model):
             return _export(model, tracker, flow, mode, methods, calibration, False)
     programs = {}
-    for name in methods:
+    for name in progress_bar(methods, desc=f"export {flow.name}/{mode}", unit="method"):
         module, inputs = method_module(model, name, tracker), method_inputs(model, name, tracker)
         if flow.support(mode).pt2e is not None:
             try:

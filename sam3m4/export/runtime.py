@@ -24,6 +24,7 @@ import torch
 from sam3m4.export.export import method_inputs, method_module
 from sam3m4.metrics.latency import latency_stats
 from sam3m4.models.export_wrappers import OUTPUT_NAMES
+from sam3m4.progress import progress_bar
 
 OUTPUTS = {"forward": OUTPUT_NAMES, "encode_text": ("prompt_tokens", "prompt_mask"),
            "track": ("mask_logits", "scores", "state")}
@@ -121,7 +122,7 @@ def benchmark_pte(path: str | Path, method: str, model, *, tracker=None, warmup:
     compiled = load_program(path).load_method(method)
     inputs = list(method_inputs(model, method, tracker, seed=seed))
     times = []
-    for i in range(warmup + runs):
+    for i in progress_bar(range(warmup + runs), desc=f"time {Path(path).name} {method}", unit="run"):
         t0 = time.perf_counter()
         outputs = compiled.execute(inputs)
         if i >= warmup:

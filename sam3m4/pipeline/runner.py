@@ -1,7 +1,8 @@
 """Run the stages in order; skip a stage whose command, inputs and outputs are unchanged since it last ran.
 
 The run state lives in ``reports/<run>/pipeline_state.json`` (written atomically after every stage): per
-stage the command, the sha256 of its inputs and of its outputs, its exit code and how long it took. A stage
+stage the command, the sha256 of its inputs and of its outputs, its exit code, when it started and finished (UTC)
+and how long it took. A stage
 is skipped when its command and input hash equal the recorded ones and its outputs still hash to what it
 left behind; anything else (an edited config, a deleted checkpoint, a new teacher) re-runs it, and because
 its outputs then change, every stage that reads them re-runs too.
@@ -152,7 +153,7 @@ def run_stages(stages: list[Stage], state_path: Path, *, force: bool = False, lo
         with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:  # one thread per subprocess it waits for
             results = list(pool.map(lambda item: _timed_call(item[1], log_dir), todo))
         failure = None
-        for (i, stage, head, shown, argv), (rc, seconds) in zip(todo, results):
+        for (i, stage, head, shown, argv), (rc, seconds, started) in zip(todo, results):
             if rc != 0 and not stage.allow_fail:
                 where = f"; its output: {log_dir / (stage.name + '.log')}" if log_dir is not None else ""
                 failure = failure or StageFailed(f"stage {stage.name} failed (exit {rc}) after {_clock(seconds)}: "
@@ -161,7 +162,7 @@ def run_stages(stages: list[Stage], state_path: Path, *, force: bool = False, lo
             status = "ran" if rc == 0 else "failed (allowed)"
             state["stages"][stage.name] = {"argv": argv, "inputs": hasher.paths(stage.inputs),
                                            "outputs": hasher.paths(stage.outputs), "rc": rc,
-                                           "seconds": round(seconds, 1),
+                                           "seconds": round(seconds, 1), "started": started,
                                            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             save_state(state_path, state)
             done[i] = Outcome(stage.name, status, seconds, rc)
@@ -183,10 +184,11 @@ def _batches(stages: list[Stage]) -> list[list[tuple[int, Stage]]]:
     return batches
 
 
-def _timed_call(stage: Stage, log_dir: Path | None) -> tuple[int, float]:
-    t0 = time.perf_counter()
+def _timed_call(stage: Stage, log_dir: Path | None) -> tuple[int, float, str]:
+    """(exit code, seconds, UTC start time): the start goes to the run state for the report's timeline."""
+    started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.perf_counter()
     rc = _call(stage, log_dir)
-    return rc, time.perf_counter() - t0
+    return rc, time.perf_counter() - t0, started
 
 
 def _call(stage: Stage, log_dir: Path | None) -> int:

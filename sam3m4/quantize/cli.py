@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     check_args(args)
     import torch
 
+    from sam3m4.progress import progress_bar
     from sam3m4.quantize import compare as C
     from sam3m4.quantize.modes import PTQ_MODES, QAT_MODES
     from sam3m4.quantize.pipeline import build_mode, load_val, record, record_decision
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{mode}: {row.size_mb:.3f} MB, mIoU {row.miou:.3f}, Presence F1 {row.presence_f1:.3f}, "
               f"{row.avg_ms:.1f} ms{video} (saved {path})", flush=True)
 
-    for mode in modes:
+    for mode in progress_bar(modes, desc=f"quantize {args.mode}", unit="mode", enabled=progress):
         add(mode)
     if args.mode != "compare":
         print(C.format_table(rows))
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     qat_why = ("requested (--qat always)" if args.qat == "always" else
                "no post-training mode met the mIoU gate" if args.qat == "auto" and not ptq_passed else None)
     if qat_why:
-        for mode in QAT_MODES:
+        for mode in progress_bar(QAT_MODES, desc="quantize compare (QAT)", unit="mode", enabled=progress):
             add(mode)
     decision = C.decide(rows, target)
     decision["qat_ran"], decision["qat_why"] = bool(qat_why), qat_why or (

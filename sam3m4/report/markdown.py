@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from sam3m4.report.environment import environment_line
+from sam3m4.report.plots import Plot, markdown_links, write_plots
 from sam3m4.results.store import Record, ResultsStore
 from sam3m4.results.targets import Target, TargetsFile, TargetsNotFound, load_targets_file
 
@@ -320,10 +321,12 @@ def _latest_per_key(records: list[Record], key=None) -> list[Record]:
 
 
 def render_report(run: str, root: str | os.PathLike = "reports", author: str | None = None,
-                  targets_path: str | os.PathLike | None = None, targets_file: TargetsFile | None = None) -> Path:
+                  targets_path: str | os.PathLike | None = None, targets_file: TargetsFile | None = None,
+                  plots: list[Plot] | None = None) -> Path:
     """Write ``<root>/<run>/report.md`` (atomically) from the run's results store and return its path.
 
     ``targets_file``: targets already loaded (the pytest session's); else ``targets_path`` or the default rule.
+    ``plots``: already drawn (:func:`sam3m4.report.plots.write_plots`); else they are drawn here, next to it.
     """
     store = ResultsStore(run, root=root)
     try:
@@ -335,6 +338,9 @@ def render_report(run: str, root: str | os.PathLike = "reports", author: str | N
     author = author or os.environ.get("SAM3M4_AUTHOR") or _user()
     body = (rep.header(author) + rep.summary() + rep.stage3() + rep.visual() + rep.stage4() + rep.stage5()
             + rep.artifacts() + rep.storage() + rep.appendix())
+    if plots is None:  # the plots, written next to report.md and linked from it
+        plots = write_plots(run, root=root, targets=targets, records=rep.records)
+    body += markdown_links(plots)
     text = "\n".join(body) + "\n---\n\n" + rep.notes.render() + "\n"
     store.dir.mkdir(parents=True, exist_ok=True)
     out = store.dir / "report.md"

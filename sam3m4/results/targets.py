@@ -8,9 +8,10 @@ the file with the one rule of :func:`locate_targets`:
 2. else ``$SAM3M4_TARGETS``;
 3. else ``acceptance/targets.yaml`` in the current folder or the nearest parent that has one.
 
-A file that is given (1 or 2) must exist. Bad content (bad YAML, an unknown or duplicate key, a wrong type,
-a missing ``metric`` / ``comparison`` / ``value``) is a :class:`~sam3m4.errors.ConfigError` naming the file
-and the key, never a silent fallback. The pytest-html page and the report name the file and its sha256.
+An entry may also give ``regression_tolerance`` (a number >= 0, in its unit): the regression gate of
+``sam3m4 report --compare``. A file that is given (1 or 2) must exist. Bad content (bad YAML, an unknown or
+duplicate key, a wrong type, a missing ``metric`` / ``comparison`` / ``value``) is a
+:class:`~sam3m4.errors.ConfigError` naming the file and the key, never a silent fallback. The pytest-html page and the report name the file and its sha256.
 
     tf = load_targets_file()                     # TargetsFile(path, origin, sha256, targets)
     tf.targets["pte_size_mb"].check(41.3)        # True: 41.3 < 50
@@ -52,6 +53,10 @@ class Target:
     """``absolute`` or ``relative`` (for drops: percent points vs percent of the baseline)."""
     description: str = ""
     """What the gate protects, for people reading a failure."""
+    regression_tolerance: float | None = None
+    """Optional regression gate (``sam3m4 report --compare BASE --regression-gate``): how much worse than the
+    baseline run this gate's measurement may get, in ``unit`` (worse: lower for ``>``/``>=``, higher for
+    ``<``/``<=``); None: not part of the regression gate."""
 
     def check(self, measured: float) -> bool:
         return compare(float(measured), self.comparison, self.value)
@@ -177,9 +182,14 @@ def parse_targets(raw, where: str) -> dict[str, Target]:
             raise ConfigError(f"{at}.value: expected a number, got {value!r}")
         if not math.isfinite(value):
             raise ConfigError(f"{at}.value: expected a finite number, got {value!r}")
+        tolerance = entry.get("regression_tolerance")
+        if tolerance is not None and (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float))
+                                      or not math.isfinite(tolerance) or tolerance < 0):
+            raise ConfigError(f"{at}.regression_tolerance: expected a finite number >= 0, got {tolerance!r}")
         if entry.get("basis", "absolute") not in ("absolute", "relative"):
             raise ConfigError(f"{at}.basis: expected 'absolute' or 'relative', got {entry['basis']!r}")
-        out[name] = Target(name=name, **{**entry, "value": float(value)})
+        out[name] = Target(name=name, **{**entry, "value": float(value),
+                                         "regression_tolerance": None if tolerance is None else float(tolerance)})
     return out
 
 

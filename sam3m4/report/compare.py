@@ -1,0 +1,183 @@
+"""Compare two runs: every metric in both, the change, regressions flagged, and the release regression gate.
+
+    sam3m4 report --run rc2 --compare rc1                      # table on stdout + reports/rc2/compare_rc1.md
+    sam3m4 report --run rc2 --compare rc1 --regression-gate    # exit 1 when a gated metric regressed
+
+Each run contributes its latest record per (stage, subject, metric). Which way is better comes from the targets
+file when a gate of that metric exists (``<``/``<=``: lower is better), else from the unit (``ms``, ``MB``,
+``points``: lower; ``fraction``, ``fps``, ``percent``, ``ratio``, ``x``: higher); metrics with
+neither (a path, a verdict, an error) are listed with their change and never flagged.
+
+A change is a regression when it is worse by more than the tolerance: the gate's ``regression_tolerance``
+from the targets file (absolute, in its unit) when it has one, else ``tolerance`` x |baseline| (relative,
+5% by default). The regression gate: no gate record whose target carries a ``regression_tolerance`` may be
+worse than the baseline's by more than that tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sam3m4.errors import Sam3m4Error
+from sam3m4.results.store import Record, ResultsStore
+from sam3m4.results.targets import Target
+
+LOWER_IS_BETTER = {"ms", "MB", "points", "s"}
+HIGHER_IS_BETTER = {"fraction", "fps", "percent", "ratio", "x"}
+NEGATIVE_CONTROLS = ("planted/",)
+"""Subjects that must fail their gate (acceptance/test_stage4.py's 1-bit model): compared, never gated."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One metric of the two runs."""
+
+    stage: str
+    subject: str
+    metric: str
+    unit: str
+    baseline: object
+    """The baseline run's value (None: not in that run)."""
+    current: object
+    """This run's value (None: not in this run)."""
+    delta: float | None
+    """current - baseline, when both are numbers."""
+    better: str | None
+    """``higher``, ``lower`` or None (no direction known: never flagged)."""
+    tolerance: float | None
+    """The largest change for the worse that is not a regression, in ``unit``."""
+    regression: bool
+    gated: bool
+    """A gate whose target has a ``regression_tolerance``: a regression here fails the regression gate."""
+    target: str = ""
+    """Key of the target that gave the direction / tolerance."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    run: str
+    baseline: str
+    changes: tuple[Change, ...]
+
+    @property
+    def regressions(self) -> list[Change]:
+        return [c for c in self.changes if c.regression]
+
+    @property
+    def gate_failures(self) -> list[Change]:
+        """Regressions of gated metrics: what fails ``--regression-gate``."""
+        return [c for c in self.changes if c.regression and c.gated]
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _latest(records: list[Record]) -> dict[tuple[str, str, str], Record]:
+    out: dict[tuple[str, str, str], Record] = {}
+    for rec in records:
+        out[(rec.stage, rec.subject, rec.metric)] = rec
+    return out
+
+
+def _target_for(rec: Record, targets: dict[str, Target]) -> Target | None:
+    """The target of a record's metric: the one with the record's own threshold first, else the first by metric."""
+    same = [t for t in targets.values() if t.metric == rec.metric]
+    exact = [t for t in same if rec.target is not None and t.value == rec.target and t.comparison == rec.comparison]
+    return (exact or same or [None])[0]
+
+
+def _direction(rec: Record, target: Target | None) -> str | None:
+    if target is not None:
+        return "lower" if target.comparison in ("<", "<=") else "higher"
+    if rec.comparison in ("<", "<="):
+        return "lower"
+    if rec.comparison in (">", ">="):
+        return "higher"
+    return "lower" if rec.unit in LOWER_IS_BETTER else "higher" if rec.unit in HIGHER_IS_BETTER else None
+
+
+def compare_records(current: list[Record], baseline: list[Record], targets: dict[str, Target], *, run: str = "",
+                    baseline_run: str = "", tolerance: float = 0.05) -> Comparison:
+    """The :class:`Comparison` of two runs' records (file order each)."""
+    now, base = _latest(current), _latest(baseline)
+    changes = []
+    for key in list(base) + [k for k in now if k not in base]:
+        cur, old = now.get(key), base.get(key)
+        rec = cur or old
+        target = _target_for(rec, targets)
+        better = _direction(rec, target)
+        gated = (rec.target is not None and target is not None and target.regression_tolerance is not None
+                 and not rec.subject.startswith(NEGATIVE_CONTROLS))
+        delta = tol = None
+        regression = False
+        if cur is not None and old is not None and _number(cur.value) and _number(old.value):
+            delta = float(cur.value) - float(old.value)
+            if better is not None:
+                tol = target.regression_tolerance if target is not None and target.regression_tolerance is not None \
+                    else tolerance * abs(float(old.value))
+                worse = -delta if better == "higher" else delta
+                regression = worse > tol + 1e-12
+        changes.append(Change(stage=key[0], subject=key[1], metric=key[2], unit=rec.unit or (target.unit if target
+                              else ""), baseline=None if old is None else old.value,
+                              current=None if cur is None else cur.value, delta=delta, better=better, tolerance=tol,
+                              regression=regression, gated=gated, target=target.name if target else ""))
+    return Comparison(run=run, baseline=baseline_run, changes=tuple(changes))
+
+
+def compare_runs(run: str, baseline: str, root: str | os.PathLike = "reports", targets: dict[str, Target] | None = None,
+                 tolerance: float = 0.05) -> Comparison:
+    """Compare ``<root>/<run>/results.jsonl`` with ``<root>/<baseline>/results.jsonl``; a missing store is an error."""
+    stores = [ResultsStore(name, root=root) for name in (run, baseline)]
+    for store in stores:
+        if not store.path.is_file():
+            raise Sam3m4Error(f"{store.path}: no results store for run {store.run!r} (nothing to compare)")
+    if not math.isfinite(tolerance) or tolerance < 0:
+        raise Sam3m4Error(f"--tolerance: expected a finite number >= 0, got {tolerance}")
+    return compare_records(stores[0].records(), stores[1].records(), targets or {}, run=run, baseline_run=baseline,
+                           tolerance=tolerance)
+
+
+def _show(value) -> str:
+    if value is None:
+        return "-"
+    if _number(value):
+        return f"{value:.4g}"
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def format_comparison(c: Comparison) -> str:
+    """Markdown: a summary line, the regressions, then every metric of either run."""
+    gate = "FAIL" if c.gate_failures else "pass"
+    lines = [f"# {c.run} vs {c.baseline}", "",
+             f"{len(c.changes)} metrics; {len(c.regressions)} regressions beyond tolerance; regression gate: {gate} "
+             f"({len(c.gate_failures)} gated metrics regressed)", ""]
+    if c.regressions:
+        lines += ["## Regressions", ""]
+        lines += [f"- {'**GATE** ' if r.gated else ''}{r.stage} {r.subject} {r.metric}: {_show(r.baseline)} -> "
+                  f"{_show(r.current)} ({r.delta:+.4g} {r.unit}; {r.better} is better, tolerance {r.tolerance:.4g})"
+                  for r in c.regressions]
+        lines.append("")
+    lines += ["## Every metric", "", f"| stage | subject | metric | {c.baseline} | {c.run} | change | |",
+              "|---|---|---|---:|---:|---:|---|"]
+    for ch in c.changes:
+        delta = "-" if ch.delta is None else f"{ch.delta:+.4g}"
+        flag = ("REGRESSION (gate)" if ch.gated else "REGRESSION") if ch.regression else (
+            f"only in {c.baseline}" if ch.current is None else f"only in {c.run}" if ch.baseline is None else "")
+        lines.append(f"| {ch.stage} | {ch.subject} | {ch.metric} | {_show(ch.baseline)} | {_show(ch.current)} | "
+                     f"{delta} | {flag} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_comparison(c: Comparison, root: str | os.PathLike = "reports") -> Path:
+    """``<root>/<run>/compare_<baseline>.md``, written atomically."""
+    out = Path(root) / c.run / f"compare_{c.baseline}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(format_comparison(c), encoding="utf-8")
+    os.replace(tmp, out)
+    return out

@@ -181,7 +181,8 @@ def _gt_edit(tmp_path: Path, edit) -> Path:
     (lambda d: d["annotations"][1].pop("id"), "annotations[1].id: missing key"),
     (lambda d: d.pop("categories"), "categories: missing key"),
     (lambda d: d["annotations"][0].__setitem__("segmentation", None), "annotations[0].segmentation: null"),
-    (lambda d: [im.__setitem__("is_instance_exhaustive", 0) for im in d["images"]], "no pair has is_instance_exhaustive"),
+    (lambda d: [im.__setitem__("is_instance_exhaustive", 0) for im in d["images"]],
+     "no pair has is_instance_exhaustive"),
 ], ids=["iscrowd", "exhaustive", "ann-id", "categories", "null-rle", "none-exhaustive"])
 def test_bad_image_gt_is_one_line(tmp_path, capsys, edit, expected):
     gt = _gt_edit(tmp_path, edit)

@@ -23,11 +23,14 @@ and treats a pair whose only GT instances are crowd (``iscrowd``) as negative.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import os
 import tempfile
 import warnings
 from pathlib import Path
+
+import numpy as np
 
 from sam3m4.errors import DataFormatError, Sam3m4Error
 from sam3m4.eval.saco_format import (check_image_gt, check_image_preds, check_same_pairs, check_video_gt,
@@ -77,11 +80,7 @@ class Sam3Missing(Sam3m4Error):
 
 def _import(module: str, *, numpy_below_2_4: bool = False):
     """Import a ``sam3.eval`` module quietly (its model code prints and warns on import)."""
-    import importlib
-
     try:
-        import numpy as np
-
         if numpy_below_2_4 and tuple(int(x) for x in np.__version__.split(".")[:2]) >= (2, 4):
             raise Sam3Missing(f"numpy {np.__version__}: SAM 3's video evaluator needs numpy < 2.4 "
                               f"(`int(np.where(...)[0])` fails on 2.4); {INSTALL_HINT}")
@@ -158,8 +157,8 @@ def evaluate_video(gt_path, pred_path, *, log=None) -> dict:
         for ev in list(evaluator.evaluators):
             if hasattr(ev, "num_parallel_cores"):     # TETA's pool: no more processes than cores
                 ev.num_parallel_cores = min(ev.num_parallel_cores, os.cpu_count() or 1)
-            if isinstance(ev, veval.VideoTetaEvaluator) and not any(p["score"] >= ev.prob_thresh and any(any(b) for b in p["bboxes"])
-                                                   for p in preds):
+            confident = (p for p in preds if p["score"] >= getattr(ev, "prob_thresh", 0.5))
+            if isinstance(ev, veval.VideoTetaEvaluator) and not any(any(b) for p in confident for b in p["bboxes"]):
                 print(f"sam3m4: TETA left out: no masklet with score >= {ev.prob_thresh} and a non-empty frame")
                 evaluator.evaluators.remove(ev)
         out = _run(f"{pred_path}", evaluator.run_eval, str(pred_path))

@@ -5,8 +5,8 @@
     sam3m4 saco-eval video --gt saco_veval_sav_test.json --pred video_preds.json --out eval.json
 
 Predictions come from ``sam3m4 eval --saco-preds FILE`` (or any SAM 3-style writer). OUT holds the evaluators'
-own keys and values (image: what ``CGF1Evaluator.evaluate`` returns; video: ``{"dataset_results", "video_np_results"}``);
-the headline numbers are printed. The evaluators' own output goes to ``--log`` when given.
+own keys and values (image: what ``CGF1Evaluator.evaluate`` returns; video: ``{"dataset_results",
+"video_np_results"}``); the headline numbers are printed. The evaluators' own output goes to ``--log`` if given.
 """
 
 from __future__ import annotations

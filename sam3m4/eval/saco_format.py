@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sam3m4.data import SacoImageDataset, SacoVideoDataset
 from sam3m4.data import _checks as C
 from sam3m4.data.rle import decode_rle, encode_mask, masks_to_boxes
 from sam3m4.errors import DataFormatError
@@ -188,8 +189,6 @@ def check_image_gt(path: str | os.PathLike) -> ImageGT:
     ``is_instance_exhaustive``, every annotation an int ``id``, ``iscrowd`` and ``category_id`` and a non-null
     RLE whose counts decode. Returns the pair sizes; raises DataFormatError naming file and field.
     """
-    from sam3m4.data import SacoImageDataset
-
     file = Path(path)
     with warnings.catch_warnings():                             # its skipped null RLEs are errors below
         warnings.simplefilter("ignore")
@@ -263,8 +262,6 @@ def check_image_preds(path: str | os.PathLike, gt: ImageGT) -> int:
 def check_video_gt(path: str | os.PathLike) -> VideoGT:
     """Check an SA-Co/VEval GT file as SAM 3's ``VEvalEvaluator`` reads it: :class:`~sam3m4.data.SacoVideoDataset`'s
     checks plus an int ``id``, ``iscrowd``, and per-frame ``bboxes`` and ``areas`` on every annotation."""
-    from sam3m4.data import SacoVideoDataset
-
     file = Path(path)
     ds = SacoVideoDataset(file)
     data = C.load_json(file)

@@ -15,6 +15,7 @@ import getpass
 import os
 from pathlib import Path
 
+from sam3m4.eval.saco import PUBLISHED
 from sam3m4.report.environment import environment_line
 from sam3m4.results.store import Record, ResultsStore
 from sam3m4.results.targets import Target, load_targets
@@ -184,8 +185,6 @@ class _Report:
     def saco_official(self) -> list[str]:
         """The "SA-Co official metrics" table under the Stage 3 table: this run's models scored by Meta's own
         evaluators, and SAM 3's published rows (another dataset: labelled and cited, not to be read against ours)."""
-        from sam3m4.eval.saco import PUBLISHED
-
         cols = [("image cgF1", "saco_cgf1"), ("IL_MCC", "saco_il_mcc"), ("pmF1", "saco_pmf1"),
                 ("IL_F1", "saco_il_f1"), ("video cgF1", "saco_video_cgf1"), ("pHOTA", "saco_video_phota"),
                 ("video IL_MCC", "saco_video_il_mcc")]

@@ -235,6 +235,14 @@ def test_bad_video_prediction_file_is_one_line(tmp_path, capsys, edit, expected)
     assert err.startswith(f"sam3m4: error: {path}: ") and expected in err
 
 
+@pytest.mark.parametrize("extra", [[], ["--video"]], ids=["image", "video"])
+def test_student_preds_without_checkpoint_is_one_line(tmp_path, capsys, monkeypatch, extra):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _cli(capsys, "eval", "--model", "student", *extra, "--data", FIXTURES, "--saco-preds",
+                        tmp_path / "p.json", "--run", "t")
+    assert code == 2 and err.startswith("sam3m4: error: --ckpt: required") and err.count("\n") == 1
+
+
 def test_empty_video_prediction_file_is_one_line(tmp_path, capsys):
     path = _write(tmp_path / "vp.json", [])
     code, _, err = _cli(capsys, "saco-eval", "video", "--gt", VIDEO_GT, "--pred", path, "--out", tmp_path / "r.json")

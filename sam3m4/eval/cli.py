@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sam3m4.errors import ConfigError
+
 # --model -> (results stage, default subject)
 MODELS = {"gt": ("sanity", "ground_truth"), "teacher": ("stage3", "teacher"), "student": ("stage3", "student/phase2")}
 
@@ -62,7 +64,7 @@ def build_predictor(model: str, ckpt: str | None, threshold: float, device: str)
     from sam3m4.predict import Predictor
 
     if not ckpt:
-        raise ValueError("--ckpt: required for --model student (a checkpoint from `sam3m4 distill phase2`)")
+        raise ConfigError("--ckpt: required for --model student (a checkpoint from `sam3m4 distill phase2`)")
     return Predictor.from_checkpoint(ckpt, threshold=threshold, device=device), f"student {ckpt}", ckpt
 
 
@@ -148,7 +150,7 @@ def build_video_predictor(model: str, ckpt: str | None, threshold: float, device
         teacher = load_video_teacher(source, device=device)
         return (lambda s: teacher.masklets(s.frames, s.phrase)), f"Sam3VideoModel teacher {source}", source
     if not ckpt:
-        raise ValueError("--ckpt: required for --model student --video (a checkpoint from `sam3m4 distill video`)")
+        raise ConfigError("--ckpt: required for --model student --video (a checkpoint from `sam3m4 distill video`)")
     from sam3m4.distill.video_run import load_tracker
     from sam3m4.predict import VideoPredictor
 

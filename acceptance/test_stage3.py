@@ -2,6 +2,8 @@
 
 Fills the `Teacher (SAM3)` and `Student (Phase2 final)` rows of report section 2 and gates, with the
 targets file's thresholds, student mIoU >= 0.9 x teacher mIoU and student Presence F1 >= 0.9 x teacher's.
+The same predictions, written in SA-Co's official format, are scored by Meta's own evaluator (cgF1, IL_MCC,
+pmF1: the report's "SA-Co official metrics" table) and gate student cgF1 >= 0.8 x teacher cgF1.
 By default the models are the embedded default (bootstrapped tiny teacher + distilled tiny student, built
 once per cache); `--stage3-teacher DIR --stage3-student CKPT [--stage3-data ROOT]` gates real ones.
 """
@@ -11,9 +13,11 @@ from __future__ import annotations
 import pytest
 
 from sam3m4.data import SacoImageDataset
+from sam3m4.eval import saco
 from sam3m4.eval.by_phrase import PhraseTap, phrase_metric
 from sam3m4.eval.cli import build_predictor
 from sam3m4.eval.image import evaluate_pairs
+from sam3m4.eval.saco_format import ImagePredictions, category_ids
 from sam3m4.report.environment import host_summary
 
 pytestmark = [pytest.mark.stage3, pytest.mark.slow]
@@ -21,25 +25,44 @@ pytestmark = [pytest.mark.stage3, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def scores(stage3_models, pytestconfig):
-    """Teacher and student results on the same first N val pairs, with their provenance."""
+    """Teacher and student results on the same first N val pairs, with their provenance and their detections in
+    SA-Co's official format."""
     import torch
 
-    val = SacoImageDataset(stage3_models.data_root / "saco_image" / "val.json")
+    val_json = stage3_models.data_root / "saco_image" / "val.json"
+    val = SacoImageDataset(val_json)
     n = pytestconfig.getoption("--stage3-num-val")
     out = {}
     for model, ckpt in (("teacher", stage3_models.teacher), ("student", str(stage3_models.student_ckpt))):
         predict, what, artifact = build_predictor(model, ckpt, threshold=0.5, device="cpu")
+        preds = ImagePredictions(category_ids(val_json))
         tap = PhraseTap(predict)  # the same pairs, also scored per noun phrase
-        res = evaluate_pairs(val, tap, num=n, progress=False)
+        res = evaluate_pairs(val, tap, num=n, progress=False, sink=preds)
         prov = (f"host CPU ({host_summary()}), torch {torch.__version__} eager fp32, {what}, "
                 f"{res.num_pairs} val pairs of {stage3_models.data_root}")
-        out[model] = (res, prov, artifact, tap.miou())
+        out[model] = (res, prov, artifact, preds, tap.miou())
+    return out
+
+
+@pytest.fixture(scope="module")
+def official(scores, stage3_models, results_store, release):
+    """SAM 3's CGF1Evaluator on each model's predictions (files under reports/<run>/saco/)."""
+    reason = saco.available()
+    if reason:
+        (pytest.fail if release else pytest.skip)(f"SA-Co official metrics not measured: {reason}")
+    out = {}
+    for model, subject in (("teacher", "teacher"), ("student", "student/phase2")):
+        res, prov, _, preds, _ = scores[model]
+        result, path = saco.score_image(stage3_models.data_root / "saco_image" / "val.json", preds,
+                                        results_store.dir / "saco", subject.replace("/", "_"))
+        out[model] = (saco.headline(result, "image"), f"SAM 3's CGF1Evaluator (sam3 {saco.SAM3_VERSION}) on the "
+                      f"predictions of the Stage 3 row ({path.name}); {prov}", path)
     return out
 
 
 @pytest.mark.parametrize("model, subject", [("teacher", "teacher"), ("student", "student/phase2")])
 def test_report_rows(scores, gate, results_store, model, subject):
-    res, prov, artifact, by_phrase = scores[model]
+    res, prov, artifact, _, by_phrase = scores[model]
     gate(stage="stage3", subject=subject, metric="miou", value=res.miou, unit="fraction", provenance=prov)
     gate(stage="stage3", subject=subject, metric="presence_f1", value=res.presence.f1, unit="fraction",
          provenance=prov)
@@ -60,6 +83,28 @@ def test_student_keeps_teacher_quality(scores, gate, metric, target):
                           + scores["student"][1])
     assert rec.passed, f"metric below gate: student {metric} {value(student):.4f} / teacher " \
                        f"{value(teacher):.4f} = {ratio:.3f}, target {rec.comparison} {rec.target}"
+
+
+@pytest.mark.parametrize("model, subject", [("teacher", "teacher"), ("student", "student/phase2")])
+def test_official_image_metrics(official, gate, model, subject):
+    values, prov, path = official[model]
+    for metric in saco.IMAGE_HEADLINE:
+        gate(stage="stage3", subject=subject, metric=metric, value=values[metric], unit="fraction", provenance=prov,
+             artifact=path)
+    # cgF1 is pmF1 x IL_MCC (IL_MCC does not depend on the IoU threshold): the keys read are the right ones
+    assert values["saco_cgf1"] == pytest.approx(values["saco_pmf1"] * values["saco_il_mcc"], abs=1e-6)
+
+
+def test_student_keeps_teacher_cgf1(official, gate):
+    teacher, student = official["teacher"][0]["saco_cgf1"], official["student"][0]["saco_cgf1"]
+    if teacher <= 0:
+        pytest.fail(f"metric below gate: teacher cgF1 {teacher:.4f} <= 0, so student / teacher cgF1 is undefined")
+    ratio = student / teacher
+    rec = gate(stage="stage3", subject="student/phase2", metric="saco_cgf1_ratio", value=ratio,
+               target="student_image_cgf1_ratio", provenance=f"student / teacher official image cgF1 on the same "
+                                                             f"pairs; {official['student'][1]}")
+    assert rec.passed, f"metric below gate: student cgF1 {student:.4f} / teacher cgF1 {teacher:.4f} = {ratio:.3f}, " \
+                       f"target {rec.comparison} {rec.target}"
 
 
 @pytest.mark.parametrize("metric, target", [("miou", "embedded_teacher_miou"),

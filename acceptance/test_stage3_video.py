@@ -35,3 +35,10 @@ def test_video_distillation_keeps_image_quality(results_store, gate):
                provenance=f"Phase 2 mIoU {before.value:.4f} ({before.provenance}) minus +Video mIoU {after.value:.4f} "
                           f"({after.provenance}), in points")
     assert rec.passed, f"metric above gate: video distillation costs {cost:.2f} mIoU points, target {rec.comparison} {rec.target}"
+
+
+@pytest.mark.parametrize("subject", ["teacher", "student/video"])
+def test_official_video_metrics_recorded(results_store, subject):
+    """``sam3m4 distill video`` scored the same masklets with SAM 3's VEvalEvaluator (report: SA-Co table)."""
+    rec = _need(results_store, subject, "saco_video_cgf1")
+    assert rec.value is not None or rec.note.startswith("not measured"), rec

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "teacher": ("sam3m4.teacher.cli", "build the embedded default teacher (tiny SAM 3 on synthetic data)"),
     "distill": ("sam3m4.distill.cli", "teacher-feature cache, Phase 1 and Phase 2 distillation (torchrun for DDP)"),
     "eval": ("sam3m4.eval.cli", "score a model on a dataset's val split (mIoU, Presence F1, J&F)"),
+    "saco-eval": ("sam3m4.eval.saco_cli", "SA-Co official metrics (cgF1, IL_MCC, pmF1, pHOTA) by Meta's evaluators"),
     "quantize": ("sam3m4.quantize.cli", "quantize a student (fp16, int4, int8_int4, QAT): size, mIoU, ms, decision"),
     "export": ("sam3m4.export.cli", "ExecuTorch .pte per backend x quant mode (Core ML, QNN, XNNPACK): size, NPU share"),
     "bench": ("sam3m4.export.bench", "production presets for Core ML + XNNPACK: .pte MB, NPU share, GFLOPs, latency"),

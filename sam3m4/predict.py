@@ -233,6 +233,10 @@ class VideoPredictor:
 
     def masklets(self, frames: np.ndarray, phrase: str) -> np.ndarray:
         """(T, H, W, 3) uint8 RGB frames + a phrase -> (M, T, H, W) bool masklets."""
+        return self.scored_masklets(frames, phrase)[0]
+
+    def scored_masklets(self, frames: np.ndarray, phrase: str) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`masklets`, plus (M, T) float32 per-frame scores (0 where the query is not kept)."""
         import torch
         import torch.nn.functional as F
 
@@ -241,7 +245,7 @@ class VideoPredictor:
         t_len, h, w = frames.shape[:3]
         prompt = self.images.prompt(phrase)
         state = self.tracker.init_state(1).to(self.device)
-        kept, masks = [], []
+        kept, masks, kept_scores = [], [], []
         with torch.no_grad():
             for frame in frames:
                 px = to_pixels([frame], self.tracker.student.image_size).to(self.device)  # (1, 3, S, S)
@@ -250,8 +254,10 @@ class VideoPredictor:
                 up = F.interpolate(logits[0][None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
                 masks.append(((up > 0) & keep[:, None, None]).cpu().numpy())  # (Q, H, W)
                 kept.append(keep.cpu().numpy())
+                kept_scores.append((scores[0].float() * keep).cpu().numpy())  # (Q,)
         masks = np.stack(masks, axis=1)  # (Q, T, H, W)
-        return masks[np.stack(kept, axis=1).any(axis=1)]
+        rows = np.stack(kept, axis=1).any(axis=1)  # (Q,) queries kept in some frame
+        return masks[rows], np.stack(kept_scores, axis=1)[rows].astype(np.float32)
 
     def __call__(self, sample) -> np.ndarray:
         return self.masklets(sample.frames, sample.phrase)

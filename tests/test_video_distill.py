@@ -76,6 +76,14 @@ def test_distill_video_runs_and_records(tmp_path, monkeypatch):
                             ("student/video", "presence_f1"), ("student/video", "host_fps")):
         rec = store.latest(stage="stage3", subject=subject, metric=metric)
         assert rec is not None and rec.provenance, (subject, metric)
+    from sam3m4.eval import saco
+
+    if saco.available() is None:  # SA-Co official metrics of the same predictions (or why not, as a note)
+        for subject, metric in (("teacher", "saco_video_cgf1"), ("teacher", "saco_video_phota"),
+                                ("student/video", "saco_video_il_mcc"), ("student/video", "saco_cgf1")):
+            rec = store.latest(stage="stage3", subject=subject, metric=metric)
+            assert rec is not None and (rec.value is not None and "SAM 3's" in rec.provenance or
+                                        rec.note.startswith("not measured")), (subject, metric)
 
 
 def test_a_non_finite_tracker_output_stops_with_stage_and_step(tmp_path):

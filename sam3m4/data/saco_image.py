@@ -148,12 +148,18 @@ class SacoImageDataset:
         anns = self._anns[i]
         file, h, w = self.json_path, pair["height"], pair["width"]
         image = C.read_rgb(file, f"{self._fields[i]}.file_name", self.image_root / pair["file_name"], h, w)
-        masks = np.zeros((len(anns), h, w), dtype=bool)  # (N, H, W)
-        for n, (field, rle) in enumerate(anns):
-            masks[n] = decode_rle(rle, h, w, where=f"{file}: {field}")
+        masks = self.masks(i)
         return ImageSample(pair_id=pair["id"], file_name=pair["file_name"], image=image,
                            phrase=pair["text_input"], masks=masks, boxes=masks_to_boxes(masks),
                            present=len(anns) > 0)
+
+    def masks(self, i: int) -> np.ndarray:
+        """Pair i's instance masks, (N, H, W) bool, without reading the image."""
+        pair, file = self.pairs[i], self.json_path
+        masks = np.zeros((len(self._anns[i]), pair["height"], pair["width"]), dtype=bool)  # (N, H, W)
+        for n, (field, rle) in enumerate(self._anns[i]):
+            masks[n] = decode_rle(rle, pair["height"], pair["width"], where=f"{file}: {field}")
+        return masks
 
     def __repr__(self) -> str:
         return f"SacoImageDataset({str(self.json_path)!r}, pairs={len(self)}, phrases={len(self.phrases)})"

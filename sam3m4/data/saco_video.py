@@ -182,22 +182,33 @@ class SacoVideoDataset:
         pair = self.pairs[i]
         anns = self._anns[i]
         video = self.videos[pair["video_id"]]
-        file, h, w, length = self.json_path, video["height"], video["width"], video["length"]
-        vfield = self._video_field[video["id"]]
-        for t, name in enumerate(video["file_names"]):
-            rgb = C.read_rgb(file, f"{vfield}.file_names[{t}]", self.frame_root / name, h, w)
+        for t in range(video["length"]):
+            rgb = self.frame(video["id"], t)
             if t == 0:  # allocated once frame 0 has shown that the JSON's size is real
-                frames = np.empty((length, h, w, 3), dtype=np.uint8)  # (T, H, W, 3)
+                frames = np.empty((video["length"], *rgb.shape), dtype=np.uint8)  # (T, H, W, 3)
             frames[t] = rgb
-        masks = np.zeros((len(anns), length, h, w), dtype=bool)  # (N, T, H, W)
-        for n, (field, segs) in enumerate(anns):
-            for t, seg in enumerate(segs):
-                if seg is not None:
-                    masks[n, t] = decode_rle(seg, h, w, where=f"{file}: {field}[{t}]")
+        masks = self.masks(i)
         visible = masks.any(axis=(2, 3))                        # (N, T)
         return VideoSample(video_id=video["id"], category_id=pair["category_id"],
                            phrase=pair["noun_phrase"], frames=frames, masks=masks, visible=visible,
                            present=len(anns) > 0, file_names=list(video["file_names"]))
+
+    def frame(self, video_id: int, t: int) -> np.ndarray:
+        """Frame t of a video, (H, W, 3) uint8 RGB (a video's frames are shared by all its pairs)."""
+        video = self.videos[video_id]
+        return C.read_rgb(self.json_path, f"{self._video_field[video_id]}.file_names[{t}]",
+                          self.frame_root / video["file_names"][t], video["height"], video["width"])
+
+    def masks(self, i: int) -> np.ndarray:
+        """Pair i's masklets, (N, T, H, W) bool (all False where an RLE is null), without reading frames."""
+        video = self.videos[self.pairs[i]["video_id"]]
+        h, w = video["height"], video["width"]
+        masks = np.zeros((len(self._anns[i]), video["length"], h, w), dtype=bool)  # (N, T, H, W)
+        for n, (field, segs) in enumerate(self._anns[i]):
+            for t, seg in enumerate(segs):
+                if seg is not None:
+                    masks[n, t] = decode_rle(seg, h, w, where=f"{self.json_path}: {field}[{t}]")
+        return masks
 
     def __repr__(self) -> str:
         return (f"SacoVideoDataset({str(self.json_path)!r}, pairs={len(self)}, videos={len(self.videos)}, "

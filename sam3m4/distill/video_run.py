@@ -18,7 +18,10 @@
 4. evaluation into the results store (report section 2): J&F of ``teacher`` and ``student/video`` on the val
    videos, the +Video checkpoint's image-path mIoU / Presence F1 (the image methods a phone runs on photos;
    unchanged while the image student is frozen, the cost gate guards runs that unfreeze it), and the host
-   latency of the streaming step.
+   latency of the streaming step;
+5. SA-Co official metrics of the same predictions by Meta's evaluators (:mod:`sam3m4.eval.saco`): video cgF1 /
+   pHOTA / IL_MCC of both on every val pair, image cgF1 / IL_MCC / pmF1 of the +Video image path; files under
+   ``reports/<run>/saco/``. Without Meta's ``sam3`` package they are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -111,9 +114,33 @@ def load_tracker(path: str | Path):
     return tracker.eval()
 
 
+def _official(store, kind: str, subject: str, gt_json: Path, preds, prov: str) -> dict:
+    """Score ``preds`` with Meta's SA-Co evaluator (:mod:`sam3m4.eval.saco`) and record the headline numbers;
+    files under ``reports/<run>/saco/``. A model that outputs no masklet at all is recorded as not measured."""
+    from sam3m4.eval import saco
+    from sam3m4.errors import DataFormatError
+
+    name = subject.replace("/", "_")
+    score = saco.score_image if kind == "image" else saco.score_video
+    evaluator = "CGF1Evaluator" if kind == "image" else "VEvalEvaluator"
+    try:
+        result, path = score(gt_json, preds, store.dir / "saco", name)
+    except DataFormatError as exc:
+        if preds.records:
+            raise
+        for metric in (m for m in saco.RECORDED if m.startswith("saco_video_") == (kind == "video")):
+            store.record(stage="stage3", subject=subject, metric=metric, value=None, note=f"not measured: {exc}")
+        return {}
+    values = saco.record(store, stage="stage3", subject=subject, kind=kind, result=result, artifact=path,
+                         provenance=f"SAM 3's {evaluator} (sam3 {saco.SAM3_VERSION}) on {path.name}; {prov}")
+    return {f"{name}_{metric}": value for metric, value in values.items()}
+
+
 def run(args) -> dict:
     from sam3m4.data import SacoImageDataset, SacoVideoDataset
+    from sam3m4.eval import saco
     from sam3m4.eval.image import evaluate_pairs
+    from sam3m4.eval.saco_format import ImagePredictions, VideoPredictions, category_ids
     from sam3m4.eval.video import evaluate_videos
     from sam3m4.models.video import StudentTracker, benchmark_track
     from sam3m4.predict import Predictor, VideoPredictor
@@ -166,19 +193,35 @@ def run(args) -> dict:
         return results
     where = f"host cpu ({host_summary()}), torch {torch.__version__} eager fp32"
     store = ResultsStore(args.run)
-    for subject, predictor, artifact in (("teacher", teacher, None), ("student/video", VideoPredictor(tracker), ckpt)):
-        jf = evaluate_videos(val, predictor)
+    official = saco.available() is None                # SA-Co official metrics (Meta's evaluators) can run here
+    student_video = VideoPredictor(tracker)
+    for subject, scored, artifact in (("teacher", lambda s: teacher.masklets(s.frames, s.phrase), None),
+                                      ("student/video", lambda s: student_video.scored_masklets(s.frames, s.phrase),
+                                       ckpt)):
+        preds = VideoPredictions(scored)              # keeps each masklet in the official format on the way
+        jf = evaluate_videos(val, preds)
+        prov = f"{where}, {len(val)} pairs of {data / 'saco_video' / 'val.json'}"
         store.record(stage="stage3", subject=subject, metric="jf", value=jf.jf_mean, unit="fraction", artifact=artifact,
                      provenance=f"{where}, DAVIS J&F-Mean over {jf.num_objects} objects of {len(val)} pairs of "
                                 f"{data / 'saco_video' / 'val.json'}")
         results[f"{subject}_jf"] = jf.jf_mean
+        if official:
+            preds.fill(val)                           # the negative pairs too: the official IL_MCC needs them
+            results.update(_official(store, "video", subject, data / "saco_video" / "val.json", preds, prov))
     images = SacoImageDataset(data / "saco_image" / "val.json")  # the checkpoint's image path (image methods)
-    res = evaluate_pairs(images, Predictor(tracker.student), num=args.num_val, desc="+Video image eval")
+    image_preds = ImagePredictions(category_ids(data / "saco_image" / "val.json"))
+    res = evaluate_pairs(images, Predictor(tracker.student), num=args.num_val, desc="+Video image eval",
+                         sink=image_preds)
+    prov = (f"{where}, image path (encode_image + decode) of {ckpt.name}, {res.num_pairs} pairs "
+            f"of {data / 'saco_image' / 'val.json'}")
     for metric, value in (("miou", res.miou), ("presence_f1", res.presence.f1)):
         store.record(stage="stage3", subject="student/video", metric=metric, value=value, unit="fraction", artifact=ckpt,
-                     provenance=f"{where}, image path (encode_image + decode) of {ckpt.name}, {res.num_pairs} pairs "
-                                f"of {data / 'saco_image' / 'val.json'}")
+                     provenance=prov)
         results[f"student_video_{metric}"] = value
+    if official:
+        results.update(_official(store, "image", "student/video", data / "saco_image" / "val.json", image_preds, prov))
+    else:
+        print(f"SA-Co official metrics not measured: {saco.available()}")
     bench = benchmark_track(tracker)
     store.record(stage="stage3", subject="student/video", metric="host_fps", value=bench["fps"], unit="fps",
                  provenance=f"{where}, {bench['threads']} thread(s), track step at {bench['image_size']} px, median of "

@@ -3,14 +3,19 @@
     sam3m4 eval --model teacher --ckpt checkpoints/teacher/sam3-tiny-synth --num-val 200 --run demo
     sam3m4 eval --model student --ckpt checkpoints/distillation/phase2_best.pt --num-val 200 --run demo
     sam3m4 eval --model gt --data data/synth --run demo        # sanity: GT scored as a prediction (must be 1)
+    sam3m4 eval --model student --video --ckpt checkpoints/video_distillation/video_epoch2.pt --saco-preds v.json
 
 Teacher and student are scored on the same first ``--num-val`` val pairs, so their ratio is fair.
+``--saco-preds FILE`` also writes the predictions in SA-Co's official format for ``sam3m4 saco-eval`` (with
+``--num-val``, the GT of exactly those pairs goes next to it, ``<FILE stem>_gt.json``).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from sam3m4.errors import ConfigError
 
 # --model -> (results stage, default subject)
 MODELS = {"gt": ("sanity", "ground_truth"), "teacher": ("stage3", "teacher"), "student": ("stage3", "student/phase2")}
@@ -26,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="val", help="split name: <data>/saco_image/<split>.json (default: val)")
     parser.add_argument("--num-val", type=int, default=None, help="score only the first N image pairs")
     parser.add_argument("--no-video", action="store_true", help="skip the video pairs (gt only)")
+    parser.add_argument("--video", action="store_true",
+                        help="score the val videos (DAVIS J&F) instead of the image pairs; --ckpt: a video teacher "
+                             "(default checkpoints/teacher/sam3-tiny-synth-video) or a video_epoch*.pt student")
+    parser.add_argument("--saco-preds", type=Path, default=None,
+                        help="also write the predictions in SA-Co's official format (image: one entry per "
+                             "detection; --video: one masklet per track) for `sam3m4 saco-eval`")
     parser.add_argument("--subject", default=None, help="results subject (default: teacher / student/phase2)")
     parser.add_argument("--run", default="demo", help="results go to reports/<run>/results.jsonl")
     parser.add_argument("--threshold", type=float, default=0.5, help="score threshold for kept detections")
@@ -91,12 +102,22 @@ def run(args: argparse.Namespace) -> int:
     stage, subject = MODELS[args.model]
     subject = args.subject or subject
     store = ResultsStore(args.run)
+    if args.video:
+        return _video(args, store)
     image_json = args.data / "saco_image" / f"{args.split}.json"
     if not image_json.is_file():
         raise FileNotFoundError(f"{image_json}: no such file (generate it with `sam3m4 data synth --out {args.data}`)")
     predict, what, artifact = build_predictor(args.model, args.ckpt, args.threshold, args.device)
     images = SacoImageDataset(image_json)
-    res = evaluate_pairs(images, predict, num=args.num_val, threshold=args.threshold, desc=f"eval {args.model}")
+    sink = None
+    if args.saco_preds:
+        from sam3m4.eval.saco_format import ImagePredictions, category_ids
+
+        sink = ImagePredictions(category_ids(image_json))
+    res = evaluate_pairs(images, predict, num=args.num_val, threshold=args.threshold, desc=f"eval {args.model}",
+                         sink=sink)
+    if sink is not None:
+        _write_preds(args, "image", sink, image_json, len(images))
     where = (f"host {args.device} ({host_summary()}), torch {torch.__version__} eager fp32, {what}, "
              f"{res.num_pairs} pairs of {image_json}, sam3m4.metrics")
     artifact = artifact if artifact and Path(artifact).is_file() else None
@@ -125,3 +146,65 @@ def _gt_video(args: argparse.Namespace, store) -> None:
         store.record(stage="sanity", subject="ground_truth/video", metric=metric, value=value, unit="fraction",
                      provenance=where, artifact=video_json)
     print(f"gt video: J&F {jf.jf_mean:.4f} (J {jf.j_mean:.4f}, F {jf.f_mean:.4f}) over {jf.num_objects} objects")
+
+
+def _write_preds(args: argparse.Namespace, kind: str, writer, gt_json: Path, total: int) -> None:
+    """Write the official-format predictions; when only some pairs were predicted, the GT of those pairs too."""
+    from sam3m4.eval.saco_format import image_gt_subset, video_gt_subset
+
+    writer.write(args.saco_preds)
+    gt = gt_json
+    seen = writer.pair_ids if kind == "image" else writer.seen
+    if len(seen) < total:
+        gt = args.saco_preds.with_name(f"{args.saco_preds.stem}_gt.json")
+        (image_gt_subset if kind == "image" else video_gt_subset)(gt_json, seen, gt)
+    print(f"SA-Co {kind} predictions ({len(writer.records)} entries, {len(seen)} pairs): {args.saco_preds}; score "
+          f"them with `sam3m4 saco-eval {kind} --gt {gt} --pred {args.saco_preds} --out <result.json>`")
+
+
+def build_video_predictor(model: str, ckpt: str | None, threshold: float, device: str):
+    """(predict(sample) -> (masks (M, T, H, W) bool, scores (M, T)), description, artifact) for ``model``."""
+    if model == "gt":
+        return (lambda s: (s.masks, s.visible.astype("float32"))), "ground truth", None
+    if model == "teacher":
+        from sam3m4.teacher.video import load_video_teacher
+
+        source = ckpt or "checkpoints/teacher/sam3-tiny-synth-video"
+        teacher = load_video_teacher(source, device=device)
+        return (lambda s: teacher.masklets(s.frames, s.phrase)), f"Sam3VideoModel teacher {source}", source
+    if not ckpt:
+        raise ConfigError("--ckpt: required for --model student --video (a checkpoint from `sam3m4 distill video`)")
+    from sam3m4.distill.video_run import load_tracker
+    from sam3m4.predict import VideoPredictor
+
+    tracker = VideoPredictor(load_tracker(ckpt), threshold=threshold, device=device)
+    return (lambda s: tracker.scored_masklets(s.frames, s.phrase)), f"student tracker {ckpt}", ckpt
+
+
+def _video(args: argparse.Namespace, store) -> int:
+    from sam3m4.data import SacoVideoDataset
+    from sam3m4.eval.saco_format import VideoPredictions
+    from sam3m4.eval.video import evaluate_videos
+    from sam3m4.report.environment import host_summary
+
+    video_json = args.data / "saco_video" / f"{args.split}.json"
+    if not video_json.is_file():
+        raise FileNotFoundError(f"{video_json}: no such file (generate it with `sam3m4 data synth --out {args.data}`)")
+    videos = SacoVideoDataset(video_json)
+    scored, what, artifact = build_video_predictor(args.model, args.ckpt, args.threshold, args.device)
+    writer = VideoPredictions(scored)
+    jf = evaluate_videos(videos, writer, num=args.num_val)
+    stage, subject = MODELS[args.model]
+    subject = args.subject or {"gt": "ground_truth/video", "teacher": "teacher", "student": "student/video"}[args.model]
+    where = (f"host {args.device} ({host_summary()}), {what}, sam3m4.metrics DAVIS J&F on {jf.num_objects} objects "
+             f"of {video_json}")
+    for metric, value in (("jf", jf.jf_mean), ("j", jf.j_mean), ("f", jf.f_mean)):
+        store.record(stage=stage, subject=subject, metric=metric, value=value, unit="fraction", provenance=where,
+                     artifact=artifact if artifact and Path(artifact).is_file() else None)
+    print(f"{args.model} video: J&F {jf.jf_mean:.4f} (J {jf.j_mean:.4f}, F {jf.f_mean:.4f}) over {jf.num_objects} "
+          f"objects")
+    if args.saco_preds:
+        writer.fill(videos, num=args.num_val)
+        _write_preds(args, "video", writer, video_json, len(videos))
+    print(f"recorded in {store.path}")
+    return 0

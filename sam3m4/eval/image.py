@@ -28,8 +28,12 @@ class ImageEvalResult:
 
 
 def evaluate_pairs(dataset: Sequence, predict: Predictor, num: int | None = None, threshold: float = 0.5,
-                   progress: bool = True, desc: str = "eval") -> ImageEvalResult:
-    """Run ``predict`` on the first ``num`` pairs of ``dataset`` (all when None) and score them."""
+                   progress: bool = True, desc: str = "eval", sink=None) -> ImageEvalResult:
+    """Run ``predict`` on the first ``num`` pairs of ``dataset`` (all when None) and score them.
+
+    sink: called as ``sink(sample, masks, scores)`` for every pair (e.g. :class:`sam3m4.eval.saco_format.
+    ImagePredictions`, which keeps the detections in SA-Co's official format).
+    """
     n = len(dataset) if num is None else min(num, len(dataset))
     miou, presence = MIoUMeter(), PresenceMeter()
     for i in tqdm(range(n), desc=desc, unit="pair", disable=not progress, leave=False):
@@ -39,6 +43,8 @@ def evaluate_pairs(dataset: Sequence, predict: Predictor, num: int | None = None
         if masks.ndim != 3 or masks.shape[0] != scores.shape[0] or masks.shape[1:] != sample.image.shape[:2]:
             raise ValueError(f"predictor returned masks {masks.shape} and scores {scores.shape} for an image of "
                              f"{sample.image.shape[:2]}: expected (K, H, W) and (K,)")
+        if sink is not None:
+            sink(sample, masks, scores)
         kept = masks[scores >= threshold]
         miou.add(kept, sample.masks)
         presence.add(is_present(scores, threshold), bool(sample.present))

@@ -20,6 +20,7 @@ import getpass
 import os
 from pathlib import Path
 
+from sam3m4.eval.saco import PUBLISHED
 from sam3m4.report.environment import environment_line
 from sam3m4.report.plots import Plot, markdown_links, write_plots
 from sam3m4.results.store import Record, ResultsStore
@@ -174,6 +175,7 @@ class _Report:
             lines.append(f"| {label} | {self.cell('stage3', subject, 'miou')} | "
                          f"{self.cell('stage3', subject, 'presence_f1')} | {jf} | {note} |")
         lines.append("")
+        lines += self.saco_official()
         gates = [r for r in self.records if r.stage == "stage3" and r.passed is not None]
         good = [f"{r.subject} {r.metric} {format_value(r.value, r.unit)} ({r.comparison} {r.target:g})"
                 for r in _latest_per_key(gates) if r.passed]
@@ -187,6 +189,39 @@ class _Report:
                   "- 실패/회귀 항목: " + ("; ".join(bad) if bad else "없음" if gates else "-"),
                   "- 다음 액션: " + action, ""]
         return lines
+
+    def saco_official(self) -> list[str]:
+        """The "SA-Co official metrics" table under the Stage 3 table: this run's models scored by Meta's own
+        evaluators, and SAM 3's published rows (another dataset: labelled and cited, not to be read against ours)."""
+        cols = [("image cgF1", "saco_cgf1"), ("IL_MCC", "saco_il_mcc"), ("pmF1", "saco_pmf1"),
+                ("IL_F1", "saco_il_f1"), ("video cgF1", "saco_video_cgf1"), ("pHOTA", "saco_video_phota"),
+                ("video IL_MCC", "saco_video_il_mcc")]
+        lines = ["### SA-Co official metrics", "",
+                 "> Meta's evaluators (`sam3` package: `CGF1Evaluator` for images, `VEvalEvaluator` for video) on the "
+                 "same predictions as the table above; cgF1, pmF1, IL_F1 and pHOTA in percent as SAM 3's paper prints "
+                 "them, IL_MCC in [-1, 1]. IL_F1 is the official counterpart of Presence F1 (same rule; they differ "
+                 "only where the official definition does: non-exhaustive pairs, several annotators, crowd-only GT).",
+                 "", "| 모델 | " + " | ".join(label for label, _ in cols) + " | 데이터 |",
+                 "|---|" + "---:|" * len(cols) + "---|"]
+        for label, subject, _ in STAGE3_ROWS:
+            cells = ["-" if subject == "student/phase2" and metric.startswith("saco_video_")  # no tracker yet
+                     else self._saco_cell(subject, metric) for _, metric in cols]
+            lines.append(f"| {label} | " + " | ".join(cells) + " | this run's val split |")
+        for row in PUBLISHED:
+            ref = self.notes.ref(f"{row['source']}; published on {row['dataset']}: a different dataset from this "
+                                 "run's val split, shown for scale only")
+            cells = [_saco_text(row["values"][m], m) if m in row["values"] else "-" for _, m in cols]
+            lines.append(f"| {row['label']}{ref} | " + " | ".join(cells) + f" | {row['dataset']}: another dataset |")
+        return lines + [""]
+
+    def _saco_cell(self, subject: str, metric: str) -> str:
+        rec = self.find("stage3", subject, metric)
+        if rec is None or rec.value is None:
+            why = rec.note if rec is not None and rec.note else (
+                f"not measured in run `{self.run}`: needs Meta's `sam3` package and the Stage 3 evaluation "
+                "(`acceptance/test_stage3.py`; video and +Video rows: `sam3m4 distill video`).")
+            return "-" + self.notes.ref(why)
+        return _saco_text(rec.value, metric) + self.notes.ref(self.provenance(rec))
 
     def visual(self) -> list[str]:
         lines = ["## 3) 사용자 시각 검증 (Visual QA)", "", "### 실행 정보", "",
@@ -309,6 +344,11 @@ class _Report:
         if len(lines) == 2:
             lines.append("- 기록 없음")
         return lines + [""]
+
+
+def _saco_text(value: float, metric: str) -> str:
+    """SAM 3's paper convention: IL_MCC as a fraction with 2 decimals, the F1-type and HOTA scores in percent."""
+    return f"{value:.2f}" if "il_mcc" in metric else f"{100 * value:.1f}"
 
 
 def _latest_per_key(records: list[Record], key=None) -> list[Record]:

@@ -133,8 +133,10 @@ def test_decision_picks_the_smallest_passing_mode_then_the_most_accurate():
     assert decide([_row("fp16", 8.0, 0.60), _row("int4", 2.0, 0.575)], rel)["chosen_mode"] == "int4"  # 4.2% < 5%
 
 
-def test_cli_parses_and_rejects_unknown_modes(capsys):
+def test_cli_parses_and_rejects_unknown_modes(capsys, tmp_path, monkeypatch):
     from sam3m4.cli import main
+
+    monkeypatch.chdir(tmp_path)  # quantize takes the run lock of its folder: not the repo's, where training may run
 
     with pytest.raises(SystemExit):
         main(["quantize", "--mode", "int2"])

@@ -54,7 +54,8 @@ def test_export_cli_records_phone_metrics_as_not_measurable(tmp_path, monkeypatc
     import sam3m4.export.export as export
     import sam3m4.quantize.storage as storage
 
-    monkeypatch.setattr(storage, "load_quantized", lambda path: (object(), {"preset": "tiny", "kind": "student"}))
+    monkeypatch.setattr(storage, "load_quantized", lambda path: (object(), {"preset": "tiny", "kind": "student",
+                                                                    "mode": "int4"}))
     monkeypatch.setattr(export, "export_pte", lambda *a, **kw: _ok_result(tmp_path, "coreml"))
 
     def no_plan(path):
@@ -62,6 +63,7 @@ def test_export_cli_records_phone_metrics_as_not_measurable(tmp_path, monkeypatc
 
     monkeypatch.setattr(ane, "ane_share", no_plan)
     monkeypatch.setattr(sys, "platform", "linux")  # Core ML does not run here: nothing timed
+    (tmp_path / "int4").mkdir()  # the quantized folder's layout, checked before anything loads
     args = argparse.Namespace(backend="coreml", mode="int4", quantized=tmp_path, ckpt=None, out=tmp_path,
                               name=None, runs=1, run="t", results_root=str(tmp_path / "reports"))
     assert export_cli.run(args) == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import shutil
 from pathlib import Path
 
@@ -109,3 +110,71 @@ def test_a_non_finite_tracker_output_stops_with_stage_and_step(tmp_path):
     assert isinstance(err.value, Sam3m4Error) and "\n" not in str(err.value)
     after = tracker.state_dict()
     assert all(torch.equal(v, after[k]) or torch.isnan(v).any() for k, v in before.items())  # no step was taken
+
+
+def test_distill_video_from_a_weak_teacher_trains_to_the_end(tmp_path, monkeypatch):
+    """A deliberately weak teacher (random weights, every detection kept: noise masklets) and a random student,
+    at five times the default lr: the run trains all its steps, every logged loss and every saved weight finite,
+    and the checkpoint carries the schedule so a resume continues it."""
+    from transformers import Sam3Model
+
+    from sam3m4.distill.checkpoint import atomic_torch_save, load_checkpoint
+    from sam3m4.distill.video_run import run
+    from sam3m4.models import build_student
+    from sam3m4.teacher.bootstrap import build_config
+    from sam3m4.teacher.video import build_video_teacher
+
+    data = tmp_path / "synth"
+    shutil.copytree(FIX, data)
+    torch.manual_seed(1)
+    Sam3Model(build_config(image_size=56, hidden_size=64, vit_layers=1, vit_window=2, text_layers=1,
+                           decoder_layers=1, num_queries=6)).save_pretrained(tmp_path / "image")
+    build_video_teacher(tmp_path / "image", tmp_path / "video", score_threshold_detection=0.0, new_det_thresh=0.0)
+    atomic_torch_save({"model": build_student("tiny").state_dict(), "preset": "tiny", "phase": 2, "epoch": 1,
+                       "step": 1}, tmp_path / "phase2.pt")
+    args = argparse.Namespace(ckpt=tmp_path / "phase2.pt", teacher=tmp_path / "video", data=data, out=tmp_path / "vd",
+                              steps=24, epochs=2, keep_last=2, resume=False, lr=1e-2, clip_len=4, w_teacher=1.0,
+                              w_gt=1.0, num_val=4, seed=0, threads=0, run="t", no_eval=True,
+                              cache_dir=tmp_path / "cache", log_dir=tmp_path / "logs")
+    monkeypatch.chdir(tmp_path)
+    out = run(args)
+    assert out["train"]["steps"] == 24 and math.isfinite(out["train"]["final_loss"])
+    with open(tmp_path / "logs" / "video.csv", newline="") as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f)]
+    assert len(losses) == 24 and all(math.isfinite(x) for x in losses)
+    state = load_checkpoint(tmp_path / "vd" / "video_epoch2.pt")
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert state["scheduler"]["last_epoch"] == 24
+
+
+def test_an_infinite_gradient_is_skipped_and_ten_in_a_row_stop(monkeypatch):
+    """The failure the weak-teacher demo hit: the gradient norm through the clip's recurrent state overflowed to
+    inf and clip_grad_norm_ turned it into NaN weights. Such a step is now skipped with a warning (weights
+    untouched); ten in a row stop the run with one line naming the stage and step."""
+    from sam3m4.data import SacoVideoDataset
+    from sam3m4.distill import video as V
+    from sam3m4.errors import TrainingDiverged
+    from sam3m4.models import build_student
+    from sam3m4.models.video import StudentTracker
+
+    torch.manual_seed(0)
+    tracker = StudentTracker(build_student("tiny"))
+    train = SacoVideoDataset(FIX / "saco_video" / "train.json")
+    real_clip, calls = torch.nn.utils.clip_grad_norm_, [0]
+
+    def exploding_at_2(params, max_norm, *a, **kw):  # the second step's gradient overflows
+        calls[0] += 1
+        return torch.tensor(math.inf) if calls[0] == 2 else real_clip(params, max_norm, *a, **kw)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", exploding_at_2)
+    with pytest.warns(UserWarning, match=r"video distillation step 2: gradient norm inf, step skipped"):
+        stats = V.train_tracker(tracker, train, steps=3, clip_len=2, progress=False)
+    assert stats["skipped_steps"] == 1
+    assert all(torch.isfinite(p).all() for p in tracker.parameters())
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **kw: torch.tensor(math.inf))
+    before = {k: v.clone() for k, v in tracker.state_dict().items()}
+    with pytest.warns(UserWarning), pytest.raises(TrainingDiverged, match=r"^video distillation gradient \(10 steps "
+                                                                         r"in a row not finite\) step 10: inf"):
+        V.train_tracker(tracker, train, steps=12, clip_len=2, progress=False)
+    assert all(torch.equal(v, tracker.state_dict()[k]) for k, v in before.items())  # nothing was updated

@@ -11,8 +11,10 @@ query carry learn and image quality cannot drop.
 
 from __future__ import annotations
 
+import math
 import random
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -22,6 +24,9 @@ from sam3m4.data.saco_video import items_with_objects
 from sam3m4.distill.video_losses import VideoDistillWeights, video_distill_loss
 from sam3m4.errors import TrainingDiverged
 from sam3m4.models.preprocess import to_pixels
+
+
+MAX_SKIPPED_STEPS = 10  # non-finite gradients in a row before the run stops
 
 
 def clip_targets(masks: np.ndarray, mask_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,7 +49,8 @@ def tracker_optimizer(tracker, lr: float = 1e-3, freeze_image: bool = True) -> t
 def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: int = 8, freeze_image: bool = True,
                   seed: int = 0, grad_clip: float = 1.0, weights: VideoDistillWeights = VideoDistillWeights(),
                   progress: bool = True, targets=None, optimizer: torch.optim.Optimizer | None = None,
-                  cache: dict | None = None, first_step: int = 0, last_checkpoint=None, log=None) -> dict:
+                  cache: dict | None = None, first_step: int = 0, last_checkpoint=None, log=None,
+                  scheduler=None, max_skips: int = MAX_SKIPPED_STEPS) -> dict:
     """``steps`` AdamW steps, one random clip of ``clip_len`` frames from a present pair each; returns stats.
 
     ``targets(i, sample, mask_size)`` -> list of ``(masks (T, N, m, m), visible (T, N), weight)`` target sets for
@@ -54,7 +60,14 @@ def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: i
     A non-finite tracker output or loss stops with :class:`sam3m4.errors.TrainingDiverged` naming the step
     (``first_step`` + this call's step, 1-based) and ``last_checkpoint``, before the optimizer touches the
     weights. ``log(step, {"loss": loss})`` is called after each step (``first_step`` + this call's step,
-    1-based): the video run's ``logs/distillation/video.csv``."""
+    1-based): the video run's ``logs/distillation/video.csv``. ``scheduler`` (from
+    :func:`sam3m4.distill.trainer.build_scheduler`) steps after every step.
+
+    Back-propagation runs through the clip's recurrent state (latents and query carry), where gradients can
+    explode: the unscheduled lr of 2e-3 once drove the gradient norm from ~1 to 2.6e6 within four steps and to
+    inf six later, and ``clip_grad_norm_`` cannot rescale an infinite norm, so NaN reached the weights. A step
+    whose gradient norm is not finite is skipped (nothing updated, a warning names it, as AMP's GradScaler
+    does); ``max_skips`` skipped steps in a row stop the run with :class:`TrainingDiverged`."""
     targets = targets or (lambda i, s, size: [(*clip_targets(s.masks, size), 1.0)])
     from tqdm.auto import tqdm
 
@@ -69,7 +82,7 @@ def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: i
     tracker.train()
     student.eval()  # BatchNorm statistics stay the image model's
     cache = {} if cache is None else cache
-    losses, t0 = [], time.time()
+    losses, t0, skipped, total_skipped = [], time.time(), 0, 0
     bar = tqdm(range(steps), desc="video memory", disable=not progress, leave=False)
     for step in bar:
         i = rng.choice(present)
@@ -95,9 +108,20 @@ def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: i
         TrainingDiverged.check(float(loss.detach()), "video distillation loss", first_step + step + 1, last_checkpoint)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        opt.step()
+        norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip or math.inf))
+        if math.isfinite(norm):
+            opt.step()
+            skipped = 0
+        else:  # an exploded gradient: skip it rather than write NaN into the weights
+            opt.zero_grad(set_to_none=True)
+            skipped, total_skipped = skipped + 1, total_skipped + 1
+            warnings.warn(f"video distillation step {first_step + step + 1}: gradient norm {norm}, step skipped",
+                          stacklevel=2)
+            TrainingDiverged.check(math.inf if skipped >= max_skips else 0.0,
+                                   f"video distillation gradient ({skipped} steps in a row not finite)",
+                                   first_step + step + 1, last_checkpoint)
+        if scheduler is not None:
+            scheduler.step()
         losses.append(float(loss.detach()))
         if log is not None:
             log(first_step + step + 1, {"loss": losses[-1]})
@@ -105,4 +129,5 @@ def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: i
     tracker.eval()
     k = max(1, min(10, steps // 3))  # loss averaged over the first and the last k steps
     return {"steps": steps, "train_s": round(time.time() - t0, 1), "first_loss": float(np.mean(losses[:k])),
-            "final_loss": float(np.mean(losses[-k:])), "trainable_params": sum(p.numel() for p in params)}
+            "final_loss": float(np.mean(losses[-k:])), "trainable_params": sum(p.numel() for p in params),
+            "skipped_steps": total_skipped}

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from sam3m4.distill.checkpoint import (atomic_torch_save, clean_interrupted, list_video_checkpoints, load_checkpoint,
                                        load_latest, load_model_state, rng_state, set_rng_state)
 from sam3m4.data.saco_video import items_with_objects
-from sam3m4.distill.trainer import ScalarLogger
+from sam3m4.distill.trainer import ScalarLogger, build_scheduler
 from sam3m4.distill.video import clip_targets, tracker_optimizer, train_tracker
 
 
@@ -159,6 +159,10 @@ def run(args) -> dict:
     tracker = StudentTracker(student)
     folder = teacher_cache(teacher, args.teacher, train, Path(args.cache_dir), student.mask_size)
     opt = tracker_optimizer(tracker, args.lr)
+    per_epoch = max(1, args.steps // args.epochs)
+    # warm-up then cosine over the whole run: a constant 2e-3 let the recurrent gradients explode late in epoch 2
+    sched = build_scheduler(opt, warmup_steps=max(1, per_epoch * args.epochs // 20), total_steps=per_epoch * args.epochs,
+                            min_lr_frac=0.02)
     out_dir, start, stats, last_good = Path(args.out), 0, {"steps": 0}, None
     if args.resume:
         path, state = load_latest(out_dir, phase=None)
@@ -168,19 +172,25 @@ def run(args) -> dict:
             opt.load_state_dict(state["optimizer"])
             set_rng_state(state["rng"])
             start, stats["steps"] = int(state["epoch"]), int(state["step"])
+            if "scheduler" in state:
+                sched.load_state_dict(state["scheduler"])
+            else:  # a checkpoint from before the schedule: continue it at the checkpoint's step
+                for _ in range(stats["steps"]):
+                    sched.step()
             print(f"resumed from {path}")
     logger = ScalarLogger(Path(getattr(args, "log_dir", "logs/distillation")), 0, name="video", tensorboard=False)
     clean_interrupted(out_dir, None, stats["steps"], [logger.path("train")])  # a killed run's files and CSV rows
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
-    per_epoch, ckpt, prepared = max(1, args.steps // args.epochs), None, {}
+    ckpt, prepared = None, {}
     targets = cached_targets(folder, args.w_teacher, args.w_gt)
     for epoch in range(start + 1, args.epochs + 1):
         ep = train_tracker(tracker, train, steps=per_epoch, clip_len=args.clip_len, seed=args.seed + epoch,
                            targets=targets, optimizer=opt, cache=prepared, first_step=stats["steps"],
-                           last_checkpoint=last_good, log=logger.log)
+                           last_checkpoint=last_good, log=logger.log, scheduler=sched)
         stats = {**ep, "steps": stats["steps"] + ep["steps"], "epochs": epoch}
         ckpt = out_dir / f"video_epoch{epoch}.pt"
-        atomic_torch_save({"model": tracker.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),
+        atomic_torch_save({"model": tracker.state_dict(), "optimizer": opt.state_dict(),
+                           "scheduler": sched.state_dict(), "rng": rng_state(),
                            "preset": student.preset, "num_latents": tracker.num_latents, "config": config,
                            "phase": 3, "epoch": epoch, "step": stats["steps"]}, ckpt)
         last_good = ckpt

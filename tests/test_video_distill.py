@@ -18,30 +18,50 @@ import torch
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "synth"
 
 
-def _epochs(args, epochs):
-    """The same run stopped after ``epochs`` epochs (same steps per epoch)."""
-    return argparse.Namespace(**{**vars(args), "epochs": epochs, "steps": args.steps // args.epochs * epochs})
+def _killed_after_epoch_1(run, args, monkeypatch):
+    """The same run, killed while training its second epoch (after video_epoch1.pt was written)."""
+    from sam3m4.distill import video_run
+
+    real, calls = video_run.train_tracker, [0]
+
+    def train_then_die(*a, **kw):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(video_run, "train_tracker", train_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            run(args)
 
 
-def test_distill_video_runs_and_records(tmp_path, monkeypatch):
+def _random_models(tmp_path, seed):
+    """The fixture data under tmp_path/synth, a random tiny video teacher that keeps every detection (noise
+    masklets: a deliberately weak teacher) and a random tiny student saved as a Phase 2 checkpoint."""
     from transformers import Sam3Model
 
     from sam3m4.distill.checkpoint import atomic_torch_save
-    from sam3m4.distill.video_run import load_tracker, run
     from sam3m4.models import build_student
-    from sam3m4.results import ResultsStore
     from sam3m4.teacher.bootstrap import build_config
     from sam3m4.teacher.video import build_video_teacher
 
-    data = tmp_path / "synth"
-    shutil.copytree(FIX, data)
-    torch.manual_seed(0)
+    shutil.copytree(FIX, tmp_path / "synth")
+    torch.manual_seed(seed)
     Sam3Model(build_config(image_size=56, hidden_size=64, vit_layers=1, vit_window=2, text_layers=1,
                            decoder_layers=1, num_queries=6)).save_pretrained(tmp_path / "image")
     build_video_teacher(tmp_path / "image", tmp_path / "video", score_threshold_detection=0.0, new_det_thresh=0.0)
     student = build_student("tiny")
     atomic_torch_save({"model": student.state_dict(), "preset": "tiny", "phase": 2, "epoch": 1, "step": 1},
                       tmp_path / "phase2.pt")
+    return tmp_path / "synth", student
+
+
+def test_distill_video_runs_and_records(tmp_path, monkeypatch):
+    from sam3m4.distill.video_run import load_tracker, run
+    from sam3m4.results import ResultsStore
+
+    data, student = _random_models(tmp_path, seed=0)
     args = argparse.Namespace(ckpt=tmp_path / "phase2.pt", teacher=tmp_path / "video", data=data, out=tmp_path / "vd",
                               steps=4, epochs=2, keep_last=2, resume=False, lr=1e-3, clip_len=3, w_teacher=1.0,
                               w_gt=1.0, num_val=4, seed=0, threads=0, run="t",
@@ -56,7 +76,7 @@ def test_distill_video_runs_and_records(tmp_path, monkeypatch):
     # interrupted after epoch 1, then --resume: the same weights as the uninterrupted run; the cache is reused
     stamps = {p: p.stat().st_mtime_ns for p in cache}
     args.out, args.no_eval = tmp_path / "vd2", True
-    run(_epochs(args, 1))
+    _killed_after_epoch_1(run, args, monkeypatch)
     run(argparse.Namespace(**{**vars(args), "resume": True}))
     resumed = load_tracker(tmp_path / "vd2" / "video_epoch2.pt").state_dict()
     assert all(torch.equal(v, resumed[k]) for k, v in full.items())
@@ -116,22 +136,10 @@ def test_distill_video_from_a_weak_teacher_trains_to_the_end(tmp_path, monkeypat
     """A deliberately weak teacher (random weights, every detection kept: noise masklets) and a random student,
     at five times the default lr: the run trains all its steps, every logged loss and every saved weight finite,
     and the checkpoint carries the schedule so a resume continues it."""
-    from transformers import Sam3Model
-
-    from sam3m4.distill.checkpoint import atomic_torch_save, load_checkpoint
+    from sam3m4.distill.checkpoint import load_checkpoint
     from sam3m4.distill.video_run import run
-    from sam3m4.models import build_student
-    from sam3m4.teacher.bootstrap import build_config
-    from sam3m4.teacher.video import build_video_teacher
 
-    data = tmp_path / "synth"
-    shutil.copytree(FIX, data)
-    torch.manual_seed(1)
-    Sam3Model(build_config(image_size=56, hidden_size=64, vit_layers=1, vit_window=2, text_layers=1,
-                           decoder_layers=1, num_queries=6)).save_pretrained(tmp_path / "image")
-    build_video_teacher(tmp_path / "image", tmp_path / "video", score_threshold_detection=0.0, new_det_thresh=0.0)
-    atomic_torch_save({"model": build_student("tiny").state_dict(), "preset": "tiny", "phase": 2, "epoch": 1,
-                       "step": 1}, tmp_path / "phase2.pt")
+    data, _ = _random_models(tmp_path, seed=1)
     args = argparse.Namespace(ckpt=tmp_path / "phase2.pt", teacher=tmp_path / "video", data=data, out=tmp_path / "vd",
                               steps=24, epochs=2, keep_last=2, resume=False, lr=1e-2, clip_len=4, w_teacher=1.0,
                               w_gt=1.0, num_val=4, seed=0, threads=0, run="t", no_eval=True,

@@ -92,7 +92,9 @@ def test_check_accepts_the_fixtures(capsys):
     assert main(["data", "check", str(IMAGE_JSON), str(VIDEO_JSON)]) == 0
     out = capsys.readouterr().out
     assert f"{IMAGE_JSON}: image, {len(IMAGE['images'])} pairs" in out
-    assert f"{VIDEO_JSON}: video, {len(VIDEO['video_np_pairs'])} pairs" in out
+    frames = sum(v["length"] for v in VIDEO["videos"])
+    assert (f"{VIDEO_JSON}: video, {len(VIDEO['videos'])} videos ({frames} frames), {len(VIDEO['video_np_pairs'])} "
+            "pairs") in out
 
 
 # --- SA-Co image JSON ----------------------------------------------------------------------------------

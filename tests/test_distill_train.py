@@ -127,3 +127,22 @@ def test_cli_is_light_and_parses():
     args = parser.parse_args(["phase2", "--resume", "--benchmark-cache", "epochs=1"])
     assert args.func is cli.run and args.resume and args.benchmark_cache and args.overrides == ["epochs=1"]
     assert parser.parse_args(["cache"]).config == "configs/distill_phase2.yaml"
+
+
+def test_resume_from_a_checkpoint_of_another_shape_is_one_line(tmp_path):
+    """--resume onto a checkpoint whose weights do not fit the student names the file and the key (exit 2 from
+    the CLI), instead of torch's multi-line load_state_dict error."""
+    from sam3m4.distill.checkpoint import save_checkpoint
+    from sam3m4.errors import DataFormatError
+    from sam3m4.models import build_student
+
+    ckpt_dir = tmp_path / "ckpt"
+    state = build_student("tiny").state_dict()
+    key = next(k for k, v in state.items() if v.ndim == 2)
+    state[key] = state[key][:, :1].clone()  # a wrong shape
+    save_checkpoint(ckpt_dir, phase=2, epoch=1, step=1, state={"model": state, "preset": "tiny"}, keep_last=2)
+    from sam3m4.distill import checkpoint as K
+
+    path, loaded = K.load_latest(ckpt_dir, 2)
+    with pytest.raises(DataFormatError, match=rf"{path.name}: model\.{key}: "):
+        K.load_model_state(build_student("tiny"), loaded["model"], path)

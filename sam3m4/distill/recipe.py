@@ -309,9 +309,9 @@ def setup(cfg: dict) -> Run:
     if cfg["resume"]:
         path, state = K.load_latest(cfg["checkpoint_dir"], cfg["phase"])
         if path is not None:
-            student.load_state_dict(state["model"])
+            K.load_model_state(student, state["model"], path, note=f"preset {cfg['student_preset']!r}")
             if run.projector is not None:
-                run.projector.load_state_dict(state["projection"])
+                K.load_model_state(run.projector, state.get("projection", {}), path, field="projection")
             run.optimizer.load_state_dict(state["optimizer"])
             run.scheduler.load_state_dict(state["scheduler"])
             if "scaler" in state:

@@ -168,7 +168,7 @@ def run(args) -> dict:
         path, state = load_latest(out_dir, phase=None)
         if path is not None:
             last_good = path
-            tracker.load_state_dict(state["model"])
+            load_model_state(tracker, state["model"], path, note="the video run's tracker")
             opt.load_state_dict(state["optimizer"])
             set_rng_state(state["rng"])
             start, stats["steps"] = int(state["epoch"]), int(state["step"])

@@ -96,7 +96,7 @@ def _build_small_stage4(out: Path) -> Path:
     the random tiny teacher only satisfies the recipe's cache), quantized in every mode (QAT: 4 steps) under
     ``out``. It is scored on the pairs it was fitted to: enough to show the modes and the gate at work (a
     student that segments nothing would make every drop 0), not a quality claim."""
-    from sam3m4.distill import cache as C
+    from sam3m4.distill import cache as feature_cache
     from sam3m4.distill import recipe
     from sam3m4.distill.checkpoint import list_checkpoints
     from sam3m4.quantize.modes import MODES
@@ -105,7 +105,7 @@ def _build_small_stage4(out: Path) -> Path:
 
     ckpts = out / "checkpoints"
     if not list_checkpoints(ckpts, 2):
-        teacher = C.save_random_teacher(out / "teacher", image_size=56, hidden_size=32, vit_layers=2, vit_window=4,
+        teacher = feature_cache.save_random_teacher(out / "teacher", image_size=56, hidden_size=32, vit_layers=2, vit_window=4,
                                         num_queries=8)
         gt_only = [f"w_{k}=0" for k in ("presence", "semantic", "semantic_dice", "score", "cls", "aux", "mask_bce",
                                         "mask_dice", "box_l1", "box_giou")]

@@ -28,6 +28,7 @@ from typing import Iterator
 from filelock import FileLock, Timeout
 
 from sam3m4.errors import Sam3m4Error
+from sam3m4.fileio import atomic_write_json
 
 LOCK_FILE = "checkpoints/.run.lock"
 INFO_FILE = "checkpoints/.run.lock.json"
@@ -98,9 +99,7 @@ def run_lock(root: str | os.PathLike = ".", name: str = "", timeout: float = 0) 
     info = {"pid": os.getpid(), "name": name, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "host": socket.gethostname(), "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     try:
-        tmp = info_path.with_name(f".{info_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(info) + "\n", encoding="utf-8")
-        os.replace(tmp, info_path)
+        atomic_write_json(info_path, info, newline=True)
         os.environ[ENV] = str(path.resolve())
         yield info
     finally:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam3m4.distill import cache as C
+from sam3m4.distill import cache as feature_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "fixtures" / "synth" / "saco_image"
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def teacher_dir(tmp_path_factory, tiny_teacher_kwargs) -> Path:
-    return C.save_random_teacher(tmp_path_factory.mktemp("teacher") / "tiny-random", **tiny_teacher_kwargs)
+    return feature_cache.save_random_teacher(tmp_path_factory.mktemp("teacher") / "tiny-random", **tiny_teacher_kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -33,21 +33,21 @@ def teacher(teacher_dir):
 
 
 @pytest.fixture(scope="module")
-def pairs() -> C.PairSet:
-    return C.PairSet(FIXTURE / "train.json", size=64, mask_size=16, limit=24)
+def pairs() -> feature_cache.PairSet:
+    return feature_cache.PairSet(FIXTURE / "train.json", size=64, mask_size=16, limit=24)
 
 
 def test_keys_follow_content_phrase_and_teacher(tmp_path, teacher_dir, tiny_teacher_kwargs):
     a = np.zeros((8, 8, 3), np.uint8)
     b = a.copy()
     b[0, 0, 0] = 1
-    assert C.image_hash(a) == C.image_hash(a.copy()) != C.image_hash(b)
-    assert C.image_hash(a) != C.image_hash(np.zeros((4, 16, 3), np.uint8))  # same bytes, other shape
-    assert C.pair_key("ab", "red circle") != C.pair_key("ab", "blue circle")
-    other = C.save_random_teacher(tmp_path / "tiny-random", seed=1, **tiny_teacher_kwargs)  # same name, other weights
-    assert C.teacher_id(teacher_dir) != C.teacher_id(other)
-    assert C.teacher_id(teacher_dir) == C.teacher_id(teacher_dir)
-    cache = C.FeatureCache(tmp_path / "c", C.teacher_id(teacher_dir), 56)
+    assert feature_cache.image_hash(a) == feature_cache.image_hash(a.copy()) != feature_cache.image_hash(b)
+    assert feature_cache.image_hash(a) != feature_cache.image_hash(np.zeros((4, 16, 3), np.uint8))  # same bytes, other shape
+    assert feature_cache.pair_key("ab", "red circle") != feature_cache.pair_key("ab", "blue circle")
+    other = feature_cache.save_random_teacher(tmp_path / "tiny-random", seed=1, **tiny_teacher_kwargs)  # same name, other weights
+    assert feature_cache.teacher_id(teacher_dir) != feature_cache.teacher_id(other)
+    assert feature_cache.teacher_id(teacher_dir) == feature_cache.teacher_id(teacher_dir)
+    cache = feature_cache.FeatureCache(tmp_path / "c", feature_cache.teacher_id(teacher_dir), 56)
     assert cache.dir.name.endswith("_56px")
 
 
@@ -56,12 +56,12 @@ def test_grouped_teacher_matches_adapter(teacher, pairs):
     images = [pairs.images[int(pairs.image_of[p])] for p in idx]
     phrases = [pairs.phrases[p] for p in idx]
     with torch.no_grad():
-        ref, ref_img = C.compact_outputs(teacher(**teacher.prepare(images, phrases)), 4, (1, 2))
+        ref, ref_img = feature_cache.compact_outputs(teacher(**teacher.prepare(images, phrases)), 4, (1, 2))
     uniq = sorted({int(pairs.image_of[p]) for p in idx})
-    recs, feats = C.run_teacher(teacher, [pairs.images[u] for u in uniq],
+    recs, feats = feature_cache.run_teacher(teacher, [pairs.images[u] for u in uniq],
                                 [uniq.index(int(pairs.image_of[p])) for p in idx], phrases, 4, (1, 2))
     for r, g in zip(ref, recs):
-        for k in C.PAIR_FIELDS:
+        for k in feature_cache.PAIR_FIELDS:
             torch.testing.assert_close(r[k], g[k], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ref_img[0]["fpn2"], feats[0]["fpn2"], atol=1e-5, rtol=1e-5)
 
@@ -85,25 +85,25 @@ class FlakyTeacher(torch.nn.Module):
 
 
 def test_cache_pass_stores_fp16_skips_and_resumes(tmp_path, teacher, pairs):
-    cache = C.FeatureCache(tmp_path, "t", 56)
+    cache = feature_cache.FeatureCache(tmp_path, "t", 56)
     killed = FlakyTeacher(teacher, fail_at=3)
     with pytest.raises(KeyboardInterrupt):  # dies in the 3rd batch: 2 shards of 8 pairs are on disk
-        C.build_cache(killed, pairs, cache, batch_size=8, shard_size=8, topk=4, progress=False)
+        feature_cache.build_cache(killed, pairs, cache, batch_size=8, shard_size=8, topk=4, progress=False)
     assert len(list(cache.dir.glob("shard-*.safetensors"))) == 2
     assert not list(cache.dir.glob("*.tmp"))
     resumed = FlakyTeacher(teacher)
-    report = C.build_cache(resumed, pairs, C.FeatureCache(tmp_path, "t", 56), batch_size=8, topk=4, progress=False)
+    report = feature_cache.build_cache(resumed, pairs, feature_cache.FeatureCache(tmp_path, "t", 56), batch_size=8, topk=4, progress=False)
     assert report.skipped_pairs == 16 and report.computed_pairs == len(pairs) - 16 and resumed.calls == 1
-    fresh = C.FeatureCache(tmp_path, "t", 56)
+    fresh = feature_cache.FeatureCache(tmp_path, "t", 56)
     assert len(fresh) == len(pairs) and all(fresh.has_pair(k) for k in pairs.keys)
-    again = C.build_cache(FlakyTeacher(teacher, fail_at=1), pairs, fresh, progress=False)  # nothing to do
+    again = feature_cache.build_cache(FlakyTeacher(teacher, fail_at=1), pairs, fresh, progress=False)  # nothing to do
     assert again.computed_pairs == 0 and again.skipped_pairs == len(pairs)
     rec = fresh.get_pair(pairs.keys[0])
     assert rec["mask_logits"].dtype == torch.float16 and rec["mask_logits"].shape == (4, 16, 16)
     assert rec["query_logits"].shape == (8,) and rec["mask_index"].dtype == torch.int64
     img = fresh.get_image(pairs.image_hashes[0], (1, 2))
     assert img["fpn1"].dtype == torch.float16 and img["fpn1"].shape == (32, 8, 8)
-    batch = C.collate_pairs([rec, fresh.get_pair(pairs.keys[1])])
+    batch = feature_cache.collate_pairs([rec, fresh.get_pair(pairs.keys[1])])
     assert batch["semantic_logits"].shape == (2, 1, 16, 16) and batch["semantic_logits"].dtype == torch.float32
 
 

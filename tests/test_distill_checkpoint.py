@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam3m4.distill import checkpoint as K
+from sam3m4.distill import checkpoint
 from sam3m4.errors import DataFormatError
 
 
@@ -30,17 +30,17 @@ def _state(value: float = 0.0) -> dict:
 
 def test_rng_state_round_trip_is_weights_only(tmp_path):
     random.seed(1), np.random.seed(1), torch.manual_seed(1)
-    state = K.rng_state()
+    state = checkpoint.rng_state()
     expected = (random.random(), float(np.random.rand()), float(torch.rand(())))
     torch.save(state, tmp_path / "rng.pt")
-    K.set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    checkpoint.set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
     assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == expected
 
 
 def test_atomic_save_keep_last_and_best(tmp_path):
     best = None
     for step, metric in [(10, 0.2), (20, 0.5), (30, 0.4), (40, 0.3)]:
-        res = K.save_checkpoint(tmp_path, phase=2, epoch=step // 10, step=step, state=_state(step), keep_last=2,
+        res = checkpoint.save_checkpoint(tmp_path, phase=2, epoch=step // 10, step=step, state=_state(step), keep_last=2,
                                 metric=metric, best=best)
         best = res["best"]
     names = sorted(p.name for p in tmp_path.iterdir())
@@ -56,36 +56,36 @@ def test_refuses_teacher_weights(tmp_path):
     state = _state()
     state["model"]["teacher.vision_encoder.weight"] = torch.zeros(1)
     with pytest.raises(ValueError, match="teacher"):
-        K.save_checkpoint(tmp_path, phase=1, epoch=1, step=1, state=state)
+        checkpoint.save_checkpoint(tmp_path, phase=1, epoch=1, step=1, state=state)
     assert not list(tmp_path.iterdir())
 
 
 def test_corrupt_latest_falls_back_with_warning(tmp_path):
-    K.save_checkpoint(tmp_path, phase=2, epoch=1, step=5, state=_state(1.0))
-    K.save_checkpoint(tmp_path, phase=2, epoch=2, step=9, state=_state(2.0))
+    checkpoint.save_checkpoint(tmp_path, phase=2, epoch=1, step=5, state=_state(1.0))
+    checkpoint.save_checkpoint(tmp_path, phase=2, epoch=2, step=9, state=_state(2.0))
     bad = tmp_path / "phase2_epoch2_step9.pt"
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])  # truncated (a kill during a copy)
     with pytest.raises(DataFormatError, match=r"phase2_epoch2_step9\.pt: corrupt or truncated checkpoint"):
-        K.load_checkpoint(bad)
+        checkpoint.load_checkpoint(bad)
     with pytest.warns(UserWarning, match="falling back"):
-        path, state = K.load_latest(tmp_path, phase=2)
+        path, state = checkpoint.load_latest(tmp_path, phase=2)
     assert path.name == "phase2_epoch1_step5.pt" and state["step"] == 5
-    assert K.load_latest(tmp_path, phase=1) == (None, None)
+    assert checkpoint.load_latest(tmp_path, phase=1) == (None, None)
 
 
 def test_never_unpickles_arbitrary_objects(tmp_path):
     evil = tmp_path / "phase2_epoch1_step1.pt"
     torch.save({"model": {}, "step": 1, "epoch": 1, "phase": 2, "extra": Opaque()}, evil)
     with pytest.raises(DataFormatError, match="phase2_epoch1_step1.pt"):
-        K.load_checkpoint(evil)
+        checkpoint.load_checkpoint(evil)
     torch.save({"model": {}}, tmp_path / "x.pt")
     with pytest.raises(DataFormatError, match="step: missing key"):
-        K.load_checkpoint(tmp_path / "x.pt")
+        checkpoint.load_checkpoint(tmp_path / "x.pt")
 
 
 def test_resolve_init(tmp_path):
-    assert K.resolve_init("", tmp_path, 1) is None
+    assert checkpoint.resolve_init("", tmp_path, 1) is None
     with pytest.raises(DataFormatError, match="no phase1 checkpoint"):
-        K.resolve_init("latest", tmp_path, 1)
-    K.save_checkpoint(tmp_path, phase=1, epoch=1, step=3, state=_state())
-    assert K.resolve_init("latest", tmp_path, 1) == Path(tmp_path) / "phase1_epoch1_step3.pt"
+        checkpoint.resolve_init("latest", tmp_path, 1)
+    checkpoint.save_checkpoint(tmp_path, phase=1, epoch=1, step=3, state=_state())
+    assert checkpoint.resolve_init("latest", tmp_path, 1) == Path(tmp_path) / "phase1_epoch1_step3.pt"

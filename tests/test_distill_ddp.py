@@ -12,16 +12,16 @@ from pathlib import Path
 
 import torch
 
-from sam3m4.distill import cache as C
+from sam3m4.distill import cache as feature_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 
 WORKER = textwrap.dedent("""
     import json, os, sys, torch
-    from sam3m4.distill import recipe as R
+    from sam3m4.distill import recipe
     out = sys.argv[1]
-    run = R.setup(R.load_config(None, sys.argv[2:]))
-    R.train(run)
+    run = recipe.setup(recipe.load_config(None, sys.argv[2:]))
+    recipe.train(run)
     # parameters (BatchNorm running statistics are per-rank buffers; DDP broadcasts rank 0's at each forward)
     torch.save({k: v.detach().clone() for k, v in run.student.named_parameters()}, f"{out}/rank{run.rank}.pt")
     json.dump({"losses": run.losses, "world": run.world}, open(f"{out}/rank{run.rank}.json", "w"))
@@ -29,7 +29,7 @@ WORKER = textwrap.dedent("""
 
 
 def test_two_ranks_on_cpu_stay_in_sync_and_learn(tmp_path):
-    teacher = C.save_random_teacher(tmp_path / "teacher", image_size=56, hidden_size=32, vit_layers=2, vit_window=4,
+    teacher = feature_cache.save_random_teacher(tmp_path / "teacher", image_size=56, hidden_size=32, vit_layers=2, vit_window=4,
                                     num_queries=8)
     script = tmp_path / "worker.py"
     script.write_text(WORKER)

@@ -118,23 +118,23 @@ def test_bootstrap_is_the_same_teacher_on_a_slow_host(tiny_synth, tmp_path):
     the same teacher, all of its steps, and only warns."""
     from safetensors.torch import load_file
 
-    from sam3m4.teacher import bootstrap as B
+    from sam3m4.teacher import bootstrap
 
     kw = dict(time_budget_s=300, max_steps=6, seed=0, progress=False, image_size=56, hidden_size=32, vit_layers=1,
               vit_window=2, text_layers=1, decoder_layers=1, num_queries=6, lr=2e-3, batch_size=4, pairs_per_image=2)
-    fast = B.bootstrap_teacher(tiny_synth, tmp_path / "a", evaluate_val=False, **{**kw, "time_budget_s": None})
-    real_time, calls = B.time.time, [0]
+    fast = bootstrap.bootstrap_teacher(tiny_synth, tmp_path / "a", evaluate_val=False, **{**kw, "time_budget_s": None})
+    real_time, calls = bootstrap.time.time, [0]
 
     def slow_clock():  # every reading 1000 s after the last: the loop "takes" far over its 300 s budget
         calls[0] += 1
         return real_time() + 1000.0 * calls[0]
 
-    B.time.time = slow_clock
+    bootstrap.time.time = slow_clock
     try:
         with pytest.warns(UserWarning, match="over time_budget_s"):
-            slow = B.bootstrap_teacher(tiny_synth, tmp_path / "b", evaluate_val=False, **kw)
+            slow = bootstrap.bootstrap_teacher(tiny_synth, tmp_path / "b", evaluate_val=False, **kw)
     finally:
-        B.time.time = real_time
+        bootstrap.time.time = real_time
     assert fast["steps"] == slow["steps"] == 6
     assert slow["over_time_budget"] and not fast["over_time_budget"]
     a, b = (load_file(str(tmp_path / d / "model.safetensors")) for d in "ab")

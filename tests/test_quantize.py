@@ -11,7 +11,7 @@ from torch import nn
 from sam3m4.errors import DataFormatError
 from sam3m4.models import build_student
 from sam3m4.models.export_wrappers import example_inputs
-from sam3m4.quantize import modes as Q
+from sam3m4.quantize import modes
 from sam3m4.quantize.compare import ModeResult, decide, format_table
 from sam3m4.quantize.storage import load_quantized, save_quantized
 from sam3m4.results.targets import Target
@@ -42,9 +42,9 @@ def test_deployable_bytes_packs_int4_two_per_byte_plus_fp16_group_scales():
     from torchao.quantization import quantize_
 
     layer = nn.Sequential(nn.Linear(64, 8))
-    assert Q.deployable_bytes(layer)["total"] == (64 * 8 + 8) * 2  # all fp16
-    quantize_(layer, Q.linear_config(Q.MODES["int4"]))
-    sizes = Q.deployable_bytes(layer)
+    assert modes.deployable_bytes(layer)["total"] == (64 * 8 + 8) * 2  # all fp16
+    quantize_(layer, modes.linear_config(modes.MODES["int4"]))
+    sizes = modes.deployable_bytes(layer)
     assert sizes["quantized"] == 64 * 8 / 2 + (64 * 8 // 32) * 2  # nibbles + one fp16 scale per 32 weights
     assert sizes["fp16"] == 8 * 2 and sizes["total"] == sizes["quantized"] + sizes["fp16"]
 
@@ -53,7 +53,7 @@ def test_deployable_bytes_packs_int4_two_per_byte_plus_fp16_group_scales():
 def test_modes_quantize_linear_and_token_table_keep_convs_and_stay_close(student, mode):
     from torchao.quantization import IntxUnpackedToInt8Tensor
 
-    q = Q.apply_mode(_clone(student), mode)
+    q = modes.apply_mode(_clone(student), mode)
     lin = [m for m in q.modules() if type(m) is nn.Linear]
     assert lin and all(isinstance(m.weight, IntxUnpackedToInt8Tensor) for m in lin if m.in_features % 32 == 0)
     emb = [m for m in q.modules() if type(m) is nn.Embedding]
@@ -65,8 +65,8 @@ def test_modes_quantize_linear_and_token_table_keep_convs_and_stay_close(student
     ref, got = (torch.cat([t.flatten() for t in _outputs(m)]) for m in (student, q))
     assert torch.corrcoef(torch.stack([ref, got]))[0, 1] > 0.9  # close to fp32, not identical
     assert not torch.equal(ref, got)
-    fp16 = Q.deployable_bytes(Q.apply_mode(_clone(student), "fp16"))["total"]
-    assert Q.deployable_bytes(q)["total"] < fp16 / 2  # the 49408-row token table is most of the tiny student
+    fp16 = modes.deployable_bytes(modes.apply_mode(_clone(student), "fp16"))["total"]
+    assert modes.deployable_bytes(q)["total"] < fp16 / 2  # the 49408-row token table is most of the tiny student
 
 
 def test_qat_prepare_fake_quantizes_then_convert_gives_the_ptq_layout(student):
@@ -74,19 +74,19 @@ def test_qat_prepare_fake_quantizes_then_convert_gives_the_ptq_layout(student):
     from torchao.quantization.qat.linear import FakeQuantizedLinear
 
     model = _clone(student).train()
-    Q.qat_prepare(model, "qat_int8_int4")
+    modes.qat_prepare(model, "qat_int8_int4")
     assert any(isinstance(m, FakeQuantizedLinear) for m in model.modules())
     out = model(*example_inputs(model, "full"))
     out.presence_logit.sum().backward()  # straight-through gradients reach the fp32 weights
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
-    Q.qat_convert(model, "qat_int8_int4")
+    modes.qat_convert(model, "qat_int8_int4")
     assert not any(isinstance(m, FakeQuantizedLinear) for m in model.modules())
     assert isinstance(model.text_encoder.token_embedding.weight, IntxUnpackedToInt8Tensor)
 
 
 @pytest.mark.parametrize("mode", ["fp16", "int8_int4"])
 def test_save_load_round_trip_without_pickles(student, mode, tmp_path):
-    q = Q.apply_mode(_clone(student), mode)
+    q = modes.apply_mode(_clone(student), mode)
     path = save_quantized(q, tmp_path / mode, mode=mode, preset="tiny", source="phase2_best.pt")
     assert path.read_bytes()[:8] != b"PK\x03\x04"  # safetensors, not a torch zip pickle
     back, meta = load_quantized(tmp_path / mode)
@@ -97,7 +97,7 @@ def test_save_load_round_trip_without_pickles(student, mode, tmp_path):
 
 def test_load_errors_name_the_file_and_field(student, tmp_path):
     out = tmp_path / "int4"
-    save_quantized(Q.apply_mode(_clone(student), "int4"), out, mode="int4", preset="tiny")
+    save_quantized(modes.apply_mode(_clone(student), "int4"), out, mode="int4", preset="tiny")
     (out / "model.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(DataFormatError, match="model.safetensors: unreadable"):
         load_quantized(out)

@@ -11,20 +11,20 @@ from types import SimpleNamespace
 
 import pytest
 
-from sam3m4.distill import checkpoint as K
-from sam3m4.distill import recipe as R
+from sam3m4.distill import checkpoint
+from sam3m4.distill import recipe
 from sam3m4.distill.trainer import ScalarLogger
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLED_SAVE = """
 import os, sys, torch
-from sam3m4.distill import checkpoint as K
+from sam3m4.distill import checkpoint
 
 def killed(obj, handle):  # the process dies half-way through writing the checkpoint
     handle.write(b"PK partial"); handle.flush(); os._exit(9)
 
 torch.save = killed
-K.save_checkpoint(sys.argv[1], phase=2, epoch=2, step=8, state={"model": {}})
+checkpoint.save_checkpoint(sys.argv[1], phase=2, epoch=2, step=8, state={"model": {}})
 """
 
 
@@ -63,12 +63,12 @@ def test_resume_removes_own_tmp_files_only(tmp_path):
     for p in own[1:] + others:
         p.write_bytes(b"x")
     with pytest.warns(UserWarning) as warned:
-        K.clean_interrupted(ckpt, 2, 4)
+        checkpoint.clean_interrupted(ckpt, 2, 4)
     assert sorted(p.name for p in ckpt.iterdir()) == sorted(p.name for p in others)
     assert sorted(str(w.message) for w in warned) == sorted(
         f"{p}: removed a temporary checkpoint file left by an interrupted save" for p in own)
     with pytest.warns(UserWarning, match=r"\.video_epoch1\.pt\.x1y2z3\.tmp: removed"):
-        K.clean_interrupted(ckpt, None, 1)  # the video run: its own only
+        checkpoint.clean_interrupted(ckpt, None, 1)  # the video run: its own only
     assert sorted(p.name for p in ckpt.iterdir()) == sorted(p.name for p in others if "video" not in p.name)
 
 
@@ -78,7 +78,7 @@ def test_resume_truncates_the_step_log_so_no_step_repeats(tmp_path):
     _write_log(logs / "phase2.csv", range(1, 9), torn="9,0.11")  # steps 1..8, then a torn row (killed writer)
     _write_log(logs / "phase2_val.csv", [4, 8])
     with pytest.warns(UserWarning) as warned:
-        K.clean_interrupted(ckpt, 2, 4, [logs / "phase2.csv", logs / "phase2_val.csv", logs / "absent.csv"])
+        checkpoint.clean_interrupted(ckpt, 2, 4, [logs / "phase2.csv", logs / "phase2_val.csv", logs / "absent.csv"])
     assert [str(w.message).split(" (")[0] for w in warned] == [f"{logs / 'phase2.csv'}: dropped 5 row(s) after step 4",
                                                               f"{logs / 'phase2_val.csv'}: dropped 1 row(s) after step 4"]
     assert _steps(logs / "phase2.csv") == [1, 2, 3, 4] and _steps(logs / "phase2_val.csv") == [4]
@@ -92,10 +92,10 @@ def test_resume_truncates_the_step_log_so_no_step_repeats(tmp_path):
 def test_fresh_run_starts_a_new_log(tmp_path):
     _write_log(tmp_path / "phase1.csv", range(1, 4))
     with pytest.warns(UserWarning, match="dropped 3 row"):
-        K.clean_interrupted(tmp_path / "ckpt", 1, 0, [tmp_path / "phase1.csv"])
+        checkpoint.clean_interrupted(tmp_path / "ckpt", 1, 0, [tmp_path / "phase1.csv"])
     assert not (tmp_path / "phase1.csv").exists()  # the new run writes its own header
     (tmp_path / "other.csv").write_text("epoch,loss\n9,1\n")  # no step column: not a step log, left alone
-    assert K.truncate_log(tmp_path / "other.csv", 0) == 0 and (tmp_path / "other.csv").read_text() == "epoch,loss\n9,1\n"
+    assert checkpoint.truncate_log(tmp_path / "other.csv", 0) == 0 and (tmp_path / "other.csv").read_text() == "epoch,loss\n9,1\n"
 
 
 def test_recipe_train_cleans_up_before_it_logs(tmp_path):
@@ -105,9 +105,9 @@ def test_recipe_train_cleans_up_before_it_logs(tmp_path):
     logs.mkdir()
     (ckpt / ".phase2_epoch2_step8.pt.k1l2m3.tmp").write_bytes(b"x")
     _write_log(logs / "phase2.csv", range(1, 9))
-    cfg = {**R.DEFAULTS, "phase": 2, "checkpoint_dir": str(ckpt), "log_dir": str(logs), "progress": False}
+    cfg = {**recipe.DEFAULTS, "phase": 2, "checkpoint_dir": str(ckpt), "log_dir": str(logs), "progress": False}
     run = SimpleNamespace(cfg=cfg, steps_per_epoch=2, rank=0, world=1, step=4, total_steps=4, timings={},
-                          last_checkpoint=ckpt / K.checkpoint_name(2, 2, 4))
+                          last_checkpoint=ckpt / checkpoint.checkpoint_name(2, 2, 4))
     with pytest.warns(UserWarning):
-        R.train(run)
+        recipe.train(run)
     assert _steps(logs / "phase2.csv") == [1, 2, 3, 4] and list(ckpt.iterdir()) == []

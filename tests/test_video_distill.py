@@ -160,7 +160,7 @@ def test_an_infinite_gradient_is_skipped_and_ten_in_a_row_stop(monkeypatch):
     inf and clip_grad_norm_ turned it into NaN weights. Such a step is now skipped with a warning (weights
     untouched); ten in a row stop the run with one line naming the stage and step."""
     from sam3m4.data import SacoVideoDataset
-    from sam3m4.distill import video as V
+    from sam3m4.distill import video as video_distill
     from sam3m4.errors import TrainingDiverged
     from sam3m4.models import build_student
     from sam3m4.models.video import StudentTracker
@@ -176,7 +176,7 @@ def test_an_infinite_gradient_is_skipped_and_ten_in_a_row_stop(monkeypatch):
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", exploding_at_2)
     with pytest.warns(UserWarning, match=r"video distillation step 2: gradient norm inf, step skipped"):
-        stats = V.train_tracker(tracker, train, steps=3, clip_len=2, progress=False)
+        stats = video_distill.train_tracker(tracker, train, steps=3, clip_len=2, progress=False)
     assert stats["skipped_steps"] == 1
     assert all(torch.isfinite(p).all() for p in tracker.parameters())
 
@@ -184,5 +184,5 @@ def test_an_infinite_gradient_is_skipped_and_ten_in_a_row_stop(monkeypatch):
     before = {k: v.clone() for k, v in tracker.state_dict().items()}
     with pytest.warns(UserWarning), pytest.raises(TrainingDiverged, match=r"^video distillation gradient \(10 steps "
                                                                          r"in a row not finite\) step 10: inf"):
-        V.train_tracker(tracker, train, steps=12, clip_len=2, progress=False)
+        video_distill.train_tracker(tracker, train, steps=12, clip_len=2, progress=False)
     assert all(torch.equal(v, tracker.state_dict()[k]) for k, v in before.items())  # nothing was updated

@@ -19,7 +19,7 @@ import torch
 from sam3m4.errors import DataFormatError, Sam3m4Error
 from sam3m4.report import render_report
 from sam3m4.results import ResultsStore
-from sam3m4.visual import checklist as C
+from sam3m4.visual import checklist
 from sam3m4.visual import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,9 +103,9 @@ def test_manifest_and_prompt_errors_name_file_and_line(tmp_path):
 
 # --- checklist schema -------------------------------------------------------------------------------
 def _checklist(**items) -> dict:
-    base = {k: {"verdict": "Pass", "memo": f"memo {k}", "source": "human"} for k in C.ITEMS}
+    base = {k: {"verdict": "Pass", "memo": f"memo {k}", "source": "human"} for k in checklist.ITEMS}
     base.update(items)
-    return C.build_checklist(run="r", reviewer="Kim", saved_at="2026-01-01T00:00:00Z", index_html="o/r/index.html",
+    return checklist.build_checklist(run="r", reviewer="Kim", saved_at="2026-01-01T00:00:00Z", index_html="o/r/index.html",
                              manifest="m.txt", prompts="p.txt", items=base)
 
 
@@ -127,7 +127,7 @@ def test_load_checklist_errors_are_one_line_naming_file_and_field(tmp_path, muta
     path = tmp_path / "checklist.json"
     path.write_text(json.dumps(data))
     with pytest.raises(DataFormatError) as err:
-        C.load_checklist(path)
+        checklist.load_checklist(path)
     text = str(err.value)
     assert "\n" not in text and text.startswith(f"{path}: {field}: ") and message in text, text
 
@@ -136,18 +136,18 @@ def test_load_checklist_rejects_broken_json(tmp_path):
     path = tmp_path / "checklist.json"
     path.write_text('{"format": ')
     with pytest.raises(DataFormatError, match=r"checklist\.json:1:\d+: invalid JSON"):
-        C.load_checklist(path)
+        checklist.load_checklist(path)
 
 
 def test_checklist_round_trips_into_report_section_3(tmp_path):
     data = _checklist(small_objects={"verdict": "Fail", "memo": "misses the tiny star\nin 2 | 12 images",
                                      "source": "human"})
-    path = C.save_checklist(tmp_path / "out" / "r" / "checklist.json", data)
-    assert C.load_checklist(path) == data
-    assert C.import_for_report("r", root=tmp_path / "reports", out_root=tmp_path / "out") == path
+    path = checklist.save_checklist(tmp_path / "out" / "r" / "checklist.json", data)
+    assert checklist.load_checklist(path) == data
+    assert checklist.import_for_report("r", root=tmp_path / "reports", out_root=tmp_path / "out") == path
     store = ResultsStore("r", root=tmp_path / "reports")
     n = len(store.records())
-    C.import_for_report("r", root=tmp_path / "reports", out_root=tmp_path / "out")  # same sha256: not again
+    checklist.import_for_report("r", root=tmp_path / "reports", out_root=tmp_path / "out")  # same sha256: not again
     assert len(store.records()) == n
     rec = store.latest("visual", "small_objects", "verdict")
     assert rec.sha256 and rec.artifact == str(path) and "reviewed by Kim" in rec.provenance
@@ -156,22 +156,22 @@ def test_checklist_round_trips_into_report_section_3(tmp_path):
     assert re.search(r"\| 작은 물체 분할 안정성 \| Fail\[\^\d+\] \| misses the tiny star in 2 \\\| 12 images \|", section)
     assert re.search(r"\| 배경 누수\(오탐\) \| Pass\[\^\d+\] \| memo background_leakage \|", section)
     assert "- 이미지 manifest: `m.txt`" in section and "- 생성 결과: `o/r/index.html`" in section
-    assert C.import_for_report("none", root=tmp_path / "reports", out_root=tmp_path / "out") is None
+    assert checklist.import_for_report("none", root=tmp_path / "reports", out_root=tmp_path / "out") is None
 
 
 def test_suggestions_state_number_and_threshold():
-    pairs = [C.PairResult("a.jpg", "star", 2, 2, 0.9, 0.8, 0.7, small_ious=[0.6]),
-             C.PairResult("a.jpg", "blue triangle", 0, 1, 0.1, 0.6, None),
-             C.PairResult("b.jpg", "star", 3, 1, 0.9, 0.9, 0.4)]
-    items = C.suggest(pairs)
-    assert list(items) == list(C.ITEMS) and all(v["source"] == "auto" for v in items.values())
+    pairs = [checklist.PairResult("a.jpg", "star", 2, 2, 0.9, 0.8, 0.7, small_ious=[0.6]),
+             checklist.PairResult("a.jpg", "blue triangle", 0, 1, 0.1, 0.6, None),
+             checklist.PairResult("b.jpg", "star", 3, 1, 0.9, 0.9, 0.4)]
+    items = checklist.suggest(pairs)
+    assert list(items) == list(checklist.ITEMS) and all(v["source"] == "auto" for v in items.values())
     verdict = {k: v["verdict"] for k, v in items.items()}
     memo = {k: v["memo"] for k, v in items.items()}
     assert verdict["background_leakage"] == "Fail" and "100% of 1 pair(s)" in memo["background_leakage"]
     assert verdict["multi_object_separation"] == "Fail" and "50% of 2 pair(s)" in memo["multi_object_separation"]
     assert verdict["teacher_difference"] == "Pass" and "0.550 over 2 pair(s)" in memo["teacher_difference"]
     assert verdict["prompt_responsiveness"] == "Fail" and "0.200 over 1 image(s)" in memo["prompt_responsiveness"]
-    assert "weak evidence" in memo["small_objects"] and f">= {C.SMALL_IOU_PASS}" in memo["small_objects"]
+    assert "weak evidence" in memo["small_objects"] and f">= {checklist.SMALL_IOU_PASS}" in memo["small_objects"]
 
 
 # --- the page ---------------------------------------------------------------------------------------
@@ -188,14 +188,14 @@ def test_page_files_are_local_and_relative(page):
     pairs = json.loads((page / "pairs.json").read_text())["pairs"]
     assert len(pairs) == 9 and {p["prompt"] for p in pairs} == set(PROMPTS)
     assert all(0 <= p["teacher_presence"] <= 1 and p["files"]["teacher"].startswith("img/") for p in pairs)
-    auto = C.load_checklist(page / "checklist.json")
-    assert auto["reviewer"] == C.AUTO_REVIEWER and all(i["source"] == "auto" for i in auto["items"].values())
+    auto = checklist.load_checklist(page / "checklist.json")
+    assert auto["reviewer"] == checklist.AUTO_REVIEWER and all(i["source"] == "auto" for i in auto["items"].values())
 
 
 def test_auto_checklist_never_overwrites_a_reviewers_file(tmp_path, models):
     teacher, student = models
     manifest, prompts = _write_inputs(tmp_path)
-    human = C.save_checklist(tmp_path / "out" / "h" / "checklist.json", _checklist())
+    human = checklist.save_checklist(tmp_path / "out" / "h" / "checklist.json", _checklist())
     before = human.read_bytes()
     _visual_eval("--manifest", manifest, "--prompts", prompts, "--teacher", teacher, "--student", student,
                  "--run", "h", "--out", tmp_path / "out", "--auto-checklist", "--limit", "1")
@@ -245,12 +245,12 @@ def test_page_in_headless_chromium(page, chromium, tmp_path):
         finally:
             browser.close()
     assert not problems, problems
-    data = C.load_checklist(saved)
+    data = checklist.load_checklist(saved)
     assert data["reviewer"] == "Kim" and data["run"] == "t" and data["index_html"] == str(page / "index.html")
     assert data["items"]["small_objects"] == {"verdict": "Fail", "memo": "tiny star lost on 000005",
                                               "source": "human"}
-    assert all(data["items"][k]["source"] == "auto" for k in C.ITEMS if k != "small_objects")
-    C.import_for_report("t", root=tmp_path / "reports", out_root=tmp_path / "out")
+    assert all(data["items"][k]["source"] == "auto" for k in checklist.ITEMS if k != "small_objects")
+    checklist.import_for_report("t", root=tmp_path / "reports", out_root=tmp_path / "out")
     text = render_report("t", root=tmp_path / "reports").read_text()
     section = text.split("## 3)")[1].split("## 4)")[0]
     assert re.search(r"\| 작은 물체 분할 안정성 \| Fail\[\^\d+\] \| tiny star lost on 000005 \|", section), section

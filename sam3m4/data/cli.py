@@ -58,14 +58,14 @@ def is_video_json(path: Path) -> bool:
     Looks at the first 4 KB, then parses the file; what it cannot parse is a one-line DataFormatError
     (the readers validate the rest).
     """
-    from sam3m4.data import _checks as C
+    from sam3m4.data import _checks
 
     with open(path, "rb") as handle:
         head = handle.read(4096)
     if b'"videos"' in head or b'"video_np_pairs"' in head:
         return True
-    data = C.load_json(path)
-    C.check_kind(path, "<top level>", data, "dict")
+    data = _checks.load_json(path)
+    _checks.check_kind(path, "<top level>", data, "dict")
     return "videos" in data or "video_np_pairs" in data
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sam3m4.data import _checks as C
+from sam3m4.data import _checks
 from sam3m4.data.rle import check_rle_header, decode_rle, masks_to_boxes
 from sam3m4.errors import DataFormatError
 
@@ -65,30 +65,30 @@ class SacoImageDataset:
         self.image_root = Path(image_root) if image_root is not None else self.json_path.parent / "images"
         self.skipped: list[str] = []
         file = self.json_path
-        data = C.load_json(file)
-        C.check_kind(file, "<top level>", data, "dict")
-        images = C.list_of_dicts(file, data, "images")
-        annotations = C.list_of_dicts(file, data, "annotations")
+        data = _checks.load_json(file)
+        _checks.check_kind(file, "<top level>", data, "dict")
+        images = _checks.list_of_dicts(file, data, "images")
+        annotations = _checks.list_of_dicts(file, data, "annotations")
         categories: dict[int, str] = {}                  # category id -> field
-        for i, cat in enumerate(C.list_of_dicts(file, data, "categories", required=False)):
-            C.unique_id(file, f"categories[{i}].id", C.get(file, cat, f"categories[{i}]", "id", "int"), categories)
-            C.get_text(file, cat, f"categories[{i}]", "name")
+        for i, cat in enumerate(_checks.list_of_dicts(file, data, "categories", required=False)):
+            _checks.unique_id(file, f"categories[{i}].id", _checks.get(file, cat, f"categories[{i}]", "id", "int"), categories)
+            _checks.get_text(file, cat, f"categories[{i}]", "name")
 
         pairs: list[dict] = []
         index_of: dict[int, int] = {}                     # image id -> position in pairs
         for i, img in enumerate(images):
             field = f"images[{i}]"
-            pid = C.get(file, img, field, "id", "int")
+            pid = _checks.get(file, img, field, "id", "int")
             if pid in index_of:
                 raise DataFormatError(f"{file}: {field}.id: duplicate id {pid} "
                                       f"(also images[{index_of[pid]}])")
             index_of[pid] = i
             pairs.append({
                 "id": pid,
-                "file_name": C.check_path(file, f"{field}.file_name", C.get(file, img, field, "file_name", "str")),
-                "height": C.get_side(file, img, field, "height"),
-                "width": C.get_side(file, img, field, "width"),
-                "text_input": C.get_text(file, img, field, "text_input"),
+                "file_name": _checks.check_path(file, f"{field}.file_name", _checks.get(file, img, field, "file_name", "str")),
+                "height": _checks.get_side(file, img, field, "height"),
+                "width": _checks.get_side(file, img, field, "width"),
+                "text_input": _checks.get_text(file, img, field, "text_input"),
                 "num_instances": 0,
             })
 
@@ -98,20 +98,20 @@ class SacoImageDataset:
         for j, ann in enumerate(annotations):
             field = f"annotations[{j}]"
             if "id" in ann:                               # optional (COCO writes it); unique when present
-                C.unique_id(file, f"{field}.id", ann["id"], ann_ids)
-            image_id = C.get(file, ann, field, "image_id", "int")
+                _checks.unique_id(file, f"{field}.id", ann["id"], ann_ids)
+            image_id = _checks.get(file, ann, field, "image_id", "int")
             if image_id not in index_of:
                 raise DataFormatError(f"{file}: {field}.image_id: unknown image id {image_id}")
             k = index_of[image_id]
             h, w = pairs[k]["height"], pairs[k]["width"]
-            category_id = C.get(file, ann, field, "category_id", "int", default=None)
+            category_id = _checks.get(file, ann, field, "category_id", "int", default=None)
             if categories and category_id is not None and category_id not in categories:
                 raise DataFormatError(f"{file}: {field}.category_id: unknown category id {category_id}")
             if ann.get("area") is not None:
-                C.check_area(file, f"{field}.area", ann["area"], h, w)
+                _checks.check_area(file, f"{field}.area", ann["area"], h, w)
             if ann.get("bbox") is not None:
-                C.check_bbox(file, f"{field}.bbox", ann["bbox"], h, w)
-            if C.get(file, ann, field, "iscrowd", "int", default=0) not in (0, 1):
+                _checks.check_bbox(file, f"{field}.bbox", ann["bbox"], h, w)
+            if _checks.get(file, ann, field, "iscrowd", "int", default=0) not in (0, 1):
                 raise DataFormatError(f"{file}: {field}.iscrowd: must be 0 or 1, got {ann['iscrowd']}")
             had_ann[k] = True
             if "segmentation" not in ann:
@@ -147,7 +147,7 @@ class SacoImageDataset:
         pair = self.pairs[i]
         anns = self._anns[i]
         file, h, w = self.json_path, pair["height"], pair["width"]
-        image = C.read_rgb(file, f"{self._fields[i]}.file_name", self.image_root / pair["file_name"], h, w)
+        image = _checks.read_rgb(file, f"{self._fields[i]}.file_name", self.image_root / pair["file_name"], h, w)
         masks = self.masks(i)
         return ImageSample(pair_id=pair["id"], file_name=pair["file_name"], image=image,
                            phrase=pair["text_input"], masks=masks, boxes=masks_to_boxes(masks),

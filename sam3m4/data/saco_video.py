@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sam3m4.data import _checks as C
+from sam3m4.data import _checks
 from sam3m4.data.rle import check_rle_header, decode_rle
 from sam3m4.errors import DataFormatError
 
@@ -78,39 +78,39 @@ class SacoVideoDataset:
         self.frame_root = Path(frame_root) if frame_root is not None else self.json_path.parent / "JPEGImages"
         self.skipped: list[str] = []
         file = self.json_path
-        data = C.load_json(file)
-        C.check_kind(file, "<top level>", data, "dict")
+        data = _checks.load_json(file)
+        _checks.check_kind(file, "<top level>", data, "dict")
 
         self.videos: dict[int, dict] = {}
         self._video_field: dict[int, str] = {}
-        for i, vid in enumerate(C.list_of_dicts(file, data, "videos")):
+        for i, vid in enumerate(_checks.list_of_dicts(file, data, "videos")):
             field = f"videos[{i}]"
-            vid_id = C.get(file, vid, field, "id", "int")
+            vid_id = _checks.get(file, vid, field, "id", "int")
             if vid_id in self.videos:
                 raise DataFormatError(f"{file}: {field}.id: duplicate id {vid_id} "
                                       f"(also {self._video_field[vid_id]})")
-            names = C.get(file, vid, field, "file_names", "list")
+            names = _checks.get(file, vid, field, "file_names", "list")
             for t, name in enumerate(names):
-                C.check_path(file, f"{field}.file_names[{t}]", name)
-            length = C.get_positive(file, vid, field, "length")
+                _checks.check_path(file, f"{field}.file_names[{t}]", name)
+            length = _checks.get_positive(file, vid, field, "length")
             if len(names) != length:
                 raise DataFormatError(f"{file}: {field}.file_names: {len(names)} frame names but "
                                       f"length is {length}")
             self.videos[vid_id] = {"id": vid_id, "file_names": names, "length": length,
-                                   "height": C.get_side(file, vid, field, "height"),
-                                   "width": C.get_side(file, vid, field, "width")}
+                                   "height": _checks.get_side(file, vid, field, "height"),
+                                   "width": _checks.get_side(file, vid, field, "width")}
             self._video_field[vid_id] = field
 
         categories: dict[int, str] = {}
-        for i, cat in enumerate(C.list_of_dicts(file, data, "categories")):
-            cat_id = C.get(file, cat, f"categories[{i}]", "id", "int")
+        for i, cat in enumerate(_checks.list_of_dicts(file, data, "categories")):
+            cat_id = _checks.get(file, cat, f"categories[{i}]", "id", "int")
             if cat_id in categories:
                 raise DataFormatError(f"{file}: categories[{i}].id: duplicate id {cat_id}")
-            categories[cat_id] = C.get_text(file, cat, f"categories[{i}]", "name")
+            categories[cat_id] = _checks.get_text(file, cat, f"categories[{i}]", "name")
 
         self.pairs: list[dict] = []
         pair_of: dict[tuple[int, int], int] = {}
-        for i, np_pair in enumerate(C.list_of_dicts(file, data, "video_np_pairs")):
+        for i, np_pair in enumerate(_checks.list_of_dicts(file, data, "video_np_pairs")):
             field = f"video_np_pairs[{i}]"
             key = (self._known_video(np_pair, field), self._known_category(np_pair, field, categories))
             if key in pair_of:
@@ -119,32 +119,32 @@ class SacoVideoDataset:
             pair_of[key] = i
             video = self.videos[key[0]]
             self.pairs.append({"video_id": key[0], "category_id": key[1],
-                               "noun_phrase": C.get_text(file, np_pair, field, "noun_phrase"),
+                               "noun_phrase": _checks.get_text(file, np_pair, field, "noun_phrase"),
                                "length": video["length"], "height": video["height"],
                                "width": video["width"], "num_objects": 0})
 
         self._anns: list[list[tuple[str, list]]] = [[] for _ in self.pairs]  # per pair: (field, rles)
         ann_ids: dict[int, str] = {}                              # annotation id -> field
-        for j, ann in enumerate(C.list_of_dicts(file, data, "annotations")):
+        for j, ann in enumerate(_checks.list_of_dicts(file, data, "annotations")):
             field = f"annotations[{j}]"
             if "id" in ann:                               # optional (YouTube-VIS writes it); unique when present
-                C.unique_id(file, f"{field}.id", ann["id"], ann_ids)
+                _checks.unique_id(file, f"{field}.id", ann["id"], ann_ids)
             key = (self._known_video(ann, field), self._known_category(ann, field, categories))
             video = self.videos[key[0]]
             length, h, w = video["length"], video["height"], video["width"]
-            segs = C.get(file, ann, field, "segmentations", "list")
+            segs = _checks.get(file, ann, field, "segmentations", "list")
             if len(segs) != length:
                 raise DataFormatError(f"{file}: {field}.segmentations: {len(segs)} entries but video "
                                       f"{key[0]} has length {length}")
-            for name, check in (("bboxes", C.check_bbox), ("areas", C.check_area)):
-                extra = C.get(file, ann, field, name, "list", default=None)
+            for name, check in (("bboxes", _checks.check_bbox), ("areas", _checks.check_area)):
+                extra = _checks.get(file, ann, field, name, "list", default=None)
                 if extra is not None and len(extra) != length:
                     raise DataFormatError(f"{file}: {field}.{name}: {len(extra)} entries but video "
                                           f"{key[0]} has length {length}")
                 for t, value in enumerate(extra or []):
                     if value is not None:                 # null where the object is not in frame t
                         check(file, f"{field}.{name}[{t}]", value, h, w)
-            if C.get(file, ann, field, "iscrowd", "int", default=0) not in (0, 1):
+            if _checks.get(file, ann, field, "iscrowd", "int", default=0) not in (0, 1):
                 raise DataFormatError(f"{file}: {field}.iscrowd: must be 0 or 1, got {ann['iscrowd']}")
             for t, seg in enumerate(segs):
                 if seg is not None:
@@ -164,13 +164,13 @@ class SacoVideoDataset:
                           f"see dataset.skipped", stacklevel=2)
 
     def _known_video(self, obj: dict, field: str) -> int:
-        vid_id = C.get(self.json_path, obj, field, "video_id", "int")
+        vid_id = _checks.get(self.json_path, obj, field, "video_id", "int")
         if vid_id not in self.videos:
             raise DataFormatError(f"{self.json_path}: {field}.video_id: unknown video id {vid_id}")
         return vid_id
 
     def _known_category(self, obj: dict, field: str, categories: dict[int, str]) -> int:
-        cat_id = C.get(self.json_path, obj, field, "category_id", "int")
+        cat_id = _checks.get(self.json_path, obj, field, "category_id", "int")
         if cat_id not in categories:
             raise DataFormatError(f"{self.json_path}: {field}.category_id: unknown category id {cat_id}")
         return cat_id
@@ -196,7 +196,7 @@ class SacoVideoDataset:
     def frame(self, video_id: int, t: int) -> np.ndarray:
         """Frame t of a video, (H, W, 3) uint8 RGB (a video's frames are shared by all its pairs)."""
         video = self.videos[video_id]
-        return C.read_rgb(self.json_path, f"{self._video_field[video_id]}.file_names[{t}]",
+        return _checks.read_rgb(self.json_path, f"{self._video_field[video_id]}.file_names[{t}]",
                           self.frame_root / video["file_names"][t], video["height"], video["width"])
 
     def masks(self, i: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sam3m4.data import _checks as C
+from sam3m4.data import _checks
 from sam3m4.data.rle import check_rle_header, decode_rle
 from sam3m4.data.saco_video import VideoSample
 from sam3m4.errors import DataFormatError
@@ -35,7 +35,7 @@ __all__ = ["SavDataset"]
 
 def _whole(file: Path, obj: dict, key: str, maximum: int | None = None) -> int:
     """A positive whole number that may be written as a float (848.0), at most ``maximum`` when given."""
-    value = C.get(file, obj, "", key, "number")  # finite: load_json refuses NaN and Infinity
+    value = _checks.get(file, obj, "", key, "number")  # finite: load_json refuses NaN and Infinity
     if value != int(value) or value <= 0:
         raise DataFormatError(f"{file}: {key}: must be a positive whole number, got {value}")
     if maximum is not None and value > maximum:
@@ -62,18 +62,18 @@ class SavDataset:
         self._masklets: dict[int, list] = {}
 
     def _read_header(self, file: Path) -> dict:
-        data = C.load_json(file)
-        C.check_kind(file, "<top level>", data, "dict")
-        video_id = C.check_path(file, "video_id", C.get(file, data, "", "video_id", "str"))  # a frame folder
-        h, w = _whole(file, data, "video_height", C.MAX_SIDE), _whole(file, data, "video_width", C.MAX_SIDE)
+        data = _checks.load_json(file)
+        _checks.check_kind(file, "<top level>", data, "dict")
+        video_id = _checks.check_path(file, "video_id", _checks.get(file, data, "", "video_id", "str"))  # a frame folder
+        h, w = _whole(file, data, "video_height", _checks.MAX_SIDE), _whole(file, data, "video_width", _checks.MAX_SIDE)
         frame_count = _whole(file, data, "video_frame_count")
-        masklet = C.get(file, data, "", "masklet", "list")
-        ids = C.get(file, data, "", "masklet_id", "list")
+        masklet = _checks.get(file, data, "", "masklet", "list")
+        ids = _checks.get(file, data, "", "masklet_id", "list")
         seen: dict[int, str] = {}
         for i, mid in enumerate(ids):
-            C.unique_id(file, f"masklet_id[{i}]", mid, seen)
+            _checks.unique_id(file, f"masklet_id[{i}]", mid, seen)
         for k, frame in enumerate(masklet):
-            C.check_kind(file, f"masklet[{k}]", frame, "list")
+            _checks.check_kind(file, f"masklet[{k}]", frame, "list")
             if len(frame) != len(ids):
                 raise DataFormatError(f"{file}: masklet[{k}]: {len(frame)} RLEs but masklet_id lists {len(ids)} objects")
             for n, rle in enumerate(frame):
@@ -95,7 +95,7 @@ class SavDataset:
         names = [f"{v['video_id']}/{k * self.ann_every:05d}.jpg" for k in range(k_frames)]
         frames = np.zeros((0, h, w, 3), dtype=np.uint8)  # (K, H, W, 3); K = 0 when nothing is annotated
         for k, name in enumerate(names):
-            rgb = C.read_rgb(file, f"masklet[{k}] (frame {k * self.ann_every})", self.frame_root / name, h, w)
+            rgb = _checks.read_rgb(file, f"masklet[{k}] (frame {k * self.ann_every})", self.frame_root / name, h, w)
             if k == 0:  # allocated once frame 0 has shown that the JSON's size is real
                 frames = np.empty((k_frames, h, w, 3), dtype=np.uint8)
             frames[k] = rgb

@@ -22,9 +22,7 @@ Run: ``python -c "from sam3m4.data import generate; generate('data/synth', 600, 
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ from sam3m4.data._render import (COLOURS, SHAPES, Shape, background, compose, co
                                   radius_for_area)
 from sam3m4.data.rle import encode_mask
 from sam3m4.errors import ConfigError
+from sam3m4.fileio import atomic_write_json
 
 __all__ = ["generate", "render_image", "render_video", "CONCEPTS", "SynthImage", "SynthVideo"]
 
@@ -220,10 +219,7 @@ def _annotation(mask: np.ndarray) -> tuple[dict, list[int], int]:
 
 def _write_json(path: Path, obj: dict) -> None:
     """Write obj atomically (a temporary file renamed over path)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, separators=(",", ":")) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, newline=True, separators=(",", ":"))
 
 
 def _split_count(n: int, val_fraction: float) -> int:

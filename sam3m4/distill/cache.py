@@ -28,7 +28,6 @@ Layout (``data/<dataset>/cached_features`` by default)::
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ import torch
 from filelock import FileLock
 
 from sam3m4.errors import DataFormatError
+from sam3m4.fileio import atomic_path, atomic_write_json
 from sam3m4.models.preprocess import resize_uint8, uint8_to_pixels
 
 PAIR_FIELDS = ("query_logits", "boxes_xyxy", "presence_logit", "semantic_logits", "mask_logits", "mask_index")
@@ -153,9 +153,7 @@ class FeatureCache:
         want = json.loads(json.dumps(settings))
         with self.lock:
             if not path.is_file():
-                tmp = path.with_name(f".{path.name}.tmp")
-                tmp.write_text(json.dumps(want, indent=1, sort_keys=True))
-                os.replace(tmp, path)
+                atomic_write_json(path, want, indent=1, sort_keys=True)
                 return
         have = json.loads(path.read_text())
         diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
@@ -228,9 +226,8 @@ class FeatureCache:
                 return 0
             tensors = {k: v.contiguous() for k, v in tensors.items()}
             final = self.dir / f"shard-{rank:03d}-{uuid.uuid4().hex[:12]}.safetensors"
-            tmp = final.with_name(f".{final.name}.tmp")
-            save_file(tensors, str(tmp), metadata={"format": "sam3m4-teacher-cache-v1"})
-            os.replace(tmp, final)
+            with atomic_path(final) as tmp:
+                save_file(tensors, str(tmp), metadata={"format": "sam3m4-teacher-cache-v1"})
             self.refresh()
         return sum(1 for k in tensors if k.startswith("pair.") and k.endswith(".query_logits"))
 

@@ -19,11 +19,9 @@ when a run starts (fresh or resumed), so no step is logged twice.
 from __future__ import annotations
 
 import csv
-import os
 import random
 import re
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -31,6 +29,7 @@ import numpy as np
 import torch
 
 from sam3m4.errors import DataFormatError
+from sam3m4.fileio import atomic_path
 
 NAME = re.compile(r"^phase(?P<phase>\d+)_epoch(?P<epoch>\d+)_step(?P<step>\d+)\.pt$")
 VIDEO_NAME = re.compile(r"^video_epoch(?P<epoch>\d+)\.pt$")  # checkpoints/video_distillation/
@@ -92,19 +91,8 @@ def _check_student_only(state: dict) -> None:
 
 def atomic_torch_save(obj, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace`` onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path, fsync=True) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
 
 
 def list_checkpoints(ckpt_dir: Path, phase: int) -> list[Path]:
@@ -137,9 +125,8 @@ def save_checkpoint(ckpt_dir: Path, *, phase: int, epoch: int, step: int, state:
     atomic_torch_save(full, path)
     is_best = metric is not None and (best is None or (metric > best if higher_is_better else metric < best))
     if is_best:
-        tmp = path.with_name(f".{best_name(phase)}.tmp")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, path.with_name(best_name(phase)))
+        with atomic_path(path.with_name(best_name(phase))) as tmp:
+            shutil.copyfile(path, tmp)
         best = float(metric)
     if keep_last > 0:
         for old in list_checkpoints(ckpt_dir, phase)[:-keep_last]:
@@ -181,14 +168,10 @@ def truncate_log(path: Path, step: int) -> int:
     if not keep:
         path.unlink()
         return dropped
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path, fsync=True) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(keep)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
     return dropped
 
 

@@ -35,10 +35,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sam3m4.distill import cache as C
-from sam3m4.distill import checkpoint as K
-from sam3m4.distill import losses as L
-from sam3m4.distill import trainer as T
+from sam3m4.distill import cache as feature_cache
+from sam3m4.distill import checkpoint
+from sam3m4.distill import losses as distill_losses
+from sam3m4.distill import trainer
 from sam3m4.errors import ConfigError, Sam3m4Error, TrainingDiverged
 from sam3m4.results.runs import check_run_name
 
@@ -122,7 +122,7 @@ def _typed(key: str, value, where: str):
 class Phase1Net(nn.Module):
     """Student image encoder + projections: pixels (B, 3, S, S) -> projected maps at the teacher's sizes."""
 
-    def __init__(self, student, projector: L.FeatureProjector, levels: list[int], sizes: list[tuple[int, int]]):
+    def __init__(self, student, projector: distill_losses.FeatureProjector, levels: list[int], sizes: list[tuple[int, int]]):
         super().__init__()
         self.student, self.projector, self.levels, self.sizes = student, projector, list(levels), sizes
 
@@ -145,11 +145,11 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: object
     scaler: object
-    train: C.PairSet
-    val: C.PairSet | None
-    cache: C.FeatureCache | None
+    train: feature_cache.PairSet
+    val: feature_cache.PairSet | None
+    cache: feature_cache.FeatureCache | None
     teacher: nn.Module | None
-    weights: L.OutputDistillWeights
+    weights: distill_losses.OutputDistillWeights
     steps_per_epoch: int
     total_steps: int
     projector: nn.Module | None = None
@@ -162,76 +162,76 @@ class Run:
 
 
 # --- teacher targets (cache or live) -------------------------------------------------------------------------
-def teacher_pairs(run: Run, data: C.PairSet, idx) -> dict:
+def teacher_pairs(run: Run, data: feature_cache.PairSet, idx) -> dict:
     """Collated teacher records (fp32 on run.device) for pair indices ``idx``."""
     if run.cache is not None:
-        return C.collate_pairs([run.cache.get_pair(data.keys[p]) for p in idx], run.device)
+        return feature_cache.collate_pairs([run.cache.get_pair(data.keys[p]) for p in idx], run.device)
     uniq = sorted({int(data.image_of[p]) for p in idx})
-    recs, _ = C.run_teacher(run.teacher, [data.images[u] for u in uniq], [uniq.index(int(data.image_of[p])) for p in idx],
+    recs, _ = feature_cache.run_teacher(run.teacher, [data.images[u] for u in uniq], [uniq.index(int(data.image_of[p])) for p in idx],
                             [data.phrases[p] for p in idx], run.cfg["cache_topk"], (), run.cfg["cache_min_score"])
-    return C.collate_pairs(recs, run.device)
+    return feature_cache.collate_pairs(recs, run.device)
 
 
-def teacher_images(run: Run, data: C.PairSet, img_idx) -> list[torch.Tensor]:
+def teacher_images(run: Run, data: feature_cache.PairSet, img_idx) -> list[torch.Tensor]:
     """Teacher FPN maps (list over ``teacher_levels`` of (B, C, h, w) fp32) for unique-image indices."""
     levels = run.cfg["teacher_levels"]
     if run.cache is not None:
-        return C.collate_images([run.cache.get_image(data.image_hashes[u], levels) for u in img_idx], run.device)
-    _, feats = C.run_teacher(run.teacher, [data.images[u] for u in img_idx], fpn_levels=levels)
-    return C.collate_images(feats, run.device)
+        return feature_cache.collate_images([run.cache.get_image(data.image_hashes[u], levels) for u in img_idx], run.device)
+    _, feats = feature_cache.run_teacher(run.teacher, [data.images[u] for u in img_idx], fpn_levels=levels)
+    return feature_cache.collate_images(feats, run.device)
 
 
-def batch_loss(run: Run, data: C.PairSet, idx: list[int], net=None) -> dict:
+def batch_loss(run: Run, data: feature_cache.PairSet, idx: list[int], net=None) -> dict:
     """Loss terms for one micro-batch of items (images in phase 1, pairs in phase 2)."""
     net = net or run.net
     if run.cfg["phase"] == 1:
         target = teacher_images(run, data, idx)
-        with T.autocast(run.device, run.amp):
+        with trainer.autocast(run.device, run.amp):
             pred = net(data.image_pixels(idx, run.device))
-        return L.feature_distill_loss(pred, target, run.cfg["w_mse"], run.cfg["w_cos"])
+        return distill_losses.feature_distill_loss(pred, target, run.cfg["w_mse"], run.cfg["w_cos"])
     target = teacher_pairs(run, data, idx)
     gt = data.gt_targets(idx, run.device) if run.weights.gt > 0 or run.weights.gt_score > 0 else None
-    with T.autocast(run.device, run.amp):
+    with trainer.autocast(run.device, run.amp):
         out = net(**data.student_inputs(idx, run.device), with_aux=run.weights.aux > 0)
-    return L.output_distill_loss(vars(out), target, run.weights, gt)
+    return distill_losses.output_distill_loss(vars(out), target, run.weights, gt)
 
 
 # --- setup ---------------------------------------------------------------------------------------------------
-def ensure_cache(cfg: dict, rank: int, world: int, device, splits) -> tuple[C.FeatureCache, dict]:
+def ensure_cache(cfg: dict, rank: int, world: int, device, splits) -> tuple[feature_cache.FeatureCache, dict]:
     """Open the cache for ``cfg['teacher']``; run the (rank-sharded) cache pass over ``splits`` if keys are missing."""
     t0 = time.time()
     root = cfg["cache_dir"] or Path(cfg["data_root"]) / "cached_features"
     settings = {k: cfg[k] for k in ("cache_topk", "cache_min_score", "teacher_levels")}
-    cache = C.FeatureCache(root, C.teacher_id(cfg["teacher"]), C.teacher_resolution(cfg["teacher"]), settings)
+    cache = feature_cache.FeatureCache(root, feature_cache.teacher_id(cfg["teacher"]), feature_cache.teacher_resolution(cfg["teacher"]), settings)
     missing = sum(not (cache.has_pair(d.keys[p]) and cache.has_image(d.image_hashes[int(d.image_of[p])]))
                   for d in splits for p in range(len(d)))
     info = {"cache_dir": str(cache.dir), "pairs": sum(len(d) for d in splits), "missing": missing, "computed": 0}
-    if T.mean_across_ranks(torch.tensor(float(missing)), world).item() > 0:
+    if trainer.mean_across_ranks(torch.tensor(float(missing)), world).item() > 0:
         from sam3m4.teacher.sam3 import load_teacher
 
         teacher = load_teacher(cfg["teacher"], device=device)
         for d in splits:
-            rep = C.build_cache(teacher, d, cache, batch_size=cfg["cache_batch_size"], topk=cfg["cache_topk"],
+            rep = feature_cache.build_cache(teacher, d, cache, batch_size=cfg["cache_batch_size"], topk=cfg["cache_topk"],
                                 min_score=cfg["cache_min_score"],
                                 fpn_levels=cfg["teacher_levels"], shard_size=cfg["cache_shard_size"], rank=rank,
                                 world_size=world, progress=cfg["progress"], desc=f"cache {d.json_path.stem}")
             info["computed"] += rep.computed_pairs
         del teacher
-        T.barrier(world)
+        trainer.barrier(world)
         cache.refresh()
     info["seconds"] = round(time.time() - t0, 2)
     info["disk_mb"] = round(sum(p.stat().st_size for p in cache.dir.glob("shard-*")) / 2**20, 1)
     return cache, info
 
 
-def load_splits(cfg: dict, size: int, progress: bool) -> tuple[C.PairSet, C.PairSet | None]:
+def load_splits(cfg: dict, size: int, progress: bool) -> tuple[feature_cache.PairSet, feature_cache.PairSet | None]:
     """Train (and val, when present) pairs of ``<data_root>/saco_image`` resized to ``size`` px."""
     saco = Path(cfg["data_root"]) / "saco_image"
     if not (saco / "train.json").is_file():
         raise Sam3m4Error(f"{saco / 'train.json'}: missing (generate data with 'sam3m4 data synth --out {cfg['data_root']}')")
     msize = -(-size // 4)  # the student's masks live at stride 4
-    train = C.PairSet(saco / "train.json", size, msize, limit=cfg["train_limit"], progress=progress)
-    val = C.PairSet(saco / "val.json", size, msize, keep_full_gt=True, limit=cfg["val_limit"]) \
+    train = feature_cache.PairSet(saco / "train.json", size, msize, limit=cfg["train_limit"], progress=progress)
+    val = feature_cache.PairSet(saco / "val.json", size, msize, keep_full_gt=True, limit=cfg["val_limit"]) \
         if (saco / "val.json").is_file() else None
     return train, val
 
@@ -240,12 +240,12 @@ def cache_pass(cfg: dict) -> dict:
     """``sam3m4 distill cache``: fill the teacher-feature cache for train + val (sharded across ranks)."""
     from sam3m4.models import build_student
 
-    rank, world, local = T.init_distributed(cfg["device"])
+    rank, world, local = trainer.init_distributed(cfg["device"])
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
     size = cfg["image_size"] or build_student(cfg["student_preset"]).image_size
     train, val = load_splits(cfg, size, cfg["progress"] and rank == 0)
-    _, info = ensure_cache(cfg, rank, world, T.select_device(cfg["device"], local), [train] + ([val] if val else []))
+    _, info = ensure_cache(cfg, rank, world, trainer.select_device(cfg["device"], local), [train] + ([val] if val else []))
     return info
 
 
@@ -253,11 +253,11 @@ def setup(cfg: dict) -> Run:
     from sam3m4.models import build_student
 
     t0 = time.time()
-    rank, world, local = T.init_distributed(cfg["device"])
+    rank, world, local = trainer.init_distributed(cfg["device"])
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
-    device = T.select_device(cfg["device"], local)
-    T.seed_everything(cfg["seed"])  # same seed on every rank -> identical initial weights
+    device = trainer.select_device(cfg["device"], local)
+    trainer.seed_everything(cfg["seed"])  # same seed on every rank -> identical initial weights
     student = build_student(cfg["student_preset"]).to(device)
     train, val = load_splits(cfg, cfg["image_size"] or student.image_size, cfg["progress"] and rank == 0)
     splits = [train] + ([val] if val is not None else [])
@@ -271,18 +271,18 @@ def setup(cfg: dict) -> Run:
 
         teacher = load_teacher(cfg["teacher"], device=device)
 
-    run = Run(cfg=cfg, rank=rank, world=world, device=device, amp=T.amp_dtype(device, cfg["amp"]), student=student,
+    run = Run(cfg=cfg, rank=rank, world=world, device=device, amp=trainer.amp_dtype(device, cfg["amp"]), student=student,
               net=student, optimizer=None, scheduler=None, scaler=None, train=train, val=val, cache=cache,
-              teacher=teacher, weights=L.weights_from_config(cfg), steps_per_epoch=0, total_steps=0, timings=timings)
+              teacher=teacher, weights=distill_losses.weights_from_config(cfg), steps_per_epoch=0, total_steps=0, timings=timings)
     if cfg["phase"] == 1:
         t_feats = teacher_images(run, train, [0])  # shapes of the teacher maps
-        run.projector = L.FeatureProjector([student.dim] * len(cfg["student_levels"]),
+        run.projector = distill_losses.FeatureProjector([student.dim] * len(cfg["student_levels"]),
                                            [f.shape[1] for f in t_feats]).to(device)
         run.net = Phase1Net(student, run.projector, cfg["student_levels"], [tuple(f.shape[-2:]) for f in t_feats])
     else:
-        init = K.resolve_init(cfg["init_from"], cfg["checkpoint_dir"], phase=1)
+        init = checkpoint.resolve_init(cfg["init_from"], cfg["checkpoint_dir"], phase=1)
         if init is not None:
-            K.load_model_state(student, K.load_checkpoint(init)["model"], init,
+            checkpoint.load_model_state(student, checkpoint.load_checkpoint(init)["model"], init,
                                note=f"student_preset '{cfg['student_preset']}'")
             timings["init_from"] = str(init)
     # freeze what this phase's loss never reaches (phase 1: text tower and decoder; phase 2: the unused stride-8
@@ -302,22 +302,22 @@ def setup(cfg: dict) -> Run:
     per_rank = (min(cfg["epoch_items"] or n_items, n_items)) // world
     run.steps_per_epoch = max(per_rank // (cfg["batch_size"] * cfg["grad_accum"]), 1)
     run.total_steps = cfg["epochs"] * run.steps_per_epoch
-    run.optimizer = T.build_optimizer(run.net.named_parameters(), cfg["lr"], cfg["weight_decay"])
-    run.scheduler = T.build_scheduler(run.optimizer, cfg["warmup_steps"], run.total_steps, cfg["min_lr_frac"])
+    run.optimizer = trainer.build_optimizer(run.net.named_parameters(), cfg["lr"], cfg["weight_decay"])
+    run.scheduler = trainer.build_scheduler(run.optimizer, cfg["warmup_steps"], run.total_steps, cfg["min_lr_frac"])
     run.scaler = torch.amp.GradScaler(device.type, enabled=run.amp == torch.float16)
 
     if cfg["resume"]:
-        path, state = K.load_latest(cfg["checkpoint_dir"], cfg["phase"])
+        path, state = checkpoint.load_latest(cfg["checkpoint_dir"], cfg["phase"])
         if path is not None:
-            K.load_model_state(student, state["model"], path, note=f"preset {cfg['student_preset']!r}")
+            checkpoint.load_model_state(student, state["model"], path, note=f"preset {cfg['student_preset']!r}")
             if run.projector is not None:
-                K.load_model_state(run.projector, state.get("projection", {}), path, field="projection")
+                checkpoint.load_model_state(run.projector, state.get("projection", {}), path, field="projection")
             run.optimizer.load_state_dict(state["optimizer"])
             run.scheduler.load_state_dict(state["scheduler"])
             if "scaler" in state:
                 run.scaler.load_state_dict(state["scaler"])
             run.step, run.best, run.last_checkpoint = int(state["step"]), state.get("best"), path
-            K.set_rng_state(state["rng"])
+            checkpoint.set_rng_state(state["rng"])
             timings["resumed_from"] = str(path)
     timings["setup_s"] = time.time() - t0
     return run
@@ -341,7 +341,7 @@ def train_step(run: Run, items: list[int]) -> dict[str, float]:
         loss_sum += terms["loss"].detach() / A
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach()) / A
-    loss = float(T.mean_across_ranks(loss_sum, run.world))
+    loss = float(trainer.mean_across_ranks(loss_sum, run.world))
     TrainingDiverged.check(loss, f"phase{cfg['phase']} loss", run.step + 1, run.last_checkpoint)
     run.scaler.unscale_(run.optimizer)
     if cfg["grad_clip"]:
@@ -370,13 +370,13 @@ def train(run: Run) -> dict:
     from tqdm.auto import tqdm
 
     cfg, spe, main = run.cfg, run.steps_per_epoch, run.rank == 0
-    logger = T.ScalarLogger(Path(cfg["log_dir"]), cfg["phase"], enabled=main)
+    logger = trainer.ScalarLogger(Path(cfg["log_dir"]), cfg["phase"], enabled=main)
     if main:  # a killed run's temporary checkpoint files, and its logged steps past run.step
-        K.clean_interrupted(cfg["checkpoint_dir"], cfg["phase"], run.step, [logger.path("train"), logger.path("val")])
+        checkpoint.clean_interrupted(cfg["checkpoint_dir"], cfg["phase"], run.step, [logger.path("train"), logger.path("val")])
     stop = min(run.total_steps, cfg["max_steps"] or run.total_steps)
     bar = tqdm(total=stop, initial=run.step, desc=f"phase{cfg['phase']}", unit="step", leave=False,
                disable=not (cfg["progress"] and main))
-    speed, per = T.Throughput(), cfg["batch_size"] * cfg["grad_accum"]  # items per step and rank
+    speed, per = trainer.Throughput(), cfg["batch_size"] * cfg["grad_accum"]  # items per step and rank
     t0, metrics = time.time(), {}
     while run.step < stop:
         epoch = run.step // spe
@@ -402,13 +402,13 @@ def train(run: Run) -> dict:
                     metrics = evaluate(run)
                     visualise(run, e)
                     logger.log(run.step, {k: v for k, v in metrics.items() if isinstance(v, (int, float))}, "val")
-                T.barrier(run.world)
+                trainer.barrier(run.world)
             if metrics:  # best = highest val mIoU (phase 2) / lowest val feature loss (phase 1) ...
                 best_of = (metrics["student_miou"], True) if cfg["phase"] == 2 else (metrics["val_loss"], False)
             else:  # ... or the lowest mean training loss of the epoch without validation
                 best_of = (sum(run.losses[-spe:]) / len(run.losses[-spe:]), False)
             save(run, e, *best_of)
-    if run.last_checkpoint is None or K.NAME.match(run.last_checkpoint.name)["step"] != str(run.step):
+    if run.last_checkpoint is None or checkpoint.NAME.match(run.last_checkpoint.name)["step"] != str(run.step):
         save(run, (run.step + spe - 1) // spe)
     bar.close()
     logger.close()
@@ -426,26 +426,26 @@ def save(run: Run, epoch: int, metric: float | None = None, higher_is_better: bo
             state["projection"] = run.projector.state_dict()
         if run.best is not None:
             state["best"] = run.best
-        res = K.save_checkpoint(Path(run.cfg["checkpoint_dir"]), phase=run.cfg["phase"], epoch=epoch, step=run.step,
+        res = checkpoint.save_checkpoint(Path(run.cfg["checkpoint_dir"]), phase=run.cfg["phase"], epoch=epoch, step=run.step,
                                 state=state, keep_last=run.cfg["keep_last"], metric=metric, best=run.best,
                                 higher_is_better=higher_is_better)
         run.best = res["best"]
         run.last_checkpoint = res["path"]
-    T.barrier(run.world)
+    trainer.barrier(run.world)
     if run.rank != 0:
-        run.last_checkpoint = Path(run.cfg["checkpoint_dir"]) / K.checkpoint_name(run.cfg["phase"], epoch, run.step)
+        run.last_checkpoint = Path(run.cfg["checkpoint_dir"]) / checkpoint.checkpoint_name(run.cfg["phase"], epoch, run.step)
 
 
 def evaluate(run: Run) -> dict:
     """Validation metrics of the current weights (rank 0): phase 2 student vs teacher, phase 1 feature loss."""
     cfg = run.cfg
     if cfg["phase"] == 1:
-        return T.evaluate_features(run.net.module if run.world > 1 else run.net, run.val,
+        return trainer.evaluate_features(run.net.module if run.world > 1 else run.net, run.val,
                                    lambda idx: teacher_images(run, run.val, idx),
-                                   lambda p, t: L.feature_distill_loss(p, t, cfg["w_mse"], cfg["w_cos"]),
+                                   lambda p, t: distill_losses.feature_distill_loss(p, t, cfg["w_mse"], cfg["w_cos"]),
                                    run.device, run.amp, cfg["eval_batch_size"], cfg["val_items"])
-    res = T.evaluate_outputs(run.student, run.val, lambda idx: teacher_pairs(run, run.val, idx),
-                             lambda o, t: L.output_distill_loss(o, t, run.weights), run.device, run.amp,
+    res = trainer.evaluate_outputs(run.student, run.val, lambda idx: teacher_pairs(run, run.val, idx),
+                             lambda o, t: distill_losses.output_distill_loss(o, t, run.weights), run.device, run.amp,
                              cfg["eval_batch_size"], cfg["val_items"], teacher_metrics=run.teacher_val is None)
     if run.teacher_val is None:  # the teacher does not change: score it once
         run.teacher_val = {k: v for k, v in res.items() if k.startswith("teacher_")}
@@ -463,10 +463,10 @@ def visualise(run: Run, epoch: int) -> None:
         return
     tag = f"phase{cfg['phase']}_epoch{epoch}"
     if cfg["phase"] == 1:
-        T.visualise_features(run.net.module if run.world > 1 else run.net, run.val,
+        trainer.visualise_features(run.net.module if run.world > 1 else run.net, run.val,
                              lambda idx: teacher_images(run, run.val, idx), out, tag, cfg["vis_pairs"], run.device, run.amp)
     else:
-        T.visualise_pairs(run.student, run.val, lambda idx: teacher_pairs(run, run.val, idx), out, tag,
+        trainer.visualise_pairs(run.student, run.val, lambda idx: teacher_pairs(run, run.val, idx), out, tag,
                           cfg["vis_pairs"], run.device, run.amp)
 
 
@@ -523,7 +523,7 @@ def main(cfg: dict) -> dict:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(summary, indent=2, default=str))
         if cfg["results_run"] and metrics:
-            T.record_results(cfg["results_run"], f"student/phase{cfg['phase']}", metrics, str(run.last_checkpoint),
+            trainer.record_results(cfg["results_run"], f"student/phase{cfg['phase']}", metrics, str(run.last_checkpoint),
                              f"{run.device} x{run.world}, torch {torch.__version__}, teacher {cfg['teacher']}")
     if run.world > 1:
         import torch.distributed as dist

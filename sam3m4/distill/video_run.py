@@ -27,7 +27,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -38,6 +37,7 @@ from sam3m4.distill.checkpoint import (atomic_torch_save, clean_interrupted, lis
 from sam3m4.data.saco_video import items_with_objects
 from sam3m4.distill.trainer import ScalarLogger, build_scheduler
 from sam3m4.distill.video import clip_targets, tracker_optimizer, train_tracker
+from sam3m4.fileio import atomic_path
 
 
 def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, progress: bool = True) -> Path:
@@ -60,10 +60,9 @@ def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, pro
         m = torch.from_numpy(masks).float()
         m = F.interpolate(m, size=(mask_size, mask_size), mode="area") if len(m) else m.new_zeros(0, m.shape[1], mask_size, mask_size)
         with FileLock(str(folder / ".lock")):
-            tmp = path.with_name(f".{path.name}.tmp")
-            save_file({"masks": m.transpose(0, 1).contiguous().half(), "scores": torch.from_numpy(scores).T.contiguous().half()},
-                      str(tmp), metadata={"format": "sam3m4-video-teacher-v1"})
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                save_file({"masks": m.transpose(0, 1).contiguous().half(), "scores": torch.from_numpy(scores).T.contiguous().half()},
+                          str(tmp), metadata={"format": "sam3m4-video-teacher-v1"})
     return folder
 
 

@@ -20,7 +20,6 @@ Meta's ``sam3`` package: :mod:`sam3m4.eval.saco` runs the evaluators.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -29,9 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from sam3m4.data import SacoImageDataset, SacoVideoDataset
-from sam3m4.data import _checks as C
+from sam3m4.data import _checks
 from sam3m4.data.rle import decode_rle, encode_mask, masks_to_boxes
 from sam3m4.errors import DataFormatError
+from sam3m4.fileio import atomic_write_json
 
 __all__ = ["ImagePredictions", "VideoPredictions", "ImageGT", "VideoGT", "category_ids", "image_predictions",
            "video_prediction", "check_image_gt", "check_video_gt", "check_image_preds", "check_video_preds",
@@ -41,15 +41,7 @@ __all__ = ["ImagePredictions", "VideoPredictions", "ImageGT", "VideoGT", "catego
 # --- writing ---------------------------------------------------------------------------------------------
 def write_json(path: str | os.PathLike, obj) -> Path:
     """Write ``obj`` as JSON to ``path`` atomically (temporary file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(obj), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write_json(path, obj)
 
 
 def _xywh(masks: np.ndarray) -> list[list[float]]:
@@ -78,7 +70,7 @@ def video_prediction(video_id: int, category_id: int, masks: np.ndarray, frame_s
 def category_ids(gt_path: str | os.PathLike) -> dict[int, int]:
     """Pair id -> category id of an SA-Co image GT file: ``queried_category`` when the pair has one, else the
     category of its first annotation, else the file's first category (SA-Co/Gold has a single one), else 1."""
-    data = C.load_json(Path(gt_path))
+    data = _checks.load_json(Path(gt_path))
     cats = data.get("categories") or [{"id": 1}]
     by_ann = {}
     for ann in data.get("annotations", []):
@@ -138,7 +130,7 @@ class VideoPredictions:
 def image_gt_subset(gt_path: str | os.PathLike, pair_ids, out: str | os.PathLike) -> Path:
     """Write the GT file restricted to ``pair_ids`` (images and their annotations), so that predictions made on
     the first N pairs are scored against those N pairs only."""
-    data = C.load_json(Path(gt_path))
+    data = _checks.load_json(Path(gt_path))
     keep = set(int(i) for i in pair_ids)
     sub = {**data, "images": [im for im in data["images"] if im["id"] in keep],
            "annotations": [a for a in data["annotations"] if a["image_id"] in keep]}
@@ -147,7 +139,7 @@ def image_gt_subset(gt_path: str | os.PathLike, pair_ids, out: str | os.PathLike
 
 def video_gt_subset(gt_path: str | os.PathLike, pairs, out: str | os.PathLike) -> Path:
     """Write the video GT file restricted to the (video_id, category_id) ``pairs``."""
-    data = C.load_json(Path(gt_path))
+    data = _checks.load_json(Path(gt_path))
     keep = set((int(v), int(c)) for v, c in pairs)
     videos = {v for v, _ in keep}
     sub = {**data, "videos": [v for v in data["videos"] if v["id"] in videos],
@@ -178,7 +170,7 @@ class VideoGT:
 
 
 def _flag(file: Path, obj: dict, field: str, key: str) -> bool:
-    value = C.get(file, obj, field, key, "int") if not isinstance(obj.get(key), bool) else obj[key]
+    value = _checks.get(file, obj, field, key, "int") if not isinstance(obj.get(key), bool) else obj[key]
     return bool(value)
 
 
@@ -193,8 +185,8 @@ def check_image_gt(path: str | os.PathLike) -> ImageGT:
     with warnings.catch_warnings():                             # its skipped null RLEs are errors below
         warnings.simplefilter("ignore")
         SacoImageDataset(file)                                  # keys, types, ids, RLE headers and sizes
-    data = C.load_json(file)
-    C.get(file, data, "", "categories", "list")
+    data = _checks.load_json(file)
+    _checks.get(file, data, "", "categories", "list")
     sizes, exhaustive = {}, set()
     for i, img in enumerate(data["images"]):
         sizes[img["id"]] = (img["height"], img["width"])
@@ -203,7 +195,7 @@ def check_image_gt(path: str | os.PathLike) -> ImageGT:
     for j, ann in enumerate(data["annotations"]):
         field = f"annotations[{j}]"
         for key in ("id", "category_id"):
-            C.get(file, ann, field, key, "int")
+            _checks.get(file, ann, field, key, "int")
         _flag(file, ann, field, "iscrowd")
         if ann["segmentation"] is None:
             raise DataFormatError(f"{file}: {field}.segmentation: null (the official evaluator needs an RLE)")
@@ -227,11 +219,11 @@ def check_same_pairs(gts: list[ImageGT]) -> None:
 
 
 def _predictions(path: Path) -> list:
-    data = C.load_json(path)
+    data = _checks.load_json(path)
     if not isinstance(data, list):
-        raise DataFormatError(f"{path}: <top level>: expected a list of predictions, got {C.type_name(data)}")
+        raise DataFormatError(f"{path}: <top level>: expected a list of predictions, got {_checks.type_name(data)}")
     for i, item in enumerate(data):
-        C.check_kind(path, f"[{i}]", item, "dict")
+        _checks.check_kind(path, f"[{i}]", item, "dict")
     return data
 
 
@@ -247,14 +239,14 @@ def check_image_preds(path: str | os.PathLike, gt: ImageGT) -> int:
     preds = _predictions(file)
     for i, p in enumerate(preds):
         field = f"[{i}]"
-        pid = C.get(file, p, field, "image_id", "int")
+        pid = _checks.get(file, p, field, "image_id", "int")
         if pid not in gt.sizes:
             raise DataFormatError(f"{file}: {field}.image_id: {pid} is not a pair of {gt.path}")
-        C.get(file, p, field, "category_id", "int")
-        C.get(file, p, field, "score", "number")
+        _checks.get(file, p, field, "category_id", "int")
+        _checks.get(file, p, field, "score", "number")
         if "bbox" in p:
             _box(file, f"{field}.bbox", p["bbox"])
-        C.get(file, p, field, "segmentation", "dict")
+        _checks.get(file, p, field, "segmentation", "dict")
         decode_rle(p["segmentation"], *gt.sizes[pid], where=f"{file}: {field}.segmentation")
     return len(preds)
 
@@ -264,13 +256,13 @@ def check_video_gt(path: str | os.PathLike) -> VideoGT:
     checks plus an int ``id``, ``iscrowd``, and per-frame ``bboxes`` and ``areas`` on every annotation."""
     file = Path(path)
     ds = SacoVideoDataset(file)
-    data = C.load_json(file)
+    data = _checks.load_json(file)
     for j, ann in enumerate(data["annotations"]):
         field = f"annotations[{j}]"
-        C.get(file, ann, field, "id", "int")
+        _checks.get(file, ann, field, "id", "int")
         _flag(file, ann, field, "iscrowd")
         for key in ("bboxes", "areas"):
-            C.get(file, ann, field, key, "list")
+            _checks.get(file, ann, field, key, "list")
     return VideoGT(path=file, videos={v: (d["length"], d["height"], d["width"]) for v, d in ds.videos.items()},
                    pairs={(p["video_id"], p["category_id"]) for p in ds.pairs})
 
@@ -281,22 +273,22 @@ def check_video_preds(path: str | os.PathLike, gt: VideoGT) -> list[dict]:
     preds = _predictions(file)
     for i, p in enumerate(preds):
         field = f"[{i}]"
-        vid = C.get(file, p, field, "video_id", "int")
+        vid = _checks.get(file, p, field, "video_id", "int")
         if vid not in gt.videos:
             raise DataFormatError(f"{file}: {field}.video_id: {vid} is not a video of {gt.path}")
-        C.get(file, p, field, "category_id", "int")
-        C.get(file, p, field, "score", "number")
+        _checks.get(file, p, field, "category_id", "int")
+        _checks.get(file, p, field, "score", "number")
         length, h, w = gt.videos[vid]
         lists = {}
         for key in ("segmentations", "bboxes", "areas"):
-            lists[key] = C.get(file, p, field, key, "list")
+            lists[key] = _checks.get(file, p, field, key, "list")
             if len(lists[key]) != length:
                 raise DataFormatError(f"{file}: {field}.{key}: {len(lists[key])} entries but video {vid} has "
                                       f"length {length}")
         for t, (seg, box, area) in enumerate(zip(*lists.values())):
             _box(file, f"{field}.bboxes[{t}]", box)
             if area is not None:
-                C.check_kind(file, f"{field}.areas[{t}]", area, "number")
+                _checks.check_kind(file, f"{field}.areas[{t}]", area, "number")
             if seg is None:
                 if area or any(box):
                     raise DataFormatError(f"{file}: {field}.segmentations[{t}]: null but its bbox/area is not "

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import time
 from pathlib import Path
+
+from sam3m4.fileio import atomic_write_json, atomic_write_text
 
 README_START, README_END = "<!-- sam3m4 bench: start -->", "<!-- sam3m4 bench: end -->"
 DEFAULT_CASES = ("coreml:fp16", "coreml:int4", "xnnpack:fp16", "xnnpack:int8_int4")
@@ -227,9 +228,7 @@ def update_readme(path: Path, table: str) -> None:
         raise Sam3m4Error(f"{path}: no '{README_START}' ... '{README_END}' markers to put the bench table between")
     head, rest = text.split(README_START, 1)
     tail = rest.split(README_END, 1)[1]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(f"{head}{README_START}\n{table}\n{README_END}{tail}", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, f"{head}{README_START}\n{table}\n{README_END}{tail}")
 
 
 # --- CLI ---------------------------------------------------------------------------------------------------
@@ -297,10 +296,7 @@ def run(args: argparse.Namespace) -> int:
               "targets": {name: {"text": targets[name].describe(), "value": targets[name].value,
                           "comparison": targets[name].comparison} for name in BENCH_TARGETS if name in targets}}
     _record(ResultsStore(args.run), result)
-    args.out.mkdir(parents=True, exist_ok=True)
-    tmp = args.out / ".bench.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    os.replace(tmp, args.out / "bench.json")
+    atomic_write_json(args.out / "bench.json", result, indent=2)
     table = markdown_table(result)
     print(table)
     if args.readme:

@@ -31,7 +31,6 @@ because the pip ExecuTorch runtime has no ``quantized_decomposed::embedding_4bit
 
 from __future__ import annotations
 
-import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ import torch
 from sam3m4.export.delegation import Delegation, count_delegation, merge
 from sam3m4.export.flows import get_flow
 from sam3m4.export.token_table import int8_row_tables
+from sam3m4.fileio import atomic_write_bytes
 from sam3m4.models.export_wrappers import example_inputs, wrap
 from sam3m4.progress import progress_bar
 from sam3m4.quantize.modes import get_mode
@@ -199,12 +199,7 @@ def _serialize(edge, path: Path) -> None:
 
     try:
         buffer = edge.to_executorch(ExecutorchBackendConfig(do_quant_fusion_and_const_prop=True)).buffer
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
-            tmp.write_bytes(buffer)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write_bytes(path, buffer)
     except Exception as err:  # noqa: BLE001
         raise _StageError("serialize", err) from err
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import glob
-import json
-import os
 import platform
 from pathlib import Path
 
+from sam3m4.fileio import atomic_write_json
 from sam3m4.pipeline.stages import EXPORT_DIR, PHASE2_BEST, QUANTIZED, VIDEO_DIR
 from sam3m4.results.store import ResultsStore, sha256_file
 from sam3m4.storage.prune import tree_bytes
@@ -56,9 +55,4 @@ def write_manifest(cfg: dict, config_path: str, root: str = "reports") -> Path:
     manifest = {"format": "sam3m4-run-manifest-v1", "run": cfg["run"], "config": config_path,
                 "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "settings": cfg, "artifacts": artifacts}
-    out = store.dir / "manifest.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(".manifest.json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return atomic_write_json(store.dir / "manifest.json", manifest, indent=1)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sam3m4.errors import Sam3m4Error
+from sam3m4.fileio import atomic_write_json
 from sam3m4.pipeline.stages import Stage
 
 STATE_FORMAT = "sam3m4-pipeline-state-v1"
@@ -103,10 +104,7 @@ def load_state(path: Path) -> dict:
 
 
 def save_state(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, state, indent=1)
 
 
 def _clock(seconds: float) -> str:

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from sam3m4.progress import progress_bar
-    from sam3m4.quantize import compare as C
+    from sam3m4.quantize import compare
     from sam3m4.quantize.modes import PTQ_MODES, QAT_MODES
     from sam3m4.quantize.pipeline import build_mode, load_val, record, record_decision
     from sam3m4.quantize.storage import save_quantized
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         path = args.out / mode
         preset = getattr(model, "student", model).preset
         save_quantized(model, path, mode=mode, preset=preset, source=args.ckpt, extra={"qat": qat_info})
-        row = C.measure(model, mode, val, args.num_val, runs=args.runs, progress=progress, videos=videos)
+        row = compare.measure(model, mode, val, args.num_val, runs=args.runs, progress=progress, videos=videos)
         row.qat = qat_info
         rows.append(row)
         video = "" if row.jf is None else f", J&F {row.jf:.3f}, track {row.track_fps:.1f} fps"
@@ -89,21 +89,21 @@ def run(args: argparse.Namespace) -> int:
     for mode in progress_bar(modes, desc=f"quantize {args.mode}", unit="mode", enabled=progress):
         add(mode)
     if args.mode != "compare":
-        print(C.format_table(rows))
+        print(compare.format_table(rows))
         record(args.run, rows, args.out, data_root, args.ckpt)
         return 0
     target = load_targets()["quant_miou_drop"]
-    C.judge(rows, target)
+    compare.judge(rows, target)
     ptq_passed = any(r.passed for r in rows if r.mode != "fp16")
     qat_why = ("requested (--qat always)" if args.qat == "always" else
                "no post-training mode met the mIoU gate" if args.qat == "auto" and not ptq_passed else None)
     if qat_why:
         for mode in progress_bar(QAT_MODES, desc="quantize compare (QAT)", unit="mode", enabled=progress):
             add(mode)
-    decision = C.decide(rows, target)
+    decision = compare.decide(rows, target)
     decision["qat_ran"], decision["qat_why"] = bool(qat_why), qat_why or (
         "skipped (--qat never)" if args.qat == "never" else "not needed: a post-training mode met the mIoU gate")
-    print(C.format_table(rows))
+    print(compare.format_table(rows))
     print(f"decision: {decision['chosen_mode']} (gate {target.describe()} mIoU drop vs fp16; passing: "
           f"{', '.join(decision['passing']) or 'none'}; QAT: {decision['qat_why']})")
     record(args.run, rows, args.out, data_root, args.ckpt, target=target)

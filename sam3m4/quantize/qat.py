@@ -22,7 +22,7 @@ from sam3m4.quantize.modes import get_mode, qat_convert, qat_prepare
 
 def qat_config(ckpt: str | Path, **overrides) -> dict:
     """The recipe config of ``ckpt``'s Phase 2 run, initialised from ``ckpt``, with ``overrides``."""
-    from sam3m4.distill import recipe as R
+    from sam3m4.distill import recipe
     from sam3m4.distill.checkpoint import load_checkpoint
     from sam3m4.errors import DataFormatError
 
@@ -30,7 +30,7 @@ def qat_config(ckpt: str | Path, **overrides) -> dict:
     stored = state.get("config")
     if not isinstance(stored, dict):
         raise DataFormatError(f"{ckpt}: config: missing (QAT needs the Phase 2 run's data, teacher and cache)")
-    cfg = {**R.DEFAULTS, **{k: v for k, v in stored.items() if k in R.DEFAULTS}}
+    cfg = {**recipe.DEFAULTS, **{k: v for k, v in stored.items() if k in recipe.DEFAULTS}}
     cfg.update(phase=2, init_from=str(ckpt), resume=False, results_run="", eval_every=0, vis_pairs=0,
                max_steps=0, save_every_steps=0)
     cfg.update(overrides)
@@ -46,31 +46,31 @@ def qat_finetune(ckpt: str | Path, mode: str, steps: int = 60, lr: float = 1e-4,
     """
     from tqdm.auto import tqdm
 
-    from sam3m4.distill import recipe as R
-    from sam3m4.distill import trainer as T
+    from sam3m4.distill import recipe
+    from sam3m4.distill import trainer
 
     spec = get_mode(mode)
     if not spec.qat:
         raise ValueError(f"mode {mode!r} is not a QAT mode")
     cfg = qat_config(ckpt, batch_size=batch_size, progress=progress, lr=lr, warmup_steps=min(5, steps), **overrides)
     t0 = time.time()
-    run = R.setup(cfg)  # student from ckpt, train pairs, the teacher cache; frozen what the loss never reaches
+    run = recipe.setup(cfg)  # student from ckpt, train pairs, the teacher cache; frozen what the loss never reaches
     if student_state is not None:
         run.student.load_state_dict(student_state)
     qat_prepare(run.student, spec)
     run.net = run.student
-    run.optimizer = T.build_optimizer(run.student.named_parameters(), lr, cfg["weight_decay"])
-    run.scheduler = T.build_scheduler(run.optimizer, cfg["warmup_steps"], steps, cfg["min_lr_frac"])
+    run.optimizer = trainer.build_optimizer(run.student.named_parameters(), lr, cfg["weight_decay"])
+    run.scheduler = trainer.build_scheduler(run.optimizer, cfg["warmup_steps"], steps, cfg["min_lr_frac"])
     run.student.train()
     losses, per = [], cfg["batch_size"] * cfg["grad_accum"]
     order, refills = [], 0
     bar = tqdm(total=steps, desc=f"qat {mode}", unit="step", leave=False, disable=not progress)
     for step in range(steps):
         if len(order) < per:
-            order += R.epoch_order(run, refills)  # a fresh seeded permutation of the train pairs
+            order += recipe.epoch_order(run, refills)  # a fresh seeded permutation of the train pairs
             refills += 1
         items, order = order[:per], order[per:]
-        losses.append(R.train_step(run, items)["loss"])
+        losses.append(recipe.train_step(run, items)["loss"])
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()

@@ -12,22 +12,18 @@ values over it. Both files are written to a temporary name and renamed, ``quanti
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from sam3m4.errors import DataFormatError
+from sam3m4.fileio import atomic_path
 from sam3m4.quantize.modes import apply_mode, get_mode
 
 WEIGHTS, META = "model.safetensors", "quantized.json"
 
 
 def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_quantized(model, out_dir: str | Path, *, mode: str, preset: str, source: str | Path | None = None,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sam3m4.errors import Sam3m4Error
+from sam3m4.fileio import atomic_write_text
 from sam3m4.results.store import Record, ResultsStore
 from sam3m4.results.targets import Target
 
@@ -176,8 +177,4 @@ def format_comparison(c: Comparison) -> str:
 def write_comparison(c: Comparison, root: str | os.PathLike = "reports") -> Path:
     """``<root>/<run>/compare_<baseline>.md``, written atomically."""
     out = Path(root) / c.run / f"compare_{c.baseline}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(format_comparison(c), encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return atomic_write_text(out, format_comparison(c))

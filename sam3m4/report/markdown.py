@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from sam3m4.eval.saco import PUBLISHED
+from sam3m4.fileio import atomic_write_text
 from sam3m4.report.environment import environment_line
 from sam3m4.report.plots import Plot, markdown_links, write_plots
 from sam3m4.results.store import Record, ResultsStore
@@ -382,12 +383,7 @@ def render_report(run: str, root: str | os.PathLike = "reports", author: str | N
         plots = write_plots(run, root=root, targets=targets, records=rep.records)
     body += markdown_links(plots)
     text = "\n".join(body) + "\n---\n\n" + rep.notes.render() + "\n"
-    store.dir.mkdir(parents=True, exist_ok=True)
-    out = store.dir / "report.md"
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return atomic_write_text(store.dir / "report.md", text)
 
 
 def _user() -> str:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sam3m4.eval.by_phrase import phrase_of
+from sam3m4.fileio import atomic_path
 from sam3m4.results.store import Record, ResultsStore
 from sam3m4.results.targets import Target, display_path
 
@@ -299,10 +300,8 @@ def write_plots(run: str, root: str | os.PathLike = "reports", targets: dict[str
             path.unlink(missing_ok=True)
             plots.append(Plot(name, title, None, f"could not be drawn: {type(err).__name__}: {err}"[:300]))
             continue
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
         plots.append(Plot(name, title, path, note))
     return plots
 

@@ -42,6 +42,7 @@ from pathlib import Path
 from sam3m4.distill.checkpoint import NAME as CKPT_NAME
 from sam3m4.distill.checkpoint import VIDEO_NAME, best_name
 from sam3m4.errors import ConfigError, Sam3m4Error
+from sam3m4.fileio import atomic_write_text
 from sam3m4.report.markdown import human_bytes
 
 # path (relative to the project root) -> kind of keep rule; the report's section 7 rows, in order
@@ -397,11 +398,7 @@ def write_log(plan: Plan, mode: str, ts: str | None = None, *, after: dict[str, 
             "settings": dataclasses.asdict(plan.settings), "fingerprint": fp,
             "delete": [e.key() for e in plan.delete], "before": plan.before, "planned_after": plan.after(),
             **({"after": after} if after else {}), **(extra or {})}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n" + MARK + json.dumps(data) + "\n", encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return atomic_write_text(out, "\n".join(lines) + "\n" + MARK + json.dumps(data) + "\n")
 
 
 def read_log(path: Path) -> dict:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from sam3m4.errors import DataFormatError, Sam3m4Error
+from sam3m4.fileio import atomic_write_json
 
 FORMAT = "sam3m4-visual-checklist-v1"
 AUTO_REVIEWER = "auto (sam3m4 visual-eval heuristics)"
@@ -163,11 +164,7 @@ def save_checklist(path: str | os.PathLike, data: dict) -> Path:
     """Validate ``data`` and write it as UTF-8 JSON (atomically)."""
     path = Path(path)
     validate(data, where=path.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, data, newline=True, ensure_ascii=False, indent=2)
 
 
 # --- validation ------------------------------------------------------------------------------------

@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     from sam3m4.distill.cache import teacher_id
     from sam3m4.predict import Predictor
     from sam3m4.teacher import load_teacher
-    from sam3m4.visual import checklist as C
+    from sam3m4.visual import checklist
     from sam3m4.visual.page import render_page
 
     if args.threads:
@@ -190,27 +190,27 @@ def run(args: argparse.Namespace) -> int:
                 files[who], files[f"{who}_thumb"], thumbs[files[f"{who}_thumb"]] = _save(image, masks, out_dir,
                                                                                           f"{name}_{who}")
             h, w = image.shape[:2]
-            pairs.append(C.PairResult(
+            pairs.append(checklist.PairResult(
                 image=str(path), prompt=phrase, teacher_count=len(t_masks), student_count=len(s.masks),
                 teacher_presence=round(float(t_presence), 3), student_presence=round(float(s.presence), 3),
-                iou=C.mask_iou(t_masks.any(0) if len(t_masks) else np.zeros((h, w), bool),
+                iou=checklist.mask_iou(t_masks.any(0) if len(t_masks) else np.zeros((h, w), bool),
                                s.masks.any(0) if len(s.masks) else np.zeros((h, w), bool)),
-                small_ious=C.small_instance_ious(t_masks, s.masks), files=files))
+                small_ious=checklist.small_instance_ious(t_masks, s.masks), files=files))
             bar.update(1)
     bar.close()
     elapsed = time.perf_counter() - start
 
-    auto = C.suggest(pairs)
+    auto = checklist.suggest(pairs)
     index = out_dir / "index.html"
-    ck_path = out_dir / C.FILE_NAME
+    ck_path = out_dir / checklist.FILE_NAME
     initial, reviewer, human_file = dict(auto), "", False
     if ck_path.is_file():
         try:
-            old = C.load_checklist(ck_path)
+            old = checklist.load_checklist(ck_path)
         except Sam3m4Error as err:
             print(f"note: ignoring {ck_path} for the page's start values: {err}")
         else:
-            human_file = old["reviewer"] != C.AUTO_REVIEWER
+            human_file = old["reviewer"] != checklist.AUTO_REVIEWER
             if human_file:
                 reviewer = old["reviewer"]
                 initial.update({k: v for k, v in old["items"].items() if v["source"] == "human"})
@@ -239,8 +239,8 @@ def run(args: argparse.Namespace) -> int:
         if human_file:
             print(f"kept {ck_path}: it holds {reviewer}'s review (not overwritten by --auto-checklist)")
         else:
-            C.save_checklist(ck_path, C.build_checklist(
-                run=args.run, reviewer=C.AUTO_REVIEWER, saved_at=generated, index_html=str(index),
+            checklist.save_checklist(ck_path, checklist.build_checklist(
+                run=args.run, reviewer=checklist.AUTO_REVIEWER, saved_at=generated, index_html=str(index),
                 manifest=str(args.manifest), prompts=str(args.prompts), items=auto))
             print(f"wrote {ck_path} (automatic suggestions: "
                   + ", ".join(f"{k} {v['verdict']}" for k, v in auto.items()) + ")")

@@ -38,7 +38,7 @@ from sam3m4.eval.saco_format import (check_image_gt, check_image_preds, check_sa
 
 SAM3_VERSION = "0.1.4"
 INSTALL_HINT = (f"pip install --no-deps sam3=={SAM3_VERSION} psutil iopath einops 'numpy<2.4' "
-                "(tooling/setup.sh does it; see README, 'SA-Co official metrics')")
+                "(tooling/setup.sh does it; see docs/metrics.md, 'SA-Co official metrics')")
 
 # headline numbers: results-store metric -> (official key, label); image keys from CGF1Evaluator.evaluate,
 # video keys from VEvalEvaluator's dataset_results

@@ -2,7 +2,7 @@
 
 Every number sam3m4 reports goes through here: training, evaluation, quantization, export and the
 acceptance tests append :class:`Record` s to ``reports/<run>/results.jsonl`` and the Markdown report,
-the pytest-html page and the README tables are read back from it.
+the pytest-html page and the docs tables are read back from it.
 
 Writers hold an OS lock (``flock``) on ``results.jsonl`` itself while appending one line, so pytest-xdist
 workers and training processes can write at once without losing a record, and no lock file is left in

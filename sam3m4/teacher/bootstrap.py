@@ -242,7 +242,7 @@ class DensePhraseAux(torch.nn.Module):
     phrase's union mask on that image. It gives the image encoder a dense, text-aligned signal for every
     concept on every image in each step (the set loss sees one phrase per pair). Measured on the synthetic
     data in the 5-minute budget: it sharpens colour binding and the semantic map, but the ViT still learns
-    no shape (see README, known state). The heads are dropped: only ``model`` is saved.
+    no shape (see docs/measurements.md, the embedded teacher). The heads are dropped: only ``model`` is saved.
     """
 
     def __init__(self, dim: int, levels: int):

@@ -104,7 +104,7 @@ def targets_file(config):
 
 def pytest_metadata(metadata, config):
     """Environment table of the HTML page (pytest-metadata hook): versions, host, git commit, run."""
-    from sam3m4.report.environment import metadata as environment
+    from sam3m4.env import metadata as environment
 
     metadata.update(environment())
     metadata["Run"] = config.getoption("--run")

@@ -42,7 +42,7 @@ def _build_embedded_stage3(out: Path) -> Stage3Models:
 
     from sam3m4.data.synth import generate
     from sam3m4.distill import recipe
-    from sam3m4.distill.checkpoint import best_name, list_checkpoints
+    from sam3m4.checkpoint import best_name, list_checkpoints
     from sam3m4.teacher.bootstrap import bootstrap_teacher
 
     data, teacher, ckpts = out / "synth", out / "teacher", out / "checkpoints"
@@ -98,7 +98,7 @@ def _build_small_stage4(out: Path) -> Path:
     student that segments nothing would make every drop 0), not a quality claim."""
     from sam3m4.distill import cache as feature_cache
     from sam3m4.distill import recipe
-    from sam3m4.distill.checkpoint import list_checkpoints
+    from sam3m4.checkpoint import list_checkpoints
     from sam3m4.quantize.modes import MODES
     from sam3m4.quantize.pipeline import build_mode
     from sam3m4.quantize.storage import save_quantized

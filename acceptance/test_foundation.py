@@ -13,7 +13,7 @@ import pytest
 from sam3m4.data import SacoImageDataset, SacoVideoDataset
 from sam3m4.eval.image import evaluate_pairs, ground_truth_predictor
 from sam3m4.eval.video import evaluate_videos, ground_truth_video_predictor
-from sam3m4.report.environment import host_summary
+from sam3m4.env import host_summary
 
 SHIFT = 6  # pixels: moves every predicted mask right and down
 

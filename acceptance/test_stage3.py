@@ -18,7 +18,7 @@ from sam3m4.eval.by_phrase import PhraseTap, phrase_metric
 from sam3m4.eval.cli import build_predictor
 from sam3m4.eval.image import evaluate_pairs
 from sam3m4.eval.saco_format import ImagePredictions, category_ids
-from sam3m4.report.environment import host_summary
+from sam3m4.env import host_summary
 
 pytestmark = [pytest.mark.stage3, pytest.mark.slow]
 

@@ -20,6 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from sam3m4.checkpoint import load_checkpoint, load_model_state
+from sam3m4.errors import ConfigError, DataFormatError
+from sam3m4.models import build_student
+from sam3m4.models.build import PRESETS
+from sam3m4.models.preprocess import to_pixels
+from sam3m4.models.tokenizer import get_tokenizer
+
 
 @dataclass
 class Prediction:
@@ -43,8 +50,6 @@ class Predictor:
     def __init__(self, model, threshold: float = 0.5, device: str = "cpu"):
         import torch
 
-        from sam3m4.teacher.tokenizer import get_tokenizer
-
         self.model = model.eval().to(device)
         self.device = torch.device(device)
         self.threshold = threshold
@@ -54,11 +59,6 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, threshold: float = 0.5, device: str = "cpu") -> "Predictor":
         """Load a distillation checkpoint (weights_only; the student preset is stored in it)."""
-        from sam3m4.distill.checkpoint import load_checkpoint, load_model_state
-        from sam3m4.errors import DataFormatError
-        from sam3m4.models import build_student
-        from sam3m4.models.build import PRESETS
-
         state = load_checkpoint(Path(path))  # checks the types of model / config / preset
         preset = state.get("preset") or state.get("config", {}).get("student_preset")
         if not preset:
@@ -75,8 +75,6 @@ class Predictor:
 
         key = phrase.strip()
         if not key:
-            from sam3m4.errors import ConfigError
-
             raise ConfigError("prompt: empty noun phrase")
         if key not in self._prompts:
             tok = self.tokenizer([key])
@@ -89,8 +87,6 @@ class Predictor:
         """One (H, W, 3) uint8 RGB image and a noun phrase -> :class:`Prediction`."""
         import torch
         import torch.nn.functional as F
-
-        from sam3m4.models.preprocess import to_pixels
 
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
@@ -144,8 +140,6 @@ def check_device(device: str, flag: str = "--device") -> str:
     """``device`` if torch can use it here (``cpu``, ``cuda[:N]``, ``mps``), else a one-line ConfigError."""
     import torch
 
-    from sam3m4.errors import ConfigError
-
     try:
         kind = torch.device(device).type
     except (RuntimeError, ValueError):
@@ -158,8 +152,6 @@ def check_device(device: str, flag: str = "--device") -> str:
 
 
 def check_threshold(value: float, flag: str = "--threshold") -> float:
-    from sam3m4.errors import ConfigError
-
     if not 0.0 <= value <= 1.0:  # NaN fails too
         raise ConfigError(f"{flag} {value}: must be in [0, 1] (a detection score)")
     return value
@@ -168,8 +160,6 @@ def check_threshold(value: float, flag: str = "--threshold") -> float:
 def read_image(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB of an image file; a missing or undecodable file is one line naming it."""
     from PIL import Image, UnidentifiedImageError
-
-    from sam3m4.errors import DataFormatError
 
     if not path.is_file():
         raise DataFormatError(f"{path}: no such image file" + (" (a folder)" if path.is_dir() else ""))
@@ -185,8 +175,6 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from PIL import Image
-
-    from sam3m4.errors import ConfigError
 
     check_threshold(args.threshold)
     check_device(args.device)
@@ -239,8 +227,6 @@ class VideoPredictor:
         """As :meth:`masklets`, plus (M, T) float32 per-frame scores (0 where the query is not kept)."""
         import torch
         import torch.nn.functional as F
-
-        from sam3m4.models.preprocess import to_pixels
 
         t_len, h, w = frames.shape[:3]
         prompt = self.images.prompt(phrase)

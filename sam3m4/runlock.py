@@ -29,9 +29,10 @@ from filelock import FileLock, Timeout
 
 from sam3m4.errors import Sam3m4Error
 from sam3m4.fileio import atomic_write_json
+from sam3m4.paths import RUN_LOCK, RUN_LOCK_INFO
 
-LOCK_FILE = "checkpoints/.run.lock"
-INFO_FILE = "checkpoints/.run.lock.json"
+LOCK_FILE = RUN_LOCK
+INFO_FILE = RUN_LOCK_INFO
 ENV = "SAM3M4_RUN_LOCK"  # set to the held lock's absolute path for child processes
 
 

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from sam3m4.cli import main
-from sam3m4.distill.checkpoint import load_checkpoint, save_checkpoint
+from sam3m4.checkpoint import load_checkpoint, save_checkpoint
 from sam3m4.errors import ConfigError, DataFormatError
 from sam3m4.models import build_student
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam3m4.distill import checkpoint
+from sam3m4 import checkpoint
 from sam3m4.errors import DataFormatError
 
 
@@ -89,3 +89,33 @@ def test_resolve_init(tmp_path):
         checkpoint.resolve_init("latest", tmp_path, 1)
     checkpoint.save_checkpoint(tmp_path, phase=1, epoch=1, step=3, state=_state())
     assert checkpoint.resolve_init("latest", tmp_path, 1) == Path(tmp_path) / "phase1_epoch1_step3.pt"
+
+
+def test_metadata_is_versioned_and_version_1_files_still_read(tmp_path):
+    """New files say their kind and data root; an old (version 1) file gets both from phase / config."""
+    state = {**_state(), "config": {"data_root": "data/x"}}
+    saved = checkpoint.save_checkpoint(tmp_path, phase=2, epoch=1, step=3, state=state)
+    new = checkpoint.load_checkpoint(saved["path"])
+    assert (new["format_version"], new["kind"], new["data_root"]) == (checkpoint.FORMAT_VERSION, "student", "data/x")
+    assert checkpoint.checkpoint_kind(new) == checkpoint.KIND_STUDENT
+    assert checkpoint.checkpoint_data_root(new, saved["path"]) == "data/x"
+
+    old_video = {"model": {}, "phase": 3, "epoch": 1, "step": 4, "config": {"data": "data/v"}}  # a v1 tracker
+    assert checkpoint.checkpoint_kind(old_video) == checkpoint.KIND_TRACKER
+    assert checkpoint.checkpoint_data_root(old_video, "v.pt") == "data/v"
+    old_image = {"model": {}, "phase": 2, "epoch": 1, "step": 4, "config": {"data_root": "data/i", "data": "no"}}
+    assert checkpoint.checkpoint_kind(old_image) == checkpoint.KIND_STUDENT
+    assert checkpoint.checkpoint_data_root(old_image, "i.pt") == "data/i"
+    assert checkpoint.checkpoint_data_root({"model": {}, "config": {}}, "n.pt") is None
+    with pytest.raises(DataFormatError, match=r"^b\.pt: config\.data: expected str, got int"):
+        checkpoint.checkpoint_data_root({"config": {"data": 7}}, "b.pt")
+
+
+@pytest.mark.parametrize("extra, message", [({"kind": "teacher"}, "kind: expected one of student, tracker"),
+                                            ({"format_version": 99}, "format_version: 99 is newer"),
+                                            ({"data_root": 5}, "data_root: expected str, got int")])
+def test_bad_metadata_is_one_line_naming_the_key(tmp_path, extra, message):
+    path = tmp_path / "x.pt"
+    torch.save({"model": {}, "phase": 2, "epoch": 1, "step": 1, **extra}, path)
+    with pytest.raises(DataFormatError, match=message):
+        checkpoint.load_checkpoint(path)

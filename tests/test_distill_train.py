@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from sam3m4.distill import cache as feature_cache
-from sam3m4.distill import checkpoint
+from sam3m4 import checkpoint
 from sam3m4.distill import losses as distill_losses
 from sam3m4.distill import recipe
 from sam3m4.errors import ConfigError, Sam3m4Error
@@ -132,7 +132,7 @@ def test_cli_is_light_and_parses():
 def test_resume_from_a_checkpoint_of_another_shape_is_one_line(tmp_path):
     """--resume onto a checkpoint whose weights do not fit the student names the file and the key (exit 2 from
     the CLI), instead of torch's multi-line load_state_dict error."""
-    from sam3m4.distill.checkpoint import save_checkpoint
+    from sam3m4.checkpoint import save_checkpoint
     from sam3m4.errors import DataFormatError
     from sam3m4.models import build_student
 
@@ -141,7 +141,7 @@ def test_resume_from_a_checkpoint_of_another_shape_is_one_line(tmp_path):
     key = next(k for k, v in state.items() if v.ndim == 2)
     state[key] = state[key][:, :1].clone()  # a wrong shape
     save_checkpoint(ckpt_dir, phase=2, epoch=1, step=1, state={"model": state, "preset": "tiny"}, keep_last=2)
-    from sam3m4.distill import checkpoint
+    from sam3m4 import checkpoint
 
     path, loaded = checkpoint.load_latest(ckpt_dir, 2)
     with pytest.raises(DataFormatError, match=rf"{path.name}: model\.{key}: "):

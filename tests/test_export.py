@@ -183,7 +183,7 @@ def test_coreml_fp16_lowers_and_reports_npu_coverage(tmp_path):
 def test_cli_exports_from_a_checkpoint_and_records_why_qnn_is_missing(tmp_path, monkeypatch):
     """``sam3m4 export --ckpt``: the mode is applied to the checkpoint's student; no SDK -> recorded, exit 1."""
     from sam3m4.cli import main
-    from sam3m4.distill.checkpoint import atomic_torch_save
+    from sam3m4.checkpoint import atomic_torch_save
     from sam3m4.results import ResultsStore
 
     monkeypatch.delenv("QNN_SDK_ROOT", raising=False)

@@ -17,7 +17,7 @@ import torch
 from sam3m4.errors import ConfigError, Sam3m4Error
 from sam3m4.models import PRESETS, PRODUCTION_PRESETS, build_student
 from sam3m4.models.export_wrappers import METHODS, example_inputs, export_programs, wrap
-from sam3m4.teacher.tokenizer import CONTEXT_LENGTH, EOT_ID, SOT_ID
+from sam3m4.models.tokenizer import CONTEXT_LENGTH, EOT_ID, SOT_ID
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sam3m4.distill.checkpoint import save_checkpoint
+from sam3m4.checkpoint import save_checkpoint
 from sam3m4.errors import DataFormatError
 from sam3m4.models import build_student
 from sam3m4.predict import Predictor, overlay

@@ -157,7 +157,7 @@ def test_python_dash_m_entry_point_is_the_same_command():
 def test_a_video_checkpoint_quantizes_the_memory_too_and_round_trips(student, tmp_path):
     from torchao.quantization import IntxUnpackedToInt8Tensor
 
-    from sam3m4.distill.checkpoint import atomic_torch_save
+    from sam3m4.checkpoint import atomic_torch_save
     from sam3m4.models.video import StudentTracker
     from sam3m4.quantize.pipeline import build_mode, image_model
 

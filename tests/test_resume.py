@@ -11,14 +11,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from sam3m4.distill import checkpoint
+from sam3m4 import checkpoint
 from sam3m4.distill import recipe
 from sam3m4.distill.trainer import ScalarLogger
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLED_SAVE = """
 import os, sys, torch
-from sam3m4.distill import checkpoint
+from sam3m4 import checkpoint
 
 def killed(obj, handle):  # the process dies half-way through writing the checkpoint
     handle.write(b"PK partial"); handle.flush(); os._exit(9)

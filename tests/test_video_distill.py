@@ -41,7 +41,7 @@ def _random_models(tmp_path, seed):
     masklets: a deliberately weak teacher) and a random tiny student saved as a Phase 2 checkpoint."""
     from transformers import Sam3Model
 
-    from sam3m4.distill.checkpoint import atomic_torch_save
+    from sam3m4.checkpoint import atomic_torch_save
     from sam3m4.models import build_student
     from sam3m4.teacher.bootstrap import build_config
     from sam3m4.teacher.video import build_video_teacher
@@ -136,7 +136,7 @@ def test_distill_video_from_a_weak_teacher_trains_to_the_end(tmp_path, monkeypat
     """A deliberately weak teacher (random weights, every detection kept: noise masklets) and a random student,
     at five times the default lr: the run trains all its steps, every logged loss and every saved weight finite,
     and the checkpoint carries the schedule so a resume continues it."""
-    from sam3m4.distill.checkpoint import load_checkpoint
+    from sam3m4.checkpoint import load_checkpoint
     from sam3m4.distill.video_run import run
 
     data, _ = _random_models(tmp_path, seed=1)

@@ -10,7 +10,7 @@ import torch
 
 from sam3m4.models import build_student
 from sam3m4.models.video import StudentTracker
-from sam3m4.teacher.tokenizer import get_tokenizer
+from sam3m4.models.tokenizer import get_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.visual, pytest.mark.usefixtures("one_thread")]
 def models(tmp_path_factory, tiny_teacher_kwargs):
     """(random tiny SAM 3 teacher dir, random tiny student checkpoint): noise, but real code paths."""
     from sam3m4.distill.cache import save_random_teacher
-    from sam3m4.distill.checkpoint import save_checkpoint
+    from sam3m4.checkpoint import save_checkpoint
     from sam3m4.models import build_student
 
     out = tmp_path_factory.mktemp("models")

@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sam3m4.paths import EXPORT_DIR
+
 # metric -> key in the targets file (acceptance/targets.yaml)
 GATED = {"image_latency_ms": "image_latency_ms", "video_fps": "video_fps"}
 
@@ -38,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                      "(sha256), and record latency, fps, load time and memory under stage5.")
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE",
                      help="Android benchmark_results.json or iOS benchmark XCTest log")
-    imp.add_argument("--pte-dir", type=Path, default=Path("outputs/export"),
+    imp.add_argument("--pte-dir", type=Path, default=Path(EXPORT_DIR),
                      help="folder of exported <model>_<backend>_<quant>.pte files (default: outputs/export)")
     imp.add_argument("--run", default="demo", help="results store run (reports/<run>/; default: demo)")
     imp.add_argument("--root", default="reports", help="reports folder (default: reports)")

@@ -37,9 +37,13 @@ import numpy as np
 import torch
 from filelock import FileLock
 
+from sam3m4.data.saco_image import SacoImageDataset
 from sam3m4.errors import DataFormatError
 from sam3m4.fileio import atomic_path, atomic_write_json
 from sam3m4.models.preprocess import resize_uint8, uint8_to_pixels
+from sam3m4.models.tokenizer import get_tokenizer
+from sam3m4.teacher.bootstrap import build_config
+from sam3m4.teacher.sam3 import Sam3Teacher
 
 PAIR_FIELDS = ("query_logits", "boxes_xyxy", "presence_logit", "semantic_logits", "mask_logits", "mask_index")
 
@@ -249,9 +253,6 @@ class PairSet:
         import torch.nn.functional as F
         from tqdm.auto import tqdm
 
-        from sam3m4.data.saco_image import SacoImageDataset
-        from sam3m4.teacher.tokenizer import get_tokenizer
-
         ds = SacoImageDataset(json_path)
         n = len(ds) if not limit else min(int(limit), len(ds))
         self.json_path = Path(json_path)
@@ -362,9 +363,6 @@ def save_random_teacher(out_dir: str | Path, seed: int = 0, **sizes) -> Path:
     """Save a randomly initialised tiny SAM 3 (``sam3m4.teacher.bootstrap.build_config(**sizes)``) with
     ``save_pretrained``: a stand-in teacher for tests and pipeline bring-up (its outputs are noise)."""
     from transformers import Sam3Model
-
-    from sam3m4.teacher.bootstrap import build_config
-    from sam3m4.teacher.sam3 import Sam3Teacher
 
     torch.manual_seed(seed)
     teacher = Sam3Teacher(Sam3Model(build_config(**sizes)).eval())

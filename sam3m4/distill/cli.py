@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from sam3m4.paths import PHASE2_BEST, SYNTH_DATA, VIDEO_DIR, VIDEO_TEACHER_DIR
+
 CONFIGS = {"cache": "configs/distill_phase2.yaml", "phase1": "configs/distill_phase1.yaml",
            "phase2": "configs/distill_phase2.yaml"}
 
@@ -37,10 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v = sub.add_parser("video", help="video distillation: the student's memory learns the video teacher's masklets",
                        description="Cache the video teacher's masklets, train the student's memory (image student "
                                    "frozen), save checkpoints/video_distillation/video_epoch1.pt, record J&F.")
-    v.add_argument("--ckpt", default="checkpoints/distillation/phase2_best.pt", help="Phase 2 student checkpoint")
-    v.add_argument("--teacher", default="checkpoints/teacher/sam3-tiny-synth-video", help="video teacher folder")
-    v.add_argument("--data", default="data/synth")
-    v.add_argument("--out", default="checkpoints/video_distillation")
+    v.add_argument("--ckpt", default=PHASE2_BEST, help="Phase 2 student checkpoint")
+    v.add_argument("--teacher", default=VIDEO_TEACHER_DIR, help="video teacher folder")
+    v.add_argument("--data", default=SYNTH_DATA)
+    v.add_argument("--out", default=VIDEO_DIR)
     v.add_argument("--log-dir", default="logs/distillation",
                    help="where video.csv (the training loss, one row a step) goes")
     v.add_argument("--cache-dir", default="data/sa_v/cached_features",

@@ -35,12 +35,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sam3m4.distill import cache as feature_cache
-from sam3m4.distill import checkpoint
-from sam3m4.distill import losses as distill_losses
-from sam3m4.distill import trainer
+from sam3m4 import checkpoint
+from sam3m4.distill import cache as feature_cache, losses as distill_losses, trainer
 from sam3m4.errors import ConfigError, Sam3m4Error, TrainingDiverged
+from sam3m4.models import build_student
 from sam3m4.results.runs import check_run_name
+from sam3m4.teacher.sam3 import load_teacher
 
 DEFAULTS = dict(
     phase=2,  # 1 = encoder features, 2 = end-to-end outputs
@@ -207,8 +207,6 @@ def ensure_cache(cfg: dict, rank: int, world: int, device, splits) -> tuple[feat
                   for d in splits for p in range(len(d)))
     info = {"cache_dir": str(cache.dir), "pairs": sum(len(d) for d in splits), "missing": missing, "computed": 0}
     if trainer.mean_across_ranks(torch.tensor(float(missing)), world).item() > 0:
-        from sam3m4.teacher.sam3 import load_teacher
-
         teacher = load_teacher(cfg["teacher"], device=device)
         for d in splits:
             rep = feature_cache.build_cache(teacher, d, cache, batch_size=cfg["cache_batch_size"], topk=cfg["cache_topk"],
@@ -238,8 +236,6 @@ def load_splits(cfg: dict, size: int, progress: bool) -> tuple[feature_cache.Pai
 
 def cache_pass(cfg: dict) -> dict:
     """``sam3m4 distill cache``: fill the teacher-feature cache for train + val (sharded across ranks)."""
-    from sam3m4.models import build_student
-
     rank, world, local = trainer.init_distributed(cfg["device"])
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
@@ -250,8 +246,6 @@ def cache_pass(cfg: dict) -> dict:
 
 
 def setup(cfg: dict) -> Run:
-    from sam3m4.models import build_student
-
     t0 = time.time()
     rank, world, local = trainer.init_distributed(cfg["device"])
     if cfg["threads"]:
@@ -267,8 +261,6 @@ def setup(cfg: dict) -> Run:
         cache, info = ensure_cache(cfg, rank, world, device, splits)
         timings["cache_s"], timings["cache_computed_pairs"] = info["seconds"], info["computed"]
     else:
-        from sam3m4.teacher.sam3 import load_teacher
-
         teacher = load_teacher(cfg["teacher"], device=device)
 
     run = Run(cfg=cfg, rank=rank, world=world, device=device, amp=trainer.amp_dtype(device, cfg["amp"]), student=student,
@@ -478,8 +470,6 @@ def benchmark_cache(cfg: dict) -> dict:
     untimed; the median step time is scaled to the epoch's steps. Nothing is saved.
     """
     import statistics
-
-    from sam3m4.teacher.sam3 import load_teacher
 
     run = setup({**cfg, "phase": 2, "teacher_source": "cache", "resume": False})
     cache, teacher = run.cache, load_teacher(cfg["teacher"], device=run.device)

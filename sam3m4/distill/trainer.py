@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from sam3m4.errors import ConfigError
+from sam3m4.metrics import MIoUMeter, PresenceMeter
+from sam3m4.results import ResultsStore
 
 
 # --- device, precision, seeds -----------------------------------------------------------------------------
@@ -236,8 +238,6 @@ class PairMetrics:
     """mIoU (union of kept masks vs union of ground truth) and presence F1 over (image, phrase) pairs."""
 
     def __init__(self):
-        from sam3m4.metrics import MIoUMeter, PresenceMeter
-
         self.miou, self.presence = MIoUMeter(), PresenceMeter()
 
     def add(self, kept_masks: np.ndarray, gt_masks: np.ndarray, gt_present: bool) -> None:
@@ -365,8 +365,6 @@ def visualise_features(net, data, teacher_fn, out_dir: Path, tag: str, n: int, d
 def record_results(run_name: str, subject: str, metrics: dict, artifact: str, provenance: str) -> None:
     """Append final validation metrics to ``reports/<run_name>/results.jsonl`` (``teacher_*`` under subject
     ``teacher``, the rest under ``subject``)."""
-    from sam3m4.results import ResultsStore
-
     store = ResultsStore(run_name)
     prov = f"{provenance}, {metrics.get('val_pairs', metrics.get('val_images', '?'))} val items"
     for k, v in metrics.items():

@@ -24,6 +24,7 @@ from sam3m4.data.saco_video import items_with_objects
 from sam3m4.distill.video_losses import VideoDistillWeights, video_distill_loss
 from sam3m4.errors import TrainingDiverged
 from sam3m4.models.preprocess import to_pixels
+from sam3m4.models.tokenizer import get_tokenizer
 
 
 MAX_SKIPPED_STEPS = 10  # non-finite gradients in a row before the run stops
@@ -70,8 +71,6 @@ def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: i
     does); ``max_skips`` skipped steps in a row stop the run with :class:`TrainingDiverged`."""
     targets = targets or (lambda i, s, size: [(*clip_targets(s.masks, size), 1.0)])
     from tqdm.auto import tqdm
-
-    from sam3m4.teacher.tokenizer import get_tokenizer
 
     rng = random.Random(seed)
     torch.manual_seed(seed)

@@ -32,12 +32,26 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from sam3m4.distill.checkpoint import (atomic_torch_save, clean_interrupted, list_video_checkpoints, load_checkpoint,
-                                       load_latest, load_model_state, rng_state, set_rng_state)
+from sam3m4.checkpoint import (KIND_TRACKER, VIDEO_PHASE, atomic_torch_save, checkpoint_metadata, clean_interrupted,
+                               list_video_checkpoints, load_checkpoint, load_latest, load_model_state, rng_state,
+                               set_rng_state, video_checkpoint_name)
+from sam3m4.data import SacoImageDataset, SacoVideoDataset
 from sam3m4.data.saco_video import items_with_objects
+from sam3m4.distill.cache import image_hash, pair_key, teacher_id
 from sam3m4.distill.trainer import ScalarLogger, build_scheduler
 from sam3m4.distill.video import clip_targets, tracker_optimizer, train_tracker
+from sam3m4.env import host_summary
+from sam3m4.errors import DataFormatError
+from sam3m4.eval import saco
+from sam3m4.eval.image import evaluate_pairs
+from sam3m4.eval.saco_format import ImagePredictions, VideoPredictions, category_ids
+from sam3m4.eval.video import evaluate_videos
 from sam3m4.fileio import atomic_path
+from sam3m4.models import build_student
+from sam3m4.models.video import StudentTracker, benchmark_track
+from sam3m4.predict import Predictor, VideoPredictor
+from sam3m4.results import ResultsStore
+from sam3m4.teacher.video import load_video_teacher
 
 
 def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, progress: bool = True) -> Path:
@@ -45,8 +59,6 @@ def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, pro
     from filelock import FileLock
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
-
-    from sam3m4.distill.cache import teacher_id
 
     folder = Path(root) / f"{teacher_id(teacher_dir)}_{mask_size}m"
     folder.mkdir(parents=True, exist_ok=True)
@@ -68,8 +80,6 @@ def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, pro
 
 def _pair_file(sample) -> str:
     """``<frames hash>-<phrase hash>.safetensors``: keyed by content, like the image cache."""
-    from sam3m4.distill.cache import image_hash, pair_key
-
     return f"{pair_key(image_hash(sample.frames), sample.phrase)}.safetensors"
 
 
@@ -77,8 +87,6 @@ def cached_targets(folder: Path, w_teacher: float, w_gt: float):
     """``targets`` for :func:`train_tracker`: the cached teacher masklets (visible where the teacher output the
     object) and the ground truth, weighted."""
     from safetensors.torch import load_file
-
-    from sam3m4.errors import DataFormatError
 
     def targets(i, sample, size):
         sets = []
@@ -101,10 +109,6 @@ def cached_targets(folder: Path, w_teacher: float, w_gt: float):
 
 def load_tracker(path: str | Path):
     """A :class:`StudentTracker` from ``video_epoch*.pt`` (weights_only load)."""
-    from sam3m4.errors import DataFormatError
-    from sam3m4.models import build_student
-    from sam3m4.models.video import StudentTracker
-
     state = load_checkpoint(Path(path))
     if "preset" not in state:
         raise DataFormatError(f"{path}: preset: missing (not a sam3m4 video checkpoint)")
@@ -116,9 +120,6 @@ def load_tracker(path: str | Path):
 def _official(store, kind: str, subject: str, gt_json: Path, preds, prov: str) -> dict:
     """Score ``preds`` with Meta's SA-Co evaluator (:mod:`sam3m4.eval.saco`) and record the headline numbers;
     files under ``reports/<run>/saco/``. A model that outputs no masklet at all is recorded as not measured."""
-    from sam3m4.eval import saco
-    from sam3m4.errors import DataFormatError
-
     name = subject.replace("/", "_")
     score = saco.score_image if kind == "image" else saco.score_video
     evaluator = "CGF1Evaluator" if kind == "image" else "VEvalEvaluator"
@@ -136,17 +137,6 @@ def _official(store, kind: str, subject: str, gt_json: Path, preds, prov: str) -
 
 
 def run(args) -> dict:
-    from sam3m4.data import SacoImageDataset, SacoVideoDataset
-    from sam3m4.eval import saco
-    from sam3m4.eval.image import evaluate_pairs
-    from sam3m4.eval.saco_format import ImagePredictions, VideoPredictions, category_ids
-    from sam3m4.eval.video import evaluate_videos
-    from sam3m4.models.video import StudentTracker, benchmark_track
-    from sam3m4.predict import Predictor, VideoPredictor
-    from sam3m4.report.environment import host_summary
-    from sam3m4.results import ResultsStore
-    from sam3m4.teacher.video import load_video_teacher
-
     if args.threads:
         torch.set_num_threads(args.threads)
     data = Path(args.data)
@@ -187,11 +177,12 @@ def run(args) -> dict:
                            targets=targets, optimizer=opt, cache=prepared, first_step=stats["steps"],
                            last_checkpoint=last_good, log=logger.log, scheduler=sched)
         stats = {**ep, "steps": stats["steps"] + ep["steps"], "epochs": epoch}
-        ckpt = out_dir / f"video_epoch{epoch}.pt"
+        ckpt = out_dir / video_checkpoint_name(epoch)
         atomic_torch_save({"model": tracker.state_dict(), "optimizer": opt.state_dict(),
                            "scheduler": sched.state_dict(), "rng": rng_state(),
                            "preset": student.preset, "num_latents": tracker.num_latents, "config": config,
-                           "phase": 3, "epoch": epoch, "step": stats["steps"]}, ckpt)
+                           **checkpoint_metadata(KIND_TRACKER, data), "phase": VIDEO_PHASE, "epoch": epoch,
+                           "step": stats["steps"]}, ckpt)
         last_good = ckpt
         for old in list_video_checkpoints(out_dir)[: -args.keep_last]:
             old.unlink(missing_ok=True)

@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from sam3m4.errors import ConfigError
+from sam3m4.paths import SYNTH_DATA, TEACHER_DIR, VIDEO_TEACHER_DIR
 
 # --model -> (results stage, default subject)
 MODELS = {"gt": ("sanity", "ground_truth"), "teacher": ("stage3", "teacher"), "student": ("stage3", "student/phase2")}
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", default=None,
                         help="teacher: SAM 3 weights dir or hub id (default checkpoints/teacher/sam3-tiny-synth); "
                              "student: distillation checkpoint .pt")
-    parser.add_argument("--data", type=Path, default=Path("data/synth"),
+    parser.add_argument("--data", type=Path, default=Path(SYNTH_DATA),
                         help="dataset root with saco_image/ and saco_video/ (default: data/synth)")
     parser.add_argument("--split", default="val", help="split name: <data>/saco_image/<split>.json (default: val)")
     parser.add_argument("--num-val", type=int, default=None, help="score only the first N image pairs")
@@ -53,7 +54,7 @@ def build_predictor(model: str, ckpt: str | None, threshold: float, device: str)
     if model == "teacher":
         from sam3m4.teacher import load_teacher
 
-        source = ckpt or "checkpoints/teacher/sam3-tiny-synth"
+        source = ckpt or TEACHER_DIR
         teacher = load_teacher(source, device=device)
 
         def predict(sample):
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sam3m4.data import SacoImageDataset
     from sam3m4.eval.image import evaluate_pairs
-    from sam3m4.report.environment import host_summary
+    from sam3m4.env import host_summary
     from sam3m4.results import ResultsStore
 
     stage, subject = MODELS[args.model]
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
 def _gt_video(args: argparse.Namespace, store) -> None:
     from sam3m4.data import SacoVideoDataset
     from sam3m4.eval.video import evaluate_videos, ground_truth_video_predictor
-    from sam3m4.report.environment import host_summary
+    from sam3m4.env import host_summary
 
     video_json = args.data / "saco_video" / f"{args.split}.json"
     if args.no_video or not video_json.is_file():
@@ -169,7 +170,7 @@ def build_video_predictor(model: str, ckpt: str | None, threshold: float, device
     if model == "teacher":
         from sam3m4.teacher.video import load_video_teacher
 
-        source = ckpt or "checkpoints/teacher/sam3-tiny-synth-video"
+        source = ckpt or VIDEO_TEACHER_DIR
         teacher = load_video_teacher(source, device=device)
         return (lambda s: teacher.masklets(s.frames, s.phrase)), f"Sam3VideoModel teacher {source}", source
     if not ckpt:
@@ -185,7 +186,7 @@ def _video(args: argparse.Namespace, store) -> int:
     from sam3m4.data import SacoVideoDataset
     from sam3m4.eval.saco_format import VideoPredictions
     from sam3m4.eval.video import evaluate_videos
-    from sam3m4.report.environment import host_summary
+    from sam3m4.env import host_summary
 
     video_json = args.data / "saco_video" / f"{args.split}.json"
     if not video_json.is_file():

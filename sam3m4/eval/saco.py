@@ -34,7 +34,7 @@ import numpy as np
 
 from sam3m4.errors import DataFormatError, Sam3m4Error
 from sam3m4.eval.saco_format import (check_image_gt, check_image_preds, check_same_pairs, check_video_gt,
-                                     check_video_preds, write_json)
+                                     check_video_preds, image_gt_subset, video_gt_subset, write_json)
 
 SAM3_VERSION = "0.1.4"
 INSTALL_HINT = (f"pip install --no-deps sam3=={SAM3_VERSION} psutil iopath einops 'numpy<2.4' "
@@ -197,8 +197,6 @@ def score_image(gt_json, writer, out_dir, name: str, *, log=None) -> tuple[dict,
     Writes ``<out_dir>/<name>_image_preds.json``, ``<name>_image_gt.json`` and ``<name>_image_eval.json`` (the
     evaluator's result); returns the result and the predictions' path.
     """
-    from sam3m4.eval.saco_format import image_gt_subset
-
     out_dir = Path(out_dir)
     preds = writer.write(out_dir / f"{name}_image_preds.json")
     gt = image_gt_subset(gt_json, writer.pair_ids, out_dir / f"{name}_image_gt.json")
@@ -209,8 +207,6 @@ def score_image(gt_json, writer, out_dir, name: str, *, log=None) -> tuple[dict,
 
 def score_video(gt_json, writer, out_dir, name: str, *, log=None) -> tuple[dict, Path]:
     """As :func:`score_image` for a :class:`~sam3m4.eval.saco_format.VideoPredictions` (call its ``fill`` first)."""
-    from sam3m4.eval.saco_format import video_gt_subset
-
     out_dir = Path(out_dir)
     preds = writer.write(out_dir / f"{name}_video_preds.json")
     gt = video_gt_subset(gt_json, writer.seen, out_dir / f"{name}_video_gt.json")

@@ -19,17 +19,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sam3m4.paths import EXPORT_DIR, QUANTIZED_DIR
+
 BACKENDS = ("coreml", "qnn", "xnnpack")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", required=True, choices=BACKENDS)
     parser.add_argument("--mode", required=True, choices=("fp16", "int4", "int8_int4", "qat_int4", "qat_int8_int4"))
-    parser.add_argument("--quantized", type=Path, default=Path("checkpoints/quantized"),
+    parser.add_argument("--quantized", type=Path, default=Path(QUANTIZED_DIR),
                         help="`sam3m4 quantize --out` folder (one <mode>/ per mode)")
     parser.add_argument("--ckpt", type=Path, default=None,
                         help="instead of --quantized: a Phase 2 or video checkpoint, quantized here in --mode")
-    parser.add_argument("--out", type=Path, default=Path("outputs/export"))
+    parser.add_argument("--out", type=Path, default=Path(EXPORT_DIR))
     parser.add_argument("--name", default=None, help="model name in the file name (default: sam3m4_<preset>)")
     parser.add_argument("--runs", type=int, default=50, help="timed host runs (after 10 warm-up), XNNPACK only")
     parser.add_argument("--run", default="demo", help="results store run (reports/<run>/)")

@@ -15,17 +15,16 @@ Run ``sam3m4 models table`` for parameters, fp16/int4 MB and GFLOPs of every pre
 from __future__ import annotations
 
 from sam3m4.errors import ConfigError
+from sam3m4.models.decoder import DetectionHeads, FusionEncoder, QueryDecoder
+from sam3m4.models.image_encoder import ImageEncoder
+from sam3m4.models.mask_head import MaskHead
+from sam3m4.models.student import Student
+from sam3m4.models.text_encoder import TextEncoder
 
 
 def _build(preset: str, *, backbone: str, image_size: int, dim: int, heads: int, num_queries: int,
            fusion_layers: int, fusion_self_attn: bool, decoder_layers: int, mlp_ratio: float, mask_dim: int,
            text_embed_dim: int, text_width: int, text_layers: int, text_heads: int):
-    from sam3m4.models.decoder import DetectionHeads, FusionEncoder, QueryDecoder
-    from sam3m4.models.image_encoder import ImageEncoder
-    from sam3m4.models.mask_head import MaskHead
-    from sam3m4.models.student import Student
-    from sam3m4.models.text_encoder import TextEncoder
-
     return Student(
         image_encoder=ImageEncoder(backbone, dim),
         text_encoder=TextEncoder(embed_dim=text_embed_dim, width=text_width, layers=text_layers, heads=text_heads,

@@ -12,7 +12,7 @@ Inputs (the teacher's conventions, see :mod:`sam3m4.teacher.sam3`):
 * ``pixel_values`` (B, 3, S, S) float32 RGB resized to the preset's S (``model.image_size``) without keeping
   aspect, rescaled to [0, 1] then normalised with mean = std = 0.5 -> range [-1, 1];
 * ``input_ids`` (B, 32) int64 CLIP BPE ids and ``attention_mask`` (B, 32) (1 = valid) from
-  :func:`sam3m4.teacher.tokenizer.get_tokenizer`.
+  :func:`sam3m4.models.tokenizer.get_tokenizer`.
 
 Outputs live at stride 4 of the student's input (Hm = Wm = ceil(S / 4)); the teacher's live at stride
 patch/4 of its own input, so distillation resizes one to the other. ``forward`` returns a dataclass; the

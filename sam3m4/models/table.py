@@ -24,6 +24,9 @@ import statistics
 import time
 from typing import Iterable
 
+from sam3m4.models.build import PRESETS, build_student
+from sam3m4.models.export_wrappers import example_inputs
+
 INT4_GROUP = 32
 
 
@@ -53,9 +56,6 @@ def count_flops(fn) -> tuple[float, dict]:
 def student_row(preset: str, latency: bool = False) -> dict:
     """One table row for a student preset (builds it with random weights on the CPU)."""
     import torch
-
-    from sam3m4.models.build import build_student
-    from sam3m4.models.export_wrappers import example_inputs
 
     model = build_student(preset).eval().requires_grad_(False)  # no autograd state for the flop counter
     n, fp16, int4 = _sizes(model.parameters())
@@ -118,8 +118,6 @@ def teacher_row() -> dict:
 
 def model_table(presets: Iterable[str] | None = None, teacher: bool = True, latency: bool = False) -> list[dict]:
     """Rows for ``presets`` (default: every preset in :data:`~sam3m4.models.build.PRESETS`) and the teacher."""
-    from sam3m4.models.build import PRESETS, build_student
-
     names = list(PRESETS) if presets is None else list(presets)
     for name in names:
         if name not in PRESETS:

@@ -1,6 +1,6 @@
 """Student text encoder: a small MobileCLIP-like causal transformer over SAM 3's CLIP tokens.
 
-Input: the teacher's tokenisation (:mod:`sam3m4.teacher.tokenizer`): ``input_ids`` (B, 32) int64 CLIP BPE ids
+Input: the teacher's tokenisation (:mod:`sam3m4.models.tokenizer`): ``input_ids`` (B, 32) int64 CLIP BPE ids
 (vocabulary 49408, ``<start_of_text>`` 49406 ... ``<end_of_text>`` 49407, padded with 0) and
 ``attention_mask`` (B, 32) int64/bool/float, 1 on start..end tokens.
 

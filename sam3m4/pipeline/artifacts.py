@@ -13,7 +13,8 @@ import platform
 from pathlib import Path
 
 from sam3m4.fileio import atomic_write_json
-from sam3m4.pipeline.stages import EXPORT_DIR, PHASE2_BEST, QUANTIZED, VIDEO_DIR
+from sam3m4.paths import (DISTILL_LOG_DIR, EXPORT_DIR, PHASE1_BEST, PHASE2_BEST, QUANTIZED_DIR, VIDEO_FINAL,
+                          visual_dir)
 from sam3m4.results.store import ResultsStore, sha256_file
 from sam3m4.storage.prune import tree_bytes
 
@@ -22,12 +23,12 @@ def collect(cfg: dict) -> dict[str, list[str]]:
     """Artifact kind -> existing files, in the order the report lists them."""
     run = cfg["run"]
     found = {
-        "checkpoint": [PHASE2_BEST, f"{VIDEO_DIR}/video_epoch2.pt", "checkpoints/distillation/phase1_best.pt"],
-        "quantized": sorted(glob.glob(f"{QUANTIZED}/*/*.safetensors")),
+        "checkpoint": [PHASE2_BEST, VIDEO_FINAL, PHASE1_BEST],
+        "quantized": sorted(glob.glob(f"{QUANTIZED_DIR}/*/*.safetensors")),
         "pte": sorted(glob.glob(f"{EXPORT_DIR}/*.pte")),
-        "log": sorted(glob.glob("logs/distillation/*.json") + glob.glob("logs/distillation/*.csv")
+        "log": sorted(glob.glob(f"{DISTILL_LOG_DIR}/*.json") + glob.glob(f"{DISTILL_LOG_DIR}/*.csv")
                       + glob.glob(f"reports/{run}/pipeline/*.log")),
-        "visual": [f"outputs/visual_eval/{run}/index.html", f"outputs/visual_eval/{run}/checklist.json"],
+        "visual": [f"{visual_dir(run)}/index.html", f"{visual_dir(run)}/checklist.json"],
     }
     if cfg.get("teacher") and Path(cfg["teacher"]).is_dir():
         found["checkpoint"].append(cfg["teacher"])
@@ -47,7 +48,7 @@ def write_manifest(cfg: dict, config_path: str, root: str = "reports") -> Path:
             artifacts.append({"kind": kind, "path": p, "bytes": size, "sha256": sha})
             store.record(stage="artifacts", subject=kind, metric="size", value=size, unit="bytes", artifact=p,
                          provenance=where)
-    final = {"final_image_ckpt": PHASE2_BEST, "final_video_ckpt": f"{VIDEO_DIR}/video_epoch2.pt"}
+    final = {"final_image_ckpt": PHASE2_BEST, "final_video_ckpt": VIDEO_FINAL}
     for metric, p in final.items():
         if Path(p).is_file():
             store.record(stage="summary", subject="run", metric=metric, value=p, artifact=p,

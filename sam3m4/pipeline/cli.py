@@ -18,6 +18,8 @@ import argparse
 import time
 from pathlib import Path
 
+from sam3m4.paths import visual_dir
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="configs/demo.yaml", help="pipeline config (flat YAML)")
@@ -56,6 +58,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"\ngates: {len(gates) - len(failed) - len(planted)} passed, {len(failed)} failed"
           + (f" ({', '.join(failed)})" if failed else "")
           + (f"; planted bad models, which must fail: {', '.join(planted)}" if planted else ""))
-    for path in (run_dir / "report.md", run_dir / "acceptance.html", Path("outputs/visual_eval") / cfg["run"] / "index.html"):
+    for path in (run_dir / "report.md", run_dir / "acceptance.html", Path(visual_dir(cfg["run"])) / "index.html"):
         print(f"  {path}{'' if path.exists() else '  (missing)'}")
     return 0

@@ -18,6 +18,8 @@ from pathlib import Path
 import yaml
 
 from sam3m4.errors import ConfigError
+from sam3m4.paths import (DISTILL_DIR, EXPORT_DIR, PHASE2_BEST, PRUNE_ROOTS, QUANTIZED_DIR, VIDEO_DIR,  # noqa: F401
+                          VIDEO_EPOCHS, VIDEO_FINAL, best_checkpoint, visual_dir)
 from sam3m4.results.runs import check_run_name
 
 DEFAULTS = {
@@ -34,11 +36,7 @@ DEFAULTS = {
                                           "acceptance/test_stage4.py", "acceptance/test_stage5.py"],
     "prune_keep_last": 2, "prune_apply": True,
 }
-PHASE2_BEST = "checkpoints/distillation/phase2_best.pt"
-VIDEO_DIR = "checkpoints/video_distillation"
-QUANTIZED = "checkpoints/quantized"
-EXPORT_DIR = "outputs/export"
-PRUNE_ROOTS = ("checkpoints/distillation", "checkpoints/video_distillation", "logs/distillation/vis")
+QUANTIZED = QUANTIZED_DIR  # the name the stages below use
 
 
 @dataclass
@@ -108,7 +106,7 @@ def _sam3m4(*args) -> list[str]:
 def _phase_best(config: str, phase: int) -> str:
     """``<ckpt_dir>/phase{P}_best.pt`` of a distillation config (its ``checkpoint_dir``, default checkpoints/distillation)."""
     raw = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
-    return f"{raw.get('checkpoint_dir', 'checkpoints/distillation')}/phase{phase}_best.pt"
+    return best_checkpoint(phase, raw.get("checkpoint_dir", DISTILL_DIR))
 
 
 def build_stages(cfg: dict) -> list[Stage]:
@@ -139,10 +137,10 @@ def build_stages(cfg: dict) -> list[Stage]:
         stages.append(Stage("video-teacher", _sam3m4("teacher", "video", "--image-teacher", teacher, "--out", vteacher,
                                                      "--data", vdata),
                             inputs=teacher_in + [f"{vdata}/saco_video"], outputs=[vteacher]))
-    video_ckpt = f"{VIDEO_DIR}/video_epoch2.pt"
+    video_ckpt = VIDEO_FINAL
     vteacher_in = [vteacher] if cfg["video_teacher_build"] or Path(vteacher).exists() else []
     stages.append(Stage("video", _sam3m4("distill", "video", "--ckpt", phase2, "--teacher", vteacher, "--data", vdata,
-                                         "--steps", cfg["video_steps"], "--epochs", 2, "--run", run),
+                                         "--steps", cfg["video_steps"], "--epochs", VIDEO_EPOCHS, "--run", run),
                         inputs=[phase2, f"{vdata}/saco_video"] + vteacher_in, outputs=[video_ckpt]))
     stages.append(Stage("quantize", _sam3m4("quantize", "--mode", "compare", "--ckpt", video_ckpt, "--data", data,
                                             "--num-val", cfg["quant_num_val"], "--qat", cfg["qat"], "--out", QUANTIZED,
@@ -159,7 +157,7 @@ def build_stages(cfg: dict) -> list[Stage]:
                      "--teacher", teacher, "--student", phase2, "--run", run, "--threads", 1)
     stages.append(Stage("visual-qa", visual + (["--auto-checklist"] if cfg["visual_auto_checklist"] else []),
                         inputs=teacher_in + [phase2, cfg["visual_manifest"], cfg["visual_prompts"]],
-                        outputs=[f"outputs/visual_eval/{run}/index.html"], group="export"))
+                        outputs=[f"{visual_dir(run)}/index.html"], group="export"))
     html = f"reports/{run}/acceptance.html"
     pytest = [sys.executable, "-m", "pytest", *cfg["acceptance"], "-o", "addopts=", "-p", "no:cacheprovider", "-q",
               "--run", run, "--stage3-teacher", teacher, "--stage3-student", phase2, "--stage3-data", data,

@@ -15,16 +15,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sam3m4.paths import PHASE2_BEST, QUANTIZED_DIR
+
 CHOICES = ("fp16", "int4", "int8_int4", "qat_int4", "qat_int8_int4", "compare")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", required=True, choices=CHOICES, help="one mode, or compare (all of them)")
-    parser.add_argument("--ckpt", default="checkpoints/distillation/phase2_best.pt",
+    parser.add_argument("--ckpt", default=PHASE2_BEST,
                         help="Phase 2 student checkpoint, or a video_epoch*.pt (student + video memory)")
     parser.add_argument("--num-val", type=int, default=200, help="val pairs every mode is scored on")
     parser.add_argument("--data", type=Path, default=None, help="dataset root (default: the checkpoint's data_root)")
-    parser.add_argument("--out", type=Path, default=Path("checkpoints/quantized"), help="<out>/<mode>/ per mode")
+    parser.add_argument("--out", type=Path, default=Path(QUANTIZED_DIR), help="<out>/<mode>/ per mode")
     parser.add_argument("--qat", choices=("auto", "always", "never"), default="auto",
                         help="compare: run the QAT modes when no post-training mode passes (auto), always or never")
     parser.add_argument("--qat-steps", type=int, default=60, help="QAT fine-tune steps (batch 16)")

@@ -15,10 +15,10 @@ from sam3m4.quantize.modes import MODES, apply_mode, get_mode
 def load_source(ckpt: str | Path):
     """(float model, kind): a Phase 2 student (``kind`` "student") or, from ``video_epoch*.pt``, the
     :class:`~sam3m4.models.video.StudentTracker` (student + video memory, ``kind`` "tracker")."""
-    from sam3m4.distill.checkpoint import load_checkpoint
+    from sam3m4.checkpoint import KIND_TRACKER, checkpoint_kind, load_checkpoint
     from sam3m4.predict import Predictor
 
-    if load_checkpoint(Path(ckpt)).get("phase") == 3:
+    if checkpoint_kind(load_checkpoint(Path(ckpt))) == KIND_TRACKER:
         from sam3m4.distill.video_run import load_tracker
 
         return load_tracker(ckpt), "tracker"
@@ -33,11 +33,11 @@ def image_model(model):
 def phase2_source(ckpt: str | Path) -> Path:
     """The Phase 2 checkpoint whose config (data, teacher, cache) QAT trains with: ``ckpt`` itself, or the one a
     video checkpoint was distilled from."""
-    from sam3m4.distill.checkpoint import load_checkpoint
+    from sam3m4.checkpoint import KIND_TRACKER, checkpoint_kind, load_checkpoint
     from sam3m4.errors import DataFormatError
 
     state = load_checkpoint(Path(ckpt))  # checks that config, where present, is a mapping
-    if state.get("phase") != 3:
+    if checkpoint_kind(state) != KIND_TRACKER:
         return Path(ckpt)
     src = state.get("config", {}).get("ckpt")
     if not isinstance(src, str) or not Path(src).is_file():
@@ -74,16 +74,10 @@ def build_mode(ckpt: str | Path, mode: str, qat_steps: int = 60, qat_lr: float =
 def load_val(ckpt: str | Path, data: Path | None):
     """(val image pairs, val video pairs or None, data root): ``data`` or the checkpoint's own data root."""
     from sam3m4.data import SacoImageDataset, SacoVideoDataset
-    from sam3m4.distill.checkpoint import load_checkpoint
+    from sam3m4.checkpoint import checkpoint_data_root, load_checkpoint
+    from sam3m4.paths import SYNTH_DATA
 
-    from sam3m4.errors import DataFormatError
-
-    config = load_checkpoint(Path(ckpt)).get("config", {})  # a mapping (load_checkpoint checks)
-    key = "data_root" if config.get("data_root") else "data"
-    stored = config.get(key) or "data/synth"
-    if not data and not isinstance(stored, str):
-        raise DataFormatError(f"{ckpt}: config.{key}: expected str, got {type(stored).__name__} (or pass --data)")
-    root = Path(data) if data else Path(stored)
+    root = Path(data) if data else Path(checkpoint_data_root(load_checkpoint(Path(ckpt)), ckpt) or SYNTH_DATA)
     val_json = root / "saco_image" / "val.json"
     if not val_json.is_file():
         raise FileNotFoundError(f"{val_json}: no such file (pass --data, or generate it with `sam3m4 data synth`)")
@@ -94,7 +88,7 @@ def load_val(ckpt: str | Path, data: Path | None):
 def provenance(row, data_root: Path, ckpt) -> str:
     import torch
 
-    from sam3m4.report.environment import host_summary
+    from sam3m4.env import host_summary
 
     qat = f"; QAT {row.qat['steps']} steps lr {row.qat['lr']:g} on cached teacher outputs" if row.qat else ""
     return (f"host CPU ({host_summary()}), torch {torch.__version__} eager + torchao reference ops (fp32 arithmetic "

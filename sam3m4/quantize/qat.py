@@ -23,7 +23,7 @@ from sam3m4.quantize.modes import get_mode, qat_convert, qat_prepare
 def qat_config(ckpt: str | Path, **overrides) -> dict:
     """The recipe config of ``ckpt``'s Phase 2 run, initialised from ``ckpt``, with ``overrides``."""
     from sam3m4.distill import recipe
-    from sam3m4.distill.checkpoint import load_checkpoint
+    from sam3m4.checkpoint import load_checkpoint
     from sam3m4.errors import DataFormatError
 
     state = load_checkpoint(Path(ckpt))

@@ -63,7 +63,7 @@ def load_quantized(path: str | Path, device: str = "cpu"):
         raise DataFormatError(f"{root}: not a quantized model folder (needs {META} and {WEIGHTS}; "
                               "make one with `sam3m4 quantize --mode <mode> --ckpt ...`)")
     from sam3m4.data._checks import check_kind, get, load_json
-    from sam3m4.distill.checkpoint import load_model_state
+    from sam3m4.checkpoint import load_model_state
     from sam3m4.models.build import PRESETS
     from sam3m4.quantize.modes import MODES
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from sam3m4.eval.saco import PUBLISHED
 from sam3m4.fileio import atomic_write_text
-from sam3m4.report.environment import environment_line
+from sam3m4.env import environment_line, human_bytes
+from sam3m4.paths import DISTILL_DIR, VIDEO_CACHE_DIR, VIDEO_DIR, VIS_DIR
 from sam3m4.report.plots import Plot, markdown_links, write_plots
 from sam3m4.results.store import Record, ResultsStore
 from sam3m4.results.targets import Target, TargetsFile, TargetsNotFound, load_targets_file
@@ -37,10 +38,8 @@ VISUAL_ROWS = [("작은 물체 분할 안정성", "small_objects"), ("다중 객
 DEPLOY_ROWS = [("Export 성공", "export_ok", None), (".pte 크기 (MB)", "pte_mb", "pte_size_mb"),
                ("이미지 추론 지연 (ms)", "image_latency_ms", "image_latency_ms"),
                ("비디오 FPS", "video_fps", "video_fps"), ("NPU 활용률", "npu_percent", "npu_utilisation")]
-STORAGE_ROWS = [("checkpoints/distillation", "checkpoints/distillation"),
-                ("checkpoints/video_distillation", "checkpoints/video_distillation"),
-                ("logs/distillation/vis", "logs/distillation/vis"),
-                ("data/sa_v/cached_features", "data/sa_v/cached_features"), ("전체 디스크 사용량", "total")]
+STORAGE_ROWS = [(DISTILL_DIR, DISTILL_DIR), (VIDEO_DIR, VIDEO_DIR), (VIS_DIR, VIS_DIR),
+                (VIDEO_CACHE_DIR, VIDEO_CACHE_DIR), ("전체 디스크 사용량", "total")]
 ARTIFACT_ROWS = [("체크포인트", "checkpoint"), ("양자화 모델", "quantized"), ("배포 바이너리(.pte)", "pte"),
                  ("로그", "log"), ("시각 검증 리포트", "visual")]
 
@@ -88,14 +87,6 @@ def format_value(value, unit: str = "") -> str:
             return str(value)
         return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 class _Report:

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sam3m4.report.markdown import human_bytes
+    from sam3m4.env import human_bytes
     from sam3m4.runlock import describe, lock_holder, lock_path
     from sam3m4.storage import prune
 

@@ -39,15 +39,15 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sam3m4.distill.checkpoint import NAME as CKPT_NAME
-from sam3m4.distill.checkpoint import VIDEO_NAME, best_name
+from sam3m4.checkpoint import NAME as CKPT_NAME, VIDEO_NAME, best_name
+from sam3m4.env import human_bytes
 from sam3m4.errors import ConfigError, Sam3m4Error
 from sam3m4.fileio import atomic_write_text
-from sam3m4.report.markdown import human_bytes
+from sam3m4.paths import DISTILL_DIR, VIDEO_CACHE_DIR, VIDEO_DIR, VIS_DIR
+from sam3m4.runlock import describe, lock_holder, lock_path, run_lock
 
 # path (relative to the project root) -> kind of keep rule; the report's section 7 rows, in order
-ROOTS = {"checkpoints/distillation": "checkpoints", "checkpoints/video_distillation": "video",
-         "logs/distillation/vis": "vis", "data/sa_v/cached_features": "cache"}
+ROOTS = {DISTILL_DIR: "checkpoints", VIDEO_DIR: "video", VIS_DIR: "vis", VIDEO_CACHE_DIR: "cache"}
 CACHE_GLOB = "data/*/cached_features"  # every dataset's teacher-feature cache (sam3m4.distill.cache)
 VIS_NAME = re.compile(r"^phase(?P<phase>\d+)_epoch(?P<epoch>\d+)_(?P<index>\d+)\.png$")
 LOG_DIR = "logs"
@@ -459,8 +459,6 @@ def check_against(plan: Plan, log: Path) -> None:
 def apply(root: str | os.PathLike = ".", settings: Settings = Settings()) -> Applied:
     """Delete what the newest dry-run log lists, if the tree still matches it; refuses while a run holds the
     run lock, and holds it while deleting. Sizes after are measured, not computed."""
-    from sam3m4.runlock import describe, lock_holder, lock_path, run_lock
-
     real = check_args(root, settings)
     holder = lock_holder(real)
     if holder is not None:

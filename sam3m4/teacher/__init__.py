@@ -16,7 +16,7 @@ from sam3m4.teacher.sam3 import (
     instances_from_output,
     load_teacher,
 )
-from sam3m4.teacher.tokenizer import ClipTokenizer, get_tokenizer
+from sam3m4.models.tokenizer import ClipTokenizer, get_tokenizer
 
 __all__ = [
     "DEFAULT_HUB_ID",

@@ -27,8 +27,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sam3m4.data.saco_image import SacoImageDataset
 from sam3m4.errors import ConfigError, Sam3m4Error, TrainingDiverged
 from sam3m4.losses.set_prediction import SetLossWeights, set_prediction_loss
+from sam3m4.metrics import MIoUMeter, PresenceMeter, is_present
+from sam3m4.models.layers import masked_mean
+from sam3m4.teacher.sam3 import Sam3Teacher, instances_from_output, load_teacher
 
 # --- defaults (configs/teacher_bootstrap.yaml mirrors these) ---------------------------------------------
 MODEL_DEFAULTS = dict(
@@ -181,8 +185,6 @@ class PairTensors:
     @classmethod
     def from_json(cls, json_path: Path, teacher, mask_size: int, keep_full: bool, limit: int | None = None):
         """Read an SA-Co image JSON (and its images) with :class:`sam3m4.data.saco_image.SacoImageDataset`."""
-        from sam3m4.data.saco_image import SacoImageDataset
-
         ds = SacoImageDataset(json_path)
         n = len(ds) if limit is None else min(limit, len(ds))
         return cls((ds[i] for i in range(n)), teacher, mask_size, keep_full)
@@ -264,8 +266,6 @@ class DensePhraseAux(torch.nn.Module):
 
 def pooled_text(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """(T, D): SAM 3's projected text features mean-pooled over valid tokens."""
-    from sam3m4.models.layers import masked_mean
-
     feats = model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output  # (T, L, D)
     return masked_mean(feats, attention_mask)
 
@@ -273,9 +273,6 @@ def pooled_text(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) ->
 @torch.no_grad()
 def evaluate(teacher, data: PairTensors, batch_size: int = 32, threshold: float = 0.5) -> dict:
     """Union-of-kept-masks mIoU and presence metrics (SAM 3's score >= threshold rule) over all pairs."""
-    from sam3m4.metrics import MIoUMeter, PresenceMeter, is_present
-    from sam3m4.teacher.sam3 import instances_from_output
-
     teacher.eval()
     miou, pres = MIoUMeter(), PresenceMeter()
     miou_pos, miou_sem = MIoUMeter(), MIoUMeter()
@@ -488,8 +485,6 @@ def bootstrap_teacher(
     ``steps``, ``steps_per_s``, ``train_s``, ``final_loss``, ``first_loss``, val ``miou``/``presence_f1``/...
     """
     from transformers import Sam3Model
-
-    from sam3m4.teacher.sam3 import Sam3Teacher, load_teacher
 
     model_kw, tr, loss_kw = _split_kwargs(kw)
     weights = SetLossWeights(**loss_kw)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from sam3m4.paths import SYNTH_DATA, TEACHER_DIR, VIDEO_TEACHER_DIR
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="teacher_command", metavar="ACTION", required=True)
@@ -24,9 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            description="Sam3VideoModel whose detector is the image teacher; its tracker is trained "
                                        "on the ground-truth masklets of the synthetic videos; save_pretrained; "
                                        "J&F on the val videos.")
-    video.add_argument("--image-teacher", default="checkpoints/teacher/sam3-tiny-synth")
-    video.add_argument("--out", default="checkpoints/teacher/sam3-tiny-synth-video")
-    video.add_argument("--data", default="data/synth", help="generator output (saco_video/{train,val}.json)")
+    video.add_argument("--image-teacher", default=TEACHER_DIR)
+    video.add_argument("--out", default=VIDEO_TEACHER_DIR)
+    video.add_argument("--data", default=SYNTH_DATA, help="generator output (saco_video/{train,val}.json)")
     video.add_argument("--steps", type=int, default=400, help="tracker training steps (0 = build only)")
     video.add_argument("--lr", type=float, default=1e-3)
     video.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch default)")

@@ -13,7 +13,7 @@ Conventions (all from transformers/models/sam3 in transformers 5.23):
 * pixels: resized to ``config.image_size`` square (aspect not kept, like SAM 3), rescaled to [0, 1] and
   normalised with mean = std = (0.5, 0.5, 0.5) -> range [-1, 1] (``Sam3ImageProcessor`` defaults; we build
   that processor offline, so preprocessing is transformers' own code).
-* text: CLIP BPE ids, context 32, see :mod:`sam3m4.teacher.tokenizer`.
+* text: CLIP BPE ids, context 32, see :mod:`sam3m4.models.tokenizer`.
 * boxes: ``Sam3Model`` predicts XYXY normalised to [0, 1] of the (resized) image; we keep that.
 * score of a query = sigmoid(query_logit) * sigmoid(presence_logit); kept at >= 0.5 (SAM 3's rule).
 
@@ -31,8 +31,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sam3m4 import NETWORK_ENV, network_allowed
 from sam3m4.errors import Sam3m4Error
-from sam3m4.teacher.tokenizer import get_tokenizer
+from sam3m4.models.tokenizer import get_tokenizer
 
 DEFAULT_HUB_ID = "facebook/sam3"
 
@@ -290,8 +291,6 @@ def load_pretrained(model_cls, source: str | Path, *, allow_download: bool = Fal
     unless ``allow_download`` (which also needs ``SAM3M4_ALLOW_NETWORK=1``, see :mod:`sam3m4`); safetensors
     only (pickled ``pytorch_model.bin`` is refused); any failure is one :class:`Sam3m4Error` naming the folder
     or file and saying how to provide the weights. Returns (model, path, is_dir)."""
-    from sam3m4 import NETWORK_ENV, network_allowed
-
     src = str(source)
     path = Path(src).expanduser()
     is_dir = path.is_dir()

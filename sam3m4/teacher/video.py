@@ -25,7 +25,7 @@ import torch
 from sam3m4.data.saco_video import items_with_objects
 from sam3m4.errors import TrainingDiverged
 from sam3m4.teacher.sam3 import load_pretrained
-from sam3m4.teacher.tokenizer import get_tokenizer
+from sam3m4.models.tokenizer import get_tokenizer
 
 MEMORY_CHANNELS = 64  # transformers hard-codes the memory cross-attention's key/value width to 64
 
@@ -35,9 +35,9 @@ def patch_object_pointer_reshape() -> None:
     exactly 64 wide its reshape branch is skipped and the pointers stay (N, B, 1, C), so the second frame
     fails ("Tensors must have same number of dimensions: got 3 and 4"). Flattens them to (N, B, C); no-op
     for the shapes the library already handles (SAM 3's 256-wide tracker). Idempotent."""
-    from transformers.models.sam3_tracker_video import modeling_sam3_tracker_video as m
+    from transformers.models.sam3_tracker_video import modeling_sam3_tracker_video as tracker_video
 
-    original = m.Sam3TrackerVideoModel._process_object_pointers
+    original = tracker_video.Sam3TrackerVideoModel._process_object_pointers
     if getattr(original, "_sam3m4_patched", False):
         return
 
@@ -48,7 +48,7 @@ def patch_object_pointer_reshape() -> None:
         return pointers, pos
 
     process._sam3m4_patched = True
-    m.Sam3TrackerVideoModel._process_object_pointers = process
+    tracker_video.Sam3TrackerVideoModel._process_object_pointers = process
 
 
 def video_config(detector_config, memory_layers: int = 1, num_maskmem: int = 3, **overrides):

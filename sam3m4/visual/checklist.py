@@ -25,8 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from sam3m4.data._checks import load_json
 from sam3m4.errors import DataFormatError, Sam3m4Error
 from sam3m4.fileio import atomic_write_json
+from sam3m4.paths import VISUAL_ROOT
+from sam3m4.results import ResultsStore
+from sam3m4.results.store import sha256_file
 
 FORMAT = "sam3m4-visual-checklist-v1"
 AUTO_REVIEWER = "auto (sam3m4 visual-eval heuristics)"
@@ -216,8 +220,6 @@ def validate(data, where: str) -> dict:
 
 def load_checklist(path: str | os.PathLike) -> dict:
     """Read and validate a checklist file; errors are one line naming the file and the field."""
-    from sam3m4.data._checks import load_json
-
     path = Path(path)
     if not path.is_file():
         raise Sam3m4Error(f"{path}: no such checklist file (save it from the visual-eval page)")
@@ -237,8 +239,6 @@ def record_checklist(path: str | os.PathLike, store) -> list:
     ``checklist``; and per item subject ``<key>`` metric ``verdict`` (value Pass/Fail, note = the memo).
     Every record names the checklist file and its sha256 and says who reviewed it.
     """
-    from sam3m4.results.store import sha256_file
-
     path = Path(path)
     data = load_checklist(path)
     sha = sha256_file(path)
@@ -260,15 +260,12 @@ def record_checklist(path: str | os.PathLike, store) -> list:
 
 
 def import_for_report(run: str, root: str | os.PathLike = "reports",
-                      out_root: str | os.PathLike = "outputs/visual_eval") -> Path | None:
+                      out_root: str | os.PathLike = VISUAL_ROOT) -> Path | None:
     """Record ``<out_root>/<run>/checklist.json`` in ``<root>/<run>/results.jsonl`` when it exists.
 
     Returns the checklist path, or None when there is none. A file already recorded with the same sha256
     is not recorded again (the report reads the latest record, so re-recording would also be harmless).
     """
-    from sam3m4.results import ResultsStore
-    from sam3m4.results.store import sha256_file
-
     path = Path(out_root) / run / FILE_NAME
     if not path.is_file():
         return None

@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from sam3m4.errors import DataFormatError, Sam3m4Error
+from sam3m4.paths import PHASE2_BEST, TEACHER_DIR, VISUAL_ROOT
 from sam3m4.results.runs import check_run_name
 
-DEFAULT_TEACHER = "checkpoints/teacher/sam3-tiny-synth"   # as `sam3m4 eval --model teacher`
-DEFAULT_STUDENT = "checkpoints/distillation/phase2_best.pt"
+DEFAULT_TEACHER = TEACHER_DIR   # as `sam3m4 eval --model teacher`
+DEFAULT_STUDENT = PHASE2_BEST
 THUMB_PX = 160       # longest side of a grid thumbnail
 THUMB_QUALITY = 85   # JPEG quality of thumbnails
 PNG_LEVEL = 3        # zlib level of full-size overlays (noisy images: higher levels cost time, save little)
@@ -44,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--student", type=Path, default=Path(DEFAULT_STUDENT),
                         help=f"student checkpoint .pt (default {DEFAULT_STUDENT})")
     parser.add_argument("--run", default="demo", help="run name: writes <out>/<run>/index.html (default demo)")
-    parser.add_argument("--out", type=Path, default=Path("outputs/visual_eval"), help="output root")
+    parser.add_argument("--out", type=Path, default=Path(VISUAL_ROOT), help="output root")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images of the manifest")
     parser.add_argument("--threshold", type=float, default=0.5, help="score threshold for kept detections")
     parser.add_argument("--auto-checklist", action="store_true",

@@ -1,0 +1,91 @@
+"""Facts about where a run happens (host, accelerator, library versions, git commit) and byte formatting.
+
+Used by the Markdown report's header, the pytest-html environment table and every record's provenance line, so
+all say the same. A low layer: imports nothing from sam3m4.
+Nothing here imports torch at module import time; every probe is cheap and never touches the network.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+from functools import lru_cache
+
+PACKAGES = ("torch", "torchvision", "executorch", "torchao", "coremltools", "transformers", "timm",
+            "open-clip-torch", "pycocotools", "numpy", "pandas", "pytest", "pytest-html", "sam3m4")
+
+
+def package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+@lru_cache(maxsize=1)
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def host_summary() -> str:
+    """``Linux x86_64, AMD EPYC ..., 2 cores`` (or macOS arm64 ...)."""
+    system = "macOS " + platform.mac_ver()[0] if platform.system() == "Darwin" else platform.system()
+    return f"{system} {platform.machine()}, {cpu_name()}, {os.cpu_count()} cores"
+
+
+@lru_cache(maxsize=1)
+def accelerator() -> str:
+    """``cuda (NVIDIA H100 ...)``, ``mps`` or ``none (CPU only)``."""
+    try:
+        import torch
+    except ImportError:
+        return "unknown (torch not installed)"
+    if torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps (Apple GPU)"
+    return "none (CPU only)"
+
+
+def git_commit(cwd: str | None = None) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             timeout=5, check=False)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    sha = out.stdout.strip() or "unknown (no commit)"
+    return sha + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def environment_line() -> str:
+    """One line for the report header: host / accelerator / torch / executorch."""
+    return (f"{host_summary()} / accelerator: {accelerator()} / torch {package_version('torch')} / "
+            f"executorch {package_version('executorch')}")
+
+
+def metadata() -> dict[str, str]:
+    """Environment table for pytest-html and run manifests."""
+    meta = {"Host": host_summary(), "Accelerator": accelerator(), "Python": platform.python_version(),
+            "Git commit": git_commit()}
+    meta.update({name: package_version(name) for name in PACKAGES})
+    return meta
+
+
+def human_bytes(n: float) -> str:
+    """``512 B``, ``1.5 KB``, ``3.2 MB`` ... (powers of 1024)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"

@@ -1,0 +1,65 @@
+"""Where artifacts live and what they are called: the one module that owns these paths and names.
+
+Paths are relative to the project folder (the pipeline and every command run from it). The file names of
+checkpoints are part of their format, so :mod:`sam3m4.checkpoint` builds its names from here too.
+
+    best_checkpoint(2)            # 'checkpoints/distillation/phase2_best.pt'
+    video_checkpoint(2)           # 'checkpoints/video_distillation/video_epoch2.pt'
+    visual_dir("demo")            # 'outputs/visual_eval/demo'
+"""
+
+from __future__ import annotations
+
+CHECKPOINTS = "checkpoints"
+TEACHER_DIR = "checkpoints/teacher/sam3-tiny-synth"              # the embedded default's image teacher
+VIDEO_TEACHER_DIR = "checkpoints/teacher/sam3-tiny-synth-video"  # ... and its video teacher
+DISTILL_DIR = "checkpoints/distillation"                         # phase{P}_epoch{E}_step{S}.pt, phase{P}_best.pt
+VIDEO_DIR = "checkpoints/video_distillation"                     # video_epoch{E}.pt
+QUANTIZED_DIR = "checkpoints/quantized"                          # <mode>/model.safetensors + quantized.json
+RUN_LOCK = "checkpoints/.run.lock"
+RUN_LOCK_INFO = "checkpoints/.run.lock.json"
+EXPORT_DIR = "outputs/export"                                    # <model>_<backend>_<mode>.pte
+BENCH_DIR = "outputs/bench"
+VISUAL_ROOT = "outputs/visual_eval"                              # <run>/index.html, checklist.json
+REPORTS_ROOT = "reports"                                         # <run>/results.jsonl, report.md, ...
+DISTILL_LOG_DIR = "logs/distillation"                            # phase{P}.csv, video.csv
+VIS_DIR = "logs/distillation/vis"                                # phase{P}_epoch{E}_{j}.png
+VIDEO_CACHE_DIR = "data/sa_v/cached_features"                    # the video teacher's masklets
+SYNTH_DATA = "data/synth"
+PRUNE_ROOTS = (DISTILL_DIR, VIDEO_DIR, VIS_DIR)                  # what `sam3m4 prune` thins by default
+
+
+def checkpoint_name(phase: int, epoch: int, step: int) -> str:
+    """``phase{P}_epoch{E}_step{S}.pt``."""
+    return f"phase{phase}_epoch{epoch}_step{step}.pt"
+
+
+def best_name(phase: int) -> str:
+    """``phase{P}_best.pt``."""
+    return f"phase{phase}_best.pt"
+
+
+def video_checkpoint_name(epoch: int) -> str:
+    """``video_epoch{E}.pt``."""
+    return f"video_epoch{epoch}.pt"
+
+
+def best_checkpoint(phase: int, ckpt_dir: str = DISTILL_DIR) -> str:
+    """``<ckpt_dir>/phase{P}_best.pt``."""
+    return f"{ckpt_dir}/{best_name(phase)}"
+
+
+def video_checkpoint(epoch: int, ckpt_dir: str = VIDEO_DIR) -> str:
+    """``<ckpt_dir>/video_epoch{E}.pt``."""
+    return f"{ckpt_dir}/{video_checkpoint_name(epoch)}"
+
+
+def visual_dir(run: str) -> str:
+    """``outputs/visual_eval/<run>``: the visual QA page and its checklist."""
+    return f"{VISUAL_ROOT}/{run}"
+
+
+PHASE1_BEST = best_checkpoint(1)
+PHASE2_BEST = best_checkpoint(2)
+VIDEO_EPOCHS = 2                                                 # the shipped video run's epochs
+VIDEO_FINAL = video_checkpoint(VIDEO_EPOCHS)                     # the pipeline's final video checkpoint

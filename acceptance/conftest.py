@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from sam3m4.results import schema
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "data" / "test_cache"
 
@@ -168,7 +170,7 @@ def stage5_export(pytestconfig, results_store):
         subject = f"{backend}/{mode}"
         CACHE.mkdir(parents=True, exist_ok=True)  # the lock lives with the other test-cache locks, not in reports/
         with FileLock(str(CACHE / f"stage5-{results_store.run}-{backend}-{mode}.lock")):
-            if results_store.latest(stage="stage5", subject=subject, metric="export_ok") is None:
+            if results_store.latest(stage=schema.STAGE5, subject=subject, metric=schema.EXPORT_OK) is None:
                 from sam3m4.export.cli import run
 
                 given = pytestconfig.getoption("--stage5-quantized")
@@ -180,6 +182,6 @@ def stage5_export(pytestconfig, results_store):
                 out = CACHE / "stage5" if not given else ROOT / "outputs" / "export"
                 run(argparse.Namespace(backend=backend, mode=mode, quantized=qdir, ckpt=None, out=out, name=None,
                                        runs=50, run=results_store.run, results_root=str(results_store.dir.parent)))
-        return {r.metric: r for r in results_store.records() if r.stage == "stage5" and r.subject == subject}
+        return {r.metric: r for r in results_store.records() if r.stage == schema.STAGE5 and r.subject == subject}
 
     return export

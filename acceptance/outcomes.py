@@ -24,17 +24,28 @@ from dataclasses import dataclass
 
 import pytest
 
-from sam3m4.results.store import NOT_MEASURABLE, OUTCOMES, UNSUPPORTED, Record
+from sam3m4.results import schema
+from sam3m4.results.store import Record
 
-_SAID = {UNSUPPORTED: "unsupported on this backend", NOT_MEASURABLE: "not measurable here"}
+_SAID = {schema.UNSUPPORTED_OUTCOME: "unsupported on this backend", schema.NOT_MEASURABLE: "not measurable here"}
 
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do instead of gating: ``action`` is ``skip`` or ``fail``; ``reason`` is the one-line message."""
+    """What to do instead of gating. ``outcome``: the gate's outcome as a value (:mod:`sam3m4.results.schema`:
+    ``fail``, ``not measured`` or ``unsupported``); ``reason`` is the one-line message; ``action`` (``skip`` or
+    ``fail``) follows from the outcome."""
 
-    action: str
+    outcome: str
     reason: str
+
+    @property
+    def action(self) -> str:
+        return "fail" if self.outcome == schema.FAIL else "skip"
+
+    @property
+    def gate_outcome(self) -> schema.GateOutcome:
+        return schema.GateOutcome(self.outcome, self.reason)
 
 
 def decide(rec: Record | None, *, release: bool, what: str, why: str) -> Decision | None:
@@ -44,21 +55,23 @@ def decide(rec: Record | None, *, release: bool, what: str, why: str) -> Decisio
     why there may be no record (shown when there is none).
     """
     release_ = "release: " if release else ""
+    fail = schema.FAIL
     if rec is not None and rec.failed_stage:
-        return Decision("fail", f"{what} failed at {rec.failed_stage}: {rec.note or 'no detail recorded'}")
+        return Decision(fail, f"{what} failed at {rec.failed_stage}: {rec.note or 'no detail recorded'}")
     if rec is not None and rec.value is not None and rec.value is not False:
         if rec.outcome is None:
             return None
-        return Decision("fail", f"{what}: a value and outcome {rec.outcome!r} in one record; re-measure")
+        return Decision(fail, f"{what}: a value and outcome {rec.outcome!r} in one record; re-measure")
     if rec is None:
-        return Decision("fail" if release else "skip", f"{release_}{what} not measured: {why}")
-    if rec.outcome in OUTCOMES:
-        return Decision("fail" if release else "skip",
+        return Decision(fail if release else schema.NOT_MEASURED, f"{release_}{what} not measured: {why}")
+    if rec.outcome in schema.RECORD_OUTCOMES:
+        return Decision(fail if release else schema.gate_outcome_of_record(rec.outcome),
                         f"{release_}{what} {_SAID[rec.outcome]}: {rec.note or 'no detail recorded'}")
     if rec.outcome is not None:
-        return Decision("fail", f"{what}: unknown outcome {rec.outcome!r} in the record (expected one of {OUTCOMES})")
-    return Decision("fail", f"{what}: no value, and the record says neither where it failed nor that it is "
-                            f"unsupported or not measurable here (note: {rec.note or '-'}); re-measure")
+        return Decision(fail, f"{what}: unknown outcome {rec.outcome!r} in the record (expected one of "
+                              f"{schema.RECORD_OUTCOMES})")
+    return Decision(fail, f"{what}: no value, and the record says neither where it failed nor that it is "
+                          f"unsupported or not measurable here (note: {rec.note or '-'}); re-measure")
 
 
 def settle(rec: Record | None, *, release: bool, what: str, why: str) -> Record:

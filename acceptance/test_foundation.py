@@ -14,6 +14,7 @@ from sam3m4.data import SacoImageDataset, SacoVideoDataset
 from sam3m4.eval.image import evaluate_pairs, ground_truth_predictor
 from sam3m4.eval.video import evaluate_videos, ground_truth_video_predictor
 from sam3m4.env import host_summary
+from sam3m4.results import schema
 
 SHIFT = 6  # pixels: moves every predicted mask right and down
 
@@ -49,9 +50,9 @@ def test_ground_truth_scores_one_on_images(images, gate):
     res = evaluate_pairs(images, ground_truth_predictor, progress=False)
     assert res.num_pairs == len(images) > 0
     assert any(not images[i].present for i in range(len(images))), "val split needs negative pairs"
-    gate(stage="sanity", subject="ground_truth/image", metric="miou", value=res.miou, unit="fraction",
+    gate(stage=schema.SANITY, subject=schema.GT_IMAGE, metric=schema.MIOU, value=res.miou, unit="fraction",
          provenance=provenance(res.num_pairs, "pairs"))
-    gate(stage="sanity", subject="ground_truth/image", metric="presence_f1", value=res.presence.f1,
+    gate(stage=schema.SANITY, subject=schema.GT_IMAGE, metric=schema.PRESENCE_F1, value=res.presence.f1,
          unit="fraction", provenance=provenance(res.num_pairs, "pairs"))
     assert res.miou == 1.0
     assert res.presence.f1 == 1.0 and res.presence.il_mcc == 1.0
@@ -59,7 +60,7 @@ def test_ground_truth_scores_one_on_images(images, gate):
 
 def test_damaged_prediction_scores_lower_on_images(images, gate):
     res = evaluate_pairs(images, damaged_predictor, progress=False)
-    gate(stage="sanity", subject="damaged/image", metric="miou", value=res.miou, unit="fraction",
+    gate(stage=schema.SANITY, subject=schema.DAMAGED_IMAGE, metric=schema.MIOU, value=res.miou, unit="fraction",
          provenance=provenance(res.num_pairs, "pairs") + f", masks shifted {SHIFT} px, half the detections dropped")
     assert 0.0 <= res.miou < 1.0
     assert res.presence.f1 < 1.0 and res.presence.fn > 0
@@ -68,13 +69,13 @@ def test_damaged_prediction_scores_lower_on_images(images, gate):
 def test_ground_truth_scores_one_on_videos(videos, gate):
     res = evaluate_videos(videos, ground_truth_video_predictor, progress=False)
     assert res.num_objects > 0
-    gate(stage="sanity", subject="ground_truth/video", metric="jf", value=res.jf_mean, unit="fraction",
+    gate(stage=schema.SANITY, subject=schema.GT_VIDEO, metric=schema.JF, value=res.jf_mean, unit="fraction",
          provenance=provenance(res.num_objects, "video objects"))
     assert res.jf_mean == 1.0
 
 
 def test_shifted_masklets_score_lower_on_videos(videos, gate):
     res = evaluate_videos(videos, lambda s: shifted(s.masks), progress=False)
-    gate(stage="sanity", subject="damaged/video", metric="jf", value=res.jf_mean, unit="fraction",
+    gate(stage=schema.SANITY, subject=schema.DAMAGED_VIDEO, metric=schema.JF, value=res.jf_mean, unit="fraction",
          provenance=provenance(res.num_objects, "video objects") + f", masklets shifted {SHIFT} px")
     assert 0.0 <= res.jf_mean < 1.0

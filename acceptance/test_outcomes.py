@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from outcomes import decide, settle
 
+from sam3m4.results import schema
 from sam3m4.results.store import NOT_MEASURABLE, UNSUPPORTED, Record
 
 
 def _rec(value=None, **kw) -> Record:
-    return Record(run="t", stage="stage5", subject="coreml/int8_int4", metric="export_ok", value=value, **kw)
+    return Record(run="t", stage=schema.STAGE5, subject="coreml/int8_int4", metric=schema.EXPORT_OK, value=value, **kw)
 
 
 def _decide(rec, release=False):
@@ -70,3 +71,14 @@ def test_old_records_without_the_fields_still_read(tmp_path):
     (rec,) = store.records()
     assert (rec.failed_stage, rec.outcome) == (None, None)
     assert _decide(rec)[0] == "fail"
+
+
+def test_the_decision_carries_the_gate_outcome_as_a_value():
+    """Not a sentence to match: not measured / unsupported / fail, from the record's fields (release: fail)."""
+    d = lambda rec, release=False: decide(rec, release=release, what="w", why="y")  # noqa: E731
+    assert d(None).outcome == schema.NOT_MEASURED and d(None).action == "skip"
+    assert d(_rec(None, outcome=UNSUPPORTED)).gate_outcome == schema.GateOutcome(schema.UNSUPPORTED,
+                                                                                  d(_rec(None, outcome=UNSUPPORTED)).reason)
+    assert d(_rec(None, outcome=NOT_MEASURABLE)).outcome == schema.NOT_MEASURED
+    assert d(_rec(None, outcome=NOT_MEASURABLE), release=True).outcome == schema.FAIL
+    assert d(_rec(None, failed_stage="lower")).outcome == schema.FAIL and d(_rec(True)) is None

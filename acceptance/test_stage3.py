@@ -19,6 +19,7 @@ from sam3m4.eval.cli import build_predictor
 from sam3m4.eval.image import evaluate_pairs
 from sam3m4.eval.saco_format import ImagePredictions, category_ids
 from sam3m4.env import host_summary
+from sam3m4.results import schema
 
 pytestmark = [pytest.mark.stage3, pytest.mark.slow]
 
@@ -51,7 +52,7 @@ def official(scores, stage3_models, results_store, release):
     if reason:
         (pytest.fail if release else pytest.skip)(f"SA-Co official metrics not measured: {reason}")
     out = {}
-    for model, subject in (("teacher", "teacher"), ("student", "student/phase2")):
+    for model, subject in (("teacher", schema.TEACHER), ("student", schema.STUDENT_PHASE2)):
         res, prov, _, preds, _ = scores[model]
         result, path = saco.score_image(stage3_models.data_root / "saco_image" / "val.json", preds,
                                         results_store.dir / "saco", subject.replace("/", "_"))
@@ -60,60 +61,60 @@ def official(scores, stage3_models, results_store, release):
     return out
 
 
-@pytest.mark.parametrize("model, subject", [("teacher", "teacher"), ("student", "student/phase2")])
+@pytest.mark.parametrize("model, subject", [("teacher", schema.TEACHER), ("student", schema.STUDENT_PHASE2)])
 def test_report_rows(scores, gate, results_store, model, subject):
     res, prov, artifact, _, by_phrase = scores[model]
-    gate(stage="stage3", subject=subject, metric="miou", value=res.miou, unit="fraction", provenance=prov)
-    gate(stage="stage3", subject=subject, metric="presence_f1", value=res.presence.f1, unit="fraction",
+    gate(stage=schema.STAGE3, subject=subject, metric=schema.MIOU, value=res.miou, unit="fraction", provenance=prov)
+    gate(stage=schema.STAGE3, subject=subject, metric=schema.PRESENCE_F1, value=res.presence.f1, unit="fraction",
          provenance=prov)
     for phrase, (miou, pairs) in by_phrase.items():  # the report's teacher vs student plot (not a gate)
-        results_store.record(stage="stage3", subject=subject, metric=phrase_metric(phrase), value=miou,
+        results_store.record(stage=schema.STAGE3, subject=subject, metric=phrase_metric(phrase), value=miou,
                              unit="fraction", provenance=f"{prov}; the {pairs} of them with this phrase")
     assert res.num_pairs > 0 and sum(p for _, p in by_phrase.values()) == res.num_pairs
 
 
-@pytest.mark.parametrize("metric, target", [("miou", "student_miou_ratio"),
-                                            ("presence_f1", "student_presence_f1_ratio")])
+@pytest.mark.parametrize("metric, target", [(schema.MIOU, "student_miou_ratio"),
+                                            (schema.PRESENCE_F1, "student_presence_f1_ratio")])
 def test_student_keeps_teacher_quality(scores, gate, metric, target):
     teacher, student = scores["teacher"][0], scores["student"][0]
-    value = lambda r: r.miou if metric == "miou" else r.presence.f1  # noqa: E731
+    value = lambda r: r.miou if metric == schema.MIOU else r.presence.f1  # noqa: E731
     ratio = value(student) / max(value(teacher), 1e-9)
-    rec = gate(stage="stage3", subject="student/phase2", metric=f"{metric}_ratio", value=ratio, target=target,
+    rec = gate(stage=schema.STAGE3, subject=schema.STUDENT_PHASE2, metric=f"{metric}_ratio", value=ratio, target=target,
                provenance=f"student / teacher {metric} on the same {student.num_pairs} val pairs; "
                           + scores["student"][1])
     assert rec.passed, f"metric below gate: student {metric} {value(student):.4f} / teacher " \
                        f"{value(teacher):.4f} = {ratio:.3f}, target {rec.comparison} {rec.target}"
 
 
-@pytest.mark.parametrize("model, subject", [("teacher", "teacher"), ("student", "student/phase2")])
+@pytest.mark.parametrize("model, subject", [("teacher", schema.TEACHER), ("student", schema.STUDENT_PHASE2)])
 def test_official_image_metrics(official, gate, model, subject):
     values, prov, path = official[model]
     for metric in saco.IMAGE_HEADLINE:
-        gate(stage="stage3", subject=subject, metric=metric, value=values[metric], unit="fraction", provenance=prov,
+        gate(stage=schema.STAGE3, subject=subject, metric=metric, value=values[metric], unit="fraction", provenance=prov,
              artifact=path)
     # cgF1 is pmF1 x IL_MCC (IL_MCC does not depend on the IoU threshold): the keys read are the right ones
-    assert values["saco_cgf1"] == pytest.approx(values["saco_pmf1"] * values["saco_il_mcc"], abs=1e-6)
+    assert values[schema.SACO_CGF1] == pytest.approx(values[schema.SACO_PMF1] * values[schema.SACO_IL_MCC], abs=1e-6)
 
 
 def test_student_keeps_teacher_cgf1(official, gate):
-    teacher, student = official["teacher"][0]["saco_cgf1"], official["student"][0]["saco_cgf1"]
+    teacher, student = official["teacher"][0][schema.SACO_CGF1], official["student"][0][schema.SACO_CGF1]
     if teacher <= 0:
         pytest.fail(f"metric below gate: teacher cgF1 {teacher:.4f} <= 0, so student / teacher cgF1 is undefined")
     ratio = student / teacher
-    rec = gate(stage="stage3", subject="student/phase2", metric="saco_cgf1_ratio", value=ratio,
+    rec = gate(stage=schema.STAGE3, subject=schema.STUDENT_PHASE2, metric=schema.SACO_CGF1_RATIO, value=ratio,
                target="student_image_cgf1_ratio", provenance=f"student / teacher official image cgF1 on the same "
                                                              f"pairs; {official['student'][1]}")
     assert rec.passed, f"metric below gate: student cgF1 {student:.4f} / teacher cgF1 {teacher:.4f} = {ratio:.3f}, " \
                        f"target {rec.comparison} {rec.target}"
 
 
-@pytest.mark.parametrize("metric, target", [("miou", "embedded_teacher_miou"),
-                                            ("presence_f1", "embedded_teacher_presence_f1")])
+@pytest.mark.parametrize("metric, target", [(schema.MIOU, "embedded_teacher_miou"),
+                                            (schema.PRESENCE_F1, "embedded_teacher_presence_f1")])
 def test_embedded_teacher_is_useful(stage3_models, scores, gate, metric, target):
     if not stage3_models.embedded:
         pytest.skip("a user-provided teacher is the baseline, not gated")
     res = scores["teacher"][0]
-    value = res.miou if metric == "miou" else res.presence.f1
-    rec = gate(stage="stage3", subject="teacher/embedded", metric=metric, value=value, target=target,
+    value = res.miou if metric == schema.MIOU else res.presence.f1
+    rec = gate(stage=schema.STAGE3, subject=schema.TEACHER_EMBEDDED, metric=metric, value=value, target=target,
                provenance=scores["teacher"][1])
     assert rec.passed, f"metric below gate: embedded teacher {metric} {value:.4f}, target {rec.comparison} {rec.target}"

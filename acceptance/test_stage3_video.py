@@ -10,35 +10,39 @@ from __future__ import annotations
 
 import pytest
 
+from sam3m4.results import schema
+
 pytestmark = [pytest.mark.stage3, pytest.mark.slow]
 
 
 def _need(store, subject, metric):
-    rec = store.latest(stage="stage3", subject=subject, metric=metric)
+    rec = store.latest(stage=schema.STAGE3, subject=subject, metric=metric)
     if rec is None:
         pytest.skip(f"no stage3 {subject} {metric} in reports/{store.run}: run `sam3m4 distill video --run {store.run}`")
     return rec
 
 
 def test_student_video_jf_keeps_teacher_quality(results_store, gate):
-    teacher, student = _need(results_store, "teacher", "jf"), _need(results_store, "student/video", "jf")
+    teacher, student = _need(results_store, schema.TEACHER, schema.JF), _need(results_store, schema.STUDENT_VIDEO, schema.JF)
     ratio = student.value / max(teacher.value, 1e-9)
-    rec = gate(stage="stage3", subject="student/video", metric="jf_ratio", value=ratio, target="student_video_jf_ratio",
+    rec = gate(stage=schema.STAGE3, subject=schema.STUDENT_VIDEO, metric=schema.JF_RATIO, value=ratio,
+               target="student_video_jf_ratio",
                provenance=f"student J&F {student.value:.4f} / teacher J&F {teacher.value:.4f}; {student.provenance}")
     assert rec.passed, f"metric below gate: J&F ratio {ratio:.3f}, target {rec.comparison} {rec.target}"
 
 
 def test_video_distillation_keeps_image_quality(results_store, gate):
-    before, after = _need(results_store, "student/phase2", "miou"), _need(results_store, "student/video", "miou")
+    before, after = _need(results_store, schema.STUDENT_PHASE2, schema.MIOU), _need(results_store, schema.STUDENT_VIDEO, schema.MIOU)
     cost = 100 * (before.value - after.value)
-    rec = gate(stage="stage3", subject="student/video", metric="miou_cost", value=cost, target="video_distill_miou_cost",
+    rec = gate(stage=schema.STAGE3, subject=schema.STUDENT_VIDEO, metric=schema.MIOU_COST, value=cost,
+               target="video_distill_miou_cost",
                provenance=f"Phase 2 mIoU {before.value:.4f} ({before.provenance}) minus +Video mIoU {after.value:.4f} "
                           f"({after.provenance}), in points")
     assert rec.passed, f"metric above gate: video distillation costs {cost:.2f} mIoU points, target {rec.comparison} {rec.target}"
 
 
-@pytest.mark.parametrize("subject", ["teacher", "student/video"])
+@pytest.mark.parametrize("subject", [schema.TEACHER, schema.STUDENT_VIDEO])
 def test_official_video_metrics_recorded(results_store, subject):
     """``sam3m4 distill video`` scored the same masklets with SAM 3's VEvalEvaluator (report: SA-Co table)."""
-    rec = _need(results_store, subject, "saco_video_cgf1")
+    rec = _need(results_store, subject, schema.SACO_VIDEO_CGF1)
     assert rec.value is not None or rec.note.startswith("not measured"), rec

@@ -28,6 +28,7 @@ import argparse
 from pathlib import Path
 
 from sam3m4.paths import EXPORT_DIR
+from sam3m4.results import schema
 
 # metric -> key in the targets file (acceptance/targets.yaml)
 GATED = {"image_latency_ms": "image_latency_ms", "video_fps": "video_fps"}
@@ -102,7 +103,7 @@ def run_import(args: argparse.Namespace) -> int:
         print("note: no targets file found; image_latency_ms and video_fps are recorded without a gate")
 
     store = None if args.dry_run else ResultsStore(args.run, root=args.root)
-    before = {} if store is None else {(r.subject, r.metric): r for r in store.records() if r.stage == "stage5"}
+    before = {} if store is None else {(r.subject, r.metric): r for r in store.records() if r.stage == schema.STAGE5}
     for m in metrics:
         row, pte = m.row, matches[m.row.pte_name]
         target = targets.get(GATED.get(m.metric, "")) if m.value is not None else None  # a failure is no verdict
@@ -127,7 +128,7 @@ def run_import(args: argparse.Namespace) -> int:
             code = int(row.value)
             note = f"the .pte failed to load on the device (ExecuTorch error {code}); {note}"
         value = None if m.value is None else round(m.value, 4)
-        store.record(stage="stage5", subject=m.subject, metric=m.metric, value=value, unit=m.unit,
+        store.record(stage=schema.STAGE5, subject=m.subject, metric=m.metric, value=value, unit=m.unit,
                      provenance=provenance, artifact=str(pte.path), sha256=pte.sha256, note=note,
                      failed_stage=m.failed_stage, **gate)
     if store is not None:

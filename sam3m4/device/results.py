@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sam3m4.errors import DataFormatError
+from sam3m4.results import schema
 
 BACKENDS = ("coreml", "qnn", "xnnpack")
 QUANTS = ("fp16", "int4", "int8_int4", "qat_int4", "qat_int8_int4")
@@ -337,7 +338,7 @@ def device_metrics(rows: list[DeviceResult]) -> list[DeviceMetric]:
         failed = status is not None and status.value != 0
         if failed:
             out.append(DeviceMetric(subject, "load_status", status.value, "", status))
-            out.append(DeviceMetric(subject, "video_fps" if track else "image_latency_ms", None,
+            out.append(DeviceMetric(subject, schema.VIDEO_FPS if track else schema.IMAGE_LATENCY_MS, None,
                                     "fps" if track else "ms", status, failed_stage="load"))
         latency = _pick(rs, ("run", "trimmean_inference_latency(ms)"), ("run", "avg_inference_latency(ms)"),
                         ("run", "Clock Monotonic Time, s"))
@@ -350,10 +351,10 @@ def device_metrics(rows: list[DeviceResult]) -> list[DeviceMetric]:
             if track:
                 if not math.isfinite(1000.0 / ms):  # > 0 (check_plausible), yet a denormal still overflows
                     raise DataFormatError(f"{latency.where}: {latency.metric}: tracker step time {ms!r} ms is no rate")
-                out.append(DeviceMetric(subject, "video_fps", 1000.0 / ms, "fps", latency))
+                out.append(DeviceMetric(subject, schema.VIDEO_FPS, 1000.0 / ms, "fps", latency))
                 out.append(DeviceMetric(subject, "track_step_ms", ms, "ms", latency))
             else:
-                out.append(DeviceMetric(subject, "image_latency_ms", ms, "ms", latency))
+                out.append(DeviceMetric(subject, schema.IMAGE_LATENCY_MS, ms, "ms", latency))
         if load is not None:
             out.append(DeviceMetric(subject, prefix + "load_ms", _to(load, "ms"), "ms", load))
         if memory is not None:

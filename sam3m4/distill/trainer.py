@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from sam3m4.errors import ConfigError
 from sam3m4.metrics import MIoUMeter, PresenceMeter
 from sam3m4.results import ResultsStore
+from sam3m4.results import schema
 
 
 # --- device, precision, seeds -----------------------------------------------------------------------------
@@ -370,5 +371,5 @@ def record_results(run_name: str, subject: str, metrics: dict, artifact: str, pr
     for k, v in metrics.items():
         if isinstance(v, float):
             who, name = ("teacher", k[len("teacher_"):]) if k.startswith("teacher_") else (subject, k.replace("student_", ""))
-            store.record(stage="stage3", subject=who, metric=name, value=v,
+            store.record(stage=schema.STAGE3, subject=who, metric=name, value=v,
                          unit="" if "loss" in k or "ratio" in k else "fraction", provenance=prov, artifact=artifact)

@@ -51,6 +51,7 @@ from sam3m4.models import build_student
 from sam3m4.models.video import StudentTracker, benchmark_track
 from sam3m4.predict import Predictor, VideoPredictor
 from sam3m4.results import ResultsStore
+from sam3m4.results import schema
 from sam3m4.teacher.video import load_video_teacher
 
 
@@ -129,9 +130,9 @@ def _official(store, kind: str, subject: str, gt_json: Path, preds, prov: str) -
         if preds.records:
             raise
         for metric in (m for m in saco.RECORDED if m.startswith("saco_video_") == (kind == "video")):
-            store.record(stage="stage3", subject=subject, metric=metric, value=None, note=f"not measured: {exc}")
+            store.record(stage=schema.STAGE3, subject=subject, metric=metric, value=None, note=f"not measured: {exc}")
         return {}
-    values = saco.record(store, stage="stage3", subject=subject, kind=kind, result=result, artifact=path,
+    values = saco.record(store, stage=schema.STAGE3, subject=subject, kind=kind, result=result, artifact=path,
                          provenance=f"SAM 3's {evaluator} (sam3 {saco.SAM3_VERSION}) on {path.name}; {prov}")
     return {f"{name}_{metric}": value for metric, value in values.items()}
 
@@ -195,13 +196,13 @@ def run(args) -> dict:
     store = ResultsStore(args.run)
     official = saco.available() is None                # SA-Co official metrics (Meta's evaluators) can run here
     student_video = VideoPredictor(tracker)
-    for subject, scored, artifact in (("teacher", lambda s: teacher.masklets(s.frames, s.phrase), None),
-                                      ("student/video", lambda s: student_video.scored_masklets(s.frames, s.phrase),
+    for subject, scored, artifact in ((schema.TEACHER, lambda s: teacher.masklets(s.frames, s.phrase), None),
+                                      (schema.STUDENT_VIDEO, lambda s: student_video.scored_masklets(s.frames, s.phrase),
                                        ckpt)):
         preds = VideoPredictions(scored)              # keeps each masklet in the official format on the way
         jf = evaluate_videos(val, preds)
         prov = f"{where}, {len(val)} pairs of {data / 'saco_video' / 'val.json'}"
-        store.record(stage="stage3", subject=subject, metric="jf", value=jf.jf_mean, unit="fraction", artifact=artifact,
+        store.record(stage=schema.STAGE3, subject=subject, metric=schema.JF, value=jf.jf_mean, unit="fraction", artifact=artifact,
                      provenance=f"{where}, DAVIS J&F-Mean over {jf.num_objects} objects of {len(val)} pairs of "
                                 f"{data / 'saco_video' / 'val.json'}")
         results[f"{subject}_jf"] = jf.jf_mean
@@ -214,8 +215,8 @@ def run(args) -> dict:
                          sink=image_preds)
     prov = (f"{where}, image path (encode_image + decode) of {ckpt.name}, {res.num_pairs} pairs "
             f"of {data / 'saco_image' / 'val.json'}")
-    for metric, value in (("miou", res.miou), ("presence_f1", res.presence.f1)):
-        store.record(stage="stage3", subject="student/video", metric=metric, value=value, unit="fraction", artifact=ckpt,
+    for metric, value in ((schema.MIOU, res.miou), (schema.PRESENCE_F1, res.presence.f1)):
+        store.record(stage=schema.STAGE3, subject=schema.STUDENT_VIDEO, metric=metric, value=value, unit="fraction", artifact=ckpt,
                      provenance=prov)
         results[f"student_video_{metric}"] = value
     if official:
@@ -223,7 +224,7 @@ def run(args) -> dict:
     else:
         print(f"SA-Co official metrics not measured: {saco.available()}")
     bench = benchmark_track(tracker)
-    store.record(stage="stage3", subject="student/video", metric="host_fps", value=bench["fps"], unit="fps",
+    store.record(stage=schema.STAGE3, subject=schema.STUDENT_VIDEO, metric=schema.HOST_FPS, value=bench["fps"], unit="fps",
                  provenance=f"{where}, {bench['threads']} thread(s), track step at {bench['image_size']} px, median of "
                             f"{bench['steps']} after {bench['warmup']} warm-up; host benchmark, not a device figure")
     results["host_track_ms_p50"] = bench["p50_ms"]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sam3m4.errors import ConfigError
 from sam3m4.paths import SYNTH_DATA, TEACHER_DIR, VIDEO_TEACHER_DIR
+from sam3m4.results import schema
 
 # --model -> (results stage, default subject)
 MODELS = {"gt": ("sanity", "ground_truth"), "teacher": ("stage3", "teacher"), "student": ("stage3", "student/phase2")}
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     where = (f"host {args.device} ({host_summary()}), torch {torch.__version__} eager fp32, {what}, "
              f"{res.num_pairs} pairs of {image_json}, sam3m4.metrics")
     artifact = artifact if artifact and Path(artifact).is_file() else None
-    for metric, value in (("miou", res.miou), ("presence_f1", res.presence.f1), ("il_mcc", res.presence.il_mcc)):
+    for metric, value in ((schema.MIOU, res.miou), (schema.PRESENCE_F1, res.presence.f1), (schema.IL_MCC, res.presence.il_mcc)):
         store.record(stage=stage, subject=subject if args.model != "gt" else f"{subject}/image", metric=metric,
                      value=value, unit="fraction", provenance=where, artifact=artifact)
     print(f"{args.model} image: mIoU {res.miou:.4f} over {res.num_pairs} pairs, Presence F1 {res.presence.f1:.4f}, "
@@ -143,8 +144,8 @@ def _gt_video(args: argparse.Namespace, store) -> None:
         return
     jf = evaluate_videos(SacoVideoDataset(video_json), ground_truth_video_predictor)
     where = f"host CPU ({host_summary()}), sam3m4.metrics DAVIS J&F on {jf.num_objects} objects of {video_json}"
-    for metric, value in (("jf", jf.jf_mean), ("j", jf.j_mean), ("f", jf.f_mean)):
-        store.record(stage="sanity", subject="ground_truth/video", metric=metric, value=value, unit="fraction",
+    for metric, value in ((schema.JF, jf.jf_mean), (schema.DAVIS_J, jf.j_mean), (schema.DAVIS_F, jf.f_mean)):
+        store.record(stage=schema.SANITY, subject=schema.GT_VIDEO, metric=metric, value=value, unit="fraction",
                      provenance=where, artifact=video_json)
     print(f"gt video: J&F {jf.jf_mean:.4f} (J {jf.j_mean:.4f}, F {jf.f_mean:.4f}) over {jf.num_objects} objects")
 
@@ -199,7 +200,7 @@ def _video(args: argparse.Namespace, store) -> int:
     subject = args.subject or {"gt": "ground_truth/video", "teacher": "teacher", "student": "student/video"}[args.model]
     where = (f"host {args.device} ({host_summary()}), {what}, sam3m4.metrics DAVIS J&F on {jf.num_objects} objects "
              f"of {video_json}")
-    for metric, value in (("jf", jf.jf_mean), ("j", jf.j_mean), ("f", jf.f_mean)):
+    for metric, value in ((schema.JF, jf.jf_mean), (schema.DAVIS_J, jf.j_mean), (schema.DAVIS_F, jf.f_mean)):
         store.record(stage=stage, subject=subject, metric=metric, value=value, unit="fraction", provenance=where,
                      artifact=artifact if artifact and Path(artifact).is_file() else None)
     print(f"{args.model} video: J&F {jf.jf_mean:.4f} (J {jf.j_mean:.4f}, F {jf.f_mean:.4f}) over {jf.num_objects} "

@@ -35,6 +35,7 @@ import numpy as np
 from sam3m4.errors import DataFormatError, Sam3m4Error
 from sam3m4.eval.saco_format import (check_image_gt, check_image_preds, check_same_pairs, check_video_gt,
                                      check_video_preds, image_gt_subset, video_gt_subset, write_json)
+from sam3m4.results import schema
 
 SAM3_VERSION = "0.1.4"
 INSTALL_HINT = (f"pip install --no-deps sam3=={SAM3_VERSION} psutil iopath einops 'numpy<2.4' "
@@ -59,8 +60,8 @@ VIDEO_HEADLINE = {
 
 
 # what the results store keeps (the report's "SA-Co official metrics" table)
-RECORDED = ("saco_cgf1", "saco_il_mcc", "saco_pmf1", "saco_il_f1",
-            "saco_video_cgf1", "saco_video_phota", "saco_video_il_mcc", "saco_video_pmf1")
+RECORDED = (schema.SACO_CGF1, schema.SACO_IL_MCC, schema.SACO_PMF1, schema.SACO_IL_F1,
+            schema.SACO_VIDEO_CGF1, schema.SACO_VIDEO_PHOTA, schema.SACO_VIDEO_IL_MCC, schema.SACO_VIDEO_PMF1)
 
 # SAM 3's published figures, on other datasets than the val split scored here (fractions, as recorded)
 PAPER = "SAM 3: Segment Anything with Concepts (Carion et al., arXiv 2511.16719, 2025)"

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from sam3m4.fileio import atomic_write_json, atomic_write_text
+from sam3m4.results import schema
 
 README_START, README_END = "<!-- sam3m4 bench: start -->", "<!-- sam3m4 bench: end -->"
 DEFAULT_CASES = ("coreml:fp16", "coreml:int4", "xnnpack:fp16", "xnnpack:int8_int4")
@@ -311,23 +312,23 @@ def _record(store, result: dict) -> None:
     for row in result["rows"]:
         for c in row["cases"]:
             subject = f"{row['preset']}/{c['backend']}/{c['mode']}"
-            store.record(stage="bench", subject=subject, metric="export_ok", value=c["ok"], note=c["error"] or "",
+            store.record(stage=schema.BENCH, subject=subject, metric=schema.EXPORT_OK, value=c["ok"], note=c["error"] or "",
                          provenance=where)
             if not c["ok"]:
                 continue
-            store.record(stage="bench", subject=subject, metric="pte_mb", value=c["pte_mb"], unit="MB",
+            store.record(stage=schema.BENCH, subject=subject, metric=schema.PTE_MB, value=c["pte_mb"], unit="MB",
                          artifact=c["pte"], provenance=f"{where}; file size")
-            store.record(stage="bench", subject=subject, metric="delegated_percent", value=c["coverage_percent"],
+            store.record(stage=schema.BENCH, subject=subject, metric=schema.DELEGATED_PERCENT, value=c["coverage_percent"],
                          unit="percent", provenance=f"{where}; AOT delegated share of compute ops")
             if c.get("image_p50_ms") is not None:
-                store.record(stage="bench", subject=subject, metric="host_image_latency_ms", value=c["image_p50_ms"],
+                store.record(stage=schema.BENCH, subject=subject, metric=schema.HOST_IMAGE_LATENCY_MS, value=c["image_p50_ms"],
                              unit="ms", provenance=c["latency_provenance"])
             else:
-                store.record(stage="bench", subject=subject, metric="host_image_latency_ms", value=None,
+                store.record(stage=schema.BENCH, subject=subject, metric=schema.HOST_IMAGE_LATENCY_MS, value=None,
                              note=c.get("latency_note", ""))
         for name, (value, ok) in row["verdicts"].items():
             target = result["targets"][name]
-            store.record(stage="bench", subject=row["preset"], metric=name, value=value, passed=ok,
+            store.record(stage=schema.BENCH, subject=row["preset"], metric=name, value=value, passed=ok,
                          target=target["value"], comparison=target["comparison"],
                          provenance=f"{where}; measured in one run (see `sam3m4 bench --help`)",
                          note="best preset" if row["preset"] == result["best"] else "")

@@ -20,6 +20,7 @@ import argparse
 from pathlib import Path
 
 from sam3m4.paths import EXPORT_DIR, QUANTIZED_DIR
+from sam3m4.results import schema
 
 BACKENDS = ("coreml", "qnn", "xnnpack")
 
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         if not result.ok:
             why = "not attempted" if kw.get("outcome") else f"failed at {result.failed_stage}"
             kw["provenance"] = f"{kw['provenance']}; {why}: {result.error}"
-        if kw["metric"] in ("npu_percent", "cpu_delegation_percent"):
+        if kw["metric"] in (schema.NPU_PERCENT, schema.CPU_DELEGATION_PERCENT):
             missing = sorted({op for d in result.delegation.values() for op in d.non_delegated_ops})
             kw["note"] = "not delegated: " + (", ".join(missing) or "none")
         store.record(**kw)
@@ -106,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
     if args.backend != "xnnpack":
         why = ("Core ML executes only on macOS/iOS" if args.backend == "coreml" else
                "QNN HTP executes only on a Snapdragon device")
-        for metric in ("image_latency_ms", "video_fps"):
-            store.record(stage="stage5", subject=subject, metric=metric, value=None, outcome=NOT_MEASURABLE,
+        for metric in (schema.IMAGE_LATENCY_MS, schema.VIDEO_FPS):
+            store.record(stage=schema.STAGE5, subject=subject, metric=metric, value=None, outcome=NOT_MEASURABLE,
                          note=f"not measured on a phone here: {why}; run the ExecuTorch benchmark app on a device "
                               f"and `sam3m4 device import`", artifact=result.path)
     return 0 if measured else 1
@@ -130,7 +131,7 @@ def measure_on_host(result, student, tracker, store, subject: str, runs: int) ->
     except Exception as err:  # noqa: BLE001  (recorded where it stopped, then reported)
         error = f"{type(err).__name__}: {err}"[:800]
         for metric in pending:
-            store.record(stage="stage5", subject=subject, metric=metric, value=None, failed_stage=stage,
+            store.record(stage=schema.STAGE5, subject=subject, metric=metric, value=None, failed_stage=stage,
                          note=f"the .pte failed to {stage} on this host: {error}", artifact=result.path)
         print(f"sam3m4 export: {subject}: the .pte failed to {stage} on this host: {error}")
         return False
@@ -142,7 +143,7 @@ def _measure_on_host(result, student, tracker, store, subject: str, runs: int, p
     from sam3m4.export.runtime import benchmark_pte, check_pte
 
     def record(**kw):
-        store.record(stage="stage5", subject=subject, artifact=result.path, **kw)
+        store.record(stage=schema.STAGE5, subject=subject, artifact=result.path, **kw)
         if kw["metric"] in pending:
             pending.remove(kw["metric"])
 
@@ -156,15 +157,15 @@ def _measure_on_host(result, student, tracker, store, subject: str, runs: int, p
         record(metric=f"max_abs_error/{method}", value=c.max_abs_err[worst],
                provenance=f"{how}; worst output {worst} (its max |eager| {c.ref_max_abs[worst]:.3g})")
     image = benchmark_pte(result.path, "forward", student, tracker=tracker, runs=runs, threads=1)
-    record(metric="host_image_latency_ms", value=image["p50_ms"], unit="ms",
+    record(metric=schema.HOST_IMAGE_LATENCY_MS, value=image["p50_ms"], unit="ms",
            provenance=f"{result.backend} .pte on {image['provenance']}; forward (image, cached prompt), 10 warm-up then p50 of {runs} "
                       f"(p90 {image['p90_ms']:.2f}, trimmed mean {image['trimmed_mean_ms']:.2f})")
-    record(metric="host_image_latency_p90_ms", value=image["p90_ms"], unit="ms",  # the report's latency plot
+    record(metric=schema.HOST_IMAGE_LATENCY_P90_MS, value=image["p90_ms"], unit="ms",  # the report's latency plot
            provenance=f"{result.backend} .pte on {image['provenance']}; forward, 10 warm-up then p90 of {runs}")
     line = f"host {result.backend}: forward p50 {image['p50_ms']:.2f} ms"
     if tracker is not None:
         track = benchmark_pte(result.path, "track", student, tracker=tracker, runs=runs, threads=1)
-        record(metric="host_video_fps", value=track["fps"], unit="fps",
+        record(metric=schema.HOST_VIDEO_FPS, value=track["fps"], unit="fps",
                provenance=f"{result.backend} .pte on {track['provenance']}; track step fed its own state, 10 warm-up then 1000 / p50 "
                           f"of {runs} ({track['p50_ms']:.2f} ms)")
         line += f", track {track['fps']:.1f} FPS"
@@ -180,12 +181,12 @@ def record_ane_share(result, store, subject: str) -> None:
     try:
         share = ane_share(result.path)
     except ComputePlanUnavailable as err:
-        store.record(stage="stage5", subject=subject, metric="ane_percent", value=None, artifact=result.path,
+        store.record(stage=schema.STAGE5, subject=subject, metric=schema.ANE_PERCENT, value=None, artifact=result.path,
                      outcome=NOT_MEASURABLE,
                      note=f"not measured here: {err}; the NPU cell uses the AOT delegated-op share")
         return
     others = ", ".join(f"{k} x{v}" for k, v in sorted(share["non_ane"].items())) or "none"
-    store.record(stage="stage5", subject=subject, metric="ane_percent", value=100 * share["share"], unit="percent",
+    store.record(stage=schema.STAGE5, subject=subject, metric=schema.ANE_PERCENT, value=100 * share["share"], unit="percent",
                  artifact=result.path, note=f"not on the ANE: {others}",
                  provenance=f"coremltools MLComputePlan (CPU_AND_NE) on this Mac: {share['ane_ops']} of "
                             f"{share['ops']} planned ops of {share['partitions']} Core ML partitions prefer the ANE")

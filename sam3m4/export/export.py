@@ -45,6 +45,7 @@ from sam3m4.fileio import atomic_write_bytes
 from sam3m4.models.export_wrappers import example_inputs, wrap
 from sam3m4.progress import progress_bar
 from sam3m4.quantize.modes import get_mode
+from sam3m4.results import schema
 from sam3m4.results.store import NOT_MEASURABLE, UNSUPPORTED, sha256_file
 
 STAGES = ("quantize", "export", "lower", "serialize")
@@ -278,12 +279,12 @@ def records(result: ExportResult, provenance: str = "") -> list[dict]:
     subject = f"{result.backend}/{result.mode}"
     note = result.error or result.layout
     prov = provenance or "AOT: ExecuTorch to_edge_transform_and_lower on the host; ops counted in the lowered graph"
-    base = dict(stage="stage5", subject=subject, provenance=prov, note=note)
+    base = dict(stage=schema.STAGE5, subject=subject, provenance=prov, note=note)
     outcome = UNSUPPORTED if result.unsupported else NOT_MEASURABLE if result.unavailable else None
     failed = None if result.ok or outcome else result.failed_stage or "export"
-    out = [dict(base, metric="export_ok", value=result.ok, unit="", failed_stage=failed, outcome=outcome)]
+    out = [dict(base, metric=schema.EXPORT_OK, value=result.ok, unit="", failed_stage=failed, outcome=outcome)]
     if result.ok:
-        out.append(dict(base, metric="pte_mb", value=result.size_bytes / 1e6, unit="MB", artifact=result.path))
-        metric = "npu_percent" if result.is_npu else "cpu_delegation_percent"
+        out.append(dict(base, metric=schema.PTE_MB, value=result.size_bytes / 1e6, unit="MB", artifact=result.path))
+        metric = schema.NPU_PERCENT if result.is_npu else schema.CPU_DELEGATION_PERCENT
         out.append(dict(base, metric=metric, value=100 * result.coverage, unit="percent"))
     return out

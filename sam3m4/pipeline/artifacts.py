@@ -15,6 +15,7 @@ from pathlib import Path
 from sam3m4.fileio import atomic_write_json
 from sam3m4.paths import (DISTILL_LOG_DIR, EXPORT_DIR, PHASE1_BEST, PHASE2_BEST, QUANTIZED_DIR, VIDEO_FINAL,
                           visual_dir)
+from sam3m4.results import schema
 from sam3m4.results.store import ResultsStore, sha256_file
 from sam3m4.storage.prune import tree_bytes
 
@@ -46,12 +47,12 @@ def write_manifest(cfg: dict, config_path: str, root: str = "reports") -> Path:
             size = tree_bytes(path)  # a file's size, or a folder's files (symlinks not followed)
             sha = sha256_file(path) if path.is_file() else None
             artifacts.append({"kind": kind, "path": p, "bytes": size, "sha256": sha})
-            store.record(stage="artifacts", subject=kind, metric="size", value=size, unit="bytes", artifact=p,
+            store.record(stage=schema.ARTIFACTS, subject=kind, metric=schema.SIZE, value=size, unit="bytes", artifact=p,
                          provenance=where)
-    final = {"final_image_ckpt": PHASE2_BEST, "final_video_ckpt": VIDEO_FINAL}
+    final = {schema.FINAL_IMAGE_CKPT: PHASE2_BEST, schema.FINAL_VIDEO_CKPT: VIDEO_FINAL}
     for metric, p in final.items():
         if Path(p).is_file():
-            store.record(stage="summary", subject="run", metric=metric, value=p, artifact=p,
+            store.record(stage=schema.SUMMARY, subject=schema.RUN, metric=metric, value=p, artifact=p,
                          provenance=f"sam3m4 pipeline --config {config_path}")
     manifest = {"format": "sam3m4-run-manifest-v1", "run": cfg["run"], "config": config_path,
                 "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

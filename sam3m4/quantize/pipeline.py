@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sam3m4.quantize.modes import MODES, apply_mode, get_mode
+from sam3m4.results import schema
 
 
 def load_source(ckpt: str | Path):
@@ -106,27 +107,27 @@ def record(run: str, rows, out: Path, data_root: Path, ckpt, target=None) -> Non
         art = out / r.mode / "model.safetensors"
         size_how = ("deployable weights: quantized values packed at their bit width + fp16 group scales, other "
                     f"weights fp16 ({r.sizes['quantized_params']} quantized / {r.sizes['fp16_params']} fp16 values)")
-        store.record(stage="stage4", subject=r.mode, metric="size_mb", value=r.size_mb, unit="MB",
+        store.record(stage=schema.STAGE4, subject=r.mode, metric=schema.SIZE_MB, value=r.size_mb, unit="MB",
                      provenance=size_how, artifact=art)
         if r.compression is not None:
-            store.record(stage="stage4", subject=r.mode, metric="compression", value=r.compression, unit="x",
+            store.record(stage=schema.STAGE4, subject=r.mode, metric=schema.COMPRESSION, value=r.compression, unit="x",
                          provenance="fp16 size / this size; " + size_how)
-        for metric in ("miou", "presence_f1"):
-            store.record(stage="stage4", subject=r.mode, metric=metric, value=getattr(r, metric), unit="fraction",
+        for metric in (schema.MIOU, schema.PRESENCE_F1):
+            store.record(stage=schema.STAGE4, subject=r.mode, metric=metric, value=getattr(r, metric), unit="fraction",
                          provenance=prov, artifact=art)
-        store.record(stage="stage4", subject=r.mode, metric="avg_ms", value=r.avg_ms, unit="ms",
+        store.record(stage=schema.STAGE4, subject=r.mode, metric=schema.AVG_MS, value=r.avg_ms, unit="ms",
                      provenance=prov.split(";")[0] + f"; one {r.image_size} px image, cached prompt, 5 warm-up then "
                      "median of 20+ runs (not phone latency: Stage 5 measures that)")
         if r.jf is not None:
-            store.record(stage="stage4", subject=r.mode, metric="jf", value=r.jf, unit="fraction", artifact=art,
+            store.record(stage=schema.STAGE4, subject=r.mode, metric=schema.JF, value=r.jf, unit="fraction", artifact=art,
                          provenance=prov.replace("val pairs", "val image pairs") + "; DAVIS J&F-Mean of the quantized "
                          "tracker on the val videos")
         if r.track_fps is not None:
-            store.record(stage="stage4", subject=r.mode, metric="track_fps", value=r.track_fps, unit="fps",
+            store.record(stage=schema.STAGE4, subject=r.mode, metric=schema.TRACK_FPS, value=r.track_fps, unit="fps",
                          provenance=prov.split(";")[0] + f"; track step at {r.image_size} px, 10 warm-up then "
                          "1000 / median of 50 steps (host, not phone)")
         if target is not None and r.miou_drop is not None and r.mode != "fp16":
-            store.record(stage="stage4", subject=r.mode, metric="miou_drop", value=r.miou_drop, unit=target.unit,
+            store.record(stage=schema.STAGE4, subject=r.mode, metric=schema.MIOU_DROP, value=r.miou_drop, unit=target.unit,
                          target=target.value, comparison=target.comparison, provenance=prov)
 
 
@@ -137,10 +138,10 @@ def record_decision(run: str, decision: dict, target, rows) -> None:
     drops = ", ".join(f"{r.mode} {r.miou_drop:+.2f}" for r in rows if r.mode != "fp16")
     how = f"quant_miou_drop gate {target.describe()} ({target.basis}) vs fp16 on {rows[0].num_pairs} val pairs"
     met = "충족" if decision["criterion_met"] else "미충족"
-    store.record(stage="stage4", subject="decision", metric="criterion_met",
+    store.record(stage=schema.STAGE4, subject=schema.DECISION, metric=schema.CRITERION_MET,
                  value=f"{met} (mIoU 하락 pt: {drops})", provenance=how)
     chosen = decision["chosen_mode"]
     why = "smallest passing mode, then smallest mIoU drop (0.1 pt), then PTQ first; host timings do not decide" if decision["criterion_met"] else "no quantized mode passed: fp16 kept"
-    store.record(stage="stage4", subject="decision", metric="chosen_mode", value=chosen, provenance=f"{why}; {how}")
+    store.record(stage=schema.STAGE4, subject=schema.DECISION, metric=schema.CHOSEN_MODE, value=chosen, provenance=f"{why}; {how}")
     qat = ("수행" if decision["qat_ran"] else "미수행") + f": {decision['qat_why']}"
-    store.record(stage="stage4", subject="decision", metric="qat", value=qat, provenance=how)
+    store.record(stage=schema.STAGE4, subject=schema.DECISION, metric=schema.QAT, value=qat, provenance=how)

@@ -25,19 +25,20 @@ from sam3m4.fileio import atomic_write_text
 from sam3m4.env import environment_line, human_bytes
 from sam3m4.paths import DISTILL_DIR, VIDEO_CACHE_DIR, VIDEO_DIR, VIS_DIR
 from sam3m4.report.plots import Plot, markdown_links, write_plots
+from sam3m4.results import schema
 from sam3m4.results.store import Record, ResultsStore
 from sam3m4.results.targets import Target, TargetsFile, TargetsNotFound, load_targets_file
 
-STAGE3_ROWS = [("Teacher (SAM3)", "teacher", "기준선"), ("Student (Phase2 final)", "student/phase2", ""),
-               ("Student (+Video Distill)", "student/video", "")]
+STAGE3_ROWS = [("Teacher (SAM3)", schema.TEACHER, "기준선"), ("Student (Phase2 final)", schema.STUDENT_PHASE2, ""),
+               ("Student (+Video Distill)", schema.STUDENT_VIDEO, "")]
 QUANT_ROWS = [("fp16", "fp16"), ("int4", "int4"), ("int8_int4", "int8_int4"),
               ("qat_int4 (optional)", "qat_int4"), ("qat_int8_int4 (optional)", "qat_int8_int4")]
 VISUAL_ROWS = [("작은 물체 분할 안정성", "small_objects"), ("다중 객체 분리 품질", "multi_object_separation"),
                ("배경 누수(오탐)", "background_leakage"), ("프롬프트 반응성", "prompt_responsiveness"),
                ("Teacher 대비 품질 차이(시각)", "teacher_difference")]
-DEPLOY_ROWS = [("Export 성공", "export_ok", None), (".pte 크기 (MB)", "pte_mb", "pte_size_mb"),
-               ("이미지 추론 지연 (ms)", "image_latency_ms", "image_latency_ms"),
-               ("비디오 FPS", "video_fps", "video_fps"), ("NPU 활용률", "npu_percent", "npu_utilisation")]
+DEPLOY_ROWS = [("Export 성공", schema.EXPORT_OK, None), (".pte 크기 (MB)", schema.PTE_MB, "pte_size_mb"),
+               ("이미지 추론 지연 (ms)", schema.IMAGE_LATENCY_MS, "image_latency_ms"),
+               ("비디오 FPS", schema.VIDEO_FPS, "video_fps"), ("NPU 활용률", schema.NPU_PERCENT, "npu_utilisation")]
 STORAGE_ROWS = [(DISTILL_DIR, DISTILL_DIR), (VIDEO_DIR, VIDEO_DIR), (VIS_DIR, VIS_DIR),
                 (VIDEO_CACHE_DIR, VIDEO_CACHE_DIR), ("전체 디스크 사용량", "total")]
 ARTIFACT_ROWS = [("체크포인트", "checkpoint"), ("양자화 모델", "quantized"), ("배포 바이너리(.pte)", "pte"),
@@ -45,13 +46,13 @@ ARTIFACT_ROWS = [("체크포인트", "checkpoint"), ("양자화 모델", "quanti
 
 # Why a cell can be empty, per stage: the command that fills it.
 HOW_TO_FILL = {
-    "stage3": "run `sam3m4 eval` for this model (Stage 3)",
-    "stage4": "run `sam3m4 quantize --mode compare` (Stage 4)",
-    "stage5": "export and measure it (`sam3m4 export`, `sam3m4 device import` for on-device numbers)",
-    "visual": "run `sam3m4 visual-eval` and save its checklist",
-    "storage": "run `sam3m4 prune` (dry run, then `--apply`)",
-    "summary": "run the training pipeline (`sam3m4 pipeline`)",
-    "artifacts": "run the pipeline stage that produces it",
+    schema.STAGE3: "run `sam3m4 eval` for this model (Stage 3)",
+    schema.STAGE4: "run `sam3m4 quantize --mode compare` (Stage 4)",
+    schema.STAGE5: "export and measure it (`sam3m4 export`, `sam3m4 device import` for on-device numbers)",
+    schema.VISUAL: "run `sam3m4 visual-eval` and save its checklist",
+    schema.STORAGE: "run `sam3m4 prune` (dry run, then `--apply`)",
+    schema.SUMMARY: "run the training pipeline (`sam3m4 pipeline`)",
+    schema.ARTIFACTS: "run the pipeline stage that produces it",
 }
 
 
@@ -136,44 +137,44 @@ class _Report:
                 f"> 목표 파일: {self.targets_line}", ""]
 
     def summary(self) -> list[str]:
-        stages = [("Phase2", "stage3", "student/phase2"), ("Video Distill", "stage3", "student/video"),
-                  ("Quantization", "stage4", None), ("Deploy", "stage5", None)]
+        stages = [("Phase2", schema.STAGE3, schema.STUDENT_PHASE2), ("Video Distill", schema.STAGE3, schema.STUDENT_VIDEO),
+                  ("Quantization", schema.STAGE4, None), ("Deploy", schema.STAGE5, None)]
         covered = [name for name, stage, subject in stages
                    if any(r.stage == stage and (subject is None or r.subject == subject) for r in self.records)]
         scope = " -> ".join(covered) if covered else "-" + self.notes.ref(
             f"run `{self.run}` has no Stage 3-5 records yet (only: "
             f"{', '.join(sorted({r.stage for r in self.records})) or 'none'}).")
-        quant = self.find("summary", "run", "quant_mode") or self.find("stage4", "decision", "chosen_mode")
+        quant = self.find(schema.STAGE4, schema.DECISION, schema.CHOSEN_MODE)
         quant_cell = (f"`{quant.value}`" + self.notes.ref(self.provenance(quant))) if quant else self.cell(
-            "stage4", "decision", "chosen_mode")
+            schema.STAGE4, schema.DECISION, schema.CHOSEN_MODE)
         return ["## 1) 실행 요약", "", "| 항목 | 값 |", "|---|---|",
-                f"| 최종 이미지 ckpt | {self._path_cell('final_image_ckpt')} |",
-                f"| 최종 비디오 ckpt | {self._path_cell('final_video_ckpt')} |",
+                f"| 최종 이미지 ckpt | {self._path_cell(schema.FINAL_IMAGE_CKPT)} |",
+                f"| 최종 비디오 ckpt | {self._path_cell(schema.FINAL_VIDEO_CKPT)} |",
                 f"| 양자화 모드 | {quant_cell} |",
                 f"| 리포트 범위 | {scope} |", ""]
 
     def _path_cell(self, metric: str) -> str:
-        rec = self.find("summary", "run", metric)
+        rec = self.find(schema.SUMMARY, schema.RUN, metric)
         if rec is None:
-            return self.cell("summary", "run", metric)
+            return self.cell(schema.SUMMARY, schema.RUN, metric)
         return f"`{rec.value}`" + self.notes.ref(self.provenance(rec))
 
     def stage3(self) -> list[str]:
         lines = ["## 2) Stage 3 성능 (학습 모델 품질)", "",
                  "| 모델 | mIoU | Presence F1 | J&F (video) | 비고 |", "|---|---:|---:|---:|---|"]
         for label, subject, remark in STAGE3_ROWS:
-            jf = "-" if subject == "student/phase2" else self.cell("stage3", subject, "jf")
-            note = self.text("stage3", subject, "remark", remark)
-            lines.append(f"| {label} | {self.cell('stage3', subject, 'miou')} | "
-                         f"{self.cell('stage3', subject, 'presence_f1')} | {jf} | {note} |")
+            jf = "-" if subject == schema.STUDENT_PHASE2 else self.cell(schema.STAGE3, subject, schema.JF)
+            note = remark  # a fixed remark per row (nothing records one)
+            lines.append(f"| {label} | {self.cell(schema.STAGE3, subject, schema.MIOU)} | "
+                         f"{self.cell(schema.STAGE3, subject, schema.PRESENCE_F1)} | {jf} | {note} |")
         lines.append("")
         lines += self.saco_official()
-        gates = [r for r in self.records if r.stage == "stage3" and r.passed is not None]
+        gates = [r for r in self.records if r.stage == schema.STAGE3 and r.passed is not None]
         good = [f"{r.subject} {r.metric} {format_value(r.value, r.unit)} ({r.comparison} {r.target:g})"
                 for r in _latest_per_key(gates) if r.passed]
         bad = [f"{r.subject} {r.metric} {format_value(r.value, r.unit)} (목표 {r.comparison} {r.target:g})"
                for r in _latest_per_key(gates) if not r.passed]
-        missing = [label for label, subject, _ in STAGE3_ROWS if self.find("stage3", subject, "miou") is None]
+        missing = [label for label, subject, _ in STAGE3_ROWS if self.find(schema.STAGE3, subject, schema.MIOU) is None]
         action = ("실패 게이트 해결: " + "; ".join(bad)) if bad else (
             ("미측정 항목 실행: " + ", ".join(missing)) if missing else "-")
         lines += ["### Stage 3 코멘트", "",
@@ -185,9 +186,9 @@ class _Report:
     def saco_official(self) -> list[str]:
         """The "SA-Co official metrics" table under the Stage 3 table: this run's models scored by Meta's own
         evaluators, and SAM 3's published rows (another dataset: labelled and cited, not to be read against ours)."""
-        cols = [("image cgF1", "saco_cgf1"), ("IL_MCC", "saco_il_mcc"), ("pmF1", "saco_pmf1"),
-                ("IL_F1", "saco_il_f1"), ("video cgF1", "saco_video_cgf1"), ("pHOTA", "saco_video_phota"),
-                ("video IL_MCC", "saco_video_il_mcc")]
+        cols = [("image cgF1", schema.SACO_CGF1), ("IL_MCC", schema.SACO_IL_MCC), ("pmF1", schema.SACO_PMF1),
+                ("IL_F1", schema.SACO_IL_F1), ("video cgF1", schema.SACO_VIDEO_CGF1), ("pHOTA", schema.SACO_VIDEO_PHOTA),
+                ("video IL_MCC", schema.SACO_VIDEO_IL_MCC)]
         lines = ["### SA-Co official metrics", "",
                  "> Meta's evaluators (`sam3` package: `CGF1Evaluator` for images, `VEvalEvaluator` for video) on the "
                  "same predictions as the table above; cgF1, pmF1, IL_F1 and pHOTA in percent as SAM 3's paper prints "
@@ -196,7 +197,7 @@ class _Report:
                  "", "| 모델 | " + " | ".join(label for label, _ in cols) + " | 데이터 |",
                  "|---|" + "---:|" * len(cols) + "---|"]
         for label, subject, _ in STAGE3_ROWS:
-            cells = ["-" if subject == "student/phase2" and metric.startswith("saco_video_")  # no tracker yet
+            cells = ["-" if subject == schema.STUDENT_PHASE2 and metric.startswith("saco_video_")  # no tracker yet
                      else self._saco_cell(subject, metric) for _, metric in cols]
             lines.append(f"| {label} | " + " | ".join(cells) + " | this run's val split |")
         for row in PUBLISHED:
@@ -207,7 +208,7 @@ class _Report:
         return lines + [""]
 
     def _saco_cell(self, subject: str, metric: str) -> str:
-        rec = self.find("stage3", subject, metric)
+        rec = self.find(schema.STAGE3, subject, metric)
         if rec is None or rec.value is None:
             why = rec.note if rec is not None and rec.note else (
                 f"not measured in run `{self.run}`: needs Meta's `sam3` package and the Stage 3 evaluation "
@@ -216,15 +217,16 @@ class _Report:
         return _saco_text(rec.value, metric) + self.notes.ref(self.provenance(rec))
 
     def visual(self) -> list[str]:
+        run_text = lambda metric, default: self.text(schema.VISUAL, schema.RUN, metric, default)  # noqa: E731
         lines = ["## 3) 사용자 시각 검증 (Visual QA)", "", "### 실행 정보", "",
-                 f"- 이미지 manifest: `{self.text('visual', 'run', 'manifest', 'configs/visual_eval/image_manifest_phase2.txt')}`",
-                 f"- 프롬프트 세트: `{self.text('visual', 'run', 'prompts', 'configs/visual_eval/prompts_core.txt')}`",
-                 f"- 생성 결과: `{self.text('visual', 'run', 'index_html', 'outputs/visual_eval/<run>/index.html')}`",
+                 f"- 이미지 manifest: `{run_text(schema.MANIFEST, 'configs/visual_eval/image_manifest_phase2.txt')}`",
+                 f"- 프롬프트 세트: `{run_text(schema.PROMPTS, 'configs/visual_eval/prompts_core.txt')}`",
+                 f"- 생성 결과: `{run_text(schema.INDEX_HTML, 'outputs/visual_eval/<run>/index.html')}`",
                  "", "### 관찰 체크리스트", "", "| 항목 | Pass/Fail | 메모 |", "|---|---|---|"]
         for label, key in VISUAL_ROWS:
-            rec = self.find("visual", key, "verdict")
+            rec = self.find(schema.VISUAL, key, schema.VERDICT)
             memo = rec.note if rec is not None and rec.note else "-"
-            lines.append(f"| {label} | {self.cell('visual', key, 'verdict')} | {memo} |")
+            lines.append(f"| {label} | {self.cell(schema.VISUAL, key, schema.VERDICT)} | {memo} |")
         return lines + [""]
 
     def stage4(self) -> list[str]:
@@ -233,14 +235,15 @@ class _Report:
                  "| Mode | Size (MB) | Compression | mIoU | Presence F1 | Avg ms |",
                  "|---|---:|---:|---:|---:|---:|"]
         for label, mode in QUANT_ROWS:
-            cells = [self.cell("stage4", mode, m) for m in ("size_mb", "compression", "miou", "presence_f1", "avg_ms")]
+            cells = [self.cell(schema.STAGE4, mode, m)
+                     for m in (schema.SIZE_MB, schema.COMPRESSION, schema.MIOU, schema.PRESENCE_F1, schema.AVG_MS)]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         target = self.targets.get("quant_miou_drop")
         crit = f"mIoU 하락 기준({target.describe()} vs fp16)" if target else "mIoU 하락 기준(2% 이내)"
         lines += ["", "### 양자화 의사결정", "",
-                  f"- {crit} 충족 여부: {self.cell('stage4', 'decision', 'criterion_met')}",
-                  f"- 최종 채택 모드: {self.cell('stage4', 'decision', 'chosen_mode')}",
-                  f"- QAT 수행 여부 및 근거: {self.cell('stage4', 'decision', 'qat')}", ""]
+                  f"- {crit} 충족 여부: {self.cell(schema.STAGE4, schema.DECISION, schema.CRITERION_MET)}",
+                  f"- 최종 채택 모드: {self.cell(schema.STAGE4, schema.DECISION, schema.CHOSEN_MODE)}",
+                  f"- QAT 수행 여부 및 근거: {self.cell(schema.STAGE4, schema.DECISION, schema.QAT)}", ""]
         return lines
 
     def stage5(self) -> list[str]:
@@ -248,7 +251,7 @@ class _Report:
         for label, metric, target_key in DEPLOY_ROWS:
             target = self.targets.get(target_key) if target_key else None
             remark = f"목표 `{target.describe()}`" if target else ""
-            host = self.find_backend("xnnpack", None, "host_image_latency_ms") if metric == "image_latency_ms" else None
+            host = self.find_backend("xnnpack", None, schema.HOST_IMAGE_LATENCY_MS) if metric == schema.IMAGE_LATENCY_MS else None
             if host is not None and host.value is not None:
                 remark += f"; host XNNPACK `{host.subject.split('/')[-1]}` p50 {host.value:.1f} ms{self.notes.ref(self.provenance(host))}"
             lines.append(f"| {label} | {self.deploy_cell('coreml', 'ios', metric)} | "
@@ -258,42 +261,42 @@ class _Report:
     def find_backend(self, backend: str, platform: str | None, metric: str) -> Record | None:
         """Latest stage5 record of ``metric`` for ``[platform/]backend/<mode>``, preferring the chosen quant mode."""
         prefix = f"{platform}/{backend}/" if platform else f"{backend}/"
-        recs = [r for r in self.records if r.stage == "stage5" and r.metric == metric and r.subject.startswith(prefix)
+        recs = [r for r in self.records if r.stage == schema.STAGE5 and r.metric == metric and r.subject.startswith(prefix)
                 and r.subject.count("/") == prefix.count("/")]
-        chosen = self.find("stage4", "decision", "chosen_mode")
+        chosen = self.find(schema.STAGE4, schema.DECISION, schema.CHOSEN_MODE)
         preferred = [r for r in recs if chosen is not None and r.subject == prefix + str(chosen.value)]
         return (preferred or recs or [None])[-1]
 
     def deploy_cell(self, backend: str, platform: str, metric: str) -> str:
         """A section 5 cell: on-device records (``<platform>/<backend>/<mode>``) first, then the host's AOT ones."""
         rec = None
-        if metric in ("image_latency_ms", "video_fps"):
+        if metric in (schema.IMAGE_LATENCY_MS, schema.VIDEO_FPS):
             rec = self.find_backend(backend, platform, metric)
             host = self.find_backend(backend, None, "host_" + metric)  # Core ML run on a Mac: better than nothing
             if (rec is None or rec.value is None) and host is not None and host.value is not None:
                 rec = host
-        if metric == "npu_percent":  # Core ML on a Mac: MLComputePlan's ANE share beats the AOT op count
-            ane = self.find_backend(backend, None, "ane_percent")
+        if metric == schema.NPU_PERCENT:  # Core ML on a Mac: MLComputePlan's ANE share beats the AOT op count
+            ane = self.find_backend(backend, None, schema.ANE_PERCENT)
             rec = ane if ane is not None and ane.value is not None else None
         if rec is None or rec.value is None:
             aot = self.find_backend(backend, None, metric)
             rec = aot if aot is not None else rec
         if rec is None:
-            return self.cell("stage5", backend, metric, why="not measured on device" if metric in (
-                "image_latency_ms", "video_fps") else None)
-        return self.cell("stage5", rec.subject, rec.metric) + f" (`{rec.subject.split('/')[-1]}`)"
+            return self.cell(schema.STAGE5, backend, metric, why="not measured on device" if metric in (
+                schema.IMAGE_LATENCY_MS, schema.VIDEO_FPS) else None)
+        return self.cell(schema.STAGE5, rec.subject, rec.metric) + f" (`{rec.subject.split('/')[-1]}`)"
 
     def artifacts(self) -> list[str]:
         lines = ["## 6) 산출물 목록", ""]
         for label, kind in ARTIFACT_ROWS:
-            recs = _latest_per_key([r for r in self.records if r.stage == "artifacts" and r.subject == kind],
+            recs = _latest_per_key([r for r in self.records if r.stage == schema.ARTIFACTS and r.subject == kind],
                                    key=lambda r: r.artifact or r.value)
             if not recs:
-                lines.append(f"- {label}: " + self.cell("artifacts", kind, "path"))
+                lines.append(f"- {label}: " + self.cell(schema.ARTIFACTS, kind, schema.SIZE))  # none recorded: "-", why
                 continue
             items = []
             for r in recs:
-                size = f", {format_value(r.value, r.unit)}" if r.metric == "size" else ""
+                size = f", {format_value(r.value, r.unit)}" if r.metric == schema.SIZE else ""
                 sha = f", sha256 `{r.sha256[:12]}`" if r.sha256 else ""
                 items.append(f"`{r.artifact or r.value}`{size}{sha}")
             lines.append(f"- {label}: " + "; ".join(items))
@@ -302,26 +305,27 @@ class _Report:
     def storage(self) -> list[str]:
         lines = ["## 7) 용량 정리 전/후", "", "| 항목 | 정리 전 | 정리 후 | 절감 |", "|---|---:|---:|---:|"]
         for label, subject in STORAGE_ROWS:
-            before, after = self.find("storage", subject, "before_bytes"), self.find("storage", subject, "after_bytes")
-            metric = "after_bytes"
+            before = self.find(schema.STORAGE, subject, schema.BEFORE_BYTES)
+            after = self.find(schema.STORAGE, subject, schema.AFTER_BYTES)
+            metric = schema.AFTER_BYTES
             if after is None:  # only a dry run so far: show its plan, marked as such
-                after, metric = self.find("storage", subject, "planned_after_bytes"), "planned_after_bytes"
-            planned = " (dry run: 예정)" if metric == "planned_after_bytes" and after is not None else ""
+                after, metric = self.find(schema.STORAGE, subject, schema.PLANNED_AFTER_BYTES), schema.PLANNED_AFTER_BYTES
+            planned = " (dry run: 예정)" if metric == schema.PLANNED_AFTER_BYTES and after is not None else ""
             saved = "-"
             if before is not None and after is not None:
                 delta = float(before.value) - float(after.value)
                 pct = f" ({100 * delta / float(before.value):.0f}%)" if float(before.value) else ""
                 saved = human_bytes(delta) + pct + planned
-            lines.append(f"| {label} | {self.cell('storage', subject, 'before_bytes')} | "
-                         f"{self.cell('storage', subject, metric)}{planned} | {saved} |")
+            lines.append(f"| {label} | {self.cell(schema.STORAGE, subject, schema.BEFORE_BYTES)} | "
+                         f"{self.cell(schema.STORAGE, subject, metric)}{planned} | {saved} |")
         lines += ["", "### 정리 실행 로그", "",
-                  f"- Dry-run: `{self.text('storage', 'logs', 'dry_run_log', 'logs/storage_prune_dry_run_*.log')}`",
-                  f"- Apply-run: `{self.text('storage', 'logs', 'apply_log', 'logs/storage_prune_apply_*.log')}`", ""]
+                  f"- Dry-run: `{self.text(schema.STORAGE, schema.LOGS, schema.DRY_RUN_LOG, 'logs/storage_prune_dry_run_*.log')}`",
+                  f"- Apply-run: `{self.text(schema.STORAGE, schema.LOGS, schema.APPLY_LOG, 'logs/storage_prune_apply_*.log')}`", ""]
         return lines
 
     def appendix(self) -> list[str]:
         """Records outside the template's tables (sanity checks, gates) so no number is hidden."""
-        shown = {"stage3", "stage4", "stage5", "visual", "storage", "summary", "artifacts"}
+        shown = set(schema.REPORT_SECTIONS)
         extra = _latest_per_key([r for r in self.records if r.stage not in shown])
         gates = _latest_per_key([r for r in self.records if r.passed is not None])
         lines = ["## 부록) 측정 기록", ""]
@@ -340,7 +344,7 @@ class _Report:
 
 def _saco_text(value: float, metric: str) -> str:
     """SAM 3's paper convention: IL_MCC as a fraction with 2 decimals, the F1-type and HOTA scores in percent."""
-    return f"{value:.2f}" if "il_mcc" in metric else f"{100 * value:.1f}"
+    return f"{value:.2f}" if schema.IL_MCC in metric else f"{100 * value:.1f}"
 
 
 def _latest_per_key(records: list[Record], key=None) -> list[Record]:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from sam3m4.eval.by_phrase import phrase_of
 from sam3m4.fileio import atomic_path
+from sam3m4.results import schema
 from sam3m4.results.store import Record, ResultsStore
 from sam3m4.results.targets import Target, display_path
 
@@ -80,10 +81,10 @@ def quant_tradeoff(records: list[Record], targets: dict[str, Target], run: str, 
     latest = _latest(records)
     modes = []
     for (stage, subject, metric), rec in latest.items():
-        if stage == "stage4" and metric == "size_mb" and _numeric(rec.value):
-            miou = latest.get(("stage4", subject, "miou"))
+        if stage == schema.STAGE4 and metric == schema.SIZE_MB and _numeric(rec.value):
+            miou = latest.get((schema.STAGE4, subject, schema.MIOU))
             if miou is not None and _numeric(miou.value):
-                modes.append((subject, rec.value, 100 * miou.value, latest.get(("stage4", subject, "miou_drop"))))
+                modes.append((subject, rec.value, 100 * miou.value, latest.get((schema.STAGE4, subject, schema.MIOU_DROP))))
     if not modes:
         raise _Missing(f"no Stage 4 size_mb and miou records in run `{run}` (run `sam3m4 quantize --mode compare "
                        f"--run {run}`)")
@@ -95,7 +96,7 @@ def quant_tradeoff(records: list[Record], targets: dict[str, Target], run: str, 
         band = target.value if target.basis == "absolute" else fp16[2] * target.value / 100
         ax.axhspan(fp16[2] - band, fp16[2], color="#2e7d32", alpha=0.12,
                    label=f"within {target.describe()} of fp16 ({target.basis})")
-    chosen = latest.get(("stage4", "decision", "chosen_mode"))
+    chosen = latest.get((schema.STAGE4, schema.DECISION, schema.CHOSEN_MODE))
     colours = ["black", "#1565c0", "#6a1b9a", "#ef6c00", "#00838f", "#ad1457", "#558b2f", "#4e342e"]
     for i, (mode, size, miou, drop) in enumerate(modes):
         is_chosen = chosen is not None and chosen.value == mode
@@ -109,7 +110,7 @@ def quant_tradeoff(records: list[Record], targets: dict[str, Target], run: str, 
     ax.set_title(f"Quantization trade-off, run {run}", fontsize=10)
     fig.legend(fontsize=7, loc="outside right upper")
     ax.grid(alpha=0.3)
-    n = latest.get(("stage4", "fp16", "miou"))
+    n = latest.get((schema.STAGE4, "fp16", schema.MIOU))
     return fig, f"Stage 4 records of run `{run}`: {len(modes)} modes" + (f"; {n.provenance}" if n else "")
 
 
@@ -118,13 +119,13 @@ def latency(records: list[Record], targets: dict[str, Target], run: str, run_dir
     latest = _latest(records)
     bars = []  # (label, p50, p90 or None, kind)
     for (stage, subject, metric), rec in latest.items():
-        if stage != "stage5" or not _numeric(rec.value):
+        if stage != schema.STAGE5 or not _numeric(rec.value):
             continue
-        if metric == "host_image_latency_ms" and subject.count("/") == 1:
-            p90 = latest.get((stage, subject, "host_image_latency_p90_ms"))
+        if metric == schema.HOST_IMAGE_LATENCY_MS and subject.count("/") == 1:
+            p90 = latest.get((stage, subject, schema.HOST_IMAGE_LATENCY_P90_MS))
             name = Path(rec.artifact).name if rec.artifact else subject
             bars.append((f"{name} (host)", rec.value, p90.value if p90 is not None and _numeric(p90.value) else None))
-        elif metric == "image_latency_ms" and subject.count("/") == 2:
+        elif metric == schema.IMAGE_LATENCY_MS and subject.count("/") == 2:
             name = Path(rec.artifact).name if rec.artifact else subject
             bars.append((f"{name} ({subject.split('/')[0]})", rec.value, None))
     if not bars:
@@ -140,7 +141,7 @@ def latency(records: list[Record], targets: dict[str, Target], run: str, run_dir
     for y, (_, p50, p90_ms) in zip(ys, bars):
         ax.annotate(f"p50 {p50:.2f}" + (f" / p90 {p90_ms:.2f}" if p90_ms is not None else "") + " ms",
                     (max(p50, p90_ms or 0), y), textcoords="offset points", xytext=(6, 0), va="center", fontsize=7)
-    lines = [(k, s) for k, s in (("host_xnnpack_latency_ms", ":"), ("image_latency_ms", "--")) if k in targets]
+    lines = [(k, s) for k, s in (("host_xnnpack_latency_ms", ":"), (schema.IMAGE_LATENCY_MS, "--")) if k in targets]
     for key, style in lines:
         ax.axvline(targets[key].value, color="#c62828", linestyle=style, linewidth=1,
                    label=f"target {key} {targets[key].describe()}")
@@ -174,7 +175,7 @@ def _read_curve(path: Path, column: str) -> list[tuple[float, float]]:
 def loss_curves(records: list[Record], targets: dict[str, Target], run: str, run_dir: Path):
     """Training (and validation) loss per step of the logs the run's manifest lists; a phase without one is named."""
     logs = {Path(r.artifact).name: Path(r.artifact) for r in records
-            if r.stage == "artifacts" and r.subject == "log" and r.artifact and r.artifact.endswith(".csv")}
+            if r.stage == schema.ARTIFACTS and r.subject == "log" and r.artifact and r.artifact.endswith(".csv")}
     panels, absent = [], []
     for label, stem in LOSS_LOGS:
         train_path, val_path = logs.get(f"{stem}.csv"), logs.get(f"{stem}_val.csv")
@@ -246,20 +247,20 @@ def pipeline_timeline(records: list[Record], targets: dict[str, Target], run: st
 def phrase_miou(records: list[Record], targets: dict[str, Target], run: str, run_dir: Path):
     """Teacher and Phase 2 student mIoU per noun phrase, phrases by the teacher's mIoU."""
     latest = _latest(records)
-    by = {"teacher": {}, "student/phase2": {}}
+    by = {schema.TEACHER: {}, schema.STUDENT_PHASE2: {}}
     for (stage, subject, metric), rec in latest.items():
         phrase = phrase_of(metric)
-        if stage == "stage3" and phrase is not None and subject in by and _numeric(rec.value):
+        if stage == schema.STAGE3 and phrase is not None and subject in by and _numeric(rec.value):
             by[subject][phrase] = 100 * rec.value
-    phrases = sorted(set(by["teacher"]) | set(by["student/phase2"]), key=lambda p: -by["teacher"].get(p, -1))
+    phrases = sorted(set(by[schema.TEACHER]) | set(by[schema.STUDENT_PHASE2]), key=lambda p: -by[schema.TEACHER].get(p, -1))
     if not phrases:
         raise _Missing(f"no per-phrase mIoU in run `{run}` (the Stage 3 gates record it: "
                        f"`pytest acceptance/test_stage3.py --run {run}`)")
     fig = _figure(height=1.2 + 0.22 * len(phrases))
     ax = fig.add_subplot()
     ys = list(range(len(phrases)))
-    for offset, (subject, label, colour) in ((-0.2, ("teacher", "teacher", "#6d4c41")),
-                                             (0.2, ("student/phase2", "student (Phase 2)", "#1565c0"))):
+    for offset, (subject, label, colour) in ((-0.2, (schema.TEACHER, "teacher", "#6d4c41")),
+                                             (0.2, (schema.STUDENT_PHASE2, "student (Phase 2)", "#1565c0"))):
         pts = [(y + offset, by[subject][p]) for y, p in zip(ys, phrases) if p in by[subject]]
         if pts:
             ax.barh([y for y, _ in pts], [v for _, v in pts], height=0.4, color=colour, label=label)
@@ -269,7 +270,7 @@ def phrase_miou(records: list[Record], targets: dict[str, Target], run: str, run
     ax.set_title(f"Teacher vs student mIoU per phrase, run {run}", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
-    any_rec = next(r for (s, _, m), r in latest.items() if s == "stage3" and phrase_of(m) is not None)
+    any_rec = next(r for (s, _, m), r in latest.items() if s == schema.STAGE3 and phrase_of(m) is not None)
     return fig, f"Stage 3 records of run `{run}`: {len(phrases)} phrases; {any_rec.provenance}"
 
 

@@ -24,11 +24,13 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from sam3m4.results.store import NOT_MEASURABLE, UNSUPPORTED as _UNSUPPORTED_OUTCOME, Record, ResultsStore
+from sam3m4.results import schema
+from sam3m4.results.schema import (FAIL, GATE_OUTCOMES, NOT_MEASURABLE, NOT_MEASURED, PASS, UNSUPPORTED,
+                                   UNSUPPORTED_OUTCOME)
+from sam3m4.results.store import Record, ResultsStore
 from sam3m4.results.targets import Target, TargetsFile, load_targets_file
 
-PASS, FAIL, NOT_MEASURED, UNSUPPORTED = "pass", "fail", "not measured", "unsupported"
-STATUSES = (PASS, FAIL, NOT_MEASURED, UNSUPPORTED)
+STATUSES = GATE_OUTCOMES  # a cell's status is a gate outcome (sam3m4.results.schema)
 GO, NO_GO = "GO", "NO-GO"
 SPAN = "all"
 """Column key of a cell that holds for every target (Stage 3)."""
@@ -205,7 +207,7 @@ class _Records:
 def _stage5(*metrics: str):
     """The AOT / host record of the column's ``.pte`` (``<backend>/<mode>``): the first of ``metrics`` with a value."""
     def find(recs: _Records, col: Column, mode: str) -> tuple[Record | None, str]:
-        return recs.first("stage5", f"{col.key}/{mode}", *metrics), ""
+        return recs.first(schema.STAGE5, f"{col.key}/{mode}", *metrics), ""
     return find
 
 
@@ -213,18 +215,18 @@ def _on_device(metric: str):
     """The phone's record (``<platform>/<backend>/<mode>``); for Core ML a Mac's timing when no phone's; else the
     export's "not measured on a phone" record."""
     def find(recs: _Records, col: Column, mode: str) -> tuple[Record | None, str]:
-        rec = recs.get("stage5", f"{col.platform}/{col.key}/{mode}", metric)
+        rec = recs.get(schema.STAGE5, f"{col.platform}/{col.key}/{mode}", metric)
         if rec is not None and (rec.value is not None or rec.failed_stage):
             return rec, ""
-        mac = recs.get("stage5", f"{col.key}/{mode}", "host_" + metric) if col.key == "coreml" else None
+        mac = recs.get(schema.STAGE5, f"{col.key}/{mode}", "host_" + metric) if col.key == "coreml" else None
         if mac is not None and mac.value is not None:
             return mac, "on a Mac, not a phone"
-        return rec or recs.get("stage5", f"{col.key}/{mode}", metric), ""
+        return rec or recs.get(schema.STAGE5, f"{col.key}/{mode}", metric), ""
     return find
 
 
 def _stage4(recs: _Records, col: Column, mode: str) -> tuple[Record | None, str]:
-    return recs.get("stage4", mode, "miou_drop"), ""
+    return recs.get(schema.STAGE4, mode, schema.MIOU_DROP), ""
 
 
 HOW_TO_FILL = {  # why a cell has no record: the command that fills it ({subject}: the record's, {run})
@@ -236,27 +238,27 @@ HOW_TO_FILL = {  # why a cell has no record: the command that fills it ({subject
 
 
 GATES = (
-    _Gate("Stage 3", "student_miou_ratio", "student / teacher mIoU", subject="student/phase2", metric="miou_ratio"),
-    _Gate("Stage 3", "student_presence_f1_ratio", "student / teacher Presence F1", subject="student/phase2",
-          metric="presence_f1_ratio"),
-    _Gate("Stage 3", "student_video_jf_ratio", "+Video / teacher J&F", subject="student/video", metric="jf_ratio"),
-    _Gate("Stage 3", "video_distill_miou_cost", "mIoU cost of video distillation", subject="student/video",
-          metric="miou_cost"),
-    _Gate("Stage 3", "embedded_teacher_miou", "embedded teacher mIoU", subject="teacher/embedded", metric="miou",
+    _Gate("Stage 3", "student_miou_ratio", "student / teacher mIoU", subject=schema.STUDENT_PHASE2, metric=schema.MIOU_RATIO),
+    _Gate("Stage 3", "student_presence_f1_ratio", "student / teacher Presence F1", subject=schema.STUDENT_PHASE2,
+          metric=schema.PRESENCE_F1_RATIO),
+    _Gate("Stage 3", "student_video_jf_ratio", "+Video / teacher J&F", subject=schema.STUDENT_VIDEO, metric=schema.JF_RATIO),
+    _Gate("Stage 3", "video_distill_miou_cost", "mIoU cost of video distillation", subject=schema.STUDENT_VIDEO,
+          metric=schema.MIOU_COST),
+    _Gate("Stage 3", "embedded_teacher_miou", "embedded teacher mIoU", subject=schema.TEACHER_EMBEDDED, metric=schema.MIOU,
           optional=True),
-    _Gate("Stage 3", "embedded_teacher_presence_f1", "embedded teacher Presence F1", subject="teacher/embedded",
-          metric="presence_f1", optional=True),
+    _Gate("Stage 3", "embedded_teacher_presence_f1", "embedded teacher Presence F1", subject=schema.TEACHER_EMBEDDED,
+          metric=schema.PRESENCE_F1, optional=True),
     _Gate("Stage 4", "quant_miou_drop", "mIoU drop of the shipped mode vs fp16", find=_stage4, after_export=False),
-    _Gate("Stage 5", "pte_size_mb", ".pte size", find=_stage5("pte_mb")),
-    _Gate("Stage 5", "npu_utilisation", "NPU coverage", find=_stage5("ane_percent", "npu_percent"),
+    _Gate("Stage 5", "pte_size_mb", ".pte size", find=_stage5(schema.PTE_MB)),
+    _Gate("Stage 5", "npu_utilisation", "NPU coverage", find=_stage5(schema.ANE_PERCENT, schema.NPU_PERCENT),
           applies=("coreml", "qnn"), why_not="a CPU backend: no NPU"),
-    _Gate("Stage 5", "xnnpack_mask_iou", ".pte vs eager mask IoU", find=_stage5("mask_iou", "mask_iou/forward"),
+    _Gate("Stage 5", "xnnpack_mask_iou", ".pte vs eager mask IoU", find=_stage5(schema.MASK_IOU, "mask_iou/forward"),
           applies=("xnnpack",), why_not="numerics are checked where the .pte runs: the host XNNPACK reference"),
-    _Gate("Stage 5", "host_xnnpack_latency_ms", "host image latency p50", find=_stage5("host_image_latency_ms"),
+    _Gate("Stage 5", "host_xnnpack_latency_ms", "host image latency p50", find=_stage5(schema.HOST_IMAGE_LATENCY_MS),
           applies=("xnnpack",), why_not="a gate of the host XNNPACK reference"),
-    _Gate("Stage 5", "image_latency_ms", "on-device image latency", find=_on_device("image_latency_ms"),
+    _Gate("Stage 5", "image_latency_ms", "on-device image latency", find=_on_device(schema.IMAGE_LATENCY_MS),
           on_device=True),
-    _Gate("Stage 5", "video_fps", "on-device video FPS", find=_on_device("video_fps"), on_device=True),
+    _Gate("Stage 5", "video_fps", "on-device video FPS", find=_on_device(schema.VIDEO_FPS), on_device=True),
 )
 
 
@@ -268,7 +270,7 @@ def _judge(rec: Record, target: Target | None = None, note: str = "") -> Cell:
                 provenance=rec.provenance)
     if rec.failed_stage:
         return Cell(FAIL, reason=f"failed at {rec.failed_stage}: {rec.note or 'no detail recorded'}", **base)
-    if rec.outcome == _UNSUPPORTED_OUTCOME:
+    if rec.outcome == UNSUPPORTED_OUTCOME:
         return Cell(UNSUPPORTED, reason=rec.note or "unsupported on this backend", **base)
     if rec.outcome == NOT_MEASURABLE:
         return Cell(NOT_MEASURED, reason=rec.note or "not measurable on the host that ran it", **base)
@@ -284,7 +286,7 @@ def _judge(rec: Record, target: Target | None = None, note: str = "") -> Cell:
 
 def _export_cell(recs: _Records, col: Column, mode: str | None) -> Cell | None:
     """The column's export when it did not produce a .pte (failed, unsupported, impossible here); else None."""
-    rec = recs.get("stage5", f"{col.key}/{mode}", "export_ok")
+    rec = recs.get(schema.STAGE5, f"{col.key}/{mode}", schema.EXPORT_OK)
     if rec is None or rec.value is True:
         return None
     cell = _judge(rec)
@@ -294,12 +296,12 @@ def _export_cell(recs: _Records, col: Column, mode: str | None) -> Cell | None:
 def shipped_modes(recs: _Records, records: list[Record]) -> dict[str, str | None]:
     """Column key -> the quant mode of its export (``<backend>/<mode>`` export_ok records): among the exports that
     wrote a ``.pte`` (else all of them), the Stage 4 decision's mode when there, else the latest."""
-    chosen = recs.get("stage4", "decision", "chosen_mode")
+    chosen = recs.get(schema.STAGE4, schema.DECISION, schema.CHOSEN_MODE)
     modes: dict[str, str | None] = {}
     for col in COLUMNS:
-        exported = [r.subject.split("/", 1)[1] for r in records if r.stage == "stage5" and r.metric == "export_ok"
+        exported = [r.subject.split("/", 1)[1] for r in records if r.stage == schema.STAGE5 and r.metric == schema.EXPORT_OK
                     and r.subject.count("/") == 1 and r.subject.startswith(col.key + "/")]
-        written = [m for m in exported if recs.get("stage5", f"{col.key}/{m}", "export_ok").value is True]
+        written = [m for m in exported if recs.get(schema.STAGE5, f"{col.key}/{m}", schema.EXPORT_OK).value is True]
         candidates = written or exported
         if chosen is not None and str(chosen.value) in candidates:
             modes[col.key] = str(chosen.value)
@@ -317,7 +319,7 @@ def build_matrix(records: list[Record], targets: dict[str, Target], run: str = "
     for gate in GATES:
         target = targets.get(gate.target)
         if gate.find is None:  # holds for every target
-            rec = recs.get("stage3", gate.subject, gate.metric)
+            rec = recs.get(schema.STAGE3, gate.subject, gate.metric)
             if rec is None and gate.optional:
                 continue
             cell = _judge(rec, target) if rec is not None else Cell(

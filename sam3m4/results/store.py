@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sam3m4.results.runs import check_run_name
+from sam3m4.results.schema import NOT_MEASURABLE, RECORD_OUTCOMES, UNSUPPORTED_OUTCOME  # noqa: F401  (writers import the outcomes from here too)
 
 try:  # POSIX: lock the results file itself
     import fcntl
@@ -55,9 +56,9 @@ def compare(value: float, comparison: str, target: float) -> bool:
 
 
 # Record.outcome values: no number, and not a failure.
-UNSUPPORTED = "unsupported"        # the backend declares this case unsupported; nothing was attempted
-NOT_MEASURABLE = "not_measurable"  # this host cannot measure it (toolchain, OS or device absent)
-OUTCOMES = (UNSUPPORTED, NOT_MEASURABLE)
+# what a record's ``outcome`` may say (defined with the rest of the names in sam3m4.results.schema)
+UNSUPPORTED = UNSUPPORTED_OUTCOME  # the backend declares this case unsupported; nothing was attempted
+OUTCOMES = RECORD_OUTCOMES
 
 
 @dataclass(frozen=True)

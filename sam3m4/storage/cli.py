@@ -19,6 +19,8 @@ import argparse
 import socket
 from pathlib import Path
 
+from sam3m4.results import schema
+
 SHOWN = 20  # planned deletions printed; the log has them all
 
 
@@ -94,13 +96,13 @@ def _record(run_name: str, plan, after: dict | None, log: Path) -> None:
     where = (f"measured on {socket.gethostname()} by sam3m4 prune{' --apply' if after is not None else ''} "
              f"(os.scandir apparent file sizes, symlinks not followed, hard links counted once; total = the whole "
              f"project root), {plan.settings.describe()}; log {_rel(log, plan.root)}")
-    metric, values = ("after_bytes", after) if after is not None else ("planned_after_bytes", plan.after())
+    metric, values = (schema.AFTER_BYTES, after) if after is not None else (schema.PLANNED_AFTER_BYTES, plan.after())
     for subject in [*plan.roots, "total"]:
-        store.record(stage="storage", subject=subject, metric="before_bytes", value=int(plan.before[subject]),
+        store.record(stage=schema.STORAGE, subject=subject, metric=schema.BEFORE_BYTES, value=int(plan.before[subject]),
                      unit="bytes", provenance=where)
-        store.record(stage="storage", subject=subject, metric=metric, value=int(values[subject]), unit="bytes",
+        store.record(stage=schema.STORAGE, subject=subject, metric=metric, value=int(values[subject]), unit="bytes",
                      provenance=where)
-    store.record(stage="storage", subject="logs", metric=f"{mode}_log", value=_rel(log, plan.root),
+    store.record(stage=schema.STORAGE, subject=schema.LOGS, metric=f"{mode}_log", value=_rel(log, plan.root),
                  artifact=_rel(log, plan.root), hash_artifact=False, sha256=sha256_file(log), provenance=where)
 
 

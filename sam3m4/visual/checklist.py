@@ -30,6 +30,7 @@ from sam3m4.errors import DataFormatError, Sam3m4Error
 from sam3m4.fileio import atomic_write_json
 from sam3m4.paths import VISUAL_ROOT
 from sam3m4.results import ResultsStore
+from sam3m4.results import schema
 from sam3m4.results.store import sha256_file
 
 FORMAT = "sam3m4-visual-checklist-v1"
@@ -246,15 +247,15 @@ def record_checklist(path: str | os.PathLike, store) -> list:
            if data["reviewer"] == AUTO_REVIEWER else f"reviewed by {data['reviewer']}")
     base = f"visual QA checklist {who}, saved {data['saved_at']}, page {data['index_html']}"
     common = dict(artifact=path, sha256=sha)
-    out = [store.record(stage="visual", subject="run", metric=metric, value=data[key], provenance=base, **common)
-           for metric, key in (("manifest", "manifest"), ("prompts", "prompts"), ("index_html", "index_html"),
+    out = [store.record(stage=schema.VISUAL, subject=schema.RUN, metric=metric, value=data[key], provenance=base, **common)
+           for metric, key in ((schema.MANIFEST, "manifest"), (schema.PROMPTS, "prompts"), (schema.INDEX_HTML, "index_html"),
                                ("reviewer", "reviewer"))]
     for key in ITEMS:
         item = data["items"][key]
         how = "auto suggestion kept" if item["source"] == "auto" else "set by the reviewer"
-        out.append(store.record(stage="visual", subject=key, metric="verdict", value=item["verdict"],
+        out.append(store.record(stage=schema.VISUAL, subject=key, metric=schema.VERDICT, value=item["verdict"],
                                 note=_one_line(item["memo"]), provenance=f"{base}; {how}", **common))
-    out.append(store.record(stage="visual", subject="run", metric="checklist", value=str(path), provenance=base,
+    out.append(store.record(stage=schema.VISUAL, subject=schema.RUN, metric=schema.CHECKLIST, value=str(path), provenance=base,
                             **common))
     return out
 
@@ -270,7 +271,7 @@ def import_for_report(run: str, root: str | os.PathLike = "reports",
     if not path.is_file():
         return None
     store = ResultsStore(run, root=root)
-    last = store.latest(stage="visual", subject="run", metric="checklist")
+    last = store.latest(stage=schema.VISUAL, subject=schema.RUN, metric=schema.CHECKLIST)
     if last is not None and last.artifact == str(path) and last.sha256 == sha256_file(path):
         return path
     record_checklist(path, store)

@@ -1,0 +1,170 @@
+"""What a record names, in one place: stages, subjects, metrics with their units, and gate outcomes.
+
+Writers (training, evaluation, quantize, export, device import, prune, the gates) and readers (the Markdown report,
+the release matrix, the plots, the gates) use these constants, never a string typed in two places, so renaming a
+metric here renames it for both sides; ``tests/test_results_schema.py`` fails when the report reads a metric that
+no writer records.
+
+    store.record(stage=schema.STAGE3, subject=schema.STUDENT_PHASE2, metric=schema.MIOU, value=0.57,
+                 unit=schema.METRICS[schema.MIOU].unit)
+
+A subject that carries a variable part is built by a function: :func:`export_subject` (``coreml/int4``) and
+:func:`device_subject` (``ios/coreml/int4``). A gate's outcome is a value (:class:`GateOutcome`), not a sentence
+to match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --- stages ----------------------------------------------------------------------------------------------------
+STAGE3 = "stage3"        # teacher / student quality (report section 2)
+STAGE4 = "stage4"        # quantization (section 4)
+STAGE5 = "stage5"        # export and on-device results (section 5)
+VISUAL = "visual"        # visual QA checklist (section 3)
+STORAGE = "storage"      # prune before / after (section 7)
+SUMMARY = "summary"      # the run's final checkpoints (section 1)
+ARTIFACTS = "artifacts"  # the run manifest's files (section 6)
+SANITY = "sanity"        # metric self-checks (appendix)
+BENCH = "bench"          # `sam3m4 bench` (production presets)
+STAGES = (STAGE3, STAGE4, STAGE5, VISUAL, STORAGE, SUMMARY, ARTIFACTS, SANITY, BENCH)
+REPORT_SECTIONS = (STAGE3, STAGE4, STAGE5, VISUAL, STORAGE, SUMMARY, ARTIFACTS)  # the rest goes to the appendix
+
+# --- subjects --------------------------------------------------------------------------------------------------
+TEACHER = "teacher"
+TEACHER_EMBEDDED = "teacher/embedded"      # the embedded default's own quality target
+STUDENT_PHASE2 = "student/phase2"
+STUDENT_VIDEO = "student/video"
+DECISION = "decision"                      # stage4: the chosen quantization mode
+RUN = "run"                                # summary / visual: facts about the whole run
+LOGS = "logs"                              # storage: the prune logs
+GT_IMAGE = "ground_truth/image"            # sanity: the ground truth through the metrics
+GT_VIDEO = "ground_truth/video"
+DAMAGED_IMAGE = "damaged/image"            # sanity: damaged ground truth must score lower
+DAMAGED_VIDEO = "damaged/video"
+
+
+def export_subject(backend: str, mode: str) -> str:
+    """``<backend>/<mode>``: an exported ``.pte`` measured on this host (``coreml/int4``)."""
+    return f"{backend}/{mode}"
+
+
+def device_subject(platform: str, backend: str, mode: str) -> str:
+    """``<platform>/<backend>/<mode>``: a ``.pte`` measured on a phone (``ios/coreml/int4``)."""
+    return f"{platform}/{backend}/{mode}"
+
+
+# --- units -----------------------------------------------------------------------------------------------------
+FRACTION, PERCENT, MB, BYTES, MS, FPS, RATIO, TEXT = "fraction", "percent", "MB", "bytes", "ms", "fps", "x", ""
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    unit: str
+    what: str
+
+
+def _metrics(*rows: tuple[str, str, str]) -> dict[str, Metric]:
+    return {name: Metric(name, unit, what) for name, unit, what in rows}
+
+
+# --- metrics ---------------------------------------------------------------------------------------------------
+MIOU, PRESENCE_F1, IL_MCC = "miou", "presence_f1", "il_mcc"
+JF, DAVIS_J, DAVIS_F = "jf", "j", "f"
+MIOU_RATIO, PRESENCE_F1_RATIO, JF_RATIO, MIOU_COST = "miou_ratio", "presence_f1_ratio", "jf_ratio", "miou_cost"
+SACO_CGF1_RATIO = "saco_cgf1_ratio"
+SACO_CGF1, SACO_IL_MCC, SACO_PMF1, SACO_IL_F1 = "saco_cgf1", "saco_il_mcc", "saco_pmf1", "saco_il_f1"
+SACO_VIDEO_CGF1, SACO_VIDEO_PHOTA = "saco_video_cgf1", "saco_video_phota"
+SACO_VIDEO_IL_MCC, SACO_VIDEO_PMF1 = "saco_video_il_mcc", "saco_video_pmf1"
+HOST_FPS = "host_fps"
+SIZE_MB, COMPRESSION, AVG_MS, MIOU_DROP, TRACK_FPS = "size_mb", "compression", "avg_ms", "miou_drop", "track_fps"
+CRITERION_MET, CHOSEN_MODE, QAT = "criterion_met", "chosen_mode", "qat"
+EXPORT_OK, PTE_MB, NPU_PERCENT, CPU_DELEGATION_PERCENT = "export_ok", "pte_mb", "npu_percent", "cpu_delegation_percent"
+ANE_PERCENT, DELEGATED_PERCENT, MASK_IOU = "ane_percent", "delegated_percent", "mask_iou"
+HOST_IMAGE_LATENCY_MS, HOST_IMAGE_LATENCY_P90_MS = "host_image_latency_ms", "host_image_latency_p90_ms"
+HOST_VIDEO_FPS, IMAGE_LATENCY_MS, VIDEO_FPS = "host_video_fps", "image_latency_ms", "video_fps"
+MANIFEST, PROMPTS, INDEX_HTML, VERDICT, CHECKLIST = "manifest", "prompts", "index_html", "verdict", "checklist"
+BEFORE_BYTES, AFTER_BYTES, PLANNED_AFTER_BYTES = "before_bytes", "after_bytes", "planned_after_bytes"
+DRY_RUN_LOG, APPLY_LOG = "dry_run_log", "apply_log"
+FINAL_IMAGE_CKPT, FINAL_VIDEO_CKPT = "final_image_ckpt", "final_video_ckpt"
+SIZE = "size"
+
+METRICS = _metrics(
+    (MIOU, FRACTION, "mean IoU over (image, noun phrase) pairs"),
+    (PRESENCE_F1, FRACTION, "presence F1 over pairs (score >= 0.5)"),
+    (IL_MCC, FRACTION, "image-level Matthews correlation"),
+    (JF, FRACTION, "DAVIS J&F mean"), (DAVIS_J, FRACTION, "DAVIS region similarity"),
+    (DAVIS_F, FRACTION, "DAVIS boundary F"),
+    (MIOU_RATIO, RATIO, "student / teacher mIoU"), (PRESENCE_F1_RATIO, RATIO, "student / teacher Presence F1"),
+    (JF_RATIO, RATIO, "+Video student / teacher J&F"), (MIOU_COST, FRACTION, "image mIoU lost by video training"),
+    (SACO_CGF1_RATIO, RATIO, "student / teacher SA-Co cgF1"),
+    (SACO_CGF1, FRACTION, "SA-Co image cgF1"), (SACO_IL_MCC, FRACTION, "SA-Co image IL_MCC"),
+    (SACO_PMF1, FRACTION, "SA-Co image pmF1"), (SACO_IL_F1, FRACTION, "SA-Co image IL_F1"),
+    (SACO_VIDEO_CGF1, FRACTION, "SA-Co video cgF1"), (SACO_VIDEO_PHOTA, FRACTION, "SA-Co video pHOTA"),
+    (SACO_VIDEO_IL_MCC, FRACTION, "SA-Co video IL_MCC"), (SACO_VIDEO_PMF1, FRACTION, "SA-Co video pmF1"),
+    (HOST_FPS, FPS, "track step rate on this host"),
+    (SIZE_MB, MB, "deployable weight bytes"), (COMPRESSION, RATIO, "fp16 size / this mode's size"),
+    (AVG_MS, MS, "host eager latency"), (MIOU_DROP, FRACTION, "mIoU points lost against fp16"),
+    (TRACK_FPS, FPS, "quantized tracker's host track rate"),
+    (CRITERION_MET, TEXT, "whether a mode met the mIoU-drop criterion"), (CHOSEN_MODE, TEXT, "the chosen mode"),
+    (QAT, TEXT, "whether QAT ran, and why"),
+    (EXPORT_OK, TEXT, "the .pte was written"), (PTE_MB, MB, ".pte file size"),
+    (NPU_PERCENT, PERCENT, "compute ops inside an NPU delegate (AOT)"),
+    (CPU_DELEGATION_PERCENT, PERCENT, "compute ops inside the XNNPACK delegate"),
+    (ANE_PERCENT, PERCENT, "ops MLComputePlan places on the ANE"), (DELEGATED_PERCENT, PERCENT, "bench: delegated ops"),
+    (MASK_IOU, FRACTION, "runtime vs eager mask IoU"),
+    (HOST_IMAGE_LATENCY_MS, MS, "host runtime image latency p50"),
+    (HOST_IMAGE_LATENCY_P90_MS, MS, "host runtime image latency p90"),
+    (HOST_VIDEO_FPS, FPS, "host runtime track rate"),
+    (IMAGE_LATENCY_MS, MS, "on-device image latency"), (VIDEO_FPS, FPS, "on-device track rate"),
+    (MANIFEST, TEXT, "visual QA image manifest"), (PROMPTS, TEXT, "visual QA prompt set"),
+    (INDEX_HTML, TEXT, "visual QA page"), (VERDICT, TEXT, "a checklist item's Pass / Fail"),
+    (CHECKLIST, TEXT, "the saved checklist"),
+    (BEFORE_BYTES, BYTES, "size before the prune"), (AFTER_BYTES, BYTES, "size after the prune"),
+    (PLANNED_AFTER_BYTES, BYTES, "size after the planned prune (dry run)"),
+    (DRY_RUN_LOG, TEXT, "the prune's dry-run log"), (APPLY_LOG, TEXT, "the prune's apply log"),
+    (FINAL_IMAGE_CKPT, TEXT, "the run's final image checkpoint"),
+    (FINAL_VIDEO_CKPT, TEXT, "the run's final video checkpoint"),
+    (SIZE, BYTES, "an artifact's size"),
+)
+
+# Metrics whose name is built when written, with the code that builds it (the schema test accepts these).
+BUILT_NAMES = {DRY_RUN_LOG: 'f"{mode}_log" in sam3m4/storage/cli.py',
+               APPLY_LOG: 'f"{mode}_log" in sam3m4/storage/cli.py',
+               MIOU_RATIO: 'f"{metric}_ratio" in acceptance/test_stage3.py',
+               PRESENCE_F1_RATIO: 'f"{metric}_ratio" in acceptance/test_stage3.py'}
+
+# --- outcomes --------------------------------------------------------------------------------------------------
+# a record with no value says why in its ``outcome`` field (read by the gates and the release matrix)
+UNSUPPORTED_OUTCOME = "unsupported"       # the backend declares this case unsupported; nothing was attempted
+NOT_MEASURABLE = "not_measurable"         # this host cannot measure it (toolchain, OS or device absent)
+RECORD_OUTCOMES = (UNSUPPORTED_OUTCOME, NOT_MEASURABLE)
+
+# a gate's outcome
+PASS, FAIL, NOT_MEASURED, UNSUPPORTED = "pass", "fail", "not measured", "unsupported"
+GATE_OUTCOMES = (PASS, FAIL, NOT_MEASURED, UNSUPPORTED)
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """A gate's outcome as a value: one of :data:`GATE_OUTCOMES`, and the reason when it is not ``pass``."""
+
+    outcome: str
+    reason: str = ""
+
+    def __post_init__(self):
+        if self.outcome not in GATE_OUTCOMES:
+            raise ValueError(f"gate outcome {self.outcome!r}: expected one of {', '.join(GATE_OUTCOMES)}")
+        if self.outcome in (NOT_MEASURED, UNSUPPORTED) and not self.reason:
+            raise ValueError(f"gate outcome {self.outcome!r} needs its reason")
+
+    @property
+    def blocks_release(self) -> bool:
+        """A failed or unmeasured gate blocks a release; an unsupported case does not."""
+        return self.outcome in (FAIL, NOT_MEASURED)
+
+
+def gate_outcome_of_record(outcome: str | None) -> str | None:
+    """The gate outcome a record's ``outcome`` field stands for (None: the record has none)."""
+    return {UNSUPPORTED_OUTCOME: UNSUPPORTED, NOT_MEASURABLE: NOT_MEASURED}.get(outcome) if outcome else None

@@ -15,7 +15,7 @@ import pytest
 from sam3m4.data import SacoImageDataset
 from sam3m4.eval import saco
 from sam3m4.eval.by_phrase import PhraseTap, phrase_metric
-from sam3m4.eval.cli import build_predictor
+from sam3m4.eval.evaluate import build_predictor
 from sam3m4.eval.image import evaluate_pairs
 from sam3m4.eval.saco_format import ImagePredictions, category_ids
 from sam3m4.env import host_summary

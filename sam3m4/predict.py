@@ -26,6 +26,7 @@ from sam3m4.models import build_student
 from sam3m4.models.build import PRESETS
 from sam3m4.models.preprocess import to_pixels
 from sam3m4.models.tokenizer import get_tokenizer
+from sam3m4.models.video import StudentTracker
 
 
 @dataclass
@@ -247,3 +248,13 @@ class VideoPredictor:
 
     def __call__(self, sample) -> np.ndarray:
         return self.masklets(sample.frames, sample.phrase)
+
+
+def load_tracker(path: str | Path):
+    """A :class:`~sam3m4.models.video.StudentTracker` from ``video_epoch*.pt`` (weights_only load)."""
+    state = load_checkpoint(Path(path))
+    if "preset" not in state:
+        raise DataFormatError(f"{path}: preset: missing (not a sam3m4 video checkpoint)")
+    tracker = StudentTracker(build_student(state["preset"]), num_latents=state.get("num_latents", 8))
+    load_model_state(tracker, state["model"], path, note=f"preset '{state['preset']}'")
+    return tracker.eval()

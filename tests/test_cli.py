@@ -58,3 +58,22 @@ def test_synth_eval_report_chain(tmp_path):
     rep = _run("report", "--run", "cli", cwd=tmp_path)
     assert rep.returncode == 0, rep.stderr
     assert "ground_truth/image" in (tmp_path / "reports" / "cli" / "report.md").read_text()
+
+
+def test_evaluate_is_a_library_call_with_a_typed_result(tmp_path):
+    """``sam3m4 eval`` only parses: the same work is :func:`sam3m4.eval.evaluate.evaluate`, returning what it
+    measured and recorded."""
+    from sam3m4.data.synth import generate
+    from sam3m4.eval.evaluate import EvalResult, evaluate
+    from sam3m4.results import ResultsStore, schema
+
+    data = tmp_path / "synth"
+    generate(data, n_images=6, n_videos=2, seed=1, image_size=96, progress=False)
+    store = ResultsStore("lib", root=tmp_path / "reports")
+    res = evaluate("gt", data=data, store=store)
+    assert isinstance(res, EvalResult) and (res.stage, res.subject) == (schema.SANITY, schema.GT_IMAGE)
+    assert res.image.miou == 1.0 and res.video is not None and res.video.jf_mean == 1.0
+    assert [(r.subject, r.metric) for r in res.records] == [
+        (schema.GT_IMAGE, schema.MIOU), (schema.GT_IMAGE, schema.PRESENCE_F1), (schema.GT_IMAGE, schema.IL_MCC),
+        (schema.GT_VIDEO, schema.JF), (schema.GT_VIDEO, schema.DAVIS_J), (schema.GT_VIDEO, schema.DAVIS_F)]
+    assert [(r.subject, r.metric) for r in store.records()] == [(r.subject, r.metric) for r in res.records]

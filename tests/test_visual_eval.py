@@ -20,7 +20,7 @@ from sam3m4.errors import DataFormatError, Sam3m4Error
 from sam3m4.report import render_report
 from sam3m4.results import ResultsStore
 from sam3m4.visual import checklist
-from sam3m4.visual import cli
+from sam3m4.visual import cli, qa
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "fixtures" / "synth" / "saco_image" / "images"
@@ -75,30 +75,30 @@ def page(tmp_path_factory, models):
 # --- inputs -----------------------------------------------------------------------------------------
 def test_manifest_and_prompt_errors_name_file_and_line(tmp_path):
     with pytest.raises(Sam3m4Error, match=r"nope\.txt: no such manifest file"):
-        cli.read_manifest(tmp_path / "nope.txt")
+        qa.read_manifest(tmp_path / "nope.txt")
     bad = tmp_path / "m.txt"
     bad.write_text(f"# header\nroot: {IMAGES}\nval/000005.jpg\nval/missing.jpg\n")
     with pytest.raises(DataFormatError, match=r"m\.txt:4: .*missing\.jpg: no such image file"):
-        cli.read_manifest(bad)
+        qa.read_manifest(bad)
     bad.write_text("# only comments\n\n")
     with pytest.raises(DataFormatError, match=r"m\.txt: no image listed"):
-        cli.read_manifest(bad)
+        qa.read_manifest(bad)
     good = tmp_path / "g.txt"
     good.write_text(f"root: {IMAGES}\nval/000005.jpg # comment\n")
-    assert cli.read_manifest(good) == [(2, IMAGES / "val" / "000005.jpg")]
+    assert qa.read_manifest(good) == [(2, IMAGES / "val" / "000005.jpg")]
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
     with pytest.raises(DataFormatError, match=r"g\.txt:7: .*broken\.jpg: cannot decode image") as err:
-        cli.read_image(good, 7, broken)
+        qa.read_image(good, 7, broken)
     assert "\n" not in str(err.value)
     prompts = tmp_path / "p.txt"
     prompts.write_text("# p\nred  circle\nstar\nred circle # again\n")
     with pytest.raises(DataFormatError, match=r"p\.txt:4: duplicate prompt 'red circle' \(also line 2\)"):
-        cli.read_prompts(prompts)
+        qa.read_prompts(prompts)
     prompts.write_text("star\n  blue   square  \n")
-    assert cli.read_prompts(prompts) == ["star", "blue square"]
+    assert qa.read_prompts(prompts) == ["star", "blue square"]
     with pytest.raises(Sam3m4Error, match=r"none\.txt: no such prompts file"):
-        cli.read_prompts(tmp_path / "none.txt")
+        qa.read_prompts(tmp_path / "none.txt")
 
 
 # --- checklist schema -------------------------------------------------------------------------------

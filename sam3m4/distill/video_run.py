@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from sam3m4.checkpoint import (KIND_TRACKER, VIDEO_PHASE, atomic_torch_save, checkpoint_metadata, clean_interrupted,
-                               list_video_checkpoints, load_checkpoint, load_latest, load_model_state, rng_state,
+                               list_video_checkpoints, load_latest, load_model_state, rng_state,
                                set_rng_state, video_checkpoint_name)
 from sam3m4.data import SacoImageDataset, SacoVideoDataset
 from sam3m4.data.saco_video import items_with_objects
@@ -47,9 +47,8 @@ from sam3m4.eval.image import evaluate_pairs
 from sam3m4.eval.saco_format import ImagePredictions, VideoPredictions, category_ids
 from sam3m4.eval.video import evaluate_videos
 from sam3m4.fileio import atomic_path
-from sam3m4.models import build_student
 from sam3m4.models.video import StudentTracker, benchmark_track
-from sam3m4.predict import Predictor, VideoPredictor
+from sam3m4.predict import Predictor, VideoPredictor, load_tracker  # noqa: F401  (load_tracker: its old home)
 from sam3m4.results import ResultsStore
 from sam3m4.results import schema
 from sam3m4.teacher.video import load_video_teacher
@@ -106,16 +105,6 @@ def cached_targets(folder: Path, w_teacher: float, w_gt: float):
         return sets
 
     return targets
-
-
-def load_tracker(path: str | Path):
-    """A :class:`StudentTracker` from ``video_epoch*.pt`` (weights_only load)."""
-    state = load_checkpoint(Path(path))
-    if "preset" not in state:
-        raise DataFormatError(f"{path}: preset: missing (not a sam3m4 video checkpoint)")
-    tracker = StudentTracker(build_student(state["preset"]), num_latents=state.get("num_latents", 8))
-    load_model_state(tracker, state["model"], path, note=f"preset '{state['preset']}'")
-    return tracker.eval()
 
 
 def _official(store, kind: str, subject: str, gt_json: Path, preds, prov: str) -> dict:

@@ -20,7 +20,7 @@ def load_source(ckpt: str | Path):
     from sam3m4.predict import Predictor
 
     if checkpoint_kind(load_checkpoint(Path(ckpt))) == KIND_TRACKER:
-        from sam3m4.distill.video_run import load_tracker
+        from sam3m4.predict import load_tracker
 
         return load_tracker(ckpt), "tracker"
     return Predictor.from_checkpoint(ckpt).model, "student"

@@ -186,3 +186,26 @@ def test_runner_records_peak_memory_per_stage(tmp_path):
     run_stages([Stage("grow", [sys.executable, "-c", grow])], tmp_path / "state.json", log_dir=tmp_path)
     peak = json.loads((tmp_path / "state.json").read_text())["stages"]["grow"]["peak_rss_mb"]
     assert peak is None or 200 <= peak < 2000
+
+
+def test_plan_scales_the_measurements_to_the_real_run(tmp_path):
+    """plan_rows: hours = per-unit cost x the real run's counts (and its epochs / steps); disk likewise."""
+    from sam3m4.pipeline.plan import plan_rows
+    from sam3m4.pipeline.stages import load_config
+
+    target = load_config(ROOT / "configs" / "m4pro.yaml",
+                         ["dataset_size={images: 100, image_pairs: 1000, videos: 10, video_pairs: 20, frames: 500}",
+                          "phase1_epochs=2", "phase2_epochs=3", "phase2_overrides=[epoch_items=0]", "video_steps=50"])
+    m = {"teacher_s_per_image": 10.0, "teacher_s_per_pair": 1.0, "video_teacher_s_per_frame": 2.0,
+         "phase1_s_per_item": 0.5, "phase2_s_per_item": 0.25, "video_s_per_step": 4.0,
+         "cache_bytes_per_image": 1e6, "cache_bytes_per_pair": 1e5, "video_cache_bytes_per_pair_frame": 1e3,
+         "stages": {"quantize": {"seconds": 60.0}}, "teacher": {"bytes": 3e9},
+         "sizes": {"phase1_best.pt": 100, "phase2_best.pt": 200, "video_epoch2.pt": 300}}
+    rows, folders, _ = plan_rows(m, target)
+    here = {name: h for name, _, h, _ in rows}
+    assert here["teacher-feature cache (images)"] == 100 * 10.0 + 1000 * 1.0
+    assert here["Phase 1"] == 2 * 100 * 0.5 and here["Phase 2"] == 3 * 1000 * 0.25
+    assert here["video teacher masklets (cache)"] == 20 * 50 * 2.0 and here["video distillation"] == 50 * 4.0
+    disk = {name: size for name, _, size in folders}
+    assert disk["data/sa_v/cached_features"] == 20 * 50 * 1e3
+    assert disk[f"{target['data_root']}/cached_features"] == 100 * 1e6 + 1000 * 1e5

@@ -195,7 +195,8 @@ def test_plan_scales_the_measurements_to_the_real_run(tmp_path):
 
     target = load_config(ROOT / "configs" / "m4pro.yaml",
                          ["dataset_size={images: 100, image_pairs: 1000, videos: 10, video_pairs: 20, frames: 500}",
-                          "phase1_epochs=2", "phase2_epochs=3", "phase2_overrides=[epoch_items=0]", "video_steps=50"])
+                          "phase1_epochs=2", "phase2_epochs=3", "phase2_overrides=[epoch_items=0]", "video_steps=50",
+                          "video_args=[--train-pairs, 10]"])
     m = {"teacher_s_per_image": 10.0, "teacher_s_per_pair": 1.0, "video_teacher_s_per_frame": 2.0,
          "phase1_s_per_item": 0.5, "phase2_s_per_item": 0.25, "video_s_per_step": 4.0,
          "cache_bytes_per_image": 1e6, "cache_bytes_per_pair": 1e5, "video_cache_bytes_per_pair_frame": 1e3,
@@ -205,7 +206,7 @@ def test_plan_scales_the_measurements_to_the_real_run(tmp_path):
     here = {name: h for name, _, h, _ in rows}
     assert here["teacher-feature cache (images)"] == 100 * 10.0 + 1000 * 1.0
     assert here["Phase 1"] == 2 * 100 * 0.5 and here["Phase 2"] == 3 * 1000 * 0.25
-    assert here["video teacher masklets (cache)"] == 20 * 50 * 2.0 and here["video distillation"] == 50 * 4.0
+    assert here["video teacher masklets (cache)"] == 10 * 50 * 2.0 and here["video distillation"] == 50 * 4.0
     disk = {name: size for name, _, size in folders}
-    assert disk["data/sa_v/cached_features"] == 20 * 50 * 1e3
+    assert disk["data/sa_v/cached_features"] == 10 * 50 * 1e3
     assert disk[f"{target['data_root']}/cached_features"] == 100 * 1e6 + 1000 * 1e5

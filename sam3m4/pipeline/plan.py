@@ -31,6 +31,7 @@ from sam3m4.pipeline.stages import load_config, under
 M4PRO_TEACHER_GFLOPS = 3000.0   # effective GFLOP/s of a SAM 3 forward in fp32 on the M4 Pro GPU (assumption)
 M4PRO_STUDENT_SPEEDUP = 8.0     # student training step, M4 Pro MPS vs this 2-core host (assumption)
 TEACHER_GFLOPS = 6053.0         # one SAM 3 forward at 1008 px, batch 1 (`sam3m4 models table`, flop counter)
+OBJECTS_PER_VIDEO_PAIR = 3      # masklets a (video, phrase) pair stores when the random teacher output none
 
 
 def _json(path: Path) -> dict:
@@ -114,6 +115,11 @@ def measure(run: str, cfg: dict, root: str = "reports") -> dict:
     if vc.get("frames"):
         m["video_teacher_s_per_frame"] = vc["teacher_s"] / vc["frames"]
         m["video_cache_bytes_per_pair_frame"] = vc.get("bytes", 0) / vc["frames"]
+        if m["video_cache_bytes_per_pair_frame"] < 1024 and cfg.get("student_preset"):  # no masklet stored
+            from sam3m4.models import build_student
+
+            side = build_student(cfg["student_preset"]).mask_size
+            m["video_cache_bytes_per_pair_frame_estimate"] = OBJECTS_PER_VIDEO_PAIR * side * side * 2
     if video.get("teacher_eval_frames"):
         m["video_teacher_eval_s_per_frame"] = video["teacher_eval_s"] / video["teacher_eval_frames"]
     tr = video.get("train", {})
@@ -164,9 +170,9 @@ def plan_rows(m: dict, target: dict) -> tuple[list[tuple], list[tuple], dict]:
     frames_per_video = ds["frames"] / ds["videos"] if ds["videos"] else 0
     t_img, t_pair = m.get("teacher_s_per_image"), m.get("teacher_s_per_pair")
     t_frame = m.get("video_teacher_s_per_frame")
-    # M4 Pro: the teacher at the assumed effective rate; per-pair heads and per-frame work scale like the image
-    teacher_speedup = (TEACHER_GFLOPS / t_img) / M4PRO_TEACHER_GFLOPS if t_img else None
-    speed = 1 / teacher_speedup if teacher_speedup else None
+    # M4 Pro time = host time x (host's effective GFLOP/s on the teacher / the assumed M4 Pro rate); per-pair
+    # heads and per-frame video work are scaled by the same factor as the image encoder
+    speed = (TEACHER_GFLOPS / t_img) / M4PRO_TEACHER_GFLOPS if t_img else None
 
     def both(seconds, factor):
         return seconds, (seconds * factor if seconds is not None and factor is not None else None)
@@ -181,9 +187,12 @@ def plan_rows(m: dict, target: dict) -> tuple[list[tuple], list[tuple], dict]:
     s2 = e2 * min(items2, ds["image_pairs"]) * m["phase2_s_per_item"] if "phase2_s_per_item" in m else None
     rows.append(("Phase 1", f"{e1} epochs x {ds['images']:,} images", *both(s1, 1 / M4PRO_STUDENT_SPEEDUP)))
     rows.append(("Phase 2", f"{e2} epochs x {min(items2, ds['image_pairs']):,} pairs", *both(s2, 1 / M4PRO_STUDENT_SPEEDUP)))
-    vcache = ds["video_pairs"] * frames_per_video * t_frame if t_frame else None
-    rows.append(("video teacher masklets (cache)", f"{ds['video_pairs']:,} (video, phrase) pairs x "
-                 f"{frames_per_video:,.0f} frames", *both(vcache, speed)))
+    args = target["video_args"]
+    limit = int(args[args.index("--train-pairs") + 1]) if "--train-pairs" in args[:-1] else 0
+    vpairs = min(ds["video_pairs"], limit) if limit else ds["video_pairs"]
+    vcache = vpairs * frames_per_video * t_frame if t_frame else None
+    rows.append(("video teacher masklets (cache)", f"{vpairs:,} (video, phrase) pairs x {frames_per_video:,.0f} frames"
+                 + (f" (--train-pairs {limit} of {ds['video_pairs']:,})" if limit else ""), *both(vcache, speed)))
     vs = target["video_steps"] * m["video_s_per_step"] if "video_s_per_step" in m else None
     rows.append(("video distillation", f"{target['video_steps']:,} steps", *both(vs, 1 / M4PRO_STUDENT_SPEEDUP)))
     st = m["stages"]
@@ -200,9 +209,11 @@ def plan_rows(m: dict, target: dict) -> tuple[list[tuple], list[tuple], dict]:
     folders = [
         (f"{target['data_root']}/cached_features", "teacher-feature cache: images x bytes/image + pairs x bytes/pair",
          ds["images"] * bpi + ds["image_pairs"] * bpp if bpi and bpp else None),
-        ("data/sa_v/cached_features", "video teacher masklets: pairs x frames x bytes/(pair, frame)",
-         ds["video_pairs"] * frames_per_video * m["video_cache_bytes_per_pair_frame"]
-         if "video_cache_bytes_per_pair_frame" in m else None),
+        ("data/sa_v/cached_features", "video teacher masklets: pairs x frames x bytes/(pair, frame)"
+         + (f" (estimate: {OBJECTS_PER_VIDEO_PAIR} masklets a pair, fp16 at the student's mask side)"
+            if "video_cache_bytes_per_pair_frame_estimate" in m else ""),
+         vpairs * frames_per_video * m.get("video_cache_bytes_per_pair_frame_estimate",
+                                                      m.get("video_cache_bytes_per_pair_frame", 0)) or None),
         ("checkpoints/distillation", f"best + {keep} kept per phase (student + optimizer)",
          (keep + 1) * (ck.get("phase1_best.pt", 0) + ck.get("phase2_best.pt", 0)) or None),
         ("checkpoints/video_distillation", f"{keep} kept", keep * ck.get("video_epoch2.pt", 0) or None),
@@ -210,7 +221,8 @@ def plan_rows(m: dict, target: dict) -> tuple[list[tuple], list[tuple], dict]:
          sum(v for k, v in ck.items() if k.startswith("quantized/") or k.endswith(".pte")) or None),
         ("teacher weights", "facebook/sam3 in fp32 safetensors", m["teacher"].get("bytes")),
     ]
-    inputs = {"dataset_size": ds, "frames_per_video": frames_per_video, "teacher_speedup": teacher_speedup}
+    inputs = {"dataset_size": ds, "frames_per_video": frames_per_video, "m4pro_teacher_time_factor": speed,
+              "m4pro_student_time_factor": 1 / M4PRO_STUDENT_SPEEDUP}
     return rows, folders, inputs
 
 
@@ -236,7 +248,11 @@ def write_plan(run: str, target_config: str, root: str = "reports") -> Path:
              ("video teacher s / frame (Sam3VideoModel, detector + tracker)", m.get("video_teacher_s_per_frame"), "{:.1f} s"),
              ("image cache bytes / image (FPN levels)", m.get("cache_bytes_per_image"), "{:,.0f} B"),
              ("image cache bytes / pair (logits, boxes, semantic map, masks)", m.get("cache_bytes_per_pair"), "{:,.0f} B"),
-             ("video cache bytes / (pair, frame)", m.get("video_cache_bytes_per_pair_frame"), "{:,.0f} B"),
+             ("video cache bytes / (pair, frame) (the random teacher output no masklet)" if
+              "video_cache_bytes_per_pair_frame_estimate" in m else "video cache bytes / (pair, frame)",
+              m.get("video_cache_bytes_per_pair_frame"), "{:,.0f} B"),
+             (f"video cache bytes / (pair, frame), estimate for {OBJECTS_PER_VIDEO_PAIR} masklets",
+              m.get("video_cache_bytes_per_pair_frame_estimate"), "{:,.0f} B"),
              ("Phase 1 student s / image", m.get("phase1_s_per_item"), "{:.2f} s"),
              ("Phase 2 student s / pair", m.get("phase2_s_per_item"), "{:.2f} s"),
              ("video distillation s / step", m.get("video_s_per_step"), "{:.2f} s")]

@@ -166,7 +166,7 @@ def test_demo_commands_do_not_change_and_rehearsal_writes_only_its_own_folders()
     assert written and all(o.startswith(("rehearsal/", "data/rehearsal", "reports/rehearsal/",
                                          "outputs/visual_eval/rehearsal/")) for o in written), written
     names = [s.name for s in stages]
-    assert names[2] == "teacher" and "teacher full" in " ".join(stages[2].argv) and names[-1] == "plan"
+    assert names[2] == "teacher" and "teacher full" in " ".join(stages[2].argv) and names[-2:] == ["plan", "report"]
 
 
 def test_pipeline_rejects_bad_dataset_size_and_overrides(tmp_path):
@@ -210,3 +210,16 @@ def test_plan_scales_the_measurements_to_the_real_run(tmp_path):
     disk = {name: size for name, _, size in folders}
     assert disk["data/sa_v/cached_features"] == 10 * 50 * 1e3
     assert disk[f"{target['data_root']}/cached_features"] == 100 * 1e6 + 1000 * 1e5
+
+
+def test_report_of_a_rehearsal_says_so_at_the_top(tmp_path):
+    from sam3m4.pipeline.plan import record_measurements
+    from sam3m4.report.markdown import render_report
+
+    m = {"teacher": {"detector_params": 840376374}, "teacher_s_per_image": 150.0,
+         "stages": {"phase1": {"seconds": 410.5, "peak_rss_mb": 5300.0}}}
+    record_measurements("reh", m, "configs/m4pro.yaml", "Linux", "2026-11-29", root=str(tmp_path))
+    text = render_report("reh", root=tmp_path, plots=[]).read_text(encoding="utf-8")
+    head = text.split("## 1)")[0]
+    assert "**Rehearsal" in head and "random (full-size SAM 3, 840,376,374 detector parameters)" in head
+    assert "teacher_s_per_image" in text and "stage/phase1" in text

@@ -123,8 +123,8 @@ def measure(run: str, cfg: dict, root: str = "reports") -> dict:
     if video.get("teacher_eval_frames"):
         m["video_teacher_eval_s_per_frame"] = video["teacher_eval_s"] / video["teacher_eval_frames"]
     tr = video.get("train", {})
-    if tr.get("steps"):
-        m["video_s_per_step"] = tr["train_s"] / tr["steps"]
+    if tr.get("steps"):  # train_s is the last epoch's (sam3m4.distill.video_run), steps the run's
+        m["video_s_per_step"] = tr["train_s"] / (tr["steps"] / max(1, tr.get("epochs", 1)))
     sizes = {}
     for name in ("checkpoints/distillation/phase1_best.pt", "checkpoints/distillation/phase2_best.pt",
                  "checkpoints/video_distillation/video_epoch2.pt"):
@@ -286,6 +286,7 @@ def write_plan(run: str, target_config: str, root: str = "reports") -> Path:
         lines.append(f"| {name} | {s.get('seconds')} s | {'-' if peak is None else f'{peak / 1024:.1f} GB'} | {s.get('rc')} |")
     lines += ["", "| artifact | size |", "|---|---:|"]
     lines += [f"| {k} | {v / 2**20:,.1f} MB |" for k, v in m["sizes"].items()]
+    record_measurements(run, m, target_config, host, when, root)
     out = run_dir / "plan.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     for path, text in ((out, "\n".join(lines) + "\n"),
@@ -295,3 +296,30 @@ def write_plan(run: str, target_config: str, root: str = "reports") -> Path:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     return out
+
+
+def record_measurements(run: str, m: dict, target_config: str, host: str, when: str, root: str = "reports") -> None:
+    """The rehearsal marker and the per-unit costs as results-store records (stage ``rehearsal``): the report
+    says in its header that the run is a rehearsal with random teacher weights and lists the numbers."""
+    from sam3m4.results.store import ResultsStore
+
+    store = ResultsStore(run, root=root)
+    where = f"make rehearse on this {host} host (shared with other jobs), {when}"
+    params = m["teacher"].get("detector_params")
+    store.record(stage="rehearsal", subject="run", metric="teacher_weights",
+                 value=f"random (full-size SAM 3, {params:,} detector parameters)" if params else "random",
+                 provenance=f"{where}; accuracy figures of this run say nothing about SAM 3 or the student; "
+                            f"costs for {target_config}: reports/{run}/plan.md")
+    units = {"teacher_s_per_image": "s", "teacher_s_per_pair": "s", "video_teacher_s_per_frame": "s",
+             "cache_bytes_per_image": "bytes", "cache_bytes_per_pair": "bytes",
+             "video_cache_bytes_per_pair_frame": "bytes", "phase1_s_per_item": "s", "phase2_s_per_item": "s",
+             "video_s_per_step": "s"}
+    for metric, unit in units.items():
+        if m.get(metric) is not None:
+            store.record(stage="rehearsal", subject="unit", metric=metric, value=round(float(m[metric]), 3),
+                         unit=unit, provenance=where)
+    for name, s in m["stages"].items():
+        for metric, unit in (("seconds", "s"), ("peak_rss_mb", "MB")):
+            if s.get(metric) is not None:
+                store.record(stage="rehearsal", subject=f"stage/{name}", metric=metric, value=s[metric], unit=unit,
+                             provenance=f"{where}; reports/{run}/pipeline_state.json")

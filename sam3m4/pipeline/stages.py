@@ -154,8 +154,8 @@ def distill_overrides(cfg: dict, phase: int) -> list[str]:
 
 def build_stages(cfg: dict) -> list[Stage]:
     """The ordered stages for ``cfg``: data -> teacher -> Phase 1/2 -> video -> quantize -> export -> visual QA
-    -> acceptance -> storage prune (dry run, then ``--apply`` of exactly that) -> report (the manifest is written
-    by the runner before the prune) [-> the cost plan, when ``plan_for`` names the real run's config]."""
+    -> acceptance -> storage prune (dry run, then ``--apply`` of exactly that) [-> the cost plan, when ``plan_for``
+    names the real run's config] -> report (the manifest is written by the runner before the prune)."""
     run, data, vdata, teacher = cfg["run"], cfg["data_root"], cfg["video_data_root"], cfg["teacher"]
     work = cfg["work_dir"]
     phase2_best, video_dir, quantized, export_dir = (under(cfg, p) for p in (PHASE2_BEST, VIDEO_DIR, QUANTIZED, EXPORT_DIR))
@@ -229,7 +229,7 @@ def build_stages(cfg: dict) -> list[Stage]:
     prune = _sam3m4("prune", "--keep-last", cfg["prune_keep_last"], "--run", run, *(["--root", work] if work else []))
     stages.append(Stage("prune", prune, then=[prune + ["--apply"]] if cfg["prune_apply"] else [],
                         inputs=[under(cfg, p) for p in PRUNE_ROOTS]))  # unchanged since the last prune: skipped
-    stages.append(Stage("report", _sam3m4("report", "--run", run), always=True))
-    if cfg["plan_for"]:
+    if cfg["plan_for"]:  # before the report: it records the rehearsal's measurements, which the report shows
         stages.append(Stage("plan", _sam3m4("plan", "--run", run, "--for", cfg["plan_for"]), always=True))
+    stages.append(Stage("report", _sam3m4("report", "--run", run), always=True))
     return stages

@@ -31,6 +31,8 @@ from sam3m4.pipeline.stages import load_config, under
 M4PRO_TEACHER_GFLOPS = 3000.0   # effective GFLOP/s of a SAM 3 forward in fp32 on the M4 Pro GPU (assumption)
 M4PRO_STUDENT_SPEEDUP = 8.0     # student training step, M4 Pro MPS vs this 2-core host (assumption)
 TEACHER_GFLOPS = 6053.0         # one SAM 3 forward at 1008 px, batch 1 (`sam3m4 models table`, flop counter)
+IMAGE_STAGES = ("teacher-feature cache (images)", "Phase 1", "Phase 2")
+VIDEO_STAGES = ("video teacher masklets (cache)", "video distillation")
 OBJECTS_PER_VIDEO_PAIR = 3      # masklets a (video, phrase) pair stores when the random teacher output none
 
 
@@ -241,7 +243,8 @@ def write_plan(run: str, target_config: str, root: str = "reports") -> Path:
              f"Measured by `make rehearse` on this {host} host (shared with other jobs), {when}; the teacher is a "
              "full-size SAM 3 with **random weights** (shapes, memory, time and disk are real; accuracy is not). "
              "Figures scale the rehearsal's per-image / per-pair / per-frame / per-step costs linearly to "
-             f"`dataset_size` of `{target_config}`.", "",
+             f"`dataset_size` of `{target_config}` (sizes as written there: assumptions until replaced by the counts of "
+             "`sam3m4 data check` on the real data).", "",
              "## Measured per unit", "", "| quantity | value |", "|---|---:|"]
     units = [("teacher s / image (image encoder, 1008 px)", m.get("teacher_s_per_image"), "{:.1f} s"),
              ("teacher s / pair (text + DETR + mask decoder)", m.get("teacher_s_per_pair"), "{:.1f} s"),
@@ -266,6 +269,10 @@ def write_plan(run: str, target_config: str, root: str = "reports") -> Path:
         total_here += here or 0
         total_mac += mac or 0
         lines.append(f"| {name} | {work} | {_h(here)} | {_h(mac) if mac is not None else 'not estimated'} |")
+    for label, names in (("image data (SA-Co image pairs)", IMAGE_STAGES), ("video data (SA-V)", VIDEO_STAGES)):
+        part = [r for r in rows if r[0] in names]
+        lines.append(f"| subtotal: {label} | {' + '.join(names)} | {_h(sum(r[2] or 0 for r in part))} | "
+                     f"{_h(sum(r[3] or 0 for r in part))} |")
     lines += [f"| **total** | | **{_h(total_here)}** | **{_h(total_mac)}** |", "",
               f"M4 Pro column: an estimate, not a measurement. Teacher stages assume {M4PRO_TEACHER_GFLOPS:,.0f} "
               f"effective GFLOP/s for SAM 3 in fp32 on MPS ({TEACHER_GFLOPS:,.0f} GFLOPs a forward -> "

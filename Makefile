@@ -2,6 +2,8 @@
 #   make demo   - create .venv, install, run the main job on the embedded default (sam3m4 pipeline, configs/demo.yaml)
 #                 -> reports/demo/{report.md,acceptance.html}, outputs/visual_eval/demo/index.html, outputs/export/*.pte
 #   make test   - create .venv, install, run unit + acceptance tests -> reports/test/
+#   make rehearse - the real run's path at real dimensions (full-size SAM 3 with random weights, repvit_m0_9_504,
+#                 1008 px) on a handful of data, up to an hour on 2 cores -> reports/rehearsal/{report,plan}.md
 VENV     ?= .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.sam3m4-installed
@@ -13,7 +15,7 @@ PYTEST_ARGS ?= -n 2 -m "not stage3"
 # idle OpenMP threads sleep instead of spinning: on a busy host spinning threads starve each other (see sam3m4/__init__.py)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup demo test stage3 clean-reports
+.PHONY: setup demo test stage3 rehearse clean-reports
 
 $(STAMP): pyproject.toml tooling/constraints.txt tooling/setup.sh
 	bash tooling/setup.sh
@@ -22,6 +24,12 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/sam3m4 pipeline --config configs/demo.yaml run=$(DEMO_RUN)
+
+# student_init of the rehearsal: a timm state-dict file (random weights: no ImageNet download here)
+rehearse: $(STAMP)
+	test -f rehearsal/student_init/repvit_m0_9.safetensors || $(BIN)/sam3m4 models timm-weights \
+		--backbone repvit_m0_9 --out rehearsal/student_init/repvit_m0_9.safetensors
+	$(BIN)/sam3m4 pipeline --config configs/rehearsal.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS) --run $(TEST_RUN) --fresh-results \

@@ -13,6 +13,11 @@ import sys
 # spinning threads steal each other's time slices (a 2-thread matmul loop took 97 s spinning against 1.1 s
 # sleeping, with other processes running). It changes the waiting only, never the arithmetic.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# MPS fallback (Apple GPUs, device: mps): an operator the MPS backend lacks runs on the CPU with a warning instead of
+# stopping the run (PyTorch's PYTORCH_ENABLE_MPS_FALLBACK; read when torch starts, ignored on other devices).
+# Distillation on MPS runs in fp32 (amp: auto, sam3m4.distill.trainer.amp_dtype); see docs/real-run.md for what
+# is and is not verified on a Mac.
+os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
 
 __version__ = "0.1.0"
 

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pipeline": ("sam3m4.pipeline.cli", "the whole job, resumable: data -> teacher -> distill -> quantize -> export "
                  "-> visual QA -> gates -> prune -> report"),
     "report": ("sam3m4.report.cli", "render reports/<run>/report.md from the results store"),
+    "plan": ("sam3m4.pipeline.plan_cli", "the real run's hours and disk per stage from a rehearsal (make rehearse)"),
 }
 
 # commands that write checkpoints, caches or training logs: they hold the run lock (sam3m4.runlock)

@@ -31,6 +31,7 @@ COMMANDS = {
     "visual-eval": ["visual-eval"],
     "prune": ["prune"],
     "report": ["report"],
+    "plan": ["plan"],
 }
 
 

@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--videos", type=int, default=24, help="number of videos (train + val, >= 1)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (>= 0): same seed, same bytes")
     synth.add_argument("--image-size", type=int, default=224, help="square image side in pixels (32..2048)")
+    synth.add_argument("--video-size", type=int, default=0, help="square video frame side (0 = --image-size)")
     synth.add_argument("--frames", type=int, default=16, help="frames per video (4..256; the video stages use 16)")
     synth.add_argument("--val-fraction", type=float, default=0.2, help="share of items in the val split, in [0, 1)")
     synth.set_defaults(func=run_synth)
@@ -46,7 +47,8 @@ def run_synth(args: argparse.Namespace) -> int:
         if value < 1:  # the library allows one kind to be 0; every later stage needs both
             raise ConfigError(f"data synth: {option}: must be >= 1, got {value}")
     manifest = generate(Path(args.out), n_images=args.images, n_videos=args.videos, seed=args.seed,
-                        image_size=args.image_size, n_frames=args.frames, val_fraction=args.val_fraction)
+                        image_size=args.image_size, n_frames=args.frames, val_fraction=args.val_fraction,
+                        video_size=args.video_size)
     print(json.dumps({k: v for k, v in manifest.items() if k in ("seed", "counts", "image_size")}, indent=None))
     print(f"wrote {args.out}")
     return 0

@@ -178,6 +178,20 @@ class SacoVideoDataset:
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def first_pairs(self, n: int) -> "SacoVideoDataset":
+        """A view of the first ``n`` pairs that have an object to track (``n`` = 0: this dataset): a smoke or
+        rehearsal run over a slice of a large set (frames are still read lazily, per item)."""
+        if not n:
+            return self
+        import copy
+
+        keep = [i for i, p in enumerate(self.pairs) if p["num_objects"] > 0][:n]
+        view = copy.copy(self)
+        view.pairs = [self.pairs[i] for i in keep]
+        view._anns = [self._anns[i] for i in keep]
+        view.phrases = sorted({p["noun_phrase"] for p in view.pairs})
+        return view
+
     def __getitem__(self, i: int) -> VideoSample:
         pair = self.pairs[i]
         anns = self._anns[i]

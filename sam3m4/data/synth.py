@@ -181,7 +181,8 @@ def render_video(seed: int, index: int, image_size: int, n_frames: int) -> Synth
         if k == 0:      # enters
             path = _crossing(rng, size, r, n, rng.uniform(1, max(1.5, n / 3)), rng.uniform(n - 1, 1.6 * n))
         elif k == 1:    # leaves
-            path = _crossing(rng, size, r, n, rng.uniform(-0.6 * n, 0), rng.uniform(2 * n / 3, n - 2))
+            path = _crossing(rng, size, r, n, rng.uniform(-0.6 * n, 0),
+                             rng.uniform(min(2 * n / 3, n - 2), n - 2))  # n < 6 frames: 2n/3 > n - 2
         elif rng.random() < 0.5:
             t_a = rng.uniform(-0.5 * n, 0.5 * n)
             path = _crossing(rng, size, r, n, t_a, t_a + rng.uniform(0.6 * n, 1.5 * n))
@@ -230,7 +231,7 @@ def _split_count(n: int, val_fraction: float) -> int:
     return min(n_val, max(n - 1, 0))
 
 
-def _check_args(n_images, n_videos, seed, image_size, n_frames, val_fraction) -> None:
+def _check_args(n_images, n_videos, seed, image_size, n_frames, val_fraction, video_size=0) -> None:
     """Refuse values the generator cannot use; the message names the parameter (and its --option)."""
     def whole(value, low: int, high: int | None = None) -> bool:
         return (isinstance(value, int) and not isinstance(value, bool) and value >= low
@@ -241,6 +242,8 @@ def _check_args(n_images, n_videos, seed, image_size, n_frames, val_fraction) ->
               ("seed (--seed)", seed, whole(seed, 0), "an int >= 0"),
               ("image_size (--image-size)", image_size, whole(image_size, 32, MAX_IMAGE_SIZE),
                f"an int in [32, {MAX_IMAGE_SIZE}]"),
+              ("video_size (--video-size)", video_size, video_size == 0 or whole(video_size, 32, MAX_IMAGE_SIZE),
+               f"0 (= image_size) or an int in [32, {MAX_IMAGE_SIZE}]"),
               ("n_frames (--frames)", n_frames, whole(n_frames, 4, MAX_FRAMES), f"an int in [4, {MAX_FRAMES}]"),
               ("val_fraction (--val-fraction)", val_fraction, isinstance(val_fraction, (int, float))
                and not isinstance(val_fraction, bool) and 0 <= val_fraction < 1, "a number in [0, 1)")]
@@ -344,7 +347,7 @@ def _format_json(split: str, kind: str, **parts) -> dict:
 
 
 def generate(out_dir: str | Path, n_images: int, n_videos: int, seed: int, image_size: int = 224,
-             n_frames: int = 16, val_fraction: float = 0.2, progress: bool = True) -> dict:
+             n_frames: int = 16, val_fraction: float = 0.2, progress: bool = True, video_size: int = 0) -> dict:
     """Write a synthetic SA-Co data set (images and videos, train/val, both JSON formats) to out_dir.
 
     Items are numbered globally; the last ``round(n * val_fraction)`` (at least 1 when n >= 2) go to val.
@@ -353,7 +356,8 @@ def generate(out_dir: str | Path, n_images: int, n_videos: int, seed: int, image
     (id, name, colour, shape), colours (name -> RGB), shapes, files (relative JSON paths), counts
     (images / image_pairs / videos / video_np_pairs per split) and splits (detailed counts per split).
     """
-    _check_args(n_images, n_videos, seed, image_size, n_frames, val_fraction)
+    _check_args(n_images, n_videos, seed, image_size, n_frames, val_fraction, video_size)
+    video_side = video_size or image_size
     out = Path(out_dir)
     _prepare(out)
     img_val, vid_val = _split_count(n_images, val_fraction), _split_count(n_videos, val_fraction)
@@ -368,7 +372,7 @@ def generate(out_dir: str | Path, n_images: int, n_videos: int, seed: int, image
             _write_json(out / "saco_image" / f"{split}.json", data)
             splits[split]["image"] = stats
             files["saco_image"][split] = f"saco_image/{split}.json"
-            data, stats = _video_split(seed, split_ids["video"][split], split, image_size, n_frames,
+            data, stats = _video_split(seed, split_ids["video"][split], split, video_side, n_frames,
                                        out / "saco_video", bar)
             _write_json(out / "saco_video" / f"{split}.json", data)
             splits[split]["video"] = stats
@@ -377,6 +381,7 @@ def generate(out_dir: str | Path, n_images: int, n_videos: int, seed: int, image
             ("video_np_pairs", "video", "video_np_pairs"))
     counts = {name: {split: splits[split][kind][key] for split in ("train", "val")} for name, kind, key in keys}
     manifest = {"generator": GENERATOR, "version": VERSION, "seed": seed, "image_size": image_size,
+                **({"video_size": video_size} if video_size else {}),
                 "n_frames": n_frames, "val_fraction": val_fraction, "n_images": n_images, "n_videos": n_videos,
                 "concepts": CONCEPTS, "colours": {k: list(v) for k, v in COLOURS.items()},
                 "shapes": list(SHAPES), "min_visible_px": MIN_VISIBLE_PX, "jpeg": JPEG,

@@ -327,22 +327,29 @@ def _take(value, index: torch.Tensor):
 @torch.no_grad()
 def run_teacher(teacher, images: Sequence[np.ndarray], image_of: Sequence[int] | None = None,
                 phrases: Sequence[str] | None = None, topk: int = 16, fpn_levels: Sequence[int] = (1, 2),
-                min_score: float = 0.0) -> tuple[list[dict] | None, list[dict]]:
+                min_score: float = 0.0, timings: dict | None = None) -> tuple[list[dict] | None, list[dict]]:
     """Teacher outputs with the vision tower run once per unique image and the text tower once per phrase.
 
     ``images``: U unique (H, W, 3) uint8; ``image_of`` (B,) and ``phrases`` (B,) describe B pairs (None: image
     features only). Returns (B pair records or None, U image records), fp32 CPU, see :func:`compact_outputs`.
     Numerically the same as ``Sam3Teacher.forward`` on the expanded batch (``Sam3Model`` accepts precomputed
-    ``vision_embeds`` / ``text_embeds``).
+    ``vision_embeds`` / ``text_embeds``). ``timings`` (when given) accumulates ``vision_s`` / ``images`` (the
+    image encoder) and ``heads_s`` / ``pairs`` (text encoder, DETR, mask decoder), seconds of wall time.
     """
+    import time
     from types import SimpleNamespace
 
     m = teacher.model
     device = next(m.parameters()).device
+    t0 = time.perf_counter()
     px = teacher.preprocess_images(list(images)).to(device)  # (U, 3, S, S)
     vision = m.get_vision_features(pixel_values=px)
     feats = [{f"fpn{lv}": vision.fpn_hidden_states[lv][u].float().cpu() for lv in fpn_levels}
              for u in range(len(images))]
+    t1 = time.perf_counter()
+    if timings is not None:
+        timings["vision_s"] = timings.get("vision_s", 0.0) + t1 - t0
+        timings["images"] = timings.get("images", 0) + len(images)
     if phrases is None:
         return None, feats
     vocab = sorted(set(phrases))
@@ -356,6 +363,9 @@ def run_teacher(teacher, images: Sequence[np.ndarray], image_of: Sequence[int] |
     ns = SimpleNamespace(query_logits=out.pred_logits, boxes_xyxy=out.pred_boxes, presence_logit=out.presence_logits,
                          semantic_logits=out.semantic_seg, mask_logits=out.pred_masks, fpn_features=())
     pairs, _ = compact_outputs(ns, topk, (), min_score)
+    if timings is not None:
+        timings["heads_s"] = timings.get("heads_s", 0.0) + time.perf_counter() - t1
+        timings["pairs"] = timings.get("pairs", 0) + len(phrases)
     return pairs, feats
 
 
@@ -372,12 +382,14 @@ def save_random_teacher(out_dir: str | Path, seed: int = 0, **sizes) -> Path:
 
 
 def teacher_resolution(source: str | Path) -> int:
-    """The teacher's input side from its ``config.json`` (no weights loaded)."""
+    """The teacher's input side from its ``config.json`` (no weights loaded): a ``Sam3Model`` folder, or a
+    ``Sam3VideoModel`` one such as ``facebook/sam3`` (the detector's config under ``detector_config``)."""
     import json
 
     path = Path(source) / "config.json"
     try:
         cfg = json.loads(path.read_text())
+        cfg = cfg.get("detector_config") or cfg
         return int(cfg["vision_config"]["backbone_config"]["image_size"])
     except (OSError, KeyError, TypeError, ValueError) as exc:
         raise DataFormatError(f"{path}: vision_config.backbone_config.image_size: cannot read "
@@ -390,6 +402,8 @@ class CacheReport:
     computed_pairs: int
     skipped_pairs: int
     seconds: float
+    teacher: dict | None = None
+    """Teacher timings of this pass: ``vision_s``/``images``, ``heads_s``/``pairs`` (see :func:`run_teacher`)."""
 
 
 def build_cache(teacher, data: PairSet, cache: FeatureCache, *, batch_size: int = 32, topk: int = 16,
@@ -413,13 +427,13 @@ def build_cache(teacher, data: PairSet, cache: FeatureCache, *, batch_size: int 
                leave=False)  # rate and ETA on a terminal only
     pend_pairs: dict[str, dict] = {}
     pend_images: dict[str, dict] = {}
-    computed = 0
+    computed, timings = 0, {}
     for start in range(0, len(mine), batch_size):
         chunk = mine[start:start + batch_size]
         uniq = sorted({int(data.image_of[p]) for p in chunk})
         local = {u: j for j, u in enumerate(uniq)}
         recs, feats = run_teacher(teacher, [data.images[u] for u in uniq], [local[int(data.image_of[p])] for p in chunk],
-                                  [data.phrases[p] for p in chunk], topk, fpn_levels, min_score)
+                                  [data.phrases[p] for p in chunk], topk, fpn_levels, min_score, timings)
         for p, r in zip(chunk, recs):
             pend_pairs[data.keys[p]] = r
         for u, f in zip(uniq, feats):
@@ -432,4 +446,4 @@ def build_cache(teacher, data: PairSet, cache: FeatureCache, *, batch_size: int 
         computed += cache.write_shard(pend_pairs, pend_images, rank)
     bar.close()
     return CacheReport(total_pairs=len(data), computed_pairs=computed, skipped_pairs=len(data) - len(todo),
-                       seconds=round(time.time() - t0, 2))
+                       seconds=round(time.time() - t0, 2), teacher=timings)

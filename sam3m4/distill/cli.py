@@ -56,6 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--w-teacher", type=float, default=1.0, help="weight of the teacher's masklets")
     v.add_argument("--w-gt", type=float, default=1.0, help="weight of the ground-truth masklets (0 = teacher only)")
     v.add_argument("--num-val", type=int, default=300, help="image val pairs for the +Video mIoU / Presence F1")
+    v.add_argument("--train-pairs", type=int, default=0,
+                   help="use only the first N train pairs with objects (0 = all; smoke runs and the rehearsal)")
+    v.add_argument("--val-pairs", type=int, default=0,
+                   help="score only the first N val pairs with objects (0 = all)")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--no-eval", action="store_true", help="train and checkpoint only (no J&F, no records)")
     v.add_argument("--threads", type=int, default=1)

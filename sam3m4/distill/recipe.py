@@ -39,6 +39,7 @@ from sam3m4 import checkpoint
 from sam3m4.distill import cache as feature_cache, losses as distill_losses, trainer
 from sam3m4.errors import ConfigError, Sam3m4Error, TrainingDiverged
 from sam3m4.models import build_student
+from sam3m4.models.pretrained import init_backbone
 from sam3m4.results.runs import check_run_name
 from sam3m4.teacher.sam3 import load_teacher
 
@@ -47,6 +48,7 @@ DEFAULTS = dict(
     data_root="data/synth",  # holds saco_image/{train,val}.json
     teacher="checkpoints/teacher/sam3-tiny-synth",  # save_pretrained folder of a Sam3Model
     student_preset="tiny",  # sam3m4.models.build.PRESETS
+    student_init="",  # backbone weights: a timm state-dict file or a model id in the local HF cache ("" = random)
     image_size=0,  # student input side in px (0 = the preset's; tests use 64)
     init_from="",  # phase 2: "" (random), "latest"/"best" phase-1 checkpoint, or a path
     teacher_source="cache",  # cache | live
@@ -159,6 +161,7 @@ class Run:
     losses: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     teacher_val: dict | None = None
+    init: dict = field(default_factory=dict)  # where the student's weights started (saved in every checkpoint)
 
 
 # --- teacher targets (cache or live) -------------------------------------------------------------------------
@@ -214,6 +217,8 @@ def ensure_cache(cfg: dict, rank: int, world: int, device, splits) -> tuple[feat
                                 fpn_levels=cfg["teacher_levels"], shard_size=cfg["cache_shard_size"], rank=rank,
                                 world_size=world, progress=cfg["progress"], desc=f"cache {d.json_path.stem}")
             info["computed"] += rep.computed_pairs
+            for k, v in (rep.teacher or {}).items():  # teacher seconds per image (vision) and per pair (heads)
+                info[f"teacher_{k}"] = info.get(f"teacher_{k}", 0) + v
         del teacher
         trainer.barrier(world)
         cache.refresh()
@@ -253,6 +258,8 @@ def setup(cfg: dict) -> Run:
     device = trainer.select_device(cfg["device"], local)
     trainer.seed_everything(cfg["seed"])  # same seed on every rank -> identical initial weights
     student = build_student(cfg["student_preset"]).to(device)
+    init = checkpoint.resolve_init(cfg["init_from"], cfg["checkpoint_dir"], phase=1) if cfg["phase"] == 2 else None
+    init_record = initialise_student(student, cfg["student_init"], rank == 0) if init is None else {}
     train, val = load_splits(cfg, cfg["image_size"] or student.image_size, cfg["progress"] and rank == 0)
     splits = [train] + ([val] if val is not None else [])
     cache = teacher = None
@@ -260,23 +267,25 @@ def setup(cfg: dict) -> Run:
     if cfg["teacher_source"] == "cache":
         cache, info = ensure_cache(cfg, rank, world, device, splits)
         timings["cache_s"], timings["cache_computed_pairs"] = info["seconds"], info["computed"]
+        timings.update({k: v for k, v in info.items() if k.startswith("teacher_")})
     else:
         teacher = load_teacher(cfg["teacher"], device=device)
 
     run = Run(cfg=cfg, rank=rank, world=world, device=device, amp=trainer.amp_dtype(device, cfg["amp"]), student=student,
               net=student, optimizer=None, scheduler=None, scaler=None, train=train, val=val, cache=cache,
               teacher=teacher, weights=distill_losses.weights_from_config(cfg), steps_per_epoch=0, total_steps=0, timings=timings)
+    run.init = init_record
     if cfg["phase"] == 1:
         t_feats = teacher_images(run, train, [0])  # shapes of the teacher maps
         run.projector = distill_losses.FeatureProjector([student.dim] * len(cfg["student_levels"]),
                                            [f.shape[1] for f in t_feats]).to(device)
         run.net = Phase1Net(student, run.projector, cfg["student_levels"], [tuple(f.shape[-2:]) for f in t_feats])
     else:
-        init = checkpoint.resolve_init(cfg["init_from"], cfg["checkpoint_dir"], phase=1)
         if init is not None:
-            checkpoint.load_model_state(student, checkpoint.load_checkpoint(init)["model"], init,
-                               note=f"student_preset '{cfg['student_preset']}'")
+            state = checkpoint.load_checkpoint(init)
+            checkpoint.load_model_state(student, state["model"], init, note=f"student_preset '{cfg['student_preset']}'")
             timings["init_from"] = str(init)
+            run.init = {"init_from": str(init), "student_init": state.get("init", {}).get("student_init")}
     # freeze what this phase's loss never reaches (phase 1: text tower and decoder; phase 2: the unused stride-8
     # neck output): DDP needs every trainable parameter to get a gradient, AdamW must not decay idle weights
     run.net.eval()  # no BatchNorm statistics update in this dry run
@@ -309,10 +318,21 @@ def setup(cfg: dict) -> Run:
             if "scaler" in state:
                 run.scaler.load_state_dict(state["scaler"])
             run.step, run.best, run.last_checkpoint = int(state["step"]), state.get("best"), path
+            run.init = state.get("init", run.init)
             checkpoint.set_rng_state(state["rng"])
             timings["resumed_from"] = str(path)
     timings["setup_s"] = time.time() - t0
     return run
+
+
+def initialise_student(student, source: str, verbose: bool = True) -> dict:
+    """Pretrained backbone weights (``student_init``) or random init; returns the record every checkpoint keeps."""
+    if not source:
+        return {"student_init": None}
+    report = init_backbone(student.image_encoder.backbone, source)
+    if verbose:
+        print(report.summary(), flush=True)
+    return {"student_init": report.as_dict()}
 
 
 # --- train ---------------------------------------------------------------------------------------------------
@@ -413,7 +433,7 @@ def save(run: Run, epoch: int, metric: float | None = None, higher_is_better: bo
     if run.rank == 0:
         state = {"model": run.student.state_dict(), "optimizer": run.optimizer.state_dict(),
                  "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
-                 "config": dict(run.cfg), "preset": run.cfg["student_preset"]}
+                 "config": dict(run.cfg), "preset": run.cfg["student_preset"], "init": run.init}
         if run.projector is not None:
             state["projection"] = run.projector.state_dict()
         if run.best is not None:

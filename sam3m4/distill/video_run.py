@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -48,14 +49,19 @@ from sam3m4.eval.saco_format import ImagePredictions, VideoPredictions, category
 from sam3m4.eval.video import evaluate_videos
 from sam3m4.fileio import atomic_path
 from sam3m4.models.video import StudentTracker, benchmark_track
+from sam3m4.paths import DISTILL_LOG_DIR
 from sam3m4.predict import Predictor, VideoPredictor, load_tracker  # noqa: F401  (load_tracker: its old home)
 from sam3m4.results import ResultsStore
 from sam3m4.results import schema
 from sam3m4.teacher.video import load_video_teacher
 
 
-def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, progress: bool = True) -> Path:
-    """Cache the teacher's masklets of every pair with objects; returns the cache folder."""
+def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, progress: bool = True,
+                  stats: dict | None = None) -> Path:
+    """Cache the teacher's masklets of every pair with objects; returns the cache folder. ``stats`` (when given)
+    gets ``pairs`` / ``frames`` computed, ``teacher_s`` (seconds in the teacher) and ``bytes`` written."""
+    import time
+
     from filelock import FileLock
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
@@ -68,13 +74,19 @@ def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, pro
         path = folder / _pair_file(s)
         if path.is_file():
             continue
+        t0 = time.perf_counter()
         masks, scores = teacher.masklets(s.frames, s.phrase)  # (M, T, H, W) bool, (M, T)
+        if stats is not None:
+            stats["teacher_s"] = stats.get("teacher_s", 0.0) + time.perf_counter() - t0
+            stats["pairs"], stats["frames"] = stats.get("pairs", 0) + 1, stats.get("frames", 0) + len(s.frames)
         m = torch.from_numpy(masks).float()
         m = F.interpolate(m, size=(mask_size, mask_size), mode="area") if len(m) else m.new_zeros(0, m.shape[1], mask_size, mask_size)
         with FileLock(str(folder / ".lock")):
             with atomic_path(path) as tmp:
                 save_file({"masks": m.transpose(0, 1).contiguous().half(), "scores": torch.from_numpy(scores).T.contiguous().half()},
                           str(tmp), metadata={"format": "sam3m4-video-teacher-v1"})
+        if stats is not None:
+            stats["bytes"] = stats.get("bytes", 0) + path.stat().st_size
     return folder
 
 
@@ -130,13 +142,14 @@ def run(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     data = Path(args.data)
-    train = SacoVideoDataset(data / "saco_video" / "train.json")
-    val = SacoVideoDataset(data / "saco_video" / "val.json")
+    train = SacoVideoDataset(data / "saco_video" / "train.json").first_pairs(getattr(args, "train_pairs", 0))
+    val = SacoVideoDataset(data / "saco_video" / "val.json").first_pairs(getattr(args, "val_pairs", 0))
     teacher = load_video_teacher(args.teacher)
     student = Predictor.from_checkpoint(args.ckpt).model
     torch.manual_seed(args.seed)  # the memory's initial weights
     tracker = StudentTracker(student)
-    folder = teacher_cache(teacher, args.teacher, train, Path(args.cache_dir), student.mask_size)
+    cache_stats: dict = {}
+    folder = teacher_cache(teacher, args.teacher, train, Path(args.cache_dir), student.mask_size, stats=cache_stats)
     opt = tracker_optimizer(tracker, args.lr)
     per_epoch = max(1, args.steps // args.epochs)
     # warm-up then cosine over the whole run: a constant 2e-3 let the recurrent gradients explode late in epoch 2
@@ -157,7 +170,7 @@ def run(args) -> dict:
                 for _ in range(stats["steps"]):
                     sched.step()
             print(f"resumed from {path}")
-    logger = ScalarLogger(Path(getattr(args, "log_dir", "logs/distillation")), 0, name="video", tensorboard=False)
+    logger = ScalarLogger(Path(getattr(args, "log_dir", DISTILL_LOG_DIR)), 0, name="video", tensorboard=False)
     clean_interrupted(out_dir, None, stats["steps"], [logger.path("train")])  # a killed run's files and CSV rows
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
     ckpt, prepared = None, {}
@@ -178,7 +191,7 @@ def run(args) -> dict:
             old.unlink(missing_ok=True)
     ckpt = ckpt or load_latest(out_dir, phase=None)[0]
     tracker.eval()
-    results = {"train": stats, "checkpoint": str(ckpt)}
+    results = {"train": stats, "checkpoint": str(ckpt), "teacher_cache": cache_stats}
     if getattr(args, "no_eval", False):
         return results
     where = f"host cpu ({host_summary()}), torch {torch.__version__} eager fp32"
@@ -189,7 +202,10 @@ def run(args) -> dict:
                                       (schema.STUDENT_VIDEO, lambda s: student_video.scored_masklets(s.frames, s.phrase),
                                        ckpt)):
         preds = VideoPredictions(scored)              # keeps each masklet in the official format on the way
+        t_eval = time.perf_counter()
         jf = evaluate_videos(val, preds)
+        results[f"{subject}_eval_s"] = round(time.perf_counter() - t_eval, 1)
+        results[f"{subject}_eval_frames"] = sum(p["length"] for p in val.pairs if p["num_objects"] > 0)
         prov = f"{where}, {len(val)} pairs of {data / 'saco_video' / 'val.json'}"
         store.record(stage=schema.STAGE3, subject=subject, metric=schema.JF, value=jf.jf_mean, unit="fraction", artifact=artifact,
                      provenance=f"{where}, DAVIS J&F-Mean over {jf.num_objects} objects of {len(val)} pairs of "

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -151,7 +152,7 @@ def run_stages(stages: list[Stage], state_path: Path, *, force: bool = False, lo
         with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:  # one thread per subprocess it waits for
             results = list(pool.map(lambda item: _timed_call(item[1], log_dir), todo))
         failure = None
-        for (i, stage, head, shown, argv), (rc, seconds, started) in zip(todo, results):
+        for (i, stage, head, shown, argv), (rc, seconds, started, peak) in zip(todo, results):
             if rc != 0 and not stage.allow_fail:
                 where = f"; its output: {log_dir / (stage.name + '.log')}" if log_dir is not None else ""
                 failure = failure or StageFailed(f"stage {stage.name} failed (exit {rc}) after {_clock(seconds)}: "
@@ -161,6 +162,7 @@ def run_stages(stages: list[Stage], state_path: Path, *, force: bool = False, lo
             state["stages"][stage.name] = {"argv": argv, "inputs": hasher.paths(stage.inputs),
                                            "outputs": hasher.paths(stage.outputs), "rc": rc,
                                            "seconds": round(seconds, 1), "started": started,
+                                           "peak_rss_mb": peak,
                                            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             save_state(state_path, state)
             done[i] = Outcome(stage.name, status, seconds, rc)
@@ -182,25 +184,42 @@ def _batches(stages: list[Stage]) -> list[list[tuple[int, Stage]]]:
     return batches
 
 
-def _timed_call(stage: Stage, log_dir: Path | None) -> tuple[int, float, str]:
-    """(exit code, seconds, UTC start time): the start goes to the run state for the report's timeline."""
+def _timed_call(stage: Stage, log_dir: Path | None) -> tuple[int, float, str, float | None]:
+    """(exit code, seconds, UTC start time, peak resident MB): the start goes to the run state for the report's
+    timeline, the peak memory next to the time (the rehearsal's per-stage table)."""
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.perf_counter()
-    rc = _call(stage, log_dir)
-    return rc, time.perf_counter() - t0, started
+    rc, peak = _call(stage, log_dir)
+    return rc, time.perf_counter() - t0, started, peak
 
 
-def _call(stage: Stage, log_dir: Path | None) -> int:
-    """Run the stage's commands in order until one fails; its exit code (0 when all succeed)."""
+def _peak_mb(ru_maxrss: int) -> float:
+    """``ru_maxrss`` in MB: kilobytes on Linux, bytes on macOS."""
+    return round(ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+def _call(stage: Stage, log_dir: Path | None) -> tuple[int, float | None]:
+    """Run the stage's commands in order until one fails: (exit code, 0 when all succeed; the largest peak
+    resident memory in MB of one command and the processes it waited for, None where wait4 is missing)."""
     log = None
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         log = (log_dir / f"{stage.name}.log").open("w", encoding="utf-8")
+    peak = None
     try:
         for command in stage.commands():
-            rc = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT if log else None)
+            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT if log else None)
+            if hasattr(os, "wait4"):  # the child's own rusage (getrusage(CHILDREN) mixes stages run alongside)
+                try:
+                    _, status, usage = os.wait4(proc.pid, 0)
+                except KeyboardInterrupt:
+                    proc.kill()
+                    raise
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                peak = max(peak or 0.0, _peak_mb(usage.ru_maxrss))
+            rc = proc.wait()
             if rc != 0:
-                return rc
-        return 0
+                return rc, peak
+        return 0, peak
     finally:
         if log is not None:
             log.close()

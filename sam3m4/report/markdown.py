@@ -130,11 +130,16 @@ class _Report:
 
     # --- sections -------------------------------------------------------------------------------
     def header(self, author: str) -> list[str]:
-        return ["# SAM3_M4 결과 리포트", "",
-                f"> 작성일: `{_dt.date.today().isoformat()}`",
-                f"> 작성자: `{author}`",
-                f"> 실행 환경: `{environment_line()}`",
-                f"> 목표 파일: {self.targets_line}", ""]
+        lines = ["# SAM3_M4 결과 리포트", "",
+                 f"> 작성일: `{_dt.date.today().isoformat()}`",
+                 f"> 작성자: `{author}`",
+                 f"> 실행 환경: `{environment_line()}`",
+                 f"> 목표 파일: {self.targets_line}", ""]
+        rehearsal = self.find("rehearsal", "run", "teacher_weights")
+        if rehearsal is not None:  # `make rehearse`: real dimensions, random teacher (sam3m4.pipeline.plan)
+            lines += [f"> **Rehearsal (리허설)**: teacher weights {rehearsal.value}. Shapes, time, memory and disk "
+                      f"are real; every accuracy figure below is meaningless. {rehearsal.provenance}.", ""]
+        return lines
 
     def summary(self) -> list[str]:
         stages = [("Phase2", schema.STAGE3, schema.STUDENT_PHASE2), ("Video Distill", schema.STAGE3, schema.STUDENT_VIDEO),

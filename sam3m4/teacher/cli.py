@@ -2,6 +2,7 @@
 
     sam3m4 teacher bootstrap [--config configs/teacher_bootstrap.yaml] [key=value ...]
     sam3m4 teacher video --image-teacher DIR --out DIR --data data/synth [--steps 400]
+    sam3m4 teacher full --out DIR [--seed 0]      # full-size SAM 3, random weights (the rehearsal's teacher)
 
 The result is a ``save_pretrained`` folder (``checkpoints/teacher/sam3-tiny-synth`` by default) that loads
 through the same code path as the real SAM 3 (``sam3m4.teacher.load_teacher``).
@@ -33,12 +34,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     video.add_argument("--lr", type=float, default=1e-3)
     video.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch default)")
     video.set_defaults(func=run_video)
+    full = sub.add_parser("full", help="write a full-size SAM 3 checkpoint with random weights (rehearsal)",
+                          description="Sam3VideoModel(Sam3VideoConfig()) - SAM 3's own sizes - with random weights, "
+                                      "save_pretrained like facebook/sam3; loads through load_teacher.")
+    full.add_argument("--out", required=True, help="folder to write (config.json, model*.safetensors)")
+    full.add_argument("--seed", type=int, default=0)
+    full.set_defaults(func=run_full)
 
 
 def run_bootstrap(args: argparse.Namespace) -> int:
     from sam3m4.teacher import bootstrap  # offline: importing sam3m4 set HF_HUB_OFFLINE=1
 
     bootstrap.run(args)
+    return 0
+
+
+def run_full(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from sam3m4.errors import ConfigError
+    from sam3m4.teacher.full import write_random_teacher
+
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out}: exists and is not a folder")
+    print(json.dumps(write_random_teacher(args.out, seed=args.seed), indent=1))
     return 0
 
 

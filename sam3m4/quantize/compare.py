@@ -11,7 +11,9 @@ Columns (the report template's Stage 4 table):
   Stage 5 adds the program and delegate headers; its size is the cross-check.
 * Compression: fp16 size / this size.
 * mIoU, Presence F1: :func:`sam3m4.eval.image.evaluate_pairs` on the first ``num_val`` val pairs (SAM 3's
-  keep rule, score >= 0.5), every mode on the same pairs.
+  keep rule, score >= 0.5), every mode on the same pairs. XNNPACK modes (``Mode.convs == "xnnpack_int8"``) are
+  scored on the PT2E-converted image path XNNPACK lowers (:class:`sam3m4.quantize.convs.PT2EStudent`); Core ML
+  modes on the weights rounded by coremltools' own code (:func:`sam3m4.quantize.convs.coreml_compress_weights`).
 * Avg ms: one image through ``encode_image`` + ``decode`` with a cached prompt, host CPU, torch eager with
   torchao's reference ops; 5 warm-up runs, then the median of ``runs`` (>= 20).
 * mIoU drop: (fp16 mIoU - mode mIoU) in percent points (or percent of fp16 with ``basis: relative``).
@@ -80,10 +82,15 @@ def measure(model, mode: str, val, num_val: int, runs: int = 20, progress: bool 
 
     model.eval()
     student = getattr(model, "student", model)
-    res = evaluate_pairs(val, Predictor(student), num=num_val, progress=progress, desc=f"eval {mode}")
+    scored = student
+    if MODES[mode].convs == "xnnpack_int8":  # the converted graph XNNPACK lowers (convs PT2E-quantized)
+        from sam3m4.quantize.convs import PT2EStudent
+
+        scored = PT2EStudent(student)
+    res = evaluate_pairs(val, Predictor(scored), num=num_val, progress=progress, desc=f"eval {mode}")
     sizes = deployable_bytes(model)
     row = ModeResult(mode=mode, size_mb=sizes["total"] / 1e6, miou=res.miou, presence_f1=res.presence.f1,
-                     avg_ms=host_latency_ms(student, runs), num_pairs=res.num_pairs, sizes=sizes,
+                     avg_ms=host_latency_ms(scored, runs), num_pairs=res.num_pairs, sizes=sizes,
                      image_size=student.image_size)
     if student is not model:
         from sam3m4.eval.video import evaluate_videos

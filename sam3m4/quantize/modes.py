@@ -84,6 +84,23 @@ MODES = {m.name: m for m in (
     Mode("qat_int4", "int4", True, "Core ML", convs="coreml_int4"),
     Mode("qat_int8_int4", "int8_int4", True, "XNNPACK", convs="xnnpack_int8"),
 )}
+_QAT_CONVS = "; QAT reaches Linear + token table, convs post-training"
+CONVS_PER_BACKEND = {
+    "fp16": {"Core ML": "fp16", "XNNPACK": "fp32 (fp16-rounded weights)", "QNN": "fp16"},
+    "int4": {"Core ML": "int4 weights per block of 16 input channels (coremltools, at lowering)",
+             "XNNPACK": "mode not supported (no weight-only int4)",
+             "QNN": "4-bit weights, 16-bit activations (QnnQuantizer 16a4w, untested here)"},
+    "int8_int4": {"Core ML": "mode not supported (no dynamic activations)",
+                  "XNNPACK": "int8 per-channel weights + int8 dynamic activations (PT2E XNNPACKQuantizer)",
+                  "QNN": "4-bit weights, 8-bit activations (QnnQuantizer 8a4w, untested here)"},
+}
+CONVS_PER_BACKEND["qat_int4"] = {k: v + (_QAT_CONVS if "not" not in v else "")
+                                 for k, v in CONVS_PER_BACKEND["int4"].items()}
+CONVS_PER_BACKEND["qat_int8_int4"] = {k: v + (_QAT_CONVS if "not" not in v else "")
+                                      for k, v in CONVS_PER_BACKEND["int8_int4"].items()}
+KEPT_HIGHER = ("attention matmuls and softmax, LayerNorm, GELU, the residual adds and the mask dot products stay "
+               "fp32 on XNNPACK / fp16 on Core ML in every mode (no quantizer annotates them here)")
+"""The Stage 4 table's notes: what each mode does to convolutions on each backend, and what stays float."""
 PTQ_MODES = [m for m in MODES if not MODES[m].qat]
 QAT_MODES = [m for m in MODES if MODES[m].qat]
 

@@ -73,6 +73,16 @@ def host_latency_ms(model, runs: int = 20, warmup: int = 5) -> float:
     return latency_stats(times)["p50_ms"]
 
 
+def scored_model(student, mode: str):
+    """What Stage 4 scores for ``mode``: the student itself, or for XNNPACK modes the PT2E-converted image path
+    XNNPACK lowers (convolutions 8-bit, :class:`sam3m4.quantize.convs.PT2EStudent`)."""
+    if MODES[mode].convs == "xnnpack_int8":
+        from sam3m4.quantize.convs import PT2EStudent
+
+        return PT2EStudent(student)
+    return student
+
+
 def measure(model, mode: str, val, num_val: int, runs: int = 20, progress: bool = True,
             videos=None) -> ModeResult:
     """Size, accuracy on the first ``num_val`` pairs of ``val`` and host latency of a quantized ``model`` (a
@@ -82,11 +92,7 @@ def measure(model, mode: str, val, num_val: int, runs: int = 20, progress: bool 
 
     model.eval()
     student = getattr(model, "student", model)
-    scored = student
-    if MODES[mode].convs == "xnnpack_int8":  # the converted graph XNNPACK lowers (convs PT2E-quantized)
-        from sam3m4.quantize.convs import PT2EStudent
-
-        scored = PT2EStudent(student)
+    scored = scored_model(student, mode)
     res = evaluate_pairs(val, Predictor(scored), num=num_val, progress=progress, desc=f"eval {mode}")
     sizes = deployable_bytes(model)
     row = ModeResult(mode=mode, size_mb=sizes["total"] / 1e6, miou=res.miou, presence_f1=res.presence.f1,

@@ -7,7 +7,10 @@
     flow.partitioners("int4")                # [CoreMLPartitioner(...)], built only when asked
 
 A flow says what its toolchain needs, whether it is here, which partitioners lower to it, and what each of
-the five sam3m4 quant modes (:data:`sam3m4.quantize.modes.MODES`) becomes on it. Nothing backend-specific is
+the five sam3m4 quant modes (:data:`sam3m4.quantize.modes.MODES`) becomes on it, convolutions included: each
+backend's own quantizer takes them (XNNPACK: PT2E ``XNNPACKQuantizer`` in :attr:`Flow.quantize_convs`; Core ML:
+coremltools weight compression through the ``op_linear_quantizer_config`` compile spec; QNN: ``QnnQuantizer``
+on the whole graph; see :mod:`sam3m4.quantize.convs` and docs/quantization.md). Nothing backend-specific is
 imported at module import time, so ``import sam3m4.export.flows`` works anywhere.
 
 QNN: ``import executorch.backends.qualcomm...`` without an SDK makes ExecuTorch try to *download* the

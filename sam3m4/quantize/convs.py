@@ -152,6 +152,11 @@ class PT2EStudent(nn.Module):
         self.student.train(mode)
         return self
 
+    def to(self, *args, **kwargs):
+        """Host CPU only: the converted graph holds references to the student's torchao weights, which
+        ``nn.Module.to`` cannot swap (``Couldn't swap Embedding.weight``); nothing moves."""
+        return self
+
     def encode_text(self, input_ids, attention_mask):
         return self.student.encode_text(input_ids, attention_mask)
 

@@ -205,3 +205,24 @@ def test_a_video_checkpoint_quantizes_the_memory_too_and_round_trips(student, tm
         a = q.track(frame, prompt.tokens, prompt.mask, state)
         b = back.track(frame, prompt.tokens, prompt.mask, state)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.slow
+@pytest.mark.xnnpack
+def test_xnnpack_modes_are_scored_on_the_pt2e_graph_with_8bit_convs(student):
+    """Stage 4 scores int8_int4 as XNNPACK gets it: the converted image path (8-bit convolutions) through the
+    Predictor, on the host CPU."""
+    import numpy as np
+
+    from sam3m4.predict import Predictor
+    from sam3m4.quantize.compare import scored_model
+    from sam3m4.quantize.convs import PT2EStudent
+
+    q = Q.apply_mode(_clone(student), "int8_int4")
+    scored = scored_model(q, "int8_int4")
+    assert isinstance(scored, PT2EStudent) and scored_model(q, "int4") is q
+    targets = [str(n.target) for n in scored.image_path.graph.nodes if n.op == "call_function"]
+    convs = sum(1 for m in q.modules() if type(m) is nn.Conv2d)
+    assert sum("dequantize_per_channel" in t for t in targets) >= convs // 2  # BN-folded convs, 8-bit weights
+    pred = Predictor(scored).predict(np.zeros((40, 50, 3), np.uint8), "a red ball")
+    assert pred.all_scores.shape == (student.num_queries,) and pred.masks.shape[1:] == (40, 50)

@@ -77,9 +77,13 @@ def scored_model(student, mode: str):
     """What Stage 4 scores for ``mode``: the student itself, or for XNNPACK modes the PT2E-converted image path
     XNNPACK lowers (convolutions 8-bit, :class:`sam3m4.quantize.convs.PT2EStudent`)."""
     if MODES[mode].convs == "xnnpack_int8":
+        import copy
+
         from sam3m4.quantize.convs import PT2EStudent
 
-        return PT2EStudent(student)
+        # a copy: PT2E keeps references to the weights it converted, and ``.to()`` (VideoPredictor on the
+        # tracker around ``student``) cannot swap torchao weights that something else still references
+        return PT2EStudent(copy.deepcopy(student))
     return student
 
 

@@ -15,7 +15,7 @@ import torch
 
 from sam3m4.eval.image import evaluate_pairs
 from sam3m4.predict import Predictor
-from sam3m4.quantize.compare import miou_drop
+from sam3m4.quantize.compare import miou_drop, scored_model
 from sam3m4.quantize.modes import MODES
 from sam3m4.quantize.pipeline import image_model
 from sam3m4.quantize.storage import load_quantized
@@ -29,9 +29,10 @@ def fp16(stage4_models, pytestconfig):
     return _score(model, stage4_models, pytestconfig)
 
 
-def _score(model, stage4_models, pytestconfig):
-    """Image-path mIoU / Presence F1 of a student, or of a tracker's image student."""
-    return evaluate_pairs(stage4_models.val, Predictor(image_model(model)),
+def _score(model, stage4_models, pytestconfig, mode="fp16"):
+    """Image-path mIoU / Presence F1 of a student, or of a tracker's image student, as ``mode``'s backend runs it
+    (XNNPACK modes: the PT2E-converted graph with 8-bit convolutions)."""
+    return evaluate_pairs(stage4_models.val, Predictor(scored_model(image_model(model), mode)),
                           num=pytestconfig.getoption("--stage4-num-val"), progress=False)
 
 
@@ -52,7 +53,7 @@ def test_quantized_mode_keeps_fp16_miou(mode, stage4_models, fp16, gate, targets
                         "or with --qat always)")
         pytest.fail(f"{path}: missing; run `sam3m4 quantize --mode compare --out {stage4_models.dir}`")
     model, meta = load_quantized(path)
-    res = _score(model, stage4_models, pytestconfig)
+    res = _score(model, stage4_models, pytestconfig, mode)
     rec, drop = _gate_drop(gate, targets, mode, fp16, res,
                            f"reloaded from {path}/model.safetensors, host CPU torch eager + torchao")
     assert rec.passed, f"metric above gate: {mode} loses {drop:.2f} mIoU points vs fp16, target " \

@@ -8,42 +8,44 @@ import pytest
 
 from sam3m4.errors import Sam3m4Error
 from sam3m4.export.bench import (README_END, README_START, best_preset, judge, markdown_table, summarise,
-                                 update_readme)
+                                 update_doc)
 from sam3m4.results.targets import load_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = load_targets(ROOT / "acceptance" / "targets.yaml")
 
 
-def _row(preset: str, int4_mb: float, fp16_mb: float, xnn_ms: float, gflops: float = 10.0) -> dict:
+def _row(preset: str, int4_mb: float, fp16_mb: float, xnn_ms: float, gflops: float = 10.0, int8_ratio: float = 0.5) -> dict:
     def case(backend, mode, mb, ms=None):
         return {"backend": backend, "mode": mode, "ok": True, "pte_mb": mb, "coverage_percent": 100.0,
                 "coverage_kind": "NPU" if backend == "coreml" else "CPU", "image_p50_ms": ms,
                 "track_fps": 1000 / ms if ms else None}
     return {"preset": preset, "gflops": gflops, "cases": [case("coreml", "int4", int4_mb), case("coreml", "fp16", fp16_mb),
                                                             case("xnnpack", "fp16", 60.0, xnn_ms),
-                                                            case("xnnpack", "int8_int4", 20.0, xnn_ms * 1.5)]}
+                                                            case("xnnpack", "int8_int4", 20.0, xnn_ms * int8_ratio)]}
 
 
 def test_summary_uses_the_fastest_xnnpack_case_and_same_run_ratios():
-    s = summarise(_row("a", 18.0, 35.0, 50.0, gflops=10.0), matmul=200.0, reference_s=36.6)
-    assert s["xnnpack_mode"] == "fp16" and s["xnnpack_ms"] == 50.0
+    s = summarise(_row("a", 10.0, 28.0, 100.0, gflops=10.0), matmul=200.0, reference_s=36.6)
+    assert s["xnnpack_mode"] == "int8_int4" and s["xnnpack_ms"] == 50.0
     assert s["floor_ms"] == pytest.approx(50.0)  # 10 GFLOPs at 200 GFLOP/s
     assert s["flop_floor_ratio"] == pytest.approx(1.0) and s["speedup"] == pytest.approx(732.0)
+    assert s["xnnpack_int8_ratio"] == pytest.approx(0.5)  # int8_int4 p50 / fp16-mode p50, same run
     assert all(ok for _, ok in judge(s, TARGETS).values())
 
 
 def test_each_bench_target_can_fail():
-    too_big = judge(summarise(_row("a", 26.0, 51.0, 50.0), 200.0, 36.6), TARGETS)
-    assert too_big["bench_coreml_int4_mb"] == (26.0, False) and too_big["bench_coreml_fp16_mb"][1] is False
-    slow = judge(summarise(_row("a", 18.0, 35.0, 80.0), 200.0, 36.6), TARGETS)  # 457x, 1.6x the floor
+    too_big = judge(summarise(_row("a", 12.5, 31.0, 50.0), 200.0, 36.6), TARGETS)
+    assert too_big["bench_coreml_int4_mb"] == (12.5, False) and too_big["bench_coreml_fp16_mb"][1] is False
+    slow = judge(summarise(_row("a", 10.0, 28.0, 80.0, int8_ratio=1.1), 200.0, 36.6), TARGETS)  # 457x, 1.6x floor
     assert slow["bench_speedup"][1] is False and slow["bench_flop_floor_ratio"][1] is False
-    unmeasured = judge(summarise(_row("a", 18.0, 35.0, 50.0), 200.0, None), TARGETS)
+    assert slow["bench_xnnpack_int8_speed_ratio"] == (pytest.approx(1.1), False)  # int8 that buys no speed
+    unmeasured = judge(summarise(_row("a", 10.0, 28.0, 50.0), 200.0, None), TARGETS)
     assert unmeasured["bench_speedup"] == (None, None)  # --no-reference: not measured, not passed
 
 
 def test_best_preset_passes_most_targets_then_is_fastest_and_readme_table_is_replaced(tmp_path):
-    rows = [_row("big", 26.0, 51.0, 40.0), _row("small", 18.0, 35.0, 60.0), _row("fast", 18.0, 35.0, 45.0)]
+    rows = [_row("big", 26.0, 51.0, 80.0), _row("small", 10.0, 28.0, 120.0), _row("fast", 10.0, 28.0, 90.0)]
     for r in rows:
         r["summary"] = summarise(r, 200.0, 36.6)
         r["verdicts"] = judge(r["summary"], TARGETS)
@@ -52,16 +54,22 @@ def test_best_preset_passes_most_targets_then_is_fastest_and_readme_table_is_rep
               "matmul_gflops": 200.0, "threads": 2, "runs": 50, "host": "2-core x86_64 Linux", "date": "2026-11-27",
               "targets": {n: {"text": TARGETS[n].describe()} for n in rows[0]["verdicts"]}}
     table = markdown_table(result)
-    assert "| fast | coreml | int4 | 18.0 | 100.0% NPU | 10.00 | not measured¹ |" in table
+    assert "| fast | coreml | int4 | 10.0 | 100.0% NPU | 10.00 | not measured¹ |" in table
     assert "| XNNPACK image path vs full SAM 3 (same run) | 813x | >= 500 x | pass |" in table
+    assert "| XNNPACK int8_int4 image path p50 / fp32 (fp16 mode) p50, same run | 0.50x | <= 0.6 x | pass |" in table
+    assert "backbone + FPN p50 ms" not in table  # no split measured: no split table
+    rows[2]["cases"][2]["split_ms"] = {"backbone": 30.0, "text_encoder": 2.0, "decoder": 20.0, "mask_head": 5.0,
+                                       "track_step": 60.0, "image_path": 90.0}
+    split = markdown_table(result)
+    assert "| fast | xnnpack | fp16 | 30.0 | 2.0 | 20.0 | 5.0 | 60.0 | 90.0 |" in split
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n{README_START}\nold\n{README_END}\ntail\n")
-    update_readme(readme, table)
+    update_doc(readme, table)
     text = readme.read_text()
     assert "old" not in text and text.endswith(f"{README_END}\ntail\n") and "| fast | xnnpack | fp16 |" in text
     readme.write_text("# no markers\n")
     with pytest.raises(Sam3m4Error, match="README.md: no '<!-- sam3m4 bench: start -->'"):
-        update_readme(readme, table)
+        update_doc(readme, table)
 
 
 @pytest.mark.slow

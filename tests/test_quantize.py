@@ -13,6 +13,7 @@ from sam3m4.models import build_student
 from sam3m4.models.export_wrappers import example_inputs
 from sam3m4.quantize import modes
 from sam3m4.quantize.compare import ModeResult, decide, format_table
+from sam3m4.quantize.convs import COREML_BLOCK, WEIGHT_BITS_ATTR, coreml_block_sizes, coreml_compress_weights
 from sam3m4.quantize.storage import load_quantized, save_quantized
 from sam3m4.results.targets import Target
 
@@ -59,14 +60,36 @@ def test_modes_quantize_linear_and_token_table_keep_convs_and_stay_close(student
     emb = [m for m in q.modules() if type(m) is nn.Embedding]
     assert emb and all(isinstance(m.weight, IntxUnpackedToInt8Tensor) for m in emb)
     convs = [m for m in q.modules() if isinstance(m, nn.Conv2d)]
-    assert convs and all(type(m.weight) is nn.Parameter for m in convs)  # kept, fp16-rounded
-    w = convs[0].weight
-    assert torch.equal(w, w.half().float())
+    assert convs and all(type(m.weight) is nn.Parameter for m in convs)  # float on the host, marked for the size
+    assert all(hasattr(m, WEIGHT_BITS_ATTR) for m in convs if coreml_block_sizes(tuple(m.weight.shape)) is not None)
     ref, got = (torch.cat([t.flatten() for t in _outputs(m)]) for m in (student, q))
     assert torch.corrcoef(torch.stack([ref, got]))[0, 1] > 0.9  # close to fp32, not identical
     assert not torch.equal(ref, got)
     fp16 = modes.deployable_bytes(modes.apply_mode(_clone(student), "fp16"))["total"]
-    assert modes.deployable_bytes(q)["total"] < fp16 / 2  # the 49408-row token table is most of the tiny student
+    assert modes.deployable_bytes(q)["total"] < 0.6 * fp16  # 4-bit table (int8 in fp16) + 4/8-bit convs
+
+
+def test_int4_rounds_conv_weights_with_coremltools_own_code_and_counts_them_at_4_bits(student):
+    """Core ML modes: each eligible conv row block of 16 input channels holds at most 16 levels (int4), the
+    rounding is idempotent (Core ML re-quantizes these values at lowering to the same grid), small convs and
+    widths not divisible by 16 are left float, like coremltools' pass."""
+    q = modes.apply_mode(_clone(student), "int4")
+    done = [m for m in q.modules() if type(m) is nn.Conv2d and hasattr(m, WEIGHT_BITS_ATTR)]
+    left = [m for m in q.modules() if type(m) is nn.Conv2d and not hasattr(m, WEIGHT_BITS_ATTR)]
+    assert done and left and all(coreml_block_sizes(tuple(m.weight.shape)) is None for m in left)
+    for m in done:
+        cout, cin = m.weight.shape[:2]
+        blocks = m.weight.detach().reshape(cout, cin // COREML_BLOCK, COREML_BLOCK, -1).transpose(1, 2)
+        levels = max(len(torch.unique(b)) for b in blocks.reshape(cout * (cin // COREML_BLOCK), -1))
+        assert levels <= 16, f"{levels} levels in one int4 block"
+    before = [m.weight.detach().clone() for m in done]
+    assert coreml_compress_weights(q)["compressed"] == len(done)
+    assert all(torch.allclose(a, m.weight, atol=1e-3 * float(a.abs().max())) for a, m in zip(before, done))
+    w = done[0].weight
+    sizes = modes.deployable_bytes(nn.Sequential(done[0]))
+    bits, scales = getattr(done[0], WEIGHT_BITS_ATTR)
+    assert bits == 4 and scales == w.numel() // COREML_BLOCK
+    assert sizes["quantized"] == w.numel() / 2 + scales * 2
 
 
 def test_qat_prepare_fake_quantizes_then_convert_gives_the_ptq_layout(student):
@@ -84,13 +107,14 @@ def test_qat_prepare_fake_quantizes_then_convert_gives_the_ptq_layout(student):
     assert isinstance(model.text_encoder.token_embedding.weight, IntxUnpackedToInt8Tensor)
 
 
-@pytest.mark.parametrize("mode", ["fp16", "int8_int4"])
+@pytest.mark.parametrize("mode", ["fp16", "int4", "int8_int4"])
 def test_save_load_round_trip_without_pickles(student, mode, tmp_path):
     q = modes.apply_mode(_clone(student), mode)
     path = save_quantized(q, tmp_path / mode, mode=mode, preset="tiny", source="phase2_best.pt")
     assert path.read_bytes()[:8] != b"PK\x03\x04"  # safetensors, not a torch zip pickle
     back, meta = load_quantized(tmp_path / mode)
     assert meta["mode"] == mode and meta["preset"] == "tiny"
+    assert modes.deployable_bytes(back)["total"] == pytest.approx(modes.deployable_bytes(q)["total"])
     for a, b in zip(_outputs(q), _outputs(back)):
         assert torch.equal(a, b)
 
@@ -181,3 +205,24 @@ def test_a_video_checkpoint_quantizes_the_memory_too_and_round_trips(student, tm
         a = q.track(frame, prompt.tokens, prompt.mask, state)
         b = back.track(frame, prompt.tokens, prompt.mask, state)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.slow
+@pytest.mark.xnnpack
+def test_xnnpack_modes_are_scored_on_the_pt2e_graph_with_8bit_convs(student):
+    """Stage 4 scores int8_int4 as XNNPACK gets it: the converted image path (8-bit convolutions) through the
+    Predictor, on the host CPU."""
+    import numpy as np
+
+    from sam3m4.predict import Predictor
+    from sam3m4.quantize.compare import scored_model
+    from sam3m4.quantize.convs import PT2EStudent
+
+    q = modes.apply_mode(_clone(student), "int8_int4")
+    scored = scored_model(q, "int8_int4")
+    assert isinstance(scored, PT2EStudent) and scored_model(q, "int4") is q
+    targets = [str(n.target) for n in scored.image_path.graph.nodes if n.op == "call_function"]
+    convs = sum(1 for m in q.modules() if type(m) is nn.Conv2d)
+    assert sum("dequantize_per_channel" in t for t in targets) >= convs // 2  # BN-folded convs, 8-bit weights
+    pred = Predictor(scored).predict(np.zeros((40, 50, 3), np.uint8), "a red ball")
+    assert pred.all_scores.shape == (student.num_queries,) and pred.masks.shape[1:] == (40, 50)

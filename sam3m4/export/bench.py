@@ -1,7 +1,7 @@
 """``sam3m4 bench``: every production student preset exported for Core ML and XNNPACK, measured in one run.
 
     sam3m4 bench                                   # both production presets, ~15 min here; prints the table
-    sam3m4 bench --readme README.md                # also rewrites the README's bench table (between markers)
+    sam3m4 bench --doc docs/presets.md             # also rewrites the bench table in that file (between markers)
     sam3m4 bench --presets repvit_m0_9_504 --cases xnnpack:fp16 --no-reference
 
 Random weights (size and speed do not depend on training). Per preset it builds the whole on-device
@@ -37,6 +37,9 @@ from sam3m4.fileio import atomic_write_json, atomic_write_text
 from sam3m4.results import schema
 
 README_START, README_END = "<!-- sam3m4 bench: start -->", "<!-- sam3m4 bench: end -->"
+SPLIT = (("backbone", "backbone + FPN"), ("text_encoder", "text encoder"), ("decoder", "decoder"),
+         ("mask_head", "mask head"), ("track_step", "track step"), ("image_path", "image path"))
+"""Latency split columns (key, label): the image path's parts timed one by one, plus the whole methods."""
 DEFAULT_CASES = ("coreml:fp16", "coreml:int4", "xnnpack:fp16", "xnnpack:int8_int4")
 # targets-file key -> (row key read from the best preset's summary, what it measures)
 BENCH_TARGETS = {
@@ -44,6 +47,7 @@ BENCH_TARGETS = {
     "bench_coreml_fp16_mb": "coreml_fp16_mb",
     "bench_speedup": "speedup",
     "bench_flop_floor_ratio": "flop_floor_ratio",
+    "bench_xnnpack_int8_speed_ratio": "xnnpack_int8_ratio",
 }
 
 
@@ -95,8 +99,33 @@ def image_path_gflops(student) -> float:
     return count_flops(lambda: wrap(student, "forward")(*example_inputs(student, "forward", batch=1)))[0]
 
 
-def bench_preset(preset: str, cases, out_dir: Path, runs: int, threads: int, progress=None) -> dict:
-    """Export and measure one preset for every ``backend:mode`` case; returns its row (see :func:`summarise`)."""
+def latency_split(res, model, out_dir: Path, name: str, runs: int, threads: int) -> dict:
+    """Host p50 ms of each part of an XNNPACK case: the image path's parts exported one by one into
+    ``<name>_parts_<backend>_<mode>.pte`` (same mode, same quantizers), plus ``encode_text``, ``track`` and
+    ``forward`` of the case's own ``.pte``. Returns ``{key of SPLIT: ms}`` (parts do not add up exactly to the
+    image path: each part's boundary tensors are outputs, and XNNPACK fuses across them in the whole method)."""
+    from sam3m4.export.export import export_pte
+    from sam3m4.export.runtime import benchmark_pte
+    from sam3m4.models.export_wrappers import COMPONENTS
+
+    student = model.student
+    parts = export_pte(student, backend=res.backend, mode=res.mode, out_dir=out_dir, model_name=f"{name}_parts",
+                       methods=list(COMPONENTS))
+    if not parts.ok:
+        raise RuntimeError(f"parts export failed at {parts.failed_stage}: {parts.error}")
+
+    def p50(path, method):
+        return benchmark_pte(path, method, student, tracker=model, runs=runs, threads=threads)["p50_ms"]
+
+    out = {key: p50(parts.path, method) for key, method in zip(("backbone", "decoder", "mask_head"), COMPONENTS)}
+    out.update(text_encoder=p50(res.path, "encode_text"), track_step=p50(res.path, "track"),
+               image_path=p50(res.path, "forward"))
+    return out
+
+
+def bench_preset(preset: str, cases, out_dir: Path, runs: int, threads: int, progress=None, split: bool = True) -> dict:
+    """Export and measure one preset for every ``backend:mode`` case; returns its row (see :func:`summarise`).
+    ``split``: also time the image path's parts of every case that runs here (:func:`latency_split`)."""
     import torch
 
     from sam3m4.export.export import export_pte
@@ -132,6 +161,12 @@ def bench_preset(preset: str, cases, out_dir: Path, runs: int, threads: int, pro
                 except Exception as err:  # noqa: BLE001 - e.g. a runtime built without the Core ML backend
                     entry["latency_note"] = f"not measured: the runtime could not execute it ({type(err).__name__}: " \
                                             f"{str(err).splitlines()[0][:160]})"
+                if entry.get("image_p50_ms") and split:
+                    try:
+                        entry["split_ms"] = latency_split(res, model, out_dir, f"sam3m4_{preset}", runs, threads)
+                    except Exception as err:  # noqa: BLE001 - reported, the case's own figures stand
+                        entry["split_note"] = f"latency split not measured ({type(err).__name__}: " \
+                                              f"{str(err).splitlines()[0][:200]})"
             else:
                 entry["latency_note"] = ("not measured here: Core ML executes only on macOS / iOS (this host is "
                                          f"{platform.system()})")
@@ -151,7 +186,11 @@ def summarise(row: dict, matmul: float, reference_s: float | None) -> dict:
     out = {"coreml_int4_mb": by.get(("coreml", "int4"), {}).get("pte_mb"),
            "coreml_fp16_mb": by.get(("coreml", "fp16"), {}).get("pte_mb"),
            "floor_ms": floor_ms, "xnnpack_mode": fastest["mode"] if fastest else None,
-           "xnnpack_ms": fastest["image_p50_ms"] if fastest else None, "speedup": None, "flop_floor_ratio": None}
+           "xnnpack_ms": fastest["image_p50_ms"] if fastest else None, "speedup": None, "flop_floor_ratio": None,
+           "xnnpack_int8_ratio": None}
+    fp32, int8 = by.get(("xnnpack", "fp16"), {}), by.get(("xnnpack", "int8_int4"), {})
+    if fp32.get("image_p50_ms") and int8.get("image_p50_ms"):  # the same run, the same host: a ratio
+        out["xnnpack_int8_ratio"] = int8["image_p50_ms"] / fp32["image_p50_ms"]
     if fastest:
         out["flop_floor_ratio"] = fastest["image_p50_ms"] / floor_ms
         if reference_s:
@@ -183,7 +222,7 @@ def _fmt(value, spec: str, missing: str = "not measured") -> str:
 
 
 def markdown_table(result: dict) -> str:
-    """The README table: one line per preset x case, then the benchmark lines with their targets."""
+    """The bench table (``docs/presets.md``): one line per preset x case, then the benchmark lines with their targets."""
     ref = result.get("reference")
     lines = ["| preset | backend | quant | .pte MB | delegated ops | GFLOPs (image path) | host p50 ms (image) | "
              "host FPS (track) |", "|---|---|---|---:|---:|---:|---:|---:|"]
@@ -202,12 +241,21 @@ def markdown_table(result: dict) -> str:
     labels = {"bench_coreml_int4_mb": ("whole student, Core ML int4 .pte", "{:.1f} MB"),
               "bench_coreml_fp16_mb": ("whole student, Core ML fp16 .pte", "{:.1f} MB"),
               "bench_speedup": ("XNNPACK image path vs full SAM 3 (same run)", "{:.0f}x"),
-              "bench_flop_floor_ratio": ("XNNPACK image path / FLOP floor", "{:.2f}x")}
+              "bench_flop_floor_ratio": ("XNNPACK image path / FLOP floor", "{:.2f}x"),
+              "bench_xnnpack_int8_speed_ratio": ("XNNPACK int8_int4 image path p50 / fp32 (fp16 mode) p50, same run",
+                                                 "{:.2f}x")}
     for name, (value, ok) in best["verdicts"].items():
         label, spec = labels[name]
         mark = "not measured" if ok is None else ("pass" if ok else "FAIL")
         lines.append(f"| {label} | {'-' if value is None else spec.format(value)} | "
                      f"{result['targets'][name]['text']} | {mark} |")
+    split = [(row["preset"], c) for row in result["rows"] for c in row["cases"] if c.get("split_ms")]
+    if split:
+        lines += ["", "| preset | backend | quant | " + " | ".join(f"{label} p50 ms" for _, label in SPLIT) + " |",
+                  "|---|---|---|" + "---:|" * len(SPLIT)]
+        for preset, c in split:
+            lines.append(f"| {preset} | {c['backend']} | {c['mode']} | "
+                         + " | ".join(_fmt(c["split_ms"].get(k), ".1f") for k, _ in SPLIT) + " |")
     lines += ["", f"Measured by `sam3m4 bench` on {result['host']}, {result['date']}: random weights; host latency is "
               f"the ExecuTorch runtime (pip wheel, XNNPACK threadpool {result['threads']}), 10 warm-up then p50 of "
               f"{result['runs']}; FLOP floor = image-path GFLOPs / measured fp32 matmul rate "
@@ -217,10 +265,16 @@ def markdown_table(result: dict) -> str:
                  f"fp32): {ref['seconds']:.1f} s per forward in the same run." if ref else
                  " Full SAM 3 reference not run (`--no-reference`)."),
               "¹ Core ML executes only on macOS / iOS; run `sam3m4 bench` on a Mac for these cells."]
+    if split:
+        lines.append("Latency split: the image path's parts (backbone + FPN, decoder = fusion encoder + query decoder "
+                     "+ heads, mask head) exported one by one in the same mode and timed like the image path; text "
+                     "encoder, track step and image path are the case's own methods.")
+    if result.get("load"):
+        lines.append(f"Host load during the run (1-min load average, start / end): {result['load']}.")
     return "\n".join(lines)
 
 
-def update_readme(path: Path, table: str) -> None:
+def update_doc(path: Path, table: str) -> None:
     """Replace the text between the bench markers in ``path`` (atomically); missing markers -> error."""
     from sam3m4.errors import Sam3m4Error
 
@@ -242,7 +296,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=50, help="timed runs per method after 10 warm-up")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's, the machine's)")
     parser.add_argument("--no-reference", action="store_true", help="skip the full SAM 3 forward (~1-2 min here)")
-    parser.add_argument("--readme", type=Path, default=None, help="rewrite the bench table in this README")
+    parser.add_argument("--no-split", action="store_true", help="skip the per-component latency split")
+    parser.add_argument("--doc", "--readme", dest="doc", type=Path, default=None,
+                        help="rewrite the bench table between the markers of this file (docs/presets.md)")
     parser.add_argument("--run", default="bench", help="results store run (reports/<run>/)")
     parser.add_argument("--targets", default=None,
                         help="targets file (default: $SAM3M4_TARGETS, else acceptance/targets.yaml in or above the cwd)")
@@ -270,6 +326,7 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
+    load0 = _load()
 
     def say(text: str) -> None:
         print(f"[bench {time.perf_counter() - t0:6.0f} s] {text}", flush=True)
@@ -287,12 +344,12 @@ def run(args: argparse.Namespace) -> int:
             if c.get("image_p50_ms"):
                 what += f", image p50 {c['image_p50_ms']:.1f} ms, track {c['track_fps']:.0f} FPS"
             say(f"{p} {c['backend']}:{c['mode']}: {what}")
-        row = bench_preset(preset, args.cases, args.out, args.runs, threads, progress)
+        row = bench_preset(preset, args.cases, args.out, args.runs, threads, progress, split=not args.no_split)
         row["summary"] = summarise(row, matmul, reference["seconds"] if reference else None)
         row["verdicts"] = judge(row["summary"], targets)
         rows.append(row)
     result = {"rows": rows, "best": best_preset(rows), "reference": reference, "matmul_gflops": matmul,
-              "threads": threads, "runs": args.runs, "host": f"{os.cpu_count()}-core {platform.machine()} "
+              "threads": threads, "runs": args.runs, "load": f"{load0} / {_load()}", "host": f"{os.cpu_count()}-core {platform.machine()} "
               f"{platform.system()}", "date": _dt.date.today().isoformat(),
               "targets": {name: {"text": targets[name].describe(), "value": targets[name].value,
                           "comparison": targets[name].comparison} for name in BENCH_TARGETS if name in targets}}
@@ -300,10 +357,18 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_json(args.out / "bench.json", result, indent=2)
     table = markdown_table(result)
     print(table)
-    if args.readme:
-        update_readme(args.readme, table)
-        print(f"updated {args.readme}")
+    if args.doc:
+        update_doc(args.doc, table)
+        print(f"updated {args.doc}")
     return 0
+
+
+def _load() -> str:
+    """The host's 1-minute load average (the host may be shared: latency is only compared within one run)."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "unknown"
 
 
 def _record(store, result: dict) -> None:
@@ -326,6 +391,10 @@ def _record(store, result: dict) -> None:
             else:
                 store.record(stage=schema.BENCH, subject=subject, metric=schema.HOST_IMAGE_LATENCY_MS, value=None,
                              note=c.get("latency_note", ""))
+            for key, ms in (c.get("split_ms") or {}).items():
+                store.record(stage="bench", subject=subject, metric=f"host_p50_ms/{key}", value=ms, unit="ms",
+                             provenance=f"{c['latency_provenance']}; latency split (see `sam3m4 bench --help`); "
+                                        f"host load {result['load']}")
         for name, (value, ok) in row["verdicts"].items():
             target = result["targets"][name]
             store.record(stage=schema.BENCH, subject=row["preset"], metric=name, value=value, passed=ok,

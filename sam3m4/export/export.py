@@ -42,7 +42,7 @@ from sam3m4.export.delegation import Delegation, count_delegation, merge
 from sam3m4.export.flows import get_flow
 from sam3m4.export.token_table import int8_row_tables
 from sam3m4.fileio import atomic_write_bytes
-from sam3m4.models.export_wrappers import example_inputs, wrap
+from sam3m4.models.export_wrappers import COMPONENTS, example_inputs, wrap
 from sam3m4.progress import progress_bar
 from sam3m4.quantize.modes import get_mode
 from sam3m4.results import schema
@@ -140,9 +140,11 @@ def method_module(model, method: str, tracker=None) -> torch.nn.Module:
 
 
 def _has_torchao_weights(module) -> bool:
+    """True when a Linear layer holds torchao weights (the token table is torchao-quantized in every mode)."""
     from torchao.quantization import IntxUnpackedToInt8Tensor
 
-    return any(isinstance(p, IntxUnpackedToInt8Tensor) for p in module.parameters())
+    return any(isinstance(m.weight, IntxUnpackedToInt8Tensor) for m in module.modules()
+               if type(m) is torch.nn.Linear)
 
 
 def _check_model(model, tracker, flow, mode: str) -> None:
@@ -176,6 +178,11 @@ def _export(model, tracker, flow, mode: str, methods: list[str], calibration, ro
                 module = flow.quantize(module, inputs, mode, (calibration or {}).get(name))
             except Exception as err:  # noqa: BLE001
                 raise _StageError("quantize", err) from err
+        elif flow.quantize_convs is not None and get_mode(mode).convs is not None:
+            try:  # the backend's own quantizer on the convolutions (torchao reached only Linear / Embedding)
+                module = flow.quantize_convs(module, inputs, mode)
+            except Exception as err:  # noqa: BLE001
+                raise _StageError("quantize", f"method {name}: convolutions: {_describe(err)}") from err
         try:
             with torch.no_grad():
                 programs[name] = torch.export.export(module, inputs)
@@ -212,7 +219,8 @@ def export_pte(model, *, backend: str, mode: str, out_dir: str | Path, model_nam
 
     ``tracker``: a :class:`~sam3m4.models.video.StudentTracker` built on the same student (quantize the tracker,
     not only the student, so its memory layers are in ``mode`` too); exported as ``track``. ``methods``: a subset
-    of those (default: all). ``calibration``: QNN PT2E only, {method: iterable of input tuples}.
+    of those (default: all), or of the image path's parts (:data:`~sam3m4.models.export_wrappers.COMPONENTS`,
+    for ``sam3m4 bench``'s latency split). ``calibration``: QNN PT2E only, {method: iterable of input tuples}.
     ``fused_4bit_table``: XNNPACK, quantized modes: keep the 4-bit token table for ExecuTorch's
     ``quantized_decomposed::embedding_4bit`` (half the table bytes, but only runtimes built with the quantized
     kernels run it; the pip runtime here does not). Never raises for a backend failure: see
@@ -223,8 +231,8 @@ def export_pte(model, *, backend: str, mode: str, out_dir: str | Path, model_nam
     support = flow.support(mode)
     default = [*IMAGE_METHODS, *(["track"] if tracker is not None else [])]
     methods = list(methods or default)
-    if set(methods) - set(default):
-        raise ValueError(f"methods {methods}: choose from {default} ('track' needs a tracker)")
+    if set(methods) - set(default) - set(COMPONENTS):
+        raise ValueError(f"methods {methods}: choose from {default + list(COMPONENTS)} ('track' needs a tracker)")
     row_tables = flow.int8_row_table and not fused_4bit_table
     result = ExportResult(backend=backend, mode=mode, gets=support.gets, methods=methods, is_npu=flow.is_npu)
     try:

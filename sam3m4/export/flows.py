@@ -7,7 +7,10 @@
     flow.partitioners("int4")                # [CoreMLPartitioner(...)], built only when asked
 
 A flow says what its toolchain needs, whether it is here, which partitioners lower to it, and what each of
-the five sam3m4 quant modes (:data:`sam3m4.quantize.modes.MODES`) becomes on it. Nothing backend-specific is
+the five sam3m4 quant modes (:data:`sam3m4.quantize.modes.MODES`) becomes on it, convolutions included: each
+backend's own quantizer takes them (XNNPACK: PT2E ``XNNPACKQuantizer`` in :attr:`Flow.quantize_convs`; Core ML:
+coremltools weight compression through the ``op_linear_quantizer_config`` compile spec; QNN: ``QnnQuantizer``
+on the whole graph; see :mod:`sam3m4.quantize.convs` and docs/quantization.md). Nothing backend-specific is
 imported at module import time, so ``import sam3m4.export.flows`` works anywhere.
 
 QNN: ``import executorch.backends.qualcomm...`` without an SDK makes ExecuTorch try to *download* the
@@ -70,6 +73,10 @@ class Flow:
     """mode -> list of ExecuTorch partitioners (imports the backend; call after ``available()``)."""
     quantize: Callable | None = field(default=None, repr=False)
     """(module, example_inputs, mode, calibration) -> PT2E-quantized ``GraphModule``, for flows with ``pt2e``."""
+    quantize_convs: Callable | None = field(default=None, repr=False)
+    """(module, example_inputs, mode) -> module whose convolutions the backend gets quantized, for modes with
+    ``Mode.convs`` of this backend (XNNPACK: PT2E ``XNNPACKQuantizer``); None: the backend does it at lowering
+    (Core ML's compile spec) or quantizes everything itself (QNN)."""
     int8_row_table: bool = False
     """True: a 4-bit token table left on the CPU is exported as int8 rows + scales (:mod:`.token_table`) so the
     stock ExecuTorch kernels run it; False: the backend takes torchao's dequantize itself (Core ML)."""
@@ -109,9 +116,18 @@ def _xnnpack_partitioners(mode: str) -> list:
 _XNN_WEIGHT_ONLY = ("XNNPACK does not lower weight-only int4 (ExecuTorch docs; on the tiny student: \"An error "
                     "occurred when running the 'ConvertToLinearPass' pass after the following passes: []\", from "
                     "\"t() expects a tensor with <= 2 dimensions, but self is 3D\"): use int8_int4 on XNNPACK")
+def _xnnpack_quantize_convs(module, example_inputs: tuple, mode: str):
+    """PT2E ``XNNPACKQuantizer`` on the convolutions of an exported method (8-bit per-channel weights, 8-bit
+    dynamic activations: no calibration data); the torchao Linear / token-table ops pass through untouched."""
+    from sam3m4.quantize.convs import pt2e_convs
+
+    return pt2e_convs(module, example_inputs, dynamic=True)
+
+
 _XNN_8DA4W = ("Linear: 8-bit dynamic per-token activations + 4-bit weights per group of 32 (XNNPACK kernels); "
               "token table 4-bit values stored as int8 rows + group scales, looked up on portable CPU ops; "
-              "convs fp32 with fp16-rounded weights")
+              "convs: 8-bit per-channel weights + 8-bit dynamic activations (PT2E XNNPACKQuantizer); attention "
+              "matmuls, softmax and norms fp32")
 XNNPACK = Flow(
     name="xnnpack", backend_id="XnnpackBackend", is_npu=False,
     needs="executorch with the XNNPACK backend (pip); runs on any ARM/x86 CPU, this host included",
@@ -124,7 +140,8 @@ XNNPACK = Flow(
         "qat_int4": ModeSupport(False, "Linear 4-bit weight-only (after QAT)", reason=_XNN_WEIGHT_ONLY),
         "qat_int8_int4": ModeSupport(True, _XNN_8DA4W + " (after QAT)"),
     },
-    check=_xnnpack_check, make_partitioners=_xnnpack_partitioners, int8_row_table=True)
+    check=_xnnpack_check, make_partitioners=_xnnpack_partitioners, quantize_convs=_xnnpack_quantize_convs,
+    int8_row_table=True)
 
 
 # --- Core ML (Apple Neural Engine) ---------------------------------------------------------------------------
@@ -142,14 +159,20 @@ def _coreml_partitioners(mode: str) -> list:
     from executorch.backends.apple.coreml.compiler import CoreMLBackend
     from executorch.backends.apple.coreml.partition import CoreMLPartitioner
 
+    from sam3m4.quantize.convs import COREML_WEIGHT_CONFIG
+
+    # int4 modes: coremltools compresses every weight still float after torchao (the convolutions) at lowering
+    weights = COREML_WEIGHT_CONFIG if MODES[mode].convs == "coreml_int4" else None
     specs = CoreMLBackend.generate_compile_specs(minimum_deployment_target=ct.target.iOS18,
                                                  compute_unit=ct.ComputeUnit.CPU_AND_NE,
-                                                 compute_precision=ct.precision.FLOAT16)
+                                                 compute_precision=ct.precision.FLOAT16,
+                                                 op_linear_quantizer_config=weights)
     return [CoreMLPartitioner(compile_specs=specs)]
 
 
 _CML_INT4 = ("Linear + token table 4-bit weight-only per group of 32 (Core ML blockwise constexpr, iOS 18); "
-             "activations and convs fp16")
+             "convs 4-bit weights per block of 16 input channels (coremltools linear_quantize_weights at lowering; "
+             "convs with fewer than 2049 weights or a width not divisible by 16 stay fp16); activations fp16")
 _CML_DYNAMIC = ("Core ML has no dynamic activation quantization (int8_int4 is 8-bit dynamic activations + "
                 "4-bit weights): use int4 on Core ML")
 COREML = Flow(
@@ -213,7 +236,8 @@ def _qnn_quantize(module, example_inputs: tuple, mode: str, calibration=None):  
     return convert_pt2e(prepared)
 
 
-_QNN_FROM_FLOAT = "; PT2E QnnQuantizer from the float (fp16-mode) student, not the torchao weights"
+_QNN_FROM_FLOAT = ("; PT2E QnnQuantizer from the float (fp16-mode) student, not the torchao weights; convs, Linear "
+                   "and activations all quantized (per-channel conv/Linear weights)")
 QNN = Flow(
     name="qnn", backend_id="QnnBackend", is_npu=True,
     needs="Qualcomm QNN SDK at export time (QNN_SDK_ROOT; not on PyPI), a Snapdragon phone to run (HTP)",

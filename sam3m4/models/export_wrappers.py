@@ -90,6 +90,43 @@ class DecodeMethod(nn.Module):
         return self.model.decode((p4, None, p16), PromptEmbedding(prompt_tokens, prompt_mask)).as_tuple()
 
 
+class DecoderPart(nn.Module):
+    """The image path between the neck and the mask head (bench's latency split): stride-16 map + prompt ->
+    (memory_map (B,D,h16,w16), queries (B,Q,D), text_vec (B,D), query_logits (B,Q), boxes_xyxy (B,Q,4),
+    presence_logit (B,1)). Fusion encoder + query decoder + detection heads, as :meth:`Student.decode` runs them."""
+
+    def __init__(self, model: Student):
+        super().__init__()
+        self.model = model
+
+    def forward(self, p16, prompt_tokens, prompt_mask):
+        from sam3m4.models.layers import key_padding_bias
+
+        m = self.model
+        b, d, h, w = p16.shape
+        tbias = key_padding_bias(prompt_mask)  # (B, 1, 1, T)
+        memory = m.fusion(p16.flatten(2).transpose(1, 2), m.memory_pos, prompt_tokens, tbias)  # (B, N, D)
+        queries, presence = m.decoder(prompt_tokens, tbias, memory, m.memory_pos)[-1]
+        text_vec = m.heads.pooled_text(prompt_tokens, prompt_mask)  # (B, D)
+        logits, boxes, presence_logit = m.heads(queries, presence, text_vec)
+        return memory.transpose(1, 2).reshape(b, d, h, w), queries, text_vec, logits, boxes, presence_logit
+
+
+class MaskHeadPart(nn.Module):
+    """p4 (B,D,h4,w4), memory_map (B,D,h16,w16), queries (B,Q,D), text_vec (B,D) -> (mask_logits, semantic)."""
+
+    def __init__(self, model: Student):
+        super().__init__()
+        self.model = model
+
+    def forward(self, p4, memory_map, queries, text_vec):
+        return self.model.mask_head(p4, memory_map, queries, text_vec)
+
+
+COMPONENTS = ("encode_image", "decoder_part", "mask_head_part")
+"""Wrappers of the image path's parts, timed one by one by ``sam3m4 bench`` (backbone + FPN, decoder, mask head)."""
+
+
 def example_inputs(model: Student, method: str, batch: int = 1) -> tuple[torch.Tensor, ...]:
     """Static example inputs of ``method`` for the model's preset (random pixels, a 3-token phrase)."""
     s, t, d = model.image_size, model.context_length, model.dim
@@ -110,11 +147,17 @@ def example_inputs(model: Student, method: str, batch: int = 1) -> tuple[torch.T
         return (pixels,)
     if method == "decode":
         return torch.randn(batch, d, g4, g4), torch.randn(batch, d, g16, g16), tokens, fmask
+    if method == "decoder_part":
+        return torch.randn(batch, d, g16, g16), tokens, fmask
+    if method == "mask_head_part":
+        return (torch.randn(batch, d, g4, g4), torch.randn(batch, d, g16, g16),
+                torch.randn(batch, model.num_queries, d), torch.randn(batch, d))
     raise ValueError(f"export method '{method}': unknown; choices: full, {', '.join(METHODS)}")
 
 
 _WRAPPERS = {"full": ExportableStudent, "forward": ImagePath, "encode_text": TextEncoderMethod,
-             "encode_image": ImageEncoderMethod, "decode": DecodeMethod}
+             "encode_image": ImageEncoderMethod, "decode": DecodeMethod, "decoder_part": DecoderPart,
+             "mask_head_part": MaskHeadPart}
 
 
 def wrap(model: Student, method: str) -> nn.Module:

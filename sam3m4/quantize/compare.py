@@ -11,7 +11,9 @@ Columns (the report template's Stage 4 table):
   Stage 5 adds the program and delegate headers; its size is the cross-check.
 * Compression: fp16 size / this size.
 * mIoU, Presence F1: :func:`sam3m4.eval.image.evaluate_pairs` on the first ``num_val`` val pairs (SAM 3's
-  keep rule, score >= 0.5), every mode on the same pairs.
+  keep rule, score >= 0.5), every mode on the same pairs. XNNPACK modes (``Mode.convs == "xnnpack_int8"``) are
+  scored on the PT2E-converted image path XNNPACK lowers (:class:`sam3m4.quantize.convs.PT2EStudent`); Core ML
+  modes on the weights rounded by coremltools' own code (:func:`sam3m4.quantize.convs.coreml_compress_weights`).
 * Avg ms: one image through ``encode_image`` + ``decode`` with a cached prompt, host CPU, torch eager with
   torchao's reference ops; 5 warm-up runs, then the median of ``runs`` (>= 20).
 * mIoU drop: (fp16 mIoU - mode mIoU) in percent points (or percent of fp16 with ``basis: relative``).
@@ -71,6 +73,20 @@ def host_latency_ms(model, runs: int = 20, warmup: int = 5) -> float:
     return latency_stats(times)["p50_ms"]
 
 
+def scored_model(student, mode: str):
+    """What Stage 4 scores for ``mode``: the student itself, or for XNNPACK modes the PT2E-converted image path
+    XNNPACK lowers (convolutions 8-bit, :class:`sam3m4.quantize.convs.PT2EStudent`)."""
+    if MODES[mode].convs == "xnnpack_int8":
+        import copy
+
+        from sam3m4.quantize.convs import PT2EStudent
+
+        # a copy: PT2E keeps references to the weights it converted, and ``.to()`` (VideoPredictor on the
+        # tracker around ``student``) cannot swap torchao weights that something else still references
+        return PT2EStudent(copy.deepcopy(student))
+    return student
+
+
 def measure(model, mode: str, val, num_val: int, runs: int = 20, progress: bool = True,
             videos=None) -> ModeResult:
     """Size, accuracy on the first ``num_val`` pairs of ``val`` and host latency of a quantized ``model`` (a
@@ -80,10 +96,11 @@ def measure(model, mode: str, val, num_val: int, runs: int = 20, progress: bool 
 
     model.eval()
     student = getattr(model, "student", model)
-    res = evaluate_pairs(val, Predictor(student), num=num_val, progress=progress, desc=f"eval {mode}")
+    scored = scored_model(student, mode)
+    res = evaluate_pairs(val, Predictor(scored), num=num_val, progress=progress, desc=f"eval {mode}")
     sizes = deployable_bytes(model)
     row = ModeResult(mode=mode, size_mb=sizes["total"] / 1e6, miou=res.miou, presence_f1=res.presence.f1,
-                     avg_ms=host_latency_ms(student, runs), num_pairs=res.num_pairs, sizes=sizes,
+                     avg_ms=host_latency_ms(scored, runs), num_pairs=res.num_pairs, sizes=sizes,
                      image_size=student.image_size)
     if student is not model:
         from sam3m4.eval.video import evaluate_videos

@@ -6,7 +6,9 @@
 
 What each mode does (torchao 0.18; ``quantize_`` and QAT only reach ``nn.Linear`` and ``nn.Embedding``):
 
-* ``fp16``: every floating weight stored in fp16 (the baseline, Compression 1.0x).
+* ``fp16``: every floating weight stored in fp16 (the baseline, Compression 1.0x), except the token table:
+  int8 values per group of 32 (half its bytes; on the demo's val pairs the answers are the same as with an fp16
+  table, see docs/quantization.md).
 * ``int4`` (Core ML path): Linear weights 4-bit, symmetric, per group of 32 input channels
   (``IntxWeightOnlyConfig``); activations stay fp16.
 * ``int8_int4`` (XNNPACK path): Linear layers take 8-bit dynamic per-token activations and 4-bit per-group
@@ -15,10 +17,19 @@ What each mode does (torchao 0.18; ``quantize_`` and QAT only reach ``nn.Linear`
   (:mod:`sam3m4.quantize.qat`).
 
 In every non-fp16 mode the CLIP token table (``nn.Embedding``, 49408 x d: most of the tiny student) is 4-bit
-per group of 32 as well (weight-only: a table lookup has no activations to quantize). Convolutions (the
-timm backbone, the FPN and mask-head 1x1s) are **kept in fp16** in every mode: torchao does not quantize
-them, and the PT2E quantizers that would (``CoreMLQuantizer``, ``XNNPACKQuantizer``, ``QnnQuantizer``)
-belong to export (Stage 5). Linear layers whose input width is not a multiple of 32 stay fp16 too.
+per group of 32 as well (weight-only: a table lookup has no activations to quantize). Linear layers whose input
+width is not a multiple of 32 stay fp16.
+
+Convolutions (the timm backbone, the FPN and mask-head 1x1s) are quantized by each backend's own quantizer
+(:mod:`sam3m4.quantize.convs`; ``Mode.convs``):
+
+* ``int4`` / ``qat_int4`` (Core ML): coremltools linear int4 per block of 16 input channels, applied at lowering
+  (compile spec ``op_linear_quantizer_config``); :func:`apply_mode` rounds the weights with the same coremltools
+  code, so Stage 4 scores what the phone gets.
+* ``int8_int4`` / ``qat_int8_int4`` (XNNPACK): PT2E ``XNNPACKQuantizer``, 8-bit per-channel weights with 8-bit
+  dynamic activations, applied to the exported graph; :func:`apply_mode` leaves them float (marked 8-bit for the
+  size), and Stage 4 scores the converted graph (:class:`sam3m4.quantize.convs.PT2EStudent`).
+* QNN: ``QnnQuantizer`` quantizes the whole graph from the float student (:mod:`sam3m4.export.flows`).
 
 On this host the quantized model runs eagerly in fp32 arithmetic: torchao's reference ops dequantize the
 4-bit weights (and quantize activations for ``int8_int4``), and fp16-stored weights are rounded to fp16 then
@@ -43,25 +54,53 @@ class Mode:
     qat: bool
     backend: str
     """The ExecuTorch backend the mode is meant for."""
+    table_bits: int = 4
+    """Bits of the CLIP token table's values (weight-only, per group of 32): 8 in ``fp16`` (int8 rows halve the
+    table; measured answers on the demo are the same as fp16's), 4 in the quantized modes."""
+    convs: str | None = None
+    """``coreml_int4`` (coremltools int4 weights, block 16), ``xnnpack_int8`` (PT2E 8-bit weights + dynamic
+    activations) or None (fp16)."""
 
     @property
     def note(self) -> str:
         """The table's notes column: what is quantized and how, convolutions included."""
         if self.linear is None:
-            return "all weights fp16; convs fp16"
+            return "all weights fp16 except the token table (int8 rows, group 32); convs fp16"
         lin = "Linear 4-bit weights (group 32)" if self.linear == "int4" else \
             "Linear 8-bit dynamic activations + 4-bit weights (group 32)"
         qat = "; QAT fine-tune on cached teacher outputs" if self.qat else ""
-        return f"{lin}; token table 4-bit; convs fp16 (not reached by torchao){qat}; {self.backend}"
+        return f"{lin}; token table 4-bit; {CONV_NOTES[self.convs]}{qat}; {self.backend}"
 
 
+CONV_NOTES = {
+    None: "convs fp16",
+    "coreml_int4": "convs int4 per block of 16 (coremltools, at Core ML lowering)",
+    "xnnpack_int8": "convs int8 per-channel weights + int8 dynamic activations (PT2E XNNPACKQuantizer)",
+}
 MODES = {m.name: m for m in (
-    Mode("fp16", None, False, "Core ML / XNNPACK baseline"),
-    Mode("int4", "int4", False, "Core ML"),
-    Mode("int8_int4", "int8_int4", False, "XNNPACK"),
-    Mode("qat_int4", "int4", True, "Core ML"),
-    Mode("qat_int8_int4", "int8_int4", True, "XNNPACK"),
+    Mode("fp16", None, False, "Core ML / XNNPACK baseline", table_bits=8),
+    Mode("int4", "int4", False, "Core ML", convs="coreml_int4"),
+    Mode("int8_int4", "int8_int4", False, "XNNPACK", convs="xnnpack_int8"),
+    Mode("qat_int4", "int4", True, "Core ML", convs="coreml_int4"),
+    Mode("qat_int8_int4", "int8_int4", True, "XNNPACK", convs="xnnpack_int8"),
 )}
+_QAT_CONVS = "; QAT reaches Linear + token table, convs post-training"
+CONVS_PER_BACKEND = {
+    "fp16": {"Core ML": "fp16", "XNNPACK": "fp32 (fp16-rounded weights)", "QNN": "fp16"},
+    "int4": {"Core ML": "int4 weights per block of 16 input channels (coremltools, at lowering)",
+             "XNNPACK": "mode not supported (no weight-only int4)",
+             "QNN": "4-bit weights, 16-bit activations (QnnQuantizer 16a4w, untested here)"},
+    "int8_int4": {"Core ML": "mode not supported (no dynamic activations)",
+                  "XNNPACK": "int8 per-channel weights + int8 dynamic activations (PT2E XNNPACKQuantizer)",
+                  "QNN": "4-bit weights, 8-bit activations (QnnQuantizer 8a4w, untested here)"},
+}
+CONVS_PER_BACKEND["qat_int4"] = {k: v + (_QAT_CONVS if "not" not in v else "")
+                                 for k, v in CONVS_PER_BACKEND["int4"].items()}
+CONVS_PER_BACKEND["qat_int8_int4"] = {k: v + (_QAT_CONVS if "not" not in v else "")
+                                      for k, v in CONVS_PER_BACKEND["int8_int4"].items()}
+KEPT_HIGHER = ("attention matmuls and softmax, LayerNorm, GELU, the residual adds and the mask dot products stay "
+               "fp32 on XNNPACK / fp16 on Core ML in every mode (no quantizer annotates them here)")
+"""The Stage 4 table's notes: what each mode does to convolutions on each backend, and what stays float."""
 PTQ_MODES = [m for m in MODES if not MODES[m].qat]
 QAT_MODES = [m for m in MODES if MODES[m].qat]
 
@@ -84,11 +123,11 @@ def linear_config(mode: Mode):
     return Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(GROUP_SIZE))
 
 
-def embedding_config():
+def embedding_config(bits: int = 4):
     from torchao.quantization import IntxWeightOnlyConfig
     from torchao.quantization.granularity import PerGroup
 
-    return IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(GROUP_SIZE))
+    return IntxWeightOnlyConfig(weight_dtype=getattr(torch, f"int{bits}"), granularity=PerGroup(GROUP_SIZE))
 
 
 def is_quantizable_linear(module: nn.Module, fqn: str = "") -> bool:
@@ -114,10 +153,21 @@ def apply_mode(model: nn.Module, mode: str | Mode) -> nn.Module:
 
     mode = get_mode(mode) if isinstance(mode, str) else mode
     model.eval()
+    quantize_(model, embedding_config(mode.table_bits), filter_fn=is_quantizable_embedding)
     if mode.linear is not None:
-        quantize_(model, embedding_config(), filter_fn=is_quantizable_embedding)
         quantize_(model, linear_config(mode), filter_fn=is_quantizable_linear)
-    return round_to_fp16(model)
+    return apply_convs(round_to_fp16(model), mode)
+
+
+def apply_convs(model: nn.Module, mode: Mode) -> nn.Module:
+    """The mode's convolution treatment (:mod:`sam3m4.quantize.convs`) on a model already rounded to fp16."""
+    from sam3m4.quantize.convs import coreml_compress_weights, mark_xnnpack_convs
+
+    if mode.convs == "coreml_int4":
+        coreml_compress_weights(model)
+    elif mode.convs == "xnnpack_int8":
+        mark_xnnpack_convs(model)
+    return model
 
 
 def qat_prepare(model: nn.Module, mode: str | Mode) -> nn.Module:
@@ -126,7 +176,7 @@ def qat_prepare(model: nn.Module, mode: str | Mode) -> nn.Module:
     from torchao.quantization.qat import QATConfig
 
     mode = get_mode(mode) if isinstance(mode, str) else mode
-    quantize_(model, QATConfig(embedding_config(), step="prepare"), filter_fn=is_quantizable_embedding)
+    quantize_(model, QATConfig(embedding_config(mode.table_bits), step="prepare"), filter_fn=is_quantizable_embedding)
     quantize_(model, QATConfig(linear_config(mode), step="prepare"), filter_fn=is_quantizable_linear)
     return model
 
@@ -140,11 +190,11 @@ def qat_convert(model: nn.Module, mode: str | Mode) -> nn.Module:
 
     mode = get_mode(mode) if isinstance(mode, str) else mode
     model.eval()
-    quantize_(model, QATConfig(embedding_config(), step="convert"),
+    quantize_(model, QATConfig(embedding_config(mode.table_bits), step="convert"),
               filter_fn=lambda m, fqn: isinstance(m, FakeQuantizedEmbedding))
     quantize_(model, QATConfig(linear_config(mode), step="convert"),
               filter_fn=lambda m, fqn: isinstance(m, FakeQuantizedLinear))
-    return round_to_fp16(model)
+    return apply_convs(round_to_fp16(model), mode)
 
 
 # --- size ----------------------------------------------------------------------------------------------------
@@ -169,14 +219,21 @@ def deployable_bytes(model: nn.Module) -> dict:
     """
     from torchao.quantization import IntxUnpackedToInt8Tensor
 
+    from sam3m4.quantize.convs import WEIGHT_BITS_ATTR
+
     seen, out = set(), {"total": 0.0, "quantized": 0.0, "fp16": 0.0, "quantized_params": 0, "fp16_params": 0}
+    backend_bits = {id(m.weight): getattr(m, WEIGHT_BITS_ATTR) for m in model.modules()
+                    if hasattr(m, WEIGHT_BITS_ATTR)}  # convs the backend quantizes: (bits, number of fp16 scales)
     for t in list(model.parameters()) + list(model.buffers()):
         key = id(t)
         if key in seen:
             continue
         seen.add(key)
         b = tensor_bytes(t)
-        kind = "quantized" if isinstance(t, IntxUnpackedToInt8Tensor) else "fp16"
+        kind = "quantized" if isinstance(t, IntxUnpackedToInt8Tensor) or key in backend_bits else "fp16"
+        if key in backend_bits:
+            bits, scales = backend_bits[key]
+            b = t.numel() * bits / 8 + scales * 2
         out[kind] += b
         out[f"{kind}_params"] += t.numel()
         out["total"] += b

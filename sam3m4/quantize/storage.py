@@ -14,6 +14,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+from torch import nn
+
 from sam3m4.errors import DataFormatError
 from sam3m4.fileio import atomic_path
 from sam3m4.quantize.modes import apply_mode, get_mode
@@ -35,13 +38,12 @@ def save_quantized(model, out_dir: str | Path, *, mode: str, preset: str, source
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    get_mode(mode)  # unknown -> ConfigError before anything is written
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    if get_mode(mode).linear is None:  # fp16: plain tensors, stored as fp16
-        tensors = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-        metadata = {}
-    else:
-        tensors, metadata = flatten_tensor_state_dict(state)
-        tensors = {k: v.contiguous() for k, v in tensors.items()}
+    tensors, metadata = flatten_tensor_state_dict(state)
+    plain = {k for k, v in state.items() if type(v) in (torch.Tensor, nn.Parameter)}  # not torchao tensors
+    # plain floating weights hold fp16 values (round_to_fp16): stored as fp16
+    tensors = {k: (v.half() if k in plain and v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
     _atomic_write(out / WEIGHTS, lambda p: save_file(tensors, str(p), metadata=metadata))
     kind = "tracker" if hasattr(model, "memory") else "student"
     meta = {"mode": mode, "preset": preset, "kind": kind, "source": str(source) if source else None,
@@ -89,16 +91,14 @@ def load_quantized(path: str | Path, device: str = "cpu"):
 
         model = StudentTracker(model, num_latents=num_latents)
     apply_mode(model, mode)
-    if mode.linear is None:
-        state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
-    else:
-        from torchao.prototype.safetensors.safetensors_support import unflatten_tensor_state_dict
+    from torchao.prototype.safetensors.safetensors_support import unflatten_tensor_state_dict
 
-        try:
-            state, leftover = unflatten_tensor_state_dict(tensors, metadata)
-        except (ValueError, KeyError, TypeError) as err:
-            raise DataFormatError(f"{weights}: metadata: does not describe torchao tensors ({err})") from err
-        state.update(leftover)
+    try:
+        state, leftover = unflatten_tensor_state_dict(tensors, metadata)
+    except (ValueError, KeyError, TypeError) as err:
+        raise DataFormatError(f"{weights}: metadata: does not describe torchao tensors ({err})") from err
+    state.update(leftover)
+    state = {k: v.float() if type(v) is torch.Tensor and v.is_floating_point() else v for k, v in state.items()}
     load_model_state(model, state, weights, field="weights", note=f"preset '{meta['preset']}' in mode '{mode.name}'",
                      assign=True)
     return model.eval().to(device), meta

@@ -21,9 +21,10 @@ import os
 from pathlib import Path
 
 from sam3m4.eval.saco import PUBLISHED
-from sam3m4.fileio import atomic_write_text
 from sam3m4.env import environment_line, human_bytes
+from sam3m4.fileio import atomic_write_text
 from sam3m4.paths import DISTILL_DIR, VIDEO_CACHE_DIR, VIDEO_DIR, VIS_DIR
+from sam3m4.quantize.modes import CONVS_PER_BACKEND, KEPT_HIGHER
 from sam3m4.report.plots import Plot, markdown_links, write_plots
 from sam3m4.results import schema
 from sam3m4.results.store import Record, ResultsStore
@@ -243,6 +244,11 @@ class _Report:
             cells = [self.cell(schema.STAGE4, mode, m)
                      for m in (schema.SIZE_MB, schema.COMPRESSION, schema.MIOU, schema.PRESENCE_F1, schema.AVG_MS)]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += ["", "Notes: convolutions per backend (Core ML / XNNPACK / QNN); Linear and token table as the modes' "
+                  "names say (token table int8 rows in fp16, 4-bit otherwise):", ""]
+        for mode, per in CONVS_PER_BACKEND.items():
+            lines.append(f"- `{mode}`: " + "; ".join(f"{backend}: {what}" for backend, what in per.items()))
+        lines.append(f"- kept at higher precision: {KEPT_HIGHER}")
         target = self.targets.get("quant_miou_drop")
         crit = f"mIoU 하락 기준({target.describe()} vs fp16)" if target else "mIoU 하락 기준(2% 이내)"
         lines += ["", "### 양자화 의사결정", "",

@@ -1,0 +1,171 @@
+"""Convolutions in the quantized modes: each backend's own quantizer, and its effect simulated on the host.
+
+torchao's ``quantize_`` reaches ``nn.Linear`` and ``nn.Embedding`` only, so the timm backbone, the FPN and the
+mask-head 1x1 convolutions need the backend's own tool (:data:`sam3m4.quantize.modes.MODES` says which mode
+uses which):
+
+* Core ML (``int4``, ``qat_int4``): coremltools' weight compression, applied by ExecuTorch's Core ML backend
+  after conversion (compile spec ``op_linear_quantizer_config`` = :data:`COREML_WEIGHT_CONFIG`: linear
+  symmetric int4, per block of :data:`COREML_BLOCK` input channels). It compresses every float weight that is
+  still float after torchao, i.e. the convolutions (BatchNorm is folded in first; per-output-row blocks make
+  that fold commute with the rounding). :func:`coreml_compress_weights` applies the *same* coremltools code
+  (``linear_quantize_weights.blockwise_compress`` / ``decompress``) to the PyTorch weights, with the pass's own
+  eligibility rule, so Stage 4 scores the weights the phone gets.
+* XNNPACK (``int8_int4``, ``qat_int8_int4``): PT2E ``XNNPACKQuantizer`` annotates the convolutions only
+  (torchao already made the Linear layers 8-bit dynamic activations x 4-bit weights): 8-bit per-channel
+  symmetric weights with 8-bit dynamic per-tensor activations (XNNPACK's ``qd8`` convolution kernels; no
+  calibration data, so the program depends on the weights alone). :func:`pt2e_convs` converts an exported
+  method; :class:`PT2EStudent` runs the converted image path for Stage 4's scoring.
+* QNN: ``QnnQuantizer`` quantizes the whole graph, convolutions included (:mod:`sam3m4.export.flows`).
+
+    n = coreml_compress_weights(model)                 # in place; returns {"compressed": k, "skipped": [...]}
+    gm = pt2e_convs(wrap(student, "forward"), inputs)  # GraphModule with q/dq around every convolution
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+COREML_BLOCK = 16
+"""Input channels per int4 block for the convolutions (repvit's 48/96/192/384 and efficientvit's widths divide by
+16, not all by 32)."""
+COREML_WEIGHT_CONFIG = {"mode": "linear_symmetric", "dtype": "int4", "granularity": "per_block",
+                        "block_size": COREML_BLOCK, "weight_threshold": 2048}
+"""coremltools ``OpLinearQuantizerConfig`` as ExecuTorch's Core ML compile spec takes it (a dict)."""
+WEIGHT_BITS_ATTR = "_sam3m4_weight_bits"
+"""Set on a module whose float weight the backend stores at this bit width (size accounting)."""
+
+
+# --- Core ML --------------------------------------------------------------------------------------------------
+def coreml_block_sizes(shape: tuple[int, ...], config: dict = COREML_WEIGHT_CONFIG) -> list[int] | None:
+    """coremltools' per-block sizes for a conv (Cout, Cin/g, kh, kw) or linear (Dout, Din) weight, or None when
+    the pass leaves it float (too small: <= ``weight_threshold`` values; or Cin not divisible by the block)."""
+    numel = 1
+    for s in shape:
+        numel *= s
+    if len(shape) < 2 or numel <= config["weight_threshold"] or shape[1] % config["block_size"]:
+        return None
+    return [1, config["block_size"]] + [0] * (len(shape) - 2)
+
+
+def _ct_roundtrip(weight: torch.Tensor, block_sizes: list[int], config: dict) -> tuple[torch.Tensor, int]:
+    """(the weight after coremltools' own quantize + dequantize, number of scales)."""
+    import numpy as np
+    from coremltools.optimize.coreml._quantization_passes import linear_quantize_weights as L
+
+    nbits = int(config["dtype"].removeprefix("int"))
+    data = weight.detach().to(torch.float16).float().numpy()  # the converter casts to fp16 first (FLOAT16)
+    params = L.blockwise_compress(data, nbits, config["mode"].upper(), True, block_sizes)
+    if params is None:
+        return weight, 0
+    out = np.asarray(L.decompress(params), dtype=np.float16).reshape(data.shape)  # Core ML computes in fp16
+    return torch.from_numpy(out).to(weight.dtype), int(np.asarray(params.scale).size)
+
+
+def coreml_compress_weights(model: nn.Module, config: dict = COREML_WEIGHT_CONFIG) -> dict:
+    """Every plain-float ``nn.Conv2d`` / ``nn.Linear`` weight that Core ML's pass compresses, rounded to its grid
+    in place (values kept float for host compute) and marked ``WEIGHT_BITS_ATTR``. Idempotent.
+
+    Returns ``{"compressed": n, "skipped": [names left float]}``."""
+    out = {"compressed": 0, "skipped": []}
+    bits = int(config["dtype"].removeprefix("int"))
+    for name, m in model.named_modules():
+        if type(m) not in (nn.Conv2d, nn.Linear) or type(m.weight) is not nn.Parameter:
+            continue  # torchao-quantized Linear weights are tensor subclasses: already compressed
+        blocks = coreml_block_sizes(tuple(m.weight.shape), config)
+        if blocks is None:
+            out["skipped"].append(name)
+            continue
+        with torch.no_grad():
+            new, scales = _ct_roundtrip(m.weight, blocks, config)
+            m.weight.copy_(new)
+        setattr(m, WEIGHT_BITS_ATTR, (bits, scales))
+        out["compressed"] += 1
+    return out
+
+
+# --- XNNPACK --------------------------------------------------------------------------------------------------
+_CONV_TARGETS = ("aten.conv2d", "aten.conv1d", "aten._convolution", "aten.convolution")
+
+
+def _is_conv(node) -> bool:
+    """Filter for the quantizer: True for convolutions, and for non-op nodes (weights, inputs), which the
+    annotators check along with the op of each matched pattern; False for every other op (Linear, add, ...)."""
+    return node.op != "call_function" or str(node.target).startswith(_CONV_TARGETS)
+
+
+def mark_xnnpack_convs(model: nn.Module) -> int:
+    """Mark every float ``nn.Conv2d`` as stored 8-bit per output channel (size accounting); returns how many."""
+    n = 0
+    for m in model.modules():
+        if type(m) is nn.Conv2d and type(m.weight) is nn.Parameter:
+            setattr(m, WEIGHT_BITS_ATTR, (8, m.weight.shape[0]))
+            n += 1
+    return n
+
+
+def xnnpack_conv_quantizer(dynamic: bool = True):
+    """``XNNPACKQuantizer`` annotating convolutions only: 8-bit per-channel symmetric weights, 8-bit per-tensor
+    activations (``dynamic``: computed at run time; else static, from calibration)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer, get_symmetric_quantization_config)
+
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
+    return XNNPACKQuantizer().set_global(config).set_filter_function(_is_conv)
+
+
+def pt2e_convs(module: nn.Module, inputs: tuple, dynamic: bool = True, calibration=None):
+    """``module`` (tuple in, tuple out; eval) -> PT2E-converted ``GraphModule`` whose convolutions are 8-bit.
+
+    ``calibration``: iterable of input tuples for static activations (default: ``inputs`` once)."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    with torch.no_grad():
+        graph = torch.export.export(module, inputs).module()
+        prepared = prepare_pt2e(graph, xnnpack_conv_quantizer(dynamic))
+        for batch in calibration or [inputs]:
+            prepared(*batch)
+        return convert_pt2e(prepared)
+
+
+class PT2EStudent(nn.Module):
+    """A student whose image path (``forward`` method) runs as the PT2E-converted graph XNNPACK lowers.
+
+    Enough of :class:`~sam3m4.models.student.Student`'s interface for :class:`~sam3m4.predict.Predictor` and
+    Stage 4's host timing: ``encode_text`` (the torchao text encoder, unchanged), ``encode_image`` (defers),
+    ``decode`` (runs the converted graph at batch 1)."""
+
+    def __init__(self, student: nn.Module):
+        super().__init__()
+        from sam3m4.models.export_wrappers import example_inputs, wrap
+
+        self.student = student
+        self.image_size, self.preset = student.image_size, student.preset
+        self.context_length, self.dim = student.context_length, student.dim
+        self.mask_size, self.memory_grid = student.mask_size, student.memory_grid
+        self.image_path = pt2e_convs(wrap(student, "forward"), example_inputs(student, "forward"))
+
+    def train(self, mode: bool = True):
+        """Only the flag: an exported graph refuses ``train()`` / ``eval()`` (it is always in eval)."""
+        self.training = mode
+        self.student.train(mode)
+        return self
+
+    def to(self, *args, **kwargs):
+        """Host CPU only: the converted graph holds references to the student's torchao weights, which
+        ``nn.Module.to`` cannot swap (``Couldn't swap Embedding.weight``); nothing moves."""
+        return self
+
+    def encode_text(self, input_ids, attention_mask):
+        return self.student.encode_text(input_ids, attention_mask)
+
+    def encode_image(self, pixel_values):
+        return pixel_values  # the converted graph takes pixels and the prompt together
+
+    def decode(self, pixel_values, prompt):
+        from sam3m4.models.student import StudentOutput
+
+        masks, logits, boxes, presence, semantic = self.image_path(pixel_values, *prompt.expand(1).as_tuple())
+        return StudentOutput(mask_logits=masks, query_logits=logits, boxes_xyxy=boxes, presence_logit=presence,
+                             semantic_logits=semantic, neck_features=(), query_embeddings=logits[..., None])

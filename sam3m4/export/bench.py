@@ -34,7 +34,18 @@ import time
 from pathlib import Path
 
 from sam3m4.fileio import atomic_write_json, atomic_write_text
-from sam3m4.results import schema
+from sam3m4.errors import ConfigError, Sam3m4Error
+from sam3m4.export.export import export_pte
+from sam3m4.export.flows import get_flow
+from sam3m4.export.runtime import benchmark_pte
+from sam3m4.models.build import PRESETS, PRODUCTION_PRESETS, build_student
+from sam3m4.models.export_wrappers import COMPONENTS, example_inputs, wrap
+from sam3m4.models.table import count_flops
+from sam3m4.models.video import StudentTracker
+from sam3m4.progress import progress_bar
+from sam3m4.quantize.modes import apply_mode
+from sam3m4.results import ResultsStore, schema
+from sam3m4.results.targets import load_targets
 
 README_START, README_END = "<!-- sam3m4 bench: start -->", "<!-- sam3m4 bench: end -->"
 SPLIT = (("backbone", "backbone + FPN"), ("text_encoder", "text encoder"), ("decoder", "decoder"),
@@ -93,8 +104,6 @@ def sam3_reference_seconds(warmup: int = 1, runs: int = 1, config=None) -> dict:
 
 def image_path_gflops(student) -> float:
     """GFLOPs of the ``forward`` method (image encoder + decoder with a cached prompt), batch 1."""
-    from sam3m4.models.export_wrappers import example_inputs, wrap
-    from sam3m4.models.table import count_flops
 
     return count_flops(lambda: wrap(student, "forward")(*example_inputs(student, "forward", batch=1)))[0]
 
@@ -104,9 +113,6 @@ def latency_split(res, model, out_dir: Path, name: str, runs: int, threads: int)
     ``<name>_parts_<backend>_<mode>.pte`` (same mode, same quantizers), plus ``encode_text``, ``track`` and
     ``forward`` of the case's own ``.pte``. Returns ``{key of SPLIT: ms}`` (parts do not add up exactly to the
     image path: each part's boundary tensors are outputs, and XNNPACK fuses across them in the whole method)."""
-    from sam3m4.export.export import export_pte
-    from sam3m4.export.runtime import benchmark_pte
-    from sam3m4.models.export_wrappers import COMPONENTS
 
     student = model.student
     parts = export_pte(student, backend=res.backend, mode=res.mode, out_dir=out_dir, model_name=f"{name}_parts",
@@ -128,13 +134,6 @@ def bench_preset(preset: str, cases, out_dir: Path, runs: int, threads: int, pro
     ``split``: also time the image path's parts of every case that runs here (:func:`latency_split`)."""
     import torch
 
-    from sam3m4.export.export import export_pte
-    from sam3m4.export.flows import get_flow
-    from sam3m4.export.runtime import benchmark_pte
-    from sam3m4.models.build import build_student
-    from sam3m4.models.video import StudentTracker
-    from sam3m4.progress import progress_bar
-    from sam3m4.quantize.modes import apply_mode
 
     torch.manual_seed(0)
     tracker = StudentTracker(build_student(preset)).eval().requires_grad_(False)  # no autograd state: FLOP counter
@@ -276,7 +275,6 @@ def markdown_table(result: dict) -> str:
 
 def update_doc(path: Path, table: str) -> None:
     """Replace the text between the bench markers in ``path`` (atomically); missing markers -> error."""
-    from sam3m4.errors import Sam3m4Error
 
     text = path.read_text(encoding="utf-8")
     if README_START not in text or README_END not in text:
@@ -288,7 +286,6 @@ def update_doc(path: Path, table: str) -> None:
 
 # --- CLI ---------------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sam3m4.models.build import PRODUCTION_PRESETS
 
     parser.add_argument("--presets", nargs="+", default=list(PRODUCTION_PRESETS), help="student presets")
     parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), help="backend:mode cases")
@@ -310,11 +307,6 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from sam3m4.errors import ConfigError
-    from sam3m4.export.flows import get_flow
-    from sam3m4.models.build import PRESETS
-    from sam3m4.results import ResultsStore
-    from sam3m4.results.targets import load_targets
 
     for preset in args.presets:
         if preset not in PRESETS:

@@ -28,6 +28,7 @@ from typing import Callable
 
 from sam3m4.errors import ConfigError
 from sam3m4.quantize.modes import MODES
+from sam3m4.quantize.convs import COREML_WEIGHT_CONFIG, pt2e_convs
 
 QNN_SOC_ENV = "SAM3M4_QNN_SOC"  # Snapdragon to compile for (a key of get_soc_to_chipset_map), default SM8650
 QNN_NOT_FOUND = "QNN SDK not found (set QNN_SDK_ROOT)"
@@ -119,7 +120,6 @@ _XNN_WEIGHT_ONLY = ("XNNPACK does not lower weight-only int4 (ExecuTorch docs; o
 def _xnnpack_quantize_convs(module, example_inputs: tuple, mode: str):
     """PT2E ``XNNPACKQuantizer`` on the convolutions of an exported method (8-bit per-channel weights, 8-bit
     dynamic activations: no calibration data); the torchao Linear / token-table ops pass through untouched."""
-    from sam3m4.quantize.convs import pt2e_convs
 
     return pt2e_convs(module, example_inputs, dynamic=True)
 
@@ -159,7 +159,6 @@ def _coreml_partitioners(mode: str) -> list:
     from executorch.backends.apple.coreml.compiler import CoreMLBackend
     from executorch.backends.apple.coreml.partition import CoreMLPartitioner
 
-    from sam3m4.quantize.convs import COREML_WEIGHT_CONFIG
 
     # int4 modes: coremltools compresses every weight still float after torchao (the convolutions) at lowering
     weights = COREML_WEIGHT_CONFIG if MODES[mode].convs == "coreml_int4" else None

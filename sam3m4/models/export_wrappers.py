@@ -28,6 +28,7 @@ from torch import nn
 
 from sam3m4.models.student import Student
 from sam3m4.models.text_encoder import PromptEmbedding
+from sam3m4.models.layers import key_padding_bias
 
 OUTPUT_NAMES = ("mask_logits", "query_logits", "boxes_xyxy", "presence_logit", "semantic_logits")
 METHODS = ("forward", "encode_text", "encode_image", "decode")
@@ -100,7 +101,6 @@ class DecoderPart(nn.Module):
         self.model = model
 
     def forward(self, p16, prompt_tokens, prompt_mask):
-        from sam3m4.models.layers import key_padding_bias
 
         m = self.model
         b, d, h, w = p16.shape

@@ -26,6 +26,8 @@ host's load (one run picked qat_int4 over int4 on 0.9 ms), and host eager latenc
 
 from __future__ import annotations
 
+import copy
+
 import time
 from dataclasses import dataclass, field
 
@@ -33,6 +35,12 @@ import torch
 
 from sam3m4.metrics.latency import latency_stats
 from sam3m4.quantize.modes import MODES, deployable_bytes
+from sam3m4.eval.image import evaluate_pairs
+from sam3m4.eval.video import evaluate_videos
+from sam3m4.models.export_wrappers import example_inputs
+from sam3m4.models.video import benchmark_track
+from sam3m4.predict import Predictor, VideoPredictor
+from sam3m4.quantize.convs import PT2EStudent
 
 
 @dataclass
@@ -58,7 +66,6 @@ class ModeResult:
 
 def host_latency_ms(model, runs: int = 20, warmup: int = 5) -> float:
     """Median ms of ``decode(encode_image(x), prompt)`` for one image with a cached prompt (host eager)."""
-    from sam3m4.models.export_wrappers import example_inputs
 
     pixels, = example_inputs(model, "encode_image")
     ids, mask = example_inputs(model, "encode_text")
@@ -77,10 +84,6 @@ def scored_model(student, mode: str):
     """What Stage 4 scores for ``mode``: the student itself, or for XNNPACK modes the PT2E-converted image path
     XNNPACK lowers (convolutions 8-bit, :class:`sam3m4.quantize.convs.PT2EStudent`)."""
     if MODES[mode].convs == "xnnpack_int8":
-        import copy
-
-        from sam3m4.quantize.convs import PT2EStudent
-
         # a copy: PT2E keeps references to the weights it converted, and ``.to()`` (VideoPredictor on the
         # tracker around ``student``) cannot swap torchao weights that something else still references
         return PT2EStudent(copy.deepcopy(student))
@@ -91,8 +94,6 @@ def measure(model, mode: str, val, num_val: int, runs: int = 20, progress: bool 
             videos=None) -> ModeResult:
     """Size, accuracy on the first ``num_val`` pairs of ``val`` and host latency of a quantized ``model`` (a
     student, or a tracker: then its image student is scored on ``val`` and the tracker on ``videos``)."""
-    from sam3m4.eval.image import evaluate_pairs
-    from sam3m4.predict import Predictor
 
     model.eval()
     student = getattr(model, "student", model)
@@ -103,9 +104,6 @@ def measure(model, mode: str, val, num_val: int, runs: int = 20, progress: bool 
                      avg_ms=host_latency_ms(scored, runs), num_pairs=res.num_pairs, sizes=sizes,
                      image_size=student.image_size)
     if student is not model:
-        from sam3m4.eval.video import evaluate_videos
-        from sam3m4.models.video import benchmark_track
-        from sam3m4.predict import VideoPredictor
 
         if videos is not None:
             row.jf = evaluate_videos(videos, VideoPredictor(model), progress=progress).jf_mean

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from sam3m4.errors import ConfigError
+from sam3m4.quantize.convs import WEIGHT_BITS_ATTR, coreml_compress_weights, mark_xnnpack_convs
 
 GROUP_SIZE = 32
 
@@ -75,14 +77,15 @@ class Mode:
 CONV_NOTES = {
     None: "convs fp16",
     "coreml_int4": "convs int4 per block of 16 (coremltools, at Core ML lowering)",
-    "xnnpack_int8": "convs int8 per-channel weights + int8 dynamic activations (PT2E XNNPACKQuantizer)",
+    "xnnpack_int8": "image-encoder convs int8 per-channel weights + int8 dynamic activations (PT2E XNNPACKQuantizer); "
+                    "mask-head 1x1 convs float",
 }
 MODES = {m.name: m for m in (
     Mode("fp16", None, False, "Core ML / XNNPACK baseline", table_bits=8),
     Mode("int4", "int4", False, "Core ML", convs="coreml_int4"),
-    Mode("int8_int4", "int8_int4", False, "XNNPACK", convs="xnnpack_int8"),
+    Mode("int8_int4", "int8_int4", False, "XNNPACK"),  # convs float: XNNPACK_CONVS_OFF
     Mode("qat_int4", "int4", True, "Core ML", convs="coreml_int4"),
-    Mode("qat_int8_int4", "int8_int4", True, "XNNPACK", convs="xnnpack_int8"),
+    Mode("qat_int8_int4", "int8_int4", True, "XNNPACK"),
 )}
 _QAT_CONVS = "; QAT reaches Linear + token table, convs post-training"
 CONVS_PER_BACKEND = {
@@ -91,13 +94,19 @@ CONVS_PER_BACKEND = {
              "XNNPACK": "mode not supported (no weight-only int4)",
              "QNN": "4-bit weights, 16-bit activations (QnnQuantizer 16a4w, untested here)"},
     "int8_int4": {"Core ML": "mode not supported (no dynamic activations)",
-                  "XNNPACK": "int8 per-channel weights + int8 dynamic activations (PT2E XNNPACKQuantizer)",
+                  "XNNPACK": "float (fp32), not quantized: PT2E int8 convs lower but the pip runtime refuses "
+                             "the program (XNNPACK_CONVS_OFF)",
                   "QNN": "4-bit weights, 8-bit activations (QnnQuantizer 8a4w, untested here)"},
 }
 CONVS_PER_BACKEND["qat_int4"] = {k: v + (_QAT_CONVS if "not" not in v else "")
                                  for k, v in CONVS_PER_BACKEND["int4"].items()}
 CONVS_PER_BACKEND["qat_int8_int4"] = {k: v + (_QAT_CONVS if "not" not in v else "")
                                       for k, v in CONVS_PER_BACKEND["int8_int4"].items()}
+XNNPACK_CONVS_OFF = ("XNNPACK modes leave convolutions float. With PT2E XNNPACKQuantizer 8-bit dynamic convs "
+                     "(sam3m4.quantize.convs.pt2e_convs) the whole-student forward lowers but the pip ExecuTorch "
+                     "runtime refuses it ('Propagating input shapes failed: xnn_status_invalid_parameter'), "
+                     "measured 2026-11-29 on repvit_m0_9_504 and tiny; see docs/quantization.md")
+"""Why the XNNPACK modes do not use :func:`sam3m4.quantize.convs.pt2e_convs` (issue 18 stays open for it)."""
 KEPT_HIGHER = ("attention matmuls and softmax, LayerNorm, GELU, the residual adds and the mask dot products stay "
                "fp32 on XNNPACK / fp16 on Core ML in every mode (no quantizer annotates them here)")
 """The Stage 4 table's notes: what each mode does to convolutions on each backend, and what stays float."""
@@ -106,7 +115,6 @@ QAT_MODES = [m for m in MODES if MODES[m].qat]
 
 
 def get_mode(name: str) -> Mode:
-    from sam3m4.errors import ConfigError
 
     if name not in MODES:
         raise ConfigError(f"--mode {name!r}: unknown; choices: {', '.join(MODES)}")
@@ -161,7 +169,6 @@ def apply_mode(model: nn.Module, mode: str | Mode) -> nn.Module:
 
 def apply_convs(model: nn.Module, mode: Mode) -> nn.Module:
     """The mode's convolution treatment (:mod:`sam3m4.quantize.convs`) on a model already rounded to fp16."""
-    from sam3m4.quantize.convs import coreml_compress_weights, mark_xnnpack_convs
 
     if mode.convs == "coreml_int4":
         coreml_compress_weights(model)
@@ -219,7 +226,6 @@ def deployable_bytes(model: nn.Module) -> dict:
     """
     from torchao.quantization import IntxUnpackedToInt8Tensor
 
-    from sam3m4.quantize.convs import WEIGHT_BITS_ATTR
 
     seen, out = set(), {"total": 0.0, "quantized": 0.0, "fp16": 0.0, "quantized_params": 0, "fp16_params": 0}
     backend_bits = {id(m.weight): getattr(m, WEIGHT_BITS_ATTR) for m in model.modules()

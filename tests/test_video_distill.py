@@ -58,7 +58,8 @@ def _random_models(tmp_path, seed):
 
 
 def test_distill_video_runs_and_records(tmp_path, monkeypatch):
-    from sam3m4.distill.video_run import load_tracker, run
+    from sam3m4.distill.video_run import run
+    from sam3m4.predict import load_tracker
     from sam3m4.results import ResultsStore
 
     data, student = _random_models(tmp_path, seed=0)

@@ -12,7 +12,7 @@
    ground truth (``--w-teacher``, ``--w-gt``), :func:`sam3m4.distill.video.train_tracker`;
 3. checkpoints: ``checkpoints/video_distillation/video_epoch{E}.pt`` after each of ``--epochs`` (student +
    memory, optimizer, RNG; atomic; the last ``--keep-last`` kept; loads with ``weights_only=True``:
-   :func:`load_tracker`); ``--resume`` continues from the newest readable one (a corrupt newest file is
+   :func:`sam3m4.predict.load_tracker`); ``--resume`` continues from the newest readable one (a corrupt newest file is
    skipped with a warning) and gives the same weights as an uninterrupted run; the training loss goes to
    ``<log dir>/video.csv`` (``--log-dir``, default ``logs/distillation``; one row a step);
 4. evaluation into the results store (report section 2): J&F of ``teacher`` and ``student/video`` on the val
@@ -50,7 +50,7 @@ from sam3m4.eval.video import evaluate_videos
 from sam3m4.fileio import atomic_path
 from sam3m4.models.video import StudentTracker, benchmark_track
 from sam3m4.paths import DISTILL_LOG_DIR
-from sam3m4.predict import Predictor, VideoPredictor, load_tracker  # noqa: F401  (load_tracker: its old home)
+from sam3m4.predict import Predictor, VideoPredictor
 from sam3m4.results import ResultsStore
 from sam3m4.results import schema
 from sam3m4.teacher.video import load_video_teacher

@@ -61,10 +61,11 @@ def test_quantized_mode_keeps_fp16_miou(mode, stage4_models, fp16, gate, targets
 
 
 def _round_to_one_bit(model):
-    """A planted broken quantization: every weight matrix becomes sign(w) x mean|w| per output channel."""
+    """A planted broken quantization: every float weight matrix becomes sign(w) x mean|w| per output channel
+    (a torchao-quantized one, such as the fp16 mode's int8 token table, is left as it is)."""
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Embedding)):
+            if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Embedding)) and type(m.weight) is torch.nn.Parameter:
                 w = m.weight
                 scale = w.abs().flatten(1).mean(1).reshape(-1, *[1] * (w.dim() - 1))
                 w.copy_(torch.sign(w) * scale)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from sam3m4.cli import main
@@ -64,8 +65,10 @@ def files(tmp_path_factory, tiny_teacher_kwargs):
     _copy_dir(f["quantized"] / "fp16", f["quantized_shape"] / "fp16")
     q = f["quantized_shape"] / "fp16" / "model.safetensors"
     qw = load_file(str(q))
+    with safe_open(str(q), "pt") as fh:
+        meta = fh.metadata()  # torchao's tensor description (the fp16 mode's int8 token table) must survive
     qw["text_encoder.pos_embedding"] = torch.zeros(31, 64, dtype=torch.float16)
-    save_file(qw, str(q))
+    save_file(qw, str(q), metadata=meta)
 
     f["quantized_renamed"] = d / "quantized_renamed"
     _copy_dir(f["quantized"] / "fp16", f["quantized_renamed"] / "int4")  # an fp16 model in the int4 folder

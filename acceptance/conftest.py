@@ -164,15 +164,13 @@ def pytest_generate_tests(metafunc):
 def stage5_export(pytestconfig, results_store):
     """``export(backend, mode)`` -> the run's stage5 records for that case, exporting it first (once, file lock)
     when the run has none: from ``--stage5-quantized`` or the Stage 4 small set (``data/test_cache/stage4``)."""
-    import argparse
+    from sam3m4.export.case import export_case
 
     def export(backend: str, mode: str) -> dict:
-        subject = f"{backend}/{mode}"
+        subject = schema.export_subject(backend, mode)
         CACHE.mkdir(parents=True, exist_ok=True)  # the lock lives with the other test-cache locks, not in reports/
         with FileLock(str(CACHE / f"stage5-{results_store.run}-{backend}-{mode}.lock")):
             if results_store.latest(stage=schema.STAGE5, subject=subject, metric=schema.EXPORT_OK) is None:
-                from sam3m4.export.cli import run
-
                 given = pytestconfig.getoption("--stage5-quantized")
                 if given:
                     qdir = Path(given)
@@ -180,8 +178,7 @@ def stage5_export(pytestconfig, results_store):
                     with FileLock(str(CACHE / "stage4") + ".lock"):
                         qdir = _build_small_stage4(CACHE / "stage4")
                 out = CACHE / "stage5" if not given else ROOT / "outputs" / "export"
-                run(argparse.Namespace(backend=backend, mode=mode, quantized=qdir, ckpt=None, out=out, name=None,
-                                       runs=50, run=results_store.run, results_root=str(results_store.dir.parent)))
+                export_case(backend, mode, quantized=qdir, out_dir=out, runs=50, store=results_store)
         return {r.metric: r for r in results_store.records() if r.stage == schema.STAGE5 and r.subject == subject}
 
     return export

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import pytest
 
-from sam3m4.export import cli as export_cli
+from sam3m4.export import case as export_case
 from sam3m4.export.delegation import Delegation
 from sam3m4.export.export import ExportResult, records
 from sam3m4.results import ResultsStore
@@ -49,14 +48,12 @@ def _ok_result(tmp_path: Path, backend: str) -> ExportResult:
                         delegation={"forward": Delegation(backend_id="X", delegated=9, total=10)}, is_npu=True)
 
 
-def test_export_cli_records_phone_metrics_as_not_measurable(tmp_path, monkeypatch):
+def test_export_case_records_phone_metrics_as_not_measurable(tmp_path, monkeypatch):
     import sam3m4.export.ane as ane
-    import sam3m4.export.export as export
-    import sam3m4.quantize.storage as storage
 
-    monkeypatch.setattr(storage, "load_quantized", lambda path: (object(), {"preset": "tiny", "kind": "student",
-                                                                    "mode": "int4"}))
-    monkeypatch.setattr(export, "export_pte", lambda *a, **kw: _ok_result(tmp_path, "coreml"))
+    monkeypatch.setattr(export_case, "load_quantized", lambda path: (object(), {"preset": "tiny", "kind": "student",
+                                                                          "mode": "int4"}))
+    monkeypatch.setattr(export_case, "export_pte", lambda *a, **kw: _ok_result(tmp_path, "coreml"))
 
     def no_plan(path):
         raise ane.ComputePlanUnavailable("needs macOS 14.4+")
@@ -64,10 +61,11 @@ def test_export_cli_records_phone_metrics_as_not_measurable(tmp_path, monkeypatc
     monkeypatch.setattr(ane, "ane_share", no_plan)
     monkeypatch.setattr(sys, "platform", "linux")  # Core ML does not run here: nothing timed
     (tmp_path / "int4").mkdir()  # the quantized folder's layout, checked before anything loads
-    args = argparse.Namespace(backend="coreml", mode="int4", quantized=tmp_path, ckpt=None, out=tmp_path,
-                              name=None, runs=1, run="t", results_root=str(tmp_path / "reports"))
-    assert export_cli.run(args) == 0
-    by = {r.metric: r for r in ResultsStore("t", root=tmp_path / "reports").records()}
+    store = ResultsStore("t", root=tmp_path / "reports")
+    result = export_case.export_case("coreml", "int4", quantized=tmp_path, out_dir=tmp_path, runs=1, store=store)
+    assert result.exit_code == 0 and result.measured is None and result.coverage == 0.9
+    by = {r.metric: r for r in store.records()}
+    assert [r.metric for r in result.records] == [r.metric for r in store.records()]
     assert (by["export_ok"].value, by["export_ok"].outcome, by["export_ok"].failed_stage) == (True, None, None)
     for metric in ("image_latency_ms", "video_fps", "ane_percent"):
         assert (by[metric].value, by[metric].outcome, by[metric].failed_stage) == (None, NOT_MEASURABLE, None)
@@ -92,7 +90,8 @@ def test_a_pte_that_does_not_load_or_run_on_the_host_is_a_failed_stage(tmp_path,
     monkeypatch.setattr(runtime, "benchmark_pte", boom)
     monkeypatch.setattr(runtime, fail_in, boom)
     store = ResultsStore("t", root=tmp_path)
-    assert export_cli.measure_on_host(_ok_result(tmp_path, "xnnpack"), None, None, store, "xnnpack/int4", 1) is False
+    assert export_case.measure_on_host(_ok_result(tmp_path, "xnnpack"), None, None, store.record, "xnnpack/int4",
+                                       1) is False
     by = {r.metric: r for r in store.records()}
     for metric in failed:
         assert (by[metric].value, by[metric].failed_stage) == (None, stage)
@@ -113,7 +112,7 @@ def test_host_timing_records_p50_and_p90_for_the_latency_plot(tmp_path, monkeypa
     monkeypatch.setattr(runtime, "check_pte", lambda *a, **kw: {"forward": check})
     monkeypatch.setattr(runtime, "benchmark_pte", lambda *a, **kw: stats)
     store = ResultsStore("t", root=tmp_path)
-    assert export_cli.measure_on_host(_ok_result(tmp_path, "xnnpack"), None, None, store, "xnnpack/int4", 5)
+    assert export_case.measure_on_host(_ok_result(tmp_path, "xnnpack"), None, None, store.record, "xnnpack/int4", 5)
     by = {r.metric: r for r in store.records()}
     assert (by["host_image_latency_ms"].value, by["host_image_latency_p90_ms"].value) == (2.5, 3.25)
     assert by["host_image_latency_p90_ms"].unit == "ms" and "p90 of 5" in by["host_image_latency_p90_ms"].provenance

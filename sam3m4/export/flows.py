@@ -66,6 +66,12 @@ class Flow:
     host_platforms: tuple[str, ...]
     """``sys.platform`` values of hosts that can execute the ``.pte`` here: XNNPACK any; Core ML ``darwin`` (the
     macOS pip runtime has the backend; UNTESTED on this project's Linux hosts); QNN none (a phone)."""
+    platform: str
+    """The phone platform whose ExecuTorch benchmark app measures the ``.pte`` (``ios`` or ``android``): the first
+    part of the on-device subject ``<platform>/<backend>/<mode>`` (:func:`sam3m4.results.schema.device_subject`)."""
+    executes: str
+    """Where the ``.pte`` executes, as a clause (``Core ML executes only on macOS/iOS``): the reason given when
+    this host cannot run it, and in the "not measured on a phone here" records."""
     modes: dict[str, ModeSupport]
     """Quant mode name -> :class:`ModeSupport`, one entry per :data:`sam3m4.quantize.modes.MODES`."""
     check: Callable[[], tuple[bool, str]] = field(repr=False)
@@ -81,10 +87,22 @@ class Flow:
     int8_row_table: bool = False
     """True: a 4-bit token table left on the CPU is exported as int8 rows + scales (:mod:`.token_table`) so the
     stock ExecuTorch kernels run it; False: the backend takes torchao's dequantize itself (Core ML)."""
+    has_compute_plan: bool = False
+    """True: coremltools' MLComputePlan can say which ops of the ``.pte`` prefer the NPU (Core ML's ANE share,
+    ``ane_percent``; measured on macOS 14.4+ only)."""
+
+    @property
+    def processor(self) -> str:
+        """``NPU`` or ``CPU``: what the flow targets (the NPU-coverage gate applies to ``NPU`` flows only)."""
+        return "NPU" if self.is_npu else "CPU"
 
     def runs_here(self) -> bool:
         """True when this host can execute the flow's ``.pte`` (then it is checked against eager and timed)."""
         return sys.platform in self.host_platforms
+
+    def cannot_run_here(self) -> str | None:
+        """Why this host cannot execute the flow's ``.pte``, or None when it can (:meth:`runs_here`)."""
+        return None if self.runs_here() else f"{self.executes} (this host: {sys.platform})"
 
     def available(self) -> tuple[bool, str]:
         """(True, note) when the toolchain is importable here, else (False, reason)."""
@@ -131,7 +149,8 @@ _XNN_8DA4W = ("Linear: 8-bit dynamic per-token activations + 4-bit weights per g
 XNNPACK = Flow(
     name="xnnpack", backend_id="XnnpackBackend", is_npu=False,
     needs="executorch with the XNNPACK backend (pip); runs on any ARM/x86 CPU, this host included",
-    host_platforms=("linux", "darwin", "win32"),
+    host_platforms=("linux", "darwin", "win32"), platform="android",
+    executes="XNNPACK executes on any ARM/x86 CPU",
     modes={
         "fp16": ModeSupport(True, "fp32 program with fp16-rounded weights (XNNPACK computes fp32 here; the .pte "
                                   "stores weights as fp32, twice the fp16 bytes)"),
@@ -178,7 +197,7 @@ COREML = Flow(
     name="coreml", backend_id="CoreMLBackend", is_npu=True,
     needs="coremltools + executorch Core ML backend (pip, Linux or macOS) to lower; macOS / iOS 18+ to run "
           "(CPU_AND_NE: Neural Engine with CPU fallback, fp16)",
-    host_platforms=("darwin",),
+    host_platforms=("darwin",), platform="ios", executes="Core ML executes only on macOS/iOS",
     modes={
         "fp16": ModeSupport(True, "fp16 weights and activations (compute_precision FLOAT16)"),
         "int4": ModeSupport(True, _CML_INT4),
@@ -187,7 +206,7 @@ COREML = Flow(
         "qat_int8_int4": ModeSupport(False, "8-bit dynamic activations + 4-bit weights (after QAT)",
                                      reason=_CML_DYNAMIC),
     },
-    check=_coreml_check, make_partitioners=_coreml_partitioners)
+    check=_coreml_check, make_partitioners=_coreml_partitioners, has_compute_plan=True)
 
 
 # --- QNN (Qualcomm HTP). UNTESTED HERE: no QNN SDK on this host ---------------------------------------------
@@ -240,7 +259,7 @@ _QNN_FROM_FLOAT = ("; PT2E QnnQuantizer from the float (fp16-mode) student, not 
 QNN = Flow(
     name="qnn", backend_id="QnnBackend", is_npu=True,
     needs="Qualcomm QNN SDK at export time (QNN_SDK_ROOT; not on PyPI), a Snapdragon phone to run (HTP)",
-    host_platforms=(),
+    host_platforms=(), platform="android", executes="QNN HTP executes only on a Snapdragon device",
     modes={
         "fp16": ModeSupport(True, "fp16 on HTP (use_fp16=True, no quantizer)"),
         "int4": ModeSupport(True, "16-bit activations + 4-bit weights (16a4w)" + _QNN_FROM_FLOAT, pt2e="16a4w"),

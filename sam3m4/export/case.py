@@ -1,0 +1,259 @@
+"""One Stage 5 case end to end: load the quantized model, export one ``.pte``, measure what this host can, record.
+
+    from sam3m4.export.case import export_case
+    from sam3m4.results import ResultsStore
+    r = export_case("xnnpack", "int8_int4", quantized="checkpoints/quantized", out_dir="outputs/export",
+                    store=ResultsStore("demo"))
+    r.ok, r.path, r.size_bytes, r.coverage, r.host_image_latency_ms, r.exit_code, [x.metric for x in r.records]
+
+What ``sam3m4 export`` does (:mod:`sam3m4.export.cli` only parses its flags and calls :func:`export_case`), and
+what the Stage 5 acceptance fixture calls. Reads the quantized model ``sam3m4 quantize`` saved under
+``<quantized>/<mode>/`` (a tracker's folder also gives the ``track`` method), or quantizes a checkpoint here
+(``ckpt``), and writes ``<out_dir>/<name>_<backend>_<mode>.pte``. Records (stage ``stage5``, subject
+``<backend>/<mode>``): ``export_ok``, ``pte_mb``, ``npu_percent`` (Core ML / QNN; XNNPACK:
+``cpu_delegation_percent``) with the non-delegated ops in the note; for a flow that runs here (XNNPACK; Core ML
+on a Mac, untested on this project's Linux hosts) also the numerics against eager (``mask_iou``,
+``max_abs_error``) and the host latency (``host_image_latency_ms`` p50, ``host_image_latency_p90_ms``,
+``host_video_fps``). On-device latency and FPS come from ``sam3m4 device import``; an NPU flow's phone numbers
+get a "not measured" record with the reason. A failed export is recorded with the stage where it failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from sam3m4.errors import ConfigError, DataFormatError
+from sam3m4.export import ane, runtime
+from sam3m4.export.export import ExportResult, export_pte, records
+from sam3m4.export.flows import get_flow
+from sam3m4.paths import EXPORT_DIR, QUANTIZED_DIR
+from sam3m4.quantize.pipeline import build_mode, image_model
+from sam3m4.quantize.storage import load_quantized
+from sam3m4.results import ResultsStore, schema
+from sam3m4.results.store import NOT_MEASURABLE, Record
+
+
+@dataclass(frozen=True)
+class ExportCaseResult:
+    """What :func:`export_case` did for one ``backend/mode`` case."""
+
+    backend: str
+    """Flow name (``coreml``, ``qnn``, ``xnnpack``)."""
+    mode: str
+    """sam3m4 quant mode (``fp16``, ``int4``, ``int8_int4``, ``qat_int4``, ``qat_int8_int4``)."""
+    export: ExportResult
+    """The export itself: ``.pte`` path(s), size, delegation per method, or the stage where it stopped."""
+    measured: bool | None
+    """True: checked against eager and timed on this host; False: the ``.pte`` failed to load or run here;
+    None: not attempted (the flow does not run here, or the export failed)."""
+    records: tuple[Record, ...]
+    """Every record written to the results store, in order."""
+
+    @property
+    def subject(self) -> str:
+        return schema.export_subject(self.backend, self.mode)
+
+    @property
+    def ok(self) -> bool:
+        """The ``.pte`` was written."""
+        return self.export.ok
+
+    @property
+    def path(self) -> Path | None:
+        return self.export.path
+
+    @property
+    def size_bytes(self) -> int | None:
+        return self.export.size_bytes
+
+    @property
+    def coverage(self) -> float | None:
+        """Delegated / all compute ops in [0, 1]: NPU coverage for an NPU flow, CPU delegation for XNNPACK."""
+        return self.export.coverage
+
+    def value(self, metric: str):
+        """The last value recorded for ``metric`` in this case (None when not recorded or not measured)."""
+        found = [r for r in self.records if r.metric == metric]
+        return found[-1].value if found else None
+
+    @property
+    def host_image_latency_ms(self) -> float | None:
+        return self.value(schema.HOST_IMAGE_LATENCY_MS)
+
+    @property
+    def host_video_fps(self) -> float | None:
+        return self.value(schema.HOST_VIDEO_FPS)
+
+    @property
+    def exit_code(self) -> int:
+        """``sam3m4 export``'s exit status: 0 when exported (and measured where it runs) or unsupported, else 1."""
+        if not self.ok:
+            return 0 if self.export.unsupported else 1
+        return 0 if self.measured is not False else 1
+
+
+def check_case(backend: str, mode: str, *, quantized: str | Path | None, ckpt: str | Path | None,
+               out_dir: str | Path, name: str | None, runs: int) -> None:
+    """Arguments checked before anything loads or lowers: one line naming the ``sam3m4 export`` flag."""
+    get_flow(backend).support(mode)  # unknown backend / mode -> ConfigError naming --backend / --mode
+    out = Path(out_dir)
+    if runs < 1:
+        raise ConfigError(f"--runs {runs}: must be >= 1")
+    if name is not None and (not name.strip() or Path(name).name != name):
+        raise ConfigError(f"--name {name!r}: must be a plain file name part (no folders)")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    if ckpt:
+        if not Path(ckpt).is_file():
+            raise ConfigError(f"--ckpt {ckpt}: no such checkpoint file")
+    elif not (Path(quantized) / mode).is_dir():
+        quantized = Path(quantized)
+        where = "no such folder" if not quantized.is_dir() else f"has no {mode}/ folder"
+        raise ConfigError(f"--quantized {quantized}: {where} (make it with `sam3m4 quantize --mode "
+                          f"{mode} --out {quantized}`, or pass --ckpt)")
+
+
+def load_case_model(mode: str, quantized: str | Path | None, ckpt: str | Path | None):
+    """(student, tracker or None, metadata) in ``mode``: from ``<quantized>/<mode>/`` or quantized from ``ckpt``."""
+    if ckpt:
+        model, _ = build_mode(ckpt, mode)
+        meta = {"preset": image_model(model).preset, "kind": "tracker" if hasattr(model, "memory") else "student"}
+    else:
+        folder = Path(quantized) / mode
+        model, meta = load_quantized(folder)
+        if meta["mode"] != mode:  # a folder copied or renamed by hand: the file name would lie
+            raise DataFormatError(f"{folder / 'quantized.json'}: mode: {meta['mode']!r}, but --mode is {mode!r}")
+    tracker = model if meta.get("kind") == "tracker" else None
+    return (model.student if tracker is not None else model), tracker, meta
+
+
+def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANTIZED_DIR,
+                ckpt: str | Path | None = None, out_dir: str | Path = EXPORT_DIR, name: str | None = None,
+                runs: int = 50, store: ResultsStore | None = None, run: str = "demo",
+                echo: Callable[[str], None] | None = print) -> ExportCaseResult:
+    """Export the quantized model of ``mode`` for ``backend``, measure it where this host can, record everything.
+
+    ``quantized``: the ``sam3m4 quantize --out`` folder (one ``<mode>/`` per mode); ``ckpt`` instead: a Phase 2 or
+    video checkpoint quantized here in ``mode``. ``name``: the model name in the file name (default
+    ``sam3m4_<preset>``). ``runs``: timed host runs after 10 warm-up (flows that run here). ``store``: where the
+    records go (default ``ResultsStore(run)``, i.e. ``reports/<run>/``). ``echo``: status lines (None: silent).
+    Bad arguments raise :class:`~sam3m4.errors.ConfigError` before anything loads; a failed export or measurement
+    does not raise: it is recorded and :attr:`ExportCaseResult.exit_code` says 1.
+    """
+    check_case(backend, mode, quantized=quantized, ckpt=ckpt, out_dir=out_dir, name=name, runs=runs)
+    say = echo or (lambda line: None)
+    flow = get_flow(backend)
+    student, tracker, meta = load_case_model(mode, quantized, ckpt)
+    result = export_pte(student, backend=backend, mode=mode, out_dir=Path(out_dir),
+                        model_name=name or f"sam3m4_{meta['preset']}", tracker=tracker)
+    store = store if store is not None else ResultsStore(run)
+    written: list[Record] = []
+
+    def record(**kw) -> None:
+        written.append(store.record(**kw))
+
+    for kw in records(result):
+        if not result.ok:
+            why = "not attempted" if kw.get("outcome") else f"failed at {result.failed_stage}"
+            kw["provenance"] = f"{kw['provenance']}; {why}: {result.error}"
+        if kw["metric"] in (schema.NPU_PERCENT, schema.CPU_DELEGATION_PERCENT):
+            missing = sorted({op for d in result.delegation.values() for op in d.non_delegated_ops})
+            kw["note"] = "not delegated: " + (", ".join(missing) or "none")
+        record(**kw)
+    subject = schema.export_subject(backend, mode)
+    if not result.ok:
+        say(f"sam3m4 export: {subject}: failed at {result.failed_stage}: {result.error}")
+        return ExportCaseResult(backend, mode, result, None, tuple(written))
+    cover = {m: f"{100 * d.coverage:.1f}%" for m, d in result.delegation.items()}
+    say(f"{result.path}: {result.size_bytes / 1e6:.2f} MB, methods {', '.join(result.methods)} "
+        f"({result.layout}), delegated {cover}, {result.seconds:.0f} s")
+    if flow.has_compute_plan:
+        record_ane_share(result, record, say)
+    measured = None
+    if flow.runs_here():  # XNNPACK anywhere; Core ML on a Mac (UNTESTED here: Linux hosts)
+        measured = measure_on_host(result, student, tracker, record, subject, runs, say)
+    if flow.is_npu:  # the phone numbers of an NPU flow come from `sam3m4 device import`
+        for metric in (schema.IMAGE_LATENCY_MS, schema.VIDEO_FPS):
+            record(stage=schema.STAGE5, subject=subject, metric=metric, value=None, outcome=NOT_MEASURABLE,
+                   note=f"not measured on a phone here: {flow.executes}; run the ExecuTorch benchmark app on a "
+                        f"device and `sam3m4 device import`", artifact=result.path)
+    return ExportCaseResult(backend, mode, result, measured, tuple(written))
+
+
+def measure_on_host(result: ExportResult, student, tracker, record: Callable, subject: str, runs: int,
+                    echo: Callable[[str], None] = print) -> bool:
+    """Numerics of the ``.pte`` against eager, and host latency, for a flow that runs here (:meth:`Flow.runs_here`).
+
+    ``record``: ``ResultsStore.record`` or a callable taking the same keywords. True when measured. A ``.pte``
+    that does not load or run here gets each metric not yet recorded (``mask_iou/forward``,
+    ``host_image_latency_ms`` [, ``host_video_fps``]) recorded with no value and ``failed_stage`` ``load`` /
+    ``run`` (the gates fail on it), and False is returned."""
+    pending = [f"{schema.MASK_IOU}/forward", schema.HOST_IMAGE_LATENCY_MS] + (
+        [schema.HOST_VIDEO_FPS] if tracker is not None else [])
+    stage = "load"
+    try:
+        runtime.load_program(result.path)
+        stage = "run"
+        _measure_on_host(result, student, tracker, record, subject, runs, pending, echo)
+    except Exception as err:  # noqa: BLE001  (recorded where it stopped, then reported)
+        error = f"{type(err).__name__}: {err}"[:800]
+        for metric in pending:
+            record(stage=schema.STAGE5, subject=subject, metric=metric, value=None, failed_stage=stage,
+                   note=f"the .pte failed to {stage} on this host: {error}", artifact=result.path)
+        echo(f"sam3m4 export: {subject}: the .pte failed to {stage} on this host: {error}")
+        return False
+    return True
+
+
+def _measure_on_host(result, student, tracker, record: Callable, subject: str, runs: int, pending: list[str],
+                     echo: Callable[[str], None]) -> None:
+    """:func:`measure_on_host`'s measurements; each metric recorded is removed from ``pending``."""
+
+    def put(**kw):
+        record(stage=schema.STAGE5, subject=subject, artifact=result.path, **kw)
+        if kw["metric"] in pending:
+            pending.remove(kw["metric"])
+
+    checks = runtime.check_pte(result.path, student, tracker=tracker)
+    for method, c in checks.items():
+        how = f"ExecuTorch runtime vs torch eager, {method}, seeded sample inputs, batch 1"
+        if c.mask_iou is not None:
+            put(metric=f"{schema.MASK_IOU}/{method}", value=c.mask_iou, unit=schema.FRACTION,
+                provenance=f"{how}; IoU of mask_logits > 0 over {c.iou_queries}")
+        worst = max(c.max_abs_err, key=c.max_abs_err.get)
+        put(metric=f"max_abs_error/{method}", value=c.max_abs_err[worst],
+            provenance=f"{how}; worst output {worst} (its max |eager| {c.ref_max_abs[worst]:.3g})")
+    image = runtime.benchmark_pte(result.path, "forward", student, tracker=tracker, runs=runs, threads=1)
+    put(metric=schema.HOST_IMAGE_LATENCY_MS, value=image["p50_ms"], unit=schema.MS,
+        provenance=f"{result.backend} .pte on {image['provenance']}; forward (image, cached prompt), 10 warm-up then "
+                   f"p50 of {runs} (p90 {image['p90_ms']:.2f}, trimmed mean {image['trimmed_mean_ms']:.2f})")
+    put(metric=schema.HOST_IMAGE_LATENCY_P90_MS, value=image["p90_ms"], unit=schema.MS,  # the report's latency plot
+        provenance=f"{result.backend} .pte on {image['provenance']}; forward, 10 warm-up then p90 of {runs}")
+    line = f"host {result.backend}: forward p50 {image['p50_ms']:.2f} ms"
+    if tracker is not None:
+        track = runtime.benchmark_pte(result.path, "track", student, tracker=tracker, runs=runs, threads=1)
+        put(metric=schema.HOST_VIDEO_FPS, value=track["fps"], unit=schema.FPS,
+            provenance=f"{result.backend} .pte on {track['provenance']}; track step fed its own state, 10 warm-up "
+                       f"then 1000 / p50 of {runs} ({track['p50_ms']:.2f} ms)")
+        line += f", track {track['fps']:.1f} FPS"
+    echo(line + "; " + ", ".join(f"{m} mask IoU {c.mask_iou if c.mask_iou is None else round(c.mask_iou, 3)}"
+                                 for m, c in checks.items()))
+
+
+def record_ane_share(result: ExportResult, record: Callable, echo: Callable[[str], None] = print) -> None:
+    """``ane_percent``: MLComputePlan's ANE share of the Core ML partitions' ops (macOS 14.4+), else why not."""
+    subject = schema.export_subject(result.backend, result.mode)
+    try:
+        share = ane.ane_share(result.path)
+    except ane.ComputePlanUnavailable as err:
+        record(stage=schema.STAGE5, subject=subject, metric=schema.ANE_PERCENT, value=None, artifact=result.path,
+               outcome=NOT_MEASURABLE, note=f"not measured here: {err}; the NPU cell uses the AOT delegated-op share")
+        return
+    others = ", ".join(f"{k} x{v}" for k, v in sorted(share["non_ane"].items())) or "none"
+    record(stage=schema.STAGE5, subject=subject, metric=schema.ANE_PERCENT, value=100 * share["share"],
+           unit=schema.PERCENT, artifact=result.path, note=f"not on the ANE: {others}",
+           provenance=f"coremltools MLComputePlan (CPU_AND_NE) on this Mac: {share['ane_ops']} of "
+                      f"{share['ops']} planned ops of {share['partitions']} Core ML partitions prefer the ANE")
+    echo(f"MLComputePlan: {100 * share['share']:.1f}% of planned ops on the ANE")

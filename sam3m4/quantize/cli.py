@@ -8,6 +8,7 @@ Each mode's model is saved under ``<out>/<mode>/`` (safetensors, see :mod:`sam3m
 scored on the first ``--num-val`` val pairs. ``compare`` scores every post-training mode, runs the QAT modes
 when none of them passes the targets file's ``quant_miou_drop`` gate (or with ``--qat always``), records
 every row and the decision in ``reports/<run>/results.jsonl`` (report section 4) and prints the table.
+This file only parses the flags: the work is :mod:`sam3m4.quantize.stage` (``quantize_mode``, ``quantize_compare``).
 """
 
 from __future__ import annotations
@@ -38,76 +39,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def check_args(args: argparse.Namespace) -> None:
-    """Every argument checked before the checkpoint loads: one line naming the flag (exit 2)."""
-    import math
-
+def run(args: argparse.Namespace) -> int:
     from sam3m4.errors import ConfigError
 
-    for flag, value, low in (("--num-val", args.num_val, 1), ("--qat-steps", args.qat_steps, 1),
-                             ("--runs", args.runs, 1), ("--threads", args.threads, 0)):
-        if value < low:
-            raise ConfigError(f"{flag} {value}: must be >= {low}")
-    if not (args.qat_lr > 0 and math.isfinite(args.qat_lr)):
-        raise ConfigError(f"--qat-lr {args.qat_lr}: must be a positive number")
-    if args.data is not None and not args.data.is_dir():
-        raise ConfigError(f"--data {args.data}: no such folder")
-    if args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"--out {args.out}: exists and is not a folder")
-    if not Path(args.ckpt).is_file():
-        raise ConfigError(f"--ckpt {args.ckpt}: no such checkpoint (run `sam3m4 distill phase2` first)")
+    if args.threads < 0:
+        raise ConfigError(f"--threads {args.threads}: must be >= 0")
+    from sam3m4.quantize.stage import check_quantize_args, quantize_compare, quantize_mode
 
-
-def run(args: argparse.Namespace) -> int:
-    check_args(args)
-    import torch
-
-    from sam3m4.progress import progress_bar
-    from sam3m4.quantize import compare
-    from sam3m4.quantize.modes import PTQ_MODES, QAT_MODES
-    from sam3m4.quantize.pipeline import build_mode, load_val, record, record_decision
-    from sam3m4.quantize.storage import save_quantized
-    from sam3m4.results.targets import load_targets
-
+    common = dict(out_dir=args.out, num_val=args.num_val, data=args.data, qat_steps=args.qat_steps,
+                  qat_lr=args.qat_lr, runs=args.runs, run=args.run, progress=not args.no_progress,
+                  echo=lambda line: print(line, flush=True))
+    check_quantize_args(args.ckpt, num_val=args.num_val, out_dir=args.out, data=args.data, qat=args.qat,
+                        qat_steps=args.qat_steps, qat_lr=args.qat_lr, runs=args.runs)
     if args.threads:
+        import torch
+
         torch.set_num_threads(args.threads)
-    val, videos, data_root = load_val(args.ckpt, args.data)
-    progress = not args.no_progress
-    modes = PTQ_MODES if args.mode == "compare" else [args.mode]
-    rows = []
-
-    def add(mode: str) -> None:
-        model, qat_info = build_mode(args.ckpt, mode, qat_steps=args.qat_steps, qat_lr=args.qat_lr, progress=progress)
-        path = args.out / mode
-        preset = getattr(model, "student", model).preset
-        save_quantized(model, path, mode=mode, preset=preset, source=args.ckpt, extra={"qat": qat_info})
-        row = compare.measure(model, mode, val, args.num_val, runs=args.runs, progress=progress, videos=videos)
-        row.qat = qat_info
-        rows.append(row)
-        video = "" if row.jf is None else f", J&F {row.jf:.3f}, track {row.track_fps:.1f} fps"
-        print(f"{mode}: {row.size_mb:.3f} MB, mIoU {row.miou:.3f}, Presence F1 {row.presence_f1:.3f}, "
-              f"{row.avg_ms:.1f} ms{video} (saved {path})", flush=True)
-
-    for mode in progress_bar(modes, desc=f"quantize {args.mode}", unit="mode", enabled=progress):
-        add(mode)
     if args.mode != "compare":
-        print(compare.format_table(rows))
-        record(args.run, rows, args.out, data_root, args.ckpt)
+        print(quantize_mode(args.ckpt, args.mode, **common).table)
         return 0
-    target = load_targets()["quant_miou_drop"]
-    compare.judge(rows, target)
-    ptq_passed = any(r.passed for r in rows if r.mode != "fp16")
-    qat_why = ("requested (--qat always)" if args.qat == "always" else
-               "no post-training mode met the mIoU gate" if args.qat == "auto" and not ptq_passed else None)
-    if qat_why:
-        for mode in progress_bar(QAT_MODES, desc="quantize compare (QAT)", unit="mode", enabled=progress):
-            add(mode)
-    decision = compare.decide(rows, target)
-    decision["qat_ran"], decision["qat_why"] = bool(qat_why), qat_why or (
-        "skipped (--qat never)" if args.qat == "never" else "not needed: a post-training mode met the mIoU gate")
-    print(compare.format_table(rows))
-    print(f"decision: {decision['chosen_mode']} (gate {target.describe()} mIoU drop vs fp16; passing: "
-          f"{', '.join(decision['passing']) or 'none'}; QAT: {decision['qat_why']})")
-    record(args.run, rows, args.out, data_root, args.ckpt, target=target)
-    record_decision(args.run, decision, target, rows)
+    result = quantize_compare(args.ckpt, qat=args.qat, **common)
+    print(result.table)
+    print(result.summary)
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sam3m4.quantize.modes import MODES, apply_mode, get_mode
-from sam3m4.results import schema
+from sam3m4.results import ResultsStore, schema
 
 
 def load_source(ckpt: str | Path):
@@ -97,11 +97,14 @@ def provenance(row, data_root: Path, ckpt) -> str:
             f"from {ckpt}")
 
 
-def record(run: str, rows, out: Path, data_root: Path, ckpt, target=None) -> None:
-    """Every row's metrics into the results store (``miou_drop`` as a gate when ``target`` is given)."""
-    from sam3m4.results import ResultsStore
+def _store(run):
+    return run if isinstance(run, ResultsStore) else ResultsStore(run)
 
-    store = ResultsStore(run)
+
+def record(run: str | ResultsStore, rows, out: Path, data_root: Path, ckpt, target=None) -> None:
+    """Every row's metrics into the results store (``run``: a store or a run name, i.e. ``reports/<run>/``;
+    ``miou_drop`` as a gate when ``target`` is given)."""
+    store = _store(run)
     for r in rows:
         prov = provenance(r, data_root, ckpt)
         art = out / r.mode / "model.safetensors"
@@ -131,10 +134,9 @@ def record(run: str, rows, out: Path, data_root: Path, ckpt, target=None) -> Non
                          target=target.value, comparison=target.comparison, provenance=prov)
 
 
-def record_decision(run: str, decision: dict, target, rows) -> None:
-    from sam3m4.results import ResultsStore
-
-    store = ResultsStore(run)
+def record_decision(run: str | ResultsStore, decision: dict, target, rows) -> None:
+    """The decision's three records (criterion met, chosen mode, whether QAT ran) into the results store."""
+    store = _store(run)
     drops = ", ".join(f"{r.mode} {r.miou_drop:+.2f}" for r in rows if r.mode != "fp16")
     how = f"quant_miou_drop gate {target.describe()} ({target.basis}) vs fp16 on {rows[0].num_pairs} val pairs"
     met = "충족" if decision["criterion_met"] else "미충족"

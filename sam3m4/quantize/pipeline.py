@@ -9,19 +9,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+from torch import nn
+
+from sam3m4.checkpoint import KIND_TRACKER, checkpoint_data_root, checkpoint_kind, load_checkpoint
+from sam3m4.data import SacoImageDataset, SacoVideoDataset
+from sam3m4.env import host_summary
+from sam3m4.errors import DataFormatError
+from sam3m4.paths import SYNTH_DATA
+from sam3m4.predict import Predictor, load_tracker
 from sam3m4.quantize.modes import MODES, apply_mode, get_mode
+from sam3m4.quantize.qat import qat_finetune
 from sam3m4.results import ResultsStore, schema
 
 
 def load_source(ckpt: str | Path):
     """(float model, kind): a Phase 2 student (``kind`` "student") or, from ``video_epoch*.pt``, the
     :class:`~sam3m4.models.video.StudentTracker` (student + video memory, ``kind`` "tracker")."""
-    from sam3m4.checkpoint import KIND_TRACKER, checkpoint_kind, load_checkpoint
-    from sam3m4.predict import Predictor
-
     if checkpoint_kind(load_checkpoint(Path(ckpt))) == KIND_TRACKER:
-        from sam3m4.predict import load_tracker
-
         return load_tracker(ckpt), "tracker"
     return Predictor.from_checkpoint(ckpt).model, "student"
 
@@ -34,9 +39,6 @@ def image_model(model):
 def phase2_source(ckpt: str | Path) -> Path:
     """The Phase 2 checkpoint whose config (data, teacher, cache) QAT trains with: ``ckpt`` itself, or the one a
     video checkpoint was distilled from."""
-    from sam3m4.checkpoint import KIND_TRACKER, checkpoint_kind, load_checkpoint
-    from sam3m4.errors import DataFormatError
-
     state = load_checkpoint(Path(ckpt))  # checks that config, where present, is a mapping
     if checkpoint_kind(state) != KIND_TRACKER:
         return Path(ckpt)
@@ -58,10 +60,6 @@ def build_mode(ckpt: str | Path, mode: str, qat_steps: int = 60, qat_lr: float =
     model, kind = load_source(ckpt)
     if not spec.qat:
         return apply_mode(model, spec), None
-    from torch import nn
-
-    from sam3m4.quantize.qat import qat_finetune
-
     student, info = qat_finetune(phase2_source(ckpt), mode, steps=qat_steps, lr=qat_lr, progress=progress,
                                  student_state=image_model(model).state_dict())
     if kind == "student":
@@ -74,10 +72,6 @@ def build_mode(ckpt: str | Path, mode: str, qat_steps: int = 60, qat_lr: float =
 
 def load_val(ckpt: str | Path, data: Path | None):
     """(val image pairs, val video pairs or None, data root): ``data`` or the checkpoint's own data root."""
-    from sam3m4.data import SacoImageDataset, SacoVideoDataset
-    from sam3m4.checkpoint import checkpoint_data_root, load_checkpoint
-    from sam3m4.paths import SYNTH_DATA
-
     root = Path(data) if data else Path(checkpoint_data_root(load_checkpoint(Path(ckpt)), ckpt) or SYNTH_DATA)
     val_json = root / "saco_image" / "val.json"
     if not val_json.is_file():
@@ -87,10 +81,6 @@ def load_val(ckpt: str | Path, data: Path | None):
 
 
 def provenance(row, data_root: Path, ckpt) -> str:
-    import torch
-
-    from sam3m4.env import host_summary
-
     qat = f"; QAT {row.qat['steps']} steps lr {row.qat['lr']:g} on cached teacher outputs" if row.qat else ""
     return (f"host CPU ({host_summary()}), torch {torch.__version__} eager + torchao reference ops (fp32 arithmetic "
             f"on the quantized weights), {MODES[row.mode].note}{qat}; {row.num_pairs} val pairs of {data_root}; "

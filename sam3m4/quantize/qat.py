@@ -16,16 +16,16 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
+from sam3m4.checkpoint import load_checkpoint
+from sam3m4.distill import recipe, trainer
+from sam3m4.errors import DataFormatError
 from sam3m4.quantize.modes import get_mode, qat_convert, qat_prepare
 
 
 def qat_config(ckpt: str | Path, **overrides) -> dict:
     """The recipe config of ``ckpt``'s Phase 2 run, initialised from ``ckpt``, with ``overrides``."""
-    from sam3m4.distill import recipe
-    from sam3m4.checkpoint import load_checkpoint
-    from sam3m4.errors import DataFormatError
-
     state = load_checkpoint(Path(ckpt))
     stored = state.get("config")
     if not isinstance(stored, dict):
@@ -44,11 +44,6 @@ def qat_finetune(ckpt: str | Path, mode: str, steps: int = 60, lr: float = 1e-4,
 
     Returns (the converted model in eval mode on the CPU, info with losses and seconds).
     """
-    from tqdm.auto import tqdm
-
-    from sam3m4.distill import recipe
-    from sam3m4.distill import trainer
-
     spec = get_mode(mode)
     if not spec.qat:
         raise ValueError(f"mode {mode!r} is not a QAT mode")

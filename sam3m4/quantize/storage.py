@@ -15,11 +15,19 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
+from torchao.prototype.safetensors.safetensors_support import (flatten_tensor_state_dict,
+                                                               unflatten_tensor_state_dict)
 
+from sam3m4.checkpoint import load_model_state
+from sam3m4.data._checks import check_kind, get, load_json
 from sam3m4.errors import DataFormatError
 from sam3m4.fileio import atomic_path
-from sam3m4.quantize.modes import apply_mode, get_mode
+from sam3m4.models.build import PRESETS, build_student
+from sam3m4.models.video import StudentTracker
+from sam3m4.quantize.modes import MODES, apply_mode, get_mode
 
 WEIGHTS, META = "model.safetensors", "quantized.json"
 
@@ -33,9 +41,6 @@ def save_quantized(model, out_dir: str | Path, *, mode: str, preset: str, source
                    extra: dict | None = None) -> Path:
     """Write ``model`` (a student or a tracker, quantized with ``mode``) under ``out_dir``; returns the weights
     path."""
-    from safetensors.torch import save_file
-    from torchao.prototype.safetensors.safetensors_support import flatten_tensor_state_dict
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     get_mode(mode)  # unknown -> ConfigError before anything is written
@@ -54,21 +59,11 @@ def save_quantized(model, out_dir: str | Path, *, mode: str, preset: str, source
 
 def load_quantized(path: str | Path, device: str = "cpu"):
     """(model in eval mode, metadata) from a ``save_quantized`` folder; one-line errors name the file."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
-
-    from sam3m4.models import build_student
-
     root = Path(path)
     meta_path, weights = root / META, root / WEIGHTS
     if not meta_path.is_file() or not weights.is_file():
         raise DataFormatError(f"{root}: not a quantized model folder (needs {META} and {WEIGHTS}; "
                               "make one with `sam3m4 quantize --mode <mode> --ckpt ...`)")
-    from sam3m4.data._checks import check_kind, get, load_json
-    from sam3m4.checkpoint import load_model_state
-    from sam3m4.models.build import PRESETS
-    from sam3m4.quantize.modes import MODES
-
     meta = check_kind(meta_path, "top level", load_json(meta_path), "dict")
     for key in ("mode", "preset"):
         get(meta_path, meta, "", key, "str")
@@ -87,12 +82,8 @@ def load_quantized(path: str | Path, device: str = "cpu"):
         raise DataFormatError(f"{weights}: unreadable safetensors file ({err})") from err
     model = build_student(meta["preset"])
     if meta.get("kind") == "tracker":
-        from sam3m4.models.video import StudentTracker
-
         model = StudentTracker(model, num_latents=num_latents)
     apply_mode(model, mode)
-    from torchao.prototype.safetensors.safetensors_support import unflatten_tensor_state_dict
-
     try:
         state, leftover = unflatten_tensor_state_dict(tensors, metadata)
     except (ValueError, KeyError, TypeError) as err:

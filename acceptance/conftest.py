@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from sam3m4.export.flows import FLOWS, Flow
 from sam3m4.results import schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,12 +153,49 @@ def stage4_models(pytestconfig) -> Stage4Models:
 
 
 # --- Stage 5: exported programs ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Stage5Case:
+    """One Stage 5 case: a flow (:class:`sam3m4.export.flows.Flow`) and one of its quant modes."""
+
+    flow: Flow
+    mode: str
+
+    @property
+    def backend(self) -> str:
+        return self.flow.name
+
+    @property
+    def id(self) -> str:
+        return f"{self.flow.name}-{self.mode}"
+
+    @property
+    def subject(self) -> str:
+        """``<backend>/<mode>``: the records ``sam3m4 export`` writes on this host."""
+        return schema.export_subject(self.flow.name, self.mode)
+
+    @property
+    def device_subject(self) -> str:
+        """``<platform>/<backend>/<mode>``: the records ``sam3m4 device import`` writes from the flow's phone."""
+        return schema.device_subject(self.flow.platform, self.flow.name, self.mode)
+
+
+def stage5_matrix() -> dict[str, Stage5Case]:
+    """Every flow x every quant mode it maps, by ``backend:mode`` (unsupported ones too: they are reported)."""
+    return {f"{flow.name}:{mode}": Stage5Case(flow, mode) for flow in FLOWS.values() for mode in flow.modes}
+
+
 def pytest_generate_tests(metafunc):
-    """``case`` = each ``backend:mode`` of ``--stage5-cases``, with its backend marker (coreml, qnn, xnnpack)."""
+    """``case``: the cases of the flows' matrix that ``--stage5-cases`` names (in its order), each marked with its
+    flow's marker (``coreml``, ``qnn``, ``xnnpack``)."""
     if "case" in metafunc.fixturenames:
-        cases = [c.strip().split(":") for c in metafunc.config.getoption("--stage5-cases").split(",") if c.strip()]
-        metafunc.parametrize("case", [pytest.param(tuple(c), id=f"{c[0]}-{c[1]}", marks=getattr(pytest.mark, c[0]))
-                                      for c in cases])
+        matrix = stage5_matrix()
+        wanted = [c.strip() for c in metafunc.config.getoption("--stage5-cases").split(",") if c.strip()]
+        unknown = [c for c in wanted if c not in matrix]
+        if unknown:
+            raise pytest.UsageError(f"--stage5-cases: {', '.join(unknown)}: not a backend:mode of the flows "
+                                    f"(choices: {', '.join(matrix)})")
+        cases = [matrix[c] for c in wanted]
+        metafunc.parametrize("case", [pytest.param(c, id=c.id, marks=getattr(pytest.mark, c.backend)) for c in cases])
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,9 @@
 """Stage 5 gates: each ``backend:mode`` case of ``--stage5-cases`` against the targets file.
 
+The cases come from the flows (:mod:`sam3m4.export.flows`, built in :func:`acceptance.conftest.pytest_generate_tests`):
+``case.flow`` says whether the backend targets an NPU, which phone platform measures it, and why this host cannot
+execute its ``.pte`` (None when it can); the tests ask it instead of comparing backend names.
+
 A case's numbers are the run's ``stage5`` records (``sam3m4 export`` and ``sam3m4 device import``); when the
 run has none the case is exported here first (:func:`acceptance.conftest.stage5_export`). Gates:
 
@@ -14,10 +18,10 @@ device number nobody imported), is skipped with the reason; with ``--release`` t
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 from outcomes import settle
+
+from sam3m4.results import schema
 
 pytestmark = [pytest.mark.stage5, pytest.mark.slow]
 
@@ -27,75 +31,76 @@ def _need(records: dict, metric: str, release: bool, why: str):
 
 
 def _exported(stage5_export, case, release):
-    backend, mode = case
-    recs = stage5_export(backend, mode)
-    settle(recs.get("export_ok"), release=release, what=f"export {backend}/{mode}", why="no export_ok record")
+    recs = stage5_export(case.backend, case.mode)
+    settle(recs.get(schema.EXPORT_OK), release=release, what=f"export {case.subject}", why="no export_ok record")
     return recs
 
 
 def test_pte_size(case, stage5_export, gate, release):
     recs = _exported(stage5_export, case, release)
-    rec = recs["pte_mb"]
-    rec = gate(stage="stage5", subject="/".join(case), metric="pte_mb", value=rec.value, target="pte_size_mb",
+    rec = recs[schema.PTE_MB]
+    rec = gate(stage=schema.STAGE5, subject=case.subject, metric=schema.PTE_MB, value=rec.value, target="pte_size_mb",
                provenance=f"{rec.provenance}; file size of {rec.artifact}", artifact=rec.artifact)
     assert rec.passed, f"budget exceeded: {rec.value:.1f} MB .pte, target {rec.comparison} {rec.target} MB"
 
 
 def test_npu_coverage(case, stage5_export, gate, release, extras):
-    if case[0] == "xnnpack":
-        pytest.skip("XNNPACK is a CPU backend: no NPU coverage")
+    if not case.flow.is_npu:
+        pytest.skip(f"{case.backend} targets the {case.flow.processor}: no NPU coverage")
     recs = _exported(stage5_export, case, release)
-    ane = recs.get("ane_percent")  # Core ML on macOS 14.4+: MLComputePlan's ANE share; else the AOT op share
-    rec = ane if ane is not None and ane.value is not None else recs["npu_percent"]
+    ane = recs.get(schema.ANE_PERCENT)  # Core ML on macOS 14.4+: MLComputePlan's ANE share; else the AOT op share
+    rec = ane if ane is not None and ane.value is not None else recs[schema.NPU_PERCENT]
     import pytest_html
 
-    extras.append(pytest_html.extras.text(f"{'/'.join(case)}: {rec.note or 'every op delegated'}",
+    extras.append(pytest_html.extras.text(f"{case.subject}: {rec.note or 'every op delegated'}",
                                           name="non-delegated ops"))
-    rec = gate(stage="stage5", subject="/".join(case), metric="npu_percent", value=rec.value,
+    rec = gate(stage=schema.STAGE5, subject=case.subject, metric=schema.NPU_PERCENT, value=rec.value,
                target="npu_utilisation", provenance=rec.provenance, note=rec.note)
     assert rec.passed, f"metric below gate: {rec.value:.1f}% of ops on the NPU ({rec.note}), target > {rec.target}%"
 
 
-def test_xnnpack_numerics_and_host_latency(case, stage5_export, gate, release):
-    if case[0] != "xnnpack":
-        pytest.skip("only XNNPACK runs on this host")
+def test_cpu_numerics_and_host_latency(case, stage5_export, gate, release):
+    """A CPU flow that runs here (XNNPACK): the ``.pte`` against eager, and its host latency."""
+    if case.flow.is_npu:
+        pytest.skip(f"{case.backend} targets an NPU: its host numbers are gated by test_npu_flow_on_this_host")
+    if case.flow.cannot_run_here():
+        pytest.skip(case.flow.cannot_run_here())
     recs = _exported(stage5_export, case, release)
-    iou = _need(recs, "mask_iou/forward", release, "no numerics record")
-    rec = gate(stage="stage5", subject="/".join(case), metric="mask_iou", value=iou.value, target="xnnpack_mask_iou",
-               provenance=iou.provenance)
+    iou = _need(recs, f"{schema.MASK_IOU}/forward", release, "no numerics record")
+    rec = gate(stage=schema.STAGE5, subject=case.subject, metric=schema.MASK_IOU, value=iou.value,
+               target="xnnpack_mask_iou", provenance=iou.provenance)
     assert rec.passed, f"metric below gate: .pte vs eager mask IoU {iou.value:.3f}, target >= {rec.target}"
-    ms = _need(recs, "host_image_latency_ms", release, "no host latency record")
-    rec = gate(stage="stage5", subject="/".join(case), metric="host_image_latency_ms", value=ms.value,
+    ms = _need(recs, schema.HOST_IMAGE_LATENCY_MS, release, "no host latency record")
+    rec = gate(stage=schema.STAGE5, subject=case.subject, metric=schema.HOST_IMAGE_LATENCY_MS, value=ms.value,
                target="host_xnnpack_latency_ms", provenance=ms.provenance)
     assert rec.passed, f"budget exceeded: host p50 {ms.value:.1f} ms, target < {rec.target} ms"
 
 
-@pytest.mark.coreml
-def test_coreml_on_mac(case, stage5_export, gate, release):
-    """On macOS the Core ML ``.pte`` runs on this Mac (ANE + CPU): its latency and FPS against the device targets.
-    UNTESTED on this project's Linux hosts; elsewhere it is skipped (the ``device`` gates cover phones)."""
-    if case[0] != "coreml":
-        pytest.skip("Core ML cases only")
-    if sys.platform != "darwin":
-        pytest.skip(f"Core ML executes only on macOS / iOS (this host: {sys.platform})")
+def test_npu_flow_on_this_host(case, stage5_export, gate, release):
+    """An NPU flow whose ``.pte`` this host executes (Core ML on macOS: ANE + CPU): its latency and FPS against the
+    device targets. UNTESTED on this project's Linux hosts; elsewhere it is skipped with the flow's reason (the
+    ``device`` gates cover phones)."""
+    if not case.flow.is_npu:
+        pytest.skip(f"{case.backend} targets the {case.flow.processor}: gated by test_cpu_numerics_and_host_latency")
+    if case.flow.cannot_run_here():
+        pytest.skip(case.flow.cannot_run_here())
     recs = _exported(stage5_export, case, release)
-    for metric, target in (("host_image_latency_ms", "image_latency_ms"), ("host_video_fps", "video_fps")):
-        rec = _need(recs, metric, release, f"no {metric} record from `sam3m4 export` on this Mac")
-        g = gate(stage="stage5", subject="/".join(case), metric=metric, value=rec.value, target=target,
+    for metric, target in ((schema.HOST_IMAGE_LATENCY_MS, "image_latency_ms"), (schema.HOST_VIDEO_FPS, "video_fps")):
+        rec = _need(recs, metric, release, f"no {metric} record from `sam3m4 export` on this host")
+        g = gate(stage=schema.STAGE5, subject=case.subject, metric=metric, value=rec.value, target=target,
                  provenance=rec.provenance, artifact=rec.artifact)
-        assert g.passed, f"Core ML on this Mac: {metric} {rec.value:.1f} misses target {g.comparison} {g.target}"
+        assert g.passed, f"{case.subject} on this host: {metric} {rec.value:.1f} misses target {g.comparison} {g.target}"
 
 
 @pytest.mark.device
-@pytest.mark.parametrize("metric, target", [("image_latency_ms", "image_latency_ms"), ("video_fps", "video_fps")])
+@pytest.mark.parametrize("metric, target", [(schema.IMAGE_LATENCY_MS, "image_latency_ms"),
+                                            (schema.VIDEO_FPS, "video_fps")])
 def test_on_device(case, metric, target, results_store, gate, release):
-    backend, mode = case
-    platform = {"coreml": "ios", "qnn": "android", "xnnpack": "android"}[backend]
-    subject = f"{platform}/{backend}/{mode}"
-    rec = results_store.latest(stage="stage5", subject=subject, metric=metric)
+    subject = case.device_subject
+    rec = results_store.latest(stage=schema.STAGE5, subject=subject, metric=metric)
     rec = _need({metric: rec} if rec else {}, metric, release,
                 f"not measured on device: no {subject} result in reports/{results_store.run}; run the ExecuTorch "
                 f"benchmark app with the .pte and `sam3m4 device import FILE --run {results_store.run}`")
-    g = gate(stage="stage5", subject=subject, metric=metric, value=rec.value, target=target,
+    g = gate(stage=schema.STAGE5, subject=subject, metric=metric, value=rec.value, target=target,
              provenance=rec.provenance, artifact=rec.artifact)
     assert g.passed, f"on-device {metric} {rec.value:.1f} misses target {g.comparison} {g.target}"

@@ -202,8 +202,20 @@ def test_only_backends_this_host_can_execute_are_timed(monkeypatch):
 
     monkeypatch.setattr(flows.sys, "platform", "linux")
     assert flows.XNNPACK.runs_here() and not flows.COREML.runs_here() and not flows.QNN.runs_here()
+    assert flows.XNNPACK.cannot_run_here() is None
+    assert flows.COREML.cannot_run_here() == "Core ML executes only on macOS/iOS (this host: linux)"
     monkeypatch.setattr(flows.sys, "platform", "darwin")
-    assert flows.COREML.runs_here() and not flows.QNN.runs_here()
+    assert flows.COREML.runs_here() and not flows.QNN.runs_here() and flows.COREML.cannot_run_here() is None
+    assert "Snapdragon" in flows.QNN.cannot_run_here()
+
+
+def test_flows_say_their_platform_and_processor():
+    """The Stage 5 matrix reads these: NPU or CPU, and the phone platform whose benchmark app measures the .pte."""
+    from sam3m4.export import flows
+
+    assert {f.name: (f.processor, f.platform) for f in flows.FLOWS.values()} == {
+        "coreml": ("NPU", "ios"), "qnn": ("NPU", "android"), "xnnpack": ("CPU", "android")}
+    assert [f.name for f in flows.FLOWS.values() if f.has_compute_plan] == ["coreml"]
 
 
 # --- convolutions: each backend's own quantizer (issue 18) ------------------------------------------------------

@@ -5,6 +5,7 @@
                         model_name="student", tracker=tracker)      # ExportResult: path, size, delegation
     from sam3m4.export.runtime import check_pte, benchmark_pte       # XNNPACK only: numerics + host latency
 
+:mod:`.case` (one case end to end, what ``sam3m4 export`` and the Stage 5 fixture call: :func:`export_case`),
 :mod:`.flows` (each backend as data: partitioners, what each sam3m4 quant mode becomes, availability),
 :mod:`.export` (torch.export -> to_edge_transform_and_lower -> .pte, failure stage per result),
 :mod:`.delegation` (delegated / all compute ops per method), :mod:`.token_table` (4-bit token table as int8 rows

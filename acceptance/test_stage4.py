@@ -19,6 +19,7 @@ from sam3m4.quantize.compare import miou_drop, scored_model
 from sam3m4.quantize.modes import MODES
 from sam3m4.quantize.pipeline import image_model
 from sam3m4.quantize.storage import load_quantized
+from sam3m4.results import schema
 
 pytestmark = [pytest.mark.stage4, pytest.mark.slow]
 
@@ -39,7 +40,7 @@ def _score(model, stage4_models, pytestconfig, mode="fp16"):
 def _gate_drop(gate, targets, subject, base, res, how):
     t = targets["quant_miou_drop"]
     drop = miou_drop(base.miou, res.miou, t.basis)
-    return gate(stage="stage4", subject=subject, metric="miou_drop", value=drop, target="quant_miou_drop",
+    return gate(stage=schema.STAGE4, subject=subject, metric=schema.MIOU_DROP, value=drop, target="quant_miou_drop",
                 provenance=f"fp16 mIoU {base.miou:.4f} - {subject} mIoU {res.miou:.4f} on the same {res.num_pairs} "
                            f"val pairs ({t.basis}); {how}"), drop
 
@@ -76,6 +77,6 @@ def test_gate_fails_a_planted_one_bit_quantization(stage4_models, fp16, gate, ta
     assert fp16.miou > 0.05, f"fp16 student mIoU {fp16.miou:.3f}: too weak for the planted check to mean anything"
     model, _ = load_quantized(stage4_models.dir / "fp16")
     res = _score(_round_to_one_bit(model), stage4_models, pytestconfig)
-    rec, drop = _gate_drop(gate, targets, "planted/1bit", fp16, res, "planted: weights rounded to 1 bit")
+    rec, drop = _gate_drop(gate, targets, schema.PLANTED_ONE_BIT, fp16, res, "planted: weights rounded to 1 bit")
     assert rec.passed is False, f"the gate passed a 1-bit model (drop {drop:.2f} points): it cannot catch a " \
                                 "broken quantization"

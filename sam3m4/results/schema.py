@@ -42,6 +42,7 @@ GT_IMAGE = "ground_truth/image"            # sanity: the ground truth through th
 GT_VIDEO = "ground_truth/video"
 DAMAGED_IMAGE = "damaged/image"            # sanity: damaged ground truth must score lower
 DAMAGED_VIDEO = "damaged/video"
+PLANTED_ONE_BIT = "planted/1bit"           # stage4: a planted 1-bit quantization the gate must fail
 
 
 def export_subject(backend: str, mode: str) -> str:

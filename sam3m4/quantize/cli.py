@@ -40,21 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sam3m4.errors import ConfigError
-
-    if args.threads < 0:
-        raise ConfigError(f"--threads {args.threads}: must be >= 0")
-    from sam3m4.quantize.stage import check_quantize_args, quantize_compare, quantize_mode
+    from sam3m4.quantize.stage import quantize_compare, quantize_mode
 
     common = dict(out_dir=args.out, num_val=args.num_val, data=args.data, qat_steps=args.qat_steps,
-                  qat_lr=args.qat_lr, runs=args.runs, run=args.run, progress=not args.no_progress,
-                  echo=lambda line: print(line, flush=True))
-    check_quantize_args(args.ckpt, num_val=args.num_val, out_dir=args.out, data=args.data, qat=args.qat,
-                        qat_steps=args.qat_steps, qat_lr=args.qat_lr, runs=args.runs)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+                  qat_lr=args.qat_lr, runs=args.runs, threads=args.threads, run=args.run,
+                  progress=not args.no_progress, echo=lambda line: print(line, flush=True))
     if args.mode != "compare":
         print(quantize_mode(args.ckpt, args.mode, **common).table)
         return 0

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from sam3m4.errors import ConfigError
 from sam3m4.progress import progress_bar
 from sam3m4.quantize import compare
@@ -91,9 +93,11 @@ class CompareResult:
 
 
 def check_quantize_args(ckpt: str | Path, *, num_val: int, out_dir: str | Path, data: str | Path | None = None,
-                        qat: str = "auto", qat_steps: int = 60, qat_lr: float = 1e-4, runs: int = 20) -> None:
+                        qat: str = "auto", qat_steps: int = 60, qat_lr: float = 1e-4, runs: int = 20,
+                        threads: int = 0) -> None:
     """Every argument checked before the checkpoint loads: one line naming the ``sam3m4 quantize`` flag."""
-    for flag, value, low in (("--num-val", num_val, 1), ("--qat-steps", qat_steps, 1), ("--runs", runs, 1)):
+    for flag, value, low in (("--num-val", num_val, 1), ("--qat-steps", qat_steps, 1), ("--runs", runs, 1),
+                             ("--threads", threads, 0)):
         if value < low:
             raise ConfigError(f"{flag} {value}: must be >= {low}")
     if not (qat_lr > 0 and math.isfinite(qat_lr)):
@@ -123,23 +127,26 @@ def _add_mode(ckpt, mode: str, out_dir: Path, val, videos, num_val: int, runs: i
     return row
 
 
-def _echo(echo: Callable[[str], None] | None) -> Callable[[str], None]:
+def _start(threads: int, echo: Callable[[str], None] | None) -> Callable[[str], None]:
+    """Set torch's CPU threads for the process (0: leave the default); the echo function (None: silent)."""
+    if threads:
+        torch.set_num_threads(threads)
     return echo or (lambda line: None)
 
 
 def quantize_mode(ckpt: str | Path, mode: str, *, out_dir: str | Path, num_val: int = 200,
                   data: str | Path | None = None, qat_steps: int = 60, qat_lr: float = 1e-4, runs: int = 20,
-                  store: ResultsStore | None = None, run: str = "demo", progress: bool = True,
+                  threads: int = 0, store: ResultsStore | None = None, run: str = "demo", progress: bool = True,
                   echo: Callable[[str], None] | None = print) -> QuantizeResult:
     """Quantize ``ckpt`` (a Phase 2 or video checkpoint) in ``mode``, save it under ``<out_dir>/<mode>/``, score it
     on the first ``num_val`` val pairs of ``data`` (default: the checkpoint's data root) and record the row in
     ``store`` (default ``ResultsStore(run)``, i.e. ``reports/<run>/``). ``runs``: timed host runs after 5 warm-up.
-    ``echo``: status lines (None: silent)."""
+    ``threads``: torch CPU threads for the process (0: torch's default). ``echo``: status lines (None: silent)."""
     check_quantize_args(ckpt, num_val=num_val, out_dir=out_dir, data=data, qat_steps=qat_steps, qat_lr=qat_lr,
-                        runs=runs)
+                        runs=runs, threads=threads)
     if mode not in MODES:
         raise ConfigError(f"--mode {mode!r}: unknown; choices: {', '.join(MODES)}")
-    echo, out = _echo(echo), Path(out_dir)
+    echo, out = _start(threads, echo), Path(out_dir)
     val, videos, data_root = load_val(ckpt, Path(data) if data else None)
     rows = [_add_mode(ckpt, m, out, val, videos, num_val, runs, qat_steps, qat_lr, progress, echo)
             for m in progress_bar([mode], desc=f"quantize {mode}", unit="mode", enabled=progress)]
@@ -149,7 +156,7 @@ def quantize_mode(ckpt: str | Path, mode: str, *, out_dir: str | Path, num_val: 
 
 def quantize_compare(ckpt: str | Path, *, out_dir: str | Path, num_val: int = 200, data: str | Path | None = None,
                      qat: str = "auto", qat_steps: int = 60, qat_lr: float = 1e-4, runs: int = 20,
-                     store: ResultsStore | None = None, run: str = "demo", progress: bool = True,
+                     threads: int = 0, store: ResultsStore | None = None, run: str = "demo", progress: bool = True,
                      echo: Callable[[str], None] | None = print) -> CompareResult:
     """Every post-training mode of ``ckpt`` (and the QAT modes per ``qat``) saved, scored, judged against fp16 with
     the targets file's ``quant_miou_drop``; the chosen mode and every row recorded in ``reports/<run>/``.
@@ -158,8 +165,8 @@ def quantize_compare(ckpt: str | Path, *, out_dir: str | Path, num_val: int = 20
     arguments as in :func:`quantize_mode`. Deterministic for the same checkpoint, data and seed (host timings are
     reported but never decide)."""
     check_quantize_args(ckpt, num_val=num_val, out_dir=out_dir, data=data, qat=qat, qat_steps=qat_steps,
-                        qat_lr=qat_lr, runs=runs)
-    echo, out = _echo(echo), Path(out_dir)
+                        qat_lr=qat_lr, runs=runs, threads=threads)
+    echo, out = _start(threads, echo), Path(out_dir)
     val, videos, data_root = load_val(ckpt, Path(data) if data else None)
     rows = [_add_mode(ckpt, m, out, val, videos, num_val, runs, qat_steps, qat_lr, progress, echo)
             for m in progress_bar(PTQ_MODES, desc="quantize compare", unit="mode", enabled=progress)]

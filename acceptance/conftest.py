@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,14 +17,38 @@ from sam3m4.results import schema
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "data" / "test_cache"
 
+# What each cached fixture is built from: the folder name carries a hash of these sources, so a checkout whose code
+# changed builds a fresh set instead of gating yesterday's models (older sets of the same kind are removed).
+_DATA = ("sam3m4/data", "sam3m4/fileio.py", "sam3m4/paths.py")
+_MODELS = (*_DATA, "sam3m4/models", "sam3m4/teacher", "sam3m4/distill", "sam3m4/losses", "sam3m4/metrics",
+           "sam3m4/checkpoint.py", "sam3m4/config.py", "configs/teacher_bootstrap.yaml", "configs/distill_phase1.yaml",
+           "configs/distill_phase2.yaml")
+SOURCES = {"synth-s7": _DATA, "stage3": _MODELS, "stage4": (*_MODELS, "sam3m4/quantize", "fixtures/synth")}
+
+
+def cache_dir(kind: str) -> Path:
+    """``data/test_cache/<kind>-<hash of SOURCES[kind]>``; other ``<kind>`` / ``<kind>-*`` folders are removed."""
+    digest = hashlib.sha256()
+    for name in SOURCES[kind]:
+        top = ROOT / name
+        for path in sorted([top] if top.is_file() else top.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    out = CACHE / f"{kind}-{digest.hexdigest()[:10]}"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(CACHE / f"{kind}.lock")):
+        for old in [CACHE / kind, *CACHE.glob(f"{kind}-*")]:
+            if old.is_dir() and old != out and not old.name.endswith(".lock"):
+                shutil.rmtree(old, ignore_errors=True)
+    return out
+
 
 @pytest.fixture(scope="session")
 def synth_data() -> Path:
-    """A small synthetic SA-Co dataset (both formats) shared by all workers: data/test_cache/synth-s7."""
+    """A small synthetic SA-Co dataset (both formats) shared by all workers: data/test_cache/synth-s7-<hash>."""
     from sam3m4.data.synth import generate
 
-    out = CACHE / "synth-s7"
-    CACHE.mkdir(parents=True, exist_ok=True)
+    out = cache_dir("synth-s7")
     with FileLock(str(out) + ".lock"):
         if not (out / "manifest.json").is_file():
             generate(out, n_images=40, n_videos=4, seed=7, image_size=128, n_frames=16, progress=False)
@@ -78,8 +104,7 @@ def stage3_models(pytestconfig) -> Stage3Models:
         embedded = (Path(teacher) / "bootstrap_metrics.json").is_file()  # written by `sam3m4 teacher bootstrap`
         return Stage3Models(data_root=data, teacher=teacher, student_ckpt=Path(opt("--stage3-student")),
                             embedded=embedded)
-    out = CACHE / "stage3"
-    CACHE.mkdir(parents=True, exist_ok=True)
+    out = cache_dir("stage3")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with FileLock(str(out) + ".lock"):
         return _build_embedded_stage3(out)
@@ -135,8 +160,7 @@ def stage4_models(pytestconfig) -> Stage4Models:
 
     given = pytestconfig.getoption("--stage4-dir")
     if not given:
-        out = CACHE / "stage4"
-        CACHE.mkdir(parents=True, exist_ok=True)
+        out = cache_dir("stage4")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         with FileLock(str(out) + ".lock"):
             qdir = _build_small_stage4(out)
@@ -213,8 +237,9 @@ def stage5_export(pytestconfig, results_store):
                 if given:
                     qdir = Path(given)
                 else:
-                    with FileLock(str(CACHE / "stage4") + ".lock"):
-                        qdir = _build_small_stage4(CACHE / "stage4")
+                    stage4 = cache_dir("stage4")
+                    with FileLock(str(stage4) + ".lock"):
+                        qdir = _build_small_stage4(stage4)
                 out = CACHE / "stage5" if not given else ROOT / "outputs" / "export"
                 export_case(backend, mode, quantized=qdir, out_dir=out, runs=50, store=results_store)
         return {r.metric: r for r in results_store.records() if r.stage == schema.STAGE5 and r.subject == subject}

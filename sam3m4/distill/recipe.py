@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sam3m4 import checkpoint
+from sam3m4 import checkpoint, config
 from sam3m4.distill import cache as feature_cache, losses as distill_losses, trainer
 from sam3m4.errors import ConfigError, Sam3m4Error, TrainingDiverged
 from sam3m4.models import build_student
@@ -73,52 +73,14 @@ DEFAULTS = dict(
 
 
 def load_config(path: str | Path | None, overrides=()) -> dict:
-    """Flat YAML + ``key=value`` overrides (values parsed as YAML) -> full config; unknown keys -> ConfigError."""
-    import yaml
-
-    cfg = dict(DEFAULTS)
-    if path:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read config ({str(exc).splitlines()[0]})") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: top level must be a mapping of key: value")
-        for k, v in data.items():
-            if k not in DEFAULTS:
-                raise ConfigError(f"{path}: {k}: unknown key")
-            cfg[k] = _typed(k, v, str(path))
-    for item in overrides:
-        k, sep, v = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override '{item}': expected key=value")
-        if k not in DEFAULTS:
-            raise ConfigError(f"override '{item}': {k}: unknown key")
-        try:
-            value = yaml.safe_load(v)
-        except yaml.YAMLError:  # e.g. "[1": kept as text, which _typed then names
-            value = v
-        cfg[k] = _typed(k, value, f"override '{item}'")
+    """Flat YAML + ``key=value`` overrides -> full config, typed by ``DEFAULTS`` (:func:`sam3m4.config.load_config`:
+    unknown keys and badly typed values are a one-line ConfigError naming the file or override and the key)."""
+    cfg = config.load_config(path, overrides, DEFAULTS)
     if cfg["phase"] not in (1, 2) or cfg["teacher_source"] not in ("cache", "live"):
         raise ConfigError(f"phase: {cfg['phase']} / teacher_source: {cfg['teacher_source']}: expected 1|2 / cache|live")
     if cfg["results_run"]:  # "" = record nothing
         check_run_name(cfg["results_run"], "results_run")
-    return cfg
-
-
-def _typed(key: str, value, where: str):
-    """``value`` as the type of ``DEFAULTS[key]`` (YAML reads ``1e-3`` as a string; ints are fine for floats)."""
-    kind = type(DEFAULTS[key])
-    if kind is float and isinstance(value, (int, str)) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if kind is str and value is None:
-        return ""
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{where}: {key}: expected {kind.__name__}, got {value!r}")
-    return value
+    return dict(cfg)
 
 
 class Phase1Net(nn.Module):

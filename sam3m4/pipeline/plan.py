@@ -23,7 +23,7 @@ import platform
 import statistics
 from pathlib import Path
 
-from sam3m4 import paths
+from sam3m4 import config, paths
 from sam3m4.fileio import atomic_write_text
 from sam3m4.models import build_student
 from sam3m4.pipeline.stages import load_config, under
@@ -147,17 +147,14 @@ def measure(run: str, cfg: dict, root: str = "reports") -> dict:
 
 def _distill_setting(target: dict, phase: int, key: str, default):
     """A distillation key as the target pipeline hands it to the stage: its override, else the config file's."""
-    import yaml
-
     for item in reversed(target[f"phase{phase}_overrides"]):
-        k, _, v = item.partition("=")
+        k, value, _ = config.parse_override(item)
         if k == key:
-            return yaml.safe_load(v)
+            return value
     pipeline_key = {"epochs": f"phase{phase}_epochs", "batch_size": "batch_size"}.get(key)
     if pipeline_key and target.get(pipeline_key):
         return target[pipeline_key]
-    raw = yaml.safe_load(Path(target[f"phase{phase}_config"]).read_text(encoding="utf-8")) or {}
-    return raw.get(key, default)
+    return config.read_yaml(target[f"phase{phase}_config"]).get(key, default)
 
 
 def _h(seconds: float | None) -> str:

@@ -16,10 +16,12 @@ kept masks mIoU, Presence F1 with SAM 3's score >= 0.5 rule).
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import random
 import time
+import typing
 import warnings
 from pathlib import Path
 
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sam3m4 import config
 from sam3m4.data.saco_image import SacoImageDataset
 from sam3m4.errors import ConfigError, Sam3m4Error, TrainingDiverged
 from sam3m4.losses.set_prediction import SetLossWeights, set_prediction_loss
@@ -498,11 +501,12 @@ def bootstrap_teacher(
 
     # --- setup -------------------------------------------------------------------------------------------
     t0 = time.time()
-    config = build_config(**model_kw)
-    teacher = Sam3Teacher(Sam3Model(config))
+    sam3_config = build_config(**model_kw)
+    teacher = Sam3Teacher(Sam3Model(sam3_config))
     if tr["reinit"]:
         reinit_for_small_width(teacher.model, tr["colour_patch_init"])
-    g = config.vision_config.backbone_config.image_size // config.vision_config.backbone_config.patch_size
+    backbone = sam3_config.vision_config.backbone_config
+    g = backbone.image_size // backbone.patch_size
     train = PairTensors.from_json(saco / "train.json", teacher, 4 * g, keep_full=False, limit=train_limit)
     load_s = time.time() - t0
 
@@ -535,93 +539,43 @@ def bootstrap_teacher(
     return result
 
 
-# --- command line ------------------------------------------------------------------------------------------
-def load_yaml_config(path: str | Path) -> dict:
-    """Flat YAML -> dict, unchecked (:func:`load_config` checks keys and types)."""
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read config ({str(exc).splitlines()[0]})") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of key: value")
-    return data
-
-
-def _parse_value(text: str):
-    """``key=value`` override value: number if it parses as one (YAML reads ``5e-4`` as a string), else YAML."""
-    import yaml
-
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:  # e.g. "[1": a string, which the type check then names
-        return text
-
-
+# --- config -------------------------------------------------------------------------------------------------
 # keys that must be > 0 (every other number must be >= 0)
 POSITIVE_KEYS = {"image_size", "patch_size", "hidden_size", "vit_layers", "vit_window", "text_layers",
                  "decoder_layers", "num_queries", "num_heads", "batch_size", "pairs_per_image", "lr",
                  "eval_batch_size", "log_every", "max_steps", "time_budget_s"}
 
 
-def config_types() -> dict[str, tuple[type, ...]]:
-    """Every key the config / overrides may set -> the types its value may have: :func:`bootstrap_teacher`'s
-    annotated arguments, ``MODEL_DEFAULTS`` / ``TRAIN_DEFAULTS`` and ``loss_<SetLossWeights field>`` (the type
-    of their defaults)."""
-    import typing
-
-    types = {}
-    for key, hint in typing.get_type_hints(bootstrap_teacher).items():
-        if key != "return":
-            types[key] = tuple(typing.get_args(hint)) or (hint,)  # "int | None" -> (int, NoneType)
-    for key, value in {**MODEL_DEFAULTS, **TRAIN_DEFAULTS}.items():
-        types[key] = (type(value),)
-    for name, f in SetLossWeights.__dataclass_fields__.items():
-        types[f"loss_{name}"] = (type(f.default),)
-    return types
-
-
-def check_config(cfg: dict, where: dict[str, str]) -> None:
-    """Unknown keys, values of the wrong type and negative numbers -> one-line :class:`ConfigError` naming where
-    the key was set (the file or the override) and the expected type. Runs before any data is read."""
-    types = config_types()
-    for key, value in cfg.items():
-        if key not in types:
-            raise ConfigError(f"{where[key]}: {key}: unknown key (see configs/teacher_bootstrap.yaml)")
-        want = types[key]
-        ok = any(isinstance(value, t) for t in want) and not (isinstance(value, bool) and bool not in want)
-        ok = ok or (float in want and isinstance(value, int) and not isinstance(value, bool))  # 300 for 300.0
-        if not ok:
-            names = " or ".join("null" if t is type(None) else t.__name__ for t in want)
-            raise ConfigError(f"{where[key]}: {key}: expected {names}, got {type(value).__name__} {value!r}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            low = "> 0" if key in POSITIVE_KEYS else ">= 0"
-            if not (value > 0 if key in POSITIVE_KEYS else value >= 0):  # NaN fails both
-                raise ConfigError(f"{where[key]}: {key}: must be {low}, got {value!r}")
+def config_defaults() -> tuple[dict, dict]:
+    """(defaults, types) of every key the config / overrides may set: :func:`bootstrap_teacher`'s arguments
+    (typed by their annotations; ``data_root`` and ``out_dir`` have no default), ``MODEL_DEFAULTS`` /
+    ``TRAIN_DEFAULTS`` and ``loss_<SetLossWeights field>`` (typed by their defaults)."""
+    hints = typing.get_type_hints(bootstrap_teacher)
+    defaults, types = {}, {}
+    for name, param in inspect.signature(bootstrap_teacher).parameters.items():
+        if param.kind is param.VAR_KEYWORD:
+            continue
+        defaults[name] = "" if param.default is param.empty else param.default
+        types[name] = tuple(typing.get_args(hints[name])) or (hints[name],)  # "int | None" -> (int, NoneType)
+    defaults.update(MODEL_DEFAULTS)
+    defaults.update(TRAIN_DEFAULTS)
+    defaults.update({f"loss_{name}": f.default for name, f in SetLossWeights.__dataclass_fields__.items()})
+    return defaults, types
 
 
 def load_config(path: str | Path, overrides=()) -> dict:
-    """The YAML file plus ``key=value`` overrides, checked (:func:`check_config`); ``data_root`` and
-    ``out_dir`` are required."""
-    cfg = load_yaml_config(path)
-    where = {k: str(path) for k in cfg}
-    for item in overrides:
-        k, sep, v = item.partition("=")
-        if not sep or not k:
-            raise ConfigError(f"override '{item}': expected key=value")
-        cfg[k], where[k] = _parse_value(v), f"override '{item}'"
-    for key in ("data_root", "out_dir"):
-        if key not in cfg:
-            raise ConfigError(f"{path}: {key}: missing key")
-    check_config(cfg, where)
-    return cfg
+    """The YAML file plus ``key=value`` overrides (:func:`sam3m4.config.load_config`), keys and types checked
+    before any data is read; ``data_root`` and ``out_dir`` are required; numbers must be >= 0 (> 0 for
+    ``POSITIVE_KEYS``). Returns only the keys that were set (the rest keep ``bootstrap_teacher``'s defaults)."""
+    defaults, types = config_defaults()
+    cfg = config.load_config(path, overrides, defaults, types=types, required=("data_root", "out_dir"))
+    for key in cfg.origins:
+        value = cfg[key]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not (value > 0 if key in POSITIVE_KEYS else value >= 0):  # NaN fails both
+                low = "> 0" if key in POSITIVE_KEYS else ">= 0"
+                raise ConfigError(f"{cfg.where(key)}: {key}: must be {low}, got {value!r}")
+    return {key: cfg[key] for key in cfg.origins}
 
 
 def add_arguments(parser) -> None:

@@ -111,3 +111,30 @@ def test_every_shipped_config_reads_as_a_flat_mapping(name):
     data = read_yaml(ROOT / "configs" / name)
     assert data and all(isinstance(k, str) for k in data)
     assert (ROOT / "configs" / name).read_text().startswith("#")  # opens with the command that runs it
+
+
+def _subparser(module, *path):
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    for name in path:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    return parser
+
+
+@pytest.mark.parametrize("config, command, argv", [
+    ("distill_video.yaml", ("distill", "video"), []),
+    ("quantize.yaml", ("quantize",), ["--mode", "compare"]),
+    ("export.yaml", ("export",), ["--backend", "xnnpack", "--mode", "int4"]),
+])
+def test_flag_configs_hold_the_commands_defaults(config, command, argv):
+    """configs/{distill_video,quantize,export}.yaml change nothing: with them, every option is its default."""
+    import importlib
+
+    module = importlib.import_module(f"sam3m4.{command[0]}.cli")
+    parser = _subparser(module, *command[1:])
+    plain = vars(resolve_args(parser.parse_args(argv)))
+    with_file = vars(resolve_args(parser.parse_args([*argv, "--config", str(ROOT / "configs" / config)])))
+    assert set(read_yaml(ROOT / "configs" / config)) == set(plain) - {"config", "overrides", "func", *(
+        a.dest for a in parser._actions if a.required)}
+    assert {k: v for k, v in with_file.items() if k != "config"} == {k: v for k, v in plain.items() if k != "config"}

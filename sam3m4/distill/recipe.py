@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sam3m4 import checkpoint, config
+from sam3m4 import checkpoint, config, paths
 from sam3m4.distill import cache as feature_cache, losses as distill_losses, trainer
 from sam3m4.errors import ConfigError, Sam3m4Error, TrainingDiverged
 from sam3m4.models import build_student
@@ -45,8 +45,8 @@ from sam3m4.teacher.sam3 import load_teacher
 
 DEFAULTS = dict(
     phase=2,  # 1 = encoder features, 2 = end-to-end outputs
-    data_root="data/synth",  # holds saco_image/{train,val}.json
-    teacher="checkpoints/teacher/sam3-tiny-synth",  # save_pretrained folder of a Sam3Model
+    data_root=paths.SYNTH_DATA,  # holds saco_image/{train,val}.json
+    teacher=paths.TEACHER_DIR,  # save_pretrained folder of a Sam3Model
     student_preset="tiny",  # sam3m4.models.build.PRESETS
     student_init="",  # backbone weights: a timm state-dict file or a model id in the local HF cache ("" = random)
     image_size=0,  # student input side in px (0 = the preset's; tests use 64)
@@ -67,7 +67,7 @@ DEFAULTS = dict(
     w_match_threshold=0.5, w_match_topk=0,  # phase 2
     eval_every=1, eval_batch_size=32, val_items=0, vis_pairs=4, log_every=10, progress=True,
     save_every_steps=0, keep_last=3, resume=False,
-    checkpoint_dir="checkpoints/distillation", log_dir="logs/distillation",
+    checkpoint_dir=paths.DISTILL_DIR, log_dir=paths.DISTILL_LOG_DIR,
     benchmark_steps=20, results_run="",  # results_run: also record metrics in reports/<run>/
 )
 
@@ -165,7 +165,7 @@ def batch_loss(run: Run, data: feature_cache.PairSet, idx: list[int], net=None) 
 def ensure_cache(cfg: dict, rank: int, world: int, device, splits) -> tuple[feature_cache.FeatureCache, dict]:
     """Open the cache for ``cfg['teacher']``; run the (rank-sharded) cache pass over ``splits`` if keys are missing."""
     t0 = time.time()
-    root = cfg["cache_dir"] or Path(cfg["data_root"]) / "cached_features"
+    root = cfg["cache_dir"] or Path(paths.feature_cache_dir(cfg["data_root"]))
     settings = {k: cfg[k] for k in ("cache_topk", "cache_min_score", "teacher_levels")}
     cache = feature_cache.FeatureCache(root, feature_cache.teacher_id(cfg["teacher"]), feature_cache.teacher_resolution(cfg["teacher"]), settings)
     missing = sum(not (cache.has_pair(d.keys[p]) and cache.has_image(d.image_hashes[int(d.image_of[p])]))
@@ -432,7 +432,7 @@ def evaluate(run: Run) -> dict:
 
 def visualise(run: Run, epoch: int) -> None:
     """A few PNGs under ``<log_dir>/vis`` (rank 0)."""
-    cfg, out = run.cfg, Path(run.cfg["log_dir"]) / "vis"
+    cfg, out = run.cfg, Path(run.cfg["log_dir"]) / paths.VIS_SUBDIR
     if not cfg["vis_pairs"]:
         return
     tag = f"phase{cfg['phase']}_epoch{epoch}"
@@ -491,7 +491,7 @@ def main(cfg: dict) -> dict:
                "losses": run.losses, "checkpoint": str(run.last_checkpoint), "best": run.best,
                "timings": {k: round(v, 2) if isinstance(v, float) else v for k, v in run.timings.items()}, **metrics}
     if run.rank == 0:
-        out = Path(cfg["log_dir"]) / f"phase{cfg['phase']}_summary.json"
+        out = Path(cfg["log_dir"]) / paths.phase_summary_name(cfg["phase"])
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(summary, indent=2, default=str))
         if cfg["results_run"] and metrics:

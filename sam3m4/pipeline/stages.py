@@ -17,16 +17,16 @@ from pathlib import Path
 
 from sam3m4 import config
 from sam3m4.errors import ConfigError
-from sam3m4.paths import (DISTILL_DIR, DISTILL_LOG_DIR, EXPORT_DIR, PHASE2_BEST, PRUNE_ROOTS, QUANTIZED_DIR,
-                          VIDEO_CACHE_DIR, VIDEO_DIR, VIDEO_EPOCHS, best_checkpoint, video_checkpoint,
-                          visual_dir)
+from sam3m4.paths import (ACCEPTANCE_HTML, DISTILL_DIR, DISTILL_LOG_DIR, EXPORT_DIR, PHASE2_BEST, PRUNE_ROOTS,
+                          QUANTIZED_DIR, SYNTH_DATA, TEACHER_DIR, VIDEO_CACHE_DIR, VIDEO_DIR, VIDEO_EPOCHS,
+                          VIDEO_TEACHER_DIR, VISUAL_INDEX, best_checkpoint, run_dir, video_checkpoint, visual_dir)
 from sam3m4.results.runs import check_run_name
 
 DEFAULTS = {
     "run": "demo", "device": "auto",
-    "data_root": "data/synth", "video_data_root": "data/synth", "synth_images": 600, "synth_videos": 24, "seed": 0,
-    "teacher": "checkpoints/teacher/sam3-tiny-synth", "teacher_bootstrap": "configs/teacher_bootstrap.yaml",
-    "video_teacher": "checkpoints/teacher/sam3-tiny-synth-video", "video_teacher_build": True,
+    "data_root": SYNTH_DATA, "video_data_root": SYNTH_DATA, "synth_images": 600, "synth_videos": 24, "seed": 0,
+    "teacher": TEACHER_DIR, "teacher_bootstrap": "configs/teacher_bootstrap.yaml",
+    "video_teacher": VIDEO_TEACHER_DIR, "video_teacher_build": True,
     "phase1_config": "configs/distill_phase1.yaml", "phase2_config": "configs/distill_phase2.yaml",
     "video_steps": 600, "quant_num_val": 200, "qat": "always",
     "exports": ["xnnpack:int8_int4", "coreml:int4", "qnn:int8_int4"],
@@ -191,8 +191,8 @@ def build_stages(cfg: dict) -> list[Stage]:
                      "--teacher", teacher, "--student", phase2, "--run", run, "--threads", 1)
     stages.append(Stage("visual-qa", visual + (["--auto-checklist"] if cfg["visual_auto_checklist"] else []),
                         inputs=teacher_in + [phase2, cfg["visual_manifest"], cfg["visual_prompts"]],
-                        outputs=[f"{visual_dir(run)}/index.html"], group="export"))
-    html = f"reports/{run}/acceptance.html"
+                        outputs=[f"{visual_dir(run)}/{VISUAL_INDEX}"], group="export"))
+    html = f"{run_dir(run)}/{ACCEPTANCE_HTML}"
     cases = [] if sorted(cfg["exports"]) == sorted(DEFAULTS["exports"]) else ["--stage5-cases", ",".join(cfg["exports"])]
     pytest = [sys.executable, "-m", "pytest", *cfg["acceptance"], "-o", "addopts=", "-p", "no:cacheprovider", "-q",
               "--run", run, "--stage3-teacher", teacher, "--stage3-student", phase2, "--stage3-data", data,

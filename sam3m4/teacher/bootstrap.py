@@ -34,6 +34,7 @@ from sam3m4.data.saco_image import SacoImageDataset
 from sam3m4.errors import ConfigError, Sam3m4Error, TrainingDiverged
 from sam3m4.losses.set_prediction import SetLossWeights, set_prediction_loss
 from sam3m4.metrics import MIoUMeter, PresenceMeter, is_present
+from sam3m4.paths import BOOTSTRAP_METRICS
 from sam3m4.models.layers import masked_mean
 from sam3m4.teacher.sam3 import Sam3Teacher, instances_from_output, load_teacher
 
@@ -535,7 +536,7 @@ def bootstrap_teacher(
         val = PairTensors.from_json(saco / "val.json", reloaded, 4 * g, keep_full=True, limit=val_limit)
         result.update({f"val_{k}": v for k, v in evaluate(reloaded, val, tr["eval_batch_size"]).items()})
         result["eval_s"] = round(time.time() - t1, 1)
-    (out_dir / "bootstrap_metrics.json").write_text(json.dumps(result, indent=2, default=str))
+    (out_dir / BOOTSTRAP_METRICS).write_text(json.dumps(result, indent=2, default=str))
     return result
 
 

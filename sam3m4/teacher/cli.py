@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from sam3m4.paths import SYNTH_DATA, TEACHER_DIR, VIDEO_TEACHER_DIR
+from sam3m4.paths import SYNTH_DATA, TEACHER_DIR, VIDEO_METRICS, VIDEO_TEACHER_DIR
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,6 +104,6 @@ def run_video(args: argparse.Namespace) -> int:
         teacher.model.save_pretrained(out)
     jf = evaluate_videos(SacoVideoDataset(saco / "val.json"), teacher)
     result.update(val_jf=jf.jf_mean, val_j=jf.j_mean, val_f=jf.f_mean, val_objects=jf.num_objects)
-    (out / "video_metrics.json").write_text(json.dumps(result, indent=2))
+    (out / VIDEO_METRICS).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return 0

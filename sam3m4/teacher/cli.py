@@ -43,9 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_bootstrap(args: argparse.Namespace) -> int:
-    from sam3m4.teacher import bootstrap  # offline: importing sam3m4 set HF_HUB_OFFLINE=1
+    import json
 
-    bootstrap.run(args)
+    from sam3m4.teacher.bootstrap import bootstrap_teacher, load_config  # offline: sam3m4 set HF_HUB_OFFLINE=1
+
+    cfg = load_config(args.config, args.overrides)  # types and keys checked before any data is read
+    result = bootstrap_teacher(cfg.pop("data_root"), cfg.pop("out_dir"), **cfg)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("train", "loss_weights")}, indent=2, default=str))
     return 0
 
 

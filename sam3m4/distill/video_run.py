@@ -39,7 +39,8 @@ from sam3m4.checkpoint import (KIND_TRACKER, VIDEO_PHASE, atomic_torch_save, che
 from sam3m4.data import SacoImageDataset, SacoVideoDataset
 from sam3m4.data.saco_video import items_with_objects
 from sam3m4.distill.cache import image_hash, pair_key, teacher_id
-from sam3m4.distill.trainer import ScalarLogger, build_scheduler
+from sam3m4.distill.logs import ScalarLogger
+from sam3m4.distill.optim import build_scheduler
 from sam3m4.distill.video import clip_targets, tracker_optimizer, train_tracker
 from sam3m4.env import host_summary
 from sam3m4.errors import DataFormatError

@@ -47,7 +47,7 @@ def qat_finetune(ckpt: str | Path, mode: str, steps: int = 60, lr: float = 1e-4,
     from tqdm.auto import tqdm
 
     from sam3m4.distill import recipe
-    from sam3m4.distill import trainer
+    from sam3m4.distill import optim
 
     spec = get_mode(mode)
     if not spec.qat:
@@ -59,8 +59,8 @@ def qat_finetune(ckpt: str | Path, mode: str, steps: int = 60, lr: float = 1e-4,
         run.student.load_state_dict(student_state)
     qat_prepare(run.student, spec)
     run.net = run.student
-    run.optimizer = trainer.build_optimizer(run.student.named_parameters(), lr, cfg["weight_decay"])
-    run.scheduler = trainer.build_scheduler(run.optimizer, cfg["warmup_steps"], steps, cfg["min_lr_frac"])
+    run.optimizer = optim.build_optimizer(run.student.named_parameters(), lr, cfg["weight_decay"])
+    run.scheduler = optim.build_scheduler(run.optimizer, cfg["warmup_steps"], steps, cfg["min_lr_frac"])
     run.student.train()
     losses, per = [], cfg["batch_size"] * cfg["grad_accum"]
     order, refills = [], 0

@@ -138,3 +138,22 @@ def test_flag_configs_hold_the_commands_defaults(config, command, argv):
     assert set(read_yaml(ROOT / "configs" / config)) == set(plain) - {"config", "overrides", "func", *(
         a.dest for a in parser._actions if a.required)}
     assert {k: v for k, v in with_file.items() if k != "config"} == {k: v for k, v in plain.items() if k != "config"}
+
+
+def test_every_shipped_recipe_config_loads_through_its_recipe():
+    """torchtune's habit: each shipped YAML is checked by the loader of the recipe that reads it."""
+    from sam3m4.distill import recipe
+    from sam3m4.pipeline.stages import load_config as load_pipeline
+    from sam3m4.teacher.bootstrap import load_config as load_bootstrap
+
+    configs = ROOT / "configs"
+    checked = {"distill_video.yaml", "quantize.yaml", "export.yaml"}  # test_flag_configs_hold_the_commands_defaults
+    assert load_bootstrap(configs / "teacher_bootstrap.yaml")["max_steps"] > 0
+    checked.add("teacher_bootstrap.yaml")
+    for phase in (1, 2):
+        assert recipe.load_config(configs / f"distill_phase{phase}.yaml")["phase"] == phase
+        checked.add(f"distill_phase{phase}.yaml")
+    for name in ("demo.yaml", "m4pro.yaml", "rehearsal.yaml"):
+        assert load_pipeline(configs / name)["run"]
+        checked.add(name)
+    assert checked == {p.name for p in configs.glob("*.yaml")}, "a new config needs its loader here"

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from sam3m4.eval.by_phrase import phrase_of
 from sam3m4.fileio import atomic_path
-from sam3m4.paths import PIPELINE_STATE, REPORTS_ROOT
+from sam3m4.paths import DISTILL_LOG_DIR, PIPELINE_STATE, REPORTS_ROOT
 from sam3m4.results import schema
 from sam3m4.results.store import Record, ResultsStore
 from sam3m4.results.targets import Target, display_path
@@ -188,7 +188,7 @@ def loss_curves(records: list[Record], targets: dict[str, Target], run: str, run
             absent.append(label)
     if not panels:
         raise _Missing(f"run `{run}` lists no training loss log (the pipeline's manifest records "
-                       "logs/distillation/phase1.csv, phase2.csv, video.csv after the acceptance stage)")
+                       f"{DISTILL_LOG_DIR}/phase1.csv, phase2.csv, video.csv after the acceptance stage)")
     fig = _figure(width=3.0 * len(panels) + 0.6, height=2.8)
     for i, (label, train, val, path) in enumerate(panels, start=1):
         ax = fig.add_subplot(1, len(panels), i)

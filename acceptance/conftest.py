@@ -67,20 +67,18 @@ class Stage3Models:
 
 def _build_embedded_stage3(out: Path) -> Stage3Models:
     """Data -> teacher bootstrap -> Phase 1 -> Phase 2 with the demo's configs, under ``out`` (cached)."""
-    import yaml
-
     from sam3m4.data.synth import generate
     from sam3m4.distill import recipe
     from sam3m4.checkpoint import best_name, list_checkpoints
-    from sam3m4.teacher.bootstrap import bootstrap_teacher
+    from sam3m4.teacher.bootstrap import bootstrap_teacher, load_config as load_bootstrap_config
 
     data, teacher, ckpts = out / "synth", out / "teacher", out / "checkpoints"
     if not (data / "manifest.json").is_file():
         generate(data, n_images=600, n_videos=24, seed=0, image_size=224, progress=False)
     if not (teacher / "config.json").is_file():
-        cfg = yaml.safe_load((ROOT / "configs" / "teacher_bootstrap.yaml").read_text())
-        cfg.pop("data_root", None), cfg.pop("out_dir", None)
-        bootstrap_teacher(data, teacher, **{**cfg, "progress": False})
+        cfg = load_bootstrap_config(ROOT / "configs" / "teacher_bootstrap.yaml",
+                                    [f"data_root={data}", f"out_dir={teacher}", "progress=false"])
+        bootstrap_teacher(cfg.pop("data_root"), cfg.pop("out_dir"), **cfg)
     best = ckpts / best_name(2)
     if not best.is_file():
         common = [f"data_root={data}", f"teacher={teacher}", f"checkpoint_dir={ckpts}", f"log_dir={out / 'logs'}",

@@ -15,7 +15,7 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # MPS fallback (Apple GPUs, device: mps): an operator the MPS backend lacks runs on the CPU with a warning instead of
 # stopping the run (PyTorch's PYTORCH_ENABLE_MPS_FALLBACK; read when torch starts, ignored on other devices).
-# Distillation on MPS runs in fp32 (amp: auto, sam3m4.distill.trainer.amp_dtype); see docs/real-run.md for what
+# Distillation on MPS runs in fp32 (amp: auto, sam3m4.distill.runtime.amp_dtype); see docs/real-run.md for what
 # is and is not verified on a Mac.
 os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
 

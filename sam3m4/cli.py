@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from sam3m4.config import resolve_args
+
+        args = resolve_args(args)  # --config FILE and key=value of the flag-based commands (flags win)
         if getattr(args, "run", None) is not None:  # every command's --run names a folder under reports/
             from sam3m4.results.runs import check_run_name
 

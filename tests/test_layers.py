@@ -2,7 +2,7 @@
 
 Layers, lowest first; a module imports only its own layer or lower ones, at the top of the file:
 
-    0  errors, metrics, losses, fileio, paths, progress, runlock   (sam3m4/__init__ too)
+    0  errors, metrics, losses, fileio, paths, progress, runlock, config   (sam3m4/__init__ too)
     1  data, results, checkpoint, env
     2  models (incl. the CLIP tokenizer)
     3  teacher
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "sam3m4"
-LAYERS = [("errors", "metrics", "losses", "fileio", "paths", "progress", "runlock"),
+LAYERS = [("errors", "metrics", "losses", "fileio", "paths", "progress", "runlock", "config"),
           ("data", "results", "checkpoint", "env"),
           ("models",),
           ("teacher",),

@@ -158,7 +158,8 @@ def test_phrase_targets_are_every_phrase_union_on_each_image(tiny_synth):
     with the image."""
     from transformers import Sam3Model
 
-    from sam3m4.teacher.bootstrap import PairTensors, build_config
+    from sam3m4.teacher.bootstrap_data import PairTensors
+    from sam3m4.teacher.bootstrap_model import build_config
     from sam3m4.teacher.sam3 import Sam3Teacher
 
     teacher = Sam3Teacher(Sam3Model(build_config(image_size=56, hidden_size=32, vit_layers=1, vit_window=2,

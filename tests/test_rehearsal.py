@@ -100,7 +100,7 @@ def test_random_teacher_writer_loads_like_facebook_sam3(tmp_path, tiny_teacher_k
     detector, load_video_teacher all of it, and the cache finds the resolution under detector_config."""
     from sam3m4.distill.cache import teacher_resolution
     from sam3m4.teacher import load_teacher
-    from sam3m4.teacher.bootstrap import build_config
+    from sam3m4.teacher.bootstrap_model import build_config
     from sam3m4.teacher.full import write_random_teacher
     from sam3m4.teacher.video import load_video_teacher, video_config
 

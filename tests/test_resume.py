@@ -13,7 +13,7 @@ import pytest
 
 from sam3m4 import checkpoint
 from sam3m4.distill import recipe
-from sam3m4.distill.trainer import ScalarLogger
+from sam3m4.distill.logs import ScalarLogger
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLED_SAVE = """

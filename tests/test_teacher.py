@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from sam3m4.errors import Sam3m4Error
-from sam3m4.teacher.bootstrap import build_config
+from sam3m4.teacher.bootstrap_model import build_config
 from sam3m4.teacher.sam3 import TeacherOutput, instances_from_output, load_teacher
 from sam3m4.models.tokenizer import EOT_ID, SOT_ID, default_bpe_path, get_tokenizer
 

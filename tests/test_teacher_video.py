@@ -21,7 +21,7 @@ FIX = Path(__file__).resolve().parents[1] / "fixtures" / "synth" / "saco_video" 
 def video_dir(tmp_path_factory):
     from transformers import Sam3Model
 
-    from sam3m4.teacher.bootstrap import build_config
+    from sam3m4.teacher.bootstrap_model import build_config
     from sam3m4.teacher.video import build_video_teacher
 
     root = tmp_path_factory.mktemp("video_teacher")

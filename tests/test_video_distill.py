@@ -43,7 +43,7 @@ def _random_models(tmp_path, seed):
 
     from sam3m4.checkpoint import atomic_torch_save
     from sam3m4.models import build_student
-    from sam3m4.teacher.bootstrap import build_config
+    from sam3m4.teacher.bootstrap_model import build_config
     from sam3m4.teacher.video import build_video_teacher
 
     shutil.copytree(FIX, tmp_path / "synth")

@@ -17,12 +17,13 @@ import re
 from pathlib import Path
 
 from sam3m4.errors import ConfigError, DataFormatError
+from sam3m4.paths import SYNTH_DATA
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     synth = sub.add_parser("synth", help="generate the synthetic dataset in both SA-Co formats (JPEG + JSON)")
-    synth.add_argument("--out", default="data/synth", help="output folder (default: data/synth)")
+    synth.add_argument("--out", default=SYNTH_DATA, help=f"output folder (default: {SYNTH_DATA})")
     synth.add_argument("--images", type=int, default=600, help="number of images (train + val, >= 1)")
     synth.add_argument("--videos", type=int, default=24, help="number of videos (train + val, >= 1)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (>= 0): same seed, same bytes")

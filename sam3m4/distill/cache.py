@@ -42,7 +42,7 @@ from sam3m4.errors import DataFormatError
 from sam3m4.fileio import atomic_path, atomic_write_json
 from sam3m4.models.preprocess import resize_uint8, uint8_to_pixels
 from sam3m4.models.tokenizer import get_tokenizer
-from sam3m4.teacher.bootstrap import build_config
+from sam3m4.teacher.bootstrap_model import build_config
 from sam3m4.teacher.sam3 import Sam3Teacher
 
 PAIR_FIELDS = ("query_logits", "boxes_xyxy", "presence_logit", "semantic_logits", "mask_logits", "mask_index")
@@ -370,7 +370,7 @@ def run_teacher(teacher, images: Sequence[np.ndarray], image_of: Sequence[int] |
 
 
 def save_random_teacher(out_dir: str | Path, seed: int = 0, **sizes) -> Path:
-    """Save a randomly initialised tiny SAM 3 (``sam3m4.teacher.bootstrap.build_config(**sizes)``) with
+    """Save a randomly initialised tiny SAM 3 (``sam3m4.teacher.bootstrap_model.build_config(**sizes)``) with
     ``save_pretrained``: a stand-in teacher for tests and pipeline bring-up (its outputs are noise)."""
     from transformers import Sam3Model
 

@@ -5,6 +5,7 @@
     sam3m4 distill phase2 [--config configs/distill_phase2.yaml] [--resume] [--benchmark-cache] [key=value ...]
     torchrun --nproc_per_node=2 -m sam3m4.distill.recipe --config configs/distill_phase2.yaml   # DDP
     sam3m4 distill video  [--ckpt ...phase2_best.pt] [--teacher ...-video] [--steps 800] [--run demo]
+    sam3m4 distill video  --config configs/distill_video.yaml [key=value ...]   # flags win over the file
 
 Each subcommand runs :mod:`sam3m4.distill.recipe` with the named config; ``key=value`` overrides any config
 key (unknown keys are an error naming the key). torch is imported only when a subcommand runs.
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 
-from sam3m4.paths import PHASE2_BEST, SYNTH_DATA, VIDEO_DIR, VIDEO_TEACHER_DIR
+from sam3m4.config import add_config_arguments, resolve_args
+from sam3m4.paths import (DISTILL_LOG_DIR, PHASE2_BEST, SYNTH_DATA, VIDEO_CACHE_DIR, VIDEO_DIR, VIDEO_EPOCHS,
+                          VIDEO_TEACHER_DIR, video_checkpoint_name)
 
 CONFIGS = {"cache": "configs/distill_phase2.yaml", "phase1": "configs/distill_phase1.yaml",
            "phase2": "configs/distill_phase2.yaml"}
@@ -37,18 +40,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. epochs=2 lr=5e-4")
         p.set_defaults(func=run)
     v = sub.add_parser("video", help="video distillation: the student's memory learns the video teacher's masklets",
-                       description="Cache the video teacher's masklets, train the student's memory (image student "
-                                   "frozen), save checkpoints/video_distillation/video_epoch1.pt, record J&F.")
+                       description=f"Cache the video teacher's masklets, train the student's memory (image student "
+                                   "frozen), save {VIDEO_DIR}/{video_checkpoint_name(1)}, record J&F.")
     v.add_argument("--ckpt", default=PHASE2_BEST, help="Phase 2 student checkpoint")
     v.add_argument("--teacher", default=VIDEO_TEACHER_DIR, help="video teacher folder")
     v.add_argument("--data", default=SYNTH_DATA)
     v.add_argument("--out", default=VIDEO_DIR)
-    v.add_argument("--log-dir", default="logs/distillation",
+    v.add_argument("--log-dir", default=DISTILL_LOG_DIR,
                    help="where video.csv (the training loss, one row a step) goes")
-    v.add_argument("--cache-dir", default="data/sa_v/cached_features",
+    v.add_argument("--cache-dir", default=VIDEO_CACHE_DIR,
                    help="video teacher cache root (files keyed by teacher id + frames hash + phrase hash)")
     v.add_argument("--steps", type=int, default=800, help="training steps in all (split over --epochs)")
-    v.add_argument("--epochs", type=int, default=2, help="a checkpoint video_epoch{E}.pt after each")
+    v.add_argument("--epochs", type=int, default=VIDEO_EPOCHS, help="a checkpoint video_epoch{E}.pt after each")
     v.add_argument("--keep-last", type=int, default=2, help="video checkpoints kept")
     v.add_argument("--resume", action="store_true", help="continue from the newest readable video checkpoint")
     v.add_argument("--lr", type=float, default=2e-3)
@@ -64,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--no-eval", action="store_true", help="train and checkpoint only (no J&F, no records)")
     v.add_argument("--threads", type=int, default=1)
     v.add_argument("--run", default="demo", help="results store run (reports/<run>/)")
+    add_config_arguments(v, "configs/distill_video.yaml")
     v.set_defaults(func=run_video)
 
 
@@ -89,5 +93,5 @@ def run_video(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sam3m4.distill import video_run
 
-    video_run.run(args)
+    video_run.run(resolve_args(args))
     return 0

@@ -35,8 +35,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sam3m4 import checkpoint
-from sam3m4.distill import cache as feature_cache, losses as distill_losses, trainer
+from sam3m4 import checkpoint, config, paths
+from sam3m4.distill import cache as feature_cache, losses as distill_losses
+from sam3m4.distill.evaluation import evaluate_features, evaluate_outputs
+from sam3m4.distill.logs import ScalarLogger, Throughput, record_results
+from sam3m4.distill.optim import build_optimizer, build_scheduler
+from sam3m4.distill.runtime import (amp_dtype, autocast, barrier, init_distributed, mean_across_ranks, select_device,
+                                    seed_everything)
+from sam3m4.distill.visualise import visualise_features, visualise_pairs
 from sam3m4.errors import ConfigError, Sam3m4Error, TrainingDiverged
 from sam3m4.models import build_student
 from sam3m4.models.pretrained import init_backbone
@@ -45,8 +51,8 @@ from sam3m4.teacher.sam3 import load_teacher
 
 DEFAULTS = dict(
     phase=2,  # 1 = encoder features, 2 = end-to-end outputs
-    data_root="data/synth",  # holds saco_image/{train,val}.json
-    teacher="checkpoints/teacher/sam3-tiny-synth",  # save_pretrained folder of a Sam3Model
+    data_root=paths.SYNTH_DATA,  # holds saco_image/{train,val}.json
+    teacher=paths.TEACHER_DIR,  # save_pretrained folder of a Sam3Model
     student_preset="tiny",  # sam3m4.models.build.PRESETS
     student_init="",  # backbone weights: a timm state-dict file or a model id in the local HF cache ("" = random)
     image_size=0,  # student input side in px (0 = the preset's; tests use 64)
@@ -67,58 +73,20 @@ DEFAULTS = dict(
     w_match_threshold=0.5, w_match_topk=0,  # phase 2
     eval_every=1, eval_batch_size=32, val_items=0, vis_pairs=4, log_every=10, progress=True,
     save_every_steps=0, keep_last=3, resume=False,
-    checkpoint_dir="checkpoints/distillation", log_dir="logs/distillation",
+    checkpoint_dir=paths.DISTILL_DIR, log_dir=paths.DISTILL_LOG_DIR,
     benchmark_steps=20, results_run="",  # results_run: also record metrics in reports/<run>/
 )
 
 
 def load_config(path: str | Path | None, overrides=()) -> dict:
-    """Flat YAML + ``key=value`` overrides (values parsed as YAML) -> full config; unknown keys -> ConfigError."""
-    import yaml
-
-    cfg = dict(DEFAULTS)
-    if path:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read config ({str(exc).splitlines()[0]})") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: top level must be a mapping of key: value")
-        for k, v in data.items():
-            if k not in DEFAULTS:
-                raise ConfigError(f"{path}: {k}: unknown key")
-            cfg[k] = _typed(k, v, str(path))
-    for item in overrides:
-        k, sep, v = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override '{item}': expected key=value")
-        if k not in DEFAULTS:
-            raise ConfigError(f"override '{item}': {k}: unknown key")
-        try:
-            value = yaml.safe_load(v)
-        except yaml.YAMLError:  # e.g. "[1": kept as text, which _typed then names
-            value = v
-        cfg[k] = _typed(k, value, f"override '{item}'")
+    """Flat YAML + ``key=value`` overrides -> full config, typed by ``DEFAULTS`` (:func:`sam3m4.config.load_config`:
+    unknown keys and badly typed values are a one-line ConfigError naming the file or override and the key)."""
+    cfg = config.load_config(path, overrides, DEFAULTS)
     if cfg["phase"] not in (1, 2) or cfg["teacher_source"] not in ("cache", "live"):
         raise ConfigError(f"phase: {cfg['phase']} / teacher_source: {cfg['teacher_source']}: expected 1|2 / cache|live")
     if cfg["results_run"]:  # "" = record nothing
         check_run_name(cfg["results_run"], "results_run")
-    return cfg
-
-
-def _typed(key: str, value, where: str):
-    """``value`` as the type of ``DEFAULTS[key]`` (YAML reads ``1e-3`` as a string; ints are fine for floats)."""
-    kind = type(DEFAULTS[key])
-    if kind is float and isinstance(value, (int, str)) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if kind is str and value is None:
-        return ""
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{where}: {key}: expected {kind.__name__}, got {value!r}")
-    return value
+    return dict(cfg)
 
 
 class Phase1Net(nn.Module):
@@ -189,12 +157,12 @@ def batch_loss(run: Run, data: feature_cache.PairSet, idx: list[int], net=None) 
     net = net or run.net
     if run.cfg["phase"] == 1:
         target = teacher_images(run, data, idx)
-        with trainer.autocast(run.device, run.amp):
+        with autocast(run.device, run.amp):
             pred = net(data.image_pixels(idx, run.device))
         return distill_losses.feature_distill_loss(pred, target, run.cfg["w_mse"], run.cfg["w_cos"])
     target = teacher_pairs(run, data, idx)
     gt = data.gt_targets(idx, run.device) if run.weights.gt > 0 or run.weights.gt_score > 0 else None
-    with trainer.autocast(run.device, run.amp):
+    with autocast(run.device, run.amp):
         out = net(**data.student_inputs(idx, run.device), with_aux=run.weights.aux > 0)
     return distill_losses.output_distill_loss(vars(out), target, run.weights, gt)
 
@@ -203,13 +171,13 @@ def batch_loss(run: Run, data: feature_cache.PairSet, idx: list[int], net=None) 
 def ensure_cache(cfg: dict, rank: int, world: int, device, splits) -> tuple[feature_cache.FeatureCache, dict]:
     """Open the cache for ``cfg['teacher']``; run the (rank-sharded) cache pass over ``splits`` if keys are missing."""
     t0 = time.time()
-    root = cfg["cache_dir"] or Path(cfg["data_root"]) / "cached_features"
+    root = cfg["cache_dir"] or Path(paths.feature_cache_dir(cfg["data_root"]))
     settings = {k: cfg[k] for k in ("cache_topk", "cache_min_score", "teacher_levels")}
     cache = feature_cache.FeatureCache(root, feature_cache.teacher_id(cfg["teacher"]), feature_cache.teacher_resolution(cfg["teacher"]), settings)
     missing = sum(not (cache.has_pair(d.keys[p]) and cache.has_image(d.image_hashes[int(d.image_of[p])]))
                   for d in splits for p in range(len(d)))
     info = {"cache_dir": str(cache.dir), "pairs": sum(len(d) for d in splits), "missing": missing, "computed": 0}
-    if trainer.mean_across_ranks(torch.tensor(float(missing)), world).item() > 0:
+    if mean_across_ranks(torch.tensor(float(missing)), world).item() > 0:
         teacher = load_teacher(cfg["teacher"], device=device)
         for d in splits:
             rep = feature_cache.build_cache(teacher, d, cache, batch_size=cfg["cache_batch_size"], topk=cfg["cache_topk"],
@@ -220,7 +188,7 @@ def ensure_cache(cfg: dict, rank: int, world: int, device, splits) -> tuple[feat
             for k, v in (rep.teacher or {}).items():  # teacher seconds per image (vision) and per pair (heads)
                 info[f"teacher_{k}"] = info.get(f"teacher_{k}", 0) + v
         del teacher
-        trainer.barrier(world)
+        barrier(world)
         cache.refresh()
     info["seconds"] = round(time.time() - t0, 2)
     info["disk_mb"] = round(sum(p.stat().st_size for p in cache.dir.glob("shard-*")) / 2**20, 1)
@@ -241,22 +209,22 @@ def load_splits(cfg: dict, size: int, progress: bool) -> tuple[feature_cache.Pai
 
 def cache_pass(cfg: dict) -> dict:
     """``sam3m4 distill cache``: fill the teacher-feature cache for train + val (sharded across ranks)."""
-    rank, world, local = trainer.init_distributed(cfg["device"])
+    rank, world, local = init_distributed(cfg["device"])
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
     size = cfg["image_size"] or build_student(cfg["student_preset"]).image_size
     train, val = load_splits(cfg, size, cfg["progress"] and rank == 0)
-    _, info = ensure_cache(cfg, rank, world, trainer.select_device(cfg["device"], local), [train] + ([val] if val else []))
+    _, info = ensure_cache(cfg, rank, world, select_device(cfg["device"], local), [train] + ([val] if val else []))
     return info
 
 
 def setup(cfg: dict) -> Run:
     t0 = time.time()
-    rank, world, local = trainer.init_distributed(cfg["device"])
+    rank, world, local = init_distributed(cfg["device"])
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
-    device = trainer.select_device(cfg["device"], local)
-    trainer.seed_everything(cfg["seed"])  # same seed on every rank -> identical initial weights
+    device = select_device(cfg["device"], local)
+    seed_everything(cfg["seed"])  # same seed on every rank -> identical initial weights
     student = build_student(cfg["student_preset"]).to(device)
     init = checkpoint.resolve_init(cfg["init_from"], cfg["checkpoint_dir"], phase=1) if cfg["phase"] == 2 else None
     init_record = initialise_student(student, cfg["student_init"], rank == 0) if init is None else {}
@@ -271,7 +239,7 @@ def setup(cfg: dict) -> Run:
     else:
         teacher = load_teacher(cfg["teacher"], device=device)
 
-    run = Run(cfg=cfg, rank=rank, world=world, device=device, amp=trainer.amp_dtype(device, cfg["amp"]), student=student,
+    run = Run(cfg=cfg, rank=rank, world=world, device=device, amp=amp_dtype(device, cfg["amp"]), student=student,
               net=student, optimizer=None, scheduler=None, scaler=None, train=train, val=val, cache=cache,
               teacher=teacher, weights=distill_losses.weights_from_config(cfg), steps_per_epoch=0, total_steps=0, timings=timings)
     run.init = init_record
@@ -303,8 +271,8 @@ def setup(cfg: dict) -> Run:
     per_rank = (min(cfg["epoch_items"] or n_items, n_items)) // world
     run.steps_per_epoch = max(per_rank // (cfg["batch_size"] * cfg["grad_accum"]), 1)
     run.total_steps = cfg["epochs"] * run.steps_per_epoch
-    run.optimizer = trainer.build_optimizer(run.net.named_parameters(), cfg["lr"], cfg["weight_decay"])
-    run.scheduler = trainer.build_scheduler(run.optimizer, cfg["warmup_steps"], run.total_steps, cfg["min_lr_frac"])
+    run.optimizer = build_optimizer(run.net.named_parameters(), cfg["lr"], cfg["weight_decay"])
+    run.scheduler = build_scheduler(run.optimizer, cfg["warmup_steps"], run.total_steps, cfg["min_lr_frac"])
     run.scaler = torch.amp.GradScaler(device.type, enabled=run.amp == torch.float16)
 
     if cfg["resume"]:
@@ -353,7 +321,7 @@ def train_step(run: Run, items: list[int]) -> dict[str, float]:
         loss_sum += terms["loss"].detach() / A
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach()) / A
-    loss = float(trainer.mean_across_ranks(loss_sum, run.world))
+    loss = float(mean_across_ranks(loss_sum, run.world))
     TrainingDiverged.check(loss, f"phase{cfg['phase']} loss", run.step + 1, run.last_checkpoint)
     run.scaler.unscale_(run.optimizer)
     if cfg["grad_clip"]:
@@ -382,13 +350,13 @@ def train(run: Run) -> dict:
     from tqdm.auto import tqdm
 
     cfg, spe, main = run.cfg, run.steps_per_epoch, run.rank == 0
-    logger = trainer.ScalarLogger(Path(cfg["log_dir"]), cfg["phase"], enabled=main)
+    logger = ScalarLogger(Path(cfg["log_dir"]), cfg["phase"], enabled=main)
     if main:  # a killed run's temporary checkpoint files, and its logged steps past run.step
         checkpoint.clean_interrupted(cfg["checkpoint_dir"], cfg["phase"], run.step, [logger.path("train"), logger.path("val")])
     stop = min(run.total_steps, cfg["max_steps"] or run.total_steps)
     bar = tqdm(total=stop, initial=run.step, desc=f"phase{cfg['phase']}", unit="step", leave=False,
                disable=not (cfg["progress"] and main))
-    speed, per = trainer.Throughput(), cfg["batch_size"] * cfg["grad_accum"]  # items per step and rank
+    speed, per = Throughput(), cfg["batch_size"] * cfg["grad_accum"]  # items per step and rank
     t0, metrics = time.time(), {}
     while run.step < stop:
         epoch = run.step // spe
@@ -414,7 +382,7 @@ def train(run: Run) -> dict:
                     metrics = evaluate(run)
                     visualise(run, e)
                     logger.log(run.step, {k: v for k, v in metrics.items() if isinstance(v, (int, float))}, "val")
-                trainer.barrier(run.world)
+                barrier(run.world)
             if metrics:  # best = highest val mIoU (phase 2) / lowest val feature loss (phase 1) ...
                 best_of = (metrics["student_miou"], True) if cfg["phase"] == 2 else (metrics["val_loss"], False)
             else:  # ... or the lowest mean training loss of the epoch without validation
@@ -443,7 +411,7 @@ def save(run: Run, epoch: int, metric: float | None = None, higher_is_better: bo
                                 higher_is_better=higher_is_better)
         run.best = res["best"]
         run.last_checkpoint = res["path"]
-    trainer.barrier(run.world)
+    barrier(run.world)
     if run.rank != 0:
         run.last_checkpoint = Path(run.cfg["checkpoint_dir"]) / checkpoint.checkpoint_name(run.cfg["phase"], epoch, run.step)
 
@@ -452,11 +420,11 @@ def evaluate(run: Run) -> dict:
     """Validation metrics of the current weights (rank 0): phase 2 student vs teacher, phase 1 feature loss."""
     cfg = run.cfg
     if cfg["phase"] == 1:
-        return trainer.evaluate_features(run.net.module if run.world > 1 else run.net, run.val,
+        return evaluate_features(run.net.module if run.world > 1 else run.net, run.val,
                                    lambda idx: teacher_images(run, run.val, idx),
                                    lambda p, t: distill_losses.feature_distill_loss(p, t, cfg["w_mse"], cfg["w_cos"]),
                                    run.device, run.amp, cfg["eval_batch_size"], cfg["val_items"])
-    res = trainer.evaluate_outputs(run.student, run.val, lambda idx: teacher_pairs(run, run.val, idx),
+    res = evaluate_outputs(run.student, run.val, lambda idx: teacher_pairs(run, run.val, idx),
                              lambda o, t: distill_losses.output_distill_loss(o, t, run.weights), run.device, run.amp,
                              cfg["eval_batch_size"], cfg["val_items"], teacher_metrics=run.teacher_val is None)
     if run.teacher_val is None:  # the teacher does not change: score it once
@@ -470,15 +438,15 @@ def evaluate(run: Run) -> dict:
 
 def visualise(run: Run, epoch: int) -> None:
     """A few PNGs under ``<log_dir>/vis`` (rank 0)."""
-    cfg, out = run.cfg, Path(run.cfg["log_dir"]) / "vis"
+    cfg, out = run.cfg, Path(run.cfg["log_dir"]) / paths.VIS_SUBDIR
     if not cfg["vis_pairs"]:
         return
     tag = f"phase{cfg['phase']}_epoch{epoch}"
     if cfg["phase"] == 1:
-        trainer.visualise_features(run.net.module if run.world > 1 else run.net, run.val,
+        visualise_features(run.net.module if run.world > 1 else run.net, run.val,
                              lambda idx: teacher_images(run, run.val, idx), out, tag, cfg["vis_pairs"], run.device, run.amp)
     else:
-        trainer.visualise_pairs(run.student, run.val, lambda idx: teacher_pairs(run, run.val, idx), out, tag,
+        visualise_pairs(run.student, run.val, lambda idx: teacher_pairs(run, run.val, idx), out, tag,
                           cfg["vis_pairs"], run.device, run.amp)
 
 
@@ -529,11 +497,11 @@ def main(cfg: dict) -> dict:
                "losses": run.losses, "checkpoint": str(run.last_checkpoint), "best": run.best,
                "timings": {k: round(v, 2) if isinstance(v, float) else v for k, v in run.timings.items()}, **metrics}
     if run.rank == 0:
-        out = Path(cfg["log_dir"]) / f"phase{cfg['phase']}_summary.json"
+        out = Path(cfg["log_dir"]) / paths.phase_summary_name(cfg["phase"])
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(summary, indent=2, default=str))
         if cfg["results_run"] and metrics:
-            trainer.record_results(cfg["results_run"], f"student/phase{cfg['phase']}", metrics, str(run.last_checkpoint),
+            record_results(cfg["results_run"], f"student/phase{cfg['phase']}", metrics, str(run.last_checkpoint),
                              f"{run.device} x{run.world}, torch {torch.__version__}, teacher {cfg['teacher']}")
     if run.world > 1:
         import torch.distributed as dist

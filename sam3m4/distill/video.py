@@ -62,7 +62,7 @@ def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: i
     (``first_step`` + this call's step, 1-based) and ``last_checkpoint``, before the optimizer touches the
     weights. ``log(step, {"loss": loss})`` is called after each step (``first_step`` + this call's step,
     1-based): the video run's ``logs/distillation/video.csv``. ``scheduler`` (from
-    :func:`sam3m4.distill.trainer.build_scheduler`) steps after every step.
+    :func:`sam3m4.distill.optim.build_scheduler`) steps after every step.
 
     Back-propagation runs through the clip's recurrent state (latents and query carry), where gradients can
     explode: the unscheduled lr of 2e-3 once drove the gradient norm from ~1 to 2.6e6 within four steps and to

@@ -39,7 +39,8 @@ from sam3m4.checkpoint import (KIND_TRACKER, VIDEO_PHASE, atomic_torch_save, che
 from sam3m4.data import SacoImageDataset, SacoVideoDataset
 from sam3m4.data.saco_video import items_with_objects
 from sam3m4.distill.cache import image_hash, pair_key, teacher_id
-from sam3m4.distill.trainer import ScalarLogger, build_scheduler
+from sam3m4.distill.logs import ScalarLogger
+from sam3m4.distill.optim import build_scheduler
 from sam3m4.distill.video import clip_targets, tracker_optimizer, train_tracker
 from sam3m4.env import host_summary
 from sam3m4.errors import DataFormatError
@@ -49,7 +50,7 @@ from sam3m4.eval.saco_format import ImagePredictions, VideoPredictions, category
 from sam3m4.eval.video import evaluate_videos
 from sam3m4.fileio import atomic_path
 from sam3m4.models.video import StudentTracker, benchmark_track
-from sam3m4.paths import DISTILL_LOG_DIR
+from sam3m4.paths import DISTILL_LOG_DIR, VIDEO_METRICS
 from sam3m4.predict import Predictor, VideoPredictor
 from sam3m4.results import ResultsStore
 from sam3m4.results import schema
@@ -233,6 +234,6 @@ def run(args) -> dict:
                  provenance=f"{where}, {bench['threads']} thread(s), track step at {bench['image_size']} px, median of "
                             f"{bench['steps']} after {bench['warmup']} warm-up; host benchmark, not a device figure")
     results["host_track_ms_p50"] = bench["p50_ms"]
-    (Path(args.out) / "video_metrics.json").write_text(json.dumps(results, indent=2, default=float))
+    (Path(args.out) / VIDEO_METRICS).write_text(json.dumps(results, indent=2, default=float))
     print(json.dumps(results, indent=2, default=float))
     return results

@@ -4,6 +4,7 @@
     sam3m4 export --backend coreml --mode int4                 # lowers on Linux; runs only on Apple hardware
     sam3m4 export --backend qnn --mode int8_int4               # needs QNN_SDK_ROOT (checked before any import)
     sam3m4 export --backend xnnpack --mode fp16 --ckpt checkpoints/video_distillation/video_epoch2.pt
+    sam3m4 export --backend xnnpack --mode int4 --config configs/export.yaml [key=value ...]   # flags win
 
 Reads the quantized model ``sam3m4 quantize`` saved under ``<quantized>/<mode>/`` (a tracker's folder also
 gives the ``track`` method) and writes ``<out>/<name>_<backend>_<mode>.pte``. Records (stage ``stage5``,
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sam3m4.config import add_config_arguments, resolve_args
 from sam3m4.paths import EXPORT_DIR, QUANTIZED_DIR
 
 BACKENDS = ("coreml", "qnn", "xnnpack")
@@ -36,10 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="model name in the file name (default: sam3m4_<preset>)")
     parser.add_argument("--runs", type=int, default=50, help="timed host runs (after 10 warm-up), XNNPACK only")
     parser.add_argument("--run", default="demo", help="results store run (reports/<run>/)")
+    add_config_arguments(parser, "configs/export.yaml")  # --config FILE, key=value; flags win over the file
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    args = resolve_args(args)  # --config FILE and key=value (flags win)
     from sam3m4.export.case import export_case
 
     return export_case(args.backend, args.mode, quantized=args.quantized, ckpt=args.ckpt, out_dir=args.out,

@@ -13,8 +13,8 @@ import platform
 from pathlib import Path
 
 from sam3m4.fileio import atomic_write_json
-from sam3m4.paths import (DISTILL_LOG_DIR, EXPORT_DIR, PHASE1_BEST, PHASE2_BEST, QUANTIZED_DIR, VIDEO_FINAL,
-                          visual_dir)
+from sam3m4.paths import (CHECKLIST_FILE, DISTILL_LOG_DIR, EXPORT_DIR, PHASE1_BEST, PHASE2_BEST, PIPELINE_LOGS,
+                          QUANTIZED_DIR, REPORTS_ROOT, RUN_MANIFEST, VIDEO_FINAL, VISUAL_INDEX, run_dir, visual_dir)
 from sam3m4.results import schema
 from sam3m4.results.store import ResultsStore, sha256_file
 from sam3m4.storage.prune import tree_bytes
@@ -28,15 +28,15 @@ def collect(cfg: dict) -> dict[str, list[str]]:
         "quantized": sorted(glob.glob(f"{QUANTIZED_DIR}/*/*.safetensors")),
         "pte": sorted(glob.glob(f"{EXPORT_DIR}/*.pte")),
         "log": sorted(glob.glob(f"{DISTILL_LOG_DIR}/*.json") + glob.glob(f"{DISTILL_LOG_DIR}/*.csv")
-                      + glob.glob(f"reports/{run}/pipeline/*.log")),
-        "visual": [f"{visual_dir(run)}/index.html", f"{visual_dir(run)}/checklist.json"],
+                      + glob.glob(f"{run_dir(run)}/{PIPELINE_LOGS}/*.log")),
+        "visual": [f"{visual_dir(run)}/{VISUAL_INDEX}", f"{visual_dir(run)}/{CHECKLIST_FILE}"],
     }
     if cfg.get("teacher") and Path(cfg["teacher"]).is_dir():
         found["checkpoint"].append(cfg["teacher"])
     return {kind: [p for p in paths if Path(p).exists()] for kind, paths in found.items()}
 
 
-def write_manifest(cfg: dict, config_path: str, root: str = "reports") -> Path:
+def write_manifest(cfg: dict, config_path: str, root: str = REPORTS_ROOT) -> Path:
     """Write the manifest atomically and record sections 1 and 6; returns the manifest path."""
     store = ResultsStore(cfg["run"], root=root)
     where = f"sam3m4 pipeline on {platform.node() or 'this host'}: file size and sha256 after the acceptance stage"
@@ -57,4 +57,4 @@ def write_manifest(cfg: dict, config_path: str, root: str = "reports") -> Path:
     manifest = {"format": "sam3m4-run-manifest-v1", "run": cfg["run"], "config": config_path,
                 "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "settings": cfg, "artifacts": artifacts}
-    return atomic_write_json(store.dir / "manifest.json", manifest, indent=1)
+    return atomic_write_json(store.dir / RUN_MANIFEST, manifest, indent=1)

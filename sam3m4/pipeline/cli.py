@@ -18,7 +18,8 @@ import argparse
 import time
 from pathlib import Path
 
-from sam3m4.paths import visual_dir
+from sam3m4.paths import (ACCEPTANCE_HTML, PIPELINE_LOGS, PIPELINE_STATE, REPORT_FILE, VISUAL_INDEX, run_dir,
+                          visual_dir)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,11 +43,11 @@ def run(args: argparse.Namespace) -> int:
         for i, s in enumerate(stages, start=1):
             print(f"{i:2d}. {s.name:<24} python {' '.join(s.argv[1:])}")
         return 0
-    run_dir = Path("reports") / cfg["run"]
+    reports = Path(run_dir(cfg["run"]))
     first_prune = next((s.name for s in stages if s.name.startswith("prune")), "report")
     t0 = time.perf_counter()
-    outcomes = run_stages(stages, run_dir / "pipeline_state.json", force=args.force,
-                          log_dir=None if args.verbose else run_dir / "pipeline",
+    outcomes = run_stages(stages, reports / PIPELINE_STATE, force=args.force,
+                          log_dir=None if args.verbose else reports / PIPELINE_LOGS,
                           after={first_prune: lambda: write_manifest(cfg, args.config)})
     print("\n" + format_outcomes(outcomes, time.perf_counter() - t0))
     gates = {}
@@ -58,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"\ngates: {len(gates) - len(failed) - len(planted)} passed, {len(failed)} failed"
           + (f" ({', '.join(failed)})" if failed else "")
           + (f"; planted bad models, which must fail: {', '.join(planted)}" if planted else ""))
-    for path in (run_dir / "report.md", run_dir / "acceptance.html", Path(visual_dir(cfg["run"])) / "index.html"):
+    for path in (reports / REPORT_FILE, reports / ACCEPTANCE_HTML, Path(visual_dir(cfg["run"])) / VISUAL_INDEX):
         print(f"  {path}{'' if path.exists() else '  (missing)'}")
     return 0

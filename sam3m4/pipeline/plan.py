@@ -23,7 +23,7 @@ import platform
 import statistics
 from pathlib import Path
 
-from sam3m4 import paths
+from sam3m4 import config, paths
 from sam3m4.fileio import atomic_write_text
 from sam3m4.models import build_student
 from sam3m4.pipeline.stages import load_config, under
@@ -88,20 +88,20 @@ def _cache_split(folder: Path) -> dict:
     return out
 
 
-def measure(run: str, cfg: dict, root: str = "reports") -> dict:
+def measure(run: str, cfg: dict, root: str = paths.REPORTS_ROOT) -> dict:
     """Everything the plan needs from the rehearsal run ``run`` (its pipeline config ``cfg``)."""
-    state = _json(Path(root) / run / "pipeline_state.json").get("stages", {})
+    state = _json(Path(paths.run_dir(run, root)) / paths.PIPELINE_STATE).get("stages", {})
     stages = {name: {"seconds": s.get("seconds"), "peak_rss_mb": s.get("peak_rss_mb"), "rc": s.get("rc")}
               for name, s in state.items()}
     logs = Path(under(cfg, paths.DISTILL_LOG_DIR))
-    p1, p2 = _json(logs / "phase1_summary.json"), _json(logs / "phase2_summary.json")
+    p1, p2 = _json(logs / paths.phase_summary_name(1)), _json(logs / paths.phase_summary_name(2))
     t1 = p1.get("timings", {})
     m: dict = {"stages": stages, "teacher": _json(Path(cfg["teacher"]) / "sam3m4_teacher.json")}
     if t1.get("teacher_images"):
         m["teacher_s_per_image"] = t1["teacher_vision_s"] / t1["teacher_images"]
     if t1.get("teacher_pairs"):
         m["teacher_s_per_pair"] = t1["teacher_heads_s"] / t1["teacher_pairs"]
-    caches = sorted(glob.glob(f"{cfg['data_root']}/cached_features/*px"))
+    caches = sorted(glob.glob(f"{paths.feature_cache_dir(cfg['data_root'])}/*px"))
     if caches:
         c = _cache_split(Path(caches[-1]))
         m["image_cache"] = c
@@ -116,7 +116,7 @@ def measure(run: str, cfg: dict, root: str = "reports") -> dict:
             m[f"phase{phase}_s_per_item"] = 1.0 / statistics.median(rates)
             m[f"phase{phase}_s_per_step"] = batch / statistics.median(rates)
             m[f"phase{phase}_batch"] = batch
-    video = _json(Path(under(cfg, paths.VIDEO_DIR)) / "video_metrics.json")
+    video = _json(Path(under(cfg, paths.VIDEO_DIR)) / paths.VIDEO_METRICS)
     vc = video.get("teacher_cache", {})
     if vc.get("frames"):
         m["video_teacher_s_per_frame"] = vc["teacher_s"] / vc["frames"]
@@ -139,25 +139,22 @@ def measure(run: str, cfg: dict, root: str = "reports") -> dict:
     for pte in sorted(glob.glob(under(cfg, paths.EXPORT_DIR) + "/*.pte")):
         sizes[Path(pte).name] = _bytes(pte)
     m["sizes"] = sizes
-    m["folders"] = {f: _bytes(f) for f in (cfg["teacher"], cfg["data_root"], under(cfg, "checkpoints"),
-                                             under(cfg, "logs"), under(cfg, "outputs"),
+    m["folders"] = {f: _bytes(f) for f in (cfg["teacher"], cfg["data_root"], under(cfg, paths.CHECKPOINTS),
+                                             under(cfg, paths.LOGS), under(cfg, paths.OUTPUTS),
                                              under(cfg, paths.VIDEO_CACHE_DIR))}
     return m
 
 
 def _distill_setting(target: dict, phase: int, key: str, default):
     """A distillation key as the target pipeline hands it to the stage: its override, else the config file's."""
-    import yaml
-
     for item in reversed(target[f"phase{phase}_overrides"]):
-        k, _, v = item.partition("=")
+        k, value, _ = config.parse_override(item)
         if k == key:
-            return yaml.safe_load(v)
+            return value
     pipeline_key = {"epochs": f"phase{phase}_epochs", "batch_size": "batch_size"}.get(key)
     if pipeline_key and target.get(pipeline_key):
         return target[pipeline_key]
-    raw = yaml.safe_load(Path(target[f"phase{phase}_config"]).read_text(encoding="utf-8")) or {}
-    return raw.get(key, default)
+    return config.read_yaml(target[f"phase{phase}_config"]).get(key, default)
 
 
 def _h(seconds: float | None) -> str:
@@ -211,17 +208,17 @@ def plan_rows(m: dict, target: dict) -> tuple[list[tuple], list[tuple], dict]:
     ck = m["sizes"]
     keep = target["prune_keep_last"]
     folders = [
-        (f"{target['data_root']}/cached_features", "teacher-feature cache: images x bytes/image + pairs x bytes/pair",
+        (paths.feature_cache_dir(target["data_root"]), "teacher-feature cache: images x bytes/image + pairs x bytes/pair",
          ds["images"] * bpi + ds["image_pairs"] * bpp if bpi and bpp else None),
-        ("data/sa_v/cached_features", "video teacher masklets: pairs x frames x bytes/(pair, frame)"
+        (paths.VIDEO_CACHE_DIR, "video teacher masklets: pairs x frames x bytes/(pair, frame)"
          + (f" (estimate: {OBJECTS_PER_VIDEO_PAIR} masklets a pair, fp16 at the student's mask side)"
             if "video_cache_bytes_per_pair_frame_estimate" in m else ""),
          vpairs * frames_per_video * m.get("video_cache_bytes_per_pair_frame_estimate",
                                                       m.get("video_cache_bytes_per_pair_frame", 0)) or None),
-        ("checkpoints/distillation", f"best + {keep} kept per phase (student + optimizer)",
-         (keep + 1) * (ck.get("phase1_best.pt", 0) + ck.get("phase2_best.pt", 0)) or None),
-        ("checkpoints/video_distillation", f"{keep} kept", keep * ck.get("video_epoch2.pt", 0) or None),
-        ("checkpoints/quantized + outputs/export", "one per mode / case",
+        (paths.DISTILL_DIR, f"best + {keep} kept per phase (student + optimizer)",
+         (keep + 1) * (ck.get(paths.best_name(1), 0) + ck.get(paths.best_name(2), 0)) or None),
+        (paths.VIDEO_DIR, f"{keep} kept", keep * ck.get(paths.video_checkpoint_name(paths.VIDEO_EPOCHS), 0) or None),
+        (f"{paths.QUANTIZED_DIR} + {paths.EXPORT_DIR}", "one per mode / case",
          sum(v for k, v in ck.items() if k.startswith("quantized/") or k.endswith(".pte")) or None),
         ("teacher weights", "facebook/sam3 in fp32 safetensors", m["teacher"].get("bytes")),
     ]
@@ -230,11 +227,11 @@ def plan_rows(m: dict, target: dict) -> tuple[list[tuple], list[tuple], dict]:
     return rows, folders, inputs
 
 
-def write_plan(run: str, target_config: str, root: str = "reports") -> Path:
+def write_plan(run: str, target_config: str, root: str = paths.REPORTS_ROOT) -> Path:
     """Measure the rehearsal ``run`` and write ``reports/<run>/plan.md`` (+ ``measurements.json``) for the
     real run's pipeline config ``target_config``; atomic writes; returns the plan's path."""
-    run_dir = Path(root) / run
-    manifest = _json(run_dir / "manifest.json")
+    run_dir = Path(paths.run_dir(run, root))
+    manifest = _json(run_dir / paths.RUN_MANIFEST)
     cfg = manifest.get("settings") or load_config(f"configs/{run}.yaml")
     target = load_config(target_config)
     m = measure(run, cfg, root)
@@ -305,7 +302,8 @@ def write_plan(run: str, target_config: str, root: str = "reports") -> Path:
     return out
 
 
-def record_measurements(run: str, m: dict, target_config: str, host: str, when: str, root: str = "reports") -> None:
+def record_measurements(run: str, m: dict, target_config: str, host: str, when: str,
+                        root: str = paths.REPORTS_ROOT) -> None:
     """The rehearsal marker and the per-unit costs as results-store records (stage ``rehearsal``): the report
     says in its header that the run is a rehearsal with random teacher weights and lists the numbers."""
 
@@ -328,4 +326,4 @@ def record_measurements(run: str, m: dict, target_config: str, host: str, when: 
         for metric, unit in (("seconds", "s"), ("peak_rss_mb", "MB")):
             if s.get(metric) is not None:
                 store.record(stage="rehearsal", subject=f"stage/{name}", metric=metric, value=s[metric], unit=unit,
-                             provenance=f"{where}; reports/{run}/pipeline_state.json")
+                             provenance=f"{where}; {paths.run_dir(run)}/{paths.PIPELINE_STATE}")

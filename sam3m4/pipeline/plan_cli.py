@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 
+from sam3m4.paths import REPORTS_ROOT
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", default="rehearsal", help="the rehearsal's run name (reports/<run>/)")
     parser.add_argument("--for", dest="target", default="configs/m4pro.yaml",
                         help="pipeline config of the real run (its dataset_size, epochs and steps)")
-    parser.add_argument("--root", default="reports", help="reports folder")
+    parser.add_argument("--root", default=REPORTS_ROOT, help="reports folder")
     parser.set_defaults(func=run)
 
 

@@ -15,19 +15,18 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from sam3m4 import config
 from sam3m4.errors import ConfigError
-from sam3m4.paths import (DISTILL_DIR, DISTILL_LOG_DIR, EXPORT_DIR, PHASE2_BEST, PRUNE_ROOTS, QUANTIZED_DIR,
-                          VIDEO_CACHE_DIR, VIDEO_DIR, VIDEO_EPOCHS, best_checkpoint, video_checkpoint,
-                          visual_dir)
+from sam3m4.paths import (ACCEPTANCE_HTML, DISTILL_DIR, DISTILL_LOG_DIR, EXPORT_DIR, PHASE2_BEST, PRUNE_ROOTS,
+                          QUANTIZED_DIR, SYNTH_DATA, TEACHER_DIR, VIDEO_CACHE_DIR, VIDEO_DIR, VIDEO_EPOCHS,
+                          VIDEO_TEACHER_DIR, VISUAL_INDEX, best_checkpoint, run_dir, video_checkpoint, visual_dir)
 from sam3m4.results.runs import check_run_name
 
 DEFAULTS = {
     "run": "demo", "device": "auto",
-    "data_root": "data/synth", "video_data_root": "data/synth", "synth_images": 600, "synth_videos": 24, "seed": 0,
-    "teacher": "checkpoints/teacher/sam3-tiny-synth", "teacher_bootstrap": "configs/teacher_bootstrap.yaml",
-    "video_teacher": "checkpoints/teacher/sam3-tiny-synth-video", "video_teacher_build": True,
+    "data_root": SYNTH_DATA, "video_data_root": SYNTH_DATA, "synth_images": 600, "synth_videos": 24, "seed": 0,
+    "teacher": TEACHER_DIR, "teacher_bootstrap": "configs/teacher_bootstrap.yaml",
+    "video_teacher": VIDEO_TEACHER_DIR, "video_teacher_build": True,
     "phase1_config": "configs/distill_phase1.yaml", "phase2_config": "configs/distill_phase2.yaml",
     "video_steps": 600, "quant_num_val": 200, "qat": "always",
     "exports": ["xnnpack:int8_int4", "coreml:int4", "qnn:int8_int4"],
@@ -81,33 +80,11 @@ class Stage:
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
-    """Read a pipeline config; unknown keys and bad ``key=value`` overrides are errors naming the key."""
+    """Read a pipeline config (:func:`sam3m4.config.load_config`, typed by ``DEFAULTS``); unknown keys and bad
+    ``key=value`` overrides are one-line errors naming the key."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: cannot read pipeline config: {str(err).splitlines()[0]}") from err
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of key: value")
-    where = {key: str(path) for key in raw}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r}: expected key=value")
-        try:
-            raw[key] = yaml.safe_load(value)
-        except yaml.YAMLError:  # e.g. "[1": kept as text, which the type check names
-            raw[key] = value
-        where[key] = f"override {item!r}"
-    cfg = dict(DEFAULTS)
-    for key, value in raw.items():
-        if key not in DEFAULTS:
-            raise ConfigError(f"{where[key]}: {key}: unknown key (allowed: {', '.join(DEFAULTS)})")
-        want = type(DEFAULTS[key])
-        if want is int and (isinstance(value, bool) or not isinstance(value, int)) or \
-                want in (bool, list, str, dict) and not isinstance(value, want):
-            raise ConfigError(f"{where[key]}: {key}: expected {want.__name__}, got {value!r}")
-        cfg[key] = value
+    typed = config.load_config(path, overrides, DEFAULTS)
+    cfg, where = dict(typed), typed.origins
     check_run_name(cfg["run"], f"{path}: run")  # reports/<run>/ holds the pipeline state and report
     for case in cfg["exports"]:
         if case.count(":") != 1:
@@ -129,13 +106,12 @@ def _sam3m4(*args) -> list[str]:
     return [sys.executable, "-m", "sam3m4", *map(str, args)]
 
 
-def _phase_best(config: str, phase: int, cfg: dict | None = None) -> str:
+def _phase_best(distill_config: str, phase: int, cfg: dict | None = None) -> str:
     """``<ckpt_dir>/phase{P}_best.pt`` of a distillation config (its ``checkpoint_dir``, default checkpoints/distillation;
     ``<work_dir>/checkpoints/distillation`` when the pipeline sets ``work_dir``)."""
     if cfg is not None and cfg.get("work_dir"):
         return best_checkpoint(phase, under(cfg, DISTILL_DIR))
-    raw = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
-    return best_checkpoint(phase, raw.get("checkpoint_dir", DISTILL_DIR))
+    return best_checkpoint(phase, config.read_yaml(distill_config).get("checkpoint_dir", DISTILL_DIR))
 
 
 def distill_overrides(cfg: dict, phase: int) -> list[str]:
@@ -181,11 +157,12 @@ def build_stages(cfg: dict) -> list[Stage]:
                                                f"data_root={data}", f"out_dir={teacher}"),
                             inputs=data_in + [cfg["teacher_bootstrap"]], outputs=[teacher]))
     phase1, phase2 = _phase_best(cfg["phase1_config"], 1, cfg), _phase_best(cfg["phase2_config"], 2, cfg)
-    for phase, config, best, prev in ((1, cfg["phase1_config"], phase1, []), (2, cfg["phase2_config"], phase2, [phase1])):
-        stages.append(Stage(f"phase{phase}", _sam3m4("distill", f"phase{phase}", "--config", config, "--device",
+    for phase, distill_config, best, prev in ((1, cfg["phase1_config"], phase1, []),
+                                              (2, cfg["phase2_config"], phase2, [phase1])):
+        stages.append(Stage(f"phase{phase}", _sam3m4("distill", f"phase{phase}", "--config", distill_config, "--device",
                                                      cfg["device"], f"data_root={data}", f"teacher={teacher}",
                                                      *distill_overrides(cfg, phase)),
-                            inputs=data_in + teacher_in + [config] + prev, outputs=[best]))
+                            inputs=data_in + teacher_in + [distill_config] + prev, outputs=[best]))
     vteacher = cfg["video_teacher"]
     if cfg["video_teacher_build"]:
         stages.append(Stage("video-teacher", _sam3m4("teacher", "video", "--image-teacher", teacher, "--out", vteacher,
@@ -214,8 +191,8 @@ def build_stages(cfg: dict) -> list[Stage]:
                      "--teacher", teacher, "--student", phase2, "--run", run, "--threads", 1)
     stages.append(Stage("visual-qa", visual + (["--auto-checklist"] if cfg["visual_auto_checklist"] else []),
                         inputs=teacher_in + [phase2, cfg["visual_manifest"], cfg["visual_prompts"]],
-                        outputs=[f"{visual_dir(run)}/index.html"], group="export"))
-    html = f"reports/{run}/acceptance.html"
+                        outputs=[f"{visual_dir(run)}/{VISUAL_INDEX}"], group="export"))
+    html = f"{run_dir(run)}/{ACCEPTANCE_HTML}"
     cases = [] if sorted(cfg["exports"]) == sorted(DEFAULTS["exports"]) else ["--stage5-cases", ",".join(cfg["exports"])]
     pytest = [sys.executable, "-m", "pytest", *cfg["acceptance"], "-o", "addopts=", "-p", "no:cacheprovider", "-q",
               "--run", run, "--stage3-teacher", teacher, "--stage3-student", phase2, "--stage3-data", data,

@@ -2,6 +2,7 @@
 
     sam3m4 quantize --mode int4 --ckpt checkpoints/distillation/phase2_best.pt --num-val 200
     sam3m4 quantize --mode compare --ckpt checkpoints/distillation/phase2_best.pt --num-val 200 [--qat always]
+    sam3m4 quantize --mode compare --config configs/quantize.yaml [key=value ...]   # flags win over the file
     python -m sam3m4.quantize ...                                   # the same
 
 Each mode's model is saved under ``<out>/<mode>/`` (safetensors, see :mod:`sam3m4.quantize.storage`) and
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sam3m4.config import add_config_arguments, resolve_args
 from sam3m4.paths import PHASE2_BEST, QUANTIZED_DIR
 
 CHOICES = ("fp16", "int4", "int8_int4", "qat_int4", "qat_int8_int4", "compare")
@@ -36,10 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     parser.add_argument("--run", default="demo", help="results store run (reports/<run>/)")
     parser.add_argument("--no-progress", action="store_true")
+    add_config_arguments(parser, "configs/quantize.yaml")  # --config FILE, key=value; flags win over the file
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    args = resolve_args(args)  # --config FILE and key=value (flags win)
     from sam3m4.quantize.stage import quantize_compare, quantize_mode
 
     common = dict(out_dir=args.out, num_val=args.num_val, data=args.data, qat_steps=args.qat_steps,

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from sam3m4.checkpoint import load_checkpoint, load_model_state
 from sam3m4.distill import cache as feature_cache
 from sam3m4.distill import losses as distill_losses
-from sam3m4.distill import recipe, trainer
+from sam3m4.distill import optim, recipe, runtime
 from sam3m4.errors import DataFormatError, TrainingDiverged
 from sam3m4.models import build_student
 from sam3m4.quantize.modes import get_mode, qat_convert, qat_prepare
@@ -67,9 +67,9 @@ def qat_finetune(ckpt: str | Path, mode: str, steps: int = 60, lr: float = 1e-4,
     # --- setup: student, train pairs, the teacher cache ---
     if cfg["threads"]:  # as Phase 2 ran (the setting stays for the process, as it does after a recipe run)
         torch.set_num_threads(int(cfg["threads"]))
-    trainer.seed_everything(cfg["seed"])
-    device = trainer.select_device(cfg["device"])
-    amp = trainer.amp_dtype(device, cfg["amp"])
+    runtime.seed_everything(cfg["seed"])
+    device = runtime.select_device(cfg["device"])
+    amp = runtime.amp_dtype(device, cfg["amp"])
     student = build_student(cfg["student_preset"]).to(device)
     load_model_state(student, student_state if student_state is not None else load_checkpoint(Path(ckpt))["model"],
                      ckpt, note=f"student_preset '{cfg['student_preset']}'")
@@ -79,8 +79,8 @@ def qat_finetune(ckpt: str | Path, mode: str, steps: int = 60, lr: float = 1e-4,
     cache, _ = recipe.ensure_cache(cfg, 0, 1, device, [train])  # opens it; fills what is missing (teacher runs)
     weights = distill_losses.weights_from_config(cfg)
     qat_prepare(student, spec)
-    optimizer = trainer.build_optimizer(student.named_parameters(), lr, cfg["weight_decay"])
-    scheduler = trainer.build_scheduler(optimizer, cfg["warmup_steps"], steps, cfg["min_lr_frac"])
+    optimizer = optim.build_optimizer(student.named_parameters(), lr, cfg["weight_decay"])
+    scheduler = optim.build_scheduler(optimizer, cfg["warmup_steps"], steps, cfg["min_lr_frac"])
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     setup_s = time.time() - t0
 
@@ -88,7 +88,7 @@ def qat_finetune(ckpt: str | Path, mode: str, steps: int = 60, lr: float = 1e-4,
         """Phase 2's distillation loss of the pairs ``idx`` against their cached teacher outputs."""
         target = feature_cache.collate_pairs([cache.get_pair(train.keys[p]) for p in idx], device)
         gt = train.gt_targets(idx, device) if weights.gt > 0 or weights.gt_score > 0 else None
-        with trainer.autocast(device, amp):
+        with runtime.autocast(device, amp):
             out = student(**train.student_inputs(idx, device), with_aux=weights.aux > 0)
         return distill_losses.output_distill_loss(vars(out), target, weights, gt)["loss"]
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 
+from sam3m4.paths import REPORTS_ROOT
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run name (folder under --root)")
-    parser.add_argument("--root", default="reports", help="reports folder (default: reports)")
+    parser.add_argument("--root", default=REPORTS_ROOT, help=f"reports folder (default: {REPORTS_ROOT})")
     parser.add_argument("--author", default=None, help="author for the header (default: $SAM3M4_AUTHOR or user)")
     parser.add_argument("--targets", default=None,
                         help="targets file (default: $SAM3M4_TARGETS, else acceptance/targets.yaml in or above the "

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sam3m4.errors import Sam3m4Error
 from sam3m4.fileio import atomic_write_text
+from sam3m4.paths import REPORTS_ROOT
 from sam3m4.results.store import Record, ResultsStore
 from sam3m4.results.targets import Target
 
@@ -129,7 +130,7 @@ def compare_records(current: list[Record], baseline: list[Record], targets: dict
     return Comparison(run=run, baseline=baseline_run, changes=tuple(changes))
 
 
-def compare_runs(run: str, baseline: str, root: str | os.PathLike = "reports", targets: dict[str, Target] | None = None,
+def compare_runs(run: str, baseline: str, root: str | os.PathLike = REPORTS_ROOT, targets: dict[str, Target] | None = None,
                  tolerance: float = 0.05) -> Comparison:
     """Compare ``<root>/<run>/results.jsonl`` with ``<root>/<baseline>/results.jsonl``; a missing store is an error."""
     stores = [ResultsStore(name, root=root) for name in (run, baseline)]
@@ -174,7 +175,7 @@ def format_comparison(c: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_comparison(c: Comparison, root: str | os.PathLike = "reports") -> Path:
+def write_comparison(c: Comparison, root: str | os.PathLike = REPORTS_ROOT) -> Path:
     """``<root>/<run>/compare_<baseline>.md``, written atomically."""
     out = Path(root) / c.run / f"compare_{c.baseline}.md"
     return atomic_write_text(out, format_comparison(c))

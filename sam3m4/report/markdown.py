@@ -23,7 +23,7 @@ from pathlib import Path
 from sam3m4.eval.saco import PUBLISHED
 from sam3m4.env import environment_line, human_bytes
 from sam3m4.fileio import atomic_write_text
-from sam3m4.paths import DISTILL_DIR, VIDEO_CACHE_DIR, VIDEO_DIR, VIS_DIR
+from sam3m4.paths import DISTILL_DIR, REPORT_FILE, REPORTS_ROOT, VIDEO_CACHE_DIR, VIDEO_DIR, VIS_DIR
 from sam3m4.quantize.modes import CONVS_PER_BACKEND, KEPT_HIGHER
 from sam3m4.report.plots import Plot, markdown_links, write_plots
 from sam3m4.results import schema
@@ -367,7 +367,7 @@ def _latest_per_key(records: list[Record], key=None) -> list[Record]:
     return list(latest.values())
 
 
-def render_report(run: str, root: str | os.PathLike = "reports", author: str | None = None,
+def render_report(run: str, root: str | os.PathLike = REPORTS_ROOT, author: str | None = None,
                   targets_path: str | os.PathLike | None = None, targets_file: TargetsFile | None = None,
                   plots: list[Plot] | None = None) -> Path:
     """Write ``<root>/<run>/report.md`` (atomically) from the run's results store and return its path.
@@ -389,7 +389,7 @@ def render_report(run: str, root: str | os.PathLike = "reports", author: str | N
         plots = write_plots(run, root=root, targets=targets, records=rep.records)
     body += markdown_links(plots)
     text = "\n".join(body) + "\n---\n\n" + rep.notes.render() + "\n"
-    return atomic_write_text(store.dir / "report.md", text)
+    return atomic_write_text(store.dir / REPORT_FILE, text)
 
 
 def _user() -> str:

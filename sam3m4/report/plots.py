@@ -31,12 +31,13 @@ from pathlib import Path
 
 from sam3m4.eval.by_phrase import phrase_of
 from sam3m4.fileio import atomic_path
+from sam3m4.paths import DISTILL_LOG_DIR, PIPELINE_STATE, REPORTS_ROOT
 from sam3m4.results import schema
 from sam3m4.results.store import Record, ResultsStore
 from sam3m4.results.targets import Target, display_path
 
 PLOTS_DIR = "plots"
-STATE_FILE = "pipeline_state.json"
+STATE_FILE = PIPELINE_STATE
 LOSS_LOGS = (("Phase 1", "phase1"), ("Phase 2", "phase2"), ("video", "video"))
 
 
@@ -187,7 +188,7 @@ def loss_curves(records: list[Record], targets: dict[str, Target], run: str, run
             absent.append(label)
     if not panels:
         raise _Missing(f"run `{run}` lists no training loss log (the pipeline's manifest records "
-                       "logs/distillation/phase1.csv, phase2.csv, video.csv after the acceptance stage)")
+                       f"{DISTILL_LOG_DIR}/phase1.csv, phase2.csv, video.csv after the acceptance stage)")
     fig = _figure(width=3.0 * len(panels) + 0.6, height=2.8)
     for i, (label, train, val, path) in enumerate(panels, start=1):
         ax = fig.add_subplot(1, len(panels), i)
@@ -281,7 +282,7 @@ PLOTS = (("quant_tradeoff", "Quantization trade-off: size vs mIoU per mode", qua
          ("phrase_miou", "Teacher vs student mIoU per phrase", phrase_miou))
 
 
-def write_plots(run: str, root: str | os.PathLike = "reports", targets: dict[str, Target] | None = None,
+def write_plots(run: str, root: str | os.PathLike = REPORTS_ROOT, targets: dict[str, Target] | None = None,
                 records: list[Record] | None = None) -> list[Plot]:
     """Draw every plot of ``run`` into ``<root>/<run>/plots/<name>.png`` (atomically); one :class:`Plot` each,
     in :data:`PLOTS` order. A plot without data is not drawn and its old PNG, if any, is removed."""

@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
+from sam3m4.paths import REPORTS_ROOT
 from sam3m4.results import schema
 from sam3m4.results.schema import (FAIL, GATE_OUTCOMES, NOT_MEASURABLE, NOT_MEASURED, PASS, UNSUPPORTED,
                                    UNSUPPORTED_OUTCOME)
@@ -353,7 +354,7 @@ def _column_cell(gate: _Gate, recs: _Records, col: Column, mode: str | None, tar
     return cell
 
 
-def release_matrix(run: str, root: str | os.PathLike = "reports", targets_file: TargetsFile | None = None,
+def release_matrix(run: str, root: str | os.PathLike = REPORTS_ROOT, targets_file: TargetsFile | None = None,
                    targets_path: str | os.PathLike | None = None) -> ReleaseMatrix:
     """:func:`build_matrix` of ``<root>/<run>/results.jsonl`` with the targets file (given, or by the one rule)."""
     tf = targets_file or load_targets_file(targets_path)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from sam3m4.paths import REPORTS_ROOT
 from sam3m4.results.runs import check_run_name
 from sam3m4.results.schema import NOT_MEASURABLE, RECORD_OUTCOMES, UNSUPPORTED_OUTCOME  # noqa: F401  (writers import the outcomes from here too)
 
@@ -124,7 +125,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 class ResultsStore:
     """The records of one run, at ``<root>/<run>/results.jsonl``."""
 
-    def __init__(self, run: str, root: str | os.PathLike = "reports"):
+    def __init__(self, run: str, root: str | os.PathLike = REPORTS_ROOT):
         self.run = check_run_name(run, "run")
         self.dir = Path(root) / run
         self.path = self.dir / RESULTS_FILE

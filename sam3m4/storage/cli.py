@@ -19,6 +19,7 @@ import argparse
 import socket
 from pathlib import Path
 
+from sam3m4.paths import REPORTS_ROOT
 from sam3m4.results import schema
 
 SHOWN = 20  # planned deletions printed; the log has them all
@@ -91,7 +92,7 @@ def _record(run_name: str, plan, after: dict | None, log: Path) -> None:
     """before_bytes per root and total, and planned_after_bytes (dry run) or after_bytes (apply); the log path."""
     from sam3m4.results import ResultsStore, sha256_file
 
-    store = ResultsStore(run_name, root=plan.root / "reports")
+    store = ResultsStore(run_name, root=plan.root / REPORTS_ROOT)
     mode = "apply" if after is not None else "dry_run"
     where = (f"measured on {socket.gethostname()} by sam3m4 prune{' --apply' if after is not None else ''} "
              f"(os.scandir apparent file sizes, symlinks not followed, hard links counted once; total = the whole "

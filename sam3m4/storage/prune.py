@@ -43,17 +43,17 @@ from sam3m4.checkpoint import NAME as CKPT_NAME, VIDEO_NAME, best_name
 from sam3m4.env import human_bytes
 from sam3m4.errors import ConfigError, Sam3m4Error
 from sam3m4.fileio import atomic_write_text
-from sam3m4.paths import DISTILL_DIR, VIDEO_CACHE_DIR, VIDEO_DIR, VIS_DIR
+from sam3m4.paths import (CACHE_GLOB, CHECKPOINTS, DISTILL_DIR, LOGS, REPORTS_ROOT, RUN_MANIFEST, VIDEO_CACHE_DIR,
+                          VIDEO_DIR, VIS_DIR)
 from sam3m4.runlock import describe, lock_holder, lock_path, run_lock
 
 # path (relative to the project root) -> kind of keep rule; the report's section 7 rows, in order
 ROOTS = {DISTILL_DIR: "checkpoints", VIDEO_DIR: "video", VIS_DIR: "vis", VIDEO_CACHE_DIR: "cache"}
-CACHE_GLOB = "data/*/cached_features"  # every dataset's teacher-feature cache (sam3m4.distill.cache)
 VIS_NAME = re.compile(r"^phase(?P<phase>\d+)_epoch(?P<epoch>\d+)_(?P<index>\d+)\.png$")
-LOG_DIR = "logs"
+LOG_DIR = LOGS  # the prune logs: logs/storage_prune_{dry_run,apply}_<time>.log
 MARK = "SAM3M4_PRUNE "  # the machine-readable last line of a log: MARK + JSON
 BEST_NAME = re.compile(r"^phase(?P<phase>\d+)_best\.pt$")
-PROJECT_MARKS = ("checkpoints", "logs", "data", "reports")  # a project root has at least one of these
+PROJECT_MARKS = (CHECKPOINTS, LOGS, "data", REPORTS_ROOT)  # a project root has at least one of these
 
 
 class PruneRefused(Sam3m4Error):
@@ -218,7 +218,7 @@ def references(root: Path, warnings: list[str], aliases: tuple[Path, ...] = ()) 
         if rel:
             refs.setdefault(rel, where)
 
-    for results in sorted(root.glob("reports/*/results*.jsonl")):
+    for results in sorted(root.glob(f"{REPORTS_ROOT}/*/results*.jsonl")):
         with open(results, encoding="utf-8", errors="replace") as handle:
             for lineno, line in enumerate(handle, start=1):
                 if not line.strip():
@@ -231,7 +231,7 @@ def references(root: Path, warnings: list[str], aliases: tuple[Path, ...] = ()) 
                     continue
                 if isinstance(artifact, str):
                     add(artifact, f"{results.relative_to(root)}:{lineno}")
-    for manifest in sorted(root.glob("reports/*/manifest.json")):
+    for manifest in sorted(root.glob(f"{REPORTS_ROOT}/*/{RUN_MANIFEST}")):
         where = manifest.relative_to(root).as_posix()
         try:
             items = json.loads(manifest.read_text(encoding="utf-8")).get("artifacts", [])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from sam3m4.paths import SYNTH_DATA, TEACHER_DIR, VIDEO_TEACHER_DIR
+from sam3m4.paths import SYNTH_DATA, TEACHER_DIR, VIDEO_METRICS, VIDEO_TEACHER_DIR
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,9 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_bootstrap(args: argparse.Namespace) -> int:
-    from sam3m4.teacher import bootstrap  # offline: importing sam3m4 set HF_HUB_OFFLINE=1
+    import json
 
-    bootstrap.run(args)
+    from sam3m4.teacher.bootstrap import bootstrap_teacher, load_config  # offline: sam3m4 set HF_HUB_OFFLINE=1
+
+    cfg = load_config(args.config, args.overrides)  # types and keys checked before any data is read
+    result = bootstrap_teacher(cfg.pop("data_root"), cfg.pop("out_dir"), **cfg)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("train", "loss_weights")}, indent=2, default=str))
     return 0
 
 
@@ -104,6 +108,6 @@ def run_video(args: argparse.Namespace) -> int:
         teacher.model.save_pretrained(out)
     jf = evaluate_videos(SacoVideoDataset(saco / "val.json"), teacher)
     result.update(val_jf=jf.jf_mean, val_j=jf.j_mean, val_f=jf.f_mean, val_objects=jf.num_objects)
-    (out / "video_metrics.json").write_text(json.dumps(result, indent=2))
+    (out / VIDEO_METRICS).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return 0

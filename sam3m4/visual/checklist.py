@@ -28,14 +28,14 @@ import numpy as np
 from sam3m4.data._checks import load_json
 from sam3m4.errors import DataFormatError, Sam3m4Error
 from sam3m4.fileio import atomic_write_json
-from sam3m4.paths import VISUAL_ROOT
+from sam3m4.paths import CHECKLIST_FILE, REPORTS_ROOT, VISUAL_ROOT
 from sam3m4.results import ResultsStore
 from sam3m4.results import schema
 from sam3m4.results.store import sha256_file
 
 FORMAT = "sam3m4-visual-checklist-v1"
 AUTO_REVIEWER = "auto (sam3m4 visual-eval heuristics)"
-FILE_NAME = "checklist.json"
+FILE_NAME = CHECKLIST_FILE
 VERDICTS = ("Pass", "Fail")
 SOURCES = ("auto", "human")
 
@@ -260,7 +260,7 @@ def record_checklist(path: str | os.PathLike, store) -> list:
     return out
 
 
-def import_for_report(run: str, root: str | os.PathLike = "reports",
+def import_for_report(run: str, root: str | os.PathLike = REPORTS_ROOT,
                       out_root: str | os.PathLike = VISUAL_ROOT) -> Path | None:
     """Record ``<out_root>/<run>/checklist.json`` in ``<root>/<run>/results.jsonl`` when it exists.
 

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from sam3m4.distill.cache import teacher_id
 from sam3m4.errors import DataFormatError, Sam3m4Error
 from sam3m4.fileio import atomic_write_text
-from sam3m4.paths import VISUAL_ROOT
+from sam3m4.paths import VISUAL_INDEX, VISUAL_ROOT
 from sam3m4.predict import Predictor, overlay
 from sam3m4.results.store import sha256_file
 from sam3m4.teacher import instances_from_output, load_teacher
@@ -212,7 +212,7 @@ def build_visual_qa(*, manifest: Path, prompts: Path, teacher: str, student: Pat
     elapsed = time.perf_counter() - start
 
     auto = checklist.suggest(pairs)
-    index = out_dir / "index.html"
+    index = out_dir / VISUAL_INDEX
     result = VisualResult(index=index, pairs_json=out_dir / "pairs.json", checklist_path=out_dir / checklist.FILE_NAME,
                           pairs=pairs, suggestions=auto, images=len(images), prompts=phrases, seconds=elapsed)
     initial, reviewer, human_file = start_values(result.checklist_path, auto, result.notes)

@@ -149,20 +149,21 @@ def _is_conv(node, dynamic: bool = True) -> bool:
 
 
 def xnnpack_conv_names(module, inputs: tuple, dynamic: bool = True) -> list[str]:
-    """Names of the convolutions of the exported ``module(*inputs)`` that :func:`xnnpack_conv_quantizer` takes."""
+    """Names of the convolutions of the exported ``module(*inputs)`` whose weights :func:`xnnpack_conv_quantizer`
+    annotates (its own annotation pass, so the quantizer's own skips count: depthwise convs with dynamic
+    activations, and patterns it does not match)."""
     import torch
 
-    graph = torch.export.export(module, inputs).graph
-    return [conv_module_name(n) for n in graph.nodes if n.op == "call_function"
-            and str(n.target).startswith(_CONV_TARGETS) and _is_conv(n, dynamic)
-            and not (dynamic and _depthwise(n))]
-
-
-def _depthwise(node) -> bool:
-    """A depthwise conv (groups = input channels): XNNPACK's quantizer and partitioner leave it float when the
-    activations are dynamic (no ``qd8`` depthwise kernel)."""
-    groups = node.args[6] if len(node.args) > 6 else node.kwargs.get("groups", 1)
-    return groups > 1 and node.args[1].meta["val"].shape[1] == 1
+    quantizer = xnnpack_conv_quantizer(dynamic)
+    graph = quantizer.transform_for_annotation(torch.export.export(module, inputs).module())
+    quantizer.annotate(graph)
+    names = []
+    for n in graph.graph.nodes:
+        note = n.meta.get("quantization_annotation")
+        if n.op == "call_function" and str(n.target).startswith(_CONV_TARGETS) and note is not None \
+                and n.args[1] in note.input_qspec_map:
+            names.append(conv_module_name(n))
+    return names
 
 
 def mark_xnnpack_convs(model: nn.Module, dynamic: bool = True) -> int:

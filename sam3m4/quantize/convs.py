@@ -200,6 +200,8 @@ def pt2e_convs(module: nn.Module, inputs: tuple, dynamic: bool = True, calibrati
 
     with torch.no_grad():
         graph = torch.export.export(module, inputs).module()
+        if not any(n.op == "call_function" and str(n.target).startswith(_CONV_TARGETS) for n in graph.graph.nodes):
+            return graph  # no convolution (encode_text): nothing to quantize, nothing to run
         prepared = prepare_pt2e(graph, xnnpack_conv_quantizer(dynamic))
         for batch in calibration or [inputs]:
             prepared(*batch)

@@ -221,27 +221,31 @@ def test_flows_say_their_platform_and_processor():
 # --- convolutions: each backend's own quantizer (issue 18) ------------------------------------------------------
 @pytest.mark.xnnpack
 def test_pt2e_convs_quantizes_the_convolutions_only():
-    """PT2E XNNPACKQuantizer annotates the image encoder's conv weights (per channel) and leaves Linear and the
-    other convs float (not used by the shipped XNNPACK modes: modes.XNNPACK_CONVS_OFF)."""
+    """PT2E XNNPACKQuantizer annotates conv weights (per channel) and leaves Linear float. With dynamic activations
+    a conv whose input is channels-first (made by a reshape, like the mask head's ``memory_proj``) stays float:
+    XNNPACK's channels-last pass mis-rewires such a program (convs.nhwc_input); static activations take it."""
     from sam3m4.quantize.convs import pt2e_convs
 
     class M(nn.Module):
         def __init__(self):
             super().__init__()
             self.image_encoder, self.lin = nn.Conv2d(16, 32, 3, padding=1), nn.Linear(32, 8)
-            self.mask_head = nn.Conv2d(32, 32, 1)
+            self.memory_proj = nn.Conv2d(32, 32, 1)
 
         def forward(self, x):
-            return (self.lin(self.mask_head(self.image_encoder(x)).mean((2, 3))),)
+            y = self.image_encoder(x)  # (1, 32, 8, 8)
+            seq = y.flatten(2).transpose(1, 2) * 2  # (1, 64, 32): a token sequence, like the decoder's memory
+            return (self.lin(self.memory_proj(seq.transpose(1, 2).reshape(1, 32, 8, 8)).mean((2, 3))),)
 
     torch.manual_seed(0)
     m, x = M().eval(), (torch.randn(1, 16, 8, 8),)
-    gm = pt2e_convs(m, x)
-    targets = [str(n.target) for n in gm.graph.nodes if n.op == "call_function"]
-    assert sum("dequantize_per_channel" in t for t in targets) == 1  # the encoder's conv, not the mask head's
-    assert any("choose_qparams" in t for t in targets)  # dynamic activations: no calibration data
-    ref, got = m(*x)[0], gm(*x)[0]
-    assert not torch.equal(ref, got) and torch.allclose(ref, got, atol=0.05 * float(ref.abs().max()))
+    for dynamic, convs in ((True, 1), (False, 2)):
+        gm = pt2e_convs(m, x, dynamic=dynamic, calibration=[x])
+        targets = [str(n.target) for n in gm.graph.nodes if n.op == "call_function"]
+        assert sum("dequantize_per_channel" in t for t in targets) == convs
+        assert any("choose_qparams" in t for t in targets) == dynamic  # dynamic: no calibration data
+        ref, got = m(*x)[0], gm(*x)[0]
+        assert not torch.equal(ref, got) and torch.allclose(ref, got, atol=0.05 * float(ref.abs().max()))
 
 
 @pytest.mark.coreml

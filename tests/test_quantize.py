@@ -214,9 +214,8 @@ def test_a_video_checkpoint_quantizes_the_memory_too_and_round_trips(student, tm
 @pytest.mark.slow
 @pytest.mark.xnnpack
 def test_pt2e_student_scores_the_converted_graph_with_8bit_convs(student):
-    """The PT2E image path (8-bit convolutions) through the Predictor, on the host CPU: what Stage 4 would score
-    for an XNNPACK mode with int8 convs (switched off for the shipped modes: modes.XNNPACK_CONVS_OFF, so
-    scored_model gives them the student itself)."""
+    """The PT2E image path (8-bit convolutions) through the Predictor, on the host CPU: what Stage 4 scores for
+    the XNNPACK modes; the size counts the same convolutions at 8 bits (depthwise and reshape-fed ones float)."""
     import numpy as np
 
     from sam3m4.predict import Predictor
@@ -224,7 +223,9 @@ def test_pt2e_student_scores_the_converted_graph_with_8bit_convs(student):
     from sam3m4.quantize.convs import PT2EStudent
 
     q = modes.apply_mode(_clone(student), "int8_int4")
-    assert scored_model(q, "int8_int4") is q and scored_model(q, "int4") is q
+    assert isinstance(scored_model(q, "int8_int4"), PT2EStudent) and scored_model(q, "int4") is q
+    marked = {n for n, m in q.named_modules() if hasattr(m, "_sam3m4_weight_bits")}
+    assert "mask_head.pixel_proj" in marked and "mask_head.memory_proj" not in marked  # fed by a reshape: float
     scored = PT2EStudent(q)
     targets = [str(n.target) for n in scored.image_path.graph.nodes if n.op == "call_function"]
     convs = sum(1 for m in q.modules() if type(m) is nn.Conv2d)

@@ -144,7 +144,8 @@ def _xnnpack_quantize_convs(module, example_inputs: tuple, mode: str):
 
 _XNN_8DA4W = ("Linear: 8-bit dynamic per-token activations + 4-bit weights per group of 32 (XNNPACK kernels); "
               "token table 4-bit values stored as int8 rows + group scales, looked up on portable CPU ops; "
-              "convs: 8-bit per-channel weights + 8-bit dynamic activations (PT2E XNNPACKQuantizer); attention "
+              "convs: 8-bit per-channel weights + 8-bit dynamic activations (PT2E XNNPACKQuantizer; depthwise "
+              "and reshape-fed convs fp32, see sam3m4.quantize.modes.XNNPACK_CONVS_FLOAT); attention "
               "matmuls, softmax and norms fp32")
 XNNPACK = Flow(
     name="xnnpack", backend_id="XnnpackBackend", is_npu=False,

@@ -19,11 +19,20 @@ stores the table at 1 byte per weight (int8 rows; nibble packing would need the 
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from sam3m4.errors import ConfigError, DataFormatError, Sam3m4Error
+from sam3m4.fileio import atomic_write_json
+
+VOCAB = 49408
+"""Rows of the CLIP token table (:data:`sam3m4.models.tokenizer.VOCAB_SIZE`)."""
 
 
 class Int8RowEmbedding(nn.Module):
@@ -70,6 +79,142 @@ def int8_row_tables(model: nn.Module):
             parent_name, _, attr = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, attr, Int8RowEmbedding(module.weight))
+            swapped.append((parent, attr, module))
+        yield len(swapped)
+    finally:
+        for parent, attr, module in swapped:
+            setattr(parent, attr, module)
+
+
+# --- a restricted vocabulary: only the rows a deployment's phrases use ---------------------------------------
+class UnknownTokenError(Sam3m4Error, ValueError):
+    """A phrase needs a token the exported (restricted) token table does not hold."""
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The CLIP ids a deployment keeps, in the exported table's row order (row ``i`` = CLIP id ``ids[i]``).
+
+    Built from the deployment's phrase list: every token of every phrase, plus ``<start_of_text>``,
+    ``<end_of_text>`` and the pad id 0. The app tokenizes with CLIP as usual and maps ids with :meth:`remap`
+    (shipped as ``<pte stem>.vocab.json``); a phrase outside the list fails there with one line instead of
+    reading a wrong row."""
+
+    ids: tuple[int, ...]
+    """Sorted CLIP ids kept (K of them)."""
+    source: str = "<phrases>"
+    """Where the phrases came from (named in the unknown-token error)."""
+
+    @classmethod
+    def from_phrases(cls, phrases, source: str = "<phrases>", tokenizer=None) -> "Vocabulary":
+        from sam3m4.models.tokenizer import EOT_ID, PAD_ID, SOT_ID, get_tokenizer
+
+        tok = tokenizer or get_tokenizer()
+        ids = {PAD_ID, SOT_ID, EOT_ID}
+        for phrase in phrases:
+            ids.update(tok.encode(phrase))
+        return cls(tuple(sorted(ids)), source)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Vocabulary":
+        """A phrase list (one phrase per line; blank lines and ``#`` comments ignored) or a saved
+        ``.vocab.json`` (:meth:`save`)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: vocabulary / phrase list not found")
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".json":
+            try:
+                data = json.loads(text)
+                ids = tuple(int(i) for i in data["clip_ids"])
+            except (ValueError, KeyError, TypeError) as err:
+                raise DataFormatError(f"{path}: field 'clip_ids': expected a list of CLIP token ids ({err})") from err
+            if list(ids) != sorted(set(ids)) or not ids or ids[0] < 0 or ids[-1] >= VOCAB:
+                raise DataFormatError(f"{path}: field 'clip_ids': must be sorted, unique ids in [0, {VOCAB})")
+            return cls(ids, str(data.get("source", path)))
+        phrases = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        if not phrases:
+            raise DataFormatError(f"{path}: no phrases (one noun phrase per line)")
+        return cls.from_phrases(phrases, source=str(path))
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_json(Path(path), {"clip_ids": list(self.ids), "source": self.source, "rows": len(self.ids)})
+
+    @property
+    def lookup(self) -> torch.Tensor:
+        """(49408,) int64: CLIP id -> row, -1 where the id is not kept."""
+        table = torch.full((VOCAB,), -1, dtype=torch.long)
+        table[torch.tensor(self.ids)] = torch.arange(len(self.ids))
+        return table
+
+    def remap(self, input_ids: torch.Tensor, phrases=None) -> torch.Tensor:
+        """CLIP ids (B, T) -> row ids of the restricted table; :class:`UnknownTokenError` (one line, naming
+        the phrase and token) for an id the deployment did not list."""
+        rows = self.lookup[input_ids]
+        if bool((rows < 0).any()):
+            b, t = (int(v) for v in (rows < 0).nonzero()[0])
+            cid = int(input_ids[b, t])
+            phrase = f"phrase {phrases[b]!r}" if phrases is not None else f"row {b}"
+            raise UnknownTokenError(f"{phrase}: token id {cid} ({_token_text(cid)!r}) is not in the deployment "
+                                    f"vocabulary ({len(self.ids)} tokens from {self.source}); add the phrase there "
+                                    f"and export again")
+        return rows
+
+
+def _token_text(cid: int) -> str:
+    from sam3m4.models.tokenizer import get_tokenizer
+
+    tok = get_tokenizer()
+    if not hasattr(tok, "_decoder"):
+        tok._decoder = {i: s for s, i in tok.encoder.items()}
+    return tok._decoder.get(cid, "?")
+
+
+class RestrictedTokenizer:
+    """CLIP tokenization (SAM 3's padding) followed by :meth:`Vocabulary.remap`: what the app runs in front of
+    a ``.pte`` exported with a restricted table."""
+
+    def __init__(self, vocabulary: Vocabulary, tokenizer=None):
+        from sam3m4.models.tokenizer import get_tokenizer
+
+        self.vocabulary, self.tokenizer = vocabulary, tokenizer or get_tokenizer()
+
+    def __call__(self, texts) -> dict[str, torch.Tensor]:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        enc = self.tokenizer(texts)
+        return {"input_ids": self.vocabulary.remap(enc["input_ids"], texts), "attention_mask": enc["attention_mask"]}
+
+
+def _rows(weight, ids: torch.Tensor):
+    """The table's rows ``ids`` as the same kind of tensor (plain float, or torchao int-x: same values)."""
+    from torchao.quantization import IntxUnpackedToInt8Tensor
+
+    if not isinstance(weight, IntxUnpackedToInt8Tensor):
+        return nn.Parameter(weight.detach()[ids].clone(), requires_grad=False)
+    if tuple(weight.block_size)[0] != 1:
+        raise ValueError(f"token table: block_size {tuple(weight.block_size)} is not per-row")
+    return nn.Parameter(IntxUnpackedToInt8Tensor(
+        weight.qdata[ids].clone(), weight.scale[ids].clone(), weight.zero_point[ids].clone(), weight.target_dtype,
+        tuple(weight.block_size), weight.dtype, weight.activation_quantization), requires_grad=False)
+
+
+@contextmanager
+def restricted_token_table(model: nn.Module, vocabulary: Vocabulary):
+    """Swap every 49408-row token table of ``model`` for its ``vocabulary`` rows (same values, same storage
+    kind), yield how many were swapped, and put the originals back on exit. The swapped model must be fed
+    :meth:`Vocabulary.remap` ped ids; export it inside the ``with`` (XNNPACK's :func:`int8_row_tables` then
+    applies to the smaller table)."""
+    ids = torch.tensor(vocabulary.ids)
+    swapped = []
+    try:
+        for name, module in list(model.named_modules()):
+            if type(module) is not nn.Embedding or module.num_embeddings != VOCAB:
+                continue
+            parent_name, _, attr = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            small = nn.Embedding(len(ids), module.embedding_dim, device="meta")
+            small.weight = _rows(module.weight, ids)
+            setattr(parent, attr, small)
             swapped.append((parent, attr, module))
         yield len(swapped)
     finally:

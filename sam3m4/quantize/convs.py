@@ -89,36 +89,93 @@ def coreml_compress_weights(model: nn.Module, config: dict = COREML_WEIGHT_CONFI
 
 # --- XNNPACK --------------------------------------------------------------------------------------------------
 _CONV_TARGETS = ("aten.conv2d", "aten.conv1d", "aten._convolution", "aten.convolution")
-XNNPACK_CONV_SCOPE = "image_encoder"
-"""The module whose convolutions XNNPACK modes quantize: the timm backbone and the FPN. The mask head's two 1x1
-convolutions stay float: with them dynamically quantized, the whole-student ``forward`` program lowers but the
-pip ExecuTorch runtime refuses to run it (``XNNExecutor: Propagating input shapes failed ...
-xnn_status_invalid_parameter``, measured here on ``repvit_m0_9_504``), while the backbone + FPN alone, the decoder
-alone and the mask head alone each run. They are 2 of the student's convolutions and a fraction of its FLOPs."""
+_NHWC_PRODUCERS = _CONV_TARGETS + ("aten.upsample_bilinear2d", "aten.upsample_nearest2d", "aten.max_pool2d",
+                                   "aten.avg_pool2d", "aten.adaptive_avg_pool2d")
+"""Ops XNNPACK's ``ChannelsLastTaggedReshapePass`` makes channels-last (NHWC)."""
+_LAYOUT_FREE = ("aten.dropout", "aten.relu", "aten.hardswish", "aten.hardsigmoid", "aten.gelu", "aten.silu",
+                "aten.sigmoid", "aten.clamp", "aten.hardtanh", "aten.batch_norm",
+                "aten._native_batch_norm_legit_no_training", "aten.add", "aten.sub", "aten.mul", "aten.div",
+                "aten.clone", "aten.contiguous", "<built-in function getitem>")
+"""Elementwise ops that take the layout of their inputs (NHWC in, NHWC out)."""
 
 
-def _in_scope(name: str) -> bool:
-    return XNNPACK_CONV_SCOPE in name.split(".")
+def nhwc_input(node, depth: int = 64) -> bool:
+    """True when a convolution's input reaches XNNPACK channels-last: every 4-D tensor it depends on, through
+    elementwise ops only, comes from a convolution / upsample / pool or is a graph input.
+
+    Why (measured here, ExecuTorch 1.5.1): for a *dynamically* quantized conv whose input is channels-first
+    (made by a reshape / transpose, e.g. the mask head's ``memory_proj`` on the decoder's (B, HW, D) memory, or
+    EfficientViT's ``LiteMLA.proj`` after its attention), ``ChannelsLastTaggedReshapePass.input_to_nhwc`` walks
+    ``args[0]`` back past the q/dq pair and past that reshape up to the first node without a node argument (a
+    graph input or a ``cat``), inserts a channels-last copy there and rewires *every* user of that ancestor to
+    it. The program lowers, but the runtime refuses it: ``XNNExecutor: Propagating input shapes failed with code:
+    xnn_status_invalid_parameter``. Such convs stay float (static q/dq takes the normal path)."""
+    import torch
+
+    if node.op == "placeholder":
+        return True
+    if node.op != "call_function" or depth == 0:
+        return False
+    target = str(node.target)
+    if target.startswith(_NHWC_PRODUCERS):
+        return True
+    if not target.startswith(_LAYOUT_FREE):
+        return False  # reshape, transpose, permute, matmul, cat, pad, ...: channels-first or unknown
+    ins = [a for a in node.all_input_nodes if a.op != "get_attr"
+           and isinstance(a.meta.get("val"), torch.Tensor) and a.meta["val"].dim() == 4]
+    return all(nhwc_input(a, depth - 1) for a in ins)
 
 
-def _is_conv(node) -> bool:
-    """Filter for the quantizer: True for the convolutions of :data:`XNNPACK_CONV_SCOPE`, and for non-op nodes
+def conv_module_name(node) -> str:
+    """The ``nn.Conv2d``'s qualified name in the student (``image_encoder.neck.lateral.0``) from the exported
+    node's module stack (wrappers' ``model.`` prefix dropped), or "" when unknown."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path = str(list(stack.values())[-1][0])
+    return path.removeprefix("model.")
+
+
+def _is_conv(node, dynamic: bool = True) -> bool:
+    """Filter for the quantizer: True for the convolutions XNNPACK takes quantized, and for non-op nodes
     (weights, inputs), which the annotators check along with the op of each matched pattern; False for every
-    other op (Linear, add, the mask head's convolutions, ...)."""
+    other op (Linear, add, ...). ``dynamic``: also False for a conv whose input is channels-first
+    (:func:`nhwc_input`)."""
     if node.op != "call_function":
         return True
     if not str(node.target).startswith(_CONV_TARGETS):
         return False
-    stack = node.meta.get("nn_module_stack") or {}
-    return not stack or any(_in_scope(str(path)) for path, _ in stack.values())
+    return not dynamic or nhwc_input(node.args[0])
 
 
-def mark_xnnpack_convs(model: nn.Module) -> int:
-    """Mark every float ``nn.Conv2d`` of :data:`XNNPACK_CONV_SCOPE` as stored 8-bit per output channel (size
-    accounting); returns how many."""
+def xnnpack_conv_names(module, inputs: tuple, dynamic: bool = True) -> list[str]:
+    """Names of the convolutions of the exported ``module(*inputs)`` whose weights :func:`xnnpack_conv_quantizer`
+    annotates (its own annotation pass, so the quantizer's own skips count: depthwise convs with dynamic
+    activations, and patterns it does not match)."""
+    import torch
+
+    quantizer = xnnpack_conv_quantizer(dynamic)
+    graph = quantizer.transform_for_annotation(torch.export.export(module, inputs).module())
+    quantizer.annotate(graph)
+    names = []
+    for n in graph.graph.nodes:
+        note = n.meta.get("quantization_annotation")
+        if n.op == "call_function" and str(n.target).startswith(_CONV_TARGETS) and note is not None \
+                and n.args[1] in note.input_qspec_map:
+            names.append(conv_module_name(n))
+    return names
+
+
+def mark_xnnpack_convs(model: nn.Module, dynamic: bool = True) -> int:
+    """Mark the float ``nn.Conv2d`` s that :func:`xnnpack_conv_quantizer` takes in the image path as stored 8-bit
+    per output channel (size accounting; found by exporting ``forward`` of ``model``, a student or a tracker
+    around one, at batch 1); returns how many."""
+    student = getattr(model, "student", model)
+    names = set(xnnpack_conv_names(wrap(student, "forward"), example_inputs(student, "forward", batch=1), dynamic))
+    prefix = "student." if student is not model else ""
     n = 0
     for name, m in model.named_modules():
-        if type(m) is nn.Conv2d and type(m.weight) is nn.Parameter and _in_scope(name):
+        if type(m) is nn.Conv2d and type(m.weight) is nn.Parameter and name.removeprefix(prefix) in names:
             setattr(m, WEIGHT_BITS_ATTR, (8, m.weight.shape[0]))
             n += 1
     return n
@@ -126,12 +183,13 @@ def mark_xnnpack_convs(model: nn.Module) -> int:
 
 def xnnpack_conv_quantizer(dynamic: bool = True):
     """``XNNPACKQuantizer`` annotating convolutions only: 8-bit per-channel symmetric weights, 8-bit per-tensor
-    activations (``dynamic``: computed at run time; else static, from calibration)."""
+    activations (``dynamic``: computed at run time, channels-last inputs only (:func:`nhwc_input`); else static,
+    from calibration)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer, get_symmetric_quantization_config)
 
     config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
-    return XNNPACKQuantizer().set_global(config).set_filter_function(_is_conv)
+    return XNNPACKQuantizer().set_global(config).set_filter_function(lambda node: _is_conv(node, dynamic))
 
 
 def pt2e_convs(module: nn.Module, inputs: tuple, dynamic: bool = True, calibration=None):
@@ -142,6 +200,8 @@ def pt2e_convs(module: nn.Module, inputs: tuple, dynamic: bool = True, calibrati
 
     with torch.no_grad():
         graph = torch.export.export(module, inputs).module()
+        if not any(n.op == "call_function" and str(n.target).startswith(_CONV_TARGETS) for n in graph.graph.nodes):
+            return graph  # no convolution (encode_text): nothing to quantize, nothing to run
         prepared = prepare_pt2e(graph, xnnpack_conv_quantizer(dynamic))
         for batch in calibration or [inputs]:
             prepared(*batch)
@@ -155,14 +215,14 @@ class PT2EStudent(nn.Module):
     Stage 4's host timing: ``encode_text`` (the torchao text encoder, unchanged), ``encode_image`` (defers),
     ``decode`` (runs the converted graph at batch 1)."""
 
-    def __init__(self, student: nn.Module):
+    def __init__(self, student: nn.Module, dynamic: bool = True, calibration=None):
         super().__init__()
 
         self.student = student
         self.image_size, self.preset = student.image_size, student.preset
         self.context_length, self.dim = student.context_length, student.dim
         self.mask_size, self.memory_grid = student.mask_size, student.memory_grid
-        self.image_path = pt2e_convs(wrap(student, "forward"), example_inputs(student, "forward"))
+        self.image_path = pt2e_convs(wrap(student, "forward"), example_inputs(student, "forward"), dynamic, calibration)
 
     def train(self, mode: bool = True):
         """Only the flag: an exported graph refuses ``train()`` / ``eval()`` (it is always in eval)."""

@@ -27,8 +27,9 @@ Convolutions (the timm backbone, the FPN and mask-head 1x1s) are quantized by ea
   (compile spec ``op_linear_quantizer_config``); :func:`apply_mode` rounds the weights with the same coremltools
   code, so Stage 4 scores what the phone gets.
 * ``int8_int4`` / ``qat_int8_int4`` (XNNPACK): PT2E ``XNNPACKQuantizer``, 8-bit per-channel weights with 8-bit
-  dynamic activations, applied to the exported graph; :func:`apply_mode` leaves them float (marked 8-bit for the
-  size), and Stage 4 scores the converted graph (:class:`sam3m4.quantize.convs.PT2EStudent`).
+  dynamic activations, applied to the exported graph, except depthwise convs and convs fed by a reshape
+  (:data:`XNNPACK_CONVS_FLOAT`); :func:`apply_mode` leaves them float (marked 8-bit for the size, found by
+  exporting ``forward``), and Stage 4 scores the converted graph (:class:`sam3m4.quantize.convs.PT2EStudent`).
 * QNN: ``QnnQuantizer`` quantizes the whole graph from the float student (:mod:`sam3m4.export.flows`).
 
 On this host the quantized model runs eagerly in fp32 arithmetic: torchao's reference ops dequantize the
@@ -77,15 +78,15 @@ class Mode:
 CONV_NOTES = {
     None: "convs fp16",
     "coreml_int4": "convs int4 per block of 16 (coremltools, at Core ML lowering)",
-    "xnnpack_int8": "image-encoder convs int8 per-channel weights + int8 dynamic activations (PT2E XNNPACKQuantizer); "
-                    "mask-head 1x1 convs float",
+    "xnnpack_int8": "convs int8 per-channel weights + int8 dynamic activations (PT2E XNNPACKQuantizer), except "
+                    "depthwise convs and convs fed by a reshape (mask head memory_proj; EfficientViT LiteMLA proj): float",
 }
 MODES = {m.name: m for m in (
     Mode("fp16", None, False, "Core ML / XNNPACK baseline", table_bits=8),
     Mode("int4", "int4", False, "Core ML", convs="coreml_int4"),
-    Mode("int8_int4", "int8_int4", False, "XNNPACK"),  # convs float: XNNPACK_CONVS_OFF
+    Mode("int8_int4", "int8_int4", False, "XNNPACK", convs="xnnpack_int8"),
     Mode("qat_int4", "int4", True, "Core ML", convs="coreml_int4"),
-    Mode("qat_int8_int4", "int8_int4", True, "XNNPACK"),
+    Mode("qat_int8_int4", "int8_int4", True, "XNNPACK", convs="xnnpack_int8"),
 )}
 _QAT_CONVS = "; QAT reaches Linear + token table, convs post-training"
 CONVS_PER_BACKEND = {
@@ -94,19 +95,21 @@ CONVS_PER_BACKEND = {
              "XNNPACK": "mode not supported (no weight-only int4)",
              "QNN": "4-bit weights, 16-bit activations (QnnQuantizer 16a4w, untested here)"},
     "int8_int4": {"Core ML": "mode not supported (no dynamic activations)",
-                  "XNNPACK": "float (fp32), not quantized: PT2E int8 convs lower but the pip runtime refuses "
-                             "the program (XNNPACK_CONVS_OFF)",
+                  "XNNPACK": "int8 per-channel weights + int8 dynamic activations (PT2E XNNPACKQuantizer); "
+                             "depthwise convs and convs whose input comes from a reshape stay fp32 (XNNPACK_CONVS_FLOAT)",
                   "QNN": "4-bit weights, 8-bit activations (QnnQuantizer 8a4w, untested here)"},
 }
 CONVS_PER_BACKEND["qat_int4"] = {k: v + (_QAT_CONVS if "not" not in v else "")
                                  for k, v in CONVS_PER_BACKEND["int4"].items()}
 CONVS_PER_BACKEND["qat_int8_int4"] = {k: v + (_QAT_CONVS if "not" not in v else "")
                                       for k, v in CONVS_PER_BACKEND["int8_int4"].items()}
-XNNPACK_CONVS_OFF = ("XNNPACK modes leave convolutions float. With PT2E XNNPACKQuantizer 8-bit dynamic convs "
-                     "(sam3m4.quantize.convs.pt2e_convs) the whole-student forward lowers but the pip ExecuTorch "
-                     "runtime refuses it ('Propagating input shapes failed: xnn_status_invalid_parameter'), "
-                     "measured 2026-11-29 on repvit_m0_9_504 and tiny; see docs/quantization.md")
-"""Why the XNNPACK modes do not use :func:`sam3m4.quantize.convs.pt2e_convs` (issue 18 stays open for it)."""
+XNNPACK_CONVS_FLOAT = ("XNNPACK int8 modes leave two kinds of convolution float: depthwise ones (XNNPACK has no "
+                       "dynamically quantized depthwise kernel; its quantizer and partitioner skip them) and those whose "
+                       "input is channels-first, made by a reshape (the mask head's memory_proj on the decoder memory, "
+                       "EfficientViT LiteMLA's proj): quantized dynamically, ExecuTorch 1.5.1's channels-last pass "
+                       "rewires the wrong tensor and the runtime refuses the program ('Propagating input shapes failed: "
+                       "xnn_status_invalid_parameter'); see sam3m4.quantize.convs.nhwc_input and docs/quantization.md")
+"""Which convolutions the XNNPACK modes keep float, and why (measured 2026-11-29 on tiny and repvit_m0_9_504)."""
 KEPT_HIGHER = ("attention matmuls and softmax, LayerNorm, GELU, the residual adds and the mask dot products stay "
                "fp32 on XNNPACK / fp16 on Core ML in every mode (no quantizer annotates them here)")
 """The Stage 4 table's notes: what each mode does to convolutions on each backend, and what stays float."""

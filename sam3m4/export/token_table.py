@@ -30,6 +30,7 @@ from torch import nn
 
 from sam3m4.errors import ConfigError, DataFormatError, Sam3m4Error
 from sam3m4.fileio import atomic_write_json
+from sam3m4.models.tokenizer import EOT_ID, PAD_ID, SOT_ID, get_tokenizer
 
 VOCAB = 49408
 """Rows of the CLIP token table (:data:`sam3m4.models.tokenizer.VOCAB_SIZE`)."""
@@ -107,8 +108,6 @@ class Vocabulary:
 
     @classmethod
     def from_phrases(cls, phrases, source: str = "<phrases>", tokenizer=None) -> "Vocabulary":
-        from sam3m4.models.tokenizer import EOT_ID, PAD_ID, SOT_ID, get_tokenizer
-
         tok = tokenizer or get_tokenizer()
         ids = {PAD_ID, SOT_ID, EOT_ID}
         for phrase in phrases:
@@ -162,8 +161,6 @@ class Vocabulary:
 
 
 def _token_text(cid: int) -> str:
-    from sam3m4.models.tokenizer import get_tokenizer
-
     tok = get_tokenizer()
     if not hasattr(tok, "_decoder"):
         tok._decoder = {i: s for s, i in tok.encoder.items()}
@@ -175,8 +172,6 @@ class RestrictedTokenizer:
     a ``.pte`` exported with a restricted table."""
 
     def __init__(self, vocabulary: Vocabulary, tokenizer=None):
-        from sam3m4.models.tokenizer import get_tokenizer
-
         self.vocabulary, self.tokenizer = vocabulary, tokenizer or get_tokenizer()
 
     def __call__(self, texts) -> dict[str, torch.Tensor]:

@@ -24,8 +24,11 @@ uses which):
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
+
 from sam3m4.models.export_wrappers import example_inputs, wrap
 from sam3m4.models.student import StudentOutput
 
@@ -171,7 +174,10 @@ def mark_xnnpack_convs(model: nn.Module, dynamic: bool = True) -> int:
     per output channel (size accounting; found by exporting ``forward`` of ``model``, a student or a tracker
     around one, at batch 1); returns how many."""
     student = getattr(model, "student", model)
-    names = set(xnnpack_conv_names(wrap(student, "forward"), example_inputs(student, "forward", batch=1), dynamic))
+    # export a copy: torch.export leaves weakrefs on the tensors it traced, and torchao's tensor subclasses must be
+    # swapped by a later .cpu() / .to(), which a weakref forbids ("Cannot swap t1 because it has weakref")
+    copied = copy.deepcopy(student)
+    names = set(xnnpack_conv_names(wrap(copied, "forward"), example_inputs(copied, "forward", batch=1), dynamic))
     prefix = "student." if student is not model else ""
     n = 0
     for name, m in model.named_modules():

@@ -36,6 +36,44 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm", "sve")
+"""CPU flags (``/proc/cpuinfo``) of int8 dot-product instructions: x86 VNNI / AMX, ARM dotprod / i8mm / SVE.
+Without one, XNNPACK's int8 kernels multiply through 16-bit lanes and are no faster than fp32 FMA."""
+
+
+def int8_dot_isa(cpuinfo: str | None = None) -> str:
+    """The CPU's int8 dot-product instructions (``avx512_vnni``, ``asimddp i8mm``), or ``none (avx2 only)``.
+
+    ``cpuinfo``: the text of ``/proc/cpuinfo`` (default: read it; on macOS, Apple silicon has dotprod and i8mm
+    from M2 on, reported from ``sysctl``)."""
+    if cpuinfo is None and platform.system() == "Darwin":
+        found = [f for f, key in (("asimddp", "hw.optional.arm.FEAT_DotProd"), ("i8mm", "hw.optional.arm.FEAT_I8MM"))
+                 if _sysctl(key) == "1"]
+        return " ".join(found) or "none"
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            return "unknown"
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.lower().startswith(("flags", "features")):
+            flags.update(line.split(":", 1)[1].split())
+    found = [f for f in INT8_DOT_FLAGS if f in flags]
+    if found:
+        return " ".join(found)
+    best = next((f for f in ("avx512bw", "avx2", "asimd", "sse4_1") if f in flags), "")
+    return f"none ({best} only)" if best else "none"
+
+
+def _sysctl(key: str) -> str:
+    try:
+        return subprocess.run(["sysctl", "-n", key], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def host_summary() -> str:
     """``Linux x86_64, AMD EPYC ..., 2 cores`` (or macOS arm64 ...)."""
     system = "macOS " + platform.mac_ver()[0] if platform.system() == "Darwin" else platform.system()

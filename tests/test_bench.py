@@ -81,7 +81,7 @@ def test_bench_exports_and_times_a_preset_through_the_cli(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)  # the results store goes to tmp_path/reports/
     out = tmp_path / "bench"
     rc = main(["bench", "--presets", "tiny", "--cases", "xnnpack:int8_int4", "--no-reference", "--runs", "3",
-               "--out", str(out), "--run", "pytest_bench", "--threads", "1",
+               "--out", str(out), "--run", "pytest_bench", "--threads", "1", "--no-kernels",
                "--targets", str(ROOT / "acceptance" / "targets.yaml")])
     assert rc == 0 and (out / "sam3m4_tiny_xnnpack_int8_int4.pte").is_file() and (out / "bench.json").is_file()
     recs = {(r.subject, r.metric): r for r in ResultsStore("pytest_bench").records()}

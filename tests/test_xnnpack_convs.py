@@ -49,3 +49,16 @@ def test_tiny_int8_int4_forward_runs_in_the_runtime(tiny_int8, tmp_path):
     assert r.ok, (r.failed_stage, r.error)
     check = check_pte(r.path, tiny_int8)["forward"]  # raised 'method->execute() failed' before the fix
     assert check.max_abs_err["boxes_xyxy"] < 0.1 * max(check.ref_max_abs["boxes_xyxy"], 1.0), check
+
+
+@pytest.mark.parametrize("mode", ["int8_int4", "int4"])
+def test_a_trackers_memory_takes_the_mode_alone(mode):
+    """build_mode quantizes a QAT tracker's memory and carry on their own (a ModuleDict, no forward, no conv):
+    the demo's qat_int8_int4 once failed there ('ModuleDict' object has no attribute 'image_size')."""
+    from sam3m4.models.video import StudentTracker
+
+    tracker = StudentTracker(build_student("tiny")).eval()
+    part = nn.ModuleDict({"memory": tracker.memory, "carry": tracker.carry})
+    apply_mode(part, mode)
+    assert not any(hasattr(m, WEIGHT_BITS_ATTR) and isinstance(m, nn.Conv2d) for m in part.modules())
+    assert any(type(m.weight) is not nn.Parameter for m in part.modules() if isinstance(m, nn.Linear))

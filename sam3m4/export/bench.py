@@ -1,8 +1,9 @@
 """``sam3m4 bench``: every production student preset exported for Core ML and XNNPACK, measured in one run.
 
-    sam3m4 bench                                   # both production presets, ~15 min here; prints the table
+    sam3m4 bench                                   # both production presets, ~1 h on this 2-core host; prints the table
     sam3m4 bench --doc docs/presets.md             # also rewrites the bench table in that file (between markers)
     sam3m4 bench --presets repvit_m0_9_504 --cases xnnpack:fp16 --no-reference
+    sam3m4 bench --kernels-only                    # int8 / fp32 of single layers on this CPU (~1 min)
 
 Random weights (size and speed do not depend on training). Per preset it builds the whole on-device
 student (image path + text encoder + video ``track`` step, a :class:`~sam3m4.models.video.StudentTracker`),
@@ -18,7 +19,12 @@ the speed benchmarks compare numbers from one run on one (noisy) machine:
 
 * ``bench_speedup``: full SAM 3 forward / the student's XNNPACK image path (p50);
 * ``bench_flop_floor_ratio``: the XNNPACK image path's p50 / its FLOP floor (GFLOPs / measured matmul rate);
-* ``bench_coreml_int4_mb`` / ``bench_coreml_fp16_mb``: the whole student's Core ML ``.pte``.
+* ``bench_coreml_int4_mb`` / ``bench_coreml_fp16_mb``: the whole student's Core ML ``.pte``;
+* ``bench_xnnpack_int8_speed_ratio``: the XNNPACK ``int8_int4`` image path's p50 / the fp16 mode's (fp32 program).
+
+It also times single layers in fp32 and int8 (:mod:`sam3m4.export.kernels`; ``--kernels-only`` for just that)
+and names the CPU's int8 dot-product instructions, so a missed int8 target shows whether the host (no VNNI /
+dotprod: int8 no faster than fp32) or the program is the limit.
 
 Thresholds come from the targets file (``bench_*`` entries); every figure goes to the results store
 (run ``bench``, stage ``bench``) with its provenance, and ``<out>/bench.json`` holds the table.
@@ -36,7 +42,9 @@ from pathlib import Path
 from sam3m4.fileio import atomic_write_json, atomic_write_text
 from sam3m4.errors import ConfigError, Sam3m4Error
 from sam3m4.export.export import export_pte
+from sam3m4.env import int8_dot_isa
 from sam3m4.export.flows import get_flow
+from sam3m4.export.kernels import kernel_ratios, kernel_table
 from sam3m4.export.runtime import benchmark_pte
 from sam3m4.models.build import PRESETS, PRODUCTION_PRESETS, build_student
 from sam3m4.models.export_wrappers import COMPONENTS, example_inputs, wrap
@@ -255,6 +263,10 @@ def markdown_table(result: dict) -> str:
         for preset, c in split:
             lines.append(f"| {preset} | {c['backend']} | {c['mode']} | "
                          + " | ".join(_fmt(c["split_ms"].get(k), ".1f") for k, _ in SPLIT) + " |")
+    if result.get("kernels"):
+        lines += ["", "int8 against fp32 one layer at a time on this host (`sam3m4 bench --kernels-only`): what the "
+                  "CPU allows an int8 program to gain.", "",
+                  kernel_table(result["kernels"], result.get("int8_isa", "unknown"), result["threads"])]
     lines += ["", f"Measured by `sam3m4 bench` on {result['host']}, {result['date']}: random weights; host latency is "
               f"the ExecuTorch runtime (pip wheel, XNNPACK threadpool {result['threads']}), 10 warm-up then p50 of "
               f"{result['runs']}; FLOP floor = image-path GFLOPs / measured fp32 matmul rate "
@@ -294,6 +306,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's, the machine's)")
     parser.add_argument("--no-reference", action="store_true", help="skip the full SAM 3 forward (~1-2 min here)")
     parser.add_argument("--no-split", action="store_true", help="skip the per-component latency split")
+    parser.add_argument("--no-kernels", action="store_true",
+                        help="skip the single-layer int8 / fp32 ratios of this host (sam3m4.export.kernels, ~1 min)")
+    parser.add_argument("--kernels-only", action="store_true",
+                        help="only the single-layer int8 / fp32 ratios and the CPU's int8 instructions (~1 min)")
     parser.add_argument("--doc", "--readme", dest="doc", type=Path, default=None,
                         help="rewrite the bench table between the markers of this file (docs/presets.md)")
     parser.add_argument("--run", default="bench", help="results store run (reports/<run>/)")
@@ -314,15 +330,25 @@ def run(args: argparse.Namespace) -> int:
     for case in args.cases:
         backend, _, mode = case.partition(":")
         get_flow(backend).support(mode)  # unknown backend or mode -> ConfigError naming it
-    targets = load_targets(args.targets)
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
+    isa = int8_dot_isa()
+    if args.kernels_only:  # no export of a preset, no targets file
+        kernels = kernel_ratios(threads, runs=args.runs)
+        _record_kernels(ResultsStore(args.run), kernels, isa, threads)
+        print(kernel_table(kernels, isa, threads))
+        return 0
+    targets = load_targets(args.targets)
     t0 = time.perf_counter()
     load0 = _load()
 
     def say(text: str) -> None:
         print(f"[bench {time.perf_counter() - t0:6.0f} s] {text}", flush=True)
 
+    kernels = None if args.no_kernels else kernel_ratios(threads, runs=args.runs)
+    if kernels:
+        say(f"int8 / fp32 of single layers (CPU int8 dot-product instructions: {isa}): "
+            + ", ".join(f"{r['ratio']:.2f}x" for r in kernels))
     matmul = matmul_gflops()
     say(f"fp32 matmul rate {matmul:.0f} GFLOP/s ({threads} threads)")
     reference = None
@@ -341,11 +367,13 @@ def run(args: argparse.Namespace) -> int:
         row["verdicts"] = judge(row["summary"], targets)
         rows.append(row)
     result = {"rows": rows, "best": best_preset(rows), "reference": reference, "matmul_gflops": matmul,
-              "threads": threads, "runs": args.runs, "load": f"{load0} / {_load()}", "host": f"{os.cpu_count()}-core {platform.machine()} "
+              "threads": threads, "runs": args.runs, "kernels": kernels, "int8_isa": isa, "load": f"{load0} / {_load()}", "host": f"{os.cpu_count()}-core {platform.machine()} "
               f"{platform.system()}", "date": _dt.date.today().isoformat(),
               "targets": {name: {"text": targets[name].describe(), "value": targets[name].value,
                           "comparison": targets[name].comparison} for name in BENCH_TARGETS if name in targets}}
     _record(ResultsStore(args.run), result)
+    if kernels:
+        _record_kernels(ResultsStore(args.run), kernels, isa, threads)
     atomic_write_json(args.out / "bench.json", result, indent=2)
     table = markdown_table(result)
     print(table)
@@ -393,3 +421,13 @@ def _record(store, result: dict) -> None:
                          target=target["value"], comparison=target["comparison"],
                          provenance=f"{where}; measured in one run (see `sam3m4 bench --help`)",
                          note="best preset" if row["preset"] == result["best"] else "")
+
+
+def _record_kernels(store, rows: list[dict], isa: str, threads: int) -> None:
+    """The single-layer int8 / fp32 ratios (stage ``bench``, subject ``kernel: <layer>``, one per scheme)."""
+    where = f"sam3m4 bench, single layers timed interleaved on XNNPACK, threadpool {threads}; CPU int8 " \
+            f"dot-product instructions: {isa}"
+    for r in rows:
+        store.record(stage=schema.BENCH, subject=f"kernel: {r['kernel']}", metric="int8_fp32_ratio", value=r["ratio"],
+                     unit="x", note=f"{r['scheme']}{' (int8_int4)' if r['shipped'] else ''}; fp32 "
+                                    f"{r['fp32_ms']:.2f} ms, int8 {r['int8_ms']:.2f} ms", provenance=where)

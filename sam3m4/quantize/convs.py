@@ -172,7 +172,9 @@ def xnnpack_conv_names(module, inputs: tuple, dynamic: bool = True) -> list[str]
 def mark_xnnpack_convs(model: nn.Module, dynamic: bool = True) -> int:
     """Mark the float ``nn.Conv2d`` s that :func:`xnnpack_conv_quantizer` takes in the image path as stored 8-bit
     per output channel (size accounting; found by exporting ``forward`` of ``model``, a student or a tracker
-    around one, at batch 1); returns how many."""
+    around one, at batch 1); returns how many (0, without exporting, for a module with no float conv)."""
+    if not any(type(m) is nn.Conv2d and type(m.weight) is nn.Parameter for m in model.modules()):
+        return 0  # e.g. a tracker's memory and query carry, quantized on their own: nothing to export
     student = getattr(model, "student", model)
     # export a copy: torch.export leaves weakrefs on the tensors it traced, and torchao's tensor subclasses must be
     # swapped by a later .cpu() / .to(), which a weakref forbids ("Cannot swap t1 because it has weakref")

@@ -1,0 +1,53 @@
+"""Single-layer int8 / fp32 ratios (``sam3m4.export.kernels``) and the CPU's int8 dot-product instructions."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+from torch import nn
+
+from sam3m4.env import int8_dot_isa
+
+AVX2_ONLY = "processor\t: 0\nflags\t\t: fpu sse sse2 sse4_1 avx avx2 fma\n"
+VNNI = "processor\t: 0\nflags\t\t: fpu sse4_1 avx2 avx512f avx512bw avx512_vnni\n"
+ARM = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes asimddp sha512 i8mm bf16\n"
+SMALL = (("1x1 conv", lambda: nn.Conv2d(32, 64, 1), (1, 32, 16, 16)),
+         ("depthwise", lambda: nn.Conv2d(32, 32, 3, padding=1, groups=32), (1, 32, 16, 16)),
+         ("linear", lambda: nn.Linear(64, 128), (1, 16, 64)))
+
+
+@pytest.mark.parametrize("text, expected", [(AVX2_ONLY, "none (avx2 only)"), (VNNI, "avx512_vnni"),
+                                            (ARM, "asimddp i8mm"), ("processor\t: 0\n", "none")])
+def test_int8_dot_isa_reads_the_cpu_flags(text, expected):
+    assert int8_dot_isa(text) == expected
+
+
+@pytest.mark.xnnpack
+def test_kernel_ratios_time_every_scheme_against_fp32_in_one_run():
+    from sam3m4.export.kernels import kernel_ratios, kernel_table
+
+    rows = kernel_ratios(threads=1, runs=2, kernels=SMALL)
+    got = {(r["kernel"], r["scheme"].split(" act")[0], r["shipped"]) for r in rows}
+    # convs: dynamic (what int8_int4 ships) and static; depthwise: static only (shipped float); Linear: 8da4w + 8da8w
+    assert got == {("1x1 conv", "int8 dynamic", True), ("1x1 conv", "int8 static", False),
+                   ("depthwise", "int8 static", False), ("linear", "int8 dynamic", True),
+                   ("linear", "int8 dynamic", False)}
+    assert all(r["fp32_ms"] > 0 and r["int8_ms"] > 0 and r["ratio"] == pytest.approx(r["int8_ms"] / r["fp32_ms"])
+               for r in rows)
+    table = kernel_table(rows, "none (avx2 only)", threads=1)
+    assert table.count("\n| ") == len(rows) and "none (avx2 only)" in table
+
+
+@pytest.mark.xnnpack
+def test_bench_kernels_only_prints_and_records_the_ratios(tmp_path, monkeypatch, capsys):
+    from sam3m4.cli import main
+    from sam3m4.export import bench, kernels
+    from sam3m4.results import ResultsStore
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(bench, "kernel_ratios", functools.partial(kernels.kernel_ratios, kernels=SMALL[:1]))
+    assert main(["bench", "--kernels-only", "--runs", "2", "--threads", "1", "--run", "pytest_kernels"]) == 0
+    assert "int8 dot-product instructions" in capsys.readouterr().out
+    recs = [r for r in ResultsStore("pytest_kernels").records() if r.metric == "int8_fp32_ratio"]
+    assert len(recs) == 2 and all(r.subject == "kernel: 1x1 conv" and r.value > 0 for r in recs)

@@ -17,12 +17,12 @@ interleaved in one process (``runs`` rounds, p50), so host load hits fp32 and in
 from __future__ import annotations
 
 import copy
-import statistics
 import time
 
 import torch
 from torch import nn
 
+from sam3m4.metrics.latency import latency_stats
 from sam3m4.quantize.convs import pt2e_convs
 from sam3m4.quantize.modes import get_mode, linear_config
 
@@ -78,7 +78,8 @@ class _Program:
 
 
 def _time(methods: dict, inputs: list, runs: int, warmup: int = 3) -> dict[str, float]:
-    """p50 ms of each method, timed round-robin (one run of each per round)."""
+    """p50 ms of each method (:func:`~sam3m4.metrics.latency.latency_stats`), timed round-robin (one run of each
+    per round)."""
     for method in methods.values():
         for _ in range(warmup):
             method.execute(inputs)
@@ -88,7 +89,7 @@ def _time(methods: dict, inputs: list, runs: int, warmup: int = 3) -> dict[str, 
             t0 = time.perf_counter()
             method.execute(inputs)
             times[name].append((time.perf_counter() - t0) * 1e3)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return {name: latency_stats(ts)["p50_ms"] for name, ts in times.items()}
 
 
 def kernel_ratios(threads: int | None = None, runs: int = 30, kernels=KERNELS, seed: int = 0) -> list[dict]:

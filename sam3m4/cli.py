@@ -44,13 +44,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
 TRAINING_COMMANDS = ("teacher", "distill", "quantize")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line. Given ``argv``, only the subcommand it names is imported (the others get their
+    one-line help from :data:`COMMANDS`), so ``sam3m4 --help`` imports no torch; without it, every one is."""
+    chosen = None if argv is None else next((a for a in argv if not a.startswith("-")), None)
     parser = argparse.ArgumentParser(prog="sam3m4", description="Distill, quantize, export and release-gate SAM 3 "
                                      "for phones.")
     parser.add_argument("--version", action="version", version=f"sam3m4 {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
+        if argv is not None and name != chosen:
+            sub.add_parser(name, help=help_text)
+            continue
         module = importlib.import_module(module_name)
         cmd = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip().split("\n")[0])
         module.add_arguments(cmd)
@@ -60,8 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         from sam3m4.config import resolve_args
 

@@ -22,6 +22,18 @@ def test_help_lists_every_subcommand():
         assert name in out.stdout
 
 
+def test_help_imports_no_subcommand():
+    """``sam3m4 --help`` lists the subcommands from COMMANDS alone: importing them all pulls in torch,
+    transformers and ExecuTorch, seconds before a line of help."""
+    code = ("import sys\nfrom sam3m4.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m.endswith('.cli')),"
+            " file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip() == "['sam3m4.cli']"
+    assert "visual-eval" in out.stdout
+
+
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_each_subcommand_has_help(name, capsys):
     with pytest.raises(SystemExit) as exit_:

@@ -6,7 +6,6 @@ checkpoint that loads weights_only -> J&F / +Video image metrics / host FPS in t
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import shutil
@@ -18,7 +17,7 @@ import torch
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "synth"
 
 
-def _killed_after_epoch_1(run, args, monkeypatch):
+def _killed_after_epoch_1(args, monkeypatch):
     """The same run, killed while training its second epoch (after video_epoch1.pt was written)."""
     from sam3m4.distill import video_run
 
@@ -33,7 +32,7 @@ def _killed_after_epoch_1(run, args, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(video_run, "train_tracker", train_then_die)
         with pytest.raises(KeyboardInterrupt):
-            run(args)
+            video_run.distill_video(**args)
 
 
 def _random_models(tmp_path, seed):
@@ -58,17 +57,16 @@ def _random_models(tmp_path, seed):
 
 
 def test_distill_video_runs_and_records(tmp_path, monkeypatch):
-    from sam3m4.distill.video_run import run
+    from sam3m4.distill.video_run import distill_video
     from sam3m4.predict import load_tracker
     from sam3m4.results import ResultsStore
 
     data, student = _random_models(tmp_path, seed=0)
-    args = argparse.Namespace(ckpt=tmp_path / "phase2.pt", teacher=tmp_path / "video", data=data, out=tmp_path / "vd",
-                              steps=4, epochs=2, keep_last=2, resume=False, lr=1e-3, clip_len=3, w_teacher=1.0,
-                              w_gt=1.0, num_val=4, seed=0, threads=0, run="t",
-                              cache_dir=tmp_path / "sa_v" / "cached_features")
+    args = dict(ckpt=tmp_path / "phase2.pt", teacher=tmp_path / "video", data=data, out=tmp_path / "vd", steps=4,
+                epochs=2, keep_last=2, lr=1e-3, clip_len=3, num_val=4, threads=0, run="t",
+                cache_dir=tmp_path / "sa_v" / "cached_features")
     monkeypatch.chdir(tmp_path)  # the results store lives under ./reports/<run>
-    first = run(args)
+    first = distill_video(**args)
     cache = list((tmp_path / "sa_v" / "cached_features").glob("*/*.safetensors"))
     assert cache and first["train"]["steps"] == 4
     full = load_tracker(tmp_path / "vd" / "video_epoch2.pt").state_dict()
@@ -76,9 +74,9 @@ def test_distill_video_runs_and_records(tmp_path, monkeypatch):
 
     # interrupted after epoch 1, then --resume: the same weights as the uninterrupted run; the cache is reused
     stamps = {p: p.stat().st_mtime_ns for p in cache}
-    args.out, args.no_eval = tmp_path / "vd2", True
-    _killed_after_epoch_1(run, args, monkeypatch)
-    run(argparse.Namespace(**{**vars(args), "resume": True}))
+    args.update(out=tmp_path / "vd2", no_eval=True)
+    _killed_after_epoch_1(args, monkeypatch)
+    distill_video(**args, resume=True)
     resumed = load_tracker(tmp_path / "vd2" / "video_epoch2.pt").state_dict()
     assert all(torch.equal(v, resumed[k]) for k, v in full.items())
     assert {p: p.stat().st_mtime_ns for p in cache} == stamps
@@ -86,7 +84,7 @@ def test_distill_video_runs_and_records(tmp_path, monkeypatch):
     # a corrupt newest checkpoint: resume warns and falls back to the previous one
     (tmp_path / "vd2" / "video_epoch2.pt").write_bytes(b"truncated")
     with pytest.warns(UserWarning, match="video_epoch2.pt.*falling back"):
-        run(argparse.Namespace(**{**vars(args), "resume": True}))
+        distill_video(**args, resume=True)
     again = load_tracker(tmp_path / "vd2" / "video_epoch2.pt").state_dict()
     assert all(torch.equal(v, again[k]) for k, v in full.items())
     # the loss log: one row a step, none repeated after the restarts and resumes (the report's loss curves)
@@ -138,15 +136,13 @@ def test_distill_video_from_a_weak_teacher_trains_to_the_end(tmp_path, monkeypat
     at five times the default lr: the run trains all its steps, every logged loss and every saved weight finite,
     and the checkpoint carries the schedule so a resume continues it."""
     from sam3m4.checkpoint import load_checkpoint
-    from sam3m4.distill.video_run import run
+    from sam3m4.distill.video_run import distill_video
 
     data, _ = _random_models(tmp_path, seed=1)
-    args = argparse.Namespace(ckpt=tmp_path / "phase2.pt", teacher=tmp_path / "video", data=data, out=tmp_path / "vd",
-                              steps=24, epochs=2, keep_last=2, resume=False, lr=1e-2, clip_len=4, w_teacher=1.0,
-                              w_gt=1.0, num_val=4, seed=0, threads=0, run="t", no_eval=True,
-                              cache_dir=tmp_path / "cache", log_dir=tmp_path / "logs")
     monkeypatch.chdir(tmp_path)
-    out = run(args)
+    out = distill_video(tmp_path / "phase2.pt", tmp_path / "video", data=data, out=tmp_path / "vd", steps=24,
+                        epochs=2, lr=1e-2, clip_len=4, num_val=4, threads=0, run="t", no_eval=True,
+                        cache_dir=tmp_path / "cache", log_dir=tmp_path / "logs")
     assert out["train"]["steps"] == 24 and math.isfinite(out["train"]["final_loss"])
     with open(tmp_path / "logs" / "video.csv", newline="") as f:
         losses = [float(r["loss"]) for r in csv.DictReader(f)]
@@ -187,3 +183,20 @@ def test_an_infinite_gradient_is_skipped_and_ten_in_a_row_stop(monkeypatch):
                                                                          r"in a row not finite\) step 10: inf"):
         video_distill.train_tracker(tracker, train, steps=12, clip_len=2, progress=False)
     assert all(torch.equal(v, tracker.state_dict()[k]) for k, v in before.items())  # nothing was updated
+
+
+def test_the_cli_passes_every_flag_and_default_to_the_library():
+    """``sam3m4 distill video`` is :func:`distill_video` by flag name: the same names, the same defaults."""
+    import argparse
+    import inspect
+
+    from sam3m4.config import resolve_args
+    from sam3m4.distill import cli
+    from sam3m4.distill.video_run import distill_video
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    plain = vars(resolve_args(parser.parse_args(["video"])))
+    params = inspect.signature(distill_video).parameters
+    assert set(params) == set(plain) - {"distill_command", "config", "overrides", "func"}
+    assert {k: str(p.default) for k, p in params.items()} == {k: str(plain[k]) for k in params}

@@ -91,7 +91,10 @@ def run_video(args: argparse.Namespace) -> int:
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sam3m4.distill import video_run
+    import inspect
 
-    video_run.run(resolve_args(args))
+    from sam3m4.distill.video_run import distill_video
+
+    args = resolve_args(args)
+    distill_video(**{name: getattr(args, name) for name in inspect.signature(distill_video).parameters})
     return 0

@@ -50,7 +50,8 @@ from sam3m4.eval.saco_format import ImagePredictions, VideoPredictions, category
 from sam3m4.eval.video import evaluate_videos
 from sam3m4.fileio import atomic_path
 from sam3m4.models.video import StudentTracker, benchmark_track
-from sam3m4.paths import DISTILL_LOG_DIR, VIDEO_METRICS
+from sam3m4.paths import (DISTILL_LOG_DIR, PHASE2_BEST, SYNTH_DATA, VIDEO_CACHE_DIR, VIDEO_DIR, VIDEO_EPOCHS,
+                          VIDEO_METRICS, VIDEO_TEACHER_DIR)
 from sam3m4.predict import Predictor, VideoPredictor
 from sam3m4.results import ResultsStore
 from sam3m4.results import schema
@@ -139,25 +140,38 @@ def _official(store, kind: str, subject: str, gt_json: Path, preds, prov: str) -
     return {f"{name}_{metric}": value for metric, value in values.items()}
 
 
-def run(args) -> dict:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    data = Path(args.data)
-    train = SacoVideoDataset(data / "saco_video" / "train.json").first_pairs(getattr(args, "train_pairs", 0))
-    val = SacoVideoDataset(data / "saco_video" / "val.json").first_pairs(getattr(args, "val_pairs", 0))
-    teacher = load_video_teacher(args.teacher)
-    student = Predictor.from_checkpoint(args.ckpt).model
-    torch.manual_seed(args.seed)  # the memory's initial weights
+def distill_video(ckpt: str | Path = PHASE2_BEST, teacher: str | Path = VIDEO_TEACHER_DIR, *,
+                  data: str | Path = SYNTH_DATA, out: str | Path = VIDEO_DIR, log_dir: str | Path = DISTILL_LOG_DIR,
+                  cache_dir: str | Path = VIDEO_CACHE_DIR, steps: int = 800, epochs: int = VIDEO_EPOCHS,
+                  keep_last: int = 2, resume: bool = False, lr: float = 2e-3, clip_len: int = 8,
+                  w_teacher: float = 1.0, w_gt: float = 1.0, num_val: int = 300, train_pairs: int = 0,
+                  val_pairs: int = 0, seed: int = 0, no_eval: bool = False, threads: int = 1,
+                  run: str = "demo") -> dict:
+    """Video distillation of ``ckpt``'s student (Phase 2 checkpoint) from the video ``teacher`` folder, steps 1-5
+    of the module docstring. The arguments are ``sam3m4 distill video``'s flags by their names (and the keys of
+    ``configs/distill_video.yaml``); ``threads`` 0 leaves torch's default. Returns the run's summary, also written
+    to ``<out>/video_metrics.json``: ``train`` (steps, losses, seconds), ``checkpoint``, ``teacher_cache`` and,
+    unless ``no_eval``, the J&F / mIoU / Presence F1 / SA-Co / track-speed figures recorded in
+    ``reports/<run>/``."""
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}  # saved in each checkpoint
+    if threads:
+        torch.set_num_threads(threads)
+    data = Path(data)
+    train = SacoVideoDataset(data / "saco_video" / "train.json").first_pairs(train_pairs)
+    val = SacoVideoDataset(data / "saco_video" / "val.json").first_pairs(val_pairs)
+    video_teacher = load_video_teacher(teacher)
+    student = Predictor.from_checkpoint(ckpt).model
+    torch.manual_seed(seed)  # the memory's initial weights
     tracker = StudentTracker(student)
     cache_stats: dict = {}
-    folder = teacher_cache(teacher, args.teacher, train, Path(args.cache_dir), student.mask_size, stats=cache_stats)
-    opt = tracker_optimizer(tracker, args.lr)
-    per_epoch = max(1, args.steps // args.epochs)
+    folder = teacher_cache(video_teacher, teacher, train, Path(cache_dir), student.mask_size, stats=cache_stats)
+    opt = tracker_optimizer(tracker, lr)
+    per_epoch = max(1, steps // epochs)
     # warm-up then cosine over the whole run: a constant 2e-3 let the recurrent gradients explode late in epoch 2
-    sched = build_scheduler(opt, warmup_steps=max(1, per_epoch * args.epochs // 20), total_steps=per_epoch * args.epochs,
+    sched = build_scheduler(opt, warmup_steps=max(1, per_epoch * epochs // 20), total_steps=per_epoch * epochs,
                             min_lr_frac=0.02)
-    out_dir, start, stats, last_good = Path(args.out), 0, {"steps": 0}, None
-    if args.resume:
+    out_dir, start, stats, last_good = Path(out), 0, {"steps": 0}, None
+    if resume:
         path, state = load_latest(out_dir, phase=None)
         if path is not None:
             last_good = path
@@ -171,13 +185,12 @@ def run(args) -> dict:
                 for _ in range(stats["steps"]):
                     sched.step()
             print(f"resumed from {path}")
-    logger = ScalarLogger(Path(getattr(args, "log_dir", DISTILL_LOG_DIR)), 0, name="video", tensorboard=False)
+    logger = ScalarLogger(Path(log_dir), 0, name="video", tensorboard=False)
     clean_interrupted(out_dir, None, stats["steps"], [logger.path("train")])  # a killed run's files and CSV rows
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
     ckpt, prepared = None, {}
-    targets = cached_targets(folder, args.w_teacher, args.w_gt)
-    for epoch in range(start + 1, args.epochs + 1):
-        ep = train_tracker(tracker, train, steps=per_epoch, clip_len=args.clip_len, seed=args.seed + epoch,
+    targets = cached_targets(folder, w_teacher, w_gt)
+    for epoch in range(start + 1, epochs + 1):
+        ep = train_tracker(tracker, train, steps=per_epoch, clip_len=clip_len, seed=seed + epoch,
                            targets=targets, optimizer=opt, cache=prepared, first_step=stats["steps"],
                            last_checkpoint=last_good, log=logger.log, scheduler=sched)
         stats = {**ep, "steps": stats["steps"] + ep["steps"], "epochs": epoch}
@@ -188,18 +201,18 @@ def run(args) -> dict:
                            **checkpoint_metadata(KIND_TRACKER, data), "phase": VIDEO_PHASE, "epoch": epoch,
                            "step": stats["steps"]}, ckpt)
         last_good = ckpt
-        for old in list_video_checkpoints(out_dir)[: -args.keep_last]:
+        for old in list_video_checkpoints(out_dir)[: -keep_last]:
             old.unlink(missing_ok=True)
     ckpt = ckpt or load_latest(out_dir, phase=None)[0]
     tracker.eval()
     results = {"train": stats, "checkpoint": str(ckpt), "teacher_cache": cache_stats}
-    if getattr(args, "no_eval", False):
+    if no_eval:
         return results
     where = f"host cpu ({host_summary()}), torch {torch.__version__} eager fp32"
-    store = ResultsStore(args.run)
+    store = ResultsStore(run)
     official = saco.available() is None                # SA-Co official metrics (Meta's evaluators) can run here
     student_video = VideoPredictor(tracker)
-    for subject, scored, artifact in ((schema.TEACHER, lambda s: teacher.masklets(s.frames, s.phrase), None),
+    for subject, scored, artifact in ((schema.TEACHER, lambda s: video_teacher.masklets(s.frames, s.phrase), None),
                                       (schema.STUDENT_VIDEO, lambda s: student_video.scored_masklets(s.frames, s.phrase),
                                        ckpt)):
         preds = VideoPredictions(scored)              # keeps each masklet in the official format on the way
@@ -217,7 +230,7 @@ def run(args) -> dict:
             results.update(_official(store, "video", subject, data / "saco_video" / "val.json", preds, prov))
     images = SacoImageDataset(data / "saco_image" / "val.json")  # the checkpoint's image path (image methods)
     image_preds = ImagePredictions(category_ids(data / "saco_image" / "val.json"))
-    res = evaluate_pairs(images, Predictor(tracker.student), num=args.num_val, desc="+Video image eval",
+    res = evaluate_pairs(images, Predictor(tracker.student), num=num_val, desc="+Video image eval",
                          sink=image_preds)
     prov = (f"{where}, image path (encode_image + decode) of {ckpt.name}, {res.num_pairs} pairs "
             f"of {data / 'saco_image' / 'val.json'}")
@@ -234,6 +247,6 @@ def run(args) -> dict:
                  provenance=f"{where}, {bench['threads']} thread(s), track step at {bench['image_size']} px, median of "
                             f"{bench['steps']} after {bench['warmup']} warm-up; host benchmark, not a device figure")
     results["host_track_ms_p50"] = bench["p50_ms"]
-    (Path(args.out) / VIDEO_METRICS).write_text(json.dumps(results, indent=2, default=float))
+    (out_dir / VIDEO_METRICS).write_text(json.dumps(results, indent=2, default=float))
     print(json.dumps(results, indent=2, default=float))
     return results

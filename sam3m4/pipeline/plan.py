@@ -18,12 +18,11 @@ from __future__ import annotations
 import datetime as _dt
 import glob
 import json
-import os
-import platform
 import statistics
 from pathlib import Path
 
 from sam3m4 import config, paths
+from sam3m4.env import host_summary
 from sam3m4.fileio import atomic_write_text
 from sam3m4.models import build_student
 from sam3m4.pipeline.stages import load_config, under
@@ -237,7 +236,7 @@ def write_plan(run: str, target_config: str, root: str = paths.REPORTS_ROOT) -> 
     m = measure(run, cfg, root)
     rows, folders, inputs = plan_rows(m, target)
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    host = f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores"
+    host = host_summary()
     lines = [f"# Real-run cost plan from the rehearsal (`{run}`), for `{target_config}`", "",
              f"Measured by `make rehearse` on this {host} host (shared with other jobs), {when}; the teacher is a "
              "full-size SAM 3 with **random weights** (shapes, memory, time and disk are real; accuracy is not). "

@@ -62,8 +62,11 @@ def test_export_case_records_phone_metrics_as_not_measurable(tmp_path, monkeypat
     monkeypatch.setattr(sys, "platform", "linux")  # Core ML does not run here: nothing timed
     (tmp_path / "int4").mkdir()  # the quantized folder's layout, checked before anything loads
     store = ResultsStore("t", root=tmp_path / "reports")
+    stale = tmp_path / "t_coreml_int4.vocab.json"  # an earlier --vocabulary export's map: wrong for a full table
+    stale.write_text('{"clip_ids": [0, 49406, 49407]}')
     result = export_case.export_case("coreml", "int4", quantized=tmp_path, out_dir=tmp_path, runs=1, store=store)
     assert result.exit_code == 0 and result.measured is None and result.coverage == 0.9
+    assert result.vocabulary is None and not stale.exists()
     by = {r.metric: r for r in store.records()}
     assert [r.metric for r in result.records] == [r.metric for r in store.records()]
     assert (by["export_ok"].value, by["export_ok"].outcome, by["export_ok"].failed_stage) == (True, None, None)

@@ -54,3 +54,39 @@ def test_restricted_table_gives_the_same_prompt(vocab, mode):
                     assert rows == 1 and student.text_encoder.token_embedding.qdata.shape[0] == len(vocab.ids)
                     assert torch.equal(student.encode_text(small["input_ids"], small["attention_mask"]).tokens, full)
     assert student.text_encoder.token_embedding.weight.shape[0] == 49408  # restored
+
+
+def test_export_with_a_vocabulary_ships_the_map_and_answers_like_the_full_table(vocab, tmp_path, monkeypatch):
+    """``sam3m4 export --vocabulary``: the ``.pte`` holds only the phrases' token rows, ``<stem>.vocab.json`` lies
+    next to it, and its ``encode_text`` fed remapped ids gives the full-table student's prompt tokens; the records
+    say so. Exporting again without it removes the map (it would misread a full table)."""
+    from sam3m4.checkpoint import atomic_torch_save
+    from sam3m4.cli import main
+    from sam3m4.export.runtime import load_program
+    from sam3m4.results import ResultsStore
+
+    torch.manual_seed(0)
+    student = build_student("tiny").eval()
+    atomic_torch_save({"model": student.state_dict(), "preset": "tiny", "phase": 2, "epoch": 1, "step": 1},
+                      tmp_path / "phase2.pt")
+    (tmp_path / "phrases.txt").write_text("\n".join(PHRASES) + "\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # the store lives under ./reports/<run>
+    argv = ["export", "--backend", "xnnpack", "--mode", "fp16", "--ckpt", "phase2.pt", "--out", "out", "--runs", "1",
+            "--run", "t"]
+    assert main([*argv, "--vocabulary", "phrases.txt"]) == 0
+    pte, vocab_file = tmp_path / "out" / "sam3m4_tiny_xnnpack_fp16.pte", tmp_path / "out" / "sam3m4_tiny_xnnpack_fp16.vocab.json"
+    assert Vocabulary.from_file(vocab_file).ids == vocab.ids
+    small = RestrictedTokenizer(Vocabulary.from_file(vocab_file))(PHRASES[:1])
+    enc = get_tokenizer()(PHRASES[:1])
+    tokens = load_program(pte).load_method("encode_text").execute([small["input_ids"], small["attention_mask"]])[0]
+    with torch.no_grad():
+        want = apply_mode(student, "fp16").encode_text(enc["input_ids"], enc["attention_mask"]).tokens
+    assert float((tokens - want).abs().max()) < 5e-3  # XNNPACK's rounding; a wrong row is off by O(1)
+    store = ResultsStore("t")
+    latest = {m: store.latest(stage="stage5", subject="xnnpack/fp16", metric=m)
+              for m in ("pte_mb", "max_abs_error/encode_text", "host_image_latency_ms")}
+    assert f"restricted to {len(vocab.ids)} of 49408 rows" in latest["pte_mb"].provenance
+    assert latest["max_abs_error/encode_text"].value < 5e-3  # checked against eager with the restricted table
+    assert latest["host_image_latency_ms"].value > 0
+    assert main([*argv, "--vocabulary", "absent.txt"]) == 2  # checked before anything loads
+    assert vocab_file.exists()

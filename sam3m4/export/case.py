@@ -20,6 +20,7 @@ get a "not measured" record with the reason. A failed export is recorded with th
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,6 +29,7 @@ from sam3m4.errors import ConfigError, DataFormatError
 from sam3m4.export import ane, runtime
 from sam3m4.export.export import ExportResult, export_pte, records
 from sam3m4.export.flows import get_flow
+from sam3m4.export.token_table import VOCAB, Vocabulary, restricted_token_table
 from sam3m4.paths import EXPORT_DIR, QUANTIZED_DIR
 from sam3m4.quantize.pipeline import build_mode, image_model
 from sam3m4.quantize.storage import load_quantized
@@ -50,6 +52,9 @@ class ExportCaseResult:
     None: not attempted (the flow does not run here, or the export failed)."""
     records: tuple[Record, ...]
     """Every record written to the results store, in order."""
+    vocabulary: Path | None = None
+    """``<pte stem>.vocab.json`` (CLIP id -> row, what the app's tokenizer maps through) when the token table was
+    restricted to a deployment's phrases; None: the full CLIP table."""
 
     @property
     def subject(self) -> str:
@@ -95,8 +100,9 @@ class ExportCaseResult:
 
 
 def check_case(backend: str, mode: str, *, quantized: str | Path | None, ckpt: str | Path | None,
-               out_dir: str | Path, name: str | None, runs: int) -> None:
-    """Arguments checked before anything loads or lowers: one line naming the ``sam3m4 export`` flag."""
+               out_dir: str | Path, name: str | None, runs: int, vocabulary: str | Path | None = None) -> None:
+    """Arguments checked before anything loads or lowers: one line naming the ``sam3m4 export`` flag (a bad
+    ``vocabulary`` file: naming the file and its field)."""
     get_flow(backend).support(mode)  # unknown backend / mode -> ConfigError naming --backend / --mode
     out = Path(out_dir)
     if runs < 1:
@@ -105,6 +111,8 @@ def check_case(backend: str, mode: str, *, quantized: str | Path | None, ckpt: s
         raise ConfigError(f"--name {name!r}: must be a plain file name part (no folders)")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder")
+    if vocabulary is not None and not Path(vocabulary).is_file():
+        raise ConfigError(f"--vocabulary {vocabulary}: no such file (one noun phrase per line, or a .vocab.json)")
     if ckpt:
         if not Path(ckpt).is_file():
             raise ConfigError(f"--ckpt {ckpt}: no such checkpoint file")
@@ -131,24 +139,39 @@ def load_case_model(mode: str, quantized: str | Path | None, ckpt: str | Path | 
 
 def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANTIZED_DIR,
                 ckpt: str | Path | None = None, out_dir: str | Path = EXPORT_DIR, name: str | None = None,
-                runs: int = 50, store: ResultsStore | None = None, run: str = "demo",
-                echo: Callable[[str], None] | None = print) -> ExportCaseResult:
+                runs: int = 50, vocabulary: str | Path | None = None, store: ResultsStore | None = None,
+                run: str = "demo", echo: Callable[[str], None] | None = print) -> ExportCaseResult:
     """Export the quantized model of ``mode`` for ``backend``, measure it where this host can, record everything.
 
     ``quantized``: the ``sam3m4 quantize --out`` folder (one ``<mode>/`` per mode); ``ckpt`` instead: a Phase 2 or
     video checkpoint quantized here in ``mode``. ``name``: the model name in the file name (default
-    ``sam3m4_<preset>``). ``runs``: timed host runs after 10 warm-up (flows that run here). ``store``: where the
+    ``sam3m4_<preset>``). ``runs``: timed host runs after 10 warm-up (flows that run here). ``vocabulary``: a
+    deployment's phrase list (one per line) or a saved ``.vocab.json``: the token table keeps only the rows those
+    phrases use (:mod:`.token_table`; 49408 rows are most of a small student's text encoder), the ``.pte`` is
+    checked and timed with it, and ``<pte stem>.vocab.json`` is written next to the ``.pte`` for the app's
+    tokenizer (:class:`~sam3m4.export.token_table.RestrictedTokenizer`). ``store``: where the
     records go (default ``ResultsStore(run)``, i.e. ``reports/<run>/``). ``echo``: status lines (None: silent).
     Bad arguments raise :class:`~sam3m4.errors.ConfigError` before anything loads; a failed export or measurement
     does not raise: it is recorded and :attr:`ExportCaseResult.exit_code` says 1.
     """
-    check_case(backend, mode, quantized=quantized, ckpt=ckpt, out_dir=out_dir, name=name, runs=runs)
+    check_case(backend, mode, quantized=quantized, ckpt=ckpt, out_dir=out_dir, name=name, runs=runs,
+               vocabulary=vocabulary)
+    vocab = Vocabulary.from_file(vocabulary) if vocabulary is not None else None
+    student, tracker, meta = load_case_model(mode, quantized, ckpt)
+    with restricted_token_table(student, vocab) if vocab is not None else nullcontext():  # the tracker's too
+        return _export_case(backend, mode, student, tracker, Path(out_dir), name or f"sam3m4_{meta['preset']}",
+                            runs, vocab, store if store is not None else ResultsStore(run), echo)
+
+
+def _export_case(backend: str, mode: str, student, tracker, out_dir: Path, name: str, runs: int,
+                 vocab: Vocabulary | None, store: ResultsStore, echo: Callable[[str], None] | None) -> ExportCaseResult:
+    """:func:`export_case` once the arguments are checked and the model is loaded (its token table restricted)."""
     say = echo or (lambda line: None)
     flow = get_flow(backend)
-    student, tracker, meta = load_case_model(mode, quantized, ckpt)
-    result = export_pte(student, backend=backend, mode=mode, out_dir=Path(out_dir),
-                        model_name=name or f"sam3m4_{meta['preset']}", tracker=tracker)
-    store = store if store is not None else ResultsStore(run)
+    result = export_pte(student, backend=backend, mode=mode, out_dir=out_dir, model_name=name, tracker=tracker)
+    vocab_file = result.path.with_suffix(".vocab.json") if vocab is not None and result.ok else None
+    if vocab is None and result.ok:  # an earlier restricted export's map would misread this full table
+        result.path.with_suffix(".vocab.json").unlink(missing_ok=True)
     written: list[Record] = []
 
     def record(**kw) -> None:
@@ -161,11 +184,16 @@ def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANT
         if kw["metric"] in (schema.NPU_PERCENT, schema.CPU_DELEGATION_PERCENT):
             missing = sorted({op for d in result.delegation.values() for op in d.non_delegated_ops})
             kw["note"] = "not delegated: " + (", ".join(missing) or "none")
+        if kw["metric"] == schema.PTE_MB and vocab_file is not None:
+            kw["provenance"] += (f"; token table restricted to {len(vocab.ids)} of {VOCAB} rows ({vocab.source}; "
+                                 f"the app maps CLIP ids through {vocab_file.name})")
         record(**kw)
     subject = schema.export_subject(backend, mode)
     if not result.ok:
         say(f"sam3m4 export: {subject}: failed at {result.failed_stage}: {result.error}")
         return ExportCaseResult(backend, mode, result, None, tuple(written))
+    if vocab_file is not None:
+        vocab.save(vocab_file)
     cover = {m: f"{100 * d.coverage:.1f}%" for m, d in result.delegation.items()}
     say(f"{result.path}: {result.size_bytes / 1e6:.2f} MB, methods {', '.join(result.methods)} "
         f"({result.layout}), delegated {cover}, {result.seconds:.0f} s")
@@ -179,7 +207,7 @@ def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANT
             record(stage=schema.STAGE5, subject=subject, metric=metric, value=None, outcome=NOT_MEASURABLE,
                    note=f"not measured on a phone here: {flow.executes}; run the ExecuTorch benchmark app on a "
                         f"device and `sam3m4 device import`", artifact=result.path)
-    return ExportCaseResult(backend, mode, result, measured, tuple(written))
+    return ExportCaseResult(backend, mode, result, measured, tuple(written), vocab_file)
 
 
 def measure_on_host(result: ExportResult, student, tracker, record: Callable, subject: str, runs: int,

@@ -4,6 +4,7 @@
     sam3m4 export --backend coreml --mode int4                 # lowers on Linux; runs only on Apple hardware
     sam3m4 export --backend qnn --mode int8_int4               # needs QNN_SDK_ROOT (checked before any import)
     sam3m4 export --backend xnnpack --mode fp16 --ckpt checkpoints/video_distillation/video_epoch2.pt
+    sam3m4 export --backend coreml --mode int4 --vocabulary phrases.txt   # only these phrases' token rows
     sam3m4 export --backend xnnpack --mode int4 --config configs/export.yaml [key=value ...]   # flags win
 
 Reads the quantized model ``sam3m4 quantize`` saved under ``<quantized>/<mode>/`` (a tracker's folder also
@@ -37,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path(EXPORT_DIR))
     parser.add_argument("--name", default=None, help="model name in the file name (default: sam3m4_<preset>)")
     parser.add_argument("--runs", type=int, default=50, help="timed host runs (after 10 warm-up), XNNPACK only")
+    parser.add_argument("--vocabulary", type=Path, default=None, metavar="FILE",
+                        help="the deployment's phrases (one per line) or a .vocab.json: keep only their token rows "
+                             "and write <pte stem>.vocab.json for the app's tokenizer (default: all 49408)")
     parser.add_argument("--run", default="demo", help="results store run (reports/<run>/)")
     add_config_arguments(parser, "configs/export.yaml")  # --config FILE, key=value; flags win over the file
     parser.set_defaults(func=run)
@@ -47,4 +51,4 @@ def run(args: argparse.Namespace) -> int:
     from sam3m4.export.case import export_case
 
     return export_case(args.backend, args.mode, quantized=args.quantized, ckpt=args.ckpt, out_dir=args.out,
-                       name=args.name, runs=args.runs, run=args.run).exit_code
+                       name=args.name, runs=args.runs, vocabulary=args.vocabulary, run=args.run).exit_code

@@ -51,6 +51,11 @@ class Int8RowEmbedding(nn.Module):
         self.register_buffer("zero_point", zero if torch.count_nonzero(zero) else None)  # None: symmetric
         self.out_dtype = weight.dtype
 
+    @property
+    def num_embeddings(self) -> int:
+        """Rows V, as :class:`torch.nn.Embedding` names them."""
+        return self.qdata.shape[0]
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         rows = F.embedding(ids, self.qdata).float()  # (..., D)
         rows = rows.unflatten(-1, (-1, self.group))  # (..., D/g, g)

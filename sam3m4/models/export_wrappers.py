@@ -133,7 +133,10 @@ def example_inputs(model: Student, method: str, batch: int = 1) -> tuple[torch.T
     g4, g16 = model.mask_size, model.memory_grid
     pixels = torch.rand(batch, 3, s, s) * 2 - 1  # (B, 3, S, S) in [-1, 1]
     ids = torch.zeros(batch, t, dtype=torch.long)
-    ids[:, :3] = torch.tensor([49406, 1000, 49407])  # <start> token <end>, then padding 0
+    rows = model.text_encoder.token_embedding.num_embeddings
+    # <start> token <end>, then padding 0; a restricted table (sam3m4.export.token_table.Vocabulary) holds sorted
+    # CLIP ids, so its last two rows are <start_of_text> 49406 and <end_of_text> 49407 and row 0 is the pad id
+    ids[:, :3] = torch.tensor([49406, 1000, 49407] if rows == 49408 else [rows - 2, 1, rows - 1])
     mask = (ids != 0).long()  # (B, T)
     tokens = torch.randn(batch, t, d)
     fmask = mask.float()

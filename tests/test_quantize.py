@@ -233,3 +233,6 @@ def test_pt2e_student_scores_the_converted_graph_with_8bit_convs(student):
     assert sum("dequantize_per_channel" in t for t in targets) >= convs // 2  # BN-folded convs, 8-bit weights
     pred = Predictor(scored).predict(np.zeros((40, 50, 3), np.uint8), "a red ball")
     assert pred.all_scores.shape == (student.num_queries,) and pred.masks.shape[1:] == (40, 50)
+    from sam3m4.quantize.compare import host_latency_ms
+
+    assert host_latency_ms(scored, runs=1, warmup=0) > 0  # Stage 4's host timing of the XNNPACK modes

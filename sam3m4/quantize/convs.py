@@ -232,6 +232,11 @@ class PT2EStudent(nn.Module):
         self.mask_size, self.memory_grid = student.mask_size, student.memory_grid
         self.image_path = pt2e_convs(wrap(student, "forward"), example_inputs(student, "forward"), dynamic, calibration)
 
+    @property
+    def text_encoder(self) -> nn.Module:
+        """The student's (unchanged) text encoder: its token table's rows size the example token ids."""
+        return self.student.text_encoder
+
     def train(self, mode: bool = True):
         """Only the flag: an exported graph refuses ``train()`` / ``eval()`` (it is always in eval)."""
         self.training = mode

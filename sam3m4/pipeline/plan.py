@@ -238,7 +238,7 @@ def write_plan(run: str, target_config: str, root: str = paths.REPORTS_ROOT) -> 
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     host = host_summary()
     lines = [f"# Real-run cost plan from the rehearsal (`{run}`), for `{target_config}`", "",
-             f"Measured by `make rehearse` on this {host} host (shared with other jobs), {when}; the teacher is a "
+             f"Measured by `make rehearse` on this {host} host, {when} (wall times; other load on the host is not recorded); the teacher is a "
              "full-size SAM 3 with **random weights** (shapes, memory, time and disk are real; accuracy is not). "
              "Figures scale the rehearsal's per-image / per-pair / per-frame / per-step costs linearly to "
              f"`dataset_size` of `{target_config}` (sizes as written there: assumptions until replaced by the counts of "
@@ -307,7 +307,7 @@ def record_measurements(run: str, m: dict, target_config: str, host: str, when: 
     says in its header that the run is a rehearsal with random teacher weights and lists the numbers."""
 
     store = ResultsStore(run, root=root)
-    where = f"make rehearse on this {host} host (shared with other jobs), {when}"
+    where = f"make rehearse on this {host} host, {when} (wall times; other load on the host is not recorded)"
     params = m["teacher"].get("detector_params")
     store.record(stage="rehearsal", subject="run", metric="teacher_weights",
                  value=f"random (full-size SAM 3, {params:,} detector parameters)" if params else "random",

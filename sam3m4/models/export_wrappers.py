@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from sam3m4.models.student import Student
-from sam3m4.models.text_encoder import PromptEmbedding
+from sam3m4.models.text_encoder import VOCAB_SIZE, PromptEmbedding
+from sam3m4.models.tokenizer import EOT_ID, SOT_ID
 from sam3m4.models.layers import key_padding_bias
 
 OUTPUT_NAMES = ("mask_logits", "query_logits", "boxes_xyxy", "presence_logit", "semantic_logits")
@@ -135,8 +136,8 @@ def example_inputs(model: Student, method: str, batch: int = 1) -> tuple[torch.T
     ids = torch.zeros(batch, t, dtype=torch.long)
     rows = model.text_encoder.token_embedding.num_embeddings
     # <start> token <end>, then padding 0; a restricted table (sam3m4.export.token_table.Vocabulary) holds sorted
-    # CLIP ids, so its last two rows are <start_of_text> 49406 and <end_of_text> 49407 and row 0 is the pad id
-    ids[:, :3] = torch.tensor([49406, 1000, 49407] if rows == 49408 else [rows - 2, 1, rows - 1])
+    # CLIP ids, so its last two rows are <start_of_text> and <end_of_text> (the two largest ids) and row 0 the pad
+    ids[:, :3] = torch.tensor([SOT_ID, 1000, EOT_ID] if rows == VOCAB_SIZE else [rows - 2, 1, rows - 1])
     mask = (ids != 0).long()  # (B, T)
     tokens = torch.randn(batch, t, d)
     fmask = mask.float()

@@ -48,7 +48,7 @@ from sam3m4.eval import saco
 from sam3m4.eval.image import evaluate_pairs
 from sam3m4.eval.saco_format import ImagePredictions, VideoPredictions, category_ids
 from sam3m4.eval.video import evaluate_videos
-from sam3m4.fileio import atomic_path
+from sam3m4.fileio import atomic_path, atomic_write_json
 from sam3m4.models.video import StudentTracker, benchmark_track
 from sam3m4.paths import (DISTILL_LOG_DIR, PHASE2_BEST, SYNTH_DATA, VIDEO_CACHE_DIR, VIDEO_DIR, VIDEO_EPOCHS,
                           VIDEO_METRICS, VIDEO_TEACHER_DIR)
@@ -247,6 +247,6 @@ def distill_video(ckpt: str | Path = PHASE2_BEST, teacher: str | Path = VIDEO_TE
                  provenance=f"{where}, {bench['threads']} thread(s), track step at {bench['image_size']} px, median of "
                             f"{bench['steps']} after {bench['warmup']} warm-up; host benchmark, not a device figure")
     results["host_track_ms_p50"] = bench["p50_ms"]
-    (out_dir / VIDEO_METRICS).write_text(json.dumps(results, indent=2, default=float))
+    atomic_write_json(out_dir / VIDEO_METRICS, results, indent=2, default=float)  # what `sam3m4 plan` reads
     print(json.dumps(results, indent=2, default=float))
     return results

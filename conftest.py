@@ -77,7 +77,9 @@ def pytest_configure(config):
     except ConfigError as err:
         raise pytest.UsageError(str(err)) from None
     run_dir = ROOT / "reports" / run
-    if not _is_worker(config):
+    if _writes_nothing(config) and getattr(config.option, "htmlpath", None):
+        config.option.htmlpath = None  # an explicit --html too: collecting is no run, so no page
+    elif not _is_worker(config) and not _writes_nothing(config):
         if hasattr(config.option, "htmlpath") and not config.option.htmlpath:
             config.option.htmlpath = str(run_dir / "acceptance.html")
             config.option.self_contained_html = True
@@ -85,6 +87,15 @@ def pytest_configure(config):
         if config.getoption("--fresh-results") and results.exists():
             os.replace(results, results.with_name("results.prev.jsonl"))
     targets_file(config)  # fail now, naming the file and the key, rather than in the first gate
+
+
+def _writes_nothing(config) -> bool:
+    """``--collect-only`` and ``--help`` (and ``--version``, ``--fixtures``, ``--markers``) run no test: nothing is
+    written under reports/ (no moved results, no page, no report)."""
+    opt = config.option
+    return bool(getattr(opt, "collectonly", False) or getattr(opt, "help", False) or getattr(opt, "version", False)
+                or getattr(opt, "showfixtures", False) or getattr(opt, "show_fixtures_per_test", False)
+                or getattr(opt, "markers", False))
 
 
 def targets_file(config):
@@ -142,19 +153,36 @@ def gate(request, results_store, targets):
         rec = gate(stage="stage3", subject="student/phase2", metric="miou_ratio", value=0.95,
                    target="student_miou_ratio", provenance="...")
         assert rec.passed, rec
+
+    The measurement is bound to its target (:func:`sam3m4.results.gating.check_binding`): a metric or unit that
+    is not the target's fails the test with one line naming both.
     """
+    return make_gate(results_store, targets, request.node, where=str(targets_file(request.config).path))
+
+
+@pytest.fixture(scope="session")
+def gate_factory():
+    """:func:`make_gate`, for tests that gate into a store of their own (the planted cases)."""
+    return make_gate
+
+
+def make_gate(store, targets, node=None, where="targets"):
+    """The ``gate`` callable over ``store`` and ``targets`` (planted cases use it with a store of their own); a
+    binding error or a missing target -> ``pytest.fail``; ``node``: the test whose HTML row shows the record."""
+    from sam3m4.errors import ConfigError
+    from sam3m4.results.gating import gate_record
 
     def _gate(*, stage, subject, metric, value, target=None, **fields):
-        if target is not None:
-            if target not in targets:
-                pytest.fail(f"{targets_file(request.config).path}: targets.{target}: missing (this gate needs it)")
-            t = targets[target]
-            fields.update(target=t.value, comparison=t.comparison, unit=fields.get("unit", t.unit))
-        rec = results_store.record(stage=stage, subject=subject, metric=metric, value=value, **fields)
-        request.node.user_properties.append(("sam3m4", {
-            "measured": f"{rec.subject} {rec.metric} = {_fmt(rec.value)} {rec.unit}".strip(),
-            "target": "" if rec.target is None else f"{rec.comparison} {rec.target:g}",
-            "provenance": rec.provenance}))
+        try:
+            rec = gate_record(store, targets, stage=stage, subject=subject, metric=metric, value=value,
+                              target=target, where=where, **fields)
+        except ConfigError as err:
+            pytest.fail(str(err), pytrace=False)
+        if node is not None:
+            node.user_properties.append(("sam3m4", {
+                "measured": f"{rec.subject} {rec.metric} = {_fmt(rec.value)} {rec.unit}".strip(),
+                "target": "" if rec.target is None else f"{rec.comparison} {rec.target:g}",
+                "provenance": rec.provenance}))
         return rec
 
     return _gate
@@ -198,7 +226,7 @@ def pytest_sessionfinish(session, exitstatus):
     """Render reports/<run>/report.md and its plots from the store once, on the controller (before pytest-html
     writes the page: its hook runs last)."""
     config = session.config
-    if _is_worker(config):
+    if _is_worker(config) or _writes_nothing(config):
         return
     run = config.getoption("--run")
     store = ROOT / "reports" / run / "results.jsonl"

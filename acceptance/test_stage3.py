@@ -11,6 +11,7 @@ once per cache); `--stage3-teacher DIR --stage3-student CKPT [--stage3-data ROOT
 from __future__ import annotations
 
 import pytest
+from outcomes import settle
 
 from sam3m4.data import SacoImageDataset
 from sam3m4.eval import saco
@@ -20,6 +21,7 @@ from sam3m4.eval.image import evaluate_pairs
 from sam3m4.eval.saco_format import ImagePredictions, category_ids
 from sam3m4.env import host_summary
 from sam3m4.results import schema
+from sam3m4.results.gating import ratio
 
 pytestmark = [pytest.mark.stage3, pytest.mark.slow]
 
@@ -75,15 +77,17 @@ def test_report_rows(scores, gate, results_store, model, subject):
 
 @pytest.mark.parametrize("metric, target", [(schema.MIOU, "student_miou_ratio"),
                                             (schema.PRESENCE_F1, "student_presence_f1_ratio")])
-def test_student_keeps_teacher_quality(scores, gate, metric, target):
+def test_student_keeps_teacher_quality(scores, gate, release, metric, target):
     teacher, student = scores["teacher"][0], scores["student"][0]
     value = lambda r: r.miou if metric == schema.MIOU else r.presence.f1  # noqa: E731
-    ratio = value(student) / max(value(teacher), 1e-9)
-    rec = gate(stage=schema.STAGE3, subject=schema.STUDENT_PHASE2, metric=f"{metric}_ratio", value=ratio, target=target,
+    r = ratio(value(student), value(teacher), what=f"teacher {metric}")
+    rec = gate(stage=schema.STAGE3, subject=schema.STUDENT_PHASE2, metric=f"{metric}_ratio", value=r.value,
+               target=target, outcome=r.outcome, note=r.reason,
                provenance=f"student / teacher {metric} on the same {student.num_pairs} val pairs; "
                           + scores["student"][1])
+    settle(rec, release=release, what=target, why=r.reason)  # a teacher scoring 0: not measurable, never a pass
     assert rec.passed, f"metric below gate: student {metric} {value(student):.4f} / teacher " \
-                       f"{value(teacher):.4f} = {ratio:.3f}, target {rec.comparison} {rec.target}"
+                       f"{value(teacher):.4f} = {r.value:.3f}, target {rec.comparison} {rec.target}"
 
 
 @pytest.mark.parametrize("model, subject", [("teacher", schema.TEACHER), ("student", schema.STUDENT_PHASE2)])
@@ -96,16 +100,15 @@ def test_official_image_metrics(official, gate, model, subject):
     assert values[schema.SACO_CGF1] == pytest.approx(values[schema.SACO_PMF1] * values[schema.SACO_IL_MCC], abs=1e-6)
 
 
-def test_student_keeps_teacher_cgf1(official, gate):
+def test_student_keeps_teacher_cgf1(official, gate, release):
     teacher, student = official["teacher"][0][schema.SACO_CGF1], official["student"][0][schema.SACO_CGF1]
-    if teacher <= 0:
-        pytest.fail(f"metric below gate: teacher cgF1 {teacher:.4f} <= 0, so student / teacher cgF1 is undefined")
-    ratio = student / teacher
-    rec = gate(stage=schema.STAGE3, subject=schema.STUDENT_PHASE2, metric=schema.SACO_CGF1_RATIO, value=ratio,
-               target="student_image_cgf1_ratio", provenance=f"student / teacher official image cgF1 on the same "
-                                                             f"pairs; {official['student'][1]}")
-    assert rec.passed, f"metric below gate: student cgF1 {student:.4f} / teacher cgF1 {teacher:.4f} = {ratio:.3f}, " \
-                       f"target {rec.comparison} {rec.target}"
+    r = ratio(student, teacher, what="teacher cgF1")
+    rec = gate(stage=schema.STAGE3, subject=schema.STUDENT_PHASE2, metric=schema.SACO_CGF1_RATIO, value=r.value,
+               target="student_image_cgf1_ratio", outcome=r.outcome, note=r.reason,
+               provenance=f"student / teacher official image cgF1 on the same pairs; {official['student'][1]}")
+    settle(rec, release=release, what="student_image_cgf1_ratio", why=r.reason)
+    assert rec.passed, f"metric below gate: student cgF1 {student:.4f} / teacher cgF1 {teacher:.4f} = " \
+                       f"{r.value:.3f}, target {rec.comparison} {rec.target}"
 
 
 @pytest.mark.parametrize("metric, target", [(schema.MIOU, "embedded_teacher_miou"),

@@ -251,7 +251,7 @@ def _measure_on_host(result, student, tracker, record: Callable, subject: str, r
             put(metric=f"{schema.MASK_IOU}/{method}", value=c.mask_iou, unit=schema.FRACTION,
                 provenance=f"{how}; IoU of mask_logits > 0 over {c.iou_queries}")
         worst = max(c.max_abs_err, key=c.max_abs_err.get)
-        put(metric=f"max_abs_error/{method}", value=c.max_abs_err[worst],
+        put(metric=schema.max_abs_error(method), value=c.max_abs_err[worst],
             provenance=f"{how}; worst output {worst} (its max |eager| {c.ref_max_abs[worst]:.3g})")
     image = runtime.benchmark_pte(result.path, "forward", student, tracker=tracker, runs=runs, threads=1)
     put(metric=schema.HOST_IMAGE_LATENCY_MS, value=image["p50_ms"], unit=schema.MS,

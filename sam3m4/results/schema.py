@@ -83,6 +83,8 @@ SIZE_MB, COMPRESSION, AVG_MS, MIOU_DROP, TRACK_FPS = "size_mb", "compression", "
 CRITERION_MET, CHOSEN_MODE, QAT = "criterion_met", "chosen_mode", "qat"
 EXPORT_OK, PTE_MB, NPU_PERCENT, CPU_DELEGATION_PERCENT = "export_ok", "pte_mb", "npu_percent", "cpu_delegation_percent"
 ANE_PERCENT, DELEGATED_PERCENT, MASK_IOU = "ane_percent", "delegated_percent", "mask_iou"
+MAX_ABS_ERROR = "max_abs_error"
+PTE_METHODS = ("encode_text", "forward", "track")  # the methods of a deployable .pte (track: a tracker's only)
 HOST_IMAGE_LATENCY_MS, HOST_IMAGE_LATENCY_P90_MS = "host_image_latency_ms", "host_image_latency_p90_ms"
 HOST_VIDEO_FPS, IMAGE_LATENCY_MS, VIDEO_FPS = "host_video_fps", "image_latency_ms", "video_fps"
 MANIFEST, PROMPTS, INDEX_HTML, VERDICT, CHECKLIST = "manifest", "prompts", "index_html", "verdict", "checklist"
@@ -115,6 +117,7 @@ METRICS = _metrics(
     (CPU_DELEGATION_PERCENT, PERCENT, "compute ops inside the XNNPACK delegate"),
     (ANE_PERCENT, PERCENT, "ops MLComputePlan places on the ANE"), (DELEGATED_PERCENT, PERCENT, "bench: delegated ops"),
     (MASK_IOU, FRACTION, "runtime vs eager mask IoU"),
+    (MAX_ABS_ERROR, TEXT, "runtime vs eager max |error| of a method's worst output (in that output's own units)"),
     (HOST_IMAGE_LATENCY_MS, MS, "host runtime image latency p50"),
     (HOST_IMAGE_LATENCY_P90_MS, MS, "host runtime image latency p90"),
     (HOST_VIDEO_FPS, FPS, "host runtime track rate"),
@@ -135,6 +138,12 @@ BUILT_NAMES = {DRY_RUN_LOG: 'f"{mode}_log" in sam3m4/storage/cli.py',
                APPLY_LOG: 'f"{mode}_log" in sam3m4/storage/cli.py',
                MIOU_RATIO: 'f"{metric}_ratio" in acceptance/test_stage3.py',
                PRESENCE_F1_RATIO: 'f"{metric}_ratio" in acceptance/test_stage3.py'}
+
+
+def max_abs_error(method: str) -> str:
+    """``max_abs_error/<method>``: a ``.pte`` method's worst output against eager (one target per method)."""
+    return f"{MAX_ABS_ERROR}/{method}"
+
 
 # --- outcomes --------------------------------------------------------------------------------------------------
 # a record with no value says why in its ``outcome`` field (read by the gates and the release matrix)

@@ -37,7 +37,10 @@ def test_job_runs_its_script(jobs, backend):
     assert script.is_file(), script
     text = script.read_text(encoding="utf-8")
     assert text.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in text
-    assert os.access(script, os.X_OK) or shutil.which("bash"), f"{script}: neither executable nor bash-runnable"
+    mode = subprocess.run(["git", "ls-files", "-s", str(script.relative_to(ROOT))], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30).stdout.split()[:1] if shutil.which("git") else []
+    assert mode in ([], ["100755"]), f"{script}: committed without the executable bit ({mode})"  # [] : not in git
+    assert os.access(script, os.X_OK), f"{script}: not executable in this checkout"
     if shutil.which("bash"):
         for path in (script, ROOT / "tooling" / "ci" / "_stage5.sh"):
             check = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, timeout=30)

@@ -95,8 +95,9 @@ def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(base, tmp_path, mo
 
 def test_benchmark_cache_reports_ratio(base, tmp_path, capsys):
     res = recipe.benchmark_cache(_cfg(base, tmp_path, "train_limit=16", "batch_size=4", "benchmark_steps=1"))
-    assert res["cache_s_per_step"] > 0 and res["live_s_per_step"] > 0 and res["live_over_cache"] > 0
-    assert "live / cache =" in capsys.readouterr().out
+    assert res["cache_s_per_step"] > 0 and res["live_s_per_step"] > 0
+    assert res["live_over_cache"] == pytest.approx(res["live_s_per_step"] / res["cache_s_per_step"], abs=0.005)
+    assert f"live / cache = {res['live_over_cache']}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", ["distill_phase1.yaml", "distill_phase2.yaml"])

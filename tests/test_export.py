@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from sam3m4.export.delegation import count_delegation
-from sam3m4.export.export import export_pte
+from sam3m4.export.export import export_pte, records
 from sam3m4.export.flows import FLOWS, QNN_NOT_FOUND, get_flow
 from sam3m4.models import build_student
 from sam3m4.models.video import StudentTracker
@@ -169,8 +169,12 @@ def test_coreml_fp16_lowers_and_reports_npu_coverage(tmp_path):
     r = export_pte(model, backend="coreml", mode="fp16", out_dir=tmp_path, model_name="tiny", methods=["forward"])
     assert r.ok, (r.failed_stage, r.error)
     assert r.path.is_file() and r.path.name == "tiny_coreml_fp16.pte" and r.is_npu
-    assert r.delegation["forward"].delegated > 0 and 0 <= r.coverage <= 1
+    assert r.delegation["forward"].delegated > 0
     assert all(d.total == d.delegated + sum(d.non_delegated_ops.values()) for d in r.delegation.values())
+    d = r.delegation["forward"]  # one method: coverage is its delegated share, and the record says it in percent
+    assert r.coverage == pytest.approx(d.delegated / d.total)
+    npu = next(x for x in records(r) if x["metric"] == "npu_percent")
+    assert npu["value"] == pytest.approx(100 * d.delegated / d.total)
     from sam3m4.export.ane import ComputePlanUnavailable, ane_share, compute_plan_available, coreml_partitions
 
     parts = coreml_partitions(r.path, tmp_path / "mlpackages")  # ExecuTorch's extractor, any OS

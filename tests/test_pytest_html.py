@@ -70,3 +70,35 @@ def test_gates_use_sam3m4_targets_and_a_broken_file_stops_the_session(tmp_path):
     assert out.returncode == 4, out.stdout + out.stderr  # pytest's usage error: no test ran
     assert f"ERROR: {planted}: targets.pte_size_mb.colour: unknown key" in out.stderr, out.stderr
     assert not (tmp_path / "reports" / "broken" / "results.jsonl").exists()
+
+
+def _tree(folder: Path) -> dict:
+    """Every file under ``folder`` with its bytes (empty when the folder does not exist)."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_collecting_and_help_write_nothing_under_reports(tmp_path):
+    assert _session(tmp_path, "--run", "probe").returncode == 0  # a real run: results, page, report, plots
+    before = _tree(tmp_path / "reports")
+    assert (Path("probe") / "report.md") in before and (Path("probe") / "results.jsonl") in before
+    for args in (["--collect-only", "--fresh-results", "--html", "reports/probe/x.html"], ["--help"]):
+        out = _session(tmp_path, "--run", "probe", *args)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert _tree(tmp_path / "reports") == before, args  # not re-rendered, not moved aside, no new page
+
+
+BOUND_TEST = '''
+def test_wrong_target(gate):
+    gate(stage="stage5", subject="coreml/int4", metric="pte_mb", value=70.0, target="image_latency_ms",
+         provenance="a size offered to a latency target")
+'''
+
+
+def test_a_measurement_offered_to_another_metrics_target_fails_the_test_in_one_line(tmp_path):
+    _session(tmp_path, "--collect-only")  # sets up the folder
+    (tmp_path / "test_probe.py").write_text(BOUND_TEST)
+    out = _session(tmp_path, "--run", "bound")
+    assert out.returncode == 1, out.stdout + out.stderr
+    line = next(x for x in out.stdout.splitlines() if "targets.image_latency_ms: judges metric" in x)
+    assert "'image_latency_ms' (ms)" in line and "coreml/int4 pte_mb" in line
+    assert not (tmp_path / "reports" / "bound" / "results.jsonl").exists()  # refused: nothing recorded

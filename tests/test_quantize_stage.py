@@ -69,3 +69,22 @@ def test_bad_arguments_name_the_flag_before_anything_loads(tmp_path):
         stage.quantize_compare(tmp_path / "no.pt", out_dir=tmp_path, qat="sometimes")
     with pytest.raises(stage.ConfigError, match="no such checkpoint"):
         stage.quantize_mode(tmp_path / "no.pt", "int4", out_dir=tmp_path)
+
+
+def test_the_real_measure_records_the_score_of_the_model_it_saved(ckpt, tmp_path):
+    """No mock: ``quantize_mode`` scores with the real ``compare.measure``; the recorded mIoU / Presence F1 must be
+    those of the saved model, reloaded from disk and scored here on the same pairs through the predictor."""
+    from sam3m4.data import SacoImageDataset
+    from sam3m4.eval.image import evaluate_pairs
+    from sam3m4.predict import Predictor
+    from sam3m4.quantize.storage import load_quantized
+
+    store = ResultsStore("t", root=tmp_path / "reports")
+    r = stage.quantize_mode(ckpt, "int4", out_dir=tmp_path / "q", num_val=4, store=store, progress=False, echo=None)
+    model, meta = load_quantized(r.path)
+    val = SacoImageDataset(ROOT / "fixtures" / "synth" / "saco_image" / "val.json")
+    again = evaluate_pairs(val, Predictor(model), num=4, progress=False)
+    by = {x.metric: x for x in store.records() if x.subject == "int4"}
+    assert meta["mode"] == "int4" and again.num_pairs == 4
+    assert by[schema.MIOU].value == pytest.approx(again.miou, abs=1e-6)
+    assert by[schema.PRESENCE_F1].value == pytest.approx(again.presence.f1, abs=1e-6)

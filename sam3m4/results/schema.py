@@ -137,7 +137,8 @@ METRICS = _metrics(
 BUILT_NAMES = {DRY_RUN_LOG: 'f"{mode}_log" in sam3m4/storage/cli.py',
                APPLY_LOG: 'f"{mode}_log" in sam3m4/storage/cli.py',
                MIOU_RATIO: 'f"{metric}_ratio" in acceptance/test_stage3.py',
-               PRESENCE_F1_RATIO: 'f"{metric}_ratio" in acceptance/test_stage3.py'}
+               PRESENCE_F1_RATIO: 'f"{metric}_ratio" in acceptance/test_stage3.py',
+               MAX_ABS_ERROR: "max_abs_error(method) (below) in sam3m4/export/case.py"}
 
 
 def max_abs_error(method: str) -> str:

@@ -19,6 +19,7 @@ from sam3m4.report.plots import PLOTS, write_plots
 from sam3m4.report.release import (FAIL, GO, NO_GO, NOT_MEASURED, PASS, SPAN, UNSUPPORTED, build_matrix,
                                    release_matrix)
 from sam3m4.results import Record, ResultsStore, load_targets
+from sam3m4.results.schema import PTE_METHODS
 from sam3m4.results.store import NOT_MEASURABLE
 from sam3m4.results.store import UNSUPPORTED as UNSUPPORTED_OUTCOME
 
@@ -102,9 +103,19 @@ def test_go_when_every_cell_passes_or_is_unsupported():
                     "npu_percent", 97.0), _rec("stage5", f"{platform}/{backend}/{mode}", "image_latency_ms", 41.0),
                     _rec("stage5", f"{platform}/{backend}/{mode}", "video_fps", 24.0)]
     records += [_rec("stage5", "xnnpack/int8_int4", "mask_iou/forward", 0.99),
+                _rec("stage5", "xnnpack/int8_int4", "max_abs_error/encode_text", 0.03),
+                _rec("stage5", "xnnpack/int8_int4", "max_abs_error/forward", 0.3),
                 _rec("stage5", "xnnpack/int8_int4", "host_image_latency_ms", 30.0)]
     m = build_matrix(records, targets, run="r")
-    assert m.verdict == GO and m.count(FAIL) == m.count(NOT_MEASURED) == 0 and m.count(UNSUPPORTED) == 5
+    # unsupported: NPU coverage on XNNPACK; the XNNPACK-only gates (mask IoU, host latency, max |error| per method)
+    # in the 2 NPU columns; `track` of an image-only .pte
+    unsupported = 1 + 2 * (2 + len(PTE_METHODS)) + 1
+    assert m.verdict == GO and m.count(FAIL) == m.count(NOT_MEASURED) == 0 and m.count(UNSUPPORTED) == unsupported
+    track = next(r for r in m.rows if r.gate == "xnnpack_max_abs_error_track").cells["xnnpack"]
+    assert track.status == UNSUPPORTED and "no `track` method" in track.reason
+    wrong = build_matrix(records + [_rec("stage5", "xnnpack/int8_int4", "max_abs_error/forward", 9.0)], targets,
+                         run="r")
+    assert wrong.verdict == NO_GO and "max |error| (forward)" in wrong.blocking()[0].label
     slow = build_matrix(records + [_rec("stage5", "ios/coreml/int4", "image_latency_ms", 140.0)], targets, run="r")
     assert slow.verdict == NO_GO and [b.label for b in slow.blocking()] == [
         "Stage 5 on-device image latency (iOS Core ML): 140.0 ms, target < 100 ms"]

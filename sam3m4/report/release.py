@@ -186,6 +186,9 @@ class _Gate:
     """A failed / impossible export of the column decides the cell when no record does."""
     on_device: bool = False
     """Measured on a phone (``sam3m4 device import``), not on the host."""
+    absent: Callable[["_Records", Column, str], str | None] | None = None
+    """When no record is found: (records, column, its mode) -> why the gate does not apply to this ``.pte`` (the
+    cell is then :data:`UNSUPPORTED`), or None (not measured)."""
 
 
 class _Records:
@@ -210,6 +213,16 @@ def _stage5(*metrics: str):
     def find(recs: _Records, col: Column, mode: str) -> tuple[Record | None, str]:
         return recs.first(schema.STAGE5, f"{col.key}/{mode}", *metrics), ""
     return find
+
+
+def _method_absent(method: str):
+    """A per-method numerics gate of a ``.pte`` whose other methods were checked but not ``method`` (an image-only
+    student has no ``track``): the gate does not apply to it."""
+    def absent(recs: _Records, col: Column, mode: str) -> str | None:
+        checked = [m for m in schema.PTE_METHODS
+                   if recs.get(schema.STAGE5, f"{col.key}/{mode}", schema.max_abs_error(m)) is not None]
+        return f"the .pte has no `{method}` method (checked: {', '.join(checked)})" if checked else None
+    return absent
 
 
 def _on_device(metric: str):
@@ -255,6 +268,11 @@ GATES = (
           applies=("coreml", "qnn"), why_not="a CPU backend: no NPU"),
     _Gate("Stage 5", "xnnpack_mask_iou", ".pte vs eager mask IoU", find=_stage5(schema.MASK_IOU, "mask_iou/forward"),
           applies=("xnnpack",), why_not="numerics are checked where the .pte runs: the host XNNPACK reference"),
+    *(_Gate("Stage 5", f"xnnpack_max_abs_error_{method}", f".pte vs eager max |error| ({method})",
+            find=_stage5(schema.max_abs_error(method)), applies=("xnnpack",),
+            why_not="numerics are checked where the .pte runs: the host XNNPACK reference",
+            absent=_method_absent(method))
+      for method in schema.PTE_METHODS),
     _Gate("Stage 5", "host_xnnpack_latency_ms", "host image latency p50", find=_stage5(schema.HOST_IMAGE_LATENCY_MS),
           applies=("xnnpack",), why_not="a gate of the host XNNPACK reference"),
     _Gate("Stage 5", "image_latency_ms", "on-device image latency", find=_on_device(schema.IMAGE_LATENCY_MS),
@@ -346,6 +364,8 @@ def _column_cell(gate: _Gate, recs: _Records, col: Column, mode: str | None, tar
     failed_export = _export_cell(recs, col, mode) if gate.after_export else None
     if failed_export is not None and (cell is None or cell.value is None and cell.status != FAIL):
         return failed_export
+    if cell is None and gate.absent is not None and (why := gate.absent(recs, col, mode)):
+        return Cell(UNSUPPORTED, subject=f"{col.key}/{mode}", reason=why)
     if cell is None:
         subject = (f"{col.platform}/{col.key}/{mode}" if gate.on_device else mode if gate.stage == "Stage 4"
                    else f"{col.key}/{mode}")

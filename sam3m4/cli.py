@@ -16,6 +16,8 @@ import sys
 
 from sam3m4 import __version__
 from sam3m4.errors import Sam3m4Error
+from sam3m4.flags import check_ranges
+from sam3m4.flags import install as install_ranges
 
 # name -> (module with add_arguments(parser) and run(args), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -60,6 +62,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         module = importlib.import_module(module_name)
         cmd = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip().split("\n")[0])
         module.add_arguments(cmd)
+        install_ranges(cmd)  # each numeric flag's declared range, checked by main before the command runs
     return parser
 
 
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         from sam3m4.config import resolve_args
 
         args = resolve_args(args)  # --config FILE and key=value of the flag-based commands (flags win)
+        check_ranges(args)  # every numeric flag in its range before any data is read or file written
         if getattr(args, "run", None) is not None:  # every command's --run names a folder under reports/
             from sam3m4.results.runs import check_run_name
 

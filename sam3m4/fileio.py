@@ -12,14 +12,17 @@ and the pipeline's artifact listing recognise and skip). The lowest layer: it im
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "atomic_write_json", "temporary_name"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "atomic_write_json", "temporary_name",
+           "check_regular_file", "read_regular_bytes"]
 
 
 def temporary_name(path: Path) -> Path:
@@ -68,3 +71,27 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, fsync: bool = False
 def atomic_write_json(path: str | os.PathLike, obj, *, newline: bool = False, **dumps) -> Path:
     """``json.dumps(obj, **dumps)`` (plus a final newline when ``newline``) written atomically to ``path``."""
     return atomic_write_text(path, json.dumps(obj, **dumps) + ("\n" if newline else ""))
+
+
+# --- reading: regular files only ------------------------------------------------------------------------------
+def check_regular_file(path: str | os.PathLike) -> Path:
+    """``path`` when it is a regular file (after symlinks); a FIFO, socket, device or folder -> ``OSError``
+    (EINVAL, "not a regular file"): opening a FIFO blocks until someone writes to it, a device never ends. A
+    missing file -> the usual FileNotFoundError. Call it before ``open``."""
+    path = Path(path)
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a special file"
+        raise OSError(errno.EINVAL, f"not a regular file ({kind})", str(path))
+    return path
+
+
+def read_regular_bytes(path: str | os.PathLike, limit: int | None = None) -> bytes:
+    """The bytes of the regular file ``path`` (:func:`check_regular_file`); more than ``limit`` bytes ->
+    ``OSError`` (EFBIG) naming the file, read no further than ``limit + 1`` bytes."""
+    path = check_regular_file(path)
+    with open(path, "rb") as fh:
+        data = fh.read() if limit is None else fh.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+    return data

@@ -22,6 +22,7 @@ import numpy as np
 
 from sam3m4.checkpoint import load_checkpoint, load_model_state
 from sam3m4.errors import ConfigError, DataFormatError
+from sam3m4.flags import ranged
 from sam3m4.models import build_student
 from sam3m4.models.build import PRESETS
 from sam3m4.models.preprocess import to_pixels
@@ -132,7 +133,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", required=True, type=Path, nargs="+", help="image file(s) (JPEG, PNG, ...)")
     parser.add_argument("--prompt", required=True, help='noun phrase, e.g. "red circle"')
     parser.add_argument("--out", required=True, type=Path, help="output folder for masks and overlays")
-    parser.add_argument("--threshold", type=float, default=0.5, help="score threshold for kept detections")
+    ranged(parser.add_argument("--threshold", type=float, default=0.5,
+                               help="score threshold for kept detections"), 0, 1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     parser.set_defaults(func=run)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from sam3m4.flags import ranged
 from sam3m4.paths import REPORTS_ROOT
 
 
@@ -21,9 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare", default=None, metavar="BASELINE",
                         help="also compare with run BASELINE: every metric of both, the change, regressions "
                              "flagged (reports/<run>/compare_<BASELINE>.md)")
-    parser.add_argument("--tolerance", type=float, default=0.05,
+    ranged(parser.add_argument("--tolerance", type=float, default=0.05,
                         help="--compare: relative change for the worse flagged as a regression, for metrics whose "
-                             "target has no regression_tolerance (default 0.05 = 5%%)")
+                             "target has no regression_tolerance (default 0.05 = 5%%)"), 0)
     parser.add_argument("--regression-gate", action="store_true",
                         help="--compare: exit 1 when a gate whose target has a regression_tolerance is worse than "
                              "the baseline by more than it")

@@ -11,6 +11,7 @@ line, ``sam3m4: error: <what is wrong>``, and exits 2; ``--debug`` shows the tra
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 
@@ -75,16 +76,18 @@ def main(argv: list[str] | None = None) -> int:
 
         args = resolve_args(args)  # --config FILE and key=value of the flag-based commands (flags win)
         check_ranges(args)  # every numeric flag in its range before any data is read or file written
-        if getattr(args, "run", None) is not None:  # every command's --run names a folder under reports/
-            from sam3m4.results.runs import check_run_name
+        with contextlib.ExitStack() as held:
+            if getattr(args, "run", None) is not None:  # every command's --run names a folder under reports/
+                from sam3m4.results.runs import check_run_name
+                from sam3m4.runlock import run_name_lock
 
-            check_run_name(args.run, "--run")
-        if args.command in TRAINING_COMMANDS:  # `sam3m4 prune --apply` refuses while this is held
-            from sam3m4.runlock import run_lock
+                check_run_name(args.run, "--run")
+                if not getattr(args, "dry_run", False):  # a second writer of this run is refused, naming the first
+                    held.enter_context(run_name_lock(args.run, "sam3m4 " + " ".join(argv)))
+            if args.command in TRAINING_COMMANDS:  # `sam3m4 prune --apply` refuses while this is held
+                from sam3m4.runlock import run_lock
 
-            with run_lock(".", name="sam3m4 " + " ".join(argv)):
-                result = args.func(args)
-        else:
+                held.enter_context(run_lock(".", name="sam3m4 " + " ".join(argv)))
             result = args.func(args)
     except KeyboardInterrupt:
         print("sam3m4: interrupted", file=sys.stderr)

@@ -6,7 +6,7 @@
 
 :func:`sam3m4.cli.main` calls :func:`check_ranges` on the parsed arguments after ``--config`` / ``key=value``
 were resolved and before the command's function runs, so a bad value never reaches the data, a cache or a
-checkpoint: ``--steps -5: must be >= 1`` (one line, exit 2). Every float flag must also be finite (argparse's
+checkpoint: ``--steps: must be >= 1 (got -5)`` (one line, exit 2). Every float flag must also be finite (argparse's
 ``float`` takes ``nan`` and ``inf``). A flag left at ``None`` (its "not given" default) is not checked.
 :func:`declared_ranges` lists what a parser declares, so a test can require a range on every numeric flag.
 """
@@ -82,12 +82,12 @@ def install(parser: argparse.ArgumentParser) -> None:
 
 
 def check_ranges(args: argparse.Namespace) -> argparse.Namespace:
-    """Raise a one-line ConfigError (``--steps -5: must be >= 1``) for the first flag out of its range."""
+    """Raise a one-line ConfigError (``--steps: must be >= 1 (got -5)``) for the first flag out of its range."""
     for dest, rule in (getattr(args, DEST, None) or {}).items():
         value = getattr(args, dest, None)
         if value is None:
             continue
         problem = rule.problem(value)
         if problem:
-            raise ConfigError(f"{rule.flag} {value!r}: {problem}")
+            raise ConfigError(f"{rule.flag}: {problem} (got {value!r})")
     return args

@@ -63,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(format_comparison(comparison), end="")
     print(f"wrote {write_comparison(comparison, root=args.root)}")
-    if args.regression_gate and comparison.gate_failures:
-        names = ", ".join(f"{c.subject} {c.metric}" for c in comparison.gate_failures)
-        print(f"sam3m4 report: regression gate failed vs {args.compare}: {names}")
+    if args.regression_gate and not comparison.gate_passed:
+        print(f"sam3m4 report: regression gate failed vs {args.compare}: {'; '.join(comparison.gate_reasons)}")
         return 1
     return 0

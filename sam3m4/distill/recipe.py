@@ -44,6 +44,7 @@ from sam3m4.distill.runtime import (amp_dtype, autocast, barrier, init_distribut
                                     seed_everything)
 from sam3m4.distill.visualise import visualise_features, visualise_pairs
 from sam3m4.errors import ConfigError, Sam3m4Error, TrainingDiverged
+from sam3m4.fileio import atomic_write_json
 from sam3m4.models import build_student
 from sam3m4.models.pretrained import init_backbone
 from sam3m4.results.runs import check_run_name
@@ -531,7 +532,7 @@ def main(cfg: dict) -> dict:
     if run.rank == 0:
         out = Path(cfg["log_dir"]) / paths.phase_summary_name(cfg["phase"])
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(summary, indent=2, default=str))
+        atomic_write_json(out, summary, indent=2, default=str)
         if cfg["results_run"] and metrics:
             record_results(cfg["results_run"], f"student/phase{cfg['phase']}", metrics, str(run.last_checkpoint),
                              f"{run.device} x{run.world}, torch {torch.__version__}, teacher {cfg['teacher']}")

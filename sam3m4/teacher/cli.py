@@ -88,8 +88,9 @@ def check_video_args(args: argparse.Namespace) -> None:
 
 
 def run_video(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
+
+    from sam3m4.fileio import atomic_write_json
 
     check_video_args(args)
     import torch
@@ -109,6 +110,6 @@ def run_video(args: argparse.Namespace) -> int:
         teacher.model.save_pretrained(out)
     jf = evaluate_videos(SacoVideoDataset(saco / "val.json"), teacher)
     result.update(val_jf=jf.jf_mean, val_j=jf.j_mean, val_f=jf.f_mean, val_objects=jf.num_objects)
-    (out / VIDEO_METRICS).write_text(json.dumps(result, indent=2))
+    atomic_write_json(out / VIDEO_METRICS, result, indent=2)
     print(json.dumps(result, indent=2))
     return 0

@@ -88,6 +88,7 @@ def check_video_args(args: argparse.Namespace) -> None:
 
 
 def run_video(args: argparse.Namespace) -> int:
+    import json
     from pathlib import Path
 
     from sam3m4.fileio import atomic_write_json

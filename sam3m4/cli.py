@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 check_run_name(args.run, "--run")
                 if not getattr(args, "dry_run", False):  # a second writer of this run is refused, naming the first
-                    held.enter_context(run_name_lock(args.run, "sam3m4 " + " ".join(argv)))
+                    held.enter_context(run_name_lock(args.run, "sam3m4 " + " ".join(argv), _reports_dir(args)))
             if args.command in TRAINING_COMMANDS:  # `sam3m4 prune --apply` refuses while this is held
                 from sam3m4.runlock import run_lock
 
@@ -104,6 +104,19 @@ def main(argv: list[str] | None = None) -> int:
               "traceback)", file=sys.stderr)
         return 1
     return int(result or 0)
+
+
+def _reports_dir(args: argparse.Namespace):
+    """The reports folder a command with ``--run`` writes to: ``<--root>/reports`` for prune (its --root is the
+    project), ``--root`` for the commands whose --root is the reports folder, else None (the project's)."""
+    from pathlib import Path
+
+    from sam3m4.paths import REPORTS_ROOT
+
+    root = getattr(args, "root", None)
+    if root is None:
+        return None
+    return Path(root) / REPORTS_ROOT if args.command == "prune" else Path(root)
 
 
 def _one_line(err: BaseException) -> str:

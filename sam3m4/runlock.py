@@ -120,9 +120,9 @@ def run_lock(root: str | os.PathLike = ".", name: str = "", timeout: float = 0) 
 RUN_ENV = "SAM3M4_RUN_NAME_LOCKS"  # the run-name locks held by this process's ancestors (os.pathsep-joined)
 
 
-def run_name_lock_path(run: str, root: str | os.PathLike | None = None) -> Path:
-    """``<project root>/reports/.<run>.lock``: the lock of run ``run`` (beside its folder, not in it)."""
-    return Path(root if root is not None else project_root()) / REPORTS_ROOT / f".{run}.lock"
+def run_name_lock_path(run: str, reports: str | os.PathLike | None = None) -> Path:
+    """``<reports>/.<run>.lock`` (default ``<project root>/reports``): the lock of run ``run``, beside its folder."""
+    return Path(reports if reports is not None else project_root() / REPORTS_ROOT) / f".{run}.lock"
 
 
 def _read_holder(path: Path) -> dict | None:
@@ -141,7 +141,7 @@ def _describe_run(run: str, info: dict | None, path: Path) -> str:
 
 
 @contextlib.contextmanager
-def run_name_lock(run: str, command: str = "", root: str | os.PathLike | None = None) -> Iterator[dict | None]:
+def run_name_lock(run: str, command: str = "", reports: str | os.PathLike | None = None) -> Iterator[dict | None]:
     """Hold run ``run``'s lock for the ``with`` block: the first command that writes ``reports/<run>/`` (a
     pipeline, an eval, a prune, a report, a device import...) holds it, a second is refused at once with a
     :class:`RunLockedError` naming the holder (pid, host, start time, command).
@@ -151,14 +151,14 @@ def run_name_lock(run: str, command: str = "", root: str | os.PathLike | None = 
     Child processes of the holder (the pipeline's stages) inherit :data:`RUN_ENV` and pass through; so do DDP
     ranks > 0.
     """
-    path = run_name_lock_path(run, root)
+    path = run_name_lock_path(run, reports)
     key = str(path.resolve() if path.parent.exists() else path.absolute())
     held = [p for p in os.environ.get(RUN_ENV, "").split(os.pathsep) if p]
-    if os.environ.get("RANK", "0") not in ("", "0") or key in held:
-        yield None
-        return
+    if os.environ.get("RANK", "0") not in ("", "0") or key in held or not path.parent.parent.is_dir():
+        yield None  # a nested holder, a DDP rank > 0, or a reports folder whose parent is missing (the command's
+        return      # own check names the bad --root before anything is written)
     made_dir = not path.parent.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(exist_ok=True)
     key = str(path.resolve())
     info = {"pid": os.getpid(), "run": run, "host": socket.gethostname(),
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -203,11 +203,11 @@ def _take(path: Path, run: str) -> int:
     raise RunLockedError(f"cannot start: {path}: the lock keeps changing hands; try again")
 
 
-def run_name_holder(run: str, root: str | os.PathLike | None = None) -> dict | None:
+def run_name_holder(run: str, reports: str | os.PathLike | None = None) -> dict | None:
     """The holder's info while a live process holds run ``run``'s lock, else None."""
     import fcntl
 
-    path = run_name_lock_path(run, root)
+    path = run_name_lock_path(run, reports)
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:

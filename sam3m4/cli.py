@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 check_run_name(args.run, "--run")
                 if not getattr(args, "dry_run", False):  # a second writer of this run is refused, naming the first
-                    held.enter_context(run_name_lock(args.run, "sam3m4 " + " ".join(argv), _reports_dir(args)))
+                    reports = _reports_dir(args)  # a --root's reports folder is not created here
+                    held.enter_context(run_name_lock(args.run, "sam3m4 " + " ".join(argv), reports, reports is None))
             if args.command in TRAINING_COMMANDS:  # `sam3m4 prune --apply` refuses while this is held
                 from sam3m4.runlock import run_lock
 

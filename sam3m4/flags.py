@@ -6,7 +6,7 @@
 
 :func:`sam3m4.cli.main` calls :func:`check_ranges` on the parsed arguments after ``--config`` / ``key=value``
 were resolved and before the command's function runs, so a bad value never reaches the data, a cache or a
-checkpoint: ``--steps: must be >= 1 (got -5)`` (one line, exit 2). Every float flag must also be finite (argparse's
+checkpoint: ``--steps -5: must be >= 1`` (one line, exit 2). Every float flag must also be finite (argparse's
 ``float`` takes ``nan`` and ``inf``). A flag left at ``None`` (its "not given" default) is not checked.
 :func:`declared_ranges` lists what a parser declares, so a test can require a range on every numeric flag.
 """
@@ -36,24 +36,31 @@ class Range:
     below_maximum: bool = False  # True: value < maximum (a fraction in [0, 1))
     above_minimum: bool = False  # True: value > minimum (a learning rate)
 
+    def wanted(self) -> str:
+        """The range in words: ``>= 1``, ``in [0, 1)``, ``a positive number``, ``0 or in [32, 2048]``."""
+        zero = "0 or " if self.zero_ok else ""
+        if self.minimum is not None and self.maximum is not None:
+            return f"{zero}in [{self.minimum:g}, {self.maximum:g}{')' if self.below_maximum else ']'}"
+        if self.minimum is not None:
+            if self.above_minimum:
+                return f"{zero}a positive number" if self.minimum == 0 else f"{zero}> {self.minimum:g}"
+            return f"{zero}>= {self.minimum:g}"
+        if self.maximum is not None:
+            return f"{zero}{'<' if self.below_maximum else '<='} {self.maximum:g}"
+        return "a finite number"
+
     def problem(self, value) -> str | None:
         """Why ``value`` is out of range (``must be >= 1``), or None when it is fine."""
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"must be a number, got {type(value).__name__}"
         if isinstance(value, float) and not math.isfinite(value):
-            return "must be a finite number"
+            want = self.wanted()
+            return f"must be {want}" + ("" if want.startswith("a ") else " (a finite number)")
         if self.zero_ok and value == 0:
             return None
         low = self.minimum is not None and (value <= self.minimum if self.above_minimum else value < self.minimum)
         high = self.maximum is not None and (value >= self.maximum if self.below_maximum else value > self.maximum)
-        if not (low or high):
-            return None
-        upper = "" if self.maximum is None else f"< {self.maximum:g}" if self.below_maximum else f"<= {self.maximum:g}"
-        zero = "0 or " if self.zero_ok else ""
-        if self.minimum is not None and self.maximum is not None:
-            return f"must be {zero}in [{self.minimum:g}, {self.maximum:g}{')' if self.below_maximum else ']'}"
-        lower = f"> {self.minimum:g}" if self.above_minimum else f">= {self.minimum:g}"
-        return f"must be {zero}{lower}" if self.minimum is not None else f"must be {upper}"
+        return f"must be {self.wanted()}" if low or high else None
 
 
 def ranged(action: argparse.Action, minimum: float | None = None, maximum: float | None = None, *,
@@ -82,12 +89,12 @@ def install(parser: argparse.ArgumentParser) -> None:
 
 
 def check_ranges(args: argparse.Namespace) -> argparse.Namespace:
-    """Raise a one-line ConfigError (``--steps: must be >= 1 (got -5)``) for the first flag out of its range."""
+    """Raise a one-line ConfigError (``--steps -5: must be >= 1``) for the first flag out of its range."""
     for dest, rule in (getattr(args, DEST, None) or {}).items():
         value = getattr(args, dest, None)
         if value is None:
             continue
         problem = rule.problem(value)
         if problem:
-            raise ConfigError(f"{rule.flag}: {problem} (got {value!r})")
+            raise ConfigError(f"{rule.flag} {value}: {problem}")
     return args

@@ -141,7 +141,8 @@ def _describe_run(run: str, info: dict | None, path: Path) -> str:
 
 
 @contextlib.contextmanager
-def run_name_lock(run: str, command: str = "", reports: str | os.PathLike | None = None) -> Iterator[dict | None]:
+def run_name_lock(run: str, command: str = "", reports: str | os.PathLike | None = None,
+                  create: bool = True) -> Iterator[dict | None]:
     """Hold run ``run``'s lock for the ``with`` block: the first command that writes ``reports/<run>/`` (a
     pipeline, an eval, a prune, a report, a device import...) holds it, a second is refused at once with a
     :class:`RunLockedError` naming the holder (pid, host, start time, command).
@@ -149,12 +150,14 @@ def run_name_lock(run: str, command: str = "", reports: str | os.PathLike | None
     The lock is an ``flock`` on ``reports/.<run>.lock``, which holds the holder's info as JSON and is removed
     on release: a dead holder's lock is free again (the kernel drops the flock), and a clean exit leaves no file.
     Child processes of the holder (the pipeline's stages) inherit :data:`RUN_ENV` and pass through; so do DDP
-    ranks > 0.
+    ranks > 0. ``create=False``: a missing ``reports`` folder is not created (a ``--root`` given on the command
+    line, which the command checks itself) and nothing is locked.
     """
     path = run_name_lock_path(run, reports)
     key = str(path.resolve() if path.parent.exists() else path.absolute())
     held = [p for p in os.environ.get(RUN_ENV, "").split(os.pathsep) if p]
-    if os.environ.get("RANK", "0") not in ("", "0") or key in held or not path.parent.parent.is_dir():
+    if (os.environ.get("RANK", "0") not in ("", "0") or key in held or not path.parent.parent.is_dir()
+            or not create and not path.parent.is_dir()):
         yield None  # a nested holder, a DDP rank > 0, or a reports folder whose parent is missing (the command's
         return      # own check names the bad --root before anything is written)
     made_dir = not path.parent.exists()

@@ -80,7 +80,7 @@ def test_report_compare_cli_prints_writes_and_gates(tmp_path, monkeypatch, capsy
     (["--compare", "nope"], "reports/nope/results.jsonl: no results store for run 'nope'"),
     (["--compare", "../x"], "--compare: '../x' is not a valid run name"),
     (["--regression-gate"], "--regression-gate: needs --compare BASELINE"),
-    (["--compare", "rc1", "--tolerance", "-1"], "--tolerance: must be >= 0 (got -1.0)"),
+    (["--compare", "rc1", "--tolerance", "-1"], "--tolerance -1.0: must be >= 0"),
 ])
 def test_bad_compare_arguments_are_one_line_errors(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)

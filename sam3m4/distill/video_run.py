@@ -149,14 +149,14 @@ def check_video_args(**values) -> None:
     for name, value in values.items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{flag}: must be a finite number (got {value!r})")
+            raise ConfigError(f"{flag} {value}: must be a finite number")
         if name == "lr" and value <= 0:
-            raise ConfigError(f"{flag}: must be > 0 (got {value!r})")
+            raise ConfigError(f"{flag} {value}: must be a positive number")
         if value < least.get(name, 0):
-            raise ConfigError(f"{flag}: must be >= {least.get(name, 0)} (got {value!r})")
+            raise ConfigError(f"{flag} {value}: must be >= {least.get(name, 0)}")
     if values["steps"] < values["epochs"]:
-        raise ConfigError(f"--steps: must be >= --epochs {values['epochs']}, each epoch trains steps // epochs steps "
-                          f"(got {values['steps']})")
+        raise ConfigError(f"--steps {values['steps']}: must be >= --epochs ({values['epochs']}): each epoch trains "
+                          "steps // epochs steps")
 
 
 def distill_video(ckpt: str | Path = PHASE2_BEST, teacher: str | Path = VIDEO_TEACHER_DIR, *,

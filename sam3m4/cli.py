@@ -11,11 +11,14 @@ line, ``sam3m4: error: <what is wrong>``, and exits 2; ``--debug`` shows the tra
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 
 from sam3m4 import __version__
 from sam3m4.errors import Sam3m4Error
+from sam3m4.flags import check_ranges
+from sam3m4.flags import install as install_ranges
 
 # name -> (module with add_arguments(parser) and run(args), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -60,6 +63,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         module = importlib.import_module(module_name)
         cmd = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip().split("\n")[0])
         module.add_arguments(cmd)
+        install_ranges(cmd)  # each numeric flag's declared range, checked by main before the command runs
     return parser
 
 
@@ -71,16 +75,20 @@ def main(argv: list[str] | None = None) -> int:
         from sam3m4.config import resolve_args
 
         args = resolve_args(args)  # --config FILE and key=value of the flag-based commands (flags win)
-        if getattr(args, "run", None) is not None:  # every command's --run names a folder under reports/
-            from sam3m4.results.runs import check_run_name
+        check_ranges(args)  # every numeric flag in its range before any data is read or file written
+        with contextlib.ExitStack() as held:
+            if getattr(args, "run", None) is not None:  # every command's --run names a folder under reports/
+                from sam3m4.results.runs import check_run_name
+                from sam3m4.runlock import run_name_lock
 
-            check_run_name(args.run, "--run")
-        if args.command in TRAINING_COMMANDS:  # `sam3m4 prune --apply` refuses while this is held
-            from sam3m4.runlock import run_lock
+                check_run_name(args.run, "--run")
+                if not getattr(args, "dry_run", False):  # a second writer of this run is refused, naming the first
+                    reports = _reports_dir(args)  # a --root's reports folder is not created here
+                    held.enter_context(run_name_lock(args.run, "sam3m4 " + " ".join(argv), reports, reports is None))
+            if args.command in TRAINING_COMMANDS:  # `sam3m4 prune --apply` refuses while this is held
+                from sam3m4.runlock import run_lock
 
-            with run_lock(".", name="sam3m4 " + " ".join(argv)):
-                result = args.func(args)
-        else:
+                held.enter_context(run_lock(".", name="sam3m4 " + " ".join(argv)))
             result = args.func(args)
     except KeyboardInterrupt:
         print("sam3m4: interrupted", file=sys.stderr)
@@ -97,6 +105,19 @@ def main(argv: list[str] | None = None) -> int:
               "traceback)", file=sys.stderr)
         return 1
     return int(result or 0)
+
+
+def _reports_dir(args: argparse.Namespace):
+    """The reports folder a command with ``--run`` writes to: ``<--root>/reports`` for prune (its --root is the
+    project), ``--root`` for the commands whose --root is the reports folder, else None (the project's)."""
+    from pathlib import Path
+
+    from sam3m4.paths import REPORTS_ROOT
+
+    root = getattr(args, "root", None)
+    if root is None:
+        return None
+    return Path(root) / REPORTS_ROOT if args.command == "prune" else Path(root)
 
 
 def _one_line(err: BaseException) -> str:

@@ -35,9 +35,10 @@ import dataclasses
 import difflib
 from pathlib import Path
 
-import yaml
+import math
 
 from sam3m4.errors import ConfigError
+from sam3m4.safeyaml import load_yaml_file, load_yaml_value
 
 NONE = type(None)
 
@@ -56,12 +57,10 @@ class Config(dict):
 
 def read_yaml(path: str | Path) -> dict:
     """A flat YAML file -> its mapping, unchecked (:func:`load_config` checks keys and types); an empty file
-    gives {}. A missing, unreadable or non-mapping file is a one-line :class:`ConfigError` naming it."""
+    gives {}. A missing, unreadable or non-mapping file, or one :mod:`sam3m4.safeyaml` refuses (aliases,
+    duplicate or non-text keys, too large or deep), is a one-line :class:`ConfigError` naming it."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read config ({str(exc).splitlines()[0]})") from exc
+    data = load_yaml_file(path, "config")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -70,15 +69,19 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def parse_override(item: str) -> tuple[str, object, str]:
-    """``"key=value"`` -> (key, value read as YAML, the value's text); no ``=`` or no key -> ConfigError."""
+    """``"key=value"`` -> (key, value read as YAML, the value's text); no ``=`` or no key -> ConfigError.
+    Text that is not YAML (``[1``) is kept as text, which the type check then names; a value the safe loader
+    refuses (an alias, a 5000-digit number) is a ConfigError."""
     key, sep, text = item.partition("=")
     if not sep or not key:
-        raise ConfigError(f"override '{item}': expected key=value")
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:  # e.g. "[1": kept as text, which the type check then names
-        value = text
+        raise ConfigError(f"override '{_short(item)}': expected key=value")
+    value = load_yaml_value(text, f"override '{_short(item)}'")
     return key, value, text
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters for an error line (a 5000-digit value is not echoed whole)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _defaults_dict(defaults) -> dict:
@@ -108,13 +111,18 @@ def coerce(key: str, value, want: tuple, where: str, text: str | None = None):
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
         elif kind is float:
+            number = None
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-            if isinstance(value, str):
+                number = float(value)
+            elif isinstance(value, str):
                 try:
-                    return float(value)
+                    number = float(value)
                 except ValueError:
                     pass
+            if number is not None:
+                if not math.isfinite(number):  # .inf, nan, 1e400: never a setting
+                    raise ConfigError(f"{where}: {key}: expected a finite number, got {_short(repr(value))}")
+                return number
         elif kind is str:
             if isinstance(value, str):
                 return value
@@ -131,7 +139,8 @@ def coerce(key: str, value, want: tuple, where: str, text: str | None = None):
             return value
     if not want:  # a default of None with no declared type: anything goes
         return value
-    raise ConfigError(f"{where}: {key}: expected {_type_names(want)}, got {type(value).__name__} {value!r}")
+    raise ConfigError(f"{where}: {key}: expected {_type_names(want)}, got {type(value).__name__} "
+                      f"{_short(repr(value))}")
 
 
 def key_types(defaults: dict, types: dict | None = None) -> dict[str, tuple]:
@@ -171,7 +180,7 @@ def load_config(path: str | Path | None, overrides=(), defaults=None, *, types: 
         values[key], origins[key] = coerce(key, value, want[key], str(path)), str(path)
     for item in overrides:
         key, value, text = parse_override(item)
-        where = f"override '{item}'"
+        where = f"override '{_short(item)}'"
         if key not in want:
             raise _unknown(where, key, want)
         values[key], origins[key] = coerce(key, value, want[key], where, text), where

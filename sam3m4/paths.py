@@ -11,6 +11,10 @@ checkpoints are part of their format, so :mod:`sam3m4.checkpoint` builds its nam
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+PROJECT_ROOT_ENV = "SAM3M4_PROJECT_ROOT"  # the project folder, when commands do not run from it (tests set it)
 CHECKPOINTS = "checkpoints"
 LOGS = "logs"
 OUTPUTS = "outputs"
@@ -44,6 +48,13 @@ PIPELINE_LOGS = "pipeline"                                       # reports/<run>
 VISUAL_INDEX = "index.html"                                      # outputs/visual_eval/<run>/: the visual QA page
 CHECKLIST_FILE = "checklist.json"                                # ... and its reviewer's (or automatic) checklist
 PRUNE_ROOTS = (DISTILL_DIR, VIDEO_DIR, VIS_DIR)                  # what `sam3m4 prune` thins by default
+
+
+def project_root() -> Path:
+    """The project folder, resolved: ``$SAM3M4_PROJECT_ROOT`` when set, else the working directory (every
+    command runs from the project folder). Run records and logs written under it must stay under it
+    (:func:`sam3m4.fileio.check_contained`)."""
+    return Path(os.environ.get(PROJECT_ROOT_ENV) or os.getcwd()).resolve()
 
 
 def checkpoint_name(phase: int, epoch: int, step: int) -> str:

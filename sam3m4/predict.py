@@ -22,6 +22,8 @@ import numpy as np
 
 from sam3m4.checkpoint import load_checkpoint, load_model_state
 from sam3m4.errors import ConfigError, DataFormatError
+from sam3m4.fileio import atomic_path, atomic_write_json
+from sam3m4.flags import ranged
 from sam3m4.models import build_student
 from sam3m4.models.build import PRESETS
 from sam3m4.models.preprocess import to_pixels
@@ -132,7 +134,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", required=True, type=Path, nargs="+", help="image file(s) (JPEG, PNG, ...)")
     parser.add_argument("--prompt", required=True, help='noun phrase, e.g. "red circle"')
     parser.add_argument("--out", required=True, type=Path, help="output folder for masks and overlays")
-    parser.add_argument("--threshold", type=float, default=0.5, help="score threshold for kept detections")
+    ranged(parser.add_argument("--threshold", type=float, default=0.5,
+                               help="score threshold for kept detections"), 0, 1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     parser.set_defaults(func=run)
 
@@ -158,23 +161,42 @@ def check_threshold(value: float, flag: str = "--threshold") -> float:
     return value
 
 
-def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file; a missing or undecodable file is one line naming it."""
+def read_image(path: Path, header_only: bool = False) -> np.ndarray | None:
+    """(H, W, 3) uint8 RGB of an image file; a missing, undecodable or decompression-bomb file (more pixels than
+    ``PIL.Image.MAX_IMAGE_PIXELS``, the warning level included) is one line naming it. ``header_only``: only
+    open it (size and format, no pixels), return None: the check run on every input before the model loads."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
         raise DataFormatError(f"{path}: no such image file" + (" (a folder)" if path.is_dir() else ""))
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return None if header_only else np.asarray(im.convert("RGB"))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataFormatError(f"{path}: too many pixels to decode safely (more than {Image.MAX_IMAGE_PIXELS}: "
+                              "a decompression bomb, or an image far larger than a camera's)") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise DataFormatError(f"{path}: not an image PIL can decode ({first[:160]})") from None
 
 
-def run(args: argparse.Namespace) -> int:
-    import json
+def output_stems(paths: list[Path]) -> list[str]:
+    """The output name stem of each input (``<stem>_overlay.png``, ``<stem>.json``, ...). Two inputs with the same
+    stem (``a/x.jpg`` and ``b/x.png``) would overwrite each other's outputs: refused with one line naming both."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in seen:
+            raise ConfigError(f"--image {path}: same file name stem '{path.stem}' as {seen[path.stem]}; their outputs "
+                              "would overwrite each other (rename one, or run them with different --out folders)")
+        seen[path.stem] = path
+    return list(seen)
 
+
+def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     check_threshold(args.threshold)
@@ -186,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
     for path in args.image:  # every file before the model loads: a typo fails in a second, not after the load
         if not path.is_file():
             raise ConfigError(f"--image {path}: no such file" + (" (a folder)" if path.is_dir() else ""))
+        read_image(path, header_only=True)  # not an image, or a decompression bomb: refused before any output
+    output_stems(args.image)
     predictor = Predictor.from_checkpoint(args.ckpt, threshold=args.threshold, device=args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     for path in args.image:
@@ -193,12 +217,14 @@ def run(args: argparse.Namespace) -> int:
         pred = predictor.predict(image, args.prompt)
         stem = path.stem
         for i, m in enumerate(pred.masks):
-            Image.fromarray((m * 255).astype(np.uint8)).save(args.out / f"{stem}_mask{i:02d}.png")
-        Image.fromarray(overlay(image, pred.masks)).save(args.out / f"{stem}_overlay.png")
+            with atomic_path(args.out / f"{stem}_mask{i:02d}.png") as tmp:
+                Image.fromarray((m * 255).astype(np.uint8)).save(tmp, format="PNG")
+        with atomic_path(args.out / f"{stem}_overlay.png") as tmp:
+            Image.fromarray(overlay(image, pred.masks)).save(tmp, format="PNG")
         summary = {"image": str(path), "prompt": args.prompt, "presence": round(pred.presence, 4),
                    "instances": len(pred.masks), "scores": [round(float(s), 4) for s in pred.scores],
                    "boxes_xyxy": [[round(float(v), 1) for v in b] for b in pred.boxes]}
-        (args.out / f"{stem}.json").write_text(json.dumps(summary, indent=2))
+        atomic_write_json(args.out / f"{stem}.json", summary, indent=2)
         print(f"{path}: {len(pred.masks)} instance(s) of '{args.prompt}', presence {pred.presence:.3f} -> "
               f"{args.out / (stem + '_overlay.png')}")
     return 0

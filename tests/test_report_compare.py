@@ -67,7 +67,7 @@ def test_report_compare_cli_prints_writes_and_gates(tmp_path, monkeypatch, capsy
     out = capsys.readouterr().out
     assert "| stage4 | int4 | miou_drop | 0.3 | 1.5 | +1.2 | REGRESSION (gate) |" in out
     assert "| stage5 | coreml/int4 | pte_mb | 20 | 17 | -3 |  |" in out
-    assert "regression gate: FAIL (1 gated metrics regressed)" in out
+    assert "regression gate: FAIL (3 gated metrics compared, 1 failing)" in out
     assert (tmp_path / "reports" / "rc2" / "compare_rc1.md").read_text().startswith("# rc2 vs rc1")
     assert main(base + ["--regression-gate"]) == 1
     assert "regression gate failed vs rc1: int4 miou_drop" in capsys.readouterr().out
@@ -80,7 +80,7 @@ def test_report_compare_cli_prints_writes_and_gates(tmp_path, monkeypatch, capsy
     (["--compare", "nope"], "reports/nope/results.jsonl: no results store for run 'nope'"),
     (["--compare", "../x"], "--compare: '../x' is not a valid run name"),
     (["--regression-gate"], "--regression-gate: needs --compare BASELINE"),
-    (["--compare", "rc1", "--tolerance", "-1"], "--tolerance: expected a finite number >= 0"),
+    (["--compare", "rc1", "--tolerance", "-1"], "--tolerance -1.0: must be >= 0"),
 ])
 def test_bad_compare_arguments_are_one_line_errors(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)

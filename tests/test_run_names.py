@@ -74,7 +74,7 @@ def test_every_command_refuses_a_bad_run_name(command, bad, tmp_path, monkeypatc
 @pytest.mark.parametrize("bad", ["../evil", ".hidden", "a/b", "''"])
 def test_pipeline_refuses_a_bad_run(bad, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match=r"configs/demo.yaml: run: .* is not a valid run name"):
+    with pytest.raises(ConfigError, match=r"override 'run=.*': run: .* is not a valid run name"):
         load_config(ROOT / "configs" / "demo.yaml", [f"run={bad}"])
     assert cli.main(["pipeline", "--config", str(ROOT / "configs" / "demo.yaml"), f"run={bad}", "--list"]) == 2
     assert "run: " in capsys.readouterr().err

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from sam3m4.errors import ConfigError, DataFormatError
+from sam3m4.flags import ranged
 from sam3m4.paths import SYNTH_DATA
 
 
@@ -24,13 +25,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     synth = sub.add_parser("synth", help="generate the synthetic dataset in both SA-Co formats (JPEG + JSON)")
     synth.add_argument("--out", default=SYNTH_DATA, help=f"output folder (default: {SYNTH_DATA})")
-    synth.add_argument("--images", type=int, default=600, help="number of images (train + val, >= 1)")
-    synth.add_argument("--videos", type=int, default=24, help="number of videos (train + val, >= 1)")
-    synth.add_argument("--seed", type=int, default=0, help="random seed (>= 0): same seed, same bytes")
-    synth.add_argument("--image-size", type=int, default=224, help="square image side in pixels (32..2048)")
-    synth.add_argument("--video-size", type=int, default=0, help="square video frame side (0 = --image-size)")
-    synth.add_argument("--frames", type=int, default=16, help="frames per video (4..256; the video stages use 16)")
-    synth.add_argument("--val-fraction", type=float, default=0.2, help="share of items in the val split, in [0, 1)")
+    ranged(synth.add_argument("--images", type=int, default=600, help="number of images (train + val, >= 1)"), 1)
+    ranged(synth.add_argument("--videos", type=int, default=24, help="number of videos (train + val, >= 1)"), 1)
+    ranged(synth.add_argument("--seed", type=int, default=0, help="random seed (>= 0): same seed, same bytes"), 0)
+    ranged(synth.add_argument("--image-size", type=int, default=224,
+                              help="square image side in pixels (32..2048)"), 32, 2048)
+    ranged(synth.add_argument("--video-size", type=int, default=0,
+                              help="square video frame side (0 = --image-size)"), 32, 2048, zero_ok=True)
+    ranged(synth.add_argument("--frames", type=int, default=16,
+                              help="frames per video (4..256; the video stages use 16)"), 4, 256)
+    ranged(synth.add_argument("--val-fraction", type=float, default=0.2,
+                              help="share of items in the val split, in [0, 1)"), 0, 1,
+           below_maximum=True)
     synth.set_defaults(func=run_synth)
 
     check = sub.add_parser("check", help="read every sample of SA-Co image/video JSON files and print counts")

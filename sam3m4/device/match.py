@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sam3m4.device.results import DeviceResult
 from sam3m4.errors import DataFormatError, Sam3m4Error
+from sam3m4.fileio import check_regular_file
 from sam3m4.results.store import sha256_file
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -60,8 +61,8 @@ def find_pte(result: DeviceResult, pte_dir: str | os.PathLike) -> Path:
     """``pte_dir/<result.pte_name>``, or the one .pte whose cleaned name equals it; else DeviceMatchError."""
     folder = Path(pte_dir)
     exact = folder / result.pte_name
-    if exact.is_file():
-        return exact
+    if os.path.lexists(exact):
+        return regular(exact)
     if not folder.is_dir():
         raise DeviceMatchError(f"{folder}: no such folder, looking for {result.pte_name} ({result.where}); "
                                "pass --pte-dir with the exported .pte files")
@@ -72,7 +73,16 @@ def find_pte(result: DeviceResult, pte_dir: str | os.PathLike) -> Path:
                                + ", ".join(p.name for p in found))
     if not found:
         raise DeviceMatchError(f"{result.where}: no {result.pte_name} in {folder} (export it, or pass --pte-dir)")
-    return found[0]
+    return regular(found[0])
+
+
+def regular(path: Path) -> Path:
+    """``path`` when it is a regular file; a FIFO (which would block the hash forever), a folder or a device is
+    a one-line DataFormatError naming it."""
+    try:
+        return check_regular_file(path)
+    except OSError as err:
+        raise DataFormatError(f"{path}: {err.strerror or err}") from None
 
 
 def match_pte(result: DeviceResult, pte_dir: str | os.PathLike, expected_sha256: str | None = None) -> PteMatch:
@@ -87,7 +97,7 @@ def match_pte(result: DeviceResult, pte_dir: str | os.PathLike, expected_sha256:
     if expected_sha256 is not None:
         expected.append(("--sha256", parse_sha256(expected_sha256, f"--sha256 {path.name}")))
     sidecar = path.with_name(path.name + ".sha256")
-    if sidecar.is_file():
+    if os.path.lexists(sidecar) and regular(sidecar):
         expected.append((str(sidecar), parse_sha256(sidecar.read_text(encoding="utf-8"), str(sidecar))))
     for source, want in expected:
         if want != digest:

@@ -39,17 +39,21 @@ ExecuTorch error code) and a second value for the same .pte, device, method and 
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from sam3m4.errors import DataFormatError
+from sam3m4.fileio import check_regular_file, read_regular_bytes
 from sam3m4.results import schema
 
 BACKENDS = ("coreml", "qnn", "xnnpack")
 QUANTS = ("fp16", "int4", "int8_int4", "qat_int4", "qat_int8_int4")
+MAX_RESULT_BYTES = 64 * 2**20  # a benchmark app's result file is KBs; beyond this it is not one
 _STEM = re.compile(r"^(?P<model>\w+?)_(?P<backend>%s)_(?P<quant>%s)$" % (
     "|".join(BACKENDS), "|".join(sorted(QUANTS, key=len, reverse=True))))
 _IOS_LINE = re.compile(r"Test Case\s+'-\[(?P<cls>[\w.]+)\s+(?P<test>[\w+]+)\]'\s+measured\s+"
@@ -152,7 +156,7 @@ def parse_android_results(path: str | Path) -> list[DeviceResult]:
     """Rows of an Android minibench ``benchmark_results.json`` (format in the module docstring)."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_regular_bytes(path, MAX_RESULT_BYTES).decode("utf-8")
     except UnicodeDecodeError as err:
         raise DataFormatError(f"{name}: not UTF-8 text (byte {err.start})") from None
     try:
@@ -245,8 +249,14 @@ def parse_ios_log(path: str | Path) -> list[DeviceResult]:
 def parse_results_file(path: str | Path) -> list[DeviceResult]:
     """Android JSON (``.json``, or text starting with ``[`` or ``{``) or else an iOS XCTest log."""
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and not os.path.lexists(path):
         raise FileNotFoundError(f"{path}: no such file")
+    try:
+        check_regular_file(path)  # a FIFO would block the read below forever
+        if os.path.getsize(path) > MAX_RESULT_BYTES:
+            raise OSError(errno.EFBIG, f"larger than {MAX_RESULT_BYTES // 2**20} MB (not a benchmark result file)")
+    except OSError as err:
+        raise DataFormatError(f"{path}: {err.strerror or err}") from None
     with open(path, encoding="utf-8", errors="replace") as handle:
         head = handle.read(256).lstrip()
     if path.suffix.lower() == ".json" or head.startswith(("[", "{")):

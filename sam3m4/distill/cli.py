@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 from sam3m4.config import add_config_arguments, resolve_args
+from sam3m4.flags import ranged
 from sam3m4.paths import (DISTILL_LOG_DIR, PHASE2_BEST, SYNTH_DATA, VIDEO_CACHE_DIR, VIDEO_DIR, VIDEO_EPOCHS,
                           VIDEO_TEACHER_DIR, video_checkpoint_name)
 
@@ -50,22 +51,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="where video.csv (the training loss, one row a step) goes")
     v.add_argument("--cache-dir", default=VIDEO_CACHE_DIR,
                    help="video teacher cache root (files keyed by teacher id + frames hash + phrase hash)")
-    v.add_argument("--steps", type=int, default=800, help="training steps in all (split over --epochs)")
-    v.add_argument("--epochs", type=int, default=VIDEO_EPOCHS, help="a checkpoint video_epoch{E}.pt after each")
-    v.add_argument("--keep-last", type=int, default=2, help="video checkpoints kept")
+    ranged(v.add_argument("--steps", type=int, default=800, help="training steps in all (split over --epochs)"), 1)
+    ranged(v.add_argument("--epochs", type=int, default=VIDEO_EPOCHS,
+                          help="a checkpoint video_epoch{E}.pt after each"), 1)
+    ranged(v.add_argument("--keep-last", type=int, default=2, help="video checkpoints kept"), 1)
     v.add_argument("--resume", action="store_true", help="continue from the newest readable video checkpoint")
-    v.add_argument("--lr", type=float, default=2e-3)
-    v.add_argument("--clip-len", type=int, default=8)
-    v.add_argument("--w-teacher", type=float, default=1.0, help="weight of the teacher's masklets")
-    v.add_argument("--w-gt", type=float, default=1.0, help="weight of the ground-truth masklets (0 = teacher only)")
-    v.add_argument("--num-val", type=int, default=300, help="image val pairs for the +Video mIoU / Presence F1")
-    v.add_argument("--train-pairs", type=int, default=0,
-                   help="use only the first N train pairs with objects (0 = all; smoke runs and the rehearsal)")
-    v.add_argument("--val-pairs", type=int, default=0,
-                   help="score only the first N val pairs with objects (0 = all)")
-    v.add_argument("--seed", type=int, default=0)
+    ranged(v.add_argument("--lr", type=float, default=2e-3), 0, above_minimum=True)
+    ranged(v.add_argument("--clip-len", type=int, default=8), 2)
+    ranged(v.add_argument("--w-teacher", type=float, default=1.0, help="weight of the teacher's masklets"), 0)
+    ranged(v.add_argument("--w-gt", type=float, default=1.0,
+                          help="weight of the ground-truth masklets (0 = teacher only)"), 0)
+    ranged(v.add_argument("--num-val", type=int, default=300,
+                          help="image val pairs for the +Video mIoU / Presence F1"), 1)
+    ranged(v.add_argument("--train-pairs", type=int, default=0,
+                   help="use only the first N train pairs with objects (0 = all; smoke runs and the rehearsal)"), 0)
+    ranged(v.add_argument("--val-pairs", type=int, default=0,
+                   help="score only the first N val pairs with objects (0 = all)"), 0)
+    ranged(v.add_argument("--seed", type=int, default=0), 0)
     v.add_argument("--no-eval", action="store_true", help="train and checkpoint only (no J&F, no records)")
-    v.add_argument("--threads", type=int, default=1)
+    ranged(v.add_argument("--threads", type=int, default=1), 0)
     v.add_argument("--run", default="demo", help="results store run (reports/<run>/)")
     add_config_arguments(v, "configs/distill_video.yaml")
     v.set_defaults(func=run_video)

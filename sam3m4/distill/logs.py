@@ -11,6 +11,7 @@ import csv
 import time
 from pathlib import Path
 
+from sam3m4.fileio import check_contained
 from sam3m4.results import ResultsStore
 from sam3m4.results import schema
 
@@ -46,7 +47,7 @@ class ScalarLogger:
     def log(self, step: int, scalars: dict[str, float], stream: str = "train") -> None:
         if not self.enabled:
             return
-        path = self.path(stream)
+        path = check_contained(self.path(stream))  # logs/ symlinked out of the project: refused, one line
         row = {"step": step, **{k: float(v) for k, v in scalars.items()}}
         cols = self.columns.get(path)
         if cols is None and path.is_file() and path.stat().st_size:

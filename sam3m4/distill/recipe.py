@@ -44,6 +44,7 @@ from sam3m4.distill.runtime import (amp_dtype, autocast, barrier, init_distribut
                                     seed_everything)
 from sam3m4.distill.visualise import visualise_features, visualise_pairs
 from sam3m4.errors import ConfigError, Sam3m4Error, TrainingDiverged
+from sam3m4.fileio import atomic_write_json
 from sam3m4.models import build_student
 from sam3m4.models.pretrained import init_backbone
 from sam3m4.results.runs import check_run_name
@@ -78,12 +79,44 @@ DEFAULTS = dict(
 )
 
 
+# ranges of the numeric keys, checked when the config is read (before any cache or checkpoint is written):
+# every number is finite and >= 0; these must be >= 1 (counts) or > 0 (rates), or lie in [0, 1] (fractions)
+AT_LEAST_ONE = ("epochs", "batch_size", "grad_accum", "cache_batch_size", "cache_topk", "cache_shard_size",
+                "eval_every", "eval_batch_size", "log_every", "keep_last", "benchmark_steps")
+ABOVE_ZERO = ("lr",)
+FRACTIONS = ("cache_min_score", "min_lr_frac", "w_match_threshold")
+
+
+def check_ranges(cfg) -> None:
+    """One-line ConfigError naming where the first out-of-range number was set (``override 'epochs=0': epochs:
+    must be >= 1, got 0``); ``cfg`` is a :class:`sam3m4.config.Config`."""
+    for key, value in cfg.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if key in AT_LEAST_ONE:
+            ok, want = value >= 1, ">= 1"
+        elif key in ABOVE_ZERO:
+            ok, want = value > 0, "> 0"
+        elif key in FRACTIONS:
+            ok, want = 0 <= value <= 1, "in [0, 1]"
+        else:
+            ok, want = value >= 0, ">= 0"
+        if not ok:  # NaN and inf were refused when the value was read (sam3m4.config.coerce)
+            raise ConfigError(f"{cfg.where(key)}: {key}: must be {want}, got {value!r}")
+    for key in ("teacher_levels", "student_levels"):
+        if not cfg[key] or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in cfg[key]):
+            raise ConfigError(f"{cfg.where(key)}: {key}: expected a non-empty list of levels (whole numbers >= 0), "
+                              f"got {cfg[key]!r}")
+
+
 def load_config(path: str | Path | None, overrides=()) -> dict:
     """Flat YAML + ``key=value`` overrides -> full config, typed by ``DEFAULTS`` (:func:`sam3m4.config.load_config`:
-    unknown keys and badly typed values are a one-line ConfigError naming the file or override and the key)."""
+    unknown keys and badly typed values are a one-line ConfigError naming the file or override and the key;
+    out-of-range numbers too, :func:`check_ranges`)."""
     cfg = config.load_config(path, overrides, DEFAULTS)
     if cfg["phase"] not in (1, 2) or cfg["teacher_source"] not in ("cache", "live"):
         raise ConfigError(f"phase: {cfg['phase']} / teacher_source: {cfg['teacher_source']}: expected 1|2 / cache|live")
+    check_ranges(cfg)
     if cfg["results_run"]:  # "" = record nothing
         check_run_name(cfg["results_run"], "results_run")
     return dict(cfg)
@@ -499,7 +532,7 @@ def main(cfg: dict) -> dict:
     if run.rank == 0:
         out = Path(cfg["log_dir"]) / paths.phase_summary_name(cfg["phase"])
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(summary, indent=2, default=str))
+        atomic_write_json(out, summary, indent=2, default=str)
         if cfg["results_run"] and metrics:
             record_results(cfg["results_run"], f"student/phase{cfg['phase']}", metrics, str(run.last_checkpoint),
                              f"{run.device} x{run.world}, torch {torch.__version__}, teacher {cfg['teacher']}")

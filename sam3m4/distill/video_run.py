@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from sam3m4.distill.logs import ScalarLogger
 from sam3m4.distill.optim import build_scheduler
 from sam3m4.distill.video import clip_targets, tracker_optimizer, train_tracker
 from sam3m4.env import host_summary
-from sam3m4.errors import DataFormatError
+from sam3m4.errors import ConfigError, DataFormatError
 from sam3m4.eval import saco
 from sam3m4.eval.image import evaluate_pairs
 from sam3m4.eval.saco_format import ImagePredictions, VideoPredictions, category_ids
@@ -140,6 +141,24 @@ def _official(store, kind: str, subject: str, gt_json: Path, preds, prov: str) -
     return {f"{name}_{metric}": value for metric, value in values.items()}
 
 
+def check_video_args(**values) -> None:
+    """The numeric arguments of :func:`distill_video`, checked before any data is read or cache written: a
+    one-line ConfigError naming the flag (``--steps -5: must be >= 1``). ``--steps`` below ``--epochs`` would
+    leave an epoch without steps, so it is refused too."""
+    least = {"steps": 1, "epochs": 1, "keep_last": 1, "clip_len": 2, "num_val": 1}
+    for name, value in values.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{flag} {value}: must be a finite number")
+        if name == "lr" and value <= 0:
+            raise ConfigError(f"{flag} {value}: must be a positive number")
+        if value < least.get(name, 0):
+            raise ConfigError(f"{flag} {value}: must be >= {least.get(name, 0)}")
+    if values["steps"] < values["epochs"]:
+        raise ConfigError(f"--steps {values['steps']}: must be >= --epochs ({values['epochs']}): each epoch trains "
+                          "steps // epochs steps")
+
+
 def distill_video(ckpt: str | Path = PHASE2_BEST, teacher: str | Path = VIDEO_TEACHER_DIR, *,
                   data: str | Path = SYNTH_DATA, out: str | Path = VIDEO_DIR, log_dir: str | Path = DISTILL_LOG_DIR,
                   cache_dir: str | Path = VIDEO_CACHE_DIR, steps: int = 800, epochs: int = VIDEO_EPOCHS,
@@ -154,6 +173,8 @@ def distill_video(ckpt: str | Path = PHASE2_BEST, teacher: str | Path = VIDEO_TE
     unless ``no_eval``, the J&F / mIoU / Presence F1 / SA-Co / track-speed figures recorded in
     ``reports/<run>/``."""
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}  # saved in each checkpoint
+    check_video_args(steps=steps, epochs=epochs, keep_last=keep_last, lr=lr, clip_len=clip_len, w_teacher=w_teacher,
+                     w_gt=w_gt, num_val=num_val, train_pairs=train_pairs, val_pairs=val_pairs, threads=threads)
     if threads:
         torch.set_num_threads(threads)
     data = Path(data)

@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from sam3m4.errors import ConfigError
+from sam3m4.flags import ranged
 from sam3m4.paths import SYNTH_DATA
 
 MODELS = ("gt", "student", "teacher")
@@ -29,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=Path(SYNTH_DATA),
                         help="dataset root with saco_image/ and saco_video/ (default: data/synth)")
     parser.add_argument("--split", default="val", help="split name: <data>/saco_image/<split>.json (default: val)")
-    parser.add_argument("--num-val", type=int, default=None, help="score only the first N image pairs")
+    ranged(parser.add_argument("--num-val", type=int, default=None, help="score only the first N image pairs"), 1)
     parser.add_argument("--no-video", action="store_true", help="skip the video pairs (gt only)")
     parser.add_argument("--video", action="store_true",
                         help="score the val videos (DAVIS J&F) instead of the image pairs; --ckpt: a video teacher "
@@ -39,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "detection; --video: one masklet per track) for `sam3m4 saco-eval`")
     parser.add_argument("--subject", default=None, help="results subject (default: teacher / student/phase2)")
     parser.add_argument("--run", default="demo", help="results go to reports/<run>/results.jsonl")
-    parser.add_argument("--threshold", type=float, default=0.5, help="score threshold for kept detections")
+    ranged(parser.add_argument("--threshold", type=float, default=0.5,
+                               help="score threshold for kept detections"), 0, 1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     parser.set_defaults(func=run)
 

@@ -12,8 +12,11 @@ own keys and values (image: what ``CGF1Evaluator.evaluate`` returns; video: ``{"
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
+
+from sam3m4.fileio import staged_log
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,16 +37,13 @@ def run(args: argparse.Namespace) -> int:
     from sam3m4.eval.saco import evaluate_image, evaluate_video, format_table, headline, write_result
 
     start = time.perf_counter()
-    log = open(args.log, "w", encoding="utf-8") if args.log else None
-    try:
+    # the log is a temporary file until the result is written: a failed run leaves --log as it was (or absent)
+    with staged_log(args.log, keep_on_error=False) if args.log else contextlib.nullcontext() as log:
         if args.saco_kind == "image":
             result = evaluate_image(args.gt, args.pred, log=log)
         else:
             result = evaluate_video(args.gt[0], args.pred, log=log)
-    finally:
-        if log:
-            log.close()
-    write_result(args.out, result)
+        write_result(args.out, result)
     print(format_table({args.pred.name: headline(result, args.saco_kind)}, args.saco_kind))
     print(f"SAM 3 evaluator result: {args.out} ({time.perf_counter() - start:.1f} s)")
     return 0

@@ -46,6 +46,7 @@ from sam3m4.env import int8_dot_isa
 from sam3m4.export.flows import get_flow
 from sam3m4.export.kernels import kernel_ratios, kernel_table
 from sam3m4.export.runtime import benchmark_pte
+from sam3m4.flags import ranged
 from sam3m4.models.build import PRESETS, PRODUCTION_PRESETS, build_student
 from sam3m4.models.export_wrappers import COMPONENTS, example_inputs, wrap
 from sam3m4.models.table import count_flops
@@ -302,8 +303,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--presets", nargs="+", default=list(PRODUCTION_PRESETS), help="student presets")
     parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), help="backend:mode cases")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
-    parser.add_argument("--runs", type=int, default=50, help="timed runs per method after 10 warm-up")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's, the machine's)")
+    ranged(parser.add_argument("--runs", type=int, default=50, help="timed runs per method after 10 warm-up"), 1)
+    ranged(parser.add_argument("--threads", type=int, default=None,
+                               help="CPU threads (default: torch's, the machine's)"), 1)
     parser.add_argument("--no-reference", action="store_true", help="skip the full SAM 3 forward (~1-2 min here)")
     parser.add_argument("--no-split", action="store_true", help="skip the per-component latency split")
     parser.add_argument("--no-kernels", action="store_true",

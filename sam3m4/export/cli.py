@@ -23,6 +23,7 @@ import argparse
 from pathlib import Path
 
 from sam3m4.config import add_config_arguments, resolve_args
+from sam3m4.flags import ranged
 from sam3m4.paths import EXPORT_DIR, QUANTIZED_DIR
 
 BACKENDS = ("coreml", "qnn", "xnnpack")
@@ -37,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead of --quantized: a Phase 2 or video checkpoint, quantized here in --mode")
     parser.add_argument("--out", type=Path, default=Path(EXPORT_DIR))
     parser.add_argument("--name", default=None, help="model name in the file name (default: sam3m4_<preset>)")
-    parser.add_argument("--runs", type=int, default=50, help="timed host runs (after 10 warm-up), XNNPACK only")
+    ranged(parser.add_argument("--runs", type=int, default=50,
+                               help="timed host runs (after 10 warm-up), XNNPACK only"), 1)
     parser.add_argument("--vocabulary", type=Path, default=None, metavar="FILE",
                         help="the deployment's phrases (one per line) or a .vocab.json: keep only their token rows "
                              "and write <pte stem>.vocab.json for the app's tokenizer (default: all 49408)")

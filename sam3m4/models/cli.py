@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from sam3m4.flags import ranged
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="models_command", metavar="ACTION", required=True)
@@ -27,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "safetensors: the format student_init reads, for a rehearsal without ImageNet weights")
     weights.add_argument("--backbone", required=True, help="timm model name, e.g. repvit_m0_9")
     weights.add_argument("--out", required=True, help=".safetensors file to write")
-    weights.add_argument("--seed", type=int, default=0)
+    ranged(weights.add_argument("--seed", type=int, default=0), 0)
     weights.set_defaults(func=run_timm_weights)
 
 

@@ -8,7 +8,8 @@
 data -> teacher -> Phase 1/2 -> video -> quantize compare -> export -> visual QA -> acceptance (pytest, the
 Stage 3 evaluation and every gate) -> manifest -> storage prune -> report. Each stage prints one line when
 it starts and one when it ends, with its time; its own output goes to ``reports/<run>/pipeline/<stage>.log``
-(``--verbose`` streams it instead). A re-run skips stages whose command, inputs and outputs are unchanged.
+(``--verbose`` streams it instead). A second pipeline of the same run name is refused while this one runs
+(:func:`sam3m4.runlock.run_name_lock`, naming its pid, host and start time). A re-run skips stages whose command, inputs and outputs are unchanged.
 Failing gates do not stop the pipeline: they are the report's content (``reports/<run>/report.md``).
 """
 
@@ -32,10 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sam3m4.pipeline.artifacts import write_manifest
-    from sam3m4.pipeline.runner import format_outcomes, run_stages
     from sam3m4.pipeline.stages import build_stages, load_config
-    from sam3m4.results import ResultsStore
+    from sam3m4.runlock import run_name_lock
 
     cfg = load_config(args.config, args.overrides)
     stages = build_stages(cfg)
@@ -43,6 +42,15 @@ def run(args: argparse.Namespace) -> int:
         for i, s in enumerate(stages, start=1):
             print(f"{i:2d}. {s.name:<24} python {' '.join(s.argv[1:])}")
         return 0
+    with run_name_lock(cfg["run"], "sam3m4 pipeline --config " + " ".join([str(args.config), *args.overrides])):
+        return _run(args, cfg, stages)  # a second pipeline of this run name is refused, naming this one
+
+
+def _run(args: argparse.Namespace, cfg: dict, stages: list) -> int:
+    from sam3m4.pipeline.artifacts import write_manifest
+    from sam3m4.pipeline.runner import format_outcomes, run_stages
+    from sam3m4.results import ResultsStore
+
     reports = Path(run_dir(cfg["run"]))
     first_prune = next((s.name for s in stages if s.name.startswith("prune")), "report")
     t0 = time.perf_counter()

@@ -12,6 +12,7 @@ File hashes are memoised by (size, mtime_ns) in the state, so an unchanged 500 M
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sam3m4.errors import Sam3m4Error
-from sam3m4.fileio import atomic_write_json
+from sam3m4.fileio import atomic_write_json, staged_log
 from sam3m4.pipeline.stages import Stage
 
 STATE_FORMAT = "sam3m4-pipeline-state-v1"
@@ -200,29 +201,27 @@ def _peak_mb(ru_maxrss: int) -> float:
 def _call(stage: Stage, log_dir: Path | None) -> tuple[int, float | None]:
     """Run the stage's commands in order until one fails: (exit code, 0 when all succeed; the largest peak
     resident memory in MB of one command and the processes it waited for, None where wait4 is missing)."""
-    log = None
-    if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        log = (log_dir / f"{stage.name}.log").open("w", encoding="utf-8")
+    with staged_log(log_dir / f"{stage.name}.log") if log_dir is not None else contextlib.nullcontext() as log:
+        return _call_logged(stage, log)
+
+
+def _call_logged(stage: Stage, log) -> tuple[int, float | None]:
+    """:func:`_call`'s commands, their output into ``log`` (an open file, or None: the terminal)."""
     peak = None
-    try:
-        for command in stage.commands():
-            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT if log else None)
-            if hasattr(os, "wait4"):  # the child's own rusage (getrusage(CHILDREN) mixes stages run alongside)
-                try:
-                    _, status, usage = os.wait4(proc.pid, 0)
-                except KeyboardInterrupt:
-                    proc.kill()
-                    raise
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                peak = max(peak or 0.0, _peak_mb(usage.ru_maxrss))
-            rc = proc.wait()
-            if rc != 0:
-                return rc, peak
-        return 0, peak
-    finally:
-        if log is not None:
-            log.close()
+    for command in stage.commands():
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT if log else None)
+        if hasattr(os, "wait4"):  # the child's own rusage (getrusage(CHILDREN) mixes stages run alongside)
+            try:
+                _, status, usage = os.wait4(proc.pid, 0)
+            except KeyboardInterrupt:
+                proc.kill()
+                raise
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            peak = max(peak or 0.0, _peak_mb(usage.ru_maxrss))
+        rc = proc.wait()
+        if rc != 0:
+            return rc, peak
+    return 0, peak
 
 
 def format_outcomes(outcomes: list[Outcome], wall_seconds: float | None = None) -> str:

@@ -47,6 +47,10 @@ DEFAULTS = {
     "dataset_size": {},             # images, image_pairs, videos, video_pairs, frames of the real data
 }
 DATASET_SIZE_KEYS = ("images", "image_pairs", "videos", "video_pairs", "frames")
+# the whole-number keys and their least value (checked when the config is read, before any stage runs)
+MINIMUM = {"synth_images": 0, "synth_videos": 0, "seed": 0, "video_steps": VIDEO_EPOCHS, "quant_num_val": 1,
+           "stage3_num_val": 1, "prune_keep_last": 0, "synth_image_size": 16, "synth_video_size": 0,
+           "synth_frames": 1, "phase1_epochs": 0, "phase2_epochs": 0, "batch_size": 0}
 
 
 def under(cfg: dict, path: str) -> str:
@@ -85,15 +89,24 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
     path = Path(path)
     typed = config.load_config(path, overrides, DEFAULTS)
     cfg, where = dict(typed), typed.origins
-    check_run_name(cfg["run"], f"{path}: run")  # reports/<run>/ holds the pipeline state and report
+    check_run_name(cfg["run"], f"{where.get('run', path)}: run")  # reports/<run>/ holds the state and report
+    for key, least in MINIMUM.items():
+        if cfg[key] < least:
+            raise ConfigError(f"{where.get(key, path)}: {key}: expected a whole number >= {least}, got {cfg[key]}")
     for case in cfg["exports"]:
-        if case.count(":") != 1:
-            raise ConfigError(f"{path}: exports: {case!r} is not backend:mode")
+        if not isinstance(case, str) or case.count(":") != 1 or "" in case.split(":"):
+            raise ConfigError(f"{where.get('exports', path)}: exports: {case!r} is not backend:mode")
+    for item in cfg["acceptance"]:
+        if not isinstance(item, str) or not item:
+            raise ConfigError(f"{where.get('acceptance', path)}: acceptance: {item!r} is not a test file path")
     for key in ("phase1_overrides", "phase2_overrides"):
         for item in cfg[key]:
             if not isinstance(item, str) or "=" not in item:
                 raise ConfigError(f"{where.get(key, path)}: {key}: {item!r} is not key=value")
     for key in ("video_args", "quantize_args", "export_args"):
+        for item in cfg[key]:
+            if isinstance(item, (list, dict)) or item is None:
+                raise ConfigError(f"{where.get(key, path)}: {key}: {item!r} is not a command-line word")
         cfg[key] = [str(a) for a in cfg[key]]
     for key, value in cfg["dataset_size"].items():
         if key not in DATASET_SIZE_KEYS or isinstance(value, bool) or not isinstance(value, int) or value < 0:

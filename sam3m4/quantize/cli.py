@@ -18,6 +18,7 @@ import argparse
 from pathlib import Path
 
 from sam3m4.config import add_config_arguments, resolve_args
+from sam3m4.flags import ranged
 from sam3m4.paths import PHASE2_BEST, QUANTIZED_DIR
 
 CHOICES = ("fp16", "int4", "int8_int4", "qat_int4", "qat_int8_int4", "compare")
@@ -27,15 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", required=True, choices=CHOICES, help="one mode, or compare (all of them)")
     parser.add_argument("--ckpt", default=PHASE2_BEST,
                         help="Phase 2 student checkpoint, or a video_epoch*.pt (student + video memory)")
-    parser.add_argument("--num-val", type=int, default=200, help="val pairs every mode is scored on")
+    ranged(parser.add_argument("--num-val", type=int, default=200, help="val pairs every mode is scored on"), 1)
     parser.add_argument("--data", type=Path, default=None, help="dataset root (default: the checkpoint's data_root)")
     parser.add_argument("--out", type=Path, default=Path(QUANTIZED_DIR), help="<out>/<mode>/ per mode")
     parser.add_argument("--qat", choices=("auto", "always", "never"), default="auto",
                         help="compare: run the QAT modes when no post-training mode passes (auto), always or never")
-    parser.add_argument("--qat-steps", type=int, default=60, help="QAT fine-tune steps (batch 16)")
-    parser.add_argument("--qat-lr", type=float, default=1e-4)
-    parser.add_argument("--runs", type=int, default=20, help="timed host runs per mode (after 5 warm-up)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    ranged(parser.add_argument("--qat-steps", type=int, default=60, help="QAT fine-tune steps (batch 16)"), 1)
+    ranged(parser.add_argument("--qat-lr", type=float, default=1e-4), 0, above_minimum=True)
+    ranged(parser.add_argument("--runs", type=int, default=20, help="timed host runs per mode (after 5 warm-up)"), 1)
+    ranged(parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)"), 0)
     parser.add_argument("--run", default="demo", help="results store run (reports/<run>/)")
     parser.add_argument("--no-progress", action="store_true")
     add_config_arguments(parser, "configs/quantize.yaml")  # --config FILE, key=value; flags win over the file

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from sam3m4.flags import ranged
 from sam3m4.paths import REPORTS_ROOT
 
 
@@ -21,9 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare", default=None, metavar="BASELINE",
                         help="also compare with run BASELINE: every metric of both, the change, regressions "
                              "flagged (reports/<run>/compare_<BASELINE>.md)")
-    parser.add_argument("--tolerance", type=float, default=0.05,
+    ranged(parser.add_argument("--tolerance", type=float, default=0.05,
                         help="--compare: relative change for the worse flagged as a regression, for metrics whose "
-                             "target has no regression_tolerance (default 0.05 = 5%%)")
+                             "target has no regression_tolerance (default 0.05 = 5%%)"), 0)
     parser.add_argument("--regression-gate", action="store_true",
                         help="--compare: exit 1 when a gate whose target has a regression_tolerance is worse than "
                              "the baseline by more than it")
@@ -62,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(format_comparison(comparison), end="")
     print(f"wrote {write_comparison(comparison, root=args.root)}")
-    if args.regression_gate and comparison.gate_failures:
-        names = ", ".join(f"{c.subject} {c.metric}" for c in comparison.gate_failures)
-        print(f"sam3m4 report: regression gate failed vs {args.compare}: {names}")
+    if args.regression_gate and not comparison.gate_passed:
+        print(f"sam3m4 report: regression gate failed vs {args.compare}: {'; '.join(comparison.gate_reasons)}")
         return 1
     return 0

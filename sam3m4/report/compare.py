@@ -11,7 +11,9 @@ neither (a path, a verdict, an error) are listed with their change and never fla
 A change is a regression when it is worse by more than the tolerance: the gate's ``regression_tolerance``
 from the targets file (absolute, in its unit) when it has one, else ``tolerance`` x |baseline| (relative,
 5% by default). The regression gate: no gate record whose target carries a ``regression_tolerance`` may be
-worse than the baseline's by more than that tolerance.
+worse than the baseline's by more than that tolerance; and it fails, with its reason, when such a metric of the
+baseline is missing from this run or is not a finite number here, or when the two runs share no gated metric at
+all (nothing was compared, so nothing passed).
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class Change:
     """A gate whose target has a ``regression_tolerance``: a regression here fails the regression gate."""
     target: str = ""
     """Key of the target that gave the direction / tolerance."""
+    gate_problem: str = ""
+    """Why this gated metric fails the regression gate (regressed, missing, not finite); "" when it does not."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,26 @@ class Comparison:
 
     @property
     def gate_failures(self) -> list[Change]:
-        """Regressions of gated metrics: what fails ``--regression-gate``."""
-        return [c for c in self.changes if c.regression and c.gated]
+        """Gated metrics that fail ``--regression-gate``: regressed, missing or not finite in this run."""
+        return [c for c in self.changes if c.gated and c.gate_problem]
+
+    @property
+    def shared_gated(self) -> list[Change]:
+        """Gated metrics both runs measured (the ones the gate compared)."""
+        return [c for c in self.changes if c.gated and c.baseline is not None and c.current is not None]
+
+    @property
+    def gate_reasons(self) -> list[str]:
+        """Why the regression gate fails, one entry per cause; empty when it passes."""
+        reasons = [f"{c.subject} {c.metric}: {c.gate_problem}" for c in self.gate_failures]
+        if not self.shared_gated and not self.gate_failures:
+            reasons.append(f"{self.run} and {self.baseline} share no gated metric (a gate record whose target has a "
+                           "regression_tolerance), so nothing was compared")
+        return reasons
+
+    @property
+    def gate_passed(self) -> bool:
+        return not self.gate_reasons
 
 
 def _number(value) -> bool:
@@ -112,10 +134,15 @@ def compare_records(current: list[Record], baseline: list[Record], targets: dict
         rec = cur or old
         target = _target_for(rec, targets)
         better = _direction(rec, target)
-        gated = (rec.target is not None and target is not None and target.regression_tolerance is not None
-                 and not rec.subject.startswith(NEGATIVE_CONTROLS))
+        gated = (any(r is not None and r.target is not None for r in (cur, old)) and target is not None
+                 and target.regression_tolerance is not None and not rec.subject.startswith(NEGATIVE_CONTROLS))
         delta = tol = None
         regression = False
+        problem = ""
+        if gated and old is not None and cur is None:
+            problem = f"missing in {run or 'this run'} (measured in {baseline_run or 'the baseline'})"
+        elif gated and cur is not None and not _number(cur.value):
+            problem = f"not a finite number in {run or 'this run'} ({_show(cur.value)})"
         if cur is not None and old is not None and _number(cur.value) and _number(old.value):
             delta = float(cur.value) - float(old.value)
             if better is not None:
@@ -123,10 +150,13 @@ def compare_records(current: list[Record], baseline: list[Record], targets: dict
                     else tolerance * abs(float(old.value))
                 worse = -delta if better == "higher" else delta
                 regression = worse > tol + 1e-12
+                if regression and gated:
+                    problem = f"regressed {_show(old.value)} -> {_show(cur.value)} (tolerance {tol:.4g} {rec.unit})"
         changes.append(Change(stage=key[0], subject=key[1], metric=key[2], unit=rec.unit or (target.unit if target
                               else ""), baseline=None if old is None else old.value,
                               current=None if cur is None else cur.value, delta=delta, better=better, tolerance=tol,
-                              regression=regression, gated=gated, target=target.name if target else ""))
+                              regression=regression, gated=gated, target=target.name if target else "",
+                              gate_problem=problem))
     return Comparison(run=run, baseline=baseline_run, changes=tuple(changes))
 
 
@@ -154,10 +184,12 @@ def _show(value) -> str:
 
 def format_comparison(c: Comparison) -> str:
     """Markdown: a summary line, the regressions, then every metric of either run."""
-    gate = "FAIL" if c.gate_failures else "pass"
+    gate = "pass" if c.gate_passed else "FAIL"
     lines = [f"# {c.run} vs {c.baseline}", "",
              f"{len(c.changes)} metrics; {len(c.regressions)} regressions beyond tolerance; regression gate: {gate} "
-             f"({len(c.gate_failures)} gated metrics regressed)", ""]
+             f"({len(c.shared_gated)} gated metrics compared, {len(c.gate_failures)} failing)", ""]
+    if not c.gate_passed:
+        lines += ["## Regression gate", "", *(f"- {reason}" for reason in c.gate_reasons), ""]
     if c.regressions:
         lines += ["## Regressions", ""]
         lines += [f"- {'**GATE** ' if r.gated else ''}{r.stage} {r.subject} {r.metric}: {_show(r.baseline)} -> "

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from sam3m4.fileio import check_contained
 from sam3m4.paths import REPORTS_ROOT
 from sam3m4.results.runs import check_run_name
 from sam3m4.results.schema import NOT_MEASURABLE, RECORD_OUTCOMES, UNSUPPORTED_OUTCOME  # noqa: F401  (writers import the outcomes from here too)
@@ -137,6 +138,7 @@ class ResultsStore:
             now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
             record = dataclasses.replace(record, timestamp=now)
         line = json.dumps(dataclasses.asdict(record), ensure_ascii=False, default=_jsonable) + "\n"
+        check_contained(self.path)  # a results.jsonl (or run folder) symlinked out of the project: refused
         self.dir.mkdir(parents=True, exist_ok=True)
         with self._locked() as fd:
             size = os.fstat(fd).st_size

@@ -26,9 +26,9 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import yaml
-
 from sam3m4.errors import ConfigError
+from sam3m4.fileio import read_regular_bytes
+from sam3m4.safeyaml import MAX_BYTES, load_yaml_text
 from sam3m4.results.store import _COMPARE, compare
 
 DEFAULT_TARGETS = Path("acceptance") / "targets.yaml"
@@ -123,30 +123,6 @@ def find_targets_file(path: str | os.PathLike | None = None) -> Path:
     return locate_targets(path)[0]
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
-
-
-def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
-    seen = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
-
-
-def _yaml_error(err: yaml.YAMLError) -> str:
-    """``line 3 column 5: duplicate key 'a'`` style text of a YAML error."""
-    mark = getattr(err, "problem_mark", None)
-    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-    return f"line {mark.line + 1} column {mark.column + 1}: {problem}" if mark is not None else problem
-
-
 def parse_targets(raw, where: str) -> dict[str, Target]:
     """``{"targets": {name: {metric, comparison, value, ...}}}`` -> ``{name: Target}``; ``where`` names the file."""
     if not isinstance(raw, dict) or "targets" not in raw:
@@ -198,15 +174,15 @@ def load_targets_file(path: str | os.PathLike | None = None) -> TargetsFile:
     path, origin = locate_targets(path)
     source = "" if origin == "given" else f" (from {origin})"
     try:
-        data = path.read_bytes()
+        data = read_regular_bytes(path, MAX_BYTES)  # not a FIFO, not a runaway file
     except OSError as err:
         raise ConfigError(f"{path}: cannot read targets{source}: {err.strerror or err}") from None
     try:
-        raw = yaml.load(data.decode("utf-8"), Loader=_UniqueKeyLoader)
+        raw = load_yaml_text(data.decode("utf-8"), "")  # no aliases, duplicate or non-text keys (sam3m4.safeyaml)
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: cannot read targets{source}: not UTF-8 text (byte {err.start})") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: cannot read targets{source}: {_yaml_error(err)}") from None
+    except ConfigError as err:
+        raise ConfigError(f"{path}: cannot read targets{source}{err}") from None
     return TargetsFile(path=path, origin=origin, sha256=hashlib.sha256(data).hexdigest(),
                        targets=parse_targets(raw, str(path)))
 

@@ -19,6 +19,8 @@ import argparse
 import socket
 from pathlib import Path
 
+from sam3m4.fileio import check_contained
+from sam3m4.flags import ranged
 from sam3m4.paths import REPORTS_ROOT
 from sam3m4.results import schema
 
@@ -28,11 +30,11 @@ SHOWN = 20  # planned deletions printed; the log has them all
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", type=Path, default=Path("."),
                         help="project root: an existing folder with checkpoints/, logs/, data/ or reports/ (default: .)")
-    parser.add_argument("--keep-last", type=int, default=2,
-                        help="newest epoch checkpoints kept per phase and for video, besides the best (default: 2)")
-    parser.add_argument("--vis-keep-every", type=int, default=5,
+    ranged(parser.add_argument("--keep-last", type=int, default=2,
+                        help="newest epoch checkpoints kept per phase and for video, besides the best (default: 2)"), 1)
+    ranged(parser.add_argument("--vis-keep-every", type=int, default=5,
                         help="keep logs/distillation/vis pictures of every N-th epoch, plus each phase's first and "
-                             "last (default: 5; 1 keeps all)")
+                             "last (default: 5; 1 keeps all)"), 1)
     parser.add_argument("--include-cache", action="store_true",
                         help="also delete the teacher-feature caches under data/*/cached_features (rebuilt on demand)")
     parser.add_argument("--apply", action="store_true",
@@ -43,11 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sam3m4.env import human_bytes
+    from sam3m4.results import ResultsStore
     from sam3m4.runlock import describe, lock_holder, lock_path
     from sam3m4.storage import prune
 
     settings = prune.Settings(keep_last=args.keep_last, vis_keep_every=args.vis_keep_every,
                               include_cache=args.include_cache)
+    real = prune.check_args(args.root, settings)  # before anything is deleted or written
+    check_contained(ResultsStore(args.run, root=real / REPORTS_ROOT).path, real)  # its sizes go there
     if args.apply:
         done = prune.apply(args.root, settings)
         plan, after = done.plan, done.after

@@ -42,7 +42,7 @@ from pathlib import Path
 from sam3m4.checkpoint import NAME as CKPT_NAME, VIDEO_NAME, best_name
 from sam3m4.env import human_bytes
 from sam3m4.errors import ConfigError, Sam3m4Error
-from sam3m4.fileio import atomic_write_text
+from sam3m4.fileio import atomic_write_text, check_contained
 from sam3m4.paths import (CACHE_GLOB, CHECKPOINTS, DISTILL_DIR, LOGS, REPORTS_ROOT, RUN_MANIFEST, VIDEO_CACHE_DIR,
                           VIDEO_DIR, VIS_DIR)
 from sam3m4.runlock import describe, lock_holder, lock_path, run_lock
@@ -314,7 +314,9 @@ def check_args(root: str | os.PathLike, settings: Settings) -> Path:
         raise ConfigError(f"--root {root}: {what}")
     if not any(os.path.lexists(Path(root) / name) for name in PROJECT_MARKS):
         raise ConfigError(f"--root {root}: not a sam3m4 project root (none of {', '.join(PROJECT_MARKS)} in it)")
-    return Path(os.path.realpath(root))
+    real = Path(os.path.realpath(root))
+    check_contained(real / LOG_DIR / "storage_prune.log", real)  # a logs/ symlinked out of the root: refused
+    return real
 
 
 def make_plan(root: str | os.PathLike = ".", settings: Settings = Settings()) -> Plan:
@@ -398,6 +400,7 @@ def write_log(plan: Plan, mode: str, ts: str | None = None, *, after: dict[str, 
             "settings": dataclasses.asdict(plan.settings), "fingerprint": fp,
             "delete": [e.key() for e in plan.delete], "before": plan.before, "planned_after": plan.after(),
             **({"after": after} if after else {}), **(extra or {})}
+    check_contained(out, plan.root)
     return atomic_write_text(out, "\n".join(lines) + "\n" + MARK + json.dumps(data) + "\n")
 
 

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from sam3m4 import config
 from sam3m4.errors import ConfigError, TrainingDiverged
+from sam3m4.fileio import atomic_write_json
 from sam3m4.losses.set_prediction import SetLossWeights, set_prediction_loss
 from sam3m4.metrics import MIoUMeter, PresenceMeter, is_present
 from sam3m4.paths import BOOTSTRAP_METRICS
@@ -320,7 +321,7 @@ def bootstrap_teacher(
         val = PairTensors.from_json(saco / "val.json", reloaded, 4 * g, keep_full=True, limit=val_limit)
         result.update({f"val_{k}": v for k, v in evaluate(reloaded, val, tr["eval_batch_size"]).items()})
         result["eval_s"] = round(time.time() - t1, 1)
-    (out_dir / BOOTSTRAP_METRICS).write_text(json.dumps(result, indent=2, default=str))
+    atomic_write_json(out_dir / BOOTSTRAP_METRICS, result, indent=2, default=str)
     return result
 
 

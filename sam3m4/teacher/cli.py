@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from sam3m4.flags import ranged
 from sam3m4.paths import SYNTH_DATA, TEACHER_DIR, VIDEO_METRICS, VIDEO_TEACHER_DIR
 
 
@@ -30,15 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     video.add_argument("--image-teacher", default=TEACHER_DIR)
     video.add_argument("--out", default=VIDEO_TEACHER_DIR)
     video.add_argument("--data", default=SYNTH_DATA, help="generator output (saco_video/{train,val}.json)")
-    video.add_argument("--steps", type=int, default=400, help="tracker training steps (0 = build only)")
-    video.add_argument("--lr", type=float, default=1e-3)
-    video.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch default)")
+    ranged(video.add_argument("--steps", type=int, default=400, help="tracker training steps (0 = build only)"), 0)
+    ranged(video.add_argument("--lr", type=float, default=1e-3), 0, above_minimum=True)
+    ranged(video.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch default)"), 0)
     video.set_defaults(func=run_video)
     full = sub.add_parser("full", help="write a full-size SAM 3 checkpoint with random weights (rehearsal)",
                           description="Sam3VideoModel(Sam3VideoConfig()) - SAM 3's own sizes - with random weights, "
                                       "save_pretrained like facebook/sam3; loads through load_teacher.")
     full.add_argument("--out", required=True, help="folder to write (config.json, model*.safetensors)")
-    full.add_argument("--seed", type=int, default=0)
+    ranged(full.add_argument("--seed", type=int, default=0), 0)
     full.set_defaults(func=run_full)
 
 
@@ -90,6 +91,8 @@ def run_video(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from sam3m4.fileio import atomic_write_json
+
     check_video_args(args)
     import torch
 
@@ -108,6 +111,6 @@ def run_video(args: argparse.Namespace) -> int:
         teacher.model.save_pretrained(out)
     jf = evaluate_videos(SacoVideoDataset(saco / "val.json"), teacher)
     result.update(val_jf=jf.jf_mean, val_j=jf.j_mean, val_f=jf.f_mean, val_objects=jf.num_objects)
-    (out / VIDEO_METRICS).write_text(json.dumps(result, indent=2))
+    atomic_write_json(out / VIDEO_METRICS, result, indent=2)
     print(json.dumps(result, indent=2))
     return 0

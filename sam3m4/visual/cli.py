@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sam3m4.flags import ranged
 from sam3m4.paths import PHASE2_BEST, TEACHER_DIR, VISUAL_ROOT
 from sam3m4.results.runs import check_run_name
 
@@ -34,11 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"student checkpoint .pt (default {DEFAULT_STUDENT})")
     parser.add_argument("--run", default="demo", help="run name: writes <out>/<run>/index.html (default demo)")
     parser.add_argument("--out", type=Path, default=Path(VISUAL_ROOT), help="output root")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N images of the manifest")
-    parser.add_argument("--threshold", type=float, default=0.5, help="score threshold for kept detections")
+    ranged(parser.add_argument("--limit", type=int, default=None,
+                               help="use only the first N images of the manifest"), 1)
+    ranged(parser.add_argument("--threshold", type=float, default=0.5,
+                               help="score threshold for kept detections"), 0, 1)
     parser.add_argument("--auto-checklist", action="store_true",
                         help="also write checklist.json from the automatic suggestions (for runs with no human)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ranged(parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)"), 1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     parser.set_defaults(func=run)
 

@@ -45,6 +45,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # commands that write checkpoints, caches or training logs: they hold the run lock (sam3m4.runlock)
 TRAINING_COMMANDS = ("teacher", "distill", "quantize")
+# a command that writes a run's files waits this long for another writer of the same run (a report, an eval) to
+# finish before it is refused; `sam3m4 pipeline` is refused at once
+RUN_LOCK_WAIT_S = 120.0
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -84,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                 check_run_name(args.run, "--run")
                 if not getattr(args, "dry_run", False):  # a second writer of this run is refused, naming the first
                     reports = _reports_dir(args)  # a --root's reports folder is not created here
-                    held.enter_context(run_name_lock(args.run, "sam3m4 " + " ".join(argv), reports, reports is None))
+                    held.enter_context(run_name_lock(args.run, "sam3m4 " + " ".join(argv), reports, reports is None,
+                                                     wait_s=RUN_LOCK_WAIT_S))
             if args.command in TRAINING_COMMANDS:  # `sam3m4 prune --apply` refuses while this is held
                 from sam3m4.runlock import run_lock
 

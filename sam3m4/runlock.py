@@ -25,6 +25,7 @@ import json
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -142,7 +143,7 @@ def _describe_run(run: str, info: dict | None, path: Path) -> str:
 
 @contextlib.contextmanager
 def run_name_lock(run: str, command: str = "", reports: str | os.PathLike | None = None,
-                  create: bool = True) -> Iterator[dict | None]:
+                  create: bool = True, wait_s: float = 0.0) -> Iterator[dict | None]:
     """Hold run ``run``'s lock for the ``with`` block: the first command that writes ``reports/<run>/`` (a
     pipeline, an eval, a prune, a report, a device import...) holds it, a second is refused at once with a
     :class:`RunLockedError` naming the holder (pid, host, start time, command).
@@ -151,7 +152,8 @@ def run_name_lock(run: str, command: str = "", reports: str | os.PathLike | None
     on release: a dead holder's lock is free again (the kernel drops the flock), and a clean exit leaves no file.
     Child processes of the holder (the pipeline's stages) inherit :data:`RUN_ENV` and pass through; so do DDP
     ranks > 0. ``create=False``: a missing ``reports`` folder is not created (a ``--root`` given on the command
-    line, which the command checks itself) and nothing is locked.
+    line, which the command checks itself) and nothing is locked. ``wait_s``: how long a short command waits for
+    a holder to finish before it is refused (0, a pipeline: refused at once).
     """
     path = run_name_lock_path(run, reports)
     key = str(path.resolve() if path.parent.exists() else path.absolute())
@@ -166,7 +168,15 @@ def run_name_lock(run: str, command: str = "", reports: str | os.PathLike | None
     info = {"pid": os.getpid(), "run": run, "host": socket.gethostname(),
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "command": command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
-    fd = _take(path, run)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fd = _take(path, run)
+            break
+        except RunLockedError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
     try:
         os.ftruncate(fd, 0)
         os.write(fd, (json.dumps(info) + "\n").encode("utf-8"))

@@ -278,7 +278,8 @@ class _Report:
                   "cgF1 @best | IL_MCC @best |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for label, stage, subject in rows:
             num = lambda metric: self.find(stage, subject, metric)  # noqa: E731
-            low, high, best_t = num(schema.PRESENCE_ECE_LOW), num(schema.PRESENCE_ECE_HIGH), num(schema.PRESENCE_BEST_THRESHOLD)
+            low, high = num(schema.PRESENCE_ECE_LOW), num(schema.PRESENCE_ECE_HIGH)
+            best_t = num(schema.PRESENCE_BEST_THRESHOLD)
             lo_p, hi_p = num(schema.PRESENCE_PLATEAU_LOW), num(schema.PRESENCE_PLATEAU_HIGH)
             ci = f" [{low.value:.3f}, {high.value:.3f}]" if low is not None and high is not None else ""
             at = f" @ {best_t.value:.2f}" if best_t is not None else ""

@@ -114,6 +114,12 @@ class Predictor:
         pred = self.predict(sample.image, sample.phrase)
         return pred.masks, pred.scores
 
+    def predict_pair(self, sample) -> tuple[np.ndarray, np.ndarray, float]:
+        """As ``__call__``, plus the pair's presence score: the highest score over all queries, kept or not (what
+        presence calibration needs below the keep threshold; :mod:`sam3m4.eval.image`)."""
+        pred = self.predict(sample.image, sample.phrase)
+        return pred.masks, pred.scores, float(pred.all_scores.max()) if pred.all_scores.size else 0.0
+
 
 def overlay(image: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """(H, W, 3) uint8 with each instance tinted in its own colour and outlined."""

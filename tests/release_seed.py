@@ -6,7 +6,7 @@ Every state a matrix cell can take appears: gates that pass; a gate that fails (
 backend whose toolchain is absent (QNN: ``outcome`` not_measurable, so every QNN cell is "not measured"); a gate
 that does not apply (NPU coverage on XNNPACK: unsupported); on-device numbers nobody imported (not measured).
 Plus what the plots read: Stage 4 modes, latency p50/p90, loss CSVs listed as run artifacts, a pipeline state
-with start and end times, per-phrase mIoU.
+with start and end times, per-phrase mIoU, per-pair presence scores (teacher, student, the chosen mode).
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from sam3m4.eval.by_phrase import phrase_metric
+from sam3m4.eval.calibration import record_calibration
 from sam3m4.results import ResultsStore
 from sam3m4.results.store import NOT_MEASURABLE
 
@@ -30,6 +33,11 @@ def seed_run(root: Path, run: str, logs: Path) -> ResultsStore:
     # --- Stage 3
     for subject, miou in (("teacher", 0.562), ("student/phase2", 0.573)):
         store.record(stage="stage3", subject=subject, metric="miou", value=miou, unit="fraction", provenance=prov)
+    for i, (stage, subject) in enumerate((("stage3", "teacher"), ("stage3", "student/phase2"), ("stage4", "int4"))):
+        rng = np.random.default_rng(i)                       # presence scores: calibrated, plus a little noise
+        scores = rng.uniform(size=200)
+        record_calibration(store, stage=stage, subject=subject, scores=scores, provenance=prov,
+                           labels=rng.uniform(size=200) < np.clip(scores + rng.normal(0, 0.1, 200), 0, 1))
     for phrase, (teacher, student) in PHRASES.items():
         for subject, value in (("teacher", teacher), ("student/phase2", student)):
             store.record(stage="stage3", subject=subject, metric=phrase_metric(phrase), value=value,

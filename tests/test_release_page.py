@@ -139,7 +139,7 @@ def test_plots_are_written_and_a_missing_one_says_why(tmp_path):
     (tmp_path / "reports" / "seeded" / "pipeline_state.json").write_text("{not json")
     again = write_plots("seeded", root=tmp_path / "reports", targets=load_targets(TARGETS))
     assert again[3].path is None and "unreadable" in again[3].note
-    assert [p.path is not None for p in again] == [True, True, True, False, True]
+    assert [p.path is not None for p in again] == [True, True, True, False, True, True]
 
 
 def test_report_md_links_the_plots(tmp_path):

@@ -37,10 +37,11 @@ class PhraseTap:
         self.meters: dict[str, MIoUMeter] = {}
 
     def __call__(self, sample):
-        masks, scores = self.predict(sample)
+        out = self.predict(sample)  # (masks, scores) or (masks, scores, presence score): passed through as it is
+        masks, scores = out[0], out[1]
         kept = np.asarray(masks, dtype=bool)[np.asarray(scores, dtype=np.float64).reshape(-1) >= self.threshold]
         self.meters.setdefault(sample.phrase, MIoUMeter()).add(kept, sample.masks)
-        return masks, scores
+        return out
 
     def miou(self) -> dict[str, tuple[float, int]]:
         """Phrase -> (mIoU over its pairs, pair count), phrases sorted."""

@@ -58,21 +58,23 @@ class EvalResult:
 
 
 def build_predictor(model: str, ckpt: str | None, threshold: float, device: str):
-    """(predict(sample) -> (masks, scores), description, artifact path) for ``model``."""
+    """(predict(sample) -> (masks, scores[, presence score]), description, artifact path) for ``model``: the teacher
+    and the student also give each pair's presence score (:mod:`sam3m4.eval.image`)."""
     if model == "gt":
         return ground_truth_predictor, "ground truth", None
     if model == "teacher":
         source = ckpt or TEACHER_DIR
         teacher = load_teacher(source, device=device)
 
-        def predict(sample):
+        def predict(sample):  # (masks, scores, presence score: the highest of all query scores)
             inst = teacher.predict([sample.image], [sample.phrase], threshold=threshold)[0]
-            return inst.masks, inst.scores
+            return inst.masks, inst.scores, float(inst.all_scores.max()) if inst.all_scores.size else 0.0
 
         return predict, f"Sam3Model teacher {source}", source
     if not ckpt:
         raise ConfigError("--ckpt: required for --model student (a checkpoint from `sam3m4 distill phase2`)")
-    return Predictor.from_checkpoint(ckpt, threshold=threshold, device=device), f"student {ckpt}", ckpt
+    return (Predictor.from_checkpoint(ckpt, threshold=threshold, device=device).predict_pair, f"student {ckpt}",
+            ckpt)
 
 
 def build_video_predictor(model: str, ckpt: str | None, threshold: float, device: str):

@@ -121,10 +121,12 @@ def _run(what: str, fn, *args):
                               f"{': ' + text[:200] if text else ''}") from exc
 
 
-def evaluate_image(gt_paths, pred_path, *, log=None) -> dict[str, float]:
+def evaluate_image(gt_paths, pred_path, *, log=None, threshold: float = 0.5) -> dict[str, float]:
     """Official image metrics of ``pred_path`` against one or several GT files (the oracle over annotators).
 
     Returns the dict ``CGF1Evaluator.evaluate`` returns (keys ``cgF1_eval_segm_*``). Checks every file first.
+    ``threshold``: the score a detection needs to count (SAM 3's 0.5); set on each of the evaluator's own
+    ``CGF1Eval`` objects (their ``threshold`` argument), so the file must hold the detections down to it.
     """
     gt_paths = [Path(p) for p in ([gt_paths] if isinstance(gt_paths, (str, os.PathLike)) else gt_paths)]
     gts = [check_image_gt(p) for p in gt_paths]
@@ -136,6 +138,8 @@ def evaluate_image(gt_paths, pred_path, *, log=None) -> dict[str, float]:
     cgf1 = _import("sam3.eval.cgf1_eval")
     with _quiet(log):
         evaluator = _run(f"{gt_paths[0]}", cgf1.CGF1Evaluator, [str(p) for p in gt_paths], "segm")
+        for coco_eval in evaluator.coco_evals:
+            coco_eval.threshold = float(threshold)
         return _run(f"{pred_path}", evaluator.evaluate, str(pred_path))
 
 
@@ -204,6 +208,15 @@ def score_image(gt_json, writer, out_dir, name: str, *, log=None) -> tuple[dict,
     result = evaluate_image([gt], preds, log=log)
     write_result(out_dir / f"{name}_image_eval.json", result)
     return result, preds
+
+
+def score_image_at(out_dir, name: str, threshold: float, *, log=None) -> tuple[dict, Path]:
+    """Score the files :func:`score_image` wrote for ``name`` again with detections kept at ``threshold``; writes
+    ``<out_dir>/<name>_image_eval_t<threshold>.json`` and returns the result and its path."""
+    out_dir = Path(out_dir)
+    result = evaluate_image([out_dir / f"{name}_image_gt.json"], out_dir / f"{name}_image_preds.json", log=log,
+                            threshold=threshold)
+    return result, write_result(out_dir / f"{name}_image_eval_t{threshold:.4f}.json", result)
 
 
 def score_video(gt_json, writer, out_dir, name: str, *, log=None) -> tuple[dict, Path]:

@@ -26,6 +26,7 @@ from sam3m4.fileio import atomic_write_text
 from sam3m4.paths import DISTILL_DIR, REPORT_FILE, REPORTS_ROOT, VIDEO_CACHE_DIR, VIDEO_DIR, VIS_DIR
 from sam3m4.quantize.modes import CONVS_PER_BACKEND, KEPT_HIGHER
 from sam3m4.report.plots import Plot, markdown_links, write_plots
+from sam3m4.report.release import target_text
 from sam3m4.results import schema
 from sam3m4.results.store import Record, ResultsStore
 from sam3m4.results.targets import Target, TargetsFile, TargetsNotFound, load_targets_file
@@ -255,7 +256,65 @@ class _Report:
                   f"- {crit} 충족 여부: {self.cell(schema.STAGE4, schema.DECISION, schema.CRITERION_MET)}",
                   f"- 최종 채택 모드: {self.cell(schema.STAGE4, schema.DECISION, schema.CHOSEN_MODE)}",
                   f"- QAT 수행 여부 및 근거: {self.cell(schema.STAGE4, schema.DECISION, schema.QAT)}", ""]
-        return lines
+        return lines + self.calibration()
+
+    def calibration(self) -> list[str]:
+        """The presence calibration table (teacher and student of Stage 3, every Stage 4 mode) and its two gates."""
+        rows = [(label, schema.STAGE3, subject) for label, subject, _ in STAGE3_ROWS[:2]]
+        rows += [(label, schema.STAGE4, mode) for label, mode in QUANT_ROWS]
+        rows = [r for r in rows if self.find(r[1], r[2], schema.PRESENCE_ECE) is not None]
+        plateau = self.targets.get("presence_threshold_on_plateau")
+        shipped = plateau.presence_threshold if plateau is not None and plateau.presence_threshold is not None else 0.5
+        lines = ["### Presence calibration", "",
+                 "> Presence score = a pair's highest detection score over all queries. ECE: 15 equal-width bins, "
+                 "95% bootstrap interval; best F1 over every threshold and the plateau (thresholds within 0.01 of "
+                 f"it); SA-Co cgF1 / IL_MCC (Meta's evaluator) with detections kept at 0.5 and at the F1-best "
+                 f"threshold. The app ships threshold {shipped:g}. docs/metrics.md defines each number.", ""]
+        if not rows:
+            return lines + ["- " + "-" + self.notes.ref(
+                f"not measured in run `{self.run}`: the Stage 3 and Stage 4 gates record it "
+                "(`acceptance/test_stage3.py`, `acceptance/test_stage4.py`)"), ""]
+        lines += ["| 모델 | ECE [95% CI] | Best F1 @ threshold | F1 plateau | cgF1 @0.5 | IL_MCC @0.5 | "
+                  "cgF1 @best | IL_MCC @best |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for label, stage, subject in rows:
+            num = lambda metric: self.find(stage, subject, metric)  # noqa: E731
+            low, high = num(schema.PRESENCE_ECE_LOW), num(schema.PRESENCE_ECE_HIGH)
+            best_t = num(schema.PRESENCE_BEST_THRESHOLD)
+            lo_p, hi_p = num(schema.PRESENCE_PLATEAU_LOW), num(schema.PRESENCE_PLATEAU_HIGH)
+            ci = f" [{low.value:.3f}, {high.value:.3f}]" if low is not None and high is not None else ""
+            at = f" @ {best_t.value:.2f}" if best_t is not None else ""
+            span = f"{lo_p.value:.2f}-{hi_p.value:.2f}" if lo_p is not None and hi_p is not None else "-"
+            saco = [self._calibration_saco(stage, subject, m) for m in
+                    (schema.SACO_CGF1, schema.SACO_IL_MCC, schema.SACO_CGF1_AT_BEST, schema.SACO_IL_MCC_AT_BEST)]
+            ece_rec, best = num(schema.PRESENCE_ECE), num(schema.PRESENCE_F1_BEST)
+            ece_cell = format_value(ece_rec.value, ece_rec.unit) + ci + self.notes.ref(self.provenance(ece_rec))
+            best_cell = ("-" if best is None else format_value(best.value, best.unit) + at
+                         + self.notes.ref(self.provenance(best)))
+            lines.append(f"| {label} | {ece_cell} | {best_cell} | {span} | " + " | ".join(saco) + " |")
+        lines += ["", "- 게이트 (출시 모드):"]
+        for key, metric in (("presence_threshold_on_plateau", schema.PRESENCE_F1_GAP),
+                            ("presence_ece_rise", schema.PRESENCE_ECE_RISE)):
+            recs = [r for r in self.records if r.stage == schema.STAGE4 and r.metric == metric]
+            target = self.targets.get(key)
+            goal = f" (목표 {target_text(target)})" if target is not None else ""
+            if not recs:
+                lines.append(f"  - {key}: -" + self.notes.ref(f"not measured in run `{self.run}`: "
+                                                              "`acceptance/test_stage4.py` judges it"))
+                continue
+            rec = recs[-1]
+            if rec.value is None:
+                lines.append(f"  - {key} `{rec.subject}`: 미측정 - {rec.note}{self.notes.ref(self.provenance(rec))}")
+            else:
+                verdict = "" if rec.passed is None else (" 통과" if rec.passed else " 실패")
+                lines.append(f"  - {key} `{rec.subject}`: {format_value(rec.value, rec.unit)}{goal}{verdict}"
+                             + self.notes.ref(self.provenance(rec)))
+        return lines + [""]
+
+    def _calibration_saco(self, stage: str, subject: str, metric: str) -> str:
+        rec = self.find(stage, subject, metric)
+        if rec is None or rec.value is None:
+            return "-"
+        return _saco_text(rec.value, metric) + self.notes.ref(self.provenance(rec))
 
     def stage5(self) -> list[str]:
         lines = ["## 5) Stage 5 배포 준비/검증", "", "| 항목 | iOS(CoreML) | Android(QNN) | 비고 |", "|---|---|---|---|"]

@@ -16,6 +16,8 @@ removed), and its :class:`Plot` says why. Never an empty plot.
                           ``video.csv``)
 ``pipeline_timeline``     each pipeline stage's last start and end (``reports/<run>/pipeline_state.json``)
 ``phrase_miou``           teacher vs student mIoU per noun phrase (Stage 3, ``miou/phrase:<phrase>`` records)
+``reliability``           presence reliability diagram (15 bins) of the teacher, the Phase 2 student and the shipped
+                          mode, from their per-pair scores files (``presence_scores`` records)
 ========================  ========================================================================================
 """
 
@@ -30,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sam3m4.eval.by_phrase import phrase_of
+from sam3m4.eval.calibration import read_pair_scores
+from sam3m4.metrics.calibration import ece, reliability as reliability_bins
 from sam3m4.fileio import atomic_path
 from sam3m4.paths import DISTILL_LOG_DIR, PIPELINE_STATE, REPORTS_ROOT
 from sam3m4.results import schema
@@ -275,11 +279,58 @@ def phrase_miou(records: list[Record], targets: dict[str, Target], run: str, run
     return fig, f"Stage 3 records of run `{run}`: {len(phrases)} phrases; {any_rec.provenance}"
 
 
+def shipped_subject(records: list[Record]) -> str | None:
+    """The Stage 4 mode that ships: the decision's ``chosen_mode``, else the mode the plateau gate judged."""
+    latest = _latest(records)
+    chosen = latest.get((schema.STAGE4, schema.DECISION, schema.CHOSEN_MODE))
+    if chosen is not None and chosen.value:
+        return str(chosen.value)
+    gated = [r for r in records if r.stage == schema.STAGE4 and r.metric == schema.PRESENCE_F1_GAP]
+    return gated[-1].subject if gated else None
+
+
+def reliability(records: list[Record], targets: dict[str, Target], run: str, run_dir: Path):
+    """Presence reliability diagram: per 15-bin mean score vs fraction present, one line per model, the diagonal."""
+    latest = _latest(records)
+    shipped = shipped_subject(records)
+    models = [(schema.STAGE3, schema.TEACHER, "teacher", "#6d4c41"),
+              (schema.STAGE3, schema.STUDENT_PHASE2, "student (Phase 2)", "#1565c0")]
+    if shipped is not None:
+        models.append((schema.STAGE4, shipped, f"shipped ({shipped})", "#e65100"))
+    found = [(latest[(st, subj, schema.PRESENCE_SCORES)], label, colour) for st, subj, label, colour in models
+             if (st, subj, schema.PRESENCE_SCORES) in latest and latest[(st, subj, schema.PRESENCE_SCORES)].artifact]
+    if not found:
+        raise _Missing(f"no presence scores in run `{run}` (the Stage 3 and Stage 4 gates record them: "
+                       f"`pytest acceptance/test_stage3.py acceptance/test_stage4.py --run {run}`)")
+    fig = _figure(width=5.2, height=4.2)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="#9e9e9e", linestyle="--", linewidth=1, label="perfect calibration")
+    sources = []
+    for rec, label, colour in found:
+        path = Path(rec.artifact)
+        path = path if path.is_file() else run_dir / "calibration" / path.name  # a run folder moved as a whole
+        scores, labels, _ = read_pair_scores(path)
+        bins = reliability_bins(scores, labels)
+        used = bins.count > 0
+        ax.plot(bins.mean_score[used], bins.positive_rate[used], marker="o", markersize=4,
+                color=colour, label=f"{label}: ECE {ece(scores, labels):.3f}, {len(scores)} pairs")
+        sources.append(f"{rec.stage} {rec.subject}: `{display_path(path)}`")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("presence score (bin mean, 15 equal-width bins)")
+    ax.set_ylabel("fraction of pairs present")
+    ax.set_title(f"Presence reliability, run {run}", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    return fig, "per-pair presence scores: " + "; ".join(sources)
+
+
 PLOTS = (("quant_tradeoff", "Quantization trade-off: size vs mIoU per mode", quant_tradeoff),
          ("latency", "Latency per .pte (p50 / p90)", latency),
          ("loss_curves", "Phase 1 / Phase 2 / video loss curves", loss_curves),
          ("pipeline_timeline", "Pipeline timeline", pipeline_timeline),
-         ("phrase_miou", "Teacher vs student mIoU per phrase", phrase_miou))
+         ("phrase_miou", "Teacher vs student mIoU per phrase", phrase_miou),
+         ("reliability", "Presence reliability: teacher, student, shipped", reliability))
 
 
 def write_plots(run: str, root: str | os.PathLike = REPORTS_ROOT, targets: dict[str, Target] | None = None,

@@ -92,6 +92,11 @@ BEFORE_BYTES, AFTER_BYTES, PLANNED_AFTER_BYTES = "before_bytes", "after_bytes", 
 DRY_RUN_LOG, APPLY_LOG = "dry_run_log", "apply_log"
 FINAL_IMAGE_CKPT, FINAL_VIDEO_CKPT = "final_image_ckpt", "final_video_ckpt"
 SIZE = "size"
+PRESENCE_ECE, PRESENCE_ECE_LOW, PRESENCE_ECE_HIGH = "presence_ece", "presence_ece_low", "presence_ece_high"
+PRESENCE_F1_BEST, PRESENCE_BEST_THRESHOLD = "presence_f1_best", "presence_best_threshold"
+PRESENCE_PLATEAU_LOW, PRESENCE_PLATEAU_HIGH = "presence_plateau_low", "presence_plateau_high"
+PRESENCE_SCORES, PRESENCE_F1_GAP, PRESENCE_ECE_RISE = "presence_scores", "presence_f1_gap", "presence_ece_rise"
+SACO_CGF1_AT_BEST, SACO_IL_MCC_AT_BEST = "saco_cgf1_at_best", "saco_il_mcc_at_best"
 
 METRICS = _metrics(
     (MIOU, FRACTION, "mean IoU over (image, noun phrase) pairs"),
@@ -131,6 +136,18 @@ METRICS = _metrics(
     (FINAL_IMAGE_CKPT, TEXT, "the run's final image checkpoint"),
     (FINAL_VIDEO_CKPT, TEXT, "the run's final video checkpoint"),
     (SIZE, BYTES, "an artifact's size"),
+    (PRESENCE_ECE, FRACTION, "expected calibration error of the presence score (15 equal-width bins)"),
+    (PRESENCE_ECE_LOW, FRACTION, "presence ECE: low end of the 95% bootstrap interval"),
+    (PRESENCE_ECE_HIGH, FRACTION, "presence ECE: high end of the 95% bootstrap interval"),
+    (PRESENCE_F1_BEST, FRACTION, "Presence F1 at the F1-best threshold"),
+    (PRESENCE_BEST_THRESHOLD, FRACTION, "the F1-best presence threshold (a score in [0, 1]); not gated"),
+    (PRESENCE_PLATEAU_LOW, FRACTION, "lowest threshold of the F1 plateau (F1 within 0.01 of the best)"),
+    (PRESENCE_PLATEAU_HIGH, FRACTION, "highest threshold of the F1 plateau (F1 within 0.01 of the best)"),
+    (PRESENCE_SCORES, TEXT, "the per-pair presence scores and labels file"),
+    (PRESENCE_F1_GAP, FRACTION, "best Presence F1 minus Presence F1 at the shipped threshold"),
+    (PRESENCE_ECE_RISE, FRACTION, "presence ECE of the shipped mode minus fp16's, on the same pairs"),
+    (SACO_CGF1_AT_BEST, FRACTION, "SA-Co image cgF1 with detections kept at the F1-best threshold"),
+    (SACO_IL_MCC_AT_BEST, FRACTION, "SA-Co image IL_MCC with detections kept at the F1-best threshold"),
 )
 
 # Metrics whose name is built when written, with the code that builds it (the schema test accepts these).

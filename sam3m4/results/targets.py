@@ -53,6 +53,9 @@ class Target:
     """``absolute`` or ``relative`` (for drops: percent points vs percent of the baseline)."""
     description: str = ""
     """What the gate protects, for people reading a failure."""
+    presence_threshold: float | None = None
+    """The presence threshold the app ships (a detection score in [0, 1]; a pair is present when a detection
+    scores >= it), for the gates judged at it (``presence_threshold_on_plateau``); None: SAM 3's 0.5."""
     regression_tolerance: float | None = None
     """Optional regression gate (``sam3m4 report --compare BASE --regression-gate``): how much worse than the
     baseline run this gate's measurement may get, in ``unit`` (worse: lower for ``>``/``>=``, higher for
@@ -162,8 +165,14 @@ def parse_targets(raw, where: str) -> dict[str, Target]:
         if tolerance is not None and (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float))
                                       or not math.isfinite(tolerance) or tolerance < 0):
             raise ConfigError(f"{at}.regression_tolerance: expected a finite number >= 0, got {tolerance!r}")
+        shipped = entry.get("presence_threshold")
+        if shipped is not None and (isinstance(shipped, bool) or not isinstance(shipped, (int, float))
+                                    or not 0 <= shipped <= 1):
+            raise ConfigError(f"{at}.presence_threshold: expected a number in [0, 1], got {shipped!r}")
         if entry.get("basis", "absolute") not in ("absolute", "relative"):
             raise ConfigError(f"{at}.basis: expected 'absolute' or 'relative', got {entry['basis']!r}")
+        if shipped is not None:
+            entry = {**entry, "presence_threshold": float(shipped)}
         out[name] = Target(name=name, **{**entry, "value": float(value),
                                          "regression_tolerance": None if tolerance is None else float(tolerance)})
     return out

@@ -248,8 +248,9 @@ def _quant_drop(bench, value):
     measured = test_stage4._score(model, models, config).miou
     t = bench.targets["quant_miou_drop"]
     base = measured + value / 100 if t.basis == "absolute" else measured / (1 - value / 100)
-    test_stage4.test_quantized_mode_keeps_fp16_miou("fp16", models, _result(base, 1.0), bench.gate, bench.targets,
-                                                    config)
+    scored = lambda mode: (test_stage4._score(model, models, config),)  # noqa: E731  (the module fixture's shape)
+    test_stage4.test_quantized_mode_keeps_fp16_miou("fp16", models, _result(base, 1.0), scored, bench.gate,
+                                                    bench.targets)
 
 
 def _quant_one_bit(bench):
@@ -262,9 +263,50 @@ def _quant_one_bit(bench):
     planted = bench.tmp_path / "quantized"
     save_quantized(test_stage4._round_to_one_bit(model), planted / "fp16", mode="fp16", preset=meta["preset"],
                    source=meta.get("source"))
+    one_bit, _ = test_stage4.load_quantized(planted / "fp16")  # what the gate reads: the saved mode folder
+    scored = lambda mode: (test_stage4._score(one_bit, models, config),)  # noqa: E731
     fails(test_stage4.test_quantized_mode_keeps_fp16_miou, "fp16", SimpleNamespace(dir=planted, val=models.val), base,
-          bench.gate, bench.targets, config)
+          scored, bench.gate, bench.targets)
     return f"the Stage 4 small set's student with weights rounded to 1 bit ({planted / 'fp16'})"
+
+
+def _presence_result(scores, present):
+    """A scored mode as Stage 4's ``scored`` fixture returns it: ``(ImageEvalResult, size MB, predictions)``."""
+    scores, present = np.asarray(scores, dtype=np.float64), np.asarray(present, dtype=bool)
+    res = SimpleNamespace(miou=0.5, presence=SimpleNamespace(f1=1.0), num_pairs=len(scores), presence_scores=scores,
+                          present=present, pair_ids=tuple(range(len(scores))))
+    return res, 1.0, None
+
+
+def _plateau(bench, value):
+    """Presence scores whose Presence F1 at the shipped threshold ``t`` is exactly ``value`` below the best: every
+    pair shows the concept; ``P - k`` score above ``t``, ``k`` score below it (found by any threshold under
+    theirs). F1 at ``t`` = 2(P-k) / (2P-k), best F1 = 1, so the gap is k / (2P-k): the fraction nearest ``value``
+    with an even 2P-k+k."""
+    from fractions import Fraction
+
+    from sam3m4.eval.calibration import shipped_threshold
+
+    t = bench.targets["presence_threshold_on_plateau"]
+    thr = shipped_threshold(t)
+    gap = Fraction(value).limit_denominator(20_000)
+    k, d = gap.numerator, gap.denominator
+    if (d + k) % 2:
+        k, d = 2 * k, 2 * d
+    pairs = (d + k) // 2
+    scores = [thr + (1 - thr) / 2] * (pairs - k) + [thr / 2] * k
+    scored = lambda mode: _presence_result(scores, [True] * pairs)  # noqa: E731
+    test_stage4.test_shipped_threshold_on_plateau(("planted", "planted scores"), scored, bench.gate, bench.targets)
+
+
+def _ece_rise(bench, value):
+    """fp16 perfectly calibrated (every pair present, scored 1.0: ECE 0) and a shipped mode scoring every pair
+    ``1 - value`` (ECE exactly ``value``): every bootstrap resample gives the same rise, so it is resolvable."""
+    n = 200
+    fp16 = _presence_result([1.0] * n, [True] * n)
+    shipped = _presence_result([1.0 - value] * n, [True] * n)
+    test_stage4.test_shipped_ece_rise(("planted", "planted scores"), lambda mode: shipped, fp16[0], bench.gate,
+                                      bench.store, bench.targets)
 
 
 # --- Stage 5 ---------------------------------------------------------------------------------------------------
@@ -441,6 +483,9 @@ PLANTED: dict[str, Plant] = {
     "quant_miou_drop": Plant("test_stage4.test_quantized_mode_keeps_fp16_miou", _quant_drop, _quant_one_bit,
                              plants="the Stage 4 small set's model, scored, against a planted fp16 baseline",
                              marks=_SLOW),
+    "presence_threshold_on_plateau": Plant("test_stage4.test_shipped_threshold_on_plateau", _plateau,
+                                           plants="presence scores"),
+    "presence_ece_rise": Plant("test_stage4.test_shipped_ece_rise", _ece_rise, plants="presence scores"),
     "pte_size_mb": Plant("test_stage5.test_pte_size", _pte_size, _pte_grown, plants="a .pte file of that size"),
     "npu_utilisation": Plant("test_stage5.test_npu_coverage", _npu, plants="export records"),
     "host_xnnpack_latency_ms": Plant(_T5, lambda b, v: _xnn(b, {schema.HOST_IMAGE_LATENCY_MS: v}),

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -31,19 +32,16 @@ def teacher_dir(tmp_path_factory, tiny_teacher_kwargs) -> Path:
     return feature_cache.save_random_teacher(tmp_path_factory.mktemp("teacher") / "tiny-random", **tiny_teacher_kwargs)
 
 
-def _torchrun(*args: str, exit_after: str | None = None) -> subprocess.CompletedProcess:
-    """``python -m torch.distributed.run --nproc_per_node=2 --standalone -m sam3m4 <args>`` on CPU."""
+def _torchrun(cwd: Path, *args: str, exit_after: str | None = None, module: bool = True) -> subprocess.CompletedProcess:
+    """``python -m torch.distributed.run --nproc_per_node=2 --standalone [-m sam3m4] <args>`` on CPU, in ``cwd``
+    (the run lock of rank 0 goes there)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     env.pop(cache_pass.FAULT_ENV, None)
     if exit_after:
         env[cache_pass.FAULT_ENV] = exit_after
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "sam3m4", *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-
-
-def _summary(stdout: str) -> dict:
-    """The JSON rank 0 prints last."""
-    return json.loads(stdout[stdout.rindex("\n{\n") + 1:] if "\n{\n" in stdout else stdout[stdout.index("{"):])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+           *(["-m", "sam3m4"] if module else []), *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -59,36 +57,6 @@ def _same_files(a: Path, b: Path) -> None:
 def _image_overrides(teacher: Path, cache_dir: Path) -> list[str]:
     return [f"data_root={FIX}", f"teacher={teacher}", f"cache_dir={cache_dir}", "image_size=64", "threads=1",
             "progress=false", "cache_topk=4", "cache_batch_size=4", "cache_shard_size=4", "device=cpu"]
-
-
-def test_image_cache_two_ranks_same_bytes_and_a_killed_rank_resumes(tmp_path, teacher_dir):
-    one = recipe.fill_cache(recipe.load_config(ROOT / "configs" / "distill_phase2.yaml",
-                                               _image_overrides(teacher_dir, tmp_path / "one")))
-    folder = Path(one["cache_dir"])
-    shards = sorted(folder.glob("shard-u*.safetensors"))
-    assert one["missing"] == one["computed"] == one["pairs"] > 8 and len(shards) >= 4
-    index = json.loads((folder / feature_cache.INDEX_FILE).read_text())
-    assert sorted(index["shards"]) == [s.name for s in shards]
-
-    two = _torchrun("distill", "cache", *_image_overrides(teacher_dir, tmp_path / "two"))
-    assert two.returncode == 0, two.stderr[-3000:]
-    info = _summary(two.stdout)
-    assert info["world_size"] == 2 and info["computed"] == one["computed"]
-    _same_files(folder, tmp_path / "two" / folder.name)
-
-    # rank 1 dies after its first shard; torchrun stops rank 0 too; no index, a partial cache
-    killed = _torchrun("distill", "cache", *_image_overrides(teacher_dir, tmp_path / "resume"), exit_after="1:1")
-    assert killed.returncode != 0 and "rank 1 exits after 1 shard" in killed.stderr, killed.stderr[-3000:]
-    partial = tmp_path / "resume" / folder.name
-    left = sorted(p.name for p in partial.glob("shard-u*.safetensors"))
-    assert 1 <= len(left) < len(shards) and not (partial / feature_cache.INDEX_FILE).exists()
-    resumed = _torchrun("distill", "cache", *_image_overrides(teacher_dir, tmp_path / "resume"))
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    info = _summary(resumed.stdout)
-    assert 0 < info["missing"] < one["pairs"] and info["computed"] == info["missing"]  # nothing computed twice
-    assert f"{info['missing']} of {one['pairs']} pairs missing" in resumed.stdout
-    assert "fill it with: torchrun --nproc_per_node=2 -m sam3m4 distill cache" in resumed.stdout
-    _same_files(folder, partial)
 
 
 def test_the_recipe_reads_a_complete_cache_without_the_teacher(tmp_path, teacher_dir, monkeypatch):
@@ -143,33 +111,71 @@ def video_models(tmp_path_factory):
     return root
 
 
-def test_video_cache_two_ranks_same_bytes_and_a_killed_rank_resumes(tmp_path, video_models):
-    from sam3m4.data import SacoVideoDataset
+WORKER = textwrap.dedent("""
+    import json, os, sys
+    import torch.distributed as dist
+    from sam3m4.distill import recipe, video_run
+    image_args, video_args = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+    image = recipe.fill_cache(recipe.load_config(image_args["config"], image_args["overrides"]))
+    video = video_run.distill_video(**video_args, cache_only=True)
+    if int(os.environ["RANK"]) == 0:
+        print("IMAGE " + json.dumps(image))
+        print("VIDEO " + json.dumps(video))
+    dist.destroy_process_group()
+""")
+
+
+def _line(stdout: str, tag: str) -> dict:
+    return json.loads(next(x for x in stdout.splitlines() if x.startswith(tag + " "))[len(tag) + 1:])
+
+
+@pytest.mark.slow
+def test_caches_under_torchrun_equal_one_process_and_a_killed_rank_resumes(tmp_path, teacher_dir, video_models):
+    """Three 2-rank launches: (1) `sam3m4 distill cache`, rank 1 killed after its first shard; (2) both caches,
+    the image one completes, rank 1 killed after its first video file; (3) the video cache completes. Each
+    cache is then the same files, byte for byte, as one process's."""
     from sam3m4.distill import video_run
 
-    args = dict(ckpt=video_models / "phase2.pt", teacher=video_models / "video", data=FIX, threads=1)
-    one = video_run.distill_video(**args, cache_dir=tmp_path / "one", cache_only=True)
-    folder = Path(one["cache_dir"])
-    files = sorted(p.name for p in folder.glob("*.safetensors"))
-    assert one["world_size"] == 1 and one["teacher_cache"]["pairs"] == len(files) >= 3
-    index = json.loads((folder / "index.json").read_text())["items"]
+    overrides = _image_overrides(teacher_dir, tmp_path / "two")
+    config = ROOT / "configs" / "distill_phase2.yaml"
+    video = dict(ckpt=str(video_models / "phase2.pt"), teacher=str(video_models / "video"), data=str(FIX), threads=1)
+    one = recipe.fill_cache(recipe.load_config(config, _image_overrides(teacher_dir, tmp_path / "one")))
+    one_video = video_run.distill_video(**video, cache_dir=tmp_path / "one_video", cache_only=True)
+    image_dir, video_dir = Path(one["cache_dir"]), Path(one_video["cache_dir"])
+    shards = sorted(image_dir.glob("shard-u*.safetensors"))
+    files = sorted(p.name for p in video_dir.glob("*.safetensors"))
+    assert one["missing"] == one["computed"] == one["pairs"] > 8 and len(shards) >= 4
+    assert sorted(json.loads((image_dir / feature_cache.INDEX_FILE).read_text())["shards"]) == [s.name for s in shards]
+    assert one_video["world_size"] == 1 and one_video["teacher_cache"]["pairs"] == len(files) >= 3
+    index = json.loads((video_dir / "index.json").read_text())["items"]
     assert sorted(index) == files and all(e["frames"] > 1 for e in index.values())
-    ds = SacoVideoDataset(FIX / "saco_video" / "train.json")
-    assert video_run._pair_name(ds, 0, {}) == video_run._pair_file(ds[0])  # the frame-by-frame hash is the clip's
 
-    flags = ["distill", "video", "--cache-only", "--ckpt", str(args["ckpt"]), "--teacher", str(args["teacher"]),
-             "--data", str(FIX), "--threads", "1"]
-    two = _torchrun(*flags, "--cache-dir", str(tmp_path / "two"))
-    assert two.returncode == 0, two.stderr[-3000:]
-    assert _summary(two.stdout)["teacher_cache"]["pairs"] == len(files)
-    _same_files(folder, tmp_path / "two" / folder.name)
+    killed = _torchrun(tmp_path, "distill", "cache", "--config", str(config), *overrides, exit_after="image:1:1")
+    assert killed.returncode != 0 and "rank 1 exits after 1 shard" in killed.stderr, killed.stderr[-3000:]
+    partial = tmp_path / "two" / image_dir.name
+    left = sorted(p.name for p in partial.glob("shard-u*.safetensors"))
+    assert 1 <= len(left) < len(shards) and not (partial / feature_cache.INDEX_FILE).exists()
+    args = [json.dumps({"config": str(config), "overrides": overrides}),
+            json.dumps({**video, "cache_dir": str(tmp_path / "two_video")})]
+    second = _torchrun(tmp_path, str(_worker(tmp_path)), *args, exit_after="video:1:1", module=False)
+    assert second.returncode != 0 and "rank 1 exits after 1 file" in second.stderr, second.stderr[-3000:]
+    assert "pairs missing from the teacher cache" in second.stdout
+    assert "fill it with: torchrun --nproc_per_node=2 -m sam3m4 distill cache" in second.stdout
+    _same_files(image_dir, partial)  # resumed by launch 2 before its video pass
+    video_partial = tmp_path / "two_video" / video_dir.name
+    video_left = len(list(video_partial.glob("*.safetensors")))
+    assert 1 <= video_left < len(files) and not (video_partial / "index.json").exists()
 
-    killed = _torchrun(*flags, "--cache-dir", str(tmp_path / "resume"), exit_after="1:1")
-    assert killed.returncode != 0 and "rank 1 exits after 1 file" in killed.stderr, killed.stderr[-3000:]
-    partial = tmp_path / "resume" / folder.name
-    left = len(list(partial.glob("*.safetensors")))
-    assert 1 <= left < len(files) and not (partial / "index.json").exists()
-    resumed = _torchrun(*flags, "--cache-dir", str(tmp_path / "resume"))
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert _summary(resumed.stdout)["teacher_cache"]["pairs"] == len(files) - left  # nothing computed twice
-    _same_files(folder, partial)
+    third = _torchrun(tmp_path, str(_worker(tmp_path)), *args, module=False)
+    assert third.returncode == 0, third.stderr[-3000:]
+    image, video_info = _line(third.stdout, "IMAGE"), _line(third.stdout, "VIDEO")
+    assert image["missing"] == image["computed"] == 0 and video_info["world_size"] == 2
+    assert video_info["teacher_cache"]["pairs"] == len(files) - video_left  # nothing computed twice
+    _same_files(video_dir, video_partial)
+    _same_files(image_dir, partial)
+
+
+def _worker(tmp_path: Path) -> Path:
+    path = tmp_path / "worker.py"
+    path.write_text(WORKER)
+    return path

@@ -15,8 +15,9 @@
 * At the end every rank's written shards go to rank 0 (``all_gather_object``), which alone writes the
   folder's ``index.json``; the other ranks read it after a barrier.
 
-Fault injection for the resume test: ``SAM3M4_CACHE_EXIT_AFTER=<rank>:<k>`` makes that rank exit (code 75,
-no clean-up, like a killed process) right after writing its k-th shard.
+Fault injection for the resume test: ``SAM3M4_CACHE_EXIT_AFTER=image:<rank>:<k>`` makes that rank exit (code
+75, no clean-up, like a killed process) right after writing its k-th shard (``video:<rank>:<k>``: the video
+teacher's cache, :func:`sam3m4.distill.video_run.teacher_cache`).
 """
 
 from __future__ import annotations
@@ -131,13 +132,13 @@ def shard_name(unit: int, pairs: Sequence[str], images: Sequence[str]) -> str:
     return f"shard-u{unit:05d}-{h.hexdigest()[:12]}.safetensors"
 
 
-def fault_exit_after(rank: int) -> int | None:
-    """The k of ``SAM3M4_CACHE_EXIT_AFTER=<rank>:<k>`` when it names this rank."""
-    value = os.environ.get(FAULT_ENV, "")
-    if ":" not in value:
+def fault_exit_after(rank: int, which: str = "image") -> int | None:
+    """The k of ``SAM3M4_CACHE_EXIT_AFTER=<which>:<rank>:<k>`` when it names this pass (``image`` or
+    ``video``) and this rank."""
+    parts = os.environ.get(FAULT_ENV, "").split(":")
+    if len(parts) != 3 or parts[0] != which:
         return None
-    who, k = value.split(":", 1)
-    return int(k) if int(who) == rank else None
+    return int(parts[2]) if int(parts[1]) == rank else None
 
 
 def build_cache(teacher, data: PairSet | Sequence[PairSet], cache: FeatureCache, *, batch_size: int = 32,

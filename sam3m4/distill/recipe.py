@@ -248,6 +248,10 @@ def setup(cfg: dict) -> Run:
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
     device = select_device(cfg["device"], local)
+    if world > 1 and device.type == "mps":  # gloo has no MPS tensors: the gradient all-reduce would not happen
+        raise ConfigError("device: mps under torchrun: DDP cannot all-reduce MPS gradients (gloo supports CPU and "
+                          "CUDA tensors only); train on one Mac, or fill the cache on several "
+                          "(torchrun ... -m sam3m4 distill cache)")
     seed_everything(cfg["seed"])  # same seed on every rank -> identical initial weights
     student = build_student(cfg["student_preset"]).to(device)
     init = checkpoint.resolve_init(cfg["init_from"], cfg["checkpoint_dir"], phase=1) if cfg["phase"] == 2 else None

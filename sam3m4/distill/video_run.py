@@ -72,8 +72,8 @@ def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, pro
     Under ``torchrun`` (``world_size`` > 1, every rank calls it): the ranks name the pairs' files together,
     rank r computes missing pairs r, r + N, ... (a pair's file does not depend on who computes it), and rank 0
     alone writes the folder's ``index.json`` (file -> frames, masklets). A killed pass keeps its written files;
-    a rerun on any number of ranks computes the rest. ``SAM3M4_CACHE_EXIT_AFTER=<rank>:<k>``: that rank exits
-    after writing k files (the resume test)."""
+    a rerun on any number of ranks computes the rest. ``SAM3M4_CACHE_EXIT_AFTER=video:<rank>:<k>``: that rank
+    exits after writing k files (the resume test)."""
     import os
     import sys
     import time
@@ -93,7 +93,7 @@ def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, pro
         if name not in seen and not (folder / name).is_file():
             missing.append(i)
         seen.add(name)
-    exit_after, written, mine = fault_exit_after(rank), {}, missing[rank::world_size]
+    exit_after, written, mine = fault_exit_after(rank, "video"), {}, missing[rank::world_size]
     local: dict = {}
     for n, i in enumerate(tqdm(mine, desc="video teacher cache", unit="pair",
                                disable=None if progress and rank == 0 else True, leave=False)):  # terminal only

@@ -134,6 +134,7 @@ def test_caches_under_torchrun_equal_one_process_and_a_killed_rank_resumes(tmp_p
     """Three 2-rank launches: (1) `sam3m4 distill cache`, rank 1 killed after its first shard; (2) both caches,
     the image one completes, rank 1 killed after its first video file; (3) the video cache completes. Each
     cache is then the same files, byte for byte, as one process's."""
+    from sam3m4.data import SacoVideoDataset
     from sam3m4.distill import video_run
 
     overrides = _image_overrides(teacher_dir, tmp_path / "two")
@@ -149,6 +150,8 @@ def test_caches_under_torchrun_equal_one_process_and_a_killed_rank_resumes(tmp_p
     assert one_video["world_size"] == 1 and one_video["teacher_cache"]["pairs"] == len(files) >= 3
     index = json.loads((video_dir / "index.json").read_text())["items"]
     assert sorted(index) == files and all(e["frames"] > 1 for e in index.values())
+    ds = SacoVideoDataset(FIX / "saco_video" / "train.json")
+    assert video_run._pair_name(ds, 0, {}) == video_run._pair_file(ds[0])  # the frame-by-frame hash is the clip's
 
     killed = _torchrun(tmp_path, "distill", "cache", "--config", str(config), *overrides, exit_after="image:1:1")
     assert killed.returncode != 0 and "rank 1 exits after 1 shard" in killed.stderr, killed.stderr[-3000:]

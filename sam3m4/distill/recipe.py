@@ -175,11 +175,12 @@ CACHE_KEYS = ("data_root", "teacher", "cache_dir", "train_limit", "val_limit", "
 
 def fill_command(cfg: dict, world: int) -> str:
     """The ``sam3m4 distill cache`` command that fills the cache ``cfg`` reads, on ``world`` ranks."""
+    import shlex
+
     def value(v):
         return "[" + ",".join(map(str, v)) + "]" if isinstance(v, (list, tuple)) else str(v)
 
-    keys = " ".join(f"'{k}={value(cfg[k])}'" if isinstance(cfg[k], (list, tuple)) else f"{k}={value(cfg[k])}"
-                    for k in CACHE_KEYS if cfg[k] != "")
+    keys = " ".join(shlex.quote(f"{k}={value(cfg[k])}") for k in CACHE_KEYS if cfg[k] != "")
     launcher = f"torchrun --nproc_per_node={world} -m sam3m4" if world > 1 else "sam3m4"
     return f"{launcher} distill cache {keys}"
 

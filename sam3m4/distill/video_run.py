@@ -143,6 +143,11 @@ def _pair_name(dataset, i: int, memo: dict[int, str]) -> str:
     return f"{pair_key(memo[vid], pair['noun_phrase'])}.safetensors"
 
 
+def _pair_file(sample) -> str:
+    """``<frames hash>-<phrase hash>.safetensors``: keyed by content, like the image cache."""
+    return f"{pair_key(image_hash(sample.frames), sample.phrase)}.safetensors"
+
+
 def _write_video_index(folder: Path, names: list[str], written: dict[str, dict]) -> None:
     """``index.json`` of the video cache: every file of this pass's items (this pass's and earlier ones) with
     its frames and masklets, read from the header when this pass did not write it (rank 0 only)."""

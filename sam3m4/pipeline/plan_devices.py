@@ -128,7 +128,7 @@ def update_plan(path: str | Path, devices: list[int]) -> Path:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise DataFormatError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    source = ("The one-device hours are this plan's own table above, as recorded (0.1 h precision); "
-              "the rehearsal was not re-run.")
+    source = ("The one-device hours are this plan's own table above, as recorded (0.1 h a row, so a total here "
+              "can differ from that table's by 0.1 h); the rehearsal was not re-run.")
     atomic_write_text(path, with_devices_section(text, devices_lines(rows_from_plan(text, path), devices, source)))
     return path

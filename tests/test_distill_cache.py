@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam3m4.distill import cache as feature_cache
+from sam3m4.distill import cache as feature_cache, cache_pass
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "fixtures" / "synth" / "saco_image"
@@ -88,15 +88,15 @@ def test_cache_pass_stores_fp16_skips_and_resumes(tmp_path, teacher, pairs):
     cache = feature_cache.FeatureCache(tmp_path, "t", 56)
     killed = FlakyTeacher(teacher, fail_at=3)
     with pytest.raises(KeyboardInterrupt):  # dies in the 3rd batch: 2 shards of 8 pairs are on disk
-        feature_cache.build_cache(killed, pairs, cache, batch_size=8, shard_size=8, topk=4, progress=False)
+        cache_pass.build_cache(killed, pairs, cache, batch_size=8, shard_size=8, topk=4, progress=False)
     assert len(list(cache.dir.glob("shard-*.safetensors"))) == 2
     assert not list(cache.dir.glob("*.tmp"))
     resumed = FlakyTeacher(teacher)
-    report = feature_cache.build_cache(resumed, pairs, feature_cache.FeatureCache(tmp_path, "t", 56), batch_size=8, topk=4, progress=False)
+    report = cache_pass.build_cache(resumed, pairs, feature_cache.FeatureCache(tmp_path, "t", 56), batch_size=8, topk=4, progress=False)
     assert report.skipped_pairs == 16 and report.computed_pairs == len(pairs) - 16 and resumed.calls == 1
     fresh = feature_cache.FeatureCache(tmp_path, "t", 56)
     assert len(fresh) == len(pairs) and all(fresh.has_pair(k) for k in pairs.keys)
-    again = feature_cache.build_cache(FlakyTeacher(teacher, fail_at=1), pairs, fresh, progress=False)  # nothing to do
+    again = cache_pass.build_cache(FlakyTeacher(teacher, fail_at=1), pairs, fresh, progress=False)  # nothing to do
     assert again.computed_pairs == 0 and again.skipped_pairs == len(pairs)
     rec = fresh.get_pair(pairs.keys[0])
     assert rec["mask_logits"].dtype == torch.float16 and rec["mask_logits"].shape == (4, 16, 16)

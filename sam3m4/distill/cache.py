@@ -2,7 +2,8 @@
 
 Layout (``data/<dataset>/cached_features`` by default)::
 
-    cached_features/<teacher_id>_<S>px/shard-<rank>-<uuid>.safetensors
+    cached_features/<teacher_id>_<S>px/shard-u<unit>-<12 hex>.safetensors   # one per work unit of the pass
+    cached_features/<teacher_id>_<S>px/index.json     # shard -> pair keys and image hashes
     cached_features/<teacher_id>_<S>px/.lock          # filelock: writers append shards one at a time
 
 * ``teacher_id`` names the teacher's weights (folder name + sha256 of ``config.json`` and ``*.safetensors``),
@@ -19,17 +20,21 @@ Layout (``data/<dataset>/cached_features`` by default)::
   288 x 288, 166 KB each in fp16), so a confidently absent concept stores none.
 * A shard is written to a temporary name and ``os.replace``d under the lock after re-checking which keys
   other writers stored meanwhile, so a killed pass loses at most one unwritten shard and a rerun (or a
-  second process) skips every key already stored. The key list is the union of the shards' tensor names
-  (no separate index to get out of sync).
+  second process) skips every key already stored. The sharded pass (:mod:`sam3m4.distill.cache_pass`) names
+  each shard after its work unit and content (``shard-u<unit>-<12 hex>.safetensors``), so one process and N
+  torchrun ranks write the same files.
+* ``index.json``: which shard holds which pairs and images, written (atomically) by rank 0 at the end of a
+  pass; readers take it instead of reading every shard's header, and still read the headers of shards it
+  does not list (a pass killed before writing it).
 
     sam3m4 distill cache --config configs/distill_phase2.yaml      # train + val splits (also run by phase1/2)
+    torchrun --nproc_per_node=4 -m sam3m4 distill cache --config configs/distill_phase2.yaml device=cuda
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -45,6 +50,8 @@ from sam3m4.models.tokenizer import get_tokenizer
 from sam3m4.teacher.bootstrap_model import build_config
 from sam3m4.teacher.sam3 import Sam3Teacher
 
+INDEX_FILE = "index.json"
+INDEX_FORMAT = "sam3m4-teacher-cache-index-v1"
 PAIR_FIELDS = ("query_logits", "boxes_xyxy", "presence_logit", "semantic_logits", "mask_logits", "mask_index")
 
 
@@ -147,6 +154,7 @@ class FeatureCache:
         self._where: dict[str, Path] = {}  # tensor-name prefix ("pair.<key>" / "image.<key>") -> shard
         self._seen: set[str] = set()
         self._handles: dict[Path, object] = {}
+        self._index_stamp: int | None = None  # mtime of the index.json last read
         self.refresh()
 
     def _check_settings(self, settings: dict) -> None:
@@ -167,9 +175,11 @@ class FeatureCache:
                                   "use another cache_dir or delete this folder")
 
     def refresh(self) -> None:
-        """Read the tensor names of shards written since the last call (headers only)."""
+        """Learn the shards written since the last call: from ``index.json`` where it lists them, else from the
+        shard's header (tensor names only)."""
         from safetensors import safe_open
 
+        self._read_index()
         for shard in sorted(self.dir.glob("shard-*.safetensors")):
             if shard.name in self._seen:
                 continue
@@ -182,6 +192,56 @@ class FeatureCache:
             for name in names:
                 self._where[name.rsplit(".", 1)[0]] = shard
             self._seen.add(shard.name)
+
+    def _read_index(self) -> None:
+        import json
+
+        path = self.dir / INDEX_FILE
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            return
+        if stamp == self._index_stamp:
+            return
+        try:
+            index = json.loads(path.read_text(encoding="utf-8"))
+            if index.get("format") != INDEX_FORMAT:
+                raise ValueError(f"format is {index.get('format')!r}, expected {INDEX_FORMAT!r}")
+            shards = {name: (list(e["pairs"]), list(e["images"])) for name, e in index["shards"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DataFormatError(f"{path}: shards: unreadable cache index ({str(exc).splitlines()[0][:100]}); "
+                                  "delete it (the next cache pass rebuilds it from the shards)") from exc
+        for name, (pairs, images) in shards.items():
+            if name not in self._seen and (self.dir / name).is_file():  # a pruned shard is not trusted
+                self.register(name, pairs, images)
+        self._index_stamp = stamp
+
+    def register(self, shard_name: str, pairs: Iterable[str], images: Iterable[str]) -> None:
+        """Record that shard ``shard_name`` of this folder holds these pair keys and image hashes (what another
+        rank wrote, without reading the file: on a shared file system it may not be listed here yet). A key
+        already known keeps its shard."""
+        path = self.dir / shard_name
+        for key in pairs:
+            self._where.setdefault(f"pair.{key}", path)
+        for key in images:
+            self._where.setdefault(f"image.{key}", path)
+        self._seen.add(shard_name)
+
+    def index_entries(self) -> dict[str, dict[str, list[str]]]:
+        """``{shard name: {"pairs": [keys], "images": [hashes]}}``, sorted: the content of ``index.json``."""
+        out: dict[str, dict[str, list[str]]] = {}
+        for prefix, shard in self._where.items():
+            kind, key = prefix.split(".", 1)
+            out.setdefault(shard.name, {"pairs": [], "images": []})["pairs" if kind == "pair" else "images"].append(key)
+        return {name: {k: sorted(v) for k, v in e.items()} for name, e in sorted(out.items())}
+
+    def write_index(self) -> Path:
+        """Write ``index.json`` (atomic; rank 0 only, after every rank's shards are registered or listed)."""
+        path = self.dir / INDEX_FILE
+        atomic_write_json(path, {"format": INDEX_FORMAT, "shards": self.index_entries()}, indent=0, sort_keys=True,
+                          newline=True)
+        self._index_stamp = path.stat().st_mtime_ns
+        return path
 
     def has_pair(self, key: str) -> bool:
         return f"pair.{key}" in self._where
@@ -211,8 +271,12 @@ class FeatureCache:
         """``{"fpn<l>": (C, h, w) fp16}`` for each requested FPN level."""
         return self._read(f"image.{img_hash}", [f"fpn{lv}" for lv in levels])
 
-    def write_shard(self, pairs: dict[str, dict], images: dict[str, dict], rank: int = 0) -> int:
-        """Store new records as one shard (fp16, atomic, under the lock); returns how many pairs were new."""
+    def write_shard(self, pairs: dict[str, dict], images: dict[str, dict], rank: int = 0,
+                    name: str | None = None) -> int:
+        """Store new records as one shard (fp16, atomic, under the lock); returns how many pairs were new.
+
+        ``name``: the shard's file name (:mod:`sam3m4.distill.cache_pass` gives one per work unit); by default
+        ``shard-<rank>-<random>.safetensors``."""
         from safetensors.torch import save_file
 
         with self.lock:
@@ -229,7 +293,7 @@ class FeatureCache:
             if not tensors:
                 return 0
             tensors = {k: v.contiguous() for k, v in tensors.items()}
-            final = self.dir / f"shard-{rank:03d}-{uuid.uuid4().hex[:12]}.safetensors"
+            final = self.dir / (name or f"shard-{rank:03d}-{uuid.uuid4().hex[:12]}.safetensors")
             with atomic_path(final) as tmp:
                 save_file(tensors, str(tmp), metadata={"format": "sam3m4-teacher-cache-v1"})
             self.refresh()
@@ -394,56 +458,3 @@ def teacher_resolution(source: str | Path) -> int:
     except (OSError, KeyError, TypeError, ValueError) as exc:
         raise DataFormatError(f"{path}: vision_config.backbone_config.image_size: cannot read "
                               f"({type(exc).__name__})") from exc
-
-
-@dataclass
-class CacheReport:
-    total_pairs: int
-    computed_pairs: int
-    skipped_pairs: int
-    seconds: float
-    teacher: dict | None = None
-    """Teacher timings of this pass: ``vision_s``/``images``, ``heads_s``/``pairs`` (see :func:`run_teacher`)."""
-
-
-def build_cache(teacher, data: PairSet, cache: FeatureCache, *, batch_size: int = 32, topk: int = 16,
-                min_score: float = 0.0, fpn_levels: Sequence[int] = (1, 2), shard_size: int = 512, rank: int = 0,
-                world_size: int = 1, progress: bool = True, desc: str = "cache") -> CacheReport:
-    """Store the teacher's outputs for every pair of ``data`` the cache lacks (and its image's features).
-
-    Rank r takes the missing pairs at positions p with p % world_size == r; each shard is flushed after ``shard_size`` pairs, so a
-    killed pass resumes from the last flushed shard. Already-cached keys are skipped.
-    """
-    import time
-
-    from tqdm.auto import tqdm
-
-    t0 = time.time()
-    cache.refresh()
-    todo = [p for p in range(len(data))
-            if not (cache.has_pair(data.keys[p]) and cache.has_image(data.image_hashes[int(data.image_of[p])]))]
-    mine = [p for p in todo if p % world_size == rank]  # by position: the same split whatever others wrote
-    bar = tqdm(total=len(mine), desc=desc, unit="pair", disable=None if progress and rank == 0 else True,
-               leave=False)  # rate and ETA on a terminal only
-    pend_pairs: dict[str, dict] = {}
-    pend_images: dict[str, dict] = {}
-    computed, timings = 0, {}
-    for start in range(0, len(mine), batch_size):
-        chunk = mine[start:start + batch_size]
-        uniq = sorted({int(data.image_of[p]) for p in chunk})
-        local = {u: j for j, u in enumerate(uniq)}
-        recs, feats = run_teacher(teacher, [data.images[u] for u in uniq], [local[int(data.image_of[p])] for p in chunk],
-                                  [data.phrases[p] for p in chunk], topk, fpn_levels, min_score, timings)
-        for p, r in zip(chunk, recs):
-            pend_pairs[data.keys[p]] = r
-        for u, f in zip(uniq, feats):
-            pend_images[data.image_hashes[u]] = f
-        bar.update(len(chunk))
-        if len(pend_pairs) >= shard_size:
-            computed += cache.write_shard(pend_pairs, pend_images, rank)
-            pend_pairs, pend_images = {}, {}
-    if pend_pairs:
-        computed += cache.write_shard(pend_pairs, pend_images, rank)
-    bar.close()
-    return CacheReport(total_pairs=len(data), computed_pairs=computed, skipped_pairs=len(data) - len(todo),
-                       seconds=round(time.time() - t0, 2), teacher=timings)

@@ -1,11 +1,13 @@
 """``sam3m4 distill``: build the teacher-feature cache and run the two distillation phases.
 
     sam3m4 distill cache  [--config configs/distill_phase2.yaml] [key=value ...]
+    torchrun --nproc_per_node=4 -m sam3m4 distill cache --config configs/distill_phase2.yaml device=cuda
     sam3m4 distill phase1 [--config configs/distill_phase1.yaml] [--resume] [--device cpu] [key=value ...]
     sam3m4 distill phase2 [--config configs/distill_phase2.yaml] [--resume] [--benchmark-cache] [key=value ...]
     torchrun --nproc_per_node=2 -m sam3m4.distill.recipe --config configs/distill_phase2.yaml   # DDP
     sam3m4 distill video  [--ckpt ...phase2_best.pt] [--teacher ...-video] [--steps 800] [--run demo]
     sam3m4 distill video  --config configs/distill_video.yaml [key=value ...]   # flags win over the file
+    torchrun --nproc_per_node=4 -m sam3m4 distill video --cache-only --device cuda [--teacher ...] [--data ...]
 
 Each subcommand runs :mod:`sam3m4.distill.recipe` with the named config; ``key=value`` overrides any config
 key (unknown keys are an error naming the key). torch is imported only when a subcommand runs.
@@ -26,7 +28,8 @@ CONFIGS = {"cache": "configs/distill_phase2.yaml", "phase1": "configs/distill_ph
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="distill_command", metavar="ACTION", required=True)
-    helps = {"cache": "run the teacher once over train + val and store its outputs (resumable, skips cached keys)",
+    helps = {"cache": "run the teacher once over train + val and store its outputs (resumable, skips cached keys; "
+                      "under torchrun the ranks share the missing pairs)",
              "phase1": "Phase 1: encoder feature distillation (student neck -> teacher FPN)",
              "phase2": "Phase 2: end-to-end output distillation (presence, semantic, matched queries, + GT)"}
     for name, help_text in helps.items():
@@ -71,6 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--no-eval", action="store_true", help="train and checkpoint only (no J&F, no records)")
     ranged(v.add_argument("--threads", type=int, default=1), 0)
     v.add_argument("--run", default="demo", help="results store run (reports/<run>/)")
+    v.add_argument("--cache-only", action="store_true",
+                   help="fill the video teacher's masklet cache and stop; the mode that runs under torchrun (the "
+                        "ranks share the missing pairs)")
+    v.add_argument("--device", default="cpu", help="the video teacher's device for the cache: cpu, cuda (each "
+                   "torchrun rank its cuda:<local rank>), mps or auto")
     add_config_arguments(v, "configs/distill_video.yaml")
     v.set_defaults(func=run_video)
 
@@ -84,8 +92,7 @@ def run(args: argparse.Namespace) -> int:
     args.resume = getattr(args, "resume", False)
     args.benchmark_cache = getattr(args, "benchmark_cache", False)
     if args.distill_command == "cache":
-        cfg = recipe.config_from_args(args)
-        print(recipe.json.dumps(recipe.cache_pass(cfg), indent=2))
+        _finish_ranks(recipe.fill_cache(recipe.config_from_args(args)))
         return 0
     recipe.run_from_args(args, phase=1 if args.distill_command == "phase1" else 2)
     return 0
@@ -100,5 +107,20 @@ def run_video(args: argparse.Namespace) -> int:
     from sam3m4.distill.video_run import distill_video
 
     args = resolve_args(args)
-    distill_video(**{name: getattr(args, name) for name in inspect.signature(distill_video).parameters})
+    result = distill_video(**{name: getattr(args, name) for name in inspect.signature(distill_video).parameters})
+    if args.cache_only:
+        _finish_ranks(result)
     return 0
+
+
+def _finish_ranks(result: dict) -> None:
+    """Rank 0 prints a cache pass's summary (it covers every rank); the process group, if any, is closed."""
+    import json
+    import os
+
+    import torch.distributed as dist
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(result, indent=2, default=float))
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -89,7 +89,26 @@ def init_distributed(device_name: str = "auto") -> tuple[int, int, int]:
 
 def barrier(world_size: int) -> None:
     if world_size > 1:
-            dist.barrier()
+        dist.barrier()
+
+
+def broadcast_object(obj, world_size: int):
+    """Rank 0's ``obj`` (any picklable value our own code built) on every rank; identity when not distributed.
+    Collective: every rank calls it. Under nccl the pickled bytes travel through the rank's current GPU."""
+    if world_size <= 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(obj, world_size: int) -> list:
+    """Every rank's ``obj``, in rank order, on every rank (``[obj]`` when not distributed). Collective."""
+    if world_size <= 1:
+        return [obj]
+    out = [None] * world_size
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def mean_across_ranks(value: torch.Tensor, world_size: int) -> torch.Tensor:

@@ -40,8 +40,10 @@ from sam3m4.checkpoint import (KIND_TRACKER, VIDEO_PHASE, atomic_torch_save, che
 from sam3m4.data import SacoImageDataset, SacoVideoDataset
 from sam3m4.data.saco_video import items_with_objects
 from sam3m4.distill.cache import image_hash, pair_key, teacher_id
+from sam3m4.distill.cache_pass import FAULT_ENV, FAULT_EXIT_CODE, fault_exit_after
 from sam3m4.distill.logs import ScalarLogger
 from sam3m4.distill.optim import build_scheduler
+from sam3m4.distill.runtime import barrier, gather_objects, init_distributed, select_device
 from sam3m4.distill.video import clip_targets, tracker_optimizer, train_tracker
 from sam3m4.env import host_summary
 from sam3m4.errors import ConfigError, DataFormatError
@@ -59,10 +61,22 @@ from sam3m4.results import schema
 from sam3m4.teacher.video import load_video_teacher
 
 
+VIDEO_INDEX_FORMAT = "sam3m4-video-teacher-cache-index-v1"
+
+
 def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, progress: bool = True,
-                  stats: dict | None = None) -> Path:
+                  stats: dict | None = None, rank: int = 0, world_size: int = 1) -> Path:
     """Cache the teacher's masklets of every pair with objects; returns the cache folder. ``stats`` (when given)
-    gets ``pairs`` / ``frames`` computed, ``teacher_s`` (seconds in the teacher) and ``bytes`` written."""
+    gets ``pairs`` / ``frames`` computed, ``teacher_s`` (seconds in the teacher) and ``bytes`` written, all
+    ranks together.
+
+    Under ``torchrun`` (``world_size`` > 1, every rank calls it): the ranks name the pairs' files together,
+    rank r computes missing pairs r, r + N, ... (a pair's file does not depend on who computes it), and rank 0
+    alone writes the folder's ``index.json`` (file -> frames, masklets). A killed pass keeps its written files;
+    a rerun on any number of ranks computes the rest. ``SAM3M4_CACHE_EXIT_AFTER=video:<rank>:<k>``: that rank
+    exits after writing k files (the resume test)."""
+    import os
+    import sys
     import time
 
     from filelock import FileLock
@@ -71,31 +85,91 @@ def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, pro
 
     folder = Path(root) / f"{teacher_id(teacher_dir)}_{mask_size}m"
     folder.mkdir(parents=True, exist_ok=True)
-    for i in tqdm(items_with_objects(dataset), desc="video teacher cache", unit="pair",
-                  disable=None if progress else True, leave=False):  # rate and ETA on a terminal only
+    memo: dict[int, str] = {}
+    items = items_with_objects(dataset)
+    named = gather_objects([(i, _pair_name(dataset, i, memo)) for i in items[rank::world_size]], world_size)
+    names = dict(sorted(x for part in named for x in part))  # item -> file name, in item order
+    seen, missing = set(), []
+    for i, name in names.items():
+        if name not in seen and not (folder / name).is_file():
+            missing.append(i)
+        seen.add(name)
+    exit_after, written, mine = fault_exit_after(rank, "video"), {}, missing[rank::world_size]
+    local: dict = {}
+    for n, i in enumerate(tqdm(mine, desc="video teacher cache", unit="pair",
+                               disable=None if progress and rank == 0 else True, leave=False)):  # terminal only
         s = dataset[i]
-        path = folder / _pair_file(s)
-        if path.is_file():
-            continue
+        path = folder / names[i]
         t0 = time.perf_counter()
         masks, scores = teacher.masklets(s.frames, s.phrase)  # (M, T, H, W) bool, (M, T)
-        if stats is not None:
-            stats["teacher_s"] = stats.get("teacher_s", 0.0) + time.perf_counter() - t0
-            stats["pairs"], stats["frames"] = stats.get("pairs", 0) + 1, stats.get("frames", 0) + len(s.frames)
+        local["teacher_s"] = local.get("teacher_s", 0.0) + time.perf_counter() - t0
+        local["pairs"], local["frames"] = local.get("pairs", 0) + 1, local.get("frames", 0) + len(s.frames)
         m = torch.from_numpy(masks).float()
         m = F.interpolate(m, size=(mask_size, mask_size), mode="area") if len(m) else m.new_zeros(0, m.shape[1], mask_size, mask_size)
         with FileLock(str(folder / ".lock")):
             with atomic_path(path) as tmp:
                 save_file({"masks": m.transpose(0, 1).contiguous().half(), "scores": torch.from_numpy(scores).T.contiguous().half()},
                           str(tmp), metadata={"format": "sam3m4-video-teacher-v1"})
-        if stats is not None:
-            stats["bytes"] = stats.get("bytes", 0) + path.stat().st_size
+        local["bytes"] = local.get("bytes", 0) + path.stat().st_size
+        written[path.name] = {"frames": int(m.shape[1]), "masklets": int(m.shape[0])}
+        if exit_after is not None and n + 1 >= exit_after:
+            print(f"{FAULT_ENV}: rank {rank} exits after {n + 1} file(s)", file=sys.stderr, flush=True)
+            os._exit(FAULT_EXIT_CODE)
+    parts = gather_objects({"stats": local, "written": written}, world_size)
+    if stats is not None:
+        for part in parts:
+            for k, v in part["stats"].items():
+                stats[k] = stats.get(k, 0) + v
+    if rank == 0:
+        _write_video_index(folder, sorted(seen), {k: v for part in parts for k, v in part["written"].items()})
+    barrier(world_size)
     return folder
+
+
+def _pair_name(dataset, i: int, memo: dict[int, str]) -> str:
+    """Item i's file name (:func:`_pair_file`) with the frames read one at a time and each video hashed once."""
+    import hashlib
+
+    import numpy as np
+
+    pair = dataset.pairs[i]
+    vid = pair["video_id"]
+    if vid not in memo:
+        length = dataset.videos[vid]["length"]
+        frames = [np.ascontiguousarray(dataset.frame(vid, t)) for t in range(length)]
+        h = hashlib.sha256(str((length, *frames[0].shape)).encode())  # == image_hash of the (T, H, W, 3) clip
+        for f in frames:
+            h.update(f.tobytes())
+        memo[vid] = h.hexdigest()[:16]
+    return f"{pair_key(memo[vid], pair['noun_phrase'])}.safetensors"
 
 
 def _pair_file(sample) -> str:
     """``<frames hash>-<phrase hash>.safetensors``: keyed by content, like the image cache."""
     return f"{pair_key(image_hash(sample.frames), sample.phrase)}.safetensors"
+
+
+def _write_video_index(folder: Path, names: list[str], written: dict[str, dict]) -> None:
+    """``index.json`` of the video cache: every file of this pass's items (this pass's and earlier ones) with
+    its frames and masklets, read from the header when this pass did not write it (rank 0 only)."""
+    import json
+
+    from safetensors import safe_open
+
+    path = folder / "index.json"
+    try:
+        old = json.loads(path.read_text(encoding="utf-8")).get("items", {})
+    except (OSError, ValueError, AttributeError):
+        old = {}
+    items = dict(old)
+    for name in names:
+        if name in written:
+            items[name] = written[name]
+        elif name not in items and (folder / name).is_file():
+            with safe_open(str(folder / name), framework="pt") as f:
+                t, m = f.get_slice("masks").get_shape()[:2]  # (T, M, m, m)
+            items[name] = {"frames": int(t), "masklets": int(m)}
+    atomic_write_json(path, {"format": VIDEO_INDEX_FORMAT, "items": items}, indent=0, sort_keys=True, newline=True)
 
 
 def cached_targets(folder: Path, w_teacher: float, w_gt: float):
@@ -165,27 +239,38 @@ def distill_video(ckpt: str | Path = PHASE2_BEST, teacher: str | Path = VIDEO_TE
                   keep_last: int = 2, resume: bool = False, lr: float = 2e-3, clip_len: int = 8,
                   w_teacher: float = 1.0, w_gt: float = 1.0, num_val: int = 300, train_pairs: int = 0,
                   val_pairs: int = 0, seed: int = 0, no_eval: bool = False, threads: int = 1,
-                  run: str = "demo") -> dict:
+                  run: str = "demo", cache_only: bool = False, device: str = "cpu") -> dict:
     """Video distillation of ``ckpt``'s student (Phase 2 checkpoint) from the video ``teacher`` folder, steps 1-5
     of the module docstring. The arguments are ``sam3m4 distill video``'s flags by their names (and the keys of
     ``configs/distill_video.yaml``); ``threads`` 0 leaves torch's default. Returns the run's summary, also written
     to ``<out>/video_metrics.json``: ``train`` (steps, losses, seconds), ``checkpoint``, ``teacher_cache`` and,
     unless ``no_eval``, the J&F / mIoU / Presence F1 / SA-Co / track-speed figures recorded in
-    ``reports/<run>/``."""
+    ``reports/<run>/``.
+
+    ``cache_only``: fill the teacher cache (step 1) and return ``{"cache_dir", "teacher_cache", "world_size"}``;
+    the only mode that runs under ``torchrun``, where the ranks share the missing pairs (``device``: the video
+    teacher's device, ``cuda`` = each rank's ``cuda:<local rank>``)."""
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}  # saved in each checkpoint
     check_video_args(steps=steps, epochs=epochs, keep_last=keep_last, lr=lr, clip_len=clip_len, w_teacher=w_teacher,
                      w_gt=w_gt, num_val=num_val, train_pairs=train_pairs, val_pairs=val_pairs, threads=threads)
+    rank, world, local = init_distributed(device)
+    if world > 1 and not cache_only:
+        raise ConfigError("cache_only: video training runs in one process; under torchrun run the teacher cache "
+                          "only (--cache-only), then `sam3m4 distill video` without torchrun")
     if threads:
         torch.set_num_threads(threads)
     data = Path(data)
     train = SacoVideoDataset(data / "saco_video" / "train.json").first_pairs(train_pairs)
     val = SacoVideoDataset(data / "saco_video" / "val.json").first_pairs(val_pairs)
-    video_teacher = load_video_teacher(teacher)
+    video_teacher = load_video_teacher(teacher, device=str(select_device(device, local)))
     student = Predictor.from_checkpoint(ckpt).model
+    cache_stats: dict = {}
+    folder = teacher_cache(video_teacher, teacher, train, Path(cache_dir), student.mask_size, stats=cache_stats,
+                           rank=rank, world_size=world)
+    if cache_only:
+        return {"cache_dir": str(folder), "teacher_cache": cache_stats, "world_size": world}
     torch.manual_seed(seed)  # the memory's initial weights
     tracker = StudentTracker(student)
-    cache_stats: dict = {}
-    folder = teacher_cache(video_teacher, teacher, train, Path(cache_dir), student.mask_size, stats=cache_stats)
     opt = tracker_optimizer(tracker, lr)
     per_epoch = max(1, steps // epochs)
     # warm-up then cosine over the whole run: a constant 2e-3 let the recurrent gradients explode late in epoch 2

@@ -10,7 +10,8 @@ and per pair (from the shard headers), the video teacher's seconds per frame and
 quantized and ``.pte`` sizes. :func:`write_plan` scales them linearly to the ``dataset_size`` of the real
 run's pipeline config (SA-Co image pairs, SA-V videos and frames) with that config's epochs and steps:
 hours per stage and disk per folder on the measured host, and on an M4 Pro as an estimate from an assumed
-throughput written next to each figure until it is measured there.
+throughput written next to each figure until it is measured there; then the same hours on N devices
+(:mod:`sam3m4.pipeline.plan_devices`: which stages split over torchrun ranks and which do not).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sam3m4 import config, paths
 from sam3m4.env import host_summary
 from sam3m4.fileio import atomic_write_text
 from sam3m4.models import build_student
+from sam3m4.pipeline.plan_devices import devices_lines
 from sam3m4.pipeline.stages import load_config, under
 from sam3m4.results.store import ResultsStore
 
@@ -226,9 +228,10 @@ def plan_rows(m: dict, target: dict) -> tuple[list[tuple], list[tuple], dict]:
     return rows, folders, inputs
 
 
-def write_plan(run: str, target_config: str, root: str = paths.REPORTS_ROOT) -> Path:
+def write_plan(run: str, target_config: str, root: str = paths.REPORTS_ROOT, devices=(1, 4, 8)) -> Path:
     """Measure the rehearsal ``run`` and write ``reports/<run>/plan.md`` (+ ``measurements.json``) for the
-    real run's pipeline config ``target_config``; atomic writes; returns the plan's path."""
+    real run's pipeline config ``target_config``, with the hours on each of ``devices`` devices
+    (:mod:`sam3m4.pipeline.plan_devices`); atomic writes; returns the plan's path."""
     run_dir = Path(paths.run_dir(run, root))
     manifest = _json(run_dir / paths.RUN_MANIFEST)
     cfg = manifest.get("settings") or load_config(f"configs/{run}.yaml")
@@ -275,8 +278,9 @@ def write_plan(run: str, target_config: str, root: str = paths.REPORTS_ROOT) -> 
               f"M4 Pro column: an estimate, not a measurement. Teacher stages assume {M4PRO_TEACHER_GFLOPS:,.0f} "
               f"effective GFLOP/s for SAM 3 in fp32 on MPS ({TEACHER_GFLOPS:,.0f} GFLOPs a forward -> "
               f"{TEACHER_GFLOPS / M4PRO_TEACHER_GFLOPS:.1f} s an image); student stages assume "
-              f"{M4PRO_STUDENT_SPEEDUP:g}x this host's step time. Replace both with the Mac's own rehearsal.", "",
-              "## Disk per folder", "", "| folder | what | size |", "|---|---|---:|"]
+              f"{M4PRO_STUDENT_SPEEDUP:g}x this host's step time. Replace both with the Mac's own rehearsal.", ""]
+    lines += devices_lines(rows, sorted({1, *devices}), "The one-device hours are the table above.")
+    lines += ["", "## Disk per folder", "", "| folder | what | size |", "|---|---|---:|"]
     for folder, what, size in folders:
         lines.append(f"| `{folder}` | {what} | {_gb(size)} |")
     largest = max((f for f in folders if f[2]), key=lambda f: f[2], default=None)

@@ -83,7 +83,7 @@ DEFAULTS = dict(
 # ranges of the numeric keys, checked when the config is read (before any cache or checkpoint is written):
 # every number is finite and >= 0; these must be >= 1 (counts) or > 0 (rates), or lie in [0, 1] (fractions)
 AT_LEAST_ONE = ("epochs", "batch_size", "grad_accum", "cache_batch_size", "cache_topk", "cache_shard_size",
-                "eval_every", "eval_batch_size", "log_every", "keep_last", "benchmark_steps")
+                "eval_batch_size", "log_every", "keep_last", "benchmark_steps")  # eval_every 0: no evaluation
 ABOVE_ZERO = ("lr",)
 FRACTIONS = ("cache_min_score", "min_lr_frac", "w_match_threshold")
 

@@ -1,0 +1,75 @@
+"""The pipeline's own files: the run state (``reports/<run>/pipeline_state.json``, :mod:`sam3m4.pipeline.runner`),
+the run manifest (``reports/<run>/manifest.json``, :mod:`sam3m4.pipeline.artifacts`) and the synthetic data set's
+manifest (``data/<set>/manifest.json``, :mod:`sam3m4.data.synth`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from sam3m4.schemas._base import Count, Hex64, Id, NonEmpty, NonNeg, Own, Text, External
+
+STATE_FORMAT = "sam3m4-pipeline-state-v1"
+MANIFEST_FORMAT = "sam3m4-run-manifest-v1"
+UtcTime = Annotated[Text, Field(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")]
+"""``2025-01-01T12:00:00Z``."""
+
+
+class StageState(Own):
+    """What a stage left behind when it last ran (the skip decision compares these)."""
+
+    argv: list[list[Text]]
+    """Each command's arguments, without the interpreter path."""
+    inputs: Hex64
+    """sha256 over the stage's input paths (:class:`sam3m4.pipeline.runner.Hasher`)."""
+    outputs: Hex64
+    rc: Annotated[int, Field(strict=True, ge=-255, le=255)]
+    """Exit code (negative: killed by that signal)."""
+    seconds: NonNeg
+    started: UtcTime | None = None
+    finished: UtcTime
+    peak_rss_mb: NonNeg | None = None
+
+
+FileMemo = tuple[Count, Count, Hex64]
+"""``[size, mtime_ns, sha256]`` of a hashed file."""
+
+
+class PipelineState(Own):
+    """``pipeline_state.json``."""
+
+    format: Literal["sam3m4-pipeline-state-v1"]
+    stages: dict[NonEmpty, StageState]
+    hashes: dict[NonEmpty, FileMemo] = {}
+
+
+class Artifact(Own):
+    """One file (or folder) of the run: ``sha256`` is null for a folder."""
+
+    kind: Literal["checkpoint", "quantized", "pte", "log", "visual"]
+    path: NonEmpty
+    bytes: Count
+    sha256: Hex64 | None
+
+
+class RunManifest(Own):
+    """``reports/<run>/manifest.json``: what the run made; ``sam3m4 prune`` keeps every path listed."""
+
+    format: Literal["sam3m4-run-manifest-v1"]
+    run: NonEmpty
+    config: Text
+    written: Text
+    """UTC ISO-8601 time."""
+    settings: dict[str, Any]
+    """The pipeline config the run used (checked by :mod:`sam3m4.config` when it was read)."""
+    artifacts: list[Artifact]
+
+
+class SynthManifest(External):
+    """``manifest.json`` of a generated data set: written by ``sam3m4 data synth``, read to recognise (and
+    replace) its own output."""
+
+    generator: NonEmpty
+    seed: Count
+    image_size: Annotated[Id, Field(gt=0)]

@@ -20,7 +20,7 @@ import math
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, TypeVar
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter,
                       ValidationError)
 
 from sam3m4.errors import DataFormatError, Sam3m4Error
@@ -285,11 +285,12 @@ RelPath = Annotated[StrictStr, AfterValidator(_relative_path)]
 """A path relative to a data root: not empty, not absolute (POSIX or Windows), no ``..`` part, no NUL."""
 
 
-def _xywh(value: list) -> list:
-    if len(value) != 4:
-        raise ValueError(f"expected [x, y, w, h] numbers, got {len(value)} numbers")
+def _xywh(value: Any) -> Any:
+    if not isinstance(value, list) or len(value) != 4 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"expected [x, y, w, h] numbers, got {_short(value)}")
     return value
 
 
-Xywh = Annotated[list[Finite], AfterValidator(_xywh)]
+Xywh = Annotated[list[Finite], BeforeValidator(_xywh)]
 """A COCO box ``[x, y, w, h]`` in pixels: four finite numbers (sizes checked where the image is known)."""

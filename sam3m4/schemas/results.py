@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from sam3m4.schemas._base import Bool, Finite, Hex64, Id, NonEmpty, NonNeg, Own, Text
+from sam3m4.schemas._base import Bool, Finite, Id, NonEmpty, NonNeg, Own, Text
 
 Comparison = Literal["<", "<=", ">", ">=", "=="]
-Value = Bool | Id | Finite | Text | None
-"""A record's value: a finite number, a string (a verdict, a path), a bool, or null (with ``failed_stage`` or
-``outcome``). NaN and Infinity are never written (:meth:`sam3m4.results.store.ResultsStore.append`)."""
+Value = Bool | Id | Finite | Text | None | list[Any] | dict[str, Any]
+"""A record's value: a finite number, a string (a verdict, a path), a bool, null (with ``failed_stage`` or
+``outcome``), or a JSON list / object (a structured fact). NaN and Infinity are never written (:meth:`sam3m4.results.store.ResultsStore.append`)."""
 
 
 class ResultRecord(Own):
@@ -29,7 +29,8 @@ class ResultRecord(Own):
     passed: Bool | None = None
     provenance: Text = ""
     artifact: Text | None = None
-    sha256: Hex64 | None = None
+    sha256: Text | None = None
+    """sha256 of ``artifact`` (hex)."""
     note: Text = ""
     failed_stage: Text | None = None
     outcome: Literal["unsupported", "not_measurable"] | None = None

@@ -27,7 +27,7 @@ from sam3m4.errors import DataFormatError, Sam3m4Error
 
 __all__ = ["Own", "External", "read_json", "parse_json", "validate", "load_file", "field_path", "type_name",
            "Finite", "NonNeg", "Prob", "Id", "Count", "Text", "NonEmpty", "Hex64", "Bool", "Side", "Positive",
-           "RelPath", "Xywh", "MAX_SIDE", "MAX_JSON_BYTES"]
+           "RelPath", "Xywh", "json_array", "MAX_SIDE", "MAX_JSON_BYTES"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -294,3 +294,8 @@ def _xywh(value: Any) -> Any:
 
 Xywh = Annotated[list[Finite], BeforeValidator(_xywh)]
 """A COCO box ``[x, y, w, h]`` in pixels: four finite numbers (sizes checked where the image is known)."""
+
+
+def json_array(value: Any) -> Any:
+    """A JSON array given to a fixed-length tuple field (strict mode takes only Python tuples): as a tuple."""
+    return tuple(value) if isinstance(value, list) else value

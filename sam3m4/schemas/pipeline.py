@@ -4,15 +4,24 @@ manifest (``data/<set>/manifest.json``, :mod:`sam3m4.data.synth`)."""
 
 from __future__ import annotations
 
+import datetime as _dt
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
-from sam3m4.schemas._base import Count, Hex64, Id, NonEmpty, NonNeg, Own, Text, External
+from sam3m4.schemas._base import json_array, Count, Hex64, Id, NonEmpty, NonNeg, Own, Text, External
 
 STATE_FORMAT = "sam3m4-pipeline-state-v1"
 MANIFEST_FORMAT = "sam3m4-run-manifest-v1"
-UtcTime = Annotated[Text, Field(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")]
+def _utc(text: str) -> str:
+    try:
+        _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        raise ValueError(f"expected a UTC time like 2025-01-31T12:00:00Z, got {text!r:.40}") from None
+    return text
+
+
+UtcTime = Annotated[Text, AfterValidator(_utc)]
 """``2025-01-01T12:00:00Z``."""
 
 
@@ -32,7 +41,7 @@ class StageState(Own):
     peak_rss_mb: NonNeg | None = None
 
 
-FileMemo = tuple[Count, Count, Hex64]
+FileMemo = Annotated[tuple[Count, Count, Hex64], BeforeValidator(json_array)]
 """``[size, mtime_ns, sha256]`` of a hashed file."""
 
 
@@ -42,6 +51,23 @@ class PipelineState(Own):
     format: Literal["sam3m4-pipeline-state-v1"]
     stages: dict[NonEmpty, StageState]
     hashes: dict[NonEmpty, FileMemo] = {}
+
+
+class StageTiming(External):
+    """The part of a stage's state the report's timeline and the cost plan read."""
+
+    rc: Annotated[int, Field(strict=True, ge=-255, le=255)] = 0
+    seconds: NonNeg | None = None
+    started: UtcTime | None = None
+    finished: UtcTime | None = None
+    peak_rss_mb: NonNeg | None = None
+
+
+class StateTimings(External):
+    """``pipeline_state.json`` as the report reads it: each stage's timing (the rest is the runner's)."""
+
+    format: Literal["sam3m4-pipeline-state-v1"]
+    stages: dict[NonEmpty, StageTiming]
 
 
 class Artifact(Own):

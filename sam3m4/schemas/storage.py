@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
-from sam3m4.schemas._base import Bool, Count, Hex64, NonEmpty, Own, Text
+from sam3m4.schemas._base import json_array, Bool, Count, Hex64, NonEmpty, Own, Text
 
-Key = tuple[NonEmpty, Count, Count]
+Key = Annotated[tuple[NonEmpty, Count, Count], BeforeValidator(json_array)]
 """``[path, size, mtime_ns]`` of a file (path relative to the project root)."""
 
 

@@ -92,6 +92,21 @@ class RunManifest(Own):
     artifacts: list[Artifact]
 
 
+class ArtifactRef(External):
+    path: NonEmpty
+
+
+class ManifestReferences(External):
+    """A run manifest as ``sam3m4 prune`` reads it: the paths it protects, as artifact objects (``{path, ...}``)
+    or plain paths, in a list or by name. Anything else stops the prune (it cannot tell what is protected)."""
+
+    artifacts: list[ArtifactRef | NonEmpty] | dict[str, ArtifactRef | NonEmpty] = []
+
+    def paths(self) -> list[str]:
+        items = self.artifacts.values() if isinstance(self.artifacts, dict) else self.artifacts
+        return [item if isinstance(item, str) else item.path for item in items]
+
+
 class SynthManifest(External):
     """``manifest.json`` of a generated data set: written by ``sam3m4 data synth``, read to recognise (and
     replace) its own output."""

@@ -147,7 +147,10 @@ def type_name(value: object) -> str:
 
 
 def _short(value: object) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"a deeply nested {type_name(value)}"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -252,7 +255,10 @@ def validate(obj: Any, model: type[M], *, source: str | Path, error: type[Sam3m4
             return model.model_validate(obj, strict=True, context=context)
         return _adapter(model).validate_python(obj, strict=True, context=context)
     except ValidationError as exc:
-        message = _message(exc.errors(include_url=False), prose)
+        try:
+            message = _message(exc.errors(include_url=False), prose)
+        except RecursionError:
+            message = "<top level>: nested too deeply"
         raise error(f"{source}: {message}".replace("\n", " ")) from None
     except RecursionError:
         raise error(f"{source}: nested too deeply") from None

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StrictInt
 
-from sam3m4.schemas._base import (Bool, External, Finite, Id, NonEmpty, NonNeg, Prob, RelPath, Side, Positive,
+from sam3m4.schemas._base import (Bool, External, Id, NonEmpty, NonNeg, Prob, RelPath, Side, Positive,
                                   Xywh)
 
 def _zero_or_one(value: int) -> int:

@@ -220,7 +220,7 @@ def test_quantized_metadata_errors_name_the_field(files, tmp_path):
     from sam3m4.quantize.storage import load_quantized
 
     folder = _copy_dir(files["quantized"] / "fp16", tmp_path / "q")
-    for meta, want in (([1, 2], "quantized.json: top level: expected object, got list"),
+    for meta, want in (([1, 2], "quantized.json: <top level>: expected object, got list"),
                        ({"mode": "int3", "preset": "tiny"}, "quantized.json: mode: unknown 'int3'"),
                        ({"mode": "fp16", "preset": "huge"}, "quantized.json: preset: unknown student preset"),
                        ({"mode": "fp16", "preset": "tiny", "kind": "tracker", "num_latents": "8"},

@@ -329,7 +329,13 @@ def test_hand_built_impossible_rows_are_refused_too():
     _one_line_error(err, "r.json [0]: avg_inference_latency(ms) must be > 0")
     with pytest.raises(DataFormatError) as err:
         device_metrics([_row(model="m_track", metric="Clock Monotonic Time, s", unit="s", value=5e-324)])
-    _one_line_error(err, "r.json [0]: Clock Monotonic Time, s: tracker step time")
+    _one_line_error(err, "r.json [0]: Clock Monotonic Time, s must be in [1e-05, 3600] s (a time")
+    with pytest.raises(DataFormatError) as err:  # a 1e-6 ms step would read as 1e9 fps
+        device_metrics([_row(model="m_track", metric="trimmean_inference_latency(ms)", unit="ms", value=1e-6)])
+    _one_line_error(err, "r.json [0]: trimmean_inference_latency(ms) must be in [0.01, 3.6e+06] ms (a time")
+    with pytest.raises(DataFormatError) as err:  # 1e306 s is inf ms: Infinity would reach results.jsonl
+        device_metrics([_row(metric="Clock Monotonic Time, s", unit="s", value=1e306)])
+    _one_line_error(err, "r.json [0]: Clock Monotonic Time, s must be in [1e-05, 3600] s (a time")
 
 
 def test_two_files_measuring_the_same_pte_on_the_same_device_are_refused(tmp_path):

@@ -10,14 +10,13 @@ JSON numbers must be finite (``NaN``, ``Infinity`` and ``1e400`` are refused); p
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from sam3m4.errors import DataFormatError
+from sam3m4.schemas import MAX_SIDE, read_json  # noqa: F401  (MAX_SIDE: the readers' limit)
 
 # field kind -> (python types, name used in messages); bool is not an int here
 _KINDS = {
@@ -29,64 +28,15 @@ _KINDS = {
 }
 
 
-MAX_SIDE = 16384
-"""Largest image/frame height or width accepted (pixels); SA-Co and SA-V frames are at most a few thousand."""
-
-
-class _NonFinite(ValueError):
-    """A JSON number that is not a finite float (NaN, Infinity, 1e400)."""
-
-    def __init__(self, token: str):
-        super().__init__(token)
-        self.token = token
-
-
-def _finite_float(token: str) -> float:
-    value = float(token)
-    if not math.isfinite(value):
-        raise _NonFinite(token)
-    return value
-
-
-def _constant(token: str) -> float:
-    raise _NonFinite(token)
-
-
-def _line_col(text: str, index: int) -> str:
-    """``line:col`` (1-based, as json.JSONDecodeError) of character ``index`` in text."""
-    line, line_start = text.count("\n", 0, index) + 1, text.rfind("\n", 0, index) + 1
-    return f"{line}:{index - line_start + 1}"
 
 
 def load_json(path: Path) -> object:
     """Parse a JSON file; a missing file, bad encoding or syntax error names the file (and line:col).
 
     Numbers must be finite: ``NaN``, ``Infinity`` and overflowing floats are an error, so every number a
-    reader gets can be compared and converted.
+    reader gets can be compared and converted (:func:`sam3m4.schemas.read_json`).
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataFormatError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataFormatError(f"{path}: is a folder, expected a JSON file") from None
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise DataFormatError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if not text.strip():
-        raise DataFormatError(f"{path}: empty file, expected JSON")
-    try:
-        return json.loads(text, parse_float=_finite_float, parse_constant=_constant)
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    except _NonFinite as exc:
-        where = _line_col(text, max(text.find(exc.token), 0))
-        raise DataFormatError(f"{path}:{where}: invalid JSON: {exc.token} is not a finite number") from None
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise DataFormatError(f"{path}: invalid JSON: {str(exc).splitlines()[0]}") from None
-    except RecursionError:
-        raise DataFormatError(f"{path}: invalid JSON: nested too deeply") from None
+    return read_json(path)
 
 
 def type_name(value: object) -> str:

@@ -8,7 +8,7 @@ Format (COCO-like; from SAM 3's public loaders):
   ``image_id`` points at a pair. A pair without annotations is a negative (concept absent).
 * ``categories[]``: ``{id, name}`` (optional here, checked when present).
 
-The whole JSON is validated on load (keys, types, unique ids, non-empty phrases, areas, boxes, paths that
+The whole JSON is validated on load (:class:`sam3m4.schemas.saco.SacoImageFile`: keys, types, ranges; then unique ids, non-empty phrases, areas, boxes, paths that
 stay under the image root, RLE headers and sizes; limits in :mod:`sam3m4.data._checks`); RLE counts and
 image files are read in ``__getitem__``, and their defects raise the same one-line DataFormatError naming
 file and field. An annotation whose segmentation is null/empty is skipped; a pair left with no usable annotation is
@@ -29,6 +29,8 @@ import numpy as np
 from sam3m4.data import _checks
 from sam3m4.data.rle import check_rle_header, decode_rle, masks_to_boxes
 from sam3m4.errors import DataFormatError
+from sam3m4.schemas import validate
+from sam3m4.schemas.saco import SacoImageFile
 
 __all__ = ["ImageSample", "SacoImageDataset"]
 
@@ -65,58 +67,41 @@ class SacoImageDataset:
         self.image_root = Path(image_root) if image_root is not None else self.json_path.parent / "images"
         self.skipped: list[str] = []
         file = self.json_path
-        data = _checks.load_json(file)
-        _checks.check_kind(file, "<top level>", data, "dict")
-        images = _checks.list_of_dicts(file, data, "images")
-        annotations = _checks.list_of_dicts(file, data, "annotations")
+        doc = validate(_checks.load_json(file), SacoImageFile, source=file)  # keys, types, ranges, paths
         categories: dict[int, str] = {}                  # category id -> field
-        for i, cat in enumerate(_checks.list_of_dicts(file, data, "categories", required=False)):
-            _checks.unique_id(file, f"categories[{i}].id", _checks.get(file, cat, f"categories[{i}]", "id", "int"), categories)
-            _checks.get_text(file, cat, f"categories[{i}]", "name")
+        for i, cat in enumerate(doc.categories):
+            _checks.unique_id(file, f"categories[{i}].id", cat.id, categories)
 
         pairs: list[dict] = []
         index_of: dict[int, int] = {}                     # image id -> position in pairs
-        for i, img in enumerate(images):
-            field = f"images[{i}]"
-            pid = _checks.get(file, img, field, "id", "int")
-            if pid in index_of:
-                raise DataFormatError(f"{file}: {field}.id: duplicate id {pid} "
-                                      f"(also images[{index_of[pid]}])")
-            index_of[pid] = i
-            pairs.append({
-                "id": pid,
-                "file_name": _checks.check_path(file, f"{field}.file_name", _checks.get(file, img, field, "file_name", "str")),
-                "height": _checks.get_side(file, img, field, "height"),
-                "width": _checks.get_side(file, img, field, "width"),
-                "text_input": _checks.get_text(file, img, field, "text_input"),
-                "num_instances": 0,
-            })
+        for i, img in enumerate(doc.images):
+            if img.id in index_of:
+                raise DataFormatError(f"{file}: images[{i}].id: duplicate id {img.id} "
+                                      f"(also images[{index_of[img.id]}])")
+            index_of[img.id] = i
+            pairs.append({"id": img.id, "file_name": img.file_name, "height": img.height, "width": img.width,
+                          "text_input": img.text_input, "num_instances": 0})
 
         anns: list[list[tuple[str, dict]]] = [[] for _ in pairs]  # per pair: (field, rle)
         had_ann = [False] * len(pairs)
         ann_ids: dict[int, str] = {}                     # annotation id -> field
-        for j, ann in enumerate(annotations):
+        for j, ann in enumerate(doc.annotations):
             field = f"annotations[{j}]"
-            if "id" in ann:                               # optional (COCO writes it); unique when present
-                _checks.unique_id(file, f"{field}.id", ann["id"], ann_ids)
-            image_id = _checks.get(file, ann, field, "image_id", "int")
+            if ann.id is not None:                        # optional (COCO writes it); unique when present
+                _checks.unique_id(file, f"{field}.id", ann.id, ann_ids)
+            image_id = ann.image_id
             if image_id not in index_of:
                 raise DataFormatError(f"{file}: {field}.image_id: unknown image id {image_id}")
             k = index_of[image_id]
             h, w = pairs[k]["height"], pairs[k]["width"]
-            category_id = _checks.get(file, ann, field, "category_id", "int", default=None)
-            if categories and category_id is not None and category_id not in categories:
-                raise DataFormatError(f"{file}: {field}.category_id: unknown category id {category_id}")
-            if ann.get("area") is not None:
-                _checks.check_area(file, f"{field}.area", ann["area"], h, w)
-            if ann.get("bbox") is not None:
-                _checks.check_bbox(file, f"{field}.bbox", ann["bbox"], h, w)
-            if _checks.get(file, ann, field, "iscrowd", "int", default=0) not in (0, 1):
-                raise DataFormatError(f"{file}: {field}.iscrowd: must be 0 or 1, got {ann['iscrowd']}")
+            if categories and ann.category_id is not None and ann.category_id not in categories:
+                raise DataFormatError(f"{file}: {field}.category_id: unknown category id {ann.category_id}")
+            if ann.area is not None:
+                _checks.check_area(file, f"{field}.area", ann.area, h, w)
+            if ann.bbox is not None:
+                _checks.check_bbox(file, f"{field}.bbox", ann.bbox, h, w)
             had_ann[k] = True
-            if "segmentation" not in ann:
-                raise DataFormatError(f"{file}: {field}.segmentation: missing key")
-            seg = ann["segmentation"]
+            seg = ann.segmentation
             if seg is None or seg == [] or seg == {}:
                 self.skipped.append(f"{field}: empty segmentation (image id {image_id})")
                 continue

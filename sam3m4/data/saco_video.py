@@ -9,7 +9,7 @@ Format (from SAM 3's public loaders):
 * ``annotations[]``: ``{id, video_id, category_id, segmentations: [RLE or null per frame],
   bboxes: [xywh or null], areas: [int or null], iscrowd}``; one per object (masklet) and category.
 
-The JSON is validated on load (keys, types, unique ids, non-empty phrases, frame counts, areas, boxes,
+The JSON is validated on load (:class:`sam3m4.schemas.saco.SacoVideoFile`: keys, types, ranges; then unique ids, non-empty phrases, frame counts, areas, boxes,
 frame paths that stay under the frame root, RLE headers and sizes; limits in :mod:`sam3m4.data._checks`);
 RLE counts and frame files are read in ``__getitem__``. Every defect is a one-line DataFormatError naming
 file and field.
@@ -31,6 +31,8 @@ import numpy as np
 from sam3m4.data import _checks
 from sam3m4.data.rle import check_rle_header, decode_rle
 from sam3m4.errors import DataFormatError
+from sam3m4.schemas import validate
+from sam3m4.schemas.saco import SacoVideoFile
 
 __all__ = ["VideoSample", "SacoVideoDataset", "items_with_objects"]
 
@@ -78,74 +80,64 @@ class SacoVideoDataset:
         self.frame_root = Path(frame_root) if frame_root is not None else self.json_path.parent / "JPEGImages"
         self.skipped: list[str] = []
         file = self.json_path
-        data = _checks.load_json(file)
-        _checks.check_kind(file, "<top level>", data, "dict")
+        doc = validate(_checks.load_json(file), SacoVideoFile, source=file)  # keys, types, ranges, paths
 
         self.videos: dict[int, dict] = {}
         self._video_field: dict[int, str] = {}
-        for i, vid in enumerate(_checks.list_of_dicts(file, data, "videos")):
+        for i, vid in enumerate(doc.videos):
             field = f"videos[{i}]"
-            vid_id = _checks.get(file, vid, field, "id", "int")
-            if vid_id in self.videos:
-                raise DataFormatError(f"{file}: {field}.id: duplicate id {vid_id} "
-                                      f"(also {self._video_field[vid_id]})")
-            names = _checks.get(file, vid, field, "file_names", "list")
-            for t, name in enumerate(names):
-                _checks.check_path(file, f"{field}.file_names[{t}]", name)
-            length = _checks.get_positive(file, vid, field, "length")
-            if len(names) != length:
-                raise DataFormatError(f"{file}: {field}.file_names: {len(names)} frame names but "
-                                      f"length is {length}")
-            self.videos[vid_id] = {"id": vid_id, "file_names": names, "length": length,
-                                   "height": _checks.get_side(file, vid, field, "height"),
-                                   "width": _checks.get_side(file, vid, field, "width")}
-            self._video_field[vid_id] = field
+            if vid.id in self.videos:
+                raise DataFormatError(f"{file}: {field}.id: duplicate id {vid.id} "
+                                      f"(also {self._video_field[vid.id]})")
+            if len(vid.file_names) != vid.length:
+                raise DataFormatError(f"{file}: {field}.file_names: {len(vid.file_names)} frame names but "
+                                      f"length is {vid.length}")
+            self.videos[vid.id] = {"id": vid.id, "file_names": list(vid.file_names), "length": vid.length,
+                                   "height": vid.height, "width": vid.width}
+            self._video_field[vid.id] = field
 
         categories: dict[int, str] = {}
-        for i, cat in enumerate(_checks.list_of_dicts(file, data, "categories")):
-            cat_id = _checks.get(file, cat, f"categories[{i}]", "id", "int")
-            if cat_id in categories:
-                raise DataFormatError(f"{file}: categories[{i}].id: duplicate id {cat_id}")
-            categories[cat_id] = _checks.get_text(file, cat, f"categories[{i}]", "name")
+        for i, cat in enumerate(doc.categories):
+            if cat.id in categories:
+                raise DataFormatError(f"{file}: categories[{i}].id: duplicate id {cat.id}")
+            categories[cat.id] = cat.name
 
         self.pairs: list[dict] = []
         pair_of: dict[tuple[int, int], int] = {}
-        for i, np_pair in enumerate(_checks.list_of_dicts(file, data, "video_np_pairs")):
+        for i, np_pair in enumerate(doc.video_np_pairs):
             field = f"video_np_pairs[{i}]"
-            key = (self._known_video(np_pair, field), self._known_category(np_pair, field, categories))
+            key = (self._known_video(np_pair.video_id, field), self._known_category(np_pair.category_id, field,
+                                                                                   categories))
             if key in pair_of:
                 raise DataFormatError(f"{file}: {field}: duplicate pair (video_id {key[0]}, category_id "
                                       f"{key[1]}), also video_np_pairs[{pair_of[key]}]")
             pair_of[key] = i
             video = self.videos[key[0]]
-            self.pairs.append({"video_id": key[0], "category_id": key[1],
-                               "noun_phrase": _checks.get_text(file, np_pair, field, "noun_phrase"),
+            self.pairs.append({"video_id": key[0], "category_id": key[1], "noun_phrase": np_pair.noun_phrase,
                                "length": video["length"], "height": video["height"],
                                "width": video["width"], "num_objects": 0})
 
         self._anns: list[list[tuple[str, list]]] = [[] for _ in self.pairs]  # per pair: (field, rles)
         ann_ids: dict[int, str] = {}                              # annotation id -> field
-        for j, ann in enumerate(_checks.list_of_dicts(file, data, "annotations")):
+        for j, ann in enumerate(doc.annotations):
             field = f"annotations[{j}]"
-            if "id" in ann:                               # optional (YouTube-VIS writes it); unique when present
-                _checks.unique_id(file, f"{field}.id", ann["id"], ann_ids)
-            key = (self._known_video(ann, field), self._known_category(ann, field, categories))
+            if ann.id is not None:                        # optional (YouTube-VIS writes it); unique when present
+                _checks.unique_id(file, f"{field}.id", ann.id, ann_ids)
+            key = (self._known_video(ann.video_id, field), self._known_category(ann.category_id, field, categories))
             video = self.videos[key[0]]
             length, h, w = video["length"], video["height"], video["width"]
-            segs = _checks.get(file, ann, field, "segmentations", "list")
+            segs = ann.segmentations
             if len(segs) != length:
                 raise DataFormatError(f"{file}: {field}.segmentations: {len(segs)} entries but video "
                                       f"{key[0]} has length {length}")
             for name, check in (("bboxes", _checks.check_bbox), ("areas", _checks.check_area)):
-                extra = _checks.get(file, ann, field, name, "list", default=None)
+                extra = getattr(ann, name)
                 if extra is not None and len(extra) != length:
                     raise DataFormatError(f"{file}: {field}.{name}: {len(extra)} entries but video "
                                           f"{key[0]} has length {length}")
                 for t, value in enumerate(extra or []):
                     if value is not None:                 # null where the object is not in frame t
                         check(file, f"{field}.{name}[{t}]", value, h, w)
-            if _checks.get(file, ann, field, "iscrowd", "int", default=0) not in (0, 1):
-                raise DataFormatError(f"{file}: {field}.iscrowd: must be 0 or 1, got {ann['iscrowd']}")
             for t, seg in enumerate(segs):
                 if seg is not None:
                     check_rle_header(seg, h, w, where=f"{file}: {field}.segmentations[{t}]")
@@ -155,7 +147,7 @@ class SacoVideoDataset:
             elif all(seg is None for seg in segs):
                 self.skipped.append(f"{field}: null in every frame")
             else:
-                self._anns[pair_of[key]].append((f"{field}.segmentations", segs))
+                self._anns[pair_of[key]].append((f"{field}.segmentations", list(segs)))
         for pair, anns in zip(self.pairs, self._anns):
             pair["num_objects"] = len(anns)
         self.phrases = sorted({p["noun_phrase"] for p in self.pairs})
@@ -163,14 +155,12 @@ class SacoVideoDataset:
             warnings.warn(f"{file}: skipped {len(self.skipped)} annotation(s) (first: {self.skipped[0]}); "
                           f"see dataset.skipped", stacklevel=2)
 
-    def _known_video(self, obj: dict, field: str) -> int:
-        vid_id = _checks.get(self.json_path, obj, field, "video_id", "int")
+    def _known_video(self, vid_id: int, field: str) -> int:
         if vid_id not in self.videos:
             raise DataFormatError(f"{self.json_path}: {field}.video_id: unknown video id {vid_id}")
         return vid_id
 
-    def _known_category(self, obj: dict, field: str, categories: dict[int, str]) -> int:
-        cat_id = _checks.get(self.json_path, obj, field, "category_id", "int")
+    def _known_category(self, cat_id: int, field: str, categories: dict[int, str]) -> int:
         if cat_id not in categories:
             raise DataFormatError(f"{self.json_path}: {field}.category_id: unknown category id {cat_id}")
         return cat_id

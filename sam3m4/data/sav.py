@@ -12,7 +12,7 @@ Annotated frame k is video frame ``k * ann_every`` (4: 24 fps frames, 6 fps anno
 
 SA-V has no noun phrases (SAM 2 is prompted by clicks and masks): items are :class:`VideoSample` with
 ``phrase = ""`` and ``category_id = -1``, used to train the video memory on real motion. The JSON is
-validated on load; RLEs and frames are read in ``__getitem__``; every defect is a one-line DataFormatError
+validated on load (:class:`sam3m4.schemas.sav.SavVideo`); RLEs and frames are read in ``__getitem__``; every defect is a one-line DataFormatError
 naming the file and the field.
 
     ds = SavDataset("data/sa_v/train")       # every *_manual.json under it
@@ -29,18 +29,10 @@ from sam3m4.data import _checks
 from sam3m4.data.rle import check_rle_header, decode_rle
 from sam3m4.data.saco_video import VideoSample
 from sam3m4.errors import DataFormatError
+from sam3m4.schemas import validate
+from sam3m4.schemas.sav import SavVideo
 
 __all__ = ["SavDataset"]
-
-
-def _whole(file: Path, obj: dict, key: str, maximum: int | None = None) -> int:
-    """A positive whole number that may be written as a float (848.0), at most ``maximum`` when given."""
-    value = _checks.get(file, obj, "", key, "number")  # finite: load_json refuses NaN and Infinity
-    if value != int(value) or value <= 0:
-        raise DataFormatError(f"{file}: {key}: must be a positive whole number, got {value}")
-    if maximum is not None and value > maximum:
-        raise DataFormatError(f"{file}: {key}: must be <= {maximum}, got {value}")
-    return int(value)
 
 
 class SavDataset:
@@ -62,18 +54,13 @@ class SavDataset:
         self._masklets: dict[int, list] = {}
 
     def _read_header(self, file: Path) -> dict:
-        data = _checks.load_json(file)
-        _checks.check_kind(file, "<top level>", data, "dict")
-        video_id = _checks.check_path(file, "video_id", _checks.get(file, data, "", "video_id", "str"))  # a frame folder
-        h, w = _whole(file, data, "video_height", _checks.MAX_SIDE), _whole(file, data, "video_width", _checks.MAX_SIDE)
-        frame_count = _whole(file, data, "video_frame_count")
-        masklet = _checks.get(file, data, "", "masklet", "list")
-        ids = _checks.get(file, data, "", "masklet_id", "list")
+        doc = validate(_checks.load_json(file), SavVideo, source=file)  # keys, types, ranges, the frame folder
+        video_id, masklet, ids = doc.video_id, doc.masklet, doc.masklet_id
+        h, w, frame_count = int(doc.video_height), int(doc.video_width), int(doc.video_frame_count)
         seen: dict[int, str] = {}
         for i, mid in enumerate(ids):
             _checks.unique_id(file, f"masklet_id[{i}]", mid, seen)
         for k, frame in enumerate(masklet):
-            _checks.check_kind(file, f"masklet[{k}]", frame, "list")
             if len(frame) != len(ids):
                 raise DataFormatError(f"{file}: masklet[{k}]: {len(frame)} RLEs but masklet_id lists {len(ids)} objects")
             for n, rle in enumerate(frame):

@@ -34,8 +34,10 @@ from tqdm import tqdm
 from sam3m4.data._render import (COLOURS, SHAPES, Shape, background, compose, concept_rgb, label_map,
                                   radius_for_area)
 from sam3m4.data.rle import encode_mask
-from sam3m4.errors import ConfigError
+from sam3m4.errors import ConfigError, DataFormatError
 from sam3m4.fileio import atomic_write_json
+from sam3m4.schemas import load_file
+from sam3m4.schemas.pipeline import SynthManifest
 
 __all__ = ["generate", "render_image", "render_video", "CONCEPTS", "SynthImage", "SynthVideo"]
 
@@ -254,6 +256,14 @@ def _check_args(n_images, n_videos, seed, image_size, n_frames, val_fraction, vi
         raise ConfigError("synth.generate: n_images, n_videos (--images, --videos): both 0, nothing to generate")
 
 
+def _generated_by_us(manifest: Path) -> bool:
+    """True when ``manifest`` is a valid :class:`sam3m4.schemas.pipeline.SynthManifest` written by this generator."""
+    try:
+        return load_file(manifest, SynthManifest).generator == GENERATOR
+    except DataFormatError:
+        return False
+
+
 def _prepare(out_dir: Path) -> None:
     """Remove a previous generator output (so reruns are exact); refuse to touch anything else."""
     for folder in (out_dir, *out_dir.parents):  # the nearest existing one must be a folder
@@ -262,7 +272,7 @@ def _prepare(out_dir: Path) -> None:
                 raise ConfigError(f"synth.generate: out_dir (--out): {folder} is a file, not a folder")
             break
     manifest = out_dir / "manifest.json"
-    ours = manifest.is_file() and GENERATOR in manifest.read_text(encoding="utf-8", errors="replace")
+    ours = manifest.is_file() and _generated_by_us(manifest)
     if manifest.exists() and not ours:
         raise ConfigError(f"{manifest}: exists and is not a synth manifest; choose an empty output directory")
     for sub in ("saco_image", "saco_video"):

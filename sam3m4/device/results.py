@@ -50,6 +50,7 @@ from pathlib import Path
 from sam3m4.errors import DataFormatError
 from sam3m4.fileio import check_regular_file, read_regular_bytes
 from sam3m4.results import schema
+from sam3m4.schemas.device import DEVICE_MEMORY_BYTES, MAX_FPS, PLAUSIBLE
 
 BACKENDS = ("coreml", "qnn", "xnnpack")
 QUANTS = ("fp16", "int4", "int8_int4", "qat_int4", "qat_int8_int4")
@@ -61,22 +62,18 @@ _IOS_LINE = re.compile(r"Test Case\s+'-\[(?P<cls>[\w.]+)\s+(?P<test>[\w+]+)\]'\s
 _IOS_TEST = re.compile(r"^test_(?P<method>[a-z]+)_(?P<stem>\w+?)_pte_(?P<os>iOS|iPadOS|macOS)_(?P<rest>\w+)$")
 
 
-# What a possible value is, per benchmark-app metric (the ones turned into Stage 5 metrics): a time is > 0,
-# a memory figure >= 0, load_status an ExecuTorch error code (an integer >= 0). deviceInfo memory is >= 0.
-_TIME, _MEMORY, _CODE = "> 0 (a time)", ">= 0 (a memory figure)", "an integer >= 0 (an ExecuTorch error code)"
-PLAUSIBLE = {
-    "avg_inference_latency(ms)": _TIME, "trimmean_inference_latency(ms)": _TIME, "model_load_time(ms)": _TIME,
-    "ram_pss_usage(mb)": _MEMORY, "load_status": _CODE,
-    "Clock Monotonic Time, s": _TIME, "Memory Physical, kB": _MEMORY, "Memory Peak Physical, kB": _MEMORY,
-}
-_RULES = {_TIME: lambda v: v > 0, _MEMORY: lambda v: v >= 0, _CODE: lambda v: v >= 0 and v == int(v)}
+# What a possible value is, per benchmark-app metric (the ones turned into Stage 5 metrics): declared with the file
+# schema in sam3m4.schemas.device (a time in [10 us, 1 h], a memory figure in [0, 1 TiB], an error code).
+_MEMORY = ">= 0 (a memory figure)"
 
 
 def check_plausible(metric: str, value: float, where: str) -> None:
-    """DataFormatError ``<where>: <metric> must be > 0 (a time), got -41.7`` for an impossible value."""
+    """DataFormatError ``<where>: <metric> must be > 0 (a time), got -41.7`` for an impossible value (and
+    ``must be in [0.01, 3.6e+06] ms (a time, ...)`` for a 1e-6 ms step or a 1e306 s average)."""
     rule = PLAUSIBLE.get(metric)
-    if rule is not None and not _RULES[rule](value):
-        raise DataFormatError(f"{where}: {metric} must be {rule}, got {value!r}")
+    problem = rule.problem(value) if rule is not None else None
+    if problem is not None:
+        raise DataFormatError(f"{where}: {metric} {problem}, got {value!r}")
 
 
 def split_pte_stem(stem: str) -> tuple[str, str, str] | None:
@@ -160,9 +157,13 @@ def parse_android_results(path: str | Path) -> list[DeviceResult]:
     except UnicodeDecodeError as err:
         raise DataFormatError(f"{name}: not UTF-8 text (byte {err.start})") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text)  # NaN / Infinity are refused per field below (actualValue: expected a finite number)
     except json.JSONDecodeError as err:
         raise DataFormatError(f"{name}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+    except RecursionError:
+        raise DataFormatError(f"{name}: invalid JSON: nested too deeply") from None
+    except ValueError as err:  # an integer of more than 4300 digits
+        raise DataFormatError(f"{name}: invalid JSON: {str(err).splitlines()[0]}") from None
     if not isinstance(data, list):
         raise DataFormatError(f"{name}: expected a JSON list of benchmark results, got {type(data).__name__}")
     if not data:
@@ -183,8 +184,9 @@ def parse_android_results(path: str | Path) -> list[DeviceResult]:
         device, os_ = (_field(info, k, f"{where}.deviceInfo") for k in ("device", "os"))
         arch = _field(info, "arch", f"{where}.deviceInfo") if "arch" in info else ""
         for key in ("totalMem", "availMem"):
-            if key in info and _field(info, key, f"{where}.deviceInfo", float) < 0:
-                raise DataFormatError(f"{where}.deviceInfo.{key}: must be {_MEMORY}, got {info[key]!r}")
+            if key in info and not 0 <= _field(info, key, f"{where}.deviceInfo", float) <= DEVICE_MEMORY_BYTES:
+                raise DataFormatError(f"{where}.deviceInfo.{key}: must be {_MEMORY} and at most 1 TiB, "
+                                      f"got {info[key]!r}")
         stem = "_".join(p for p in parts if p)
         split = split_pte_stem(stem)
         if split is None:
@@ -359,7 +361,7 @@ def device_metrics(rows: list[DeviceResult]) -> list[DeviceMetric]:
         if latency is not None and not failed:
             ms = _to(latency, "ms")
             if track:
-                if not math.isfinite(1000.0 / ms):  # > 0 (check_plausible), yet a denormal still overflows
+                if not 0 < 1000.0 / ms <= MAX_FPS:  # check_plausible bounds the step; the rate is checked too
                     raise DataFormatError(f"{latency.where}: {latency.metric}: tracker step time {ms!r} ms is no rate")
                 out.append(DeviceMetric(subject, schema.VIDEO_FPS, 1000.0 / ms, "fps", latency))
                 out.append(DeviceMetric(subject, "track_step_ms", ms, "ms", latency))

@@ -32,6 +32,8 @@ from sam3m4.data import _checks
 from sam3m4.data.rle import decode_rle, encode_mask, masks_to_boxes
 from sam3m4.errors import DataFormatError
 from sam3m4.fileio import atomic_write_json
+from sam3m4.schemas import validate
+from sam3m4.schemas import saco as saco_schema
 
 __all__ = ["ImagePredictions", "VideoPredictions", "ImageGT", "VideoGT", "category_ids", "image_predictions",
            "video_prediction", "check_image_gt", "check_video_gt", "check_image_preds", "check_video_preds",
@@ -70,13 +72,13 @@ def video_prediction(video_id: int, category_id: int, masks: np.ndarray, frame_s
 def category_ids(gt_path: str | os.PathLike) -> dict[int, int]:
     """Pair id -> category id of an SA-Co image GT file: ``queried_category`` when the pair has one, else the
     category of its first annotation, else the file's first category (SA-Co/Gold has a single one), else 1."""
-    data = _checks.load_json(Path(gt_path))
-    cats = data.get("categories") or [{"id": 1}]
-    by_ann = {}
-    for ann in data.get("annotations", []):
-        by_ann.setdefault(ann.get("image_id"), ann.get("category_id"))
-    return {img["id"]: img.get("queried_category", by_ann.get(img["id"], cats[0]["id"]))
-            for img in data.get("images", [])}
+    doc = validate(_checks.load_json(Path(gt_path)), saco_schema.SacoImageFile, source=gt_path)
+    first = doc.categories[0].id if doc.categories else 1
+    by_ann: dict[int, int | None] = {}
+    for ann in doc.annotations:
+        by_ann.setdefault(ann.image_id, ann.category_id)
+    return {img.id: img.queried_category if img.queried_category is not None else by_ann.get(img.id, first)
+            for img in doc.images}
 
 
 class ImagePredictions:
@@ -218,36 +220,23 @@ def check_same_pairs(gts: list[ImageGT]) -> None:
                                       f"{other.sizes[pid][1]} but {first.path.name} says {size[0]}x{size[1]}")
 
 
-def _predictions(path: Path) -> list:
+def _predictions(path: Path, model) -> tuple[list, list]:
+    """(the file's JSON list, its entries as ``model`` items): types; score in [0, 1], box sizes and areas >= 0."""
     data = _checks.load_json(path)
     if not isinstance(data, list):
         raise DataFormatError(f"{path}: <top level>: expected a list of predictions, got {_checks.type_name(data)}")
-    for i, item in enumerate(data):
-        _checks.check_kind(path, f"[{i}]", item, "dict")
-    return data
-
-
-def _box(file: Path, field: str, box) -> None:
-    if not isinstance(box, list) or len(box) != 4 or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
-        raise DataFormatError(f"{file}: {field}: expected [x, y, w, h] numbers, got {box!r:.60}")
+    return data, validate(data, model, source=path)
 
 
 def check_image_preds(path: str | os.PathLike, gt: ImageGT) -> int:
-    """Check an image prediction file against ``gt``; returns the number of detections."""
+    """Check an image prediction file (:data:`sam3m4.schemas.saco.ImagePredictions`) against ``gt``; returns the
+    number of detections."""
     file = Path(path)
-    preds = _predictions(file)
+    _, preds = _predictions(file, saco_schema.ImagePredictions)
     for i, p in enumerate(preds):
-        field = f"[{i}]"
-        pid = _checks.get(file, p, field, "image_id", "int")
-        if pid not in gt.sizes:
-            raise DataFormatError(f"{file}: {field}.image_id: {pid} is not a pair of {gt.path}")
-        _checks.get(file, p, field, "category_id", "int")
-        _checks.get(file, p, field, "score", "number")
-        if "bbox" in p:
-            _box(file, f"{field}.bbox", p["bbox"])
-        _checks.get(file, p, field, "segmentation", "dict")
-        decode_rle(p["segmentation"], *gt.sizes[pid], where=f"{file}: {field}.segmentation")
+        if p.image_id not in gt.sizes:
+            raise DataFormatError(f"{file}: [{i}].image_id: {p.image_id} is not a pair of {gt.path}")
+        decode_rle(p.segmentation, *gt.sizes[p.image_id], where=f"{file}: [{i}].segmentation")
     return len(preds)
 
 
@@ -268,31 +257,24 @@ def check_video_gt(path: str | os.PathLike) -> VideoGT:
 
 
 def check_video_preds(path: str | os.PathLike, gt: VideoGT) -> list[dict]:
-    """Check a video prediction file against ``gt``; returns its masklets."""
+    """Check a video prediction file (:data:`sam3m4.schemas.saco.VideoPredictions`) against ``gt``; returns its
+    masklets (as read)."""
     file = Path(path)
-    preds = _predictions(file)
+    data, preds = _predictions(file, saco_schema.VideoPredictions)
     for i, p in enumerate(preds):
         field = f"[{i}]"
-        vid = _checks.get(file, p, field, "video_id", "int")
-        if vid not in gt.videos:
-            raise DataFormatError(f"{file}: {field}.video_id: {vid} is not a video of {gt.path}")
-        _checks.get(file, p, field, "category_id", "int")
-        _checks.get(file, p, field, "score", "number")
-        length, h, w = gt.videos[vid]
-        lists = {}
+        if p.video_id not in gt.videos:
+            raise DataFormatError(f"{file}: {field}.video_id: {p.video_id} is not a video of {gt.path}")
+        length, h, w = gt.videos[p.video_id]
         for key in ("segmentations", "bboxes", "areas"):
-            lists[key] = _checks.get(file, p, field, key, "list")
-            if len(lists[key]) != length:
-                raise DataFormatError(f"{file}: {field}.{key}: {len(lists[key])} entries but video {vid} has "
-                                      f"length {length}")
-        for t, (seg, box, area) in enumerate(zip(*lists.values())):
-            _box(file, f"{field}.bboxes[{t}]", box)
-            if area is not None:
-                _checks.check_kind(file, f"{field}.areas[{t}]", area, "number")
+            if len(getattr(p, key)) != length:
+                raise DataFormatError(f"{file}: {field}.{key}: {len(getattr(p, key))} entries but video "
+                                      f"{p.video_id} has length {length}")
+        for t, (seg, box, area) in enumerate(zip(p.segmentations, p.bboxes, p.areas)):
             if seg is None:
                 if area or any(box):
                     raise DataFormatError(f"{file}: {field}.segmentations[{t}]: null but its bbox/area is not "
                                           f"empty (write the mask's RLE)")
                 continue
             decode_rle(seg, h, w, where=f"{file}: {field}.segmentations[{t}]")
-    return preds
+    return data

@@ -19,7 +19,6 @@ stores the table at 1 byte per weight (int8 rows; nibble packing would need the 
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,10 @@ from torch import nn
 from sam3m4.errors import ConfigError, DataFormatError, Sam3m4Error
 from sam3m4.fileio import atomic_write_json
 from sam3m4.models.tokenizer import EOT_ID, PAD_ID, SOT_ID, get_tokenizer
+from sam3m4.schemas import load_file
+from sam3m4.schemas.vocab import CLIP_VOCAB, VocabFile
 
-VOCAB = 49408
+VOCAB = CLIP_VOCAB  # 49408
 """Rows of the CLIP token table (:data:`sam3m4.models.tokenizer.VOCAB_SIZE`)."""
 
 
@@ -126,16 +127,13 @@ class Vocabulary:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: vocabulary / phrase list not found")
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            try:
-                data = json.loads(text)
-                ids = tuple(int(i) for i in data["clip_ids"])
-            except (ValueError, KeyError, TypeError) as err:
-                raise DataFormatError(f"{path}: field 'clip_ids': expected a list of CLIP token ids ({err})") from err
-            if list(ids) != sorted(set(ids)) or not ids or ids[0] < 0 or ids[-1] >= VOCAB:
-                raise DataFormatError(f"{path}: field 'clip_ids': must be sorted, unique ids in [0, {VOCAB})")
-            return cls(ids, str(data.get("source", path)))
+        if path.suffix == ".json":  # checked by sam3m4.schemas.vocab.VocabFile: ints in [0, 49408), sorted, unique
+            data = load_file(path, VocabFile)
+            return cls(tuple(data.clip_ids), data.source or str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise DataFormatError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
         phrases = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
         if not phrases:
             raise DataFormatError(f"{path}: no phrases (one noun phrase per line)")

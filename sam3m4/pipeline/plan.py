@@ -29,6 +29,8 @@ from sam3m4.models import build_student
 from sam3m4.pipeline.plan_devices import devices_lines
 from sam3m4.pipeline.stages import load_config, under
 from sam3m4.results.store import ResultsStore
+from sam3m4.schemas import load_file
+from sam3m4.schemas.pipeline import RunManifest, StateTimings
 
 # Assumed M4 Pro throughput (not measured: replace with the rehearsal's own numbers from the Mac, see
 # docs/real-run.md). Effective fp32 rates on MPS: the teacher is large matmuls (ViT-L at 1008 px), the student a
@@ -91,9 +93,9 @@ def _cache_split(folder: Path) -> dict:
 
 def measure(run: str, cfg: dict, root: str = paths.REPORTS_ROOT) -> dict:
     """Everything the plan needs from the rehearsal run ``run`` (its pipeline config ``cfg``)."""
-    state = _json(Path(paths.run_dir(run, root)) / paths.PIPELINE_STATE).get("stages", {})
-    stages = {name: {"seconds": s.get("seconds"), "peak_rss_mb": s.get("peak_rss_mb"), "rc": s.get("rc")}
-              for name, s in state.items()}
+    state_path = Path(paths.run_dir(run, root)) / paths.PIPELINE_STATE
+    state = load_file(state_path, StateTimings).stages if state_path.exists() else {}
+    stages = {name: {"seconds": s.seconds, "peak_rss_mb": s.peak_rss_mb, "rc": s.rc} for name, s in state.items()}
     logs = Path(under(cfg, paths.DISTILL_LOG_DIR))
     p1, p2 = _json(logs / paths.phase_summary_name(1)), _json(logs / paths.phase_summary_name(2))
     t1 = p1.get("timings", {})
@@ -233,8 +235,9 @@ def write_plan(run: str, target_config: str, root: str = paths.REPORTS_ROOT, dev
     real run's pipeline config ``target_config``, with the hours on each of ``devices`` devices
     (:mod:`sam3m4.pipeline.plan_devices`); atomic writes; returns the plan's path."""
     run_dir = Path(paths.run_dir(run, root))
-    manifest = _json(run_dir / paths.RUN_MANIFEST)
-    cfg = manifest.get("settings") or load_config(f"configs/{run}.yaml")
+    manifest_path = run_dir / paths.RUN_MANIFEST
+    settings = load_file(manifest_path, RunManifest).settings if manifest_path.exists() else None
+    cfg = settings or load_config(f"configs/{run}.yaml")
     target = load_config(target_config)
     m = measure(run, cfg, root)
     rows, folders, inputs = plan_rows(m, target)

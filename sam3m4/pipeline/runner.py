@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -24,11 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from sam3m4.errors import Sam3m4Error
+from sam3m4.errors import DataFormatError, Sam3m4Error
 from sam3m4.fileio import atomic_write_json, staged_log
 from sam3m4.pipeline.stages import Stage
+from sam3m4.schemas import load_file
+from sam3m4.schemas.pipeline import STATE_FORMAT, PipelineState
 
-STATE_FORMAT = "sam3m4-pipeline-state-v1"
 
 
 class StageFailed(Sam3m4Error):
@@ -92,17 +92,17 @@ class Hasher:
 
 
 def load_state(path: Path) -> dict:
-    """The run state, or an empty one (a corrupt file is ignored with a one-line warning: stages re-run)."""
+    """The run state (:class:`sam3m4.schemas.pipeline.PipelineState`), or an empty one when there is none yet.
+
+    A damaged file is a DataFormatError naming the file and the field (remove it to re-run every stage): it is
+    never half-used, and never silently thrown away with hours of stage results.
+    """
+    if not path.exists():
+        return {"format": STATE_FORMAT, "stages": {}, "hashes": {}}
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-        if state.get("format") == STATE_FORMAT:
-            return state
-        print(f"[pipeline] {path}: format: not {STATE_FORMAT}; running every stage")
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError) as err:
-        print(f"[pipeline] {path}: unreadable ({err}); running every stage")
-    return {"format": STATE_FORMAT, "stages": {}, "hashes": {}}
+        return load_file(path, PipelineState).model_dump(mode="json")
+    except DataFormatError as err:
+        raise DataFormatError(f"{err} (fix it, or remove it to re-run every stage)") from None
 
 
 def save_state(path: Path, state: dict) -> None:

@@ -22,12 +22,13 @@ from torchao.prototype.safetensors.safetensors_support import (flatten_tensor_st
                                                                unflatten_tensor_state_dict)
 
 from sam3m4.checkpoint import load_model_state
-from sam3m4.data._checks import check_kind, get, load_json
 from sam3m4.errors import DataFormatError
 from sam3m4.fileio import atomic_path
 from sam3m4.models.build import PRESETS, build_student
 from sam3m4.models.video import StudentTracker
 from sam3m4.quantize.modes import MODES, apply_mode, get_mode
+from sam3m4.schemas import load_file as load_checked
+from sam3m4.schemas.quantize import QuantizedMeta
 
 WEIGHTS, META = "model.safetensors", "quantized.json"
 
@@ -64,15 +65,13 @@ def load_quantized(path: str | Path, device: str = "cpu"):
     if not meta_path.is_file() or not weights.is_file():
         raise DataFormatError(f"{root}: not a quantized model folder (needs {META} and {WEIGHTS}; "
                               "make one with `sam3m4 quantize --mode <mode> --ckpt ...`)")
-    meta = check_kind(meta_path, "top level", load_json(meta_path), "dict")
-    for key in ("mode", "preset"):
-        get(meta_path, meta, "", key, "str")
+    meta = load_checked(meta_path, QuantizedMeta).model_dump()  # types, kind, num_latents in [1, 4096]; extras kept
     if meta["mode"] not in MODES:
         raise DataFormatError(f"{meta_path}: mode: unknown {meta['mode']!r}; choices: {', '.join(MODES)}")
     if meta["preset"] not in PRESETS:
         raise DataFormatError(f"{meta_path}: preset: unknown student preset {meta['preset']!r}; choices: "
                               f"{', '.join(PRESETS)}")
-    num_latents = get(meta_path, meta, "", "num_latents", "int", default=8)
+    num_latents = meta["num_latents"]
     mode = get_mode(meta["mode"])
     try:
         tensors = load_file(str(weights))

@@ -31,6 +31,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sam3m4.errors import DataFormatError
 from sam3m4.eval.by_phrase import phrase_of
 from sam3m4.eval.calibration import read_pair_scores
 from sam3m4.metrics.calibration import ece, reliability as reliability_bins
@@ -39,6 +40,8 @@ from sam3m4.paths import DISTILL_LOG_DIR, PIPELINE_STATE, REPORTS_ROOT
 from sam3m4.results import schema
 from sam3m4.results.store import Record, ResultsStore
 from sam3m4.results.targets import Target, display_path
+from sam3m4.schemas import load_file
+from sam3m4.schemas.pipeline import StateTimings
 
 PLOTS_DIR = "plots"
 STATE_FILE = PIPELINE_STATE
@@ -218,17 +221,16 @@ def pipeline_timeline(records: list[Record], targets: dict[str, Target], run: st
     if not path.is_file():
         raise _Missing(f"no {path}: run `{run}` was not made by `sam3m4 pipeline`")
     try:
-        stages = json.loads(path.read_text(encoding="utf-8")).get("stages", {})
-    except (OSError, ValueError, AttributeError) as err:
-        raise _Missing(f"{path}: unreadable ({err})") from None
+        stages = load_file(path, StateTimings).stages
+    except DataFormatError as err:
+        raise _Missing(f"unreadable: {err}") from None
     spans = []
-    for name, st in stages.items() if isinstance(stages, dict) else ():
-        try:
-            end = _utc(st["finished"])
-            start = _utc(st["started"]) if st.get("started") else end - _dt.timedelta(seconds=float(st["seconds"]))
-        except (KeyError, TypeError, ValueError):
+    for name, st in stages.items():
+        if st.finished is None or (st.started is None and st.seconds is None):
             continue
-        spans.append((name, start, end, st.get("rc", 0)))
+        end = _utc(st.finished)
+        start = _utc(st.started) if st.started else end - _dt.timedelta(seconds=st.seconds)
+        spans.append((name, start, end, st.rc))
     if not spans:
         raise _Missing(f"{path}: no stage with a start and an end yet")
     spans.sort(key=lambda s: (s[1], s[2]))

@@ -29,9 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from sam3m4.errors import DataFormatError
 from sam3m4.fileio import check_contained
 from sam3m4.paths import REPORTS_ROOT
 from sam3m4.results.runs import check_run_name
+from sam3m4.schemas import validate
+from sam3m4.schemas.results import ResultRecord
 from sam3m4.results.schema import NOT_MEASURABLE, RECORD_OUTCOMES, UNSUPPORTED_OUTCOME  # noqa: F401  (writers import the outcomes from here too)
 
 try:  # POSIX: lock the results file itself
@@ -104,14 +107,9 @@ class Record:
 
     @classmethod
     def from_dict(cls, data: dict, *, where: str) -> "Record":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"{where}: unknown field {unknown[0]!r}")
-        missing = [n for n in ("run", "stage", "subject", "metric", "value") if n not in data]
-        if missing:
-            raise ValueError(f"{where}: missing field {missing[0]!r}")
-        return cls(**data)
+        """A record from a parsed line, checked against :class:`sam3m4.schemas.results.ResultRecord` (types,
+        finite numbers, known keys); DataFormatError ``<where>: <field>: <problem>``."""
+        return cls(**validate(data, ResultRecord, source=where).model_dump())
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -137,7 +135,7 @@ class ResultsStore:
         if not record.timestamp:
             now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
             record = dataclasses.replace(record, timestamp=now)
-        line = json.dumps(dataclasses.asdict(record), ensure_ascii=False, default=_jsonable) + "\n"
+        line = _record_line(record, self.path)
         check_contained(self.path)  # a results.jsonl (or run folder) symlinked out of the project: refused
         self.dir.mkdir(parents=True, exist_ok=True)
         with self._locked() as fd:
@@ -235,10 +233,31 @@ class ResultsStore:
         return latest.pivot(index="subject", columns="metric", values="value").reindex(columns=metrics)
 
 
+def _record_line(record: Record, path: Path) -> str:
+    """The JSON line of ``record``, checked as a reader will check it: never NaN or Infinity, every field of its
+    declared type (:class:`sam3m4.schemas.results.ResultRecord`); else DataFormatError naming the record."""
+    what = f"{path}: record {record.stage}/{record.subject}/{record.metric}"
+    try:
+        line = json.dumps(dataclasses.asdict(record), ensure_ascii=False, default=_jsonable, allow_nan=False)
+    except ValueError:
+        raise DataFormatError(f"{what}: a value is NaN or infinite ({record.value!r}); not written") from None
+    except TypeError as err:
+        raise DataFormatError(f"{what}: {err}; not written") from None
+    validate(json.loads(line), ResultRecord, source=f"{what} (not written)")
+    return line + "\n"
+
+
+def _non_finite(token: str):
+    raise ValueError(f"{token} is not a finite number")
+
+
 def _parse(text: str, where: str) -> Record:
-    data = json.loads(text)
+    try:
+        data = json.loads(text, parse_constant=_non_finite)  # 1e400 (inf) is refused by the schema
+    except RecursionError:
+        raise DataFormatError(f"{where}: nested too deeply") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a JSON object")
+        raise DataFormatError(f"{where}: expected a JSON object")
     return Record.from_dict(data, where=where)
 
 

@@ -127,7 +127,15 @@ def find_targets_file(path: str | os.PathLike | None = None) -> Path:
 
 
 def parse_targets(raw, where: str) -> dict[str, Target]:
-    """``{"targets": {name: {metric, comparison, value, ...}}}`` -> ``{name: Target}``; ``where`` names the file."""
+    """``{"targets": {name: {metric, comparison, value, ...}}}`` -> ``{name: Target}``; ``where`` names the file
+    (the format: :class:`sam3m4.schemas.results.TargetsFile`)."""
+    try:
+        return _parse_targets(raw, where)
+    except RecursionError:  # a value nested thousands deep (its repr in a message recurses)
+        raise ConfigError(f"{where}: targets: nested too deeply") from None
+
+
+def _parse_targets(raw, where: str) -> dict[str, Target]:
     if not isinstance(raw, dict) or "targets" not in raw:
         raise ConfigError(f"{where}: targets: missing mapping 'targets:'")
     for key in raw:

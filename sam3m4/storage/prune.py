@@ -41,11 +41,14 @@ from pathlib import Path
 
 from sam3m4.checkpoint import NAME as CKPT_NAME, VIDEO_NAME, best_name
 from sam3m4.env import human_bytes
-from sam3m4.errors import ConfigError, Sam3m4Error
+from sam3m4.errors import ConfigError, DataFormatError, Sam3m4Error
 from sam3m4.fileio import atomic_write_text, check_contained
 from sam3m4.paths import (CACHE_GLOB, CHECKPOINTS, DISTILL_DIR, LOGS, REPORTS_ROOT, RUN_MANIFEST, VIDEO_CACHE_DIR,
                           VIDEO_DIR, VIS_DIR)
 from sam3m4.runlock import describe, lock_holder, lock_path, run_lock
+from sam3m4.schemas import load_file, parse_json, validate
+from sam3m4.schemas.pipeline import ManifestReferences
+from sam3m4.schemas.storage import PruneLog
 
 # path (relative to the project root) -> kind of keep rule; the report's section 7 rows, in order
 ROOTS = {DISTILL_DIR: "checkpoints", VIDEO_DIR: "video", VIS_DIR: "vis", VIDEO_CACHE_DIR: "cache"}
@@ -234,12 +237,12 @@ def references(root: Path, warnings: list[str], aliases: tuple[Path, ...] = ()) 
     for manifest in sorted(root.glob(f"{REPORTS_ROOT}/*/{RUN_MANIFEST}")):
         where = manifest.relative_to(root).as_posix()
         try:
-            items = json.loads(manifest.read_text(encoding="utf-8")).get("artifacts", [])
-        except (ValueError, AttributeError, OSError) as err:
-            raise Sam3m4Error(f"{where}: unreadable run manifest ({type(err).__name__}); fix or remove it, prune "
-                              "cannot tell what it protects") from None
-        for item in (items.values() if isinstance(items, dict) else items):
-            add(item.get("path") if isinstance(item, dict) else item, where)
+            paths = load_file(manifest, ManifestReferences).paths()
+        except DataFormatError as err:
+            raise DataFormatError(f"{where}: unreadable run manifest ({str(err).removeprefix(str(manifest) + ': ')}); "
+                                  "fix or remove it, prune cannot tell what it protects") from None
+        for path in paths:
+            add(path, where)
     return refs
 
 
@@ -409,9 +412,11 @@ def read_log(path: Path) -> dict:
     try:
         for line in reversed(Path(path).read_text(encoding="utf-8").splitlines()):
             if line.startswith(MARK):
-                return json.loads(line[len(MARK):])
+                data = parse_json(line[len(MARK):], path)
+                return validate(data, PruneLog, source=path).model_dump(mode="json", exclude_none=True)
     except (OSError, ValueError) as err:
-        raise PruneRefused(f"{path}: unreadable dry-run log ({type(err).__name__}); rerun the dry run") from None
+        what = str(err).removeprefix(f"{path}: ") if isinstance(err, DataFormatError) else type(err).__name__
+        raise PruneRefused(f"{path}: unreadable dry-run log ({what}); rerun the dry run") from None
     raise PruneRefused(f"{path}: no {MARK.strip()} line (not a complete dry-run log); rerun the dry run")
 
 

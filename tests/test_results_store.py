@@ -137,3 +137,14 @@ def test_a_test_session_leaves_no_lock_in_reports(tmp_path):
     run_dir = tmp_path / "reports" / "probe"
     assert (run_dir / "report.md").is_file() and len(ResultsStore("probe", root=tmp_path / "reports").records()) == 2
     assert sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*.lock")) == []
+
+
+def test_a_non_finite_measurement_is_kept_as_a_failure_not_written_as_nan(tmp_path):
+    store = ResultsStore("nan", root=tmp_path)
+    rec = store.record(stage="stage4", subject="int4", metric="miou_drop", value=float("nan"), unit="points",
+                       target=2.0, comparison="<=")
+    assert rec.value is None and rec.passed is False and rec.failed_stage == "metric" and "nan" in rec.note
+    text = store.path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    back = store.latest(metric="miou_drop")
+    assert back.passed is False and back.failed_stage == "metric"

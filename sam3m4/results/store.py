@@ -23,6 +23,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -166,8 +167,16 @@ class ResultsStore:
                hash_artifact: bool = True, **fields: Any) -> Record:
         """Build and append a :class:`Record`; hashes ``artifact`` when it is an existing file.
 
-        When ``target`` and ``comparison`` are given and ``passed`` is not, the verdict is computed.
+        When ``target`` and ``comparison`` are given and ``passed`` is not, the verdict is computed. A measured
+        value that is NaN or infinite is never written as such (JSON has no such numbers): the record keeps no value,
+        says what was measured in its note, fails at the ``metric`` stage and, when gated, does not pass.
         """
+        if isinstance(value, float) and not math.isfinite(value):
+            fields["note"] = "; ".join(x for x in (f"not a finite number ({value!r})", fields.get("note")) if x)
+            fields.setdefault("failed_stage", "metric")
+            if fields.get("target") is not None:
+                fields["passed"] = False
+            value = None
         if artifact is not None:
             artifact_path = Path(artifact)
             fields["artifact"] = str(artifact_path)

@@ -43,11 +43,17 @@ GT_VIDEO = "ground_truth/video"
 DAMAGED_IMAGE = "damaged/image"            # sanity: damaged ground truth must score lower
 DAMAGED_VIDEO = "damaged/video"
 PLANTED_ONE_BIT = "planted/1bit"           # stage4: a planted 1-bit quantization the gate must fail
+PLANTED_PTE_LAYER = "planted/pte_layer"    # stage5: a .pte with one perturbed layer the deployed gate must fail
 
 
 def export_subject(backend: str, mode: str) -> str:
     """``<backend>/<mode>``: an exported ``.pte`` measured on this host (``coreml/int4``)."""
     return f"{backend}/{mode}"
+
+
+def decision_subject(backend: str) -> str:
+    """``decision/<backend>``: Stage 4's choice of quant mode for one backend (``decision/xnnpack``)."""
+    return f"{DECISION}/{backend}"
 
 
 def device_subject(platform: str, backend: str, mode: str) -> str:
@@ -57,6 +63,7 @@ def device_subject(platform: str, backend: str, mode: str) -> str:
 
 # --- units -----------------------------------------------------------------------------------------------------
 FRACTION, PERCENT, MB, BYTES, MS, FPS, RATIO, TEXT = "fraction", "percent", "MB", "bytes", "ms", "fps", "x", ""
+POINTS, SECONDS = "points", "s"
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,9 @@ BEFORE_BYTES, AFTER_BYTES, PLANNED_AFTER_BYTES = "before_bytes", "after_bytes", 
 DRY_RUN_LOG, APPLY_LOG = "dry_run_log", "apply_log"
 FINAL_IMAGE_CKPT, FINAL_VIDEO_CKPT = "final_image_ckpt", "final_video_ckpt"
 SIZE = "size"
+DEPLOYED_MIOU_DROP, EXPORT_MIOU_GAP = "deployed_miou_drop", "export_miou_gap"
+DEPLOYED_EVAL_S, SHIPPED = "deployed_eval_s", "shipped"
+SHIPPED_DECISION, SHIPPED_EXTRA = "decision", "extra"  # the values of a ``shipped`` record
 
 METRICS = _metrics(
     (MIOU, FRACTION, "mean IoU over (image, noun phrase) pairs"),
@@ -128,6 +138,10 @@ METRICS = _metrics(
     (FINAL_IMAGE_CKPT, TEXT, "the run's final image checkpoint"),
     (FINAL_VIDEO_CKPT, TEXT, "the run's final video checkpoint"),
     (SIZE, BYTES, "an artifact's size"),
+    (DEPLOYED_MIOU_DROP, POINTS, "mIoU points an exported .pte (ExecuTorch runtime, val pairs) loses vs fp16 eager"),
+    (EXPORT_MIOU_GAP, POINTS, "|.pte mIoU - its own mode's eager mIoU| on the same val pairs, in points"),
+    (DEPLOYED_EVAL_S, SECONDS, "wall time of a .pte's deployed evaluation"),
+    (SHIPPED, TEXT, "why a .pte was exported: Stage 4's decision or an extra config case"),
 )
 
 # Metrics whose name is built when written, with the code that builds it (the schema test accepts these).

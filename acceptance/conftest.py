@@ -279,6 +279,8 @@ def stage5_export(pytestconfig, results_store):
                 num_val, data = pytestconfig.getoption("--stage4-num-val"), pytestconfig.getoption("--stage4-data")
                 qdir = Path(given) if given else small_stage4()
                 out = CACHE / "stage5" if not given else ROOT / "outputs" / "export"
+                if shipped == schema.SHIPPED_DECISION and not (qdir / "decision.json").is_file():
+                    shipped = None  # the small set has no Stage 4 decision: nothing to bind the case to
                 export_case(backend, mode, quantized=qdir, out_dir=out, runs=50, store=results_store, shipped=shipped,
                             num_val=num_val, data=data if given else None,
                             pairs=None if given else small_stage4_pairs(num_val))

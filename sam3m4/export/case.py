@@ -183,6 +183,12 @@ def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANT
         mode, shipped = decision.backends[backend].mode, shipped or schema.SHIPPED_DECISION
     if shipped not in (None, schema.SHIPPED_DECISION, schema.SHIPPED_EXTRA):
         raise ConfigError(f"--shipped {shipped!r}: choose from {schema.SHIPPED_DECISION}, {schema.SHIPPED_EXTRA}")
+    if shipped == schema.SHIPPED_DECISION:
+        decision = decision or read_decision(Path(quantized or ".") / DECISION_FILE)
+        d = decision.backends.get(backend)
+        if d is None or d.mode != mode:
+            raise ConfigError(f"--shipped decision: {decision.path} chose {d.mode if d else 'nothing'} for {backend}, "
+                              f"not {mode} (use --mode chosen, or --shipped extra)")
     if num_val < 1:
         raise ConfigError(f"--num-val {num_val}: must be >= 1")
     if data is not None and not Path(data).is_dir():
@@ -193,7 +199,7 @@ def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANT
     student, tracker, meta = load_case_model(mode, quantized, ckpt)
     store = store if store is not None else ResultsStore(run)
     if shipped is not None:
-        _record_shipped(store, backend, mode, shipped, decision, quantized)
+        _record_shipped(store, backend, mode, shipped, decision)
     scorer = CaseScorer(student, tracker, mode, Path(ckpt) if ckpt else Path(quantized), meta, ckpt, data, num_val,
                      pairs, store) if deployed and vocab is None else None
     with restricted_token_table(student, vocab) if vocab is not None else nullcontext():  # the tracker's too
@@ -201,15 +207,11 @@ def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANT
                             runs, vocab, store, echo, scorer)
 
 
-def _record_shipped(store: ResultsStore, backend: str, mode: str, shipped: str, decision, quantized) -> None:
+def _record_shipped(store: ResultsStore, backend: str, mode: str, shipped: str, decision) -> None:
     """The ``shipped`` record: Stage 4's decision (``decision.json`` as the artifact) or an extra config case."""
     subject = schema.export_subject(backend, mode)
     if shipped == schema.SHIPPED_DECISION:
-        decision = decision or read_decision(Path(quantized) / DECISION_FILE)
-        d = decision.backends.get(backend)
-        if d is None or d.mode != mode:
-            raise ConfigError(f"--shipped decision: {decision.path} chose {d.mode if d else 'nothing'} for {backend}, "
-                              f"not {mode} (use --mode chosen, or --shipped extra)")
+        d = decision.backends[backend]
         store.record(stage=schema.STAGE5, subject=subject, metric=schema.SHIPPED, value=shipped, artifact=decision.path,
                      note=d.pte_name, provenance=f"Stage 4's decision for {backend} in {decision.path}")
     else:

@@ -1,5 +1,5 @@
-"""The report's deployed-accuracy parts: Stage 4's eager vs deployed columns and per-backend decisions, and the
-Stage 5 list of which ``.pte`` were scored where.
+"""The report's deployed-accuracy parts: Stage 4's eager vs deployed table, runtime Avg ms and per-backend
+decisions, and the Stage 5 list of which ``.pte`` were scored where (the template's own tables stay as they are).
 
 Called by :mod:`sam3m4.report.markdown` with its report object (``rep``: ``records``, ``find``, ``cell``,
 ``notes``, ``provenance``). Reads, all from the results store:
@@ -30,19 +30,30 @@ def _subjects(rep, mode: str | None = None) -> list[str]:
             if f"{b}/{m}" in found]
 
 
-def deployed_miou_cell(rep, mode: str) -> str:
-    """Stage 4's deployed column: the mIoU of each ``.pte`` of ``mode`` scored through the runtime, by backend."""
-    cells = []
-    for subject in _subjects(rep, mode):
-        rec = rep.find(schema.STAGE5, subject, schema.MIOU)
-        if rec is not None and rec.value is not None:
-            cells.append(rep.cell(schema.STAGE5, subject, schema.MIOU) + f" (`{subject.split('/')[0]}`)")
-    if cells:
-        return "; ".join(cells)
-    exported = _subjects(rep, mode)
-    why = (f"exported ({', '.join(exported)}) but no .pte of this mode was scored on this host (it runs elsewhere)"
-           if exported else "no .pte of this mode exported in this run")
-    return "-" + rep.notes.ref(why)
+def eager_vs_deployed(rep, rows) -> list[str]:
+    """Below the template's Stage 4 table: for each exported mode, its eager mIoU / Presence F1 next to each
+    ``.pte``'s through the ExecuTorch runtime on the same val pairs (``rows``: (label, mode) of the table)."""
+    lines = ["", "Avg ms: the exported program's runtime p50 where Stage 5 measured one, else host eager (said so). "
+             "Eager (torch + torchao) vs deployed (the .pte through the ExecuTorch runtime, same val pairs):", "",
+             "| Mode | .pte | mIoU (eager) | mIoU (deployed) | Presence F1 (eager) | Presence F1 (deployed) |",
+             "|---|---|---:|---:|---:|---:|"]
+    n = len(lines)
+    for label, mode in rows:
+        for subject in _subjects(rep, mode):
+            pte = rep.find(schema.STAGE5, subject, schema.PTE_MB)
+            name = Path(pte.artifact).name if pte.artifact else subject
+            scored = rep.find(schema.STAGE5, subject, schema.MIOU)
+            if scored is None or scored.value is None:
+                gate = rep.find(schema.STAGE5, subject, schema.DEPLOYED_MIOU_DROP)
+                why = gate.note if gate is not None and gate.note else f"no deployed accuracy record for {subject}"
+                dep = ["-" + rep.notes.ref(why)] * 2
+            else:
+                dep = [rep.cell(schema.STAGE5, subject, m) for m in (schema.MIOU, schema.PRESENCE_F1)]
+            lines.append(f"| {label} | `{name}` | {rep.cell(schema.STAGE4, mode, schema.MIOU)} | {dep[0]} | "
+                         f"{rep.cell(schema.STAGE4, mode, schema.PRESENCE_F1)} | {dep[1]} |")
+    if len(lines) == n:
+        lines.append("| - | no .pte exported in this run | - | - | - | - |")
+    return lines
 
 
 def avg_ms_cell(rep, mode: str) -> str:

@@ -239,16 +239,13 @@ class _Report:
     def stage4(self) -> list[str]:
         lines = ["## 4) Stage 4 양자화 성능 비교", "",
                  "> `sam3m4 quantize --mode compare --num-val 200` 결과 반영", "",
-                 "| Mode | Size (MB) | Compression | mIoU | mIoU (.pte, deployed) | Presence F1 | Avg ms |",
-                 "|---|---:|---:|---:|---:|---:|---:|"]
+                 "| Mode | Size (MB) | Compression | mIoU | Presence F1 | Avg ms |",
+                 "|---|---:|---:|---:|---:|---:|"]
         for label, mode in QUANT_ROWS:
-            cells = [self.cell(schema.STAGE4, mode, m) for m in (schema.SIZE_MB, schema.COMPRESSION, schema.MIOU)]
-            cells += [deployed.deployed_miou_cell(self, mode), self.cell(schema.STAGE4, mode, schema.PRESENCE_F1),
-                      deployed.avg_ms_cell(self, mode)]
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        lines += ["", "mIoU: host eager (torch + torchao); mIoU (.pte, deployed): the exported program through the "
-                  "ExecuTorch runtime on the same val pairs, per backend; Avg ms: the .pte's runtime p50 where one "
-                  "was measured, else host eager."]
+            cells = [self.cell(schema.STAGE4, mode, m)
+                     for m in (schema.SIZE_MB, schema.COMPRESSION, schema.MIOU, schema.PRESENCE_F1)]
+            lines.append(f"| {label} | " + " | ".join(cells + [deployed.avg_ms_cell(self, mode)]) + " |")
+        lines += deployed.eager_vs_deployed(self, QUANT_ROWS)
         lines += ["", "Notes: convolutions per backend (Core ML / XNNPACK / QNN); Linear and token table as the modes' "
                   "names say (token table int8 rows in fp16, 4-bit otherwise):", ""]
         for mode, per in CONVS_PER_BACKEND.items():

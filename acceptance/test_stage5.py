@@ -138,6 +138,7 @@ def planted(tmp_path_factory, targets, pytestconfig):
     return layer, result, refs["fp16"], deployed
 
 
+@pytest.mark.xnnpack
 def test_deployed_gate_fails_a_planted_broken_layer(planted, gate, targets):
     from sam3m4.quantize.compare import miou_drop
 

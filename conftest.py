@@ -58,8 +58,12 @@ def pytest_addoption(parser):
     group.addoption("--stage5-quantized", default=None,
                     help="`sam3m4 quantize` output exported when the run has no stage5 record for a case "
                          "(default: the Stage 4 small set)")
-    group.addoption("--stage5-cases", default="coreml:int4,qnn:int8_int4,xnnpack:int8_int4",
-                    help="backend:mode cases gated, comma-separated")
+    group.addoption("--stage5-decision", default=None,
+                    help="Stage 4's decision.json (`sam3m4 quantize --mode compare` output): its per-backend decisions "
+                         "are the cases gated (the .pte that ship); --stage5-cases then adds extra cases")
+    group.addoption("--stage5-cases", default=None,
+                    help="backend:mode cases gated, comma-separated (default without --stage5-decision: "
+                         "coreml:int4,qnn:int8_int4,xnnpack:int8_int4; with it: none beyond the decisions)")
 
 
 def _is_worker(config) -> bool:

@@ -175,12 +175,18 @@ def stage4_models(pytestconfig) -> Stage4Models:
 
 
 # --- Stage 5: exported programs ----------------------------------------------------------------------------
+DEFAULT_STAGE5_CASES = "coreml:int4,qnn:int8_int4,xnnpack:int8_int4"
+
+
 @dataclass(frozen=True)
 class Stage5Case:
     """One Stage 5 case: a flow (:class:`sam3m4.export.flows.Flow`) and one of its quant modes."""
 
     flow: Flow
     mode: str
+    shipped: str | None = None
+    """``decision`` (Stage 4 chose it for the backend: ``--stage5-decision``), ``extra`` (``--stage5-cases``
+    beside a decision) or None (no decision given)."""
 
     @property
     def backend(self) -> str:
@@ -206,40 +212,78 @@ def stage5_matrix() -> dict[str, Stage5Case]:
     return {f"{flow.name}:{mode}": Stage5Case(flow, mode) for flow in FLOWS.values() for mode in flow.modes}
 
 
+def stage5_cases(config) -> list[Stage5Case]:
+    """The cases gated: Stage 4's per-backend decisions (``--stage5-decision``) then the ``--stage5-cases`` extras;
+    without a decision, ``--stage5-cases`` (default :data:`DEFAULT_STAGE5_CASES`)."""
+    from sam3m4.errors import Sam3m4Error
+    from sam3m4.quantize.decision import read_decision
+
+    matrix, given, decision = stage5_matrix(), config.getoption("--stage5-cases"), config.getoption("--stage5-decision")
+    decided = []
+    if decision:
+        try:
+            decided = [f"{b}:{m}" for b, m in read_decision(decision).cases()]
+        except Sam3m4Error as err:
+            raise pytest.UsageError(f"--stage5-decision: {err}") from None
+    listed = given if given is not None else ("" if decision else DEFAULT_STAGE5_CASES)
+    wanted = [c.strip() for c in listed.split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in matrix]
+    if unknown:
+        raise pytest.UsageError(f"--stage5-cases: {', '.join(unknown)}: not a backend:mode of the flows "
+                                f"(choices: {', '.join(matrix)})")
+    extra = schema.SHIPPED_EXTRA if decision else None
+    return ([Stage5Case(matrix[c].flow, matrix[c].mode, schema.SHIPPED_DECISION) for c in decided]
+            + [Stage5Case(matrix[c].flow, matrix[c].mode, extra) for c in wanted if c not in decided])
+
+
 def pytest_generate_tests(metafunc):
-    """``case``: the cases of the flows' matrix that ``--stage5-cases`` names (in its order), each marked with its
-    flow's marker (``coreml``, ``qnn``, ``xnnpack``)."""
+    """``case``: :func:`stage5_cases` in order, each marked with its flow's marker (``coreml``, ``qnn``,
+    ``xnnpack``)."""
     if "case" in metafunc.fixturenames:
-        matrix = stage5_matrix()
-        wanted = [c.strip() for c in metafunc.config.getoption("--stage5-cases").split(",") if c.strip()]
-        unknown = [c for c in wanted if c not in matrix]
-        if unknown:
-            raise pytest.UsageError(f"--stage5-cases: {', '.join(unknown)}: not a backend:mode of the flows "
-                                    f"(choices: {', '.join(matrix)})")
-        cases = [matrix[c] for c in wanted]
+        cases = stage5_cases(metafunc.config)
         metafunc.parametrize("case", [pytest.param(c, id=c.id, marks=getattr(pytest.mark, c.backend)) for c in cases])
+
+
+def small_stage4() -> Path:
+    """The Stage 4 small set's ``quantize`` folder (built once, file lock)."""
+    stage4 = cache_dir("stage4")
+    with FileLock(str(stage4) + ".lock"):
+        return _build_small_stage4(stage4)
+
+
+def small_stage4_pairs(num_val: int):
+    """What the Stage 4 small set is scored on (its fixture's pairs) and the fixture's val videos, as
+    :class:`sam3m4.export.accuracy.ValPairs`."""
+    from sam3m4.data import SacoImageDataset, SacoVideoDataset
+    from sam3m4.export.accuracy import ValPairs
+
+    synth = ROOT / "fixtures" / "synth"
+    return ValPairs(SacoImageDataset(synth / "saco_image" / "train.json"), num_val,
+                    SacoVideoDataset(synth / "saco_video" / "val.json"))
 
 
 @pytest.fixture(scope="session")
 def stage5_export(pytestconfig, results_store):
-    """``export(backend, mode)`` -> the run's stage5 records for that case, exporting it first (once, file lock)
-    when the run has none: from ``--stage5-quantized`` or the Stage 4 small set (``data/test_cache/stage4``)."""
+    """``export(backend, mode, shipped=None)`` -> the run's stage5 records for that case, exporting it first (once,
+    file lock) when the run has none: from ``--stage5-quantized`` or the Stage 4 small set
+    (``data/test_cache/stage4``). A case that runs here is scored on Stage 4's val pairs (``--stage4-num-val`` of
+    ``--stage4-data``, or the small set's pairs)."""
     from sam3m4.export.case import export_case
 
-    def export(backend: str, mode: str) -> dict:
+    def export(backend: str, mode: str, shipped: str | None = None) -> dict:
         subject = schema.export_subject(backend, mode)
         CACHE.mkdir(parents=True, exist_ok=True)  # the lock lives with the other test-cache locks, not in reports/
         with FileLock(str(CACHE / f"stage5-{results_store.run}-{backend}-{mode}.lock")):
             if results_store.latest(stage=schema.STAGE5, subject=subject, metric=schema.EXPORT_OK) is None:
                 given = pytestconfig.getoption("--stage5-quantized")
-                if given:
-                    qdir = Path(given)
-                else:
-                    stage4 = cache_dir("stage4")
-                    with FileLock(str(stage4) + ".lock"):
-                        qdir = _build_small_stage4(stage4)
+                num_val, data = pytestconfig.getoption("--stage4-num-val"), pytestconfig.getoption("--stage4-data")
+                qdir = Path(given) if given else small_stage4()
                 out = CACHE / "stage5" if not given else ROOT / "outputs" / "export"
-                export_case(backend, mode, quantized=qdir, out_dir=out, runs=50, store=results_store)
+                if shipped == schema.SHIPPED_DECISION and not (qdir / "decision.json").is_file():
+                    shipped = None  # the small set has no Stage 4 decision: nothing to bind the case to
+                export_case(backend, mode, quantized=qdir, out_dir=out, runs=50, store=results_store, shipped=shipped,
+                            num_val=num_val, data=data if given else None,
+                            pairs=None if given else small_stage4_pairs(num_val))
         return {r.metric: r for r in results_store.records() if r.stage == schema.STAGE5 and r.subject == subject}
 
     return export

@@ -1,4 +1,4 @@
-"""Stage 5 gates: each ``backend:mode`` case of ``--stage5-cases`` against the targets file.
+"""Stage 5 gates: each ``backend:mode`` case (Stage 4's decisions and ``--stage5-cases``) against the targets file.
 
 The cases come from the flows (:mod:`sam3m4.export.flows`, built in :func:`acceptance.conftest.pytest_generate_tests`):
 ``case.flow`` says whether the backend targets an NPU, which phone platform measures it, and why this host cannot
@@ -8,7 +8,11 @@ A case's numbers are the run's ``stage5`` records (``sam3m4 export`` and ``sam3m
 run has none the case is exported here first (:func:`acceptance.conftest.stage5_export`). Gates:
 
 * AOT, measured on this host: export succeeds, ``.pte`` < 50 MB, NPU coverage > 90% (Core ML, QNN);
-* XNNPACK, which runs here: numerics vs eager (mask IoU, max |error| per method) and the host latency budget;
+* XNNPACK, which runs here: numerics vs eager (mask IoU on val pairs where eager keeps a query, max |error| per
+  method) and the host latency budget;
+* deployed accuracy of every ``.pte`` that runs here, scored through the ExecuTorch runtime on Stage 4's val pairs
+  (:mod:`sam3m4.export.accuracy`): mIoU drop vs fp16 eager, and export fidelity vs its own mode's eager; a
+  planted ``.pte`` with one perturbed convolution must fail them while Stage 4's eager gate passes;
 * on device (``-m device``): image latency < 100 ms and video FPS > 15 from imported benchmark results.
 
 Skip or fail is decided from the record's fields (:mod:`outcomes`): a record with ``failed_stage`` fails; one
@@ -18,9 +22,12 @@ device number nobody imported), is skipped with the reason; with ``--release`` t
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import torch
+from conftest import small_stage4, small_stage4_pairs
 from outcomes import settle
 
 from sam3m4.results import schema
@@ -34,7 +41,7 @@ def _need(records: dict, metric: str, release: bool, why: str):
 
 
 def _exported(stage5_export, case, release):
-    recs = stage5_export(case.backend, case.mode)
+    recs = stage5_export(case.backend, case.mode, case.shipped)
     settle(recs.get(schema.EXPORT_OK), release=release, what=f"export {case.subject}", why="no export_ok record")
     return recs
 
@@ -100,6 +107,85 @@ def test_cpu_numerics_and_host_latency(case, stage5_export, gate, release):
     rec = gate(stage=schema.STAGE5, subject=case.subject, metric=schema.HOST_IMAGE_LATENCY_MS, value=ms.value,
                target="host_xnnpack_latency_ms", provenance=ms.provenance)
     assert rec.passed, f"budget exceeded: host p50 {ms.value:.1f} ms, target < {rec.target} ms"
+
+
+@pytest.mark.parametrize("metric, target", [(schema.DEPLOYED_MIOU_DROP, "deployed_miou_drop"),
+                                            (schema.EXPORT_MIOU_GAP, "export_fidelity_miou")])
+def test_deployed_accuracy(case, metric, target, stage5_export, gate, release):
+    """The ``.pte`` itself, scored through the ExecuTorch runtime on Stage 4's val pairs, against fp16 eager (drop)
+    and against its own mode's eager (export fidelity)."""
+    if case.flow.cannot_run_here():
+        pytest.skip(f"deployed accuracy not measured here: {case.flow.cannot_run_here()}")
+    recs = _exported(stage5_export, case, release)
+    rec = _need(recs, metric, release, f"no {metric} record from `sam3m4 export`")
+    g = gate(stage=schema.STAGE5, subject=case.subject, metric=metric, value=rec.value, target=target,
+             provenance=rec.provenance, artifact=rec.artifact)
+    assert g.passed, f"metric above gate: {case.subject} .pte {metric} {rec.value:.2f} points, target " \
+                     f"{g.comparison} {g.target}"
+
+
+# --- planted: one convolution perturbed just before lowering ---------------------------------------------------
+PLANTED_MODE = "fp16"  # the cheapest XNNPACK export; the planted layer is what differs from eager
+
+
+@contextmanager
+def _one_conv_negated(student):
+    """The first full (non-depthwise) convolution of the image encoder with its weights negated, restored after."""
+    name, conv = next((n, m) for n, m in student.image_encoder.named_modules()
+                      if isinstance(m, torch.nn.Conv2d) and m.groups == 1 and m.kernel_size != (1, 1))
+    saved = conv.weight.detach().clone()
+    with torch.no_grad():
+        conv.weight.neg_()
+    try:
+        yield f"image_encoder.{name}"
+    finally:
+        with torch.no_grad():
+            conv.weight.copy_(saved)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory, targets, pytestconfig):
+    """The Stage 4 small set's fp16 student exported to XNNPACK with one convolution negated; its deployed and
+    eager scores on the small set's pairs."""
+    from sam3m4.export.accuracy import eager_references
+    from sam3m4.export.deployed import PteStudent, evaluate_deployed
+    from sam3m4.export.export import export_pte
+    from sam3m4.quantize.storage import load_quantized
+
+    qdir, pairs = small_stage4(), small_stage4_pairs(pytestconfig.getoption("--stage4-num-val"))
+    student, _ = load_quantized(qdir / PLANTED_MODE)
+    with _one_conv_negated(student) as layer:
+        result = export_pte(student, backend="xnnpack", mode=PLANTED_MODE, out_dir=tmp_path_factory.mktemp("planted"),
+                            model_name="planted", methods=["encode_text", "forward"])
+    assert result.ok, f"planted export failed at {result.failed_stage}: {result.error}"
+    refs = eager_references(qdir, PLANTED_MODE, pairs.val, pairs.num_val, eager=student)
+    deployed = evaluate_deployed(PteStudent(result.path, student.image_size), pairs.val, pairs.num_val)
+    return layer, result, refs["fp16"], deployed
+
+
+@pytest.mark.xnnpack
+def test_deployed_gate_fails_a_planted_broken_layer(planted, gate, targets):
+    from sam3m4.quantize.compare import miou_drop
+
+    layer, result, eager, deployed = planted
+    assert eager.miou > 0.05, f"fp16 student mIoU {eager.miou:.3f}: too weak for the planted check to mean anything"
+    how = (f"planted: {layer} weights negated just before lowering ({result.path.name}, sha256 "
+           f"{deployed.sha256[:12]}); {deployed.num_pairs} pairs")
+    # Stage 4's eager gate sees the unbroken model: drop 0 (the eager student is what Stage 4 scores)
+    eager_gate = gate(stage=schema.STAGE4, subject=schema.PLANTED_PTE_LAYER, metric=schema.MIOU_DROP,
+                      value=miou_drop(eager.miou, eager.miou, targets["quant_miou_drop"].basis),
+                      target="quant_miou_drop", provenance=f"{how}; host eager fp16 ({eager.how})")
+    drop = gate(stage=schema.STAGE5, subject=schema.PLANTED_PTE_LAYER, metric=schema.DEPLOYED_MIOU_DROP,
+                value=miou_drop(eager.miou, deployed.miou, targets["deployed_miou_drop"].basis),
+                target="deployed_miou_drop", artifact=result.path,
+                provenance=f"{how}; fp16 eager mIoU {eager.miou:.4f} - .pte mIoU {deployed.miou:.4f}")
+    gap = gate(stage=schema.STAGE5, subject=schema.PLANTED_PTE_LAYER, metric=schema.EXPORT_MIOU_GAP,
+               value=abs(deployed.miou - eager.miou) * 100, target="export_fidelity_miou", artifact=result.path,
+               provenance=f"{how}; |.pte mIoU {deployed.miou:.4f} - eager mIoU {eager.miou:.4f}|")
+    assert eager_gate.passed, "Stage 4's eager gate should pass: the eager model is not the broken one"
+    assert drop.passed is False and gap.passed is False, \
+        f"the deployed gates passed a .pte with {layer} negated (drop {drop.value:.2f}, gap {gap.value:.2f} points): " \
+        "they cannot catch a broken export"
 
 
 def test_npu_flow_on_this_host(case, stage5_export, gate, release):

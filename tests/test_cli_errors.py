@@ -170,6 +170,12 @@ CASES = [
      "fp16/model.safetensors: weights.text_encoder.pos_embedding: expected shape (32, 64), found (31, 64)"),
     ("export-quantized-mode", "export --backend xnnpack --mode int4 --quantized {quantized_renamed}",
      "int4/quantized.json: mode: 'fp16', but --mode is 'int4'"),
+    ("export-chosen-no-decision", "export --backend xnnpack --mode chosen --quantized {quantized}",
+     "quantized/decision.json: no such file (Stage 4 writes it"),
+    ("export-num-val-0", "export --backend xnnpack --mode fp16 --quantized {quantized} --num-val 0",
+     "--num-val 0: must be >= 1"),
+    ("export-shipped-not-decided", "export --backend xnnpack --mode fp16 --quantized {quantized} --shipped decision",
+     "quantized/decision.json: no such file"),
     # config overrides: checked before any data is read (data_root does not exist in the empty folder)
     ("bootstrap-type", "teacher bootstrap --config {bootstrap} max_steps=abc",
      "override 'max_steps=abc': max_steps: expected int, got str 'abc'"),

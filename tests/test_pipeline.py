@@ -22,9 +22,17 @@ def test_shipped_configs_load_and_give_the_documented_order(monkeypatch):
     assert demo[-4:] == ["visual-qa", "acceptance", "prune", "report"]
     prune = build_stages(load_config("configs/demo.yaml"))[-2]
     assert prune.then == [prune.argv + ["--apply"]]  # the dry run, then --apply of exactly what it listed
-    assert {"export-xnnpack-int8_int4", "export-coreml-int4", "export-qnn-int8_int4"} <= set(demo)
+    assert {"export-xnnpack", "export-coreml", "export-qnn"} <= set(demo)
+    stages = {s.name: s for s in build_stages(load_config("configs/demo.yaml"))}
+    ship = stages["export-xnnpack"].argv  # exactly Stage 4's decision for the backend, scored on its val pairs
+    assert ship[ship.index("--mode") + 1] == "chosen" and ship[ship.index("--num-val") + 1] == "200"
+    acceptance = stages["acceptance"].argv
+    assert acceptance[acceptance.index("--stage5-decision") + 1] == "checkpoints/quantized/decision.json"
+    assert "--stage5-cases" not in acceptance  # the demo adds no extra case
     real = load_config("configs/m4pro.yaml")
     names = [s.name for s in build_stages(real)]
+    extra = next(s for s in build_stages(real) if s.name == "export-coreml-fp16").argv  # an extra case, marked
+    assert extra[extra.index("--shipped") + 1] == "extra" and "export-coreml" in names
     assert "data" not in names and "teacher" not in names and "video-teacher" not in names  # real SAM 3, real data
     assert next(s for s in build_stages(real) if s.name == "prune").then == [] and real["device"] == "mps"
     phase1 = next(s for s in build_stages(real) if s.name == "phase1")
@@ -41,6 +49,9 @@ def test_config_errors_name_the_file_and_key(tmp_path):
         load_config(bad)
     bad.write_text("exports: [xnnpack]\n")
     with pytest.raises(ConfigError, match=r"exports: 'xnnpack' is not backend:mode"):
+        load_config(bad)
+    bad.write_text("ship: [xnnpak]\n")
+    with pytest.raises(ConfigError, match=r"p\.yaml: ship: 'xnnpak' is not a backend"):
         load_config(bad)
     good = tmp_path / "g.yaml"
     good.write_text("run: x\n")

@@ -54,6 +54,12 @@ def test_quantize_compare_saves_every_ptq_mode_decides_and_records(ckpt, scored,
     by = {(x.subject, x.metric): x for x in store.records()}
     assert by[(schema.DECISION, schema.CHOSEN_MODE)].value == "int4"
     assert by[("int8_int4", schema.MIOU_DROP)].passed is False and ("fp16", schema.MIOU_DROP) not in by
+    # per backend, among the modes each lowers: XNNPACK's only quantized mode failed, so it ships fp16
+    assert {b: d.mode for b, d in r.backends.items()} == {"coreml": "int4", "qnn": "int4", "xnnpack": "fp16"}
+    assert r.decision_file == tmp_path / "q" / "decision.json" and "xnnpack: fp16" in r.summary
+    xnn = by[(schema.decision_subject("xnnpack"), schema.CHOSEN_MODE)]
+    assert (xnn.value, xnn.note, xnn.artifact) == ("fp16", "sam3m4_tiny_xnnpack_fp16.pte", str(r.decision_file))
+    assert xnn.sha256 and "fp16 shipped" in xnn.provenance
 
 
 def test_quantize_mode_saves_one_mode_and_records_no_gate(ckpt, scored, tmp_path):

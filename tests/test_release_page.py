@@ -101,7 +101,9 @@ def test_go_when_every_cell_passes_or_is_unsupported():
         records += [_rec("stage4", mode, "miou_drop", 0.4), _rec("stage5", f"{backend}/{mode}", "export_ok", True),
                     _rec("stage5", f"{backend}/{mode}", "pte_mb", 20.0), _rec("stage5", f"{backend}/{mode}",
                     "npu_percent", 97.0), _rec("stage5", f"{platform}/{backend}/{mode}", "image_latency_ms", 41.0),
-                    _rec("stage5", f"{platform}/{backend}/{mode}", "video_fps", 24.0)]
+                    _rec("stage5", f"{platform}/{backend}/{mode}", "video_fps", 24.0),
+                    _rec("stage5", f"{backend}/{mode}", "deployed_miou_drop", 0.6),
+                    _rec("stage5", f"{backend}/{mode}", "export_miou_gap", 0.2)]
     records += [_rec("stage5", "xnnpack/int8_int4", "mask_iou/forward", 0.99),
                 _rec("stage5", "xnnpack/int8_int4", "max_abs_error/encode_text", 0.03),
                 _rec("stage5", "xnnpack/int8_int4", "max_abs_error/forward", 0.3),
@@ -119,6 +121,8 @@ def test_go_when_every_cell_passes_or_is_unsupported():
     slow = build_matrix(records + [_rec("stage5", "ios/coreml/int4", "image_latency_ms", 140.0)], targets, run="r")
     assert slow.verdict == NO_GO and [b.label for b in slow.blocking()] == [
         "Stage 5 on-device image latency (iOS Core ML): 140.0 ms, target < 100 ms"]
+    broken = build_matrix(records + [_rec("stage5", "xnnpack/int8_int4", "export_miou_gap", 3.1)], targets, run="r")
+    assert broken.verdict == NO_GO and _row(broken, "export_fidelity_miou").cells["xnnpack"].status == FAIL
 
 
 # --- plots ---------------------------------------------------------------------------------------------------

@@ -108,3 +108,41 @@ def test_broken_targets_stop_the_report(tmp_path, monkeypatch, capsys, body, fra
     err = capsys.readouterr().err
     assert err.startswith(f"sam3m4: error: {bad}: ") and fragment in err and err.count("\n") == 1, err
     assert not (tmp_path / "r" / "report.md").exists()
+
+
+def test_stage4_and_5_name_the_shipped_pte_and_its_deployed_scores(tmp_path):
+    """Eager vs deployed next to each other for each exported mode, the runtime p50 in Avg ms where measured, and
+    the same .pte named by Stage 4's per-backend decision and Stage 5's scored-where table (issue 24)."""
+    store = ResultsStore("r", root=tmp_path)
+    pte = tmp_path / "sam3m4_tiny_xnnpack_int8_int4.pte"
+    pte.write_bytes(b"pte")
+    decision = tmp_path / "decision.json"
+    decision.write_text("{}")
+    for mode, miou, ms in (("fp16", 0.60, 20.0), ("int8_int4", 0.59, 61.0)):
+        store.record(stage="stage4", subject=mode, metric="miou", value=miou, unit="fraction", provenance="eager")
+        store.record(stage="stage4", subject=mode, metric="avg_ms", value=ms, unit="ms", provenance="eager")
+    store.record(stage="stage4", subject="decision/xnnpack", metric="chosen_mode", value="int8_int4",
+                 artifact=decision, note=pte.name, provenance="per backend")
+    x = dict(stage="stage5", subject="xnnpack/int8_int4", artifact=pte)
+    store.record(**x, metric="pte_mb", value=7.1, unit="MB")
+    store.record(**x, metric="shipped", value="decision")
+    store.record(**x, metric="miou", value=0.5871, unit="fraction", provenance="ExecuTorch runtime")
+    store.record(**x, metric="presence_f1", value=0.81, unit="fraction", provenance="ExecuTorch runtime")
+    store.record(**x, metric="host_image_latency_ms", value=12.25, unit="ms", provenance="runtime p50")
+    store.record(stage="stage5", subject="coreml/int4", metric="pte_mb", value=4.0, unit="MB",
+                 artifact=tmp_path / "sam3m4_tiny_coreml_int4.pte")
+    store.record(stage="stage5", subject="coreml/int4", metric="deployed_miou_drop", value=None,
+                 outcome="not_measurable", note="not measured here: Core ML executes only on macOS/iOS")
+    text = render_report("r", root=tmp_path, targets_path=TARGETS).read_text()
+    assert "| Mode | Size (MB) | Compression | mIoU | Presence F1 | Avg ms |" in text  # the template's table kept
+    first = lambda start: next(line for line in text.splitlines() if line.startswith(start))  # noqa: E731
+    assert "12.2" in first("| int8_int4 |") and "(`xnnpack` .pte p50)" in first("| int8_int4 |")
+    assert "(host eager)" in first("| fp16 |") and "20.0" in first("| fp16 |")
+    deployed = first("| int8_int4 | `sam3m4_tiny_xnnpack")  # eager 0.590 next to the .pte's 0.587
+    assert re.search(r"\| 0\.590\[\^\d+\] \| 0\.587\[\^\d+\] \|", deployed), deployed
+    assert "xnnpack `int8_int4` -> `sam3m4_tiny_xnnpack_int8_int4.pte`" in text and "(`decision.json`)" in text
+    scored = next(line for line in text.splitlines() if line.startswith("| `sam3m4_tiny_xnnpack_int8_int4.pte` |"))
+    assert "Stage 4 결정" in scored and "this host, sha256" in scored
+    core = next(line for line in text.splitlines() if line.startswith("| `sam3m4_tiny_coreml_int4.pte` |"))
+    note = re.search(r"not scored\[\^(\d+)\]", core)
+    assert note and f"[^{note.group(1)}]: not measured here: Core ML executes only on macOS/iOS" in text

@@ -9,5 +9,8 @@
 :mod:`.flows` (each backend as data: partitioners, what each sam3m4 quant mode becomes, availability),
 :mod:`.export` (torch.export -> to_edge_transform_and_lower -> .pte, failure stage per result),
 :mod:`.delegation` (delegated / all compute ops per method), :mod:`.token_table` (4-bit token table as int8 rows
-for the stock CPU kernels), :mod:`.runtime` (ExecuTorch runtime on the host: numerics vs eager, latency).
+for the stock CPU kernels), :mod:`.runtime` (ExecuTorch runtime on the host: numerics vs eager, latency),
+:mod:`.deployed` (a ``.pte`` behind the project's Predictor: deployed mIoU, Presence F1, SA-Co cgF1, J&F, per-pair
+presence scores, agreement with eager on val pairs), :mod:`.accuracy` (one case's deployed accuracy against
+Stage 4's eager scores, recorded).
 """

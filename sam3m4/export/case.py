@@ -14,7 +14,12 @@ what the Stage 5 acceptance fixture calls. Reads the quantized model ``sam3m4 qu
 ``cpu_delegation_percent``) with the non-delegated ops in the note; for a flow that runs here (XNNPACK; Core ML
 on a Mac, untested on this project's Linux hosts) also the numerics against eager (``mask_iou``,
 ``max_abs_error``) and the host latency (``host_image_latency_ms`` p50, ``host_image_latency_p90_ms``,
-``host_video_fps``). On-device latency and FPS come from ``sam3m4 device import``; an NPU flow's phone numbers
+``host_video_fps``), and the deployed accuracy of the ``.pte`` on Stage 4's val pairs (:mod:`.accuracy`:
+``miou``, ``presence_f1``, SA-Co ``saco_cgf1`` / ``saco_il_mcc``, ``jf``, ``deployed_miou_drop``,
+``export_miou_gap``); the agreement with eager (``mask_iou/forward``) is measured on val pairs where eager keeps
+a query. ``mode="chosen"`` exports Stage 4's decision for the backend (``<quantized>/decision.json``,
+:mod:`sam3m4.quantize.decision`); ``shipped`` records why the case was exported (``decision`` or ``extra``).
+On-device latency and FPS come from ``sam3m4 device import``; an NPU flow's phone numbers
 get a "not measured" record with the reason. A failed export is recorded with the stage where it failed.
 """
 
@@ -27,14 +32,19 @@ from typing import Callable
 
 from sam3m4.errors import ConfigError, DataFormatError
 from sam3m4.export import ane, runtime
+from sam3m4.export.accuracy import CaseScorer, ValPairs
 from sam3m4.export.export import ExportResult, export_pte, records
 from sam3m4.export.flows import get_flow
 from sam3m4.export.token_table import VOCAB, Vocabulary, restricted_token_table
 from sam3m4.paths import EXPORT_DIR, QUANTIZED_DIR
+from sam3m4.quantize.decision import DECISION_FILE, read_decision
 from sam3m4.quantize.pipeline import build_mode, image_model
 from sam3m4.quantize.storage import load_quantized
 from sam3m4.results import ResultsStore, schema
 from sam3m4.results.store import NOT_MEASURABLE, Record
+
+CHOSEN = "chosen"
+"""``--mode chosen``: the mode Stage 4 decided for the backend (``<quantized>/decision.json``)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,8 @@ class ExportCaseResult:
     vocabulary: Path | None = None
     """``<pte stem>.vocab.json`` (CLIP id -> row, what the app's tokenizer maps through) when the token table was
     restricted to a deployment's phrases; None: the full CLIP table."""
+    deployed: object = None
+    """The :class:`~sam3m4.export.deployed.DeployedEval` of the ``.pte`` on the val pairs (None: not scored)."""
 
     @property
     def subject(self) -> str:
@@ -139,32 +151,77 @@ def load_case_model(mode: str, quantized: str | Path | None, ckpt: str | Path | 
 
 def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANTIZED_DIR,
                 ckpt: str | Path | None = None, out_dir: str | Path = EXPORT_DIR, name: str | None = None,
-                runs: int = 50, vocabulary: str | Path | None = None, store: ResultsStore | None = None,
-                run: str = "demo", echo: Callable[[str], None] | None = print) -> ExportCaseResult:
+                runs: int = 50, vocabulary: str | Path | None = None, num_val: int = 200,
+                data: str | Path | None = None, pairs: ValPairs | None = None, deployed: bool = True,
+                shipped: str | None = None, store: ResultsStore | None = None, run: str = "demo",
+                echo: Callable[[str], None] | None = print) -> ExportCaseResult:
     """Export the quantized model of ``mode`` for ``backend``, measure it where this host can, record everything.
 
     ``quantized``: the ``sam3m4 quantize --out`` folder (one ``<mode>/`` per mode); ``ckpt`` instead: a Phase 2 or
-    video checkpoint quantized here in ``mode``. ``name``: the model name in the file name (default
-    ``sam3m4_<preset>``). ``runs``: timed host runs after 10 warm-up (flows that run here). ``vocabulary``: a
-    deployment's phrase list (one per line) or a saved ``.vocab.json``: the token table keeps only the rows those
-    phrases use (:mod:`.token_table`; 49408 rows are most of a small student's text encoder), the ``.pte`` is
-    checked and timed with it, and ``<pte stem>.vocab.json`` is written next to the ``.pte`` for the app's
-    tokenizer (:class:`~sam3m4.export.token_table.RestrictedTokenizer`). ``store``: where the
-    records go (default ``ResultsStore(run)``, i.e. ``reports/<run>/``). ``echo``: status lines (None: silent).
+    video checkpoint quantized here in ``mode``. ``mode`` ``"chosen"``: Stage 4's decision for ``backend`` from
+    ``<quantized>/decision.json`` (then ``shipped`` defaults to ``decision``). ``name``: the model name in the file
+    name (default ``sam3m4_<preset>``). ``runs``: timed host runs after 10 warm-up (flows that run here).
+    ``vocabulary``: a deployment's phrase list (one per line) or a saved ``.vocab.json``: the token table keeps
+    only the rows those phrases use (:mod:`.token_table`; 49408 rows are most of a small student's text encoder),
+    the ``.pte`` is checked and timed with it, and ``<pte stem>.vocab.json`` is written next to the ``.pte`` for
+    the app's tokenizer (:class:`~sam3m4.export.token_table.RestrictedTokenizer`). ``num_val`` / ``data``: the
+    deployed accuracy of a ``.pte`` that runs here is scored on the first ``num_val`` val pairs of ``data``
+    (default: the checkpoint's data root, as Stage 4); ``pairs`` gives them directly; ``deployed=False`` skips it.
+    ``shipped``: ``decision`` or ``extra``, recorded as why the case was exported. ``store``: where the records
+    go (default ``ResultsStore(run)``, i.e. ``reports/<run>/``). ``echo``: status lines (None: silent).
     Bad arguments raise :class:`~sam3m4.errors.ConfigError` before anything loads; a failed export or measurement
     does not raise: it is recorded and :attr:`ExportCaseResult.exit_code` says 1.
     """
+    decision = None
+    if mode == CHOSEN:
+        if ckpt or quantized is None:
+            raise ConfigError("--mode chosen: reads Stage 4's decision.json under --quantized (not with --ckpt)")
+        decision = read_decision(Path(quantized) / DECISION_FILE)
+        if backend not in decision.backends:
+            raise DataFormatError(f"{decision.path}: backends.{backend}: missing (Stage 4 decided for "
+                                  f"{', '.join(decision.backends) or 'no backend'})")
+        mode, shipped = decision.backends[backend].mode, shipped or schema.SHIPPED_DECISION
+    if shipped not in (None, schema.SHIPPED_DECISION, schema.SHIPPED_EXTRA):
+        raise ConfigError(f"--shipped {shipped!r}: choose from {schema.SHIPPED_DECISION}, {schema.SHIPPED_EXTRA}")
+    if shipped == schema.SHIPPED_DECISION:
+        decision = decision or read_decision(Path(quantized or ".") / DECISION_FILE)
+        d = decision.backends.get(backend)
+        if d is None or d.mode != mode:
+            raise ConfigError(f"--shipped decision: {decision.path} chose {d.mode if d else 'nothing'} for {backend}, "
+                              f"not {mode} (use --mode chosen, or --shipped extra)")
+    if num_val < 1:
+        raise ConfigError(f"--num-val {num_val}: must be >= 1")
+    if data is not None and not Path(data).is_dir():
+        raise ConfigError(f"--data {data}: no such folder")
     check_case(backend, mode, quantized=quantized, ckpt=ckpt, out_dir=out_dir, name=name, runs=runs,
                vocabulary=vocabulary)
     vocab = Vocabulary.from_file(vocabulary) if vocabulary is not None else None
     student, tracker, meta = load_case_model(mode, quantized, ckpt)
+    store = store if store is not None else ResultsStore(run)
+    if shipped is not None:
+        _record_shipped(store, backend, mode, shipped, decision)
+    scorer = CaseScorer(student, tracker, mode, Path(ckpt) if ckpt else Path(quantized), meta, ckpt, data, num_val,
+                     pairs, store) if deployed and vocab is None else None
     with restricted_token_table(student, vocab) if vocab is not None else nullcontext():  # the tracker's too
         return _export_case(backend, mode, student, tracker, Path(out_dir), name or f"sam3m4_{meta['preset']}",
-                            runs, vocab, store if store is not None else ResultsStore(run), echo)
+                            runs, vocab, store, echo, scorer)
+
+
+def _record_shipped(store: ResultsStore, backend: str, mode: str, shipped: str, decision) -> None:
+    """The ``shipped`` record: Stage 4's decision (``decision.json`` as the artifact) or an extra config case."""
+    subject = schema.export_subject(backend, mode)
+    if shipped == schema.SHIPPED_DECISION:
+        d = decision.backends[backend]
+        store.record(stage=schema.STAGE5, subject=subject, metric=schema.SHIPPED, value=shipped, artifact=decision.path,
+                     note=d.pte_name, provenance=f"Stage 4's decision for {backend} in {decision.path}")
+    else:
+        store.record(stage=schema.STAGE5, subject=subject, metric=schema.SHIPPED, value=shipped,
+                     provenance="an extra case of the pipeline config (exports:), not Stage 4's decision")
 
 
 def _export_case(backend: str, mode: str, student, tracker, out_dir: Path, name: str, runs: int,
-                 vocab: Vocabulary | None, store: ResultsStore, echo: Callable[[str], None] | None) -> ExportCaseResult:
+                 vocab: Vocabulary | None, store: ResultsStore, echo: Callable[[str], None] | None,
+                 scorer: CaseScorer | None = None) -> ExportCaseResult:
     """:func:`export_case` once the arguments are checked and the model is loaded (its token table restricted)."""
     say = echo or (lambda line: None)
     flow = get_flow(backend)
@@ -199,32 +256,44 @@ def _export_case(backend: str, mode: str, student, tracker, out_dir: Path, name:
         f"({result.layout}), delegated {cover}, {result.seconds:.0f} s")
     if flow.has_compute_plan:
         record_ane_share(result, record, say)
-    measured = None
+    measured, deployed = None, None
     if flow.runs_here():  # XNNPACK anywhere; Core ML on a Mac (UNTESTED here: Linux hosts)
-        measured = measure_on_host(result, student, tracker, record, subject, runs, say)
+        agree = (lambda: scorer.agreement(result)) if scorer is not None else None  # val pairs, not random inputs
+        measured = measure_on_host(result, student, tracker, record, subject, runs, say, agreement=agree)
+        if measured and scorer is not None:
+            deployed = scorer.score(result, record, say)
+            measured = deployed is not False
+    elif scorer is not None and vocab is None:
+        for metric in (schema.DEPLOYED_MIOU_DROP, schema.EXPORT_MIOU_GAP):
+            record(stage=schema.STAGE5, subject=subject, metric=metric, value=None, outcome=NOT_MEASURABLE,
+                   artifact=result.path, note=f"not measured here: {flow.cannot_run_here()}; the .pte is scored "
+                                              f"where it runs")
     if flow.is_npu:  # the phone numbers of an NPU flow come from `sam3m4 device import`
         for metric in (schema.IMAGE_LATENCY_MS, schema.VIDEO_FPS):
             record(stage=schema.STAGE5, subject=subject, metric=metric, value=None, outcome=NOT_MEASURABLE,
                    note=f"not measured on a phone here: {flow.executes}; run the ExecuTorch benchmark app on a "
                         f"device and `sam3m4 device import`", artifact=result.path)
-    return ExportCaseResult(backend, mode, result, measured, tuple(written), vocab_file)
+    return ExportCaseResult(backend, mode, result, measured, tuple(written), vocab_file,
+                            deployed=deployed or None)
 
 
 def measure_on_host(result: ExportResult, student, tracker, record: Callable, subject: str, runs: int,
-                    echo: Callable[[str], None] = print) -> bool:
+                    echo: Callable[[str], None] = print, agreement: Callable | None = None) -> bool:
     """Numerics of the ``.pte`` against eager, and host latency, for a flow that runs here (:meth:`Flow.runs_here`).
 
     ``record``: ``ResultsStore.record`` or a callable taking the same keywords. True when measured. A ``.pte``
     that does not load or run here gets each metric not yet recorded (``mask_iou/forward``,
     ``host_image_latency_ms`` [, ``host_video_fps``]) recorded with no value and ``failed_stage`` ``load`` /
-    ``run`` (the gates fail on it), and False is returned."""
+    ``run`` (the gates fail on it), and False is returned. ``agreement``: () -> :class:`~sam3m4.export.deployed.
+    Agreement`, the ``forward`` mask IoU on val pairs where eager keeps a query (recorded as ``mask_iou/forward``
+    instead of the seeded random inputs' one, on which eager keeps no query)."""
     pending = [f"{schema.MASK_IOU}/forward", schema.HOST_IMAGE_LATENCY_MS] + (
         [schema.HOST_VIDEO_FPS] if tracker is not None else [])
     stage = "load"
     try:
         runtime.load_program(result.path)
         stage = "run"
-        _measure_on_host(result, student, tracker, record, subject, runs, pending, echo)
+        _measure_on_host(result, student, tracker, record, subject, runs, pending, echo, agreement)
     except Exception as err:  # noqa: BLE001  (recorded where it stopped, then reported)
         error = f"{type(err).__name__}: {err}"[:800]
         for metric in pending:
@@ -236,7 +305,7 @@ def measure_on_host(result: ExportResult, student, tracker, record: Callable, su
 
 
 def _measure_on_host(result, student, tracker, record: Callable, subject: str, runs: int, pending: list[str],
-                     echo: Callable[[str], None]) -> None:
+                     echo: Callable[[str], None], agreement: Callable | None = None) -> None:
     """:func:`measure_on_host`'s measurements; each metric recorded is removed from ``pending``."""
 
     def put(**kw):
@@ -245,9 +314,18 @@ def _measure_on_host(result, student, tracker, record: Callable, subject: str, r
             pending.remove(kw["metric"])
 
     checks = runtime.check_pte(result.path, student, tracker=tracker)
+    if agreement is not None:
+        agree = agreement()
+        checks["forward"].mask_iou = agree.mask_iou
+        if agree.mask_iou is None:
+            put(metric=f"{schema.MASK_IOU}/forward", value=None, outcome=NOT_MEASURABLE, provenance=agree.provenance,
+                note=f"not measured: eager keeps no query on the first {agree.looked_at} val pairs")
+        else:
+            put(metric=f"{schema.MASK_IOU}/forward", value=agree.mask_iou, unit=schema.FRACTION,
+                provenance=agree.provenance)
     for method, c in checks.items():
         how = f"ExecuTorch runtime vs torch eager, {method}, seeded sample inputs, batch 1"
-        if c.mask_iou is not None:
+        if c.mask_iou is not None and not (method == "forward" and agreement is not None):
             put(metric=f"{schema.MASK_IOU}/{method}", value=c.mask_iou, unit=schema.FRACTION,
                 provenance=f"{how}; IoU of mask_logits > 0 over {c.iou_queries}")
         worst = max(c.max_abs_err, key=c.max_abs_err.get)

@@ -1,6 +1,7 @@
 """``sam3m4 export``: one ``.pte`` per backend x quant mode, measured and recorded (report section 5).
 
     sam3m4 export --backend xnnpack --mode int8_int4 --quantized checkpoints/quantized --run demo
+    sam3m4 export --backend xnnpack --mode chosen --quantized checkpoints/quantized   # Stage 4's decision for it
     sam3m4 export --backend coreml --mode int4                 # lowers on Linux; runs only on Apple hardware
     sam3m4 export --backend qnn --mode int8_int4               # needs QNN_SDK_ROOT (checked before any import)
     sam3m4 export --backend xnnpack --mode fp16 --ckpt checkpoints/video_distillation/video_epoch2.pt
@@ -12,7 +13,10 @@ gives the ``track`` method) and writes ``<out>/<name>_<backend>_<mode>.pte``. Re
 subject ``<backend>/<mode>``): ``export_ok``, ``pte_mb``, ``npu_percent`` (Core ML / QNN; XNNPACK:
 ``cpu_delegation_percent``) with the non-delegated ops in the note; for XNNPACK, which runs here, also the
 numerics against eager (``mask_iou``, ``max_abs_error``) and the host latency (``host_image_latency_ms`` p50,
-``host_image_latency_p90_ms``, ``host_video_fps``); the same for Core ML when it runs on a Mac (untested here: Linux hosts). On-device latency and FPS come from ``sam3m4 device import``; a backend that cannot run
+``host_image_latency_p90_ms``, ``host_video_fps``) and the deployed accuracy of the ``.pte`` on Stage 4's val
+pairs (``--num-val`` of ``--data``: ``miou``, ``presence_f1``, SA-Co ``saco_cgf1`` / ``saco_il_mcc``, ``jf``,
+``deployed_miou_drop``, ``export_miou_gap``); the same for Core ML when it runs on a Mac (untested here: Linux
+hosts). ``--mode chosen`` exports the mode Stage 4 decided for the backend (``<quantized>/decision.json``). On-device latency and FPS come from ``sam3m4 device import``; a backend that cannot run
 here gets a "not measured" record with the reason. An export that fails exits 1 after recording where it failed.
 This file only parses the flags: the work is :func:`sam3m4.export.case.export_case`.
 """
@@ -31,7 +35,8 @@ BACKENDS = ("coreml", "qnn", "xnnpack")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", required=True, choices=BACKENDS)
-    parser.add_argument("--mode", required=True, choices=("fp16", "int4", "int8_int4", "qat_int4", "qat_int8_int4"))
+    parser.add_argument("--mode", required=True, choices=("chosen", "fp16", "int4", "int8_int4", "qat_int4", "qat_int8_int4"),
+                        help="quant mode, or `chosen`: Stage 4's decision for --backend (<quantized>/decision.json)")
     parser.add_argument("--quantized", type=Path, default=Path(QUANTIZED_DIR),
                         help="`sam3m4 quantize --out` folder (one <mode>/ per mode)")
     parser.add_argument("--ckpt", type=Path, default=None,
@@ -43,6 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vocabulary", type=Path, default=None, metavar="FILE",
                         help="the deployment's phrases (one per line) or a .vocab.json: keep only their token rows "
                              "and write <pte stem>.vocab.json for the app's tokenizer (default: all 49408)")
+    parser.add_argument("--num-val", type=int, default=200,
+                        help="val pairs the .pte is scored on where it runs (as `sam3m4 quantize --num-val`)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="dataset root with saco_image/val.json (default: the checkpoint's data root)")
+    parser.add_argument("--no-deployed", dest="deployed", action="store_false",
+                        help="skip the deployed accuracy (the .pte scored on the val pairs)")
+    parser.add_argument("--shipped", choices=("decision", "extra"), default=None,
+                        help="record why the case is exported: Stage 4's decision, or an extra config case")
     parser.add_argument("--run", default="demo", help="results store run (reports/<run>/)")
     add_config_arguments(parser, "configs/export.yaml")  # --config FILE, key=value; flags win over the file
     parser.set_defaults(func=run)
@@ -53,4 +66,5 @@ def run(args: argparse.Namespace) -> int:
     from sam3m4.export.case import export_case
 
     return export_case(args.backend, args.mode, quantized=args.quantized, ckpt=args.ckpt, out_dir=args.out,
-                       name=args.name, runs=args.runs, vocabulary=args.vocabulary, run=args.run).exit_code
+                       name=args.name, runs=args.runs, vocabulary=args.vocabulary, num_val=args.num_val,
+                       data=args.data, deployed=args.deployed, shipped=args.shipped, run=args.run).exit_code

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from sam3m4.errors import ConfigError
+from sam3m4.quantize.decision import BACKEND_MODES
 from sam3m4.quantize.modes import MODES
 from sam3m4.quantize.convs import COREML_WEIGHT_CONFIG, pt2e_convs
 
@@ -275,6 +276,8 @@ QNN = Flow(
 
 FLOWS: dict[str, Flow] = {f.name: f for f in (COREML, QNN, XNNPACK)}
 assert all(set(f.modes) == set(MODES) for f in FLOWS.values()), "every flow maps every quant mode"
+assert {n: tuple(m for m, s in f.modes.items() if s.supported) for n, f in FLOWS.items()} == BACKEND_MODES, \
+    "sam3m4.quantize.decision.BACKEND_MODES (what Stage 4 decides among) must be the flows' supported modes"
 
 
 def get_flow(name: str) -> Flow:

@@ -20,6 +20,7 @@ from sam3m4.errors import ConfigError
 from sam3m4.paths import (ACCEPTANCE_HTML, DISTILL_DIR, DISTILL_LOG_DIR, EXPORT_DIR, PHASE2_BEST, PRUNE_ROOTS,
                           QUANTIZED_DIR, SYNTH_DATA, TEACHER_DIR, VIDEO_CACHE_DIR, VIDEO_DIR, VIDEO_EPOCHS,
                           VIDEO_TEACHER_DIR, VISUAL_INDEX, best_checkpoint, run_dir, video_checkpoint, visual_dir)
+from sam3m4.quantize.decision import BACKEND_MODES, DECISION_FILE
 from sam3m4.results.runs import check_run_name
 
 DEFAULTS = {
@@ -29,7 +30,8 @@ DEFAULTS = {
     "video_teacher": VIDEO_TEACHER_DIR, "video_teacher_build": True,
     "phase1_config": "configs/distill_phase1.yaml", "phase2_config": "configs/distill_phase2.yaml",
     "video_steps": 600, "quant_num_val": 200, "qat": "always",
-    "exports": ["xnnpack:int8_int4", "coreml:int4", "qnn:int8_int4"],
+    "ship": ["xnnpack", "coreml", "qnn"],  # backends whose Stage 4 decision (decision.json) Stage 5 exports
+    "exports": [],                          # extra backend:mode cases, exported and gated as extras
     "visual_manifest": "configs/visual_eval/image_manifest_phase2.txt",
     "visual_prompts": "configs/visual_eval/prompts_core.txt", "visual_auto_checklist": True,
     "stage3_num_val": 300, "acceptance": ["acceptance/test_stage3.py", "acceptance/test_stage3_video.py",
@@ -99,6 +101,10 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
     for item in cfg["acceptance"]:
         if not isinstance(item, str) or not item:
             raise ConfigError(f"{where.get('acceptance', path)}: acceptance: {item!r} is not a test file path")
+    for backend in cfg["ship"]:
+        if not isinstance(backend, str) or backend not in BACKEND_MODES:
+            raise ConfigError(f"{where.get('ship', path)}: ship: {backend!r} is not a backend; choices: "
+                              f"{', '.join(BACKEND_MODES)}")
     for key in ("phase1_overrides", "phase2_overrides"):
         for item in cfg[key]:
             if not isinstance(item, str) or "=" not in item:
@@ -193,20 +199,29 @@ def build_stages(cfg: dict) -> list[Stage]:
                                             "--num-val", cfg["quant_num_val"], "--qat", cfg["qat"], "--out", quantized,
                                             "--run", run, *cfg["quantize_args"]),
                         inputs=[video_ckpt] + data_in, outputs=[quantized]))
-    for case in cfg["exports"]:
+    scored = ["--num-val", cfg["quant_num_val"], "--data", data]  # the deployed .pte on Stage 4's val pairs
+    for backend in cfg["ship"]:  # exactly what Stage 4 decided for the backend (quantize/decision.json)
+        stages.append(Stage(f"export-{backend}", _sam3m4("export", "--backend", backend, "--mode", "chosen",
+                                                         "--quantized", quantized, "--out", export_dir, "--run", run,
+                                                         *scored, *cfg["export_args"]),
+                            inputs=[quantized, *data_in], outputs=[f"{export_dir}/*_{backend}_*.pte"],
+                            allow_fail=True, group="export"))
+    for case in cfg["exports"]:  # extra cases of the config, recorded as extras
         backend, mode = case.split(":")
         stages.append(Stage(f"export-{backend}-{mode}", _sam3m4("export", "--backend", backend, "--mode", mode,
-                                                                "--quantized", quantized, "--out", export_dir,
-                                                                "--run", run, *cfg["export_args"]),
-                            inputs=[f"{quantized}/{mode}"], outputs=[f"{export_dir}/*_{backend}_{mode}*.pte"],
-                            allow_fail=True, group="export"))
+                                                                "--shipped", "extra", "--quantized", quantized,
+                                                                "--out", export_dir, "--run", run, *scored,
+                                                                *cfg["export_args"]),
+                            inputs=[f"{quantized}/{mode}", f"{quantized}/{DECISION_FILE}", *data_in],
+                            outputs=[f"{export_dir}/*_{backend}_{mode}*.pte"], allow_fail=True, group="export"))
     visual = _sam3m4("visual-eval", "--manifest", cfg["visual_manifest"], "--prompts", cfg["visual_prompts"],
                      "--teacher", teacher, "--student", phase2, "--run", run, "--threads", 1)
     stages.append(Stage("visual-qa", visual + (["--auto-checklist"] if cfg["visual_auto_checklist"] else []),
                         inputs=teacher_in + [phase2, cfg["visual_manifest"], cfg["visual_prompts"]],
                         outputs=[f"{visual_dir(run)}/{VISUAL_INDEX}"], group="export"))
     html = f"{run_dir(run)}/{ACCEPTANCE_HTML}"
-    cases = [] if sorted(cfg["exports"]) == sorted(DEFAULTS["exports"]) else ["--stage5-cases", ",".join(cfg["exports"])]
+    cases = ["--stage5-decision", f"{quantized}/{DECISION_FILE}", "--stage4-num-val", str(cfg["quant_num_val"])]
+    cases += ["--stage5-cases", ",".join(cfg["exports"])] if cfg["exports"] else []
     pytest = [sys.executable, "-m", "pytest", *cfg["acceptance"], "-o", "addopts=", "-p", "no:cacheprovider", "-q",
               "--run", run, "--stage3-teacher", teacher, "--stage3-student", phase2, "--stage3-data", data,
               "--stage3-num-val", str(cfg["stage3_num_val"]), "--stage4-dir", quantized, "--stage4-data", data,

@@ -2,7 +2,8 @@
 
 Records (``reports/<run>/results.jsonl``, stage ``stage4``): per mode ``size_mb``, ``compression``, ``miou``,
 ``presence_f1``, ``avg_ms`` and ``miou_drop`` (the gate); subject ``decision``: ``criterion_met``,
-``chosen_mode``, ``qat`` (report section 4's bullets).
+``chosen_mode``, ``qat`` (report section 4's bullets); subject ``decision/<backend>``: ``chosen_mode`` of that
+backend, with ``decision.json`` as the artifact and the ``.pte`` it ships in the note.
 """
 
 from __future__ import annotations
@@ -137,3 +138,19 @@ def record_decision(run: str | ResultsStore, decision: dict, target, rows) -> No
     store.record(stage=schema.STAGE4, subject=schema.DECISION, metric=schema.CHOSEN_MODE, value=chosen, provenance=f"{why}; {how}")
     qat = ("수행" if decision["qat_ran"] else "미수행") + f": {decision['qat_why']}"
     store.record(stage=schema.STAGE4, subject=schema.DECISION, metric=schema.QAT, value=qat, provenance=how)
+
+
+def record_backend_decisions(run: str | ResultsStore, path: Path, target) -> None:
+    """One ``chosen_mode`` record per backend (subject ``decision/<backend>``) from ``decision.json`` at ``path``
+    (its sha256 recorded with it); the note names the ``.pte`` Stage 5 writes for it."""
+    from sam3m4.quantize.decision import read_decision
+
+    store, decision = _store(run), read_decision(path)
+    for backend, d in decision.backends.items():
+        why = (f"smallest passing of {backend}'s modes ({', '.join(d.candidates)}), then smallest mIoU drop"
+               if d.criterion_met else f"none of {backend}'s quantized modes ({', '.join(d.candidates[1:]) or 'none scored'}) "
+               f"passed: fp16 shipped")
+        store.record(stage=schema.STAGE4, subject=schema.decision_subject(backend), metric=schema.CHOSEN_MODE,
+                     value=d.mode, artifact=path, note=d.pte_name,
+                     provenance=f"{why}; quant_miou_drop {target.describe()} vs fp16 on {decision.num_pairs} val pairs; "
+                                f"Stage 5 exports {d.quantized}/ as {d.pte_name}")

@@ -11,12 +11,14 @@ What ``sam3m4 quantize`` does (:mod:`sam3m4.quantize.cli` only parses its flags 
 is saved under ``<out_dir>/<mode>/`` (safetensors, :mod:`sam3m4.quantize.storage`) and scored on the first
 ``num_val`` val pairs (:func:`sam3m4.quantize.compare.measure`). :func:`quantize_compare` scores every
 post-training mode, runs the QAT modes when none of them passes the targets file's ``quant_miou_drop`` gate
-(``qat="auto"``; or ``"always"`` / ``"never"``), records every row and the decision in
-``reports/<run>/results.jsonl`` (report section 4) and returns them.
+(``qat="auto"``; or ``"always"`` / ``"never"``), decides per backend among the modes it lowers
+(:mod:`sam3m4.quantize.decision`, written to ``<out_dir>/decision.json``: what Stage 5 exports), records every
+row and the decisions in ``reports/<run>/results.jsonl`` (report section 4) and returns them.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +30,10 @@ from sam3m4.errors import ConfigError
 from sam3m4.progress import progress_bar
 from sam3m4.quantize import compare
 from sam3m4.quantize.compare import ModeResult
+from sam3m4.quantize.decision import BackendDecision, decide_per_backend, write_decision
 from sam3m4.quantize.modes import MODES, PTQ_MODES, QAT_MODES
-from sam3m4.quantize.pipeline import build_mode, load_val, record, record_decision
-from sam3m4.quantize.storage import save_quantized
+from sam3m4.quantize.pipeline import build_mode, load_val, record, record_backend_decisions, record_decision
+from sam3m4.quantize.storage import META, save_quantized
 from sam3m4.results import ResultsStore
 from sam3m4.results.targets import Target, load_targets
 
@@ -67,6 +70,10 @@ class CompareResult:
     """``<out_dir>/<mode>/`` holds each mode's saved model."""
     data_root: Path
     """The dataset whose val pairs scored every mode."""
+    backends: dict[str, BackendDecision] | None = None
+    """What each backend ships (:func:`sam3m4.quantize.decision.decide_per_backend`), as in ``decision.json``."""
+    decision_file: Path | None = None
+    """``<out_dir>/decision.json``: the per-backend decisions Stage 5 exports."""
 
     @property
     def chosen_mode(self) -> str:
@@ -88,8 +95,10 @@ class CompareResult:
     def summary(self) -> str:
         """The decision line ``sam3m4 quantize --mode compare`` prints under the table."""
         d = self.decision
+        per = "; ".join(f"{b}: {x.mode}" for b, x in (self.backends or {}).items())
         return (f"decision: {d['chosen_mode']} (gate {self.target.describe()} mIoU drop vs fp16; passing: "
-                f"{', '.join(d['passing']) or 'none'}; QAT: {d['qat_why']})")
+                f"{', '.join(d['passing']) or 'none'}; QAT: {d['qat_why']})"
+                + (f"\nper backend ({self.decision_file}): {per}" if per else ""))
 
 
 def check_quantize_args(ckpt: str | Path, *, num_val: int, out_dir: str | Path, data: str | Path | None = None,
@@ -184,4 +193,9 @@ def quantize_compare(ckpt: str | Path, *, out_dir: str | Path, num_val: int = 20
     store = store if store is not None else ResultsStore(run)
     record(store, rows, out, data_root, ckpt, target=target)
     record_decision(store, decision, target, rows)
-    return CompareResult(rows=tuple(rows), decision=decision, target=target, out_dir=out, data_root=data_root)
+    backends = decide_per_backend(rows, target)
+    preset = json.loads((out / "fp16" / META).read_text())["preset"]  # written by _add_mode just above
+    path = write_decision(out, backends, rows=rows, target=target, preset=preset, source=ckpt)
+    record_backend_decisions(store, path, target)
+    return CompareResult(rows=tuple(rows), decision=decision, target=target, out_dir=out, data_root=data_root,
+                         backends=backends, decision_file=path)

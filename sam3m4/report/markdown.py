@@ -25,6 +25,7 @@ from sam3m4.env import environment_line, human_bytes
 from sam3m4.fileio import atomic_write_text
 from sam3m4.paths import DISTILL_DIR, REPORT_FILE, REPORTS_ROOT, VIDEO_CACHE_DIR, VIDEO_DIR, VIS_DIR
 from sam3m4.quantize.modes import CONVS_PER_BACKEND, KEPT_HIGHER
+from sam3m4.report import deployed
 from sam3m4.report.plots import Plot, markdown_links, write_plots
 from sam3m4.report.release import target_text
 from sam3m4.results import schema
@@ -243,8 +244,9 @@ class _Report:
                  "|---|---:|---:|---:|---:|---:|"]
         for label, mode in QUANT_ROWS:
             cells = [self.cell(schema.STAGE4, mode, m)
-                     for m in (schema.SIZE_MB, schema.COMPRESSION, schema.MIOU, schema.PRESENCE_F1, schema.AVG_MS)]
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+                     for m in (schema.SIZE_MB, schema.COMPRESSION, schema.MIOU, schema.PRESENCE_F1)]
+            lines.append(f"| {label} | " + " | ".join(cells + [deployed.avg_ms_cell(self, mode)]) + " |")
+        lines += deployed.eager_vs_deployed(self, QUANT_ROWS)
         lines += ["", "Notes: convolutions per backend (Core ML / XNNPACK / QNN); Linear and token table as the modes' "
                   "names say (token table int8 rows in fp16, 4-bit otherwise):", ""]
         for mode, per in CONVS_PER_BACKEND.items():
@@ -255,6 +257,7 @@ class _Report:
         lines += ["", "### 양자화 의사결정", "",
                   f"- {crit} 충족 여부: {self.cell(schema.STAGE4, schema.DECISION, schema.CRITERION_MET)}",
                   f"- 최종 채택 모드: {self.cell(schema.STAGE4, schema.DECISION, schema.CHOSEN_MODE)}",
+                  *deployed.decision_lines(self),
                   f"- QAT 수행 여부 및 근거: {self.cell(schema.STAGE4, schema.DECISION, schema.QAT)}", ""]
         return lines + self.calibration()
 
@@ -326,7 +329,7 @@ class _Report:
                 remark += f"; host XNNPACK `{host.subject.split('/')[-1]}` p50 {host.value:.1f} ms{self.notes.ref(self.provenance(host))}"
             lines.append(f"| {label} | {self.deploy_cell('coreml', 'ios', metric)} | "
                          f"{self.deploy_cell('qnn', 'android', metric)} | {remark} |")
-        return lines + [""]
+        return lines + deployed.stage5_lines(self) + [""]
 
     def find_backend(self, backend: str, platform: str | None, metric: str) -> Record | None:
         """Latest stage5 record of ``metric`` for ``[platform/]backend/<mode>``, preferring the chosen quant mode."""

@@ -268,6 +268,9 @@ GATES = (
           applies=("coreml", "qnn"), why_not="a CPU backend: no NPU"),
     _Gate("Stage 5", "xnnpack_mask_iou", ".pte vs eager mask IoU", find=_stage5(schema.MASK_IOU, "mask_iou/forward"),
           applies=("xnnpack",), why_not="numerics are checked where the .pte runs: the host XNNPACK reference"),
+    _Gate("Stage 5", "deployed_miou_drop", ".pte mIoU drop vs fp16 eager (runtime, val pairs)",
+          find=_stage5(schema.DEPLOYED_MIOU_DROP)),
+    _Gate("Stage 5", "export_fidelity_miou", ".pte vs its own mode's eager mIoU", find=_stage5(schema.EXPORT_MIOU_GAP)),
     *(_Gate("Stage 5", f"xnnpack_max_abs_error_{method}", f".pte vs eager max |error| ({method})",
             find=_stage5(schema.max_abs_error(method)), applies=("xnnpack",),
             why_not="numerics are checked where the .pte runs: the host XNNPACK reference",
@@ -314,10 +317,12 @@ def _export_cell(recs: _Records, col: Column, mode: str | None) -> Cell | None:
 
 def shipped_modes(recs: _Records, records: list[Record]) -> dict[str, str | None]:
     """Column key -> the quant mode of its export (``<backend>/<mode>`` export_ok records): among the exports that
-    wrote a ``.pte`` (else all of them), the Stage 4 decision's mode when there, else the latest."""
-    chosen = recs.get(schema.STAGE4, schema.DECISION, schema.CHOSEN_MODE)
+    wrote a ``.pte`` (else all of them), Stage 4's decision for the backend (``decision/<backend>``) when there,
+    else its overall chosen mode, else the latest."""
+    overall = recs.get(schema.STAGE4, schema.DECISION, schema.CHOSEN_MODE)
     modes: dict[str, str | None] = {}
     for col in COLUMNS:
+        chosen = recs.get(schema.STAGE4, schema.decision_subject(col.key), schema.CHOSEN_MODE) or overall
         exported = [r.subject.split("/", 1)[1] for r in records if r.stage == schema.STAGE5 and r.metric == schema.EXPORT_OK
                     and r.subject.count("/") == 1 and r.subject.startswith(col.key + "/")]
         written = [m for m in exported if recs.get(schema.STAGE5, f"{col.key}/{m}", schema.EXPORT_OK).value is True]

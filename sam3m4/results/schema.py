@@ -43,11 +43,17 @@ GT_VIDEO = "ground_truth/video"
 DAMAGED_IMAGE = "damaged/image"            # sanity: damaged ground truth must score lower
 DAMAGED_VIDEO = "damaged/video"
 PLANTED_ONE_BIT = "planted/1bit"           # stage4: a planted 1-bit quantization the gate must fail
+PLANTED_PTE_LAYER = "planted/pte_layer"    # stage5: a .pte with one perturbed layer the deployed gate must fail
 
 
 def export_subject(backend: str, mode: str) -> str:
     """``<backend>/<mode>``: an exported ``.pte`` measured on this host (``coreml/int4``)."""
     return f"{backend}/{mode}"
+
+
+def decision_subject(backend: str) -> str:
+    """``decision/<backend>``: Stage 4's choice of quant mode for one backend (``decision/xnnpack``)."""
+    return f"{DECISION}/{backend}"
 
 
 def device_subject(platform: str, backend: str, mode: str) -> str:
@@ -57,6 +63,7 @@ def device_subject(platform: str, backend: str, mode: str) -> str:
 
 # --- units -----------------------------------------------------------------------------------------------------
 FRACTION, PERCENT, MB, BYTES, MS, FPS, RATIO, TEXT = "fraction", "percent", "MB", "bytes", "ms", "fps", "x", ""
+POINTS, SECONDS = "points", "s"
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,9 @@ PRESENCE_F1_BEST, PRESENCE_BEST_THRESHOLD = "presence_f1_best", "presence_best_t
 PRESENCE_PLATEAU_LOW, PRESENCE_PLATEAU_HIGH = "presence_plateau_low", "presence_plateau_high"
 PRESENCE_SCORES, PRESENCE_F1_GAP, PRESENCE_ECE_RISE = "presence_scores", "presence_f1_gap", "presence_ece_rise"
 SACO_CGF1_AT_BEST, SACO_IL_MCC_AT_BEST = "saco_cgf1_at_best", "saco_il_mcc_at_best"
+DEPLOYED_MIOU_DROP, EXPORT_MIOU_GAP = "deployed_miou_drop", "export_miou_gap"
+DEPLOYED_EVAL_S, SHIPPED = "deployed_eval_s", "shipped"
+SHIPPED_DECISION, SHIPPED_EXTRA = "decision", "extra"  # the values of a ``shipped`` record
 
 METRICS = _metrics(
     (MIOU, FRACTION, "mean IoU over (image, noun phrase) pairs"),
@@ -148,6 +158,10 @@ METRICS = _metrics(
     (PRESENCE_ECE_RISE, FRACTION, "presence ECE of the shipped mode minus fp16's, on the same pairs"),
     (SACO_CGF1_AT_BEST, FRACTION, "SA-Co image cgF1 with detections kept at the F1-best threshold"),
     (SACO_IL_MCC_AT_BEST, FRACTION, "SA-Co image IL_MCC with detections kept at the F1-best threshold"),
+    (DEPLOYED_MIOU_DROP, POINTS, "mIoU points an exported .pte (ExecuTorch runtime, val pairs) loses vs fp16 eager"),
+    (EXPORT_MIOU_GAP, POINTS, "|.pte mIoU - its own mode's eager mIoU| on the same val pairs, in points"),
+    (DEPLOYED_EVAL_S, SECONDS, "wall time of a .pte's deployed evaluation"),
+    (SHIPPED, TEXT, "why a .pte was exported: Stage 4's decision or an extra config case"),
 )
 
 # Metrics whose name is built when written, with the code that builds it (the schema test accepts these).

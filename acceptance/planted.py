@@ -313,7 +313,8 @@ def _ece_rise(bench, value):
 def _case(backend: str, mode: str):
     """The Stage 5 case ``backend:mode`` (what ``acceptance/conftest.py`` parametrizes ``case`` with)."""
     return SimpleNamespace(flow=FLOWS[backend], mode=mode, backend=backend, subject=schema.export_subject(backend, mode),
-                           device_subject=schema.device_subject(FLOWS[backend].platform, backend, mode))
+                           device_subject=schema.device_subject(FLOWS[backend].platform, backend, mode),
+                           shipped=schema.SHIPPED_DECISION)
 
 
 XNNPACK, COREML, QNN = _case("xnnpack", "int8_int4"), _case("coreml", "int4"), _case("qnn", "int8_int4")
@@ -323,7 +324,7 @@ XNN_PASSING = {f"{schema.MASK_IOU}/forward": 1.0, schema.max_abs_error("encode_t
 
 def _export(recs: dict):
     """A planted ``stage5_export``: the export succeeded and these are its records."""
-    return lambda backend, mode: recs
+    return lambda backend, mode, shipped=None: recs
 
 
 def _pte(bench, case, mb: float) -> dict:
@@ -363,6 +364,15 @@ def _npu(bench, value):
 def _xnn(bench, planted: dict):
     recs = bench.records(XNNPACK.subject, {schema.EXPORT_OK: True, **XNN_PASSING, **planted})
     test_stage5.test_cpu_numerics_and_host_latency(XNNPACK, _export(recs), bench.gate, bench.release)
+
+
+def _deployed(metric: str, target: str):
+    """The exported ``.pte``'s deployed score planted as its record (the gate test reads the record ``sam3m4
+    export`` writes); the planted broken layer itself is ``test_stage5.test_deployed_gate_fails_a_planted_broken_layer``."""
+    def run(bench, value):
+        recs = bench.records(XNNPACK.subject, {schema.EXPORT_OK: True, metric: value})
+        test_stage5.test_deployed_accuracy(XNNPACK, metric, target, _export(recs), bench.gate, bench.release)
+    return run
 
 
 def _wrong_program(bench) -> tuple[dict, Path]:
@@ -492,6 +502,10 @@ PLANTED: dict[str, Plant] = {
                                      plants="export records"),
     "xnnpack_mask_iou": Plant(_T5, lambda b, v: _xnn(b, {f"{schema.MASK_IOU}/forward": v}), _wrong_numerics(None),
                               plants="export records"),
+    "deployed_miou_drop": Plant("test_stage5.test_deployed_accuracy",
+                                _deployed(schema.DEPLOYED_MIOU_DROP, "deployed_miou_drop"), plants="export records"),
+    "export_fidelity_miou": Plant("test_stage5.test_deployed_accuracy",
+                                  _deployed(schema.EXPORT_MIOU_GAP, "export_fidelity_miou"), plants="export records"),
     "image_latency_ms": Plant("test_stage5.test_on_device", _device(schema.IMAGE_LATENCY_MS, "image_latency_ms"),
                               plants="an Android benchmark results file, imported with `sam3m4 device import`"),
     "video_fps": Plant("test_stage5.test_on_device", _device(schema.VIDEO_FPS, "video_fps"),

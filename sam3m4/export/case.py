@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Callable
 
 from sam3m4.errors import ConfigError, DataFormatError
-from sam3m4.export import ane, runtime
+from sam3m4.export import ane, runtime, verification
+from sam3m4.export.bundle import K_DEFAULT, bundle_writer
 from sam3m4.export.export import ExportResult, export_pte, records
 from sam3m4.export.flows import get_flow
 from sam3m4.export.token_table import VOCAB, Vocabulary, restricted_token_table
@@ -140,7 +141,8 @@ def load_case_model(mode: str, quantized: str | Path | None, ckpt: str | Path | 
 def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANTIZED_DIR,
                 ckpt: str | Path | None = None, out_dir: str | Path = EXPORT_DIR, name: str | None = None,
                 runs: int = 50, vocabulary: str | Path | None = None, store: ResultsStore | None = None,
-                run: str = "demo", echo: Callable[[str], None] | None = print) -> ExportCaseResult:
+                run: str = "demo", echo: Callable[[str], None] | None = print, bundle_k: int = K_DEFAULT,
+                data: str | Path | None = None) -> ExportCaseResult:
     """Export the quantized model of ``mode`` for ``backend``, measure it where this host can, record everything.
 
     ``quantized``: the ``sam3m4 quantize --out`` folder (one ``<mode>/`` per mode); ``ckpt`` instead: a Phase 2 or
@@ -149,26 +151,41 @@ def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANT
     deployment's phrase list (one per line) or a saved ``.vocab.json``: the token table keeps only the rows those
     phrases use (:mod:`.token_table`; 49408 rows are most of a small student's text encoder), the ``.pte`` is
     checked and timed with it, and ``<pte stem>.vocab.json`` is written next to the ``.pte`` for the app's
-    tokenizer (:class:`~sam3m4.export.token_table.RestrictedTokenizer`). ``store``: where the
+    tokenizer (:class:`~sam3m4.export.token_table.RestrictedTokenizer`). ``bundle_k``: val cases per method in
+    the verification bundle ``<pte stem>.bpte`` (0: none) and the source of the per-operator gaps (XNNPACK), both
+    from the val pairs of ``data`` or of the checkpoint the quantized model came from (:mod:`.verification`).
+    ``store``: where the
     records go (default ``ResultsStore(run)``, i.e. ``reports/<run>/``). ``echo``: status lines (None: silent).
     Bad arguments raise :class:`~sam3m4.errors.ConfigError` before anything loads; a failed export or measurement
     does not raise: it is recorded and :attr:`ExportCaseResult.exit_code` says 1.
     """
     check_case(backend, mode, quantized=quantized, ckpt=ckpt, out_dir=out_dir, name=name, runs=runs,
                vocabulary=vocabulary)
+    if bundle_k < 0:
+        raise ConfigError(f"--bundle-k {bundle_k}: must be >= 0")
+    if data is not None and not (Path(data) / "saco_image" / "val.json").is_file():
+        raise ConfigError(f"--data {data}: no saco_image/val.json under it")
     vocab = Vocabulary.from_file(vocabulary) if vocabulary is not None else None
     student, tracker, meta = load_case_model(mode, quantized, ckpt)
+    store = store if store is not None else ResultsStore(run)
     with restricted_token_table(student, vocab) if vocab is not None else nullcontext():  # the tracker's too
+        cases, why = verification.val_cases(student, tracker, source=meta.get("source") or ckpt, data=data,
+                                            k=bundle_k, vocab=vocab) if bundle_k else (None, "--bundle-k 0")
         return _export_case(backend, mode, student, tracker, Path(out_dir), name or f"sam3m4_{meta['preset']}",
-                            runs, vocab, store if store is not None else ResultsStore(run), echo)
+                            runs, vocab, store, echo, (cases, why))
 
 
 def _export_case(backend: str, mode: str, student, tracker, out_dir: Path, name: str, runs: int,
-                 vocab: Vocabulary | None, store: ResultsStore, echo: Callable[[str], None] | None) -> ExportCaseResult:
-    """:func:`export_case` once the arguments are checked and the model is loaded (its token table restricted)."""
+                 vocab: Vocabulary | None, store: ResultsStore, echo: Callable[[str], None] | None,
+                 val: tuple = (None, "no val cases")) -> ExportCaseResult:
+    """:func:`export_case` once the arguments are checked and the model is loaded (its token table restricted).
+    ``val``: (bundle cases or None, why not) from :func:`.verification.val_cases`."""
     say = echo or (lambda line: None)
     flow = get_flow(backend)
-    result = export_pte(student, backend=backend, mode=mode, out_dir=out_dir, model_name=name, tracker=tracker)
+    cases, why = val
+    bundles, bundle_errors = [], []
+    result = export_pte(student, backend=backend, mode=mode, out_dir=out_dir, model_name=name, tracker=tracker,
+                        on_program=bundle_writer(cases, bundles, bundle_errors) if cases else None)
     vocab_file = result.path.with_suffix(".vocab.json") if vocab is not None and result.ok else None
     if vocab is None and result.ok:  # an earlier restricted export's map would misread this full table
         result.path.with_suffix(".vocab.json").unlink(missing_ok=True)
@@ -199,6 +216,9 @@ def _export_case(backend: str, mode: str, student, tracker, out_dir: Path, name:
         f"({result.layout}), delegated {cover}, {result.seconds:.0f} s")
     if flow.has_compute_plan:
         record_ane_share(result, record, say)
+    verification.record_bundles(result, flow, bundles, bundle_errors, why, record, say, run=store.run)
+    if backend == "xnnpack":
+        verification.record_op_gaps(result, student, tracker, cases, record, say)
     measured = None
     if flow.runs_here():  # XNNPACK anywhere; Core ML on a Mac (UNTESTED here: Linux hosts)
         measured = measure_on_host(result, student, tracker, record, subject, runs, say)

@@ -13,7 +13,9 @@ subject ``<backend>/<mode>``): ``export_ok``, ``pte_mb``, ``npu_percent`` (Core 
 ``cpu_delegation_percent``) with the non-delegated ops in the note; for XNNPACK, which runs here, also the
 numerics against eager (``mask_iou``, ``max_abs_error``) and the host latency (``host_image_latency_ms`` p50,
 ``host_image_latency_p90_ms``, ``host_video_fps``); the same for Core ML when it runs on a Mac (untested here: Linux hosts). On-device latency and FPS come from ``sam3m4 device import``; a backend that cannot run
-here gets a "not measured" record with the reason. An export that fails exits 1 after recording where it failed.
+here gets a "not measured" record with the reason. Every ``.pte`` also gets a verification bundle
+``<pte stem>.bpte`` (``--bundle-k`` real val inputs + eager outputs; run here where the flow runs, else on the
+phone and imported with ``sam3m4 device import``), and XNNPACK the per-operator gaps ``<pte stem>.op_gaps.json``. An export that fails exits 1 after recording where it failed.
 This file only parses the flags: the work is :func:`sam3m4.export.case.export_case`.
 """
 
@@ -41,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vocabulary", type=Path, default=None, metavar="FILE",
                         help="the deployment's phrases (one per line) or a .vocab.json: keep only their token rows "
                              "and write <pte stem>.vocab.json for the app's tokenizer (default: all 49408)")
+    parser.add_argument("--bundle-k", type=int, default=8, metavar="K",
+                        help="real val inputs per method in the verification bundle <pte stem>.bpte, also the "
+                             "source of XNNPACK's per-operator gaps (0: neither)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="data root whose saco_image/val.json feeds the bundle (default: the quantized "
+                             "model's source checkpoint's data root)")
     parser.add_argument("--run", default="demo", help="results store run (reports/<run>/)")
     add_config_arguments(parser, "configs/export.yaml")  # --config FILE, key=value; flags win over the file
     parser.set_defaults(func=run)
@@ -51,4 +59,5 @@ def run(args: argparse.Namespace) -> int:
     from sam3m4.export.case import export_case
 
     return export_case(args.backend, args.mode, quantized=args.quantized, ckpt=args.ckpt, out_dir=args.out,
-                       name=args.name, runs=args.runs, vocabulary=args.vocabulary, run=args.run).exit_code
+                       name=args.name, runs=args.runs, vocabulary=args.vocabulary, run=args.run,
+                       bundle_k=args.bundle_k, data=args.data).exit_code

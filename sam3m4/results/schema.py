@@ -57,6 +57,7 @@ def device_subject(platform: str, backend: str, mode: str) -> str:
 
 # --- units -----------------------------------------------------------------------------------------------------
 FRACTION, PERCENT, MB, BYTES, MS, FPS, RATIO, TEXT = "fraction", "percent", "MB", "bytes", "ms", "fps", "x", ""
+DB = "dB"
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ BEFORE_BYTES, AFTER_BYTES, PLANNED_AFTER_BYTES = "before_bytes", "after_bytes", 
 DRY_RUN_LOG, APPLY_LOG = "dry_run_log", "apply_log"
 FINAL_IMAGE_CKPT, FINAL_VIDEO_CKPT = "final_image_ckpt", "final_video_ckpt"
 SIZE = "size"
+BUNDLE_MB, BUNDLE_MASK_IOU, BUNDLE_PASSED = "bundle_mb", "bundle_mask_iou", "bundle_passed"
+BUNDLE_MAX_ABS_ERROR, OP_GAP_SNR_DB = "bundle_max_abs_error", "op_gap_snr_db"
 
 METRICS = _metrics(
     (MIOU, FRACTION, "mean IoU over (image, noun phrase) pairs"),
@@ -128,6 +131,11 @@ METRICS = _metrics(
     (FINAL_IMAGE_CKPT, TEXT, "the run's final image checkpoint"),
     (FINAL_VIDEO_CKPT, TEXT, "the run's final video checkpoint"),
     (SIZE, BYTES, "an artifact's size"),
+    (BUNDLE_MB, MB, "verification bundle (.bpte) file size"),
+    (BUNDLE_MASK_IOU, FRACTION, "bundled .pte run where it ships vs the eager reference: worst method's mask IoU"),
+    (BUNDLE_PASSED, TEXT, "every bundled case within ExecuTorch's elementwise check (rtol 1e-3, atol 1e-5)"),
+    (BUNDLE_MAX_ABS_ERROR, TEXT, "bundled run's max |out - reference| over methods, cases and outputs"),
+    (OP_GAP_SNR_DB, DB, "lowest per-operator SNR of the XNNPACK program vs eager (ExecuTorch Inspector)"),
 )
 
 # Metrics whose name is built when written, with the code that builds it (the schema test accepts these).

@@ -104,3 +104,19 @@ def test_on_device(case, metric, target, results_store, gate, release):
     g = gate(stage=schema.STAGE5, subject=subject, metric=metric, value=rec.value, target=target,
              provenance=rec.provenance, artifact=rec.artifact)
     assert g.passed, f"on-device {metric} {rec.value:.1f} misses target {g.comparison} {g.target}"
+
+
+def test_bundle_verification(case, stage5_export, results_store, gate, release):
+    """The ``.pte`` run where it ships, through its verification bundle (``<pte stem>.bpte``: real val inputs and
+    the eager outputs), against that reference: mask IoU of the worst method. A phone's result comes from
+    ``sam3m4 device import`` (bound to the ``.bpte``'s sha256); a flow that runs here (XNNPACK; Core ML on a Mac)
+    was run by ``sam3m4 export`` itself. Until one exists the gate is not measured, naming the command."""
+    recs = _exported(stage5_export, case, release)
+    device = results_store.latest(stage=schema.STAGE5, subject=case.device_subject, metric=schema.BUNDLE_MASK_IOU)
+    rec = _need({schema.BUNDLE_MASK_IOU: device or recs.get(schema.BUNDLE_MASK_IOU)}, schema.BUNDLE_MASK_IOU, release,
+                f"no bundle result for {case.subject}: run `sam3m4 export --backend {case.backend} --mode {case.mode}`, "
+                f"run its .bpte on the device and `sam3m4 device import RESULT.json --run {results_store.run}`")
+    g = gate(stage=schema.STAGE5, subject=rec.subject, metric=schema.BUNDLE_MASK_IOU, value=rec.value,
+             target="bundle_mask_iou", provenance=rec.provenance, artifact=rec.artifact, note=rec.note)
+    assert g.passed, (f"metric below gate: {rec.subject} bundle mask IoU {rec.value:.3f} ({rec.note}), "
+                      f"target {g.comparison} {g.target}")

@@ -142,7 +142,7 @@ def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANT
                 ckpt: str | Path | None = None, out_dir: str | Path = EXPORT_DIR, name: str | None = None,
                 runs: int = 50, vocabulary: str | Path | None = None, store: ResultsStore | None = None,
                 run: str = "demo", echo: Callable[[str], None] | None = print, bundle_k: int = K_DEFAULT,
-                data: str | Path | None = None) -> ExportCaseResult:
+                data: str | Path | None = None, op_gaps: bool = False) -> ExportCaseResult:
     """Export the quantized model of ``mode`` for ``backend``, measure it where this host can, record everything.
 
     ``quantized``: the ``sam3m4 quantize --out`` folder (one ``<mode>/`` per mode); ``ckpt`` instead: a Phase 2 or
@@ -154,7 +154,8 @@ def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANT
     tokenizer (:class:`~sam3m4.export.token_table.RestrictedTokenizer`). ``bundle_k``: val cases per method in
     the verification bundle ``<pte stem>.bpte`` (0: none) and the source of the per-operator gaps (XNNPACK), both
     from the val pairs of ``data`` or of the checkpoint the quantized model came from (:mod:`.verification`).
-    ``store``: where the
+    ``op_gaps``: XNNPACK only, also the per-operator gaps (:mod:`.op_gaps`; off by default: its per-operator
+    lowering of the tiny student ran for minutes on a loaded 2-core host). ``store``: where the
     records go (default ``ResultsStore(run)``, i.e. ``reports/<run>/``). ``echo``: status lines (None: silent).
     Bad arguments raise :class:`~sam3m4.errors.ConfigError` before anything loads; a failed export or measurement
     does not raise: it is recorded and :attr:`ExportCaseResult.exit_code` says 1.
@@ -172,12 +173,12 @@ def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANT
         cases, why = verification.val_cases(student, tracker, source=meta.get("source") or ckpt, data=data,
                                             k=bundle_k, vocab=vocab) if bundle_k else (None, "--bundle-k 0")
         return _export_case(backend, mode, student, tracker, Path(out_dir), name or f"sam3m4_{meta['preset']}",
-                            runs, vocab, store, echo, (cases, why))
+                            runs, vocab, store, echo, (cases, why), op_gaps)
 
 
 def _export_case(backend: str, mode: str, student, tracker, out_dir: Path, name: str, runs: int,
                  vocab: Vocabulary | None, store: ResultsStore, echo: Callable[[str], None] | None,
-                 val: tuple = (None, "no val cases")) -> ExportCaseResult:
+                 val: tuple = (None, "no val cases"), op_gaps: bool = False) -> ExportCaseResult:
     """:func:`export_case` once the arguments are checked and the model is loaded (its token table restricted).
     ``val``: (bundle cases or None, why not) from :func:`.verification.val_cases`."""
     say = echo or (lambda line: None)
@@ -217,7 +218,7 @@ def _export_case(backend: str, mode: str, student, tracker, out_dir: Path, name:
     if flow.has_compute_plan:
         record_ane_share(result, record, say)
     verification.record_bundles(result, flow, bundles, bundle_errors, why, record, say, run=store.run)
-    if backend == "xnnpack":
+    if backend == "xnnpack" and op_gaps:
         verification.record_op_gaps(result, student, tracker, cases, record, say)
     measured = None
     if flow.runs_here():  # XNNPACK anywhere; Core ML on a Mac (UNTESTED here: Linux hosts)

@@ -15,7 +15,7 @@ numerics against eager (``mask_iou``, ``max_abs_error``) and the host latency (`
 ``host_image_latency_p90_ms``, ``host_video_fps``); the same for Core ML when it runs on a Mac (untested here: Linux hosts). On-device latency and FPS come from ``sam3m4 device import``; a backend that cannot run
 here gets a "not measured" record with the reason. Every ``.pte`` also gets a verification bundle
 ``<pte stem>.bpte`` (``--bundle-k`` real val inputs + eager outputs; run here where the flow runs, else on the
-phone and imported with ``sam3m4 device import``), and XNNPACK the per-operator gaps ``<pte stem>.op_gaps.json``. An export that fails exits 1 after recording where it failed.
+phone and imported with ``sam3m4 device import``), and with ``--op-gaps`` XNNPACK the per-operator gaps ``<pte stem>.op_gaps.json``. An export that fails exits 1 after recording where it failed.
 This file only parses the flags: the work is :func:`sam3m4.export.case.export_case`.
 """
 
@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=None,
                         help="data root whose saco_image/val.json feeds the bundle (default: the quantized "
                              "model's source checkpoint's data root)")
+    parser.add_argument("--op-gaps", action="store_true",
+                        help="XNNPACK: also the per-operator gaps vs eager with ExecuTorch's Inspector "
+                             "(<pte stem>.op_gaps.json; slow: one extra per-operator lowering per method)")
     parser.add_argument("--run", default="demo", help="results store run (reports/<run>/)")
     add_config_arguments(parser, "configs/export.yaml")  # --config FILE, key=value; flags win over the file
     parser.set_defaults(func=run)
@@ -60,4 +63,4 @@ def run(args: argparse.Namespace) -> int:
 
     return export_case(args.backend, args.mode, quantized=args.quantized, ckpt=args.ckpt, out_dir=args.out,
                        name=args.name, runs=args.runs, vocabulary=args.vocabulary, run=args.run,
-                       bundle_k=args.bundle_k, data=args.data).exit_code
+                       bundle_k=args.bundle_k, data=args.data, op_gaps=args.op_gaps).exit_code

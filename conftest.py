@@ -223,7 +223,10 @@ def pytest_html_results_summary(prefix, summary, postfix, session):
 
     config = session.config
     matrix = release_matrix(config.getoption("--run"), root=ROOT / "reports", targets_file=targets_file(config))
-    prefix.append(release_section(matrix, getattr(config, "_sam3m4_plots", [])))
+    from sam3m4.results import ResultsStore
+
+    records = ResultsStore(config.getoption("--run"), root=ROOT / "reports").records()
+    prefix.append(release_section(matrix, getattr(config, "_sam3m4_plots", []), records))
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -263,6 +263,13 @@ def small_stage4_pairs(num_val: int):
 
 
 @pytest.fixture(scope="session")
+def small_stage4_set(pytestconfig):
+    """``(quantize folder, ValPairs)`` of the Stage 4 small set: :func:`small_stage4`, :func:`small_stage4_pairs`
+    (a fixture, because a test module importing ``conftest`` would get whichever conftest was imported first)."""
+    return small_stage4(), small_stage4_pairs(pytestconfig.getoption("--stage4-num-val"))
+
+
+@pytest.fixture(scope="session")
 def stage5_export(pytestconfig, results_store):
     """``export(backend, mode, shipped=None)`` -> the run's stage5 records for that case, exporting it first (once,
     file lock) when the run has none: from ``--stage5-quantized`` or the Stage 4 small set

@@ -375,6 +375,13 @@ def _deployed(metric: str, target: str):
     return run
 
 
+def _bundle(bench, value):
+    """The bundled ``.pte`` run on this host (XNNPACK) agreeing with its bundled reference at mask IoU ``value``
+    (the planted wrong reference itself: ``tests/test_bundle.py``)."""
+    recs = bench.records(XNNPACK.subject, {schema.EXPORT_OK: True, schema.BUNDLE_MASK_IOU: value})
+    test_stage5.test_bundle_verification(XNNPACK, _export(recs), bench.store, bench.gate, bench.release)
+
+
 def _wrong_program(bench) -> tuple[dict, Path]:
     """The Stage 5 XNNPACK ``.pte`` (the session's export of the Stage 4 small set) checked against an eager model
     whose float parameters (norms, biases) are shifted by 0.5: the program now disagrees with its model, and the
@@ -506,6 +513,7 @@ PLANTED: dict[str, Plant] = {
                                 _deployed(schema.DEPLOYED_MIOU_DROP, "deployed_miou_drop"), plants="export records"),
     "export_fidelity_miou": Plant("test_stage5.test_deployed_accuracy",
                                   _deployed(schema.EXPORT_MIOU_GAP, "export_fidelity_miou"), plants="export records"),
+    "bundle_mask_iou": Plant("test_stage5.test_bundle_verification", _bundle, plants="export records"),
     "image_latency_ms": Plant("test_stage5.test_on_device", _device(schema.IMAGE_LATENCY_MS, "image_latency_ms"),
                               plants="an Android benchmark results file, imported with `sam3m4 device import`"),
     "video_fps": Plant("test_stage5.test_on_device", _device(schema.VIDEO_FPS, "video_fps"),

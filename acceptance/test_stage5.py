@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import small_stage4, small_stage4_pairs
 from outcomes import settle
 
 from sam3m4.results import schema
@@ -144,7 +143,7 @@ def _one_conv_negated(student):
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory, targets, pytestconfig):
+def planted(tmp_path_factory, targets, small_stage4_set):
     """The Stage 4 small set's fp16 student exported to XNNPACK with one convolution negated; its deployed and
     eager scores on the small set's pairs."""
     from sam3m4.export.accuracy import eager_references
@@ -152,7 +151,7 @@ def planted(tmp_path_factory, targets, pytestconfig):
     from sam3m4.export.export import export_pte
     from sam3m4.quantize.storage import load_quantized
 
-    qdir, pairs = small_stage4(), small_stage4_pairs(pytestconfig.getoption("--stage4-num-val"))
+    qdir, pairs = small_stage4_set
     student, _ = load_quantized(qdir / PLANTED_MODE)
     with _one_conv_negated(student) as layer:
         result = export_pte(student, backend="xnnpack", mode=PLANTED_MODE, out_dir=tmp_path_factory.mktemp("planted"),
@@ -216,3 +215,19 @@ def test_on_device(case, metric, target, results_store, gate, release):
     g = gate(stage=schema.STAGE5, subject=subject, metric=metric, value=rec.value, unit=rec.unit, target=target,
              provenance=rec.provenance, artifact=rec.artifact)
     assert g.passed, f"on-device {metric} {rec.value:.1f} misses target {g.comparison} {g.target}"
+
+
+def test_bundle_verification(case, stage5_export, results_store, gate, release):
+    """The ``.pte`` run where it ships, through its verification bundle (``<pte stem>.bpte``: real val inputs and
+    the eager outputs), against that reference: mask IoU of the worst method. A phone's result comes from
+    ``sam3m4 device import`` (bound to the ``.bpte``'s sha256); a flow that runs here (XNNPACK; Core ML on a Mac)
+    was run by ``sam3m4 export`` itself. Until one exists the gate is not measured, naming the command."""
+    recs = _exported(stage5_export, case, release)
+    device = results_store.latest(stage=schema.STAGE5, subject=case.device_subject, metric=schema.BUNDLE_MASK_IOU)
+    rec = _need({schema.BUNDLE_MASK_IOU: device or recs.get(schema.BUNDLE_MASK_IOU)}, schema.BUNDLE_MASK_IOU, release,
+                f"no bundle result for {case.subject}: run `sam3m4 export --backend {case.backend} --mode {case.mode}`, "
+                f"run its .bpte on the device and `sam3m4 device import RESULT.json --run {results_store.run}`")
+    g = gate(stage=schema.STAGE5, subject=rec.subject, metric=schema.BUNDLE_MASK_IOU, value=rec.value,
+             target="bundle_mask_iou", provenance=rec.provenance, artifact=rec.artifact, note=rec.note)
+    assert g.passed, (f"metric below gate: {rec.subject} bundle mask IoU {rec.value:.3f} ({rec.note}), "
+                      f"target {g.comparison} {g.target}")

@@ -112,4 +112,4 @@ def test_gate_outcomes_are_values():
     with pytest.raises(ValueError, match="expected one of"):
         schema.GateOutcome("skipped")
     assert all(m.unit in (schema.FRACTION, schema.PERCENT, schema.MB, schema.BYTES, schema.MS, schema.FPS,
-                          schema.RATIO, schema.TEXT, schema.POINTS, schema.SECONDS) for m in schema.METRICS.values())
+                          schema.RATIO, schema.TEXT, schema.POINTS, schema.SECONDS, schema.DB) for m in schema.METRICS.values())

@@ -3,6 +3,7 @@
     sam3m4 device import benchmark_results.json [ios_benchmark.log ...] [--pte-dir outputs/export] [--run demo]
     sam3m4 device import results.json --sha256 repvit_m0_9_504_qnn_int8_int4.pte=<64 hex>   # pin the build
     sam3m4 device import results.json --dry-run                                             # print, record nothing
+    sam3m4 device import sam3m4_tiny_coreml_int4.bundle_result.json --pte-dir outputs/export   # a bundle run on a phone
 
 FILE is an Android minibench ``benchmark_results.json`` or an iOS benchmark XCTest log (formats:
 :mod:`sam3m4.device.results`). Each measured ``<model>_<backend>_<quant>.pte`` must be in ``--pte-dir``
@@ -14,6 +15,11 @@ from the tracker step: a .pte whose model name contains ``track``, or an iOS ``t
 ``image_latency_ms`` and ``video_fps`` are judged against the targets file (``--targets``, else
 ``$SAM3M4_TARGETS``, else ``acceptance/targets.yaml``: :func:`sam3m4.results.targets.locate_targets`; a broken
 file stops the import). Each record's artifact is the .pte, with its sha256.
+
+A verification bundle's result (JSON with ``"format": "sam3m4.bundle_result/1"``, :mod:`sam3m4.device.bundles`)
+is bound to its ``.bpte`` by sha256: the ``.bpte`` of that name in ``--pte-dir`` must hash to the result's
+``bundle_sha256`` or nothing is recorded; it records ``bundle_mask_iou`` (gated), ``bundle_passed`` and
+``bundle_max_abs_error`` under ``<platform>/<backend>/<quant>``.
 
 Impossible numbers (a time <= 0, a negative memory figure, a non-finite value) and two values for the same
 .pte, device and metric among the FILEs are refused with one line naming the file and the entry. Importing
@@ -40,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          description="Parse ExecuTorch benchmark-app results, match each to its exported .pte "
                                      "(sha256), and record latency, fps, load time and memory under stage5.")
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE",
-                     help="Android benchmark_results.json or iOS benchmark XCTest log")
+                     help="Android benchmark_results.json, iOS benchmark XCTest log, or a bundle result JSON")
     imp.add_argument("--pte-dir", type=Path, default=Path(EXPORT_DIR),
                      help="folder of exported <model>_<backend>_<quant>.pte files (default: outputs/export)")
     imp.add_argument("--run", default="demo", help="results store run (reports/<run>/; default: demo)")
@@ -82,9 +88,14 @@ def run_import(args: argparse.Namespace) -> int:
 
     # --sha256 names compared in the iOS app's cleaned form too (punctuation -> "_"), like the .pte lookup
     expected = {clean_name(name): (name, digest) for name, digest in parse_sha256_args(args.sha256).items()}
-    rows = [row for path in args.files for row in parse_results_file(path)]
-    metrics = device_metrics(rows)
-    if not metrics:
+    from sam3m4.device.bundles import bundle_records, match_bundle_result
+    from sam3m4.export.bundle import is_bundle_result
+
+    results = [p for p in args.files if Path(p).is_file() and is_bundle_result(p)]  # verification bundle results
+    bundles = [match_bundle_result(p, args.pte_dir) for p in results]  # every sha256 checked before any write
+    rows = [row for path in args.files if path not in results for row in parse_results_file(path)]
+    metrics = device_metrics(rows) if rows else []
+    if not metrics and not bundles:
         raise ConfigError(f"{', '.join(map(str, args.files))}: no latency, load or memory metric to record")
     matches = {}
     for m in metrics:  # match every .pte before writing anything: all or nothing
@@ -131,6 +142,14 @@ def run_import(args: argparse.Namespace) -> int:
         store.record(stage=schema.STAGE5, subject=m.subject, metric=m.metric, value=value, unit=m.unit,
                      provenance=provenance, artifact=str(pte.path), sha256=pte.sha256, note=note,
                      failed_stage=m.failed_stage, **gate)
+    for imp in bundles:
+        for kw in bundle_records(imp, targets.get("bundle_mask_iou")):
+            gate = targets.get("bundle_mask_iou") if kw.get("target") is not None else None
+            verdict = "" if gate is None else " pass" if gate.check(kw["value"]) else f" FAIL ({gate.describe()})"
+            print(f"{imp.subject:28s} {kw['metric']:18s} {kw['value']!s:>10.10s}{verdict}  <- {imp.bpte.name} on "
+                  f"{imp.result.device}, {imp.result.os}")
+            if store is not None:
+                store.record(**kw)
     if store is not None:
         print(f"recorded {len(metrics)} stage5 records in {store.path}")
     else:

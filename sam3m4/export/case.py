@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Callable
 
 from sam3m4.errors import ConfigError, DataFormatError
-from sam3m4.export import ane, runtime
+from sam3m4.export import ane, runtime, verification
 from sam3m4.export.accuracy import CaseScorer, ValPairs
+from sam3m4.export.bundle import K_DEFAULT, bundle_writer
 from sam3m4.export.export import ExportResult, export_pte, records
 from sam3m4.export.flows import get_flow
 from sam3m4.export.token_table import VOCAB, Vocabulary, restricted_token_table
@@ -154,7 +155,8 @@ def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANT
                 runs: int = 50, vocabulary: str | Path | None = None, num_val: int = 200,
                 data: str | Path | None = None, pairs: ValPairs | None = None, deployed: bool = True,
                 shipped: str | None = None, store: ResultsStore | None = None, run: str = "demo",
-                echo: Callable[[str], None] | None = print) -> ExportCaseResult:
+                echo: Callable[[str], None] | None = print, bundle_k: int = K_DEFAULT,
+                op_gaps: bool = False) -> ExportCaseResult:
     """Export the quantized model of ``mode`` for ``backend``, measure it where this host can, record everything.
 
     ``quantized``: the ``sam3m4 quantize --out`` folder (one ``<mode>/`` per mode); ``ckpt`` instead: a Phase 2 or
@@ -167,7 +169,11 @@ def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANT
     the app's tokenizer (:class:`~sam3m4.export.token_table.RestrictedTokenizer`). ``num_val`` / ``data``: the
     deployed accuracy of a ``.pte`` that runs here is scored on the first ``num_val`` val pairs of ``data``
     (default: the checkpoint's data root, as Stage 4); ``pairs`` gives them directly; ``deployed=False`` skips it.
-    ``shipped``: ``decision`` or ``extra``, recorded as why the case was exported. ``store``: where the records
+    ``shipped``: ``decision`` or ``extra``, recorded as why the case was exported. ``bundle_k``: val cases per
+    method in the verification bundle ``<pte stem>.bpte`` (0: none) and the source of the per-operator gaps
+    (XNNPACK), both from the val pairs of ``data`` or of the checkpoint the quantized model came from
+    (:mod:`.verification`). ``op_gaps``: XNNPACK only, also the per-operator gaps (:mod:`.op_gaps`; off by
+    default: its per-operator lowering of the tiny student ran for minutes on a loaded 2-core host). ``store``: where the records
     go (default ``ResultsStore(run)``, i.e. ``reports/<run>/``). ``echo``: status lines (None: silent).
     Bad arguments raise :class:`~sam3m4.errors.ConfigError` before anything loads; a failed export or measurement
     does not raise: it is recorded and :attr:`ExportCaseResult.exit_code` says 1.
@@ -195,6 +201,10 @@ def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANT
         raise ConfigError(f"--data {data}: no such folder")
     check_case(backend, mode, quantized=quantized, ckpt=ckpt, out_dir=out_dir, name=name, runs=runs,
                vocabulary=vocabulary)
+    if bundle_k < 0:
+        raise ConfigError(f"--bundle-k {bundle_k}: must be >= 0")
+    if data is not None and not (Path(data) / "saco_image" / "val.json").is_file():
+        raise ConfigError(f"--data {data}: no saco_image/val.json under it")
     vocab = Vocabulary.from_file(vocabulary) if vocabulary is not None else None
     student, tracker, meta = load_case_model(mode, quantized, ckpt)
     store = store if store is not None else ResultsStore(run)
@@ -203,8 +213,10 @@ def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANT
     scorer = CaseScorer(student, tracker, mode, Path(ckpt) if ckpt else Path(quantized), meta, ckpt, data, num_val,
                      pairs, store) if deployed and vocab is None else None
     with restricted_token_table(student, vocab) if vocab is not None else nullcontext():  # the tracker's too
+        cases, why = verification.val_cases(student, tracker, source=meta.get("source") or ckpt, data=data,
+                                            k=bundle_k, vocab=vocab) if bundle_k else (None, "--bundle-k 0")
         return _export_case(backend, mode, student, tracker, Path(out_dir), name or f"sam3m4_{meta['preset']}",
-                            runs, vocab, store, echo, scorer)
+                            runs, vocab, store, echo, scorer, (cases, why), op_gaps)
 
 
 def _record_shipped(store: ResultsStore, backend: str, mode: str, shipped: str, decision) -> None:
@@ -221,11 +233,16 @@ def _record_shipped(store: ResultsStore, backend: str, mode: str, shipped: str, 
 
 def _export_case(backend: str, mode: str, student, tracker, out_dir: Path, name: str, runs: int,
                  vocab: Vocabulary | None, store: ResultsStore, echo: Callable[[str], None] | None,
-                 scorer: CaseScorer | None = None) -> ExportCaseResult:
-    """:func:`export_case` once the arguments are checked and the model is loaded (its token table restricted)."""
+                 scorer: CaseScorer | None = None, val: tuple = (None, "no val cases"),
+                 op_gaps: bool = False) -> ExportCaseResult:
+    """:func:`export_case` once the arguments are checked and the model is loaded (its token table restricted).
+    ``val``: (bundle cases or None, why not) from :func:`.verification.val_cases`."""
     say = echo or (lambda line: None)
     flow = get_flow(backend)
-    result = export_pte(student, backend=backend, mode=mode, out_dir=out_dir, model_name=name, tracker=tracker)
+    cases, why = val
+    bundles, bundle_errors = [], []
+    result = export_pte(student, backend=backend, mode=mode, out_dir=out_dir, model_name=name, tracker=tracker,
+                        on_program=bundle_writer(cases, bundles, bundle_errors) if cases else None)
     vocab_file = result.path.with_suffix(".vocab.json") if vocab is not None and result.ok else None
     if vocab is None and result.ok:  # an earlier restricted export's map would misread this full table
         result.path.with_suffix(".vocab.json").unlink(missing_ok=True)
@@ -256,6 +273,9 @@ def _export_case(backend: str, mode: str, student, tracker, out_dir: Path, name:
         f"({result.layout}), delegated {cover}, {result.seconds:.0f} s")
     if flow.has_compute_plan:
         record_ane_share(result, record, say)
+    verification.record_bundles(result, flow, bundles, bundle_errors, why, record, say, run=store.run)
+    if backend == "xnnpack" and op_gaps:
+        verification.record_op_gaps(result, student, tracker, cases, record, say)
     measured, deployed = None, None
     if flow.runs_here():  # XNNPACK anywhere; Core ML on a Mac (UNTESTED here: Linux hosts)
         agree = (lambda: scorer.agreement(result)) if scorer is not None else None  # val pairs, not random inputs

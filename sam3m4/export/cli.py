@@ -16,8 +16,12 @@ numerics against eager (``mask_iou``, ``max_abs_error``) and the host latency (`
 ``host_image_latency_p90_ms``, ``host_video_fps``) and the deployed accuracy of the ``.pte`` on Stage 4's val
 pairs (``--num-val`` of ``--data``: ``miou``, ``presence_f1``, SA-Co ``saco_cgf1`` / ``saco_il_mcc``, ``jf``,
 ``deployed_miou_drop``, ``export_miou_gap``); the same for Core ML when it runs on a Mac (untested here: Linux
-hosts). ``--mode chosen`` exports the mode Stage 4 decided for the backend (``<quantized>/decision.json``). On-device latency and FPS come from ``sam3m4 device import``; a backend that cannot run
-here gets a "not measured" record with the reason. An export that fails exits 1 after recording where it failed.
+hosts). ``--mode chosen`` exports the mode Stage 4 decided for the backend (``<quantized>/decision.json``).
+On-device latency and FPS come from ``sam3m4 device import``; a backend that cannot run here gets a "not measured"
+record with the reason. Every ``.pte`` also gets a verification bundle ``<pte stem>.bpte`` (``--bundle-k`` real
+val inputs + eager outputs; run here where the flow runs, else on the phone and imported with ``sam3m4 device
+import``), and with ``--op-gaps`` XNNPACK the per-operator gaps ``<pte stem>.op_gaps.json``. An export that fails
+exits 1 after recording where it failed.
 This file only parses the flags: the work is :func:`sam3m4.export.case.export_case`.
 """
 
@@ -51,11 +55,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-val", type=int, default=200,
                         help="val pairs the .pte is scored on where it runs (as `sam3m4 quantize --num-val`)")
     parser.add_argument("--data", type=Path, default=None,
-                        help="dataset root with saco_image/val.json (default: the checkpoint's data root)")
+                        help="dataset root with saco_image/val.json, for the deployed score and the bundle's inputs "
+                             "(default: the checkpoint's data root)")
     parser.add_argument("--no-deployed", dest="deployed", action="store_false",
                         help="skip the deployed accuracy (the .pte scored on the val pairs)")
     parser.add_argument("--shipped", choices=("decision", "extra"), default=None,
                         help="record why the case is exported: Stage 4's decision, or an extra config case")
+    parser.add_argument("--bundle-k", type=int, default=8, metavar="K",
+                        help="real val inputs per method in the verification bundle <pte stem>.bpte, also the "
+                             "source of XNNPACK's per-operator gaps (0: neither)")
+    parser.add_argument("--op-gaps", action="store_true",
+                        help="XNNPACK: also the per-operator gaps vs eager with ExecuTorch's Inspector "
+                             "(<pte stem>.op_gaps.json; slow: one extra per-operator lowering per method)")
     parser.add_argument("--run", default="demo", help="results store run (reports/<run>/)")
     add_config_arguments(parser, "configs/export.yaml")  # --config FILE, key=value; flags win over the file
     parser.set_defaults(func=run)
@@ -67,4 +78,5 @@ def run(args: argparse.Namespace) -> int:
 
     return export_case(args.backend, args.mode, quantized=args.quantized, ckpt=args.ckpt, out_dir=args.out,
                        name=args.name, runs=args.runs, vocabulary=args.vocabulary, num_val=args.num_val,
-                       data=args.data, deployed=args.deployed, shipped=args.shipped, run=args.run).exit_code
+                       data=args.data, deployed=args.deployed, shipped=args.shipped, run=args.run,
+                       bundle_k=args.bundle_k, op_gaps=args.op_gaps).exit_code

@@ -35,6 +35,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -191,6 +192,13 @@ def _export(model, tracker, flow, mode: str, methods: list[str], calibration, ro
     return programs
 
 
+def exported_programs(model, *, backend: str, mode: str, methods, tracker=None, fused_4bit_table: bool = False) -> dict:
+    """{method: ExportedProgram} exactly as :func:`export_pte` exports them before lowering (the backend's conv
+    quantizer, the int8-row token table): what :mod:`.op_gaps` lowers again for ExecuTorch's Inspector."""
+    flow = get_flow(backend)
+    return _export(model, tracker, flow, mode, list(methods), None, flow.int8_row_table and not fused_4bit_table)
+
+
 def _lower(programs: dict, flow, mode: str):
     from executorch.exir import to_edge_transform_and_lower
 
@@ -200,20 +208,23 @@ def _lower(programs: dict, flow, mode: str):
         raise _StageError("lower", f"methods {', '.join(programs)}: {_describe(err)}") from err
 
 
-def _serialize(edge, path: Path) -> None:
+def _serialize(edge, path: Path):
     """``to_executorch`` with quant fusion (a 4-bit token table left on the CPU becomes ExecuTorch's
-    ``quantized_decomposed.embedding_4bit`` instead of dequantize + embedding), written atomically."""
+    ``quantized_decomposed.embedding_4bit`` instead of dequantize + embedding), written atomically; returns the
+    ``ExecutorchProgramManager`` (what a BundledProgram is built from)."""
     from executorch.exir import ExecutorchBackendConfig
 
     try:
-        buffer = edge.to_executorch(ExecutorchBackendConfig(do_quant_fusion_and_const_prop=True)).buffer
-        atomic_write_bytes(path, buffer)
+        program = edge.to_executorch(ExecutorchBackendConfig(do_quant_fusion_and_const_prop=True))
+        atomic_write_bytes(path, program.buffer)
     except Exception as err:  # noqa: BLE001
         raise _StageError("serialize", err) from err
+    return program
 
 
 def export_pte(model, *, backend: str, mode: str, out_dir: str | Path, model_name: str, tracker=None,
-               methods=None, calibration: dict | None = None, fused_4bit_table: bool = False) -> ExportResult:
+               methods=None, calibration: dict | None = None, fused_4bit_table: bool = False,
+               on_program: Callable | None = None) -> ExportResult:
     """Export ``model`` (a :class:`~sam3m4.models.student.Student` already in ``mode``, eval) to
     ``<out_dir>/<model_name>_<backend>_<mode>.pte`` with methods ``encode_text``, ``forward`` [, ``track``].
 
@@ -223,7 +234,9 @@ def export_pte(model, *, backend: str, mode: str, out_dir: str | Path, model_nam
     for ``sam3m4 bench``'s latency split). ``calibration``: QNN PT2E only, {method: iterable of input tuples}.
     ``fused_4bit_table``: XNNPACK, quantized modes: keep the 4-bit token table for ExecuTorch's
     ``quantized_decomposed::embedding_4bit`` (half the table bytes, but only runtimes built with the quantized
-    kernels run it; the pip runtime here does not). Never raises for a backend failure: see
+    kernels run it; the pip runtime here does not). ``on_program(pte_path, program_manager, methods)``: called
+    after each ``.pte`` is written with the ``to_executorch`` result it came from and the methods it holds (the
+    verification bundle, :func:`sam3m4.export.bundle.bundle_writer`; it must not raise). Never raises for a backend failure: see
     :attr:`ExportResult.failed_stage`. Unknown backend / mode -> :class:`~sam3m4.errors.ConfigError`.
     """
     t0 = time.perf_counter()
@@ -265,8 +278,10 @@ def export_pte(model, *, backend: str, mode: str, out_dir: str | Path, model_nam
         written = {}
         for m, (edge, p) in parts.items():
             if p not in written:
-                _serialize(edge, p)
+                program = _serialize(edge, p)
                 written[p] = p.stat().st_size
+                if on_program is not None:
+                    on_program(p, program, [n for n, (_, q) in parts.items() if q == p])
             result.files[m] = str(p)
         result.path, result.size_bytes, result.sha256 = path, sum(written.values()), sha256_file(path)
     except _StageError as err:

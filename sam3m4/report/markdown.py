@@ -26,6 +26,7 @@ from sam3m4.fileio import atomic_write_text
 from sam3m4.paths import DISTILL_DIR, REPORT_FILE, REPORTS_ROOT, VIDEO_CACHE_DIR, VIDEO_DIR, VIS_DIR
 from sam3m4.quantize.modes import CONVS_PER_BACKEND, KEPT_HIGHER
 from sam3m4.report import deployed
+from sam3m4.report.op_gaps import op_gap_lines
 from sam3m4.report.plots import Plot, markdown_links, write_plots
 from sam3m4.report.release import target_text
 from sam3m4.results import schema
@@ -445,7 +446,7 @@ def render_report(run: str, root: str | os.PathLike = REPORTS_ROOT, author: str 
         targets, line = {}, f"없음 ({err})"
     rep = _Report(store, targets, line)
     author = author or os.environ.get("SAM3M4_AUTHOR") or _user()
-    body = (rep.header(author) + rep.summary() + rep.stage3() + rep.visual() + rep.stage4() + rep.stage5()
+    body = (rep.header(author) + rep.summary() + rep.stage3() + rep.visual() + rep.stage4() + rep.stage5() + op_gap_lines(rep.records)
             + rep.artifacts() + rep.storage() + rep.appendix())
     if plots is None:  # the plots, written next to report.md and linked from it
         plots = write_plots(run, root=root, targets=targets, records=rep.records)

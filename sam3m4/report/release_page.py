@@ -15,6 +15,7 @@ import base64
 import html
 from collections import defaultdict
 
+from sam3m4.report.op_gaps import op_gaps_html
 from sam3m4.report.plots import Plot
 from sam3m4.report.release import FAIL, GO, NOT_MEASURED, PASS, SPAN, UNSUPPORTED, ReleaseMatrix
 
@@ -126,7 +127,10 @@ def plots_html(plots: list[Plot]) -> str:
     return f'<div class="plots">{"".join(figures)}</div>{"".join(missing)}'
 
 
-def release_section(matrix: ReleaseMatrix, plots: list[Plot]) -> str:
-    """The whole block for pytest-html's summary: style, verdict, matrix, plots and the script that lifts it."""
-    return (f'<section id="{SECTION_ID}"><style>{_CSS}</style>{matrix_html(matrix)}{plots_html(plots)}</section>'
-            + _MOVE)
+def release_section(matrix: ReleaseMatrix, plots: list[Plot], records=None) -> str:
+    """The whole block for pytest-html's summary: style, verdict, matrix, plots and the script that lifts it;
+    with the run's ``records``, the per-operator gaps of each case whose deployed gate failed
+    (:func:`sam3m4.report.op_gaps.op_gaps_html`) under the matrix."""
+    gaps = op_gaps_html(records) if records else ""
+    return (f'<section id="{SECTION_ID}"><style>{_CSS}</style>{matrix_html(matrix)}{gaps}{plots_html(plots)}'
+            '</section>' + _MOVE)

@@ -63,7 +63,7 @@ def device_subject(platform: str, backend: str, mode: str) -> str:
 
 # --- units -----------------------------------------------------------------------------------------------------
 FRACTION, PERCENT, MB, BYTES, MS, FPS, RATIO, TEXT = "fraction", "percent", "MB", "bytes", "ms", "fps", "x", ""
-POINTS, SECONDS = "points", "s"
+POINTS, SECONDS, DB = "points", "s", "dB"
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,8 @@ SACO_CGF1_AT_BEST, SACO_IL_MCC_AT_BEST = "saco_cgf1_at_best", "saco_il_mcc_at_be
 DEPLOYED_MIOU_DROP, EXPORT_MIOU_GAP = "deployed_miou_drop", "export_miou_gap"
 DEPLOYED_EVAL_S, SHIPPED = "deployed_eval_s", "shipped"
 SHIPPED_DECISION, SHIPPED_EXTRA = "decision", "extra"  # the values of a ``shipped`` record
+BUNDLE_MB, BUNDLE_MASK_IOU, BUNDLE_PASSED = "bundle_mb", "bundle_mask_iou", "bundle_passed"
+BUNDLE_MAX_ABS_ERROR, OP_GAP_SNR_DB = "bundle_max_abs_error", "op_gap_snr_db"
 
 METRICS = _metrics(
     (MIOU, FRACTION, "mean IoU over (image, noun phrase) pairs"),
@@ -162,6 +164,11 @@ METRICS = _metrics(
     (EXPORT_MIOU_GAP, POINTS, "|.pte mIoU - its own mode's eager mIoU| on the same val pairs, in points"),
     (DEPLOYED_EVAL_S, SECONDS, "wall time of a .pte's deployed evaluation"),
     (SHIPPED, TEXT, "why a .pte was exported: Stage 4's decision or an extra config case"),
+    (BUNDLE_MB, MB, "verification bundle (.bpte) file size"),
+    (BUNDLE_MASK_IOU, FRACTION, "bundled .pte run where it ships vs the eager reference: worst method's mask IoU"),
+    (BUNDLE_PASSED, TEXT, "every bundled case within ExecuTorch's elementwise check (rtol 1e-3, atol 1e-5)"),
+    (BUNDLE_MAX_ABS_ERROR, TEXT, "bundled run's max |out - reference| over methods, cases and outputs"),
+    (OP_GAP_SNR_DB, DB, "lowest per-operator SNR of the XNNPACK program vs eager (ExecuTorch Inspector)"),
 )
 
 # Metrics whose name is built when written, with the code that builds it (the schema test accepts these).

@@ -551,5 +551,6 @@ for _method in schema.PTE_METHODS:
         _wrong_numerics(_method) if _method != "track" else None, plants="export records")
 
 _MODEL_MARKS = (pytest.mark.slow, pytest.mark.stage5, pytest.mark.xnnpack)
-MODEL_MARKS = {name: _MODEL_MARKS for name in PLANTED if name.startswith(("xnnpack_m", "xnnpack_int8"))} | {"quant_miou_drop": _SLOW}
+MODEL_MARKS = {name: _MODEL_MARKS for name in PLANTED
+               if name.startswith(("xnnpack_m", "xnnpack_int8"))} | {"quant_miou_drop": _SLOW}
 """Marks of the model / file plants that need a session-built model (the rest run in about a second)."""

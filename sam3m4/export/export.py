@@ -86,7 +86,8 @@ class ExportResult:
     unavailable: bool = False
     """True when the backend's toolchain is not on this host (:meth:`Flow.available`); nothing was attempted."""
     int8: dict[str, Int8Share] = field(default_factory=dict)
-    """XNNPACK only: method -> share of its MACs in XNNPACK int8 kernels (:mod:`.int8_share`, from the lowered graph)."""
+    """XNNPACK only: method -> share of its MACs in XNNPACK int8 kernels (:mod:`.int8_share`, from the lowered
+    graph)."""
     is_npu: bool = False
     """True when the backend is an NPU: :attr:`coverage` is then NPU coverage (``npu_percent`` gate)."""
     seconds: float = 0.0

@@ -366,6 +366,32 @@ def _xnn(bench, planted: dict):
     test_stage5.test_cpu_numerics_and_host_latency(XNNPACK, _export(recs), bench.gate, bench.release)
 
 
+def _int8_share(bench, value):
+    recs = bench.records(XNNPACK.subject, {schema.EXPORT_OK: True, schema.XNNPACK_INT8_MAC_SHARE: value})
+    test_stage5.test_xnnpack_int8_mac_share(XNNPACK, _export(recs), bench.gate, bench.release)
+
+
+def _float_program(bench) -> str:
+    """A tiny student exported to XNNPACK with every layer float (the fp16 mode's program) recorded as the
+    integer case's ``.pte``: its image path has no int8 MAC, and the gate must fail it."""
+    import torch
+
+    from sam3m4.export.export import export_pte, records
+    from sam3m4.models.build import build_student
+
+    torch.manual_seed(0)
+    student = build_student("tiny").eval().requires_grad_(False)
+    result = export_pte(student, backend="xnnpack", mode="fp16", out_dir=bench.tmp_path, model_name="planted_float",
+                        methods=["forward"])
+    assert result.ok, result.error
+    share = next(kw for kw in records(result) if kw["metric"] == schema.XNNPACK_INT8_MAC_SHARE)
+    recs = bench.records(XNNPACK.subject, {schema.EXPORT_OK: True})
+    recs[schema.XNNPACK_INT8_MAC_SHARE] = bench.store.record(**dict(share, subject=XNNPACK.subject))
+    msg = fails(test_stage5.test_xnnpack_int8_mac_share, XNNPACK, _export(recs), bench.gate, bench.release)
+    assert "0.0% of the image path" in msg, msg
+    return f"{result.path.name}: the tiny student lowered to XNNPACK with every layer float, as {XNNPACK.subject}"
+
+
 def _deployed(metric: str, target: str):
     """The exported ``.pte``'s deployed score planted as its record (the gate test reads the record ``sam3m4
     export`` writes); the planted broken layer itself is ``test_stage5.test_deployed_gate_fails_a_planted_broken_layer``."""
@@ -509,6 +535,8 @@ PLANTED: dict[str, Plant] = {
                                      plants="export records"),
     "xnnpack_mask_iou": Plant(_T5, lambda b, v: _xnn(b, {f"{schema.MASK_IOU}/forward": v}), _wrong_numerics(None),
                               plants="export records"),
+    "xnnpack_int8_mac_share": Plant("test_stage5.test_xnnpack_int8_mac_share", _int8_share, _float_program,
+                                    plants="export records"),
     "deployed_miou_drop": Plant("test_stage5.test_deployed_accuracy",
                                 _deployed(schema.DEPLOYED_MIOU_DROP, "deployed_miou_drop"), plants="export records"),
     "export_fidelity_miou": Plant("test_stage5.test_deployed_accuracy",
@@ -531,5 +559,6 @@ for _method in schema.PTE_METHODS:
         _wrong_numerics(_method) if _method != "track" else None, plants="export records")
 
 _MODEL_MARKS = (pytest.mark.slow, pytest.mark.stage5, pytest.mark.xnnpack)
-MODEL_MARKS = {name: _MODEL_MARKS for name in PLANTED if name.startswith("xnnpack_m")} | {"quant_miou_drop": _SLOW}
+MODEL_MARKS = {name: _MODEL_MARKS for name in PLANTED
+               if name.startswith(("xnnpack_m", "xnnpack_int8"))} | {"quant_miou_drop": _SLOW}
 """Marks of the model / file plants that need a session-built model (the rest run in about a second)."""

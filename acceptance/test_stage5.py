@@ -29,6 +29,7 @@ import pytest
 import torch
 from outcomes import settle
 
+from sam3m4.quantize.modes import get_mode
 from sam3m4.results import schema
 from sam3m4.results.store import sha256_file
 
@@ -106,6 +107,21 @@ def test_cpu_numerics_and_host_latency(case, stage5_export, gate, release):
     rec = gate(stage=schema.STAGE5, subject=case.subject, metric=schema.HOST_IMAGE_LATENCY_MS, value=ms.value,
                target="host_xnnpack_latency_ms", provenance=ms.provenance)
     assert rec.passed, f"budget exceeded: host p50 {ms.value:.1f} ms, target < {rec.target} ms"
+
+
+def test_xnnpack_int8_mac_share(case, stage5_export, gate, release):
+    """An XNNPACK integer-mode ``.pte``: the share of its image path's MACs in XNNPACK int8 kernels, read from the
+    lowered graph (:mod:`sam3m4.export.int8_share`), so it is judged on any host, int8 dot products or not."""
+    if case.flow.backend_id != "XnnpackBackend":
+        pytest.skip(f"{case.backend}: the int8 MAC share is an XNNPACK figure")
+    if get_mode(case.mode).linear is None:
+        pytest.skip(f"{case.mode}: a float program (no int8 layers by design)")
+    recs = _exported(stage5_export, case, release)
+    share = _need(recs, schema.XNNPACK_INT8_MAC_SHARE, release, "no int8 MAC share record")
+    rec = gate(stage=schema.STAGE5, subject=case.subject, metric=schema.XNNPACK_INT8_MAC_SHARE, value=share.value,
+               unit=share.unit, target="xnnpack_int8_mac_share", provenance=share.provenance, note=share.note)
+    assert rec.passed, f"metric below gate: {share.value:.1f}% of the image path's MACs in int8 kernels " \
+                       f"({share.note}), target {rec.comparison} {rec.target}%"
 
 
 @pytest.mark.parametrize("metric, target", [(schema.DEPLOYED_MIOU_DROP, "deployed_miou_drop"),

@@ -22,7 +22,8 @@ def _row(preset: str, int4_mb: float, fp16_mb: float, xnn_ms: float, gflops: flo
                 "track_fps": 1000 / ms if ms else None}
     return {"preset": preset, "gflops": gflops, "cases": [case("coreml", "int4", int4_mb), case("coreml", "fp16", fp16_mb),
                                                             case("xnnpack", "fp16", 60.0, xnn_ms),
-                                                            case("xnnpack", "int8_int4", 20.0, xnn_ms * int8_ratio)]}
+                                                            dict(case("xnnpack", "int8_int4", 20.0, xnn_ms * int8_ratio),
+                                                                 int8_mac_percent=95.0)]}
 
 
 def test_summary_uses_the_fastest_xnnpack_case_and_same_run_ratios():
@@ -44,6 +45,24 @@ def test_each_bench_target_can_fail():
     assert unmeasured["bench_speedup"] == (None, None)  # --no-reference: not measured, not passed
 
 
+def test_int8_speed_ratio_is_not_judged_without_int8_dot_products_and_the_mac_share_stands_in():
+    from sam3m4.export.bench import NO_INT8_DOT
+
+    row = _row("a", 10.0, 28.0, 80.0, int8_ratio=1.1)  # int8 no faster than fp32: what an AVX2-only host measures
+    row["cases"][-1]["int8_mac_percent"] = 50.0
+    s = summarise(row, 200.0, 36.6)
+    assert judge(s, TARGETS, "avx512_vnni")["bench_xnnpack_int8_speed_ratio"] == (pytest.approx(1.1), False)
+    assert judge(s, TARGETS, "asimddp i8mm")["bench_xnnpack_int8_speed_ratio"][1] is False
+    verdicts = judge(s, TARGETS, "none (avx2 only)")
+    assert verdicts["bench_xnnpack_int8_speed_ratio"] == (pytest.approx(1.1), None)  # never a FAIL for the host
+    assert verdicts["xnnpack_int8_mac_share"] == (50.0, False)  # the graph's figure is judged on every host
+    row.update(summary=s, verdicts=verdicts)
+    table = markdown_table({"rows": [row], "best": "a", "reference": None, "matmul_gflops": 200.0, "threads": 2,
+                            "runs": 5, "host": "h", "date": "d", "int8_isa": "none (avx2 only)",
+                            "targets": {n: {"text": TARGETS[n].describe()} for n in verdicts}})
+    assert f"| 1.10x | <= 0.6 x | {NO_INT8_DOT} |" in table and "| 50.0% | >= 90% | FAIL |" in table
+
+
 def test_best_preset_passes_most_targets_then_is_fastest_and_readme_table_is_replaced(tmp_path):
     rows = [_row("big", 26.0, 51.0, 80.0), _row("small", 10.0, 28.0, 120.0), _row("fast", 10.0, 28.0, 90.0)]
     for r in rows:
@@ -52,11 +71,15 @@ def test_best_preset_passes_most_targets_then_is_fastest_and_readme_table_is_rep
     assert best_preset(rows) == "fast"
     result = {"rows": rows, "best": "fast", "reference": {"seconds": 36.6, "params": 840e6, "input_px": 1008},
               "matmul_gflops": 200.0, "threads": 2, "runs": 50, "host": "2-core x86_64 Linux", "date": "2026-11-27",
+              "int8_isa": "avx512_vnni",
               "targets": {n: {"text": TARGETS[n].describe()} for n in rows[0]["verdicts"]}}
     table = markdown_table(result)
     assert "| fast | coreml | int4 | 10.0 | 100.0% NPU | 10.00 | not measured¹ |" in table
     assert "| XNNPACK image path vs full SAM 3 (same run) | 813x | >= 500 x | pass |" in table
-    assert "| XNNPACK int8_int4 image path p50 / fp32 (fp16 mode) p50, same run | 0.50x | <= 0.6 x | pass |" in table
+    assert "| XNNPACK int8_int4 image path p50 / fp32 (fp16 mode) p50, same run (CPU int8 dot products: " \
+           "avx512_vnni) | 0.50x | <= 0.6 x | pass |" in table
+    assert "| XNNPACK int8_int4 image path MACs in int8 kernels (lowered graph, any host) | 95.0% | >= 90% " \
+           "| pass |" in table
     assert "backbone + FPN p50 ms" not in table  # no split measured: no split table
     rows[2]["cases"][2]["split_ms"] = {"backbone": 30.0, "text_encoder": 2.0, "decoder": 20.0, "mask_head": 5.0,
                                        "track_step": 60.0, "image_path": 90.0}

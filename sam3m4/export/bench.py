@@ -20,7 +20,11 @@ the speed benchmarks compare numbers from one run on one (noisy) machine:
 * ``bench_speedup``: full SAM 3 forward / the student's XNNPACK image path (p50);
 * ``bench_flop_floor_ratio``: the XNNPACK image path's p50 / its FLOP floor (GFLOPs / measured matmul rate);
 * ``bench_coreml_int4_mb`` / ``bench_coreml_fp16_mb``: the whole student's Core ML ``.pte``;
-* ``bench_xnnpack_int8_speed_ratio``: the XNNPACK ``int8_int4`` image path's p50 / the fp16 mode's (fp32 program).
+* ``bench_xnnpack_int8_speed_ratio``: the XNNPACK ``int8_int4`` image path's p50 / the fp16 mode's (fp32 program),
+  judged only on a CPU with int8 dot-product instructions (VNNI, AMX, ARM dotprod / i8mm); elsewhere
+  :data:`NO_INT8_DOT`;
+* ``xnnpack_int8_mac_share``: the share of the ``int8_int4`` image path's MACs in XNNPACK int8 kernels, read from
+  the lowered graph (:mod:`sam3m4.export.int8_share`): the same on every host.
 
 It also times single layers in fp32 and int8 (:mod:`sam3m4.export.kernels`; ``--kernels-only`` for just that)
 and names the CPU's int8 dot-product instructions, so a missed int8 target shows whether the host (no VNNI /
@@ -68,7 +72,11 @@ BENCH_TARGETS = {
     "bench_speedup": "speedup",
     "bench_flop_floor_ratio": "flop_floor_ratio",
     "bench_xnnpack_int8_speed_ratio": "xnnpack_int8_ratio",
+    "xnnpack_int8_mac_share": "xnnpack_int8_mac_share",
 }
+NO_INT8_DOT = "not measurable on this CPU (no int8 dot product instructions)"
+"""The int8 speed ratio's verdict where the CPU has no int8 dot products: XNNPACK's int8 kernels are then no faster
+than fp32 whatever the program; the int8 MAC share (from the lowered graph) stands in."""
 
 
 # --- measurements ------------------------------------------------------------------------------------------
@@ -159,6 +167,8 @@ def bench_preset(preset: str, cases, out_dir: Path, runs: int, threads: int, pro
         if res.ok:
             entry.update(pte=str(res.path), pte_mb=res.size_bytes / 1e6, sha256=res.sha256, layout=res.layout,
                          coverage_percent=100 * res.coverage, coverage_kind="NPU" if res.is_npu else "CPU")
+            if "forward" in res.int8:
+                entry.update(int8_mac_percent=res.int8["forward"].percent, int8_macs=res.int8["forward"].summary())
             if get_flow(backend).runs_here():
                 try:
                     image = benchmark_pte(res.path, "forward", model.student, tracker=model, runs=runs, threads=threads)
@@ -195,7 +205,8 @@ def summarise(row: dict, matmul: float, reference_s: float | None) -> dict:
            "coreml_fp16_mb": by.get(("coreml", "fp16"), {}).get("pte_mb"),
            "floor_ms": floor_ms, "xnnpack_mode": fastest["mode"] if fastest else None,
            "xnnpack_ms": fastest["image_p50_ms"] if fastest else None, "speedup": None, "flop_floor_ratio": None,
-           "xnnpack_int8_ratio": None}
+           "xnnpack_int8_ratio": None,
+           "xnnpack_int8_mac_share": by.get(("xnnpack", "int8_int4"), {}).get("int8_mac_percent")}
     fp32, int8 = by.get(("xnnpack", "fp16"), {}), by.get(("xnnpack", "int8_int4"), {})
     if fp32.get("image_p50_ms") and int8.get("image_p50_ms"):  # the same run, the same host: a ratio
         out["xnnpack_int8_ratio"] = int8["image_p50_ms"] / fp32["image_p50_ms"]
@@ -206,13 +217,22 @@ def summarise(row: dict, matmul: float, reference_s: float | None) -> dict:
     return out
 
 
-def judge(summary: dict, targets: dict) -> dict:
-    """``{target name: (value, passed)}`` for the ``bench_*`` targets; ``passed`` None when not measured."""
+def has_int8_dot(isa: str | None) -> bool:
+    """True when :func:`sam3m4.env.int8_dot_isa` named int8 dot-product instructions (None: not asked, assumed)."""
+    return isa is None or not isa.startswith(("none", "unknown"))
+
+
+def judge(summary: dict, targets: dict, int8_isa: str | None = None) -> dict:
+    """``{target name: (value, passed)}`` for the :data:`BENCH_TARGETS`; ``passed`` None when not measured, and for
+    the int8 speed ratio when ``int8_isa`` (:func:`sam3m4.env.int8_dot_isa`) names no int8 dot product."""
     verdicts = {}
     for name, key in BENCH_TARGETS.items():
         if name not in targets:
             continue
         value = summary.get(key)
+        if name == "bench_xnnpack_int8_speed_ratio" and not has_int8_dot(int8_isa):
+            verdicts[name] = (value, None)
+            continue
         verdicts[name] = (value, None if value is None else targets[name].check(value))
     return verdicts
 
@@ -250,11 +270,16 @@ def markdown_table(result: dict) -> str:
               "bench_coreml_fp16_mb": ("whole student, Core ML fp16 .pte", "{:.1f} MB"),
               "bench_speedup": ("XNNPACK image path vs full SAM 3 (same run)", "{:.0f}x"),
               "bench_flop_floor_ratio": ("XNNPACK image path / FLOP floor", "{:.2f}x"),
-              "bench_xnnpack_int8_speed_ratio": ("XNNPACK int8_int4 image path p50 / fp32 (fp16 mode) p50, same run",
-                                                 "{:.2f}x")}
+              "bench_xnnpack_int8_speed_ratio": ("XNNPACK int8_int4 image path p50 / fp32 (fp16 mode) p50, same run "
+                                                 f"(CPU int8 dot products: {result.get('int8_isa', 'unknown')})",
+                                                 "{:.2f}x"),
+              "xnnpack_int8_mac_share": ("XNNPACK int8_int4 image path MACs in int8 kernels (lowered graph, any "
+                                         "host)", "{:.1f}%")}
     for name, (value, ok) in best["verdicts"].items():
         label, spec = labels[name]
         mark = "not measured" if ok is None else ("pass" if ok else "FAIL")
+        if name == "bench_xnnpack_int8_speed_ratio" and not has_int8_dot(result.get("int8_isa", "unknown")):
+            mark = NO_INT8_DOT
         lines.append(f"| {label} | {'-' if value is None else spec.format(value)} | "
                      f"{result['targets'][name]['text']} | {mark} |")
     split = [(row["preset"], c) for row in result["rows"] for c in row["cases"] if c.get("split_ms")]
@@ -366,7 +391,7 @@ def run(args: argparse.Namespace) -> int:
             say(f"{p} {c['backend']}:{c['mode']}: {what}")
         row = bench_preset(preset, args.cases, args.out, args.runs, threads, progress, split=not args.no_split)
         row["summary"] = summarise(row, matmul, reference["seconds"] if reference else None)
-        row["verdicts"] = judge(row["summary"], targets)
+        row["verdicts"] = judge(row["summary"], targets, isa)
         rows.append(row)
     result = {"rows": rows, "best": best_preset(rows), "reference": reference, "matmul_gflops": matmul,
               "threads": threads, "runs": args.runs, "kernels": kernels, "int8_isa": isa, "load": f"{load0} / {_load()}", "host": f"{os.cpu_count()}-core {platform.machine()} "
@@ -407,6 +432,10 @@ def _record(store, result: dict) -> None:
                          artifact=c["pte"], provenance=f"{where}; file size")
             store.record(stage=schema.BENCH, subject=subject, metric=schema.DELEGATED_PERCENT, value=c["coverage_percent"],
                          unit="percent", provenance=f"{where}; AOT delegated share of compute ops")
+            if c.get("int8_mac_percent") is not None:
+                store.record(stage=schema.BENCH, subject=subject, metric=schema.XNNPACK_INT8_MAC_SHARE,
+                             value=c["int8_mac_percent"], unit="percent", note=c["int8_macs"],
+                             provenance=f"{where}; image path MACs from the lowered graph's shapes")
             if c.get("image_p50_ms") is not None:
                 store.record(stage=schema.BENCH, subject=subject, metric=schema.HOST_IMAGE_LATENCY_MS, value=c["image_p50_ms"],
                              unit="ms", provenance=c["latency_provenance"])
@@ -419,10 +448,15 @@ def _record(store, result: dict) -> None:
                                         f"host load {result['load']}")
         for name, (value, ok) in row["verdicts"].items():
             target = result["targets"][name]
-            store.record(stage=schema.BENCH, subject=row["preset"], metric=name, value=value, passed=ok,
-                         target=target["value"], comparison=target["comparison"],
-                         provenance=f"{where}; measured in one run (see `sam3m4 bench --help`)",
-                         note="best preset" if row["preset"] == result["best"] else "")
+            note = "best preset" if row["preset"] == result["best"] else ""
+            judged = dict(passed=ok, target=target["value"], comparison=target["comparison"])
+            if name == "bench_xnnpack_int8_speed_ratio" and not has_int8_dot(result["int8_isa"]):
+                # a number, never a verdict: no target on the record, so the store computes no FAIL
+                judged = dict(outcome=schema.NOT_MEASURABLE)
+                note = "; ".join(x for x in (note, f"{NO_INT8_DOT}: {result['int8_isa']}; the int8 MAC share "
+                                                   "stands in") if x)
+            store.record(stage=schema.BENCH, subject=row["preset"], metric=name, value=value, **judged,
+                         provenance=f"{where}; measured in one run (see `sam3m4 bench --help`)", note=note)
 
 
 def _record_kernels(store, rows: list[dict], isa: str, threads: int) -> None:

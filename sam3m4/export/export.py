@@ -41,6 +41,7 @@ import torch
 
 from sam3m4.export.delegation import Delegation, count_delegation, merge
 from sam3m4.export.flows import get_flow
+from sam3m4.export.int8_share import Int8Share, int8_mac_share
 from sam3m4.export.token_table import int8_row_tables
 from sam3m4.fileio import atomic_write_bytes
 from sam3m4.models.export_wrappers import COMPONENTS, example_inputs, wrap
@@ -85,6 +86,9 @@ class ExportResult:
     """True when the flow declares the mode unsupported; nothing was attempted."""
     unavailable: bool = False
     """True when the backend's toolchain is not on this host (:meth:`Flow.available`); nothing was attempted."""
+    int8: dict[str, Int8Share] = field(default_factory=dict)
+    """XNNPACK only: method -> share of its MACs in XNNPACK int8 kernels (:mod:`.int8_share`, from the lowered
+    graph)."""
     is_npu: bool = False
     """True when the backend is an NPU: :attr:`coverage` is then NPU coverage (``npu_percent`` gate)."""
     seconds: float = 0.0
@@ -104,6 +108,7 @@ class ExportResult:
                 "path": str(self.path) if self.path else None, "files": self.files, "size_bytes": self.size_bytes,
                 "sha256": self.sha256, "methods": self.methods, "layout": self.layout,
                 "delegation": {m: d.to_dict() for m, d in self.delegation.items()}, "coverage": self.coverage,
+                "int8": {m: s.to_dict() for m, s in self.int8.items()},
                 "is_npu": self.is_npu, "failed_stage": self.failed_stage, "error": self.error,
                 "unsupported": self.unsupported, "unavailable": self.unavailable, "seconds": self.seconds}
 
@@ -275,6 +280,8 @@ def export_pte(model, *, backend: str, mode: str, out_dir: str | Path, model_nam
             result.layout = f"split: one .pte per method (multi-method lowering failed: {err.message})"
         for m, (edge, _) in parts.items():
             result.delegation[m] = count_delegation(edge.exported_program(m).graph_module, flow.backend_id)
+            if flow.backend_id == "XnnpackBackend":
+                result.int8[m] = int8_mac_share(edge.exported_program(m).graph_module, flow.backend_id)
         written = {}
         for m, (edge, p) in parts.items():
             if p not in written:
@@ -310,4 +317,9 @@ def records(result: ExportResult, provenance: str = "") -> list[dict]:
         out.append(dict(base, metric=schema.PTE_MB, value=result.size_bytes / 1e6, unit="MB", artifact=result.path))
         metric = schema.NPU_PERCENT if result.is_npu else schema.CPU_DELEGATION_PERCENT
         out.append(dict(base, metric=metric, value=100 * result.coverage, unit="percent"))
+        if "forward" in result.int8:  # XNNPACK: the image path's MACs in int8 kernels (from the lowered graph)
+            share = result.int8["forward"]
+            out.append(dict(base, metric=schema.XNNPACK_INT8_MAC_SHARE, value=share.percent, unit="percent",
+                            note=f"image path (forward): {share.summary()}",
+                            provenance=prov + "; MACs of conv / linear / matmul layers from their shapes"))
     return out

@@ -91,6 +91,7 @@ CRITERION_MET, CHOSEN_MODE, QAT = "criterion_met", "chosen_mode", "qat"
 EXPORT_OK, PTE_MB, NPU_PERCENT, CPU_DELEGATION_PERCENT = "export_ok", "pte_mb", "npu_percent", "cpu_delegation_percent"
 ANE_PERCENT, DELEGATED_PERCENT, MASK_IOU = "ane_percent", "delegated_percent", "mask_iou"
 MAX_ABS_ERROR = "max_abs_error"
+XNNPACK_INT8_MAC_SHARE = "xnnpack_int8_mac_share"  # percent of the image path's MACs in XNNPACK int8 kernels (AOT)
 PTE_METHODS = ("encode_text", "forward", "track")  # the methods of a deployable .pte (track: a tracker's only)
 HOST_IMAGE_LATENCY_MS, HOST_IMAGE_LATENCY_P90_MS = "host_image_latency_ms", "host_image_latency_p90_ms"
 HOST_VIDEO_FPS, IMAGE_LATENCY_MS, VIDEO_FPS = "host_video_fps", "image_latency_ms", "video_fps"
@@ -132,6 +133,7 @@ METRICS = _metrics(
     (EXPORT_OK, TEXT, "the .pte was written"), (PTE_MB, MB, ".pte file size"),
     (NPU_PERCENT, PERCENT, "compute ops inside an NPU delegate (AOT)"),
     (CPU_DELEGATION_PERCENT, PERCENT, "compute ops inside the XNNPACK delegate"),
+    (XNNPACK_INT8_MAC_SHARE, PERCENT, "image path MACs in XNNPACK int8 kernels (lowered graph, host-independent)"),
     (ANE_PERCENT, PERCENT, "ops MLComputePlan places on the ANE"), (DELEGATED_PERCENT, PERCENT, "bench: delegated ops"),
     (MASK_IOU, FRACTION, "runtime vs eager mask IoU"),
     (MAX_ABS_ERROR, TEXT, "runtime vs eager max |error| of a method's worst output (in that output's own units)"),

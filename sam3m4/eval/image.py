@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from sam3m4.metrics import MIoUMeter, PresenceMeter, PresenceResult, is_present
+from sam3m4.progress import progress_bar
 
 Predictor = Callable[[object], tuple[np.ndarray, np.ndarray]]
 
@@ -36,7 +36,7 @@ def evaluate_pairs(dataset: Sequence, predict: Predictor, num: int | None = None
     """
     n = len(dataset) if num is None else min(num, len(dataset))
     miou, presence = MIoUMeter(), PresenceMeter()
-    for i in tqdm(range(n), desc=desc, unit="pair", disable=not progress, leave=False):
+    for i in progress_bar(range(n), desc=desc, unit="pair", enabled=progress):
         sample = dataset[i]
         masks, scores = predict(sample)
         masks, scores = np.asarray(masks, dtype=bool), np.asarray(scores, dtype=np.float64).reshape(-1)

@@ -111,7 +111,7 @@ def _checklist(**items) -> dict:
 
 @pytest.mark.parametrize("mutate, field, message", [
     (lambda d: d["items"]["small_objects"].update(verdict="maybe"), "items.small_objects.verdict",
-     'expected "Pass" or "Fail", got "maybe"'),
+     'expected "Pass", "Fail" or "To review", got "maybe"'),
     (lambda d: d["items"].pop("background_leakage"), "items.background_leakage", "missing key"),
     (lambda d: d["items"]["teacher_difference"].update(source="robot"), "items.teacher_difference.source",
      'expected "auto" or "human"'),
@@ -172,6 +172,21 @@ def test_suggestions_state_number_and_threshold():
     assert verdict["teacher_difference"] == "Pass" and "0.550 over 2 pair(s)" in memo["teacher_difference"]
     assert verdict["prompt_responsiveness"] == "Fail" and "0.200 over 1 image(s)" in memo["prompt_responsiveness"]
     assert "weak evidence" in memo["small_objects"] and f">= {checklist.SMALL_IOU_PASS}" in memo["small_objects"]
+
+
+def test_an_item_with_nothing_to_judge_is_left_for_the_reviewer_not_failed():
+    """No small teacher instance, no multi-instance pair, no teacher-empty pair: those items say why and are
+    left for the reviewer; the items that have evidence are still judged."""
+    pairs = [checklist.PairResult("a.jpg", "star", 1, 1, 0.9, 0.8, 0.7),
+             checklist.PairResult("a.jpg", "red circle", 1, 1, 0.8, 0.3, 0.9)]
+    items = checklist.suggest(pairs)
+    verdict = {k: v["verdict"] for k, v in items.items()}
+    for key, why in (("small_objects", "no instance < 1%"), ("multi_object_separation", "no pair where the teacher"),
+                     ("background_leakage", "no negative pair")):
+        assert verdict[key] == checklist.TO_REVIEW and why in items[key]["memo"], (key, items[key])
+        assert items[key]["memo"].endswith("left for the reviewer")
+    assert verdict["teacher_difference"] == "Pass" and verdict["prompt_responsiveness"] == "Pass"
+    assert checklist.validate(_checklist(**items), "x") is not None  # a saved page may keep "To review"
 
 
 # --- the page ---------------------------------------------------------------------------------------

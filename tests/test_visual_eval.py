@@ -219,6 +219,21 @@ def test_auto_checklist_never_overwrites_a_reviewers_file(tmp_path, models):
     assert "memo small_objects" in html and '"reviewer": "Kim"' in html  # the page starts from the review
 
 
+# Each Hangul / CJK character of the page's headings drawn on a canvas in the heading's font, compared with the
+# drawing of a code point no font has (U+10FFFD): equal pixels mean Chromium drew its missing-glyph box.
+MISSING_GLYPHS_JS = """() => {
+  const els = Array.from(document.querySelectorAll('h1, h2, h3, th, label, button'));
+  const chars = [...new Set(els.flatMap(e => Array.from(e.innerText)).filter(
+      c => /[\\u1100-\\u11FF\\u3130-\\u318F\\uAC00-\\uD7A3\\u4E00-\\u9FFF]/.test(c)))];
+  const canvas = document.createElement('canvas'); canvas.width = 48; canvas.height = 48;
+  const g = canvas.getContext('2d');
+  g.font = '32px ' + getComputedStyle(els[0] || document.body).fontFamily;
+  const draw = ch => { g.clearRect(0, 0, 48, 48); g.fillText(ch, 4, 38); return canvas.toDataURL(); };
+  const box = draw(String.fromCodePoint(0x10FFFD));
+  return {checked: chars.length, missing: chars.filter(ch => draw(ch) === box)};
+}"""
+
+
 def test_page_in_headless_chromium(page, chromium, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -238,6 +253,10 @@ def test_page_in_headless_chromium(page, chromium, tmp_path):
             for img in tab.query_selector_all("img"):
                 img.scroll_into_view_if_needed()
             tab.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=15000)
+            glyphs = tab.evaluate(MISSING_GLYPHS_JS)  # Korean headings must not render as empty boxes
+            assert glyphs["checked"] > 0 and not glyphs["missing"], (
+                f"no glyph for {''.join(glyphs['missing'])!r} in headless Chromium: install a CJK font "
+                "(Debian: apt-get install fonts-noto-cjk; the chromium fixture tries)")
             sizes = tab.evaluate("Array.from(document.images).map(i => [i.getAttribute('src'), i.naturalWidth])")
             assert len(sizes) == 18 and all(w > 0 for _, w in sizes), sizes
             tab.select_option("#prompt-filter", "star")

@@ -212,3 +212,18 @@ def test_phase2_gt_score_term_pulls_the_joint_score_to_the_labels_where_the_teac
     assert wrong["presence_logit"].grad[0] < 0 < wrong["presence_logit"].grad[1]
     assert "gt_score" not in output_distill_loss(_prediction(t), teacher, w, None)  # no labels, no term
     assert "gt_score" not in output_distill_loss(_prediction(t), teacher, OutputDistillWeights(), t)
+
+
+@pytest.mark.parametrize("code", range(8))
+def test_dihedral_moves_boxes_with_their_masks(code):
+    """Each of the 8 symmetries of the bootstrap's augmentation keeps a box the tight box of its mask."""
+    from sam3m4.teacher.bootstrap_data import dihedral, dihedral_boxes
+
+    m = torch.zeros(1, 12, 12)
+    m[0, 2:5, 6:11] = 1  # rows 2-4, columns 6-10
+    box = torch.tensor([[6, 2, 11, 5]], dtype=torch.float32) / 12  # XYXY, pixel edges, in [0, 1]
+    t = dihedral(m, code)[0]
+    rows, cols = torch.nonzero(t.any(1)).flatten(), torch.nonzero(t.any(0)).flatten()
+    want = torch.tensor([[cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]], dtype=torch.float32) / 12
+    assert torch.allclose(dihedral_boxes(box, code), want), code
+    assert code != 1 or torch.equal(dihedral(m, 1), m.flip(-1))  # code 1 is the plain horizontal flip

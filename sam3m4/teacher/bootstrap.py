@@ -39,6 +39,7 @@ from sam3m4.errors import ConfigError, TrainingDiverged
 from sam3m4.losses.set_prediction import SetLossWeights, set_prediction_loss
 from sam3m4.metrics import MIoUMeter, PresenceMeter, is_present
 from sam3m4.paths import BOOTSTRAP_METRICS
+from sam3m4.progress import StepProgress
 from sam3m4.teacher.bootstrap_data import PairTensors, saco_dir
 from sam3m4.teacher.bootstrap_model import (MODEL_DEFAULTS, DensePhraseAux, build_config, pooled_text,
                                             reinit_for_small_width)
@@ -54,6 +55,7 @@ TRAIN_DEFAULTS = dict(
     min_lr_frac=0.02,
     grad_clip=1.0,
     hflip=True,
+    dihedral=False,  # with hflip: each sampled image gets one of the 8 square symmetries (shapes are rotated anyway)
     max_steps=1600,  # training length; the LR schedule follows step / max_steps (never the clock)
     reinit=True,  # width-aware re-initialisation (reinit_for_small_width)
     colour_patch_init=True,  # reinit: 48 patch-embedding channels start as 4 x 4 sub-cell colour averages
@@ -161,11 +163,7 @@ def train_loop(
     by_image = train.pairs_of_image()
 
     # --- train -------------------------------------------------------------------------------------------
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=max_steps, unit="step", desc="bootstrap teacher", leave=False)
+    bar = StepProgress(max_steps, "bootstrap teacher", enabled=progress)
     losses, first_loss, start, history, eval_s = [], None, time.time(), [], 0.0
     for step in range(max_steps):
         if eval_data is not None and eval_every and step and step % eval_every == 0:
@@ -188,7 +186,9 @@ def train_loop(
                          for i in imgs.tolist()])  # (B,) pair indices, k per image
         flip = None
         if tr["hflip"]:
-            flip = (torch.rand(n_img, generator=gen) < 0.5).repeat_interleave(
+            code = (torch.randint(0, 8, (n_img,), generator=gen) if tr["dihedral"]
+                    else (torch.rand(n_img, generator=gen) < 0.5))  # (n_img,) per-image symmetry
+            flip = code.repeat_interleave(
                 torch.tensor([min(len(by_image[i]), tr["pairs_per_image"]) for i in imgs.tolist()]))
         inputs, targets = train.batch(idx, flip)
         inputs = {k: v.to(device) for k, v in inputs.items()}
@@ -212,13 +212,9 @@ def train_loop(
         opt.step()
         losses.append(loss)
         first_loss = loss if first_loss is None else first_loss
-        if bar is not None:
-            bar.update(1)
-            if (step + 1) % tr["log_every"] == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-tr['log_every']:]):.3f}", lr=f"{tr['lr'] * lr_scale:.1e}")
+        bar.update(1, loss=float(np.mean(losses[-tr["log_every"]:])), lr=tr["lr"] * lr_scale)
     train_s = time.time() - start - eval_s
-    if bar is not None:
-        bar.close()
+    bar.close()
     over = time_budget_s is not None and train_s > time_budget_s
     if over:
         warnings.warn(f"teacher bootstrap: {max_steps} steps took {train_s:.0f} s, over time_budget_s="

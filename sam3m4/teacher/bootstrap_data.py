@@ -63,6 +63,39 @@ class PairTensors:
             if present[p] and len(masks[p]):
                 self.phrase_maps[image_of[p], self.phrase_of[p]] = masks[p].amax(0).half()
 
+    def add_absent_pairs(self) -> int:
+        """Add an (image, phrase) pair with no instance for every phrase of :attr:`phrases` not present on an
+        image and not already asked there (``phrase_maps`` empty: every present concept is asked in SA-Co).
+        Returns how many were added. Lets a sampler choose negatives by phrase, not only the asked ones."""
+        asked = set(zip(self.image_of.tolist(), self.phrase_of.tolist()))
+        m = self.masks[0].shape[-1] if self.masks else self.phrase_maps.shape[-1]
+        present = self.phrase_maps.flatten(2).amax(-1) > 0  # (I, T)
+        size_of = {i: self.sizes[p] for p, i in enumerate(self.image_of.tolist())}
+        new_img, new_phrase = [], []
+        for i in range(len(self.pixels)):
+            for t in range(len(self.phrases)):
+                if not present[i, t] and (i, t) not in asked:
+                    new_img.append(i)
+                    new_phrase.append(t)
+                    self.masks.append(torch.zeros(0, m, m))
+                    self.boxes.append(torch.zeros(0, 4))
+                    self.sizes.append(size_of[i])
+                    self.gt_full.append(np.zeros((0, *size_of[i]), bool) if self.gt_full and self.gt_full[0] is not None else None)
+        self.image_of = torch.cat([self.image_of, torch.tensor(new_img, dtype=torch.long)])
+        self.phrase_of = torch.cat([self.phrase_of, torch.tensor(new_phrase, dtype=torch.long)])
+        self.present = torch.cat([self.present, torch.zeros(len(new_img), dtype=torch.bool)])
+        return len(new_img)
+
+    def balanced_cells(self) -> list[list[torch.Tensor]]:
+        """Per image, its pair indices in 4 cells: (shape-only phrase, colour + shape phrase) x (absent, present),
+        ordered ``[single absent, single present, compound absent, compound present]`` (each (n,) int64)."""
+        single = torch.tensor([" " not in ph for ph in self.phrases])[self.phrase_of]  # (P,) one-word phrase
+        out = []
+        for pairs in self.pairs_of_image():
+            out.append([pairs[(single[pairs] == s) & (self.present[pairs] == pr)] for s in (True, False)
+                        for pr in (False, True)])
+        return out
+
     @classmethod
     def from_json(cls, json_path: Path, teacher, mask_size: int, keep_full: bool, limit: int | None = None):
         """Read an SA-Co image JSON (and its images) with :class:`sam3m4.data.saco_image.SacoImageDataset`."""

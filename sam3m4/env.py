@@ -74,10 +74,44 @@ def _sysctl(key: str) -> str:
         return ""
 
 
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+                "avx_vnni", "amx_bf16", "amx_int8", "asimd", "asimddp", "i8mm", "bf16", "sve", "sve2")
+"""The instruction sets that decide which float / int8 kernels oneDNN, MKL and XNNPACK pick: two hosts with
+the same code, seed and library versions give bit-identical numbers when these agree, and numbers that differ
+by float rounding when they do not (e.g. AVX-512 / AMX vs AVX2)."""
+
+
+def vector_isa(cpuinfo: str | None = None) -> str:
+    """The CPU's vector instruction sets among :data:`VECTOR_FLAGS`, e.g. ``avx2 fma avx512f avx512bw``;
+    ``unknown`` when ``/proc/cpuinfo`` cannot be read (macOS: from ``sysctl``, as :func:`int8_dot_isa`)."""
+    if cpuinfo is None and platform.system() == "Darwin":
+        found = ["asimd"] + [f for f, key in (("asimddp", "hw.optional.arm.FEAT_DotProd"),
+                                              ("i8mm", "hw.optional.arm.FEAT_I8MM"),
+                                              ("bf16", "hw.optional.arm.FEAT_BF16")) if _sysctl(key) == "1"]
+        return " ".join(found) if platform.machine() == "arm64" else "unknown"
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            return "unknown"
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.lower().startswith(("flags", "features")):
+            flags.update(line.split(":", 1)[1].split())
+    return " ".join(f for f in VECTOR_FLAGS if f in flags) or "none"
+
+
 def host_summary() -> str:
-    """``Linux x86_64, AMD EPYC ..., 2 cores`` (or macOS arm64 ...)."""
+    """``Linux x86_64, AMD EPYC 7B13, 2 cores, ISA avx2 fma avx512f ...`` (or macOS arm64 ...): the CPU model
+    and its vector instruction sets (:func:`vector_isa`), which decide float rounding across hosts."""
     system = "macOS " + platform.mac_ver()[0] if platform.system() == "Darwin" else platform.system()
-    return f"{system} {platform.machine()}, {cpu_name()}, {os.cpu_count()} cores"
+    return f"{system} {platform.machine()}, {cpu_name()}, {os.cpu_count()} cores, ISA {_vector_isa_cached()}"
+
+
+@lru_cache(maxsize=1)
+def _vector_isa_cached() -> str:
+    return vector_isa()
 
 
 @lru_cache(maxsize=1)

@@ -31,8 +31,19 @@ def tiny_teacher_kwargs() -> dict:
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
-def _install_chromium() -> str:
-    """apt-get install chromium (root or passwordless sudo); '' on success, else why not."""
+CJK_FONT_PACKAGE = "fonts-noto-cjk"  # Korean headings of the visual QA page and the report; without it: empty boxes
+
+
+def _has_cjk_font() -> bool:
+    """True when fontconfig knows a font covering Korean (what Chromium falls back to for Hangul)."""
+    if shutil.which("fc-list") is None:
+        return False
+    res = subprocess.run(["fc-list", ":lang=ko", "family"], capture_output=True, text=True)
+    return res.returncode == 0 and bool(res.stdout.strip())
+
+
+def _install_chromium(packages: tuple[str, ...] = ("chromium", CJK_FONT_PACKAGE)) -> str:
+    """apt-get install ``packages`` (root or passwordless sudo); '' on success, else why not."""
     if shutil.which("apt-get") is None:
         return "no apt-get on this machine"
     prefix = []
@@ -43,16 +54,16 @@ def _install_chromium() -> str:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     from filelock import FileLock
 
+    install = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
     with FileLock("/tmp/sam3m4-chromium-install.lock"):  # pytest-xdist workers: one apt-get at a time
-        if any(shutil.which(b) for b in BROWSERS):
+        if any(shutil.which(b) for b in BROWSERS) and _has_cjk_font():
             return ""
-        for cmd in (["apt-get", "install", "-y", "--no-install-recommends", "chromium"], ["apt-get", "update"],
-                    ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]):
+        for cmd in (install, ["apt-get", "update"], install):
             res = subprocess.run(prefix + cmd, capture_output=True, text=True, env=env, timeout=900)
             if res.returncode == 0 and cmd[1] == "install":
                 return ""
     tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["no output"]
-    return f"`apt-get install chromium` failed: {tail[0]}"
+    return f"`apt-get install {' '.join(packages)}` failed: {tail[0]}"
 
 
 @pytest.fixture(scope="session")
@@ -65,4 +76,6 @@ def chromium() -> str:
         found = next(filter(None, map(shutil.which, BROWSERS)), None)
         if not found:
             pytest.skip(f"no Chromium for the browser test: {why or 'installed, but not found on PATH'}")
+    if not _has_cjk_font():  # a fresh Debian host: Chromium is there, the Korean font is not (the page's tests
+        _install_chromium((CJK_FONT_PACKAGE,))  # then fail on the missing glyphs, saying which)
     return found

@@ -7,7 +7,7 @@ import functools
 import pytest
 from torch import nn
 
-from sam3m4.env import int8_dot_isa
+from sam3m4.env import host_summary, int8_dot_isa, vector_isa
 
 AVX2_ONLY = "processor\t: 0\nflags\t\t: fpu sse sse2 sse4_1 avx avx2 fma\n"
 VNNI = "processor\t: 0\nflags\t\t: fpu sse4_1 avx2 avx512f avx512bw avx512_vnni\n"
@@ -51,3 +51,15 @@ def test_bench_kernels_only_prints_and_records_the_ratios(tmp_path, monkeypatch,
     assert "int8 dot-product instructions" in capsys.readouterr().out
     recs = [r for r in ResultsStore("pytest_kernels").records() if r.metric == "int8_fp32_ratio"]
     assert len(recs) == 2 and all(r.subject == "kernel: 1x1 conv" and r.value > 0 for r in recs)
+
+
+def test_the_environment_line_names_the_cpu_and_its_vector_instruction_sets():
+    """Float rounding differs between CPU families (AVX-512 / AMX vs AVX2 kernels): every run's environment
+    line names the CPU model and its instruction sets, so two runs' numbers can be compared honestly."""
+    xeon = "processor: 0\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512bw avx512_vnni amx_int8 amx_bf16\n"
+    assert vector_isa(xeon) == "sse4_2 avx avx2 fma avx512f avx512bw avx512_vnni amx_bf16 amx_int8"
+    assert vector_isa("flags: fpu sse4_2 avx avx2 fma\n") == "sse4_2 avx avx2 fma"
+    assert vector_isa("Features: fp asimd asimddp i8mm sve\n") == "asimd asimddp i8mm sve"
+    assert vector_isa("model name: x\n") == "none"
+    line = host_summary()
+    assert ", ISA " in line and line.split(", ISA ")[1].strip()

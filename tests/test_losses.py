@@ -212,3 +212,46 @@ def test_phase2_gt_score_term_pulls_the_joint_score_to_the_labels_where_the_teac
     assert wrong["presence_logit"].grad[0] < 0 < wrong["presence_logit"].grad[1]
     assert "gt_score" not in output_distill_loss(_prediction(t), teacher, w, None)  # no labels, no term
     assert "gt_score" not in output_distill_loss(_prediction(t), teacher, OutputDistillWeights(), t)
+
+
+@pytest.mark.parametrize("code", range(8))
+def test_dihedral_moves_boxes_with_their_masks(code):
+    """Each of the 8 symmetries of the bootstrap's augmentation keeps a box the tight box of its mask."""
+    from sam3m4.teacher.bootstrap_data import dihedral, dihedral_boxes
+
+    m = torch.zeros(1, 12, 12)
+    m[0, 2:5, 6:11] = 1  # rows 2-4, columns 6-10
+    box = torch.tensor([[6, 2, 11, 5]], dtype=torch.float32) / 12  # XYXY, pixel edges, in [0, 1]
+    t = dihedral(m, code)[0]
+    rows, cols = torch.nonzero(t.any(1)).flatten(), torch.nonzero(t.any(0)).flatten()
+    want = torch.tensor([[cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]], dtype=torch.float32) / 12
+    assert torch.allclose(dihedral_boxes(box, code), want), code
+    assert code != 1 or torch.equal(dihedral(m, 1), m.flip(-1))  # code 1 is the plain horizontal flip
+
+
+def test_balanced_pairs_make_presence_unpredictable_from_the_phrase(tiny_synth):
+    """In SA-Co synth a one-word phrase ("star") is asked mostly when present (every present shape is asked,
+    absent ones rarely): a model can learn presence from the text alone. balance_pairs adds every absent
+    (image, phrase) pair and draws each phrase kind present half the time."""
+    from transformers import Sam3Model
+
+    from sam3m4.teacher.bootstrap import _balanced_pick
+    from sam3m4.teacher.bootstrap_data import PairTensors
+    from sam3m4.teacher.bootstrap_model import build_config
+    from sam3m4.teacher.sam3 import Sam3Teacher
+
+    teacher = Sam3Teacher(Sam3Model(build_config(image_size=56, hidden_size=32, vit_layers=1, vit_window=2,
+                                                 text_layers=1, decoder_layers=1, num_queries=6)))
+    data = PairTensors.from_json(tiny_synth / "saco_image" / "train.json", teacher, 16, keep_full=False)
+    n, images = len(data), len(data.pixels)
+    added = data.add_absent_pairs()
+    assert len(data) == n + added == images * len(data.phrases)  # every (image, phrase) once
+    assert not data.present[n:].any() and all(len(m) == 0 for m in data.masks[n:])
+    inputs, targets = data.batch(torch.arange(n, len(data))[:4])  # a added pair is a negative with no instance
+    assert all(len(t["masks"]) == len(t["boxes_xyxy"]) == 0 for t in targets)
+    cells, gen = data.balanced_cells(), torch.Generator().manual_seed(0)
+    single = torch.tensor([" " not in p for p in data.phrases])[data.phrase_of]
+    picks = torch.cat([_balanced_pick(cells[i], 4, gen) for _ in range(200) for i in range(images)])
+    for kind in (True, False):
+        share = data.present[picks[single[picks] == kind]].float().mean().item()
+        assert 0.4 < share < 0.6, (kind, share)

@@ -59,8 +59,10 @@ def test_seeded_run_gives_every_kind_of_cell(tmp_path):
     assert m.verdict == NO_GO
     blocking = [b.label for b in m.blocking()]
     assert blocking[0] == "Stage 3 embedded teacher mIoU (all targets): 0.562, target >= 0.7"
-    assert any(b.startswith("Stage 5 .pte size (Android QNN): QNN SDK not found") for b in blocking)
-    assert not any("mask IoU" in b for b in blocking)  # a pass and unsupported cells never block
+    assert all(b.cell.status == FAIL for b in m.blocking())  # only a failed gate blocks ...
+    warnings = [w.label for w in m.warnings()]  # ... a gate not measured warns
+    assert any(w.startswith("Stage 5 .pte size (Android QNN): QNN SDK not found") for w in warnings)
+    assert not any("mask IoU" in b for b in blocking + warnings)  # a pass and unsupported cells never block
 
 
 def test_failed_stages_and_unsupported_outcomes_are_read_from_fields_not_notes():
@@ -123,6 +125,57 @@ def test_go_when_every_cell_passes_or_is_unsupported():
         "Stage 5 on-device image latency (iOS Core ML): 140.0 ms, target < 100 ms"]
     broken = build_matrix(records + [_rec("stage5", "xnnpack/int8_int4", "export_miou_gap", 3.1)], targets, run="r")
     assert broken.verdict == NO_GO and _row(broken, "export_fidelity_miou").cells["xnnpack"].status == FAIL
+    no_phone = build_matrix([r for r in records if not r.subject.startswith(("ios/", "android/"))], targets, run="r")
+    assert no_phone.verdict == GO and not no_phone.blocking()  # not measured: a warning, not a blocker
+    assert {(w.row.gate, w.column) for w in no_phone.warnings()} == {
+        (g, c) for g in ("image_latency_ms", "video_fps") for c in ("iOS Core ML", "Android QNN", "host XNNPACK")}
+
+
+def _write_accepted(tmp_path, text: str) -> None:
+    (tmp_path / "reports" / "seeded").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "reports" / "seeded" / "accepted.yaml").write_text(text)
+
+
+def test_a_release_manager_accepts_a_not_measured_gate_for_one_run(tmp_path):
+    """reports/<run>/accepted.yaml marks not-measured cells as accepted (who, why); it never passes a failure and
+    another run does not see it."""
+    from sam3m4.report.release_page import matrix_html
+
+    seed_run(tmp_path / "reports", "seeded", logs=tmp_path / "logs")
+    _write_accepted(tmp_path, "video_fps:\n  reason: no phone this week\n  by: J. Doe (release manager)\n"
+                              "  columns: [qnn]\nembedded_teacher_miou:\n  reason: x\n  by: y\n")
+    m = release_matrix("seeded", root=tmp_path / "reports", targets_path=TARGETS)
+    qnn, ios = _row(m, "video_fps").cells["qnn"], _row(m, "video_fps").cells["coreml"]
+    assert qnn.status == NOT_MEASURED and qnn.accepted == "accepted by J. Doe (release manager): no phone this week"
+    assert ios.status == NOT_MEASURED and not ios.accepted  # another column: not covered
+    teacher = _row(m, "embedded_teacher_miou").cells[SPAN]
+    assert teacher.status == FAIL and not teacher.accepted  # an acceptance never covers a failure
+    assert [w.cell.accepted for w in m.warnings()][-1] and not m.warnings()[0].cell.accepted  # open ones first
+    page = matrix_html(m)
+    assert "not measured, accepted for this release" in page and "J. Doe (release manager)" in page
+    assert "a failed gate blocks the release" in page
+    seed_run(tmp_path / "reports", "other", logs=tmp_path / "logs2")
+    other = release_matrix("other", root=tmp_path / "reports", targets_path=TARGETS)
+    assert not any(w.cell.accepted for w in other.warnings())
+
+
+@pytest.mark.parametrize("text, where", [
+    ("video_fps:\n  reason: no phone\n", "video_fps.by"),
+    ("video_fps:\n  reason: ' '\n  by: me\n", "video_fps.reason"),
+    ("video_fps:\n  reason: r\n  by: me\n  colums: [qnn]\n", "video_fps.colums"),
+    ("video_fps:\n  reason: r\n  by: me\n  columns: [android]\n", "video_fps.columns"),
+    ("video_fsp:\n  reason: r\n  by: me\n", "video_fsp: not a gate"),
+    ("- video_fps\n", "top level must be a mapping"),
+])
+def test_a_malformed_acceptance_file_is_one_line_naming_the_file_and_field(tmp_path, text, where):
+    from sam3m4.errors import ConfigError
+
+    seed_run(tmp_path / "reports", "seeded", logs=tmp_path / "logs")
+    _write_accepted(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        release_matrix("seeded", root=tmp_path / "reports", targets_path=TARGETS)
+    msg = str(err.value)
+    assert "accepted.yaml" in msg and where in msg and "\n" not in msg, msg
 
 
 # --- plots ---------------------------------------------------------------------------------------------------

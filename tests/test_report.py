@@ -146,3 +146,17 @@ def test_stage4_and_5_name_the_shipped_pte_and_its_deployed_scores(tmp_path):
     core = next(line for line in text.splitlines() if line.startswith("| `sam3m4_tiny_coreml_int4.pte` |"))
     note = re.search(r"not scored\[\^(\d+)\]", core)
     assert note and f"[^{note.group(1)}]: not measured here: Core ML executes only on macOS/iOS" in text
+
+
+def test_stage5_says_not_attempted_where_the_export_was_not_attempted(tmp_path):
+    """No QNN SDK: the export was never attempted, so the Stage 5 table says so instead of 실패 (a failure)."""
+    store = ResultsStore("r", root=tmp_path)
+    store.record(stage="stage5", subject="qnn/int8_int4", metric="export_ok", value=False, outcome="not_measurable",
+                 note="QNN SDK not found (set QNN_SDK_ROOT)", provenance="AOT: ExecuTorch on the host")
+    store.record(stage="stage5", subject="coreml/int4", metric="export_ok", value=False, failed_stage="lower",
+                 note="unsupported op", provenance="AOT: ExecuTorch on the host")
+    text = render_report("r", root=tmp_path, targets_path=TARGETS).read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| Export 성공"))
+    ios, android = row.split(" | ")[1:3]
+    assert android.startswith("not attempted (QNN SDK not found)[^") and "실패" not in android, row
+    assert ios.startswith("실패"), row  # an export that ran and failed still reads as a failure

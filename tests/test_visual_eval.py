@@ -111,7 +111,7 @@ def _checklist(**items) -> dict:
 
 @pytest.mark.parametrize("mutate, field, message", [
     (lambda d: d["items"]["small_objects"].update(verdict="maybe"), "items.small_objects.verdict",
-     'expected "Pass" or "Fail", got "maybe"'),
+     'expected "Pass", "Fail" or "To review", got "maybe"'),
     (lambda d: d["items"].pop("background_leakage"), "items.background_leakage", "missing key"),
     (lambda d: d["items"]["teacher_difference"].update(source="robot"), "items.teacher_difference.source",
      'expected "auto" or "human"'),
@@ -174,6 +174,21 @@ def test_suggestions_state_number_and_threshold():
     assert "weak evidence" in memo["small_objects"] and f">= {checklist.SMALL_IOU_PASS}" in memo["small_objects"]
 
 
+def test_an_item_with_nothing_to_judge_is_left_for_the_reviewer_not_failed():
+    """No small teacher instance, no multi-instance pair, no teacher-empty pair: those items say why and are
+    left for the reviewer; the items that have evidence are still judged."""
+    pairs = [checklist.PairResult("a.jpg", "star", 1, 1, 0.9, 0.8, 0.7),
+             checklist.PairResult("a.jpg", "red circle", 1, 1, 0.8, 0.3, 0.9)]
+    items = checklist.suggest(pairs)
+    verdict = {k: v["verdict"] for k, v in items.items()}
+    for key, why in (("small_objects", "no instance < 1%"), ("multi_object_separation", "no pair where the teacher"),
+                     ("background_leakage", "no negative pair")):
+        assert verdict[key] == checklist.TO_REVIEW and why in items[key]["memo"], (key, items[key])
+        assert items[key]["memo"].endswith("left for the reviewer")
+    assert verdict["teacher_difference"] == "Pass" and verdict["prompt_responsiveness"] == "Pass"
+    assert checklist.validate(_checklist(**items), "x") is not None  # a saved page may keep "To review"
+
+
 # --- the page ---------------------------------------------------------------------------------------
 def test_page_files_are_local_and_relative(page):
     html = (page / "index.html").read_text(encoding="utf-8")
@@ -204,6 +219,21 @@ def test_auto_checklist_never_overwrites_a_reviewers_file(tmp_path, models):
     assert "memo small_objects" in html and '"reviewer": "Kim"' in html  # the page starts from the review
 
 
+# Each Hangul / CJK character of the page's headings drawn on a canvas in the heading's font, compared with the
+# drawing of a code point no font has (U+10FFFD): equal pixels mean Chromium drew its missing-glyph box.
+MISSING_GLYPHS_JS = """() => {
+  const els = Array.from(document.querySelectorAll('h1, h2, h3, th, label, button'));
+  const chars = [...new Set(els.flatMap(e => Array.from(e.innerText)).filter(
+      c => /[\\u1100-\\u11FF\\u3130-\\u318F\\uAC00-\\uD7A3\\u4E00-\\u9FFF]/.test(c)))];
+  const canvas = document.createElement('canvas'); canvas.width = 48; canvas.height = 48;
+  const g = canvas.getContext('2d');
+  g.font = '32px ' + getComputedStyle(els[0] || document.body).fontFamily;
+  const draw = ch => { g.clearRect(0, 0, 48, 48); g.fillText(ch, 4, 38); return canvas.toDataURL(); };
+  const box = draw(String.fromCodePoint(0x10FFFD));
+  return {checked: chars.length, missing: chars.filter(ch => draw(ch) === box)};
+}"""
+
+
 def test_page_in_headless_chromium(page, chromium, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -223,6 +253,10 @@ def test_page_in_headless_chromium(page, chromium, tmp_path):
             for img in tab.query_selector_all("img"):
                 img.scroll_into_view_if_needed()
             tab.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=15000)
+            glyphs = tab.evaluate(MISSING_GLYPHS_JS)  # Korean headings must not render as empty boxes
+            assert glyphs["checked"] > 0 and not glyphs["missing"], (
+                f"no glyph for {''.join(glyphs['missing'])!r} in headless Chromium: install a CJK font "
+                "(Debian: apt-get install fonts-noto-cjk; the chromium fixture tries)")
             sizes = tab.evaluate("Array.from(document.images).map(i => [i.getAttribute('src'), i.naturalWidth])")
             assert len(sizes) == 18 and all(w > 0 for _, w in sizes), sizes
             tab.select_option("#prompt-filter", "star")

@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from sam3m4.data._render import (COLOURS, SHAPES, Shape, background, compose, concept_rgb, label_map,
                                   radius_for_area)
 from sam3m4.data.rle import encode_mask
 from sam3m4.errors import ConfigError, DataFormatError
 from sam3m4.fileio import atomic_write_json
+from sam3m4.progress import progress_bar
 from sam3m4.schemas import load_file
 from sam3m4.schemas.pipeline import SynthManifest
 
@@ -375,7 +375,7 @@ def generate(out_dir: str | Path, n_images: int, n_videos: int, seed: int, image
                  "video": {"train": range(n_videos - vid_val), "val": range(n_videos - vid_val, n_videos)}}
     splits: dict = {"train": {}, "val": {}}
     files: dict = {"saco_image": {}, "saco_video": {}}
-    with tqdm(total=n_images + n_videos, desc="synth", unit="item", disable=not progress) as bar:
+    with progress_bar(total=n_images + n_videos, desc="synth", unit="item", enabled=progress) as bar:
         for split in ("train", "val"):
             data, stats = _image_split(seed, split_ids["image"][split], split, image_size,
                                        out / "saco_image", bar)

@@ -47,6 +47,7 @@ from sam3m4.errors import ConfigError, DataFormatError, Sam3m4Error, TrainingDiv
 from sam3m4.fileio import atomic_write_json
 from sam3m4.models import build_student
 from sam3m4.models.pretrained import init_backbone
+from sam3m4.progress import StepProgress
 from sam3m4.results.runs import check_run_name
 from sam3m4.teacher.sam3 import load_teacher
 
@@ -409,15 +410,12 @@ def epoch_order(run: Run, epoch: int) -> list[int]:
 
 def train(run: Run) -> dict:
     """Epoch loop from ``run.step`` to ``total_steps`` (or ``max_steps``): log, evaluate, visualise, checkpoint."""
-    from tqdm.auto import tqdm
-
     cfg, spe, main = run.cfg, run.steps_per_epoch, run.rank == 0
     logger = ScalarLogger(Path(cfg["log_dir"]), cfg["phase"], enabled=main)
     if main:  # a killed run's temporary checkpoint files, and its logged steps past run.step
         checkpoint.clean_interrupted(cfg["checkpoint_dir"], cfg["phase"], run.step, [logger.path("train"), logger.path("val")])
     stop = min(run.total_steps, cfg["max_steps"] or run.total_steps)
-    bar = tqdm(total=stop, initial=run.step, desc=f"phase{cfg['phase']}", unit="step", leave=False,
-               disable=not (cfg["progress"] and main))
+    bar = StepProgress(stop, f"phase{cfg['phase']}", initial=run.step, enabled=bool(cfg["progress"] and main))
     speed, per = Throughput(), cfg["batch_size"] * cfg["grad_accum"]  # items per step and rank
     t0, metrics = time.time(), {}
     while run.step < stop:
@@ -427,10 +425,11 @@ def train(run: Run) -> dict:
             scalars = train_step(run, order[s * per:(s + 1) * per])
             run.losses.append(scalars["loss"])
             speed.add(per * run.world)
-            bar.update(1)
             if run.step % cfg["log_every"] == 0 or run.step == stop:
                 rate = speed.rate()
-                bar.set_postfix(loss=f"{scalars['loss']:.4f}", img_s=f"{rate:.1f}")
+                bar.update(1, loss=float(scalars["loss"]), img_s=round(rate, 1))
+            else:
+                bar.update(1)
                 logger.log(run.step, {**scalars, "epoch": epoch, "images_per_s": rate})
             if cfg["save_every_steps"] and run.step % cfg["save_every_steps"] == 0 and run.step % spe:
                 save(run, epoch + 1)

@@ -25,6 +25,7 @@ from sam3m4.distill.video_losses import VideoDistillWeights, video_distill_loss
 from sam3m4.errors import TrainingDiverged
 from sam3m4.models.preprocess import to_pixels
 from sam3m4.models.tokenizer import get_tokenizer
+from sam3m4.progress import StepProgress
 
 
 MAX_SKIPPED_STEPS = 10  # non-finite gradients in a row before the run stops
@@ -70,8 +71,6 @@ def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: i
     whose gradient norm is not finite is skipped (nothing updated, a warning names it, as AMP's GradScaler
     does); ``max_skips`` skipped steps in a row stop the run with :class:`TrainingDiverged`."""
     targets = targets or (lambda i, s, size: [(*clip_targets(s.masks, size), 1.0)])
-    from tqdm.auto import tqdm
-
     rng = random.Random(seed)
     torch.manual_seed(seed)
     present = items_with_objects(dataset)
@@ -82,8 +81,8 @@ def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: i
     student.eval()  # BatchNorm statistics stay the image model's
     cache = {} if cache is None else cache
     losses, t0, skipped, total_skipped = [], time.time(), 0, 0
-    bar = tqdm(range(steps), desc="video memory", disable=not progress, leave=False)
-    for step in bar:
+    bar = StepProgress(steps, "video memory", enabled=progress)
+    for step in range(steps):
         i = rng.choice(present)
         if i not in cache:
             s = dataset[i]
@@ -124,7 +123,8 @@ def train_tracker(tracker, dataset, *, steps: int, lr: float = 1e-3, clip_len: i
         losses.append(float(loss.detach()))
         if log is not None:
             log(first_step + step + 1, {"loss": losses[-1]})
-        bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+        bar.update(1, loss=float(np.mean(losses[-10:])))
+    bar.close()
     tracker.eval()
     k = max(1, min(10, steps // 3))  # loss averaged over the first and the last k steps
     return {"steps": steps, "train_s": round(time.time() - t0, 1), "first_loss": float(np.mean(losses[:k])),

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from sam3m4.metrics import MIoUMeter, PresenceMeter, PresenceResult, is_present
+from sam3m4.progress import progress_bar
 
 Predictor = Callable[[object], tuple]
 
@@ -49,7 +49,7 @@ def evaluate_pairs(dataset: Sequence, predict: Predictor, num: int | None = None
     n = len(dataset) if num is None else min(num, len(dataset))
     miou, presence = MIoUMeter(), PresenceMeter()
     pair_scores, present, pair_ids, complete = [], [], [], True
-    for i in tqdm(range(n), desc=desc, unit="pair", disable=not progress, leave=False):
+    for i in progress_bar(range(n), desc=desc, unit="pair", enabled=progress):
         sample = dataset[i]
         out = predict(sample)
         masks, scores = out[0], out[1]

@@ -13,9 +13,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from tqdm import tqdm
 
 from sam3m4.metrics import JFMeter, JFResult, jaccard
+from sam3m4.progress import progress_bar
 
 VideoPredictor = Callable[[object], np.ndarray]
 
@@ -40,7 +40,7 @@ def evaluate_videos(dataset: Sequence, predict: VideoPredictor, num: int | None 
     """J&F over the present pairs of the first ``num`` video pairs (absent pairs have no objects)."""
     meter = JFMeter(drop_first_last=drop_first_last)
     n = len(dataset) if num is None else min(num, len(dataset))
-    for i in tqdm(range(n), desc="eval video", unit="video", disable=not progress, leave=False):
+    for i in progress_bar(range(n), desc="eval video", unit="video", enabled=progress):
         sample = dataset[i]
         if len(sample.masks) == 0:
             continue

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from sam3m4.checkpoint import load_checkpoint, load_model_state
 from sam3m4.distill import cache as feature_cache
@@ -27,6 +26,7 @@ from sam3m4.distill import losses as distill_losses
 from sam3m4.distill import optim, recipe, runtime
 from sam3m4.errors import DataFormatError, TrainingDiverged
 from sam3m4.models import build_student
+from sam3m4.progress import StepProgress
 from sam3m4.quantize.modes import get_mode, qat_convert, qat_prepare
 
 
@@ -98,7 +98,7 @@ def qat_finetune(ckpt: str | Path, mode: str, steps: int = 60, lr: float = 1e-4,
     take = max(min(cfg["epoch_items"] or len(train), len(train)) // per, 1) * per  # Phase 2's items per epoch
     student.train()
     losses, order, refills = [], [], 0
-    bar = tqdm(total=steps, desc=f"qat {mode}", unit="step", leave=False, disable=not progress)
+    bar = StepProgress(steps, f"qat {mode}", enabled=progress)
     for step in range(steps):
         if len(order) < per:
             order += item_order(len(train), cfg["seed"], refills, take)
@@ -118,8 +118,7 @@ def qat_finetune(ckpt: str | Path, mode: str, steps: int = 60, lr: float = 1e-4,
         scaler.update()
         scheduler.step()
         losses.append(loss)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}")
+        bar.update(1, loss=loss)
     bar.close()
 
     # --- convert: fake-quantized fp32 weights -> the real quantized layout ---

@@ -125,6 +125,11 @@ class _Report:
                 f"not measured in run `{self.run}`: no `{stage}` record for this cell; "
                 f"{HOW_TO_FILL.get(stage, 'run the stage that measures it')}.")
             return "-" + self.notes.ref(reason)
+        if rec.value is False and rec.outcome in (schema.NOT_MEASURABLE, schema.UNSUPPORTED_OUTCOME):
+            # nothing was attempted (no toolchain here, or the backend declares the case unsupported): not a failure
+            word = "not attempted" if rec.outcome == schema.NOT_MEASURABLE else "unsupported"
+            why = (rec.note or "").split(" (")[0].strip()  # "QNN SDK not found (set QNN_SDK_ROOT)": the footnote has it all
+            return (f"{word} ({why})" if why else word) + self.notes.ref(self.provenance(rec))
         mark = "" if rec.passed is None else (" ✅" if rec.passed else " ❌")
         return format_value(rec.value, rec.unit) + mark + self.notes.ref(self.provenance(rec))
 

@@ -10,21 +10,25 @@ decided from the record's fields (``passed``, ``failed_stage``, ``outcome``), ne
 * Stage 5: the ``.pte`` of each target; a failed or impossible export decides every cell of its column;
   on-device latency / FPS come from ``sam3m4 device import`` (iOS Core ML: a Mac's timing when no phone's).
 
-The release is GO only when no cell fails and none is left unmeasured (as ``pytest --release`` would fail
-it); the verdict names the cells that block.
+The verdict rule: a cell that **fails** blocks the release (NO-GO); a cell that is **not measured** (no phone,
+no QNN SDK, Core ML off a Mac) only warns, and a release manager accepts it for this one release in
+``reports/<run>/accepted.yaml`` (:mod:`sam3m4.report.accepted`), shown next to the cell; **unsupported** cells
+(the target does not apply) neither block nor warn. A run in which no cell passes is NO-GO (nothing was shown
+to work). The verdict names the cells that block, then the warnings.
 
     matrix = release_matrix("demo")              # reports/demo/results.jsonl + acceptance/targets.yaml
-    matrix.verdict, [b.label for b in matrix.blocking()]
+    matrix.verdict, [b.label for b in matrix.blocking()], [w.label for w in matrix.warnings()]
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from sam3m4.paths import REPORTS_ROOT
+from sam3m4.report.accepted import Acceptance, load_accepted
 from sam3m4.results import schema
 from sam3m4.results.schema import (FAIL, GATE_OUTCOMES, NOT_MEASURABLE, NOT_MEASURED, PASS, UNSUPPORTED,
                                    UNSUPPORTED_OUTCOME)
@@ -33,6 +37,9 @@ from sam3m4.results.targets import Target, TargetsFile, load_targets_file
 
 STATUSES = GATE_OUTCOMES  # a cell's status is a gate outcome (sam3m4.results.schema)
 GO, NO_GO = "GO", "NO-GO"
+VERDICT_RULE = ("Rule: a failed gate blocks the release (NO-GO); a gate not measured only warns, and a release "
+                "manager accepts it for this release in reports/<run>/accepted.yaml (gate, reason, by); unsupported "
+                "cells do not apply. A run with no passing gate is NO-GO.")
 SPAN = "all"
 """Column key of a cell that holds for every target (Stage 3)."""
 
@@ -67,6 +74,8 @@ class Cell:
     subject: str = ""
     """The record's subject (``coreml/int4``, ``ios/coreml/int4``, ``int4``, ``student/phase2``)."""
     provenance: str = ""
+    accepted: str = ""
+    """For a not-measured cell: ``accepted by <who>: <reason>`` from the run's ``accepted.yaml``; else empty."""
 
     @property
     def shown(self) -> str:
@@ -103,7 +112,7 @@ class Blocker:
         what = f"{self.row.stage} {self.row.label} ({self.column})"
         if self.cell.status == FAIL and self.cell.value is not None:
             return f"{what}: {self.cell.shown}, target {self.row.target}"
-        return f"{what}: {self.cell.reason}"
+        return f"{what}: {self.cell.reason}" + (f" ({self.cell.accepted})" if self.cell.accepted else "")
 
 
 @dataclass(frozen=True)
@@ -126,16 +135,21 @@ class ReleaseMatrix:
                 yield row, labels.get(key, "all targets"), cell
 
     def blocking(self) -> list[Blocker]:
-        """Failed cells first, then the ones not measured."""
-        found = [Blocker(r, col, c) for r, col, c in self.cells() if c.status in (FAIL, NOT_MEASURED)]
-        return sorted(found, key=lambda b: b.cell.status != FAIL)
+        """The failed cells: each one blocks the release."""
+        return [Blocker(r, col, c) for r, col, c in self.cells() if c.status == FAIL]
+
+    def warnings(self) -> list[Blocker]:
+        """The cells not measured (they warn, never block): the ones nobody accepted first."""
+        found = [Blocker(r, col, c) for r, col, c in self.cells() if c.status == NOT_MEASURED]
+        return sorted(found, key=lambda b: bool(b.cell.accepted))
 
     def count(self, status: str) -> int:
         return sum(1 for _, _, c in self.cells() if c.status == status)
 
     @property
     def verdict(self) -> str:
-        return GO if self.rows and not self.blocking() else NO_GO
+        """NO-GO when a cell fails or none passes; not-measured cells only warn (see the module docstring)."""
+        return GO if self.rows and not self.blocking() and self.count(PASS) else NO_GO
 
 
 # --- value display -------------------------------------------------------------------------------------------
@@ -335,8 +349,10 @@ def shipped_modes(recs: _Records, records: list[Record]) -> dict[str, str | None
 
 
 def build_matrix(records: list[Record], targets: dict[str, Target], run: str = "",
-                 targets_line: str = "") -> ReleaseMatrix:
-    """The :class:`ReleaseMatrix` of ``records`` (one run's, file order) judged by ``targets``."""
+                 targets_line: str = "", accepted: dict[str, Acceptance] | None = None) -> ReleaseMatrix:
+    """The :class:`ReleaseMatrix` of ``records`` (one run's, file order) judged by ``targets``; ``accepted``
+    (gate -> :class:`~sam3m4.report.accepted.Acceptance`) marks the not-measured cells a release manager accepted."""
+    accepted = accepted or {}
     recs = _Records(records)
     modes = shipped_modes(recs, records)
     rows = []
@@ -353,6 +369,10 @@ def build_matrix(records: list[Record], targets: dict[str, Target], run: str = "
             cells = {SPAN: cell}
         else:
             cells = {col.key: _column_cell(gate, recs, col, modes[col.key], target, run) for col in COLUMNS}
+        acc = accepted.get(gate.target)
+        if acc is not None:
+            cells = {k: replace(c, accepted=acc.shown) if c.status == NOT_MEASURED and acc.covers(k) else c
+                     for k, c in cells.items()}
         rows.append(GateRow(gate.stage, gate.target, gate.label, target_text(target) if target else "", cells))
     return ReleaseMatrix(run=run, columns=COLUMNS, modes=modes, rows=tuple(rows), targets_line=targets_line)
 
@@ -383,5 +403,7 @@ def release_matrix(run: str, root: str | os.PathLike = REPORTS_ROOT, targets_fil
                    targets_path: str | os.PathLike | None = None) -> ReleaseMatrix:
     """:func:`build_matrix` of ``<root>/<run>/results.jsonl`` with the targets file (given, or by the one rule)."""
     tf = targets_file or load_targets_file(targets_path)
-    return build_matrix(ResultsStore(run, root=root).records(), tf.targets, run=run, targets_line=tf.describe())
+    accepted = load_accepted(run, root, gates=tuple(tf.targets))
+    return build_matrix(ResultsStore(run, root=root).records(), tf.targets, run=run, targets_line=tf.describe(),
+                        accepted=accepted)
 

@@ -17,7 +17,7 @@ from collections import defaultdict
 
 from sam3m4.report.op_gaps import op_gaps_html
 from sam3m4.report.plots import Plot
-from sam3m4.report.release import FAIL, GO, NOT_MEASURED, PASS, SPAN, UNSUPPORTED, ReleaseMatrix
+from sam3m4.report.release import FAIL, GO, NOT_MEASURED, PASS, SPAN, UNSUPPORTED, VERDICT_RULE, ReleaseMatrix
 
 SECTION_ID = "sam3m4-release"
 
@@ -42,6 +42,8 @@ _CSS = """
 #sam3m4-release .cell.not-measured{background:#fff8e1;color:#7a5d00}
 #sam3m4-release .cell.unsupported{background:#f3f3f3;color:#666}
 #sam3m4-release .why{color:#555}
+#sam3m4-release .accepted{color:#2e7d32}
+#sam3m4-release .rule{color:#555;flex-basis:100%;margin:2px 0}
 #sam3m4-release .foot{color:#666;margin:3px 0 8px}
 #sam3m4-release .plots{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}
 #sam3m4-release figure{margin:0;width:440px}
@@ -62,15 +64,23 @@ def _e(text) -> str:
 
 
 def _blocking(matrix: ReleaseMatrix) -> str:
-    """``fails: gate (columns); ...`` and ``not measured: ...``, grouped by gate."""
-    groups: dict[str, dict[str, list[str]]] = {FAIL: defaultdict(list), NOT_MEASURED: defaultdict(list)}
+    """``fails (block the release): gate (columns); ...``, ``not measured (warns): ...`` (the accepted ones
+    apart, with who accepted them and why), grouped by gate; then the rule in one line."""
+    groups: dict[str, dict[str, list[str]]] = {"fail": defaultdict(list), "open": defaultdict(list),
+                                               "accepted": defaultdict(list)}
     for b in matrix.blocking():
-        groups[b.cell.status][f"{b.row.stage} {b.row.label}"].append(b.column)
+        groups["fail"][f"{b.row.stage} {b.row.label}"].append(b.column)
+    for w in matrix.warnings():
+        key = f"{w.row.stage} {w.row.label}" + (f" [{w.cell.accepted}]" if w.cell.accepted else "")
+        groups["accepted" if w.cell.accepted else "open"][key].append(w.column)
     parts = []
-    for status, word in ((FAIL, "fails"), (NOT_MEASURED, "not measured")):
-        if groups[status]:
-            items = "; ".join(f"{_e(gate)} ({_e(', '.join(cols))})" for gate, cols in groups[status].items())
-            parts.append(f'<p class="blocking {_CLASS[status]}"><b>{word}:</b> {items}</p>')
+    for key, status, word in (("fail", FAIL, "fails (blocks the release)"),
+                              ("open", NOT_MEASURED, "not measured (warns; not accepted)"),
+                              ("accepted", NOT_MEASURED, "not measured, accepted for this release")):
+        if groups[key]:
+            items = "; ".join(f"{_e(gate)} ({_e(', '.join(cols))})" for gate, cols in groups[key].items())
+            parts.append(f'<p class="blocking {_CLASS[status]}" data-group="{key}"><b>{word}:</b> {items}</p>')
+    parts.append(f'<p class="rule">{_e(VERDICT_RULE)}</p>')
     return "".join(parts)
 
 
@@ -81,6 +91,9 @@ def _cell(cell, colspan: int = 1) -> str:
     if reason.lower().startswith(cell.status):
         reason = reason[len(cell.status):].lstrip(" :")
     why = f' <span class="why">{_e(reason)}</span>' if reason else ""
+    if cell.accepted:
+        why += f' <span class="accepted">({_e(cell.accepted)})</span>'
+        tip = f"{tip}; {cell.accepted}"
     span = f' colspan="{colspan}"' if colspan > 1 else ""
     return (f'<td class="cell {_CLASS[cell.status]}" data-status="{_e(cell.status)}"{span} title="{_e(tip)}">'
             f"{value}{_e(cell.status)}{why}</td>")

@@ -212,8 +212,10 @@ class GateOutcome:
 
     @property
     def blocks_release(self) -> bool:
-        """A failed or unmeasured gate blocks a release; an unsupported case does not."""
-        return self.outcome in (FAIL, NOT_MEASURED)
+        """A failed gate blocks a release (the page's NO-GO). A not-measured one only warns there (a release manager
+        may accept it for one run in ``reports/<run>/accepted.yaml``) and fails ``pytest --release``; an unsupported
+        case does neither (docs/gates.md)."""
+        return self.outcome == FAIL
 
 
 def gate_outcome_of_record(outcome: str | None) -> str | None:

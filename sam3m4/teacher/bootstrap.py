@@ -40,6 +40,7 @@ from sam3m4.fileio import atomic_write_json
 from sam3m4.losses.set_prediction import SetLossWeights, set_prediction_loss
 from sam3m4.metrics import MIoUMeter, PresenceMeter, is_present
 from sam3m4.paths import BOOTSTRAP_METRICS
+from sam3m4.progress import StepProgress
 from sam3m4.teacher.bootstrap_data import PairTensors, saco_dir
 from sam3m4.teacher.bootstrap_model import (MODEL_DEFAULTS, DensePhraseAux, build_config, pooled_text,
                                             reinit_for_small_width)
@@ -55,6 +56,8 @@ TRAIN_DEFAULTS = dict(
     min_lr_frac=0.02,
     grad_clip=1.0,
     hflip=True,
+    dihedral=False,
+    balance_pairs=False,  # pairs drawn 50/50 by phrase kind (one word / colour + shape) and by present / absent  # with hflip: each sampled image gets one of the 8 square symmetries (shapes are rotated anyway)
     max_steps=1600,  # training length; the LR schedule follows step / max_steps (never the clock)
     reinit=True,  # width-aware re-initialisation (reinit_for_small_width)
     colour_patch_init=True,  # reinit: 48 patch-embedding channels start as 4 x 4 sub-cell colour averages
@@ -159,14 +162,13 @@ def train_loop(
         lr=tr["lr"], betas=(0.9, 0.999),
     )
     gen = torch.Generator().manual_seed(seed)
+    if tr["balance_pairs"]:
+        train.add_absent_pairs()
+        cells = train.balanced_cells()
     by_image = train.pairs_of_image()
 
     # --- train -------------------------------------------------------------------------------------------
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=max_steps, unit="step", desc="bootstrap teacher", leave=False)
+    bar = StepProgress(max_steps, "bootstrap teacher", enabled=progress)
     losses, first_loss, start, history, eval_s = [], None, time.time(), [], 0.0
     for step in range(max_steps):
         if eval_data is not None and eval_every and step and step % eval_every == 0:
@@ -185,12 +187,18 @@ def train_loop(
             group["lr"] = tr["lr"] * lr_scale
         n_img = max(1, tr["batch_size"] // tr["pairs_per_image"])
         imgs = torch.randperm(len(by_image), generator=gen)[:n_img]  # (n_img,) distinct images
-        idx = torch.cat([by_image[i][torch.randperm(len(by_image[i]), generator=gen)[: tr["pairs_per_image"]]]
-                         for i in imgs.tolist()])  # (B,) pair indices, k per image
+        if tr["balance_pairs"]:  # the phrase alone must not tell presence: each kind present half the time
+            idx = torch.cat([_balanced_pick(cells[i], tr["pairs_per_image"], gen) for i in imgs.tolist()])
+        else:
+            idx = torch.cat([by_image[i][torch.randperm(len(by_image[i]), generator=gen)[: tr["pairs_per_image"]]]
+                             for i in imgs.tolist()])  # (B,) pair indices, k per image
         flip = None
         if tr["hflip"]:
-            flip = (torch.rand(n_img, generator=gen) < 0.5).repeat_interleave(
-                torch.tensor([min(len(by_image[i]), tr["pairs_per_image"]) for i in imgs.tolist()]))
+            code = (torch.randint(0, 8, (n_img,), generator=gen) if tr["dihedral"]
+                    else (torch.rand(n_img, generator=gen) < 0.5))  # (n_img,) per-image symmetry
+            per = [tr["pairs_per_image"] if tr["balance_pairs"] else min(len(by_image[i]), tr["pairs_per_image"])
+                   for i in imgs.tolist()]
+            flip = code.repeat_interleave(torch.tensor(per))
         inputs, targets = train.batch(idx, flip)
         inputs = {k: v.to(device) for k, v in inputs.items()}
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
@@ -213,13 +221,9 @@ def train_loop(
         opt.step()
         losses.append(loss)
         first_loss = loss if first_loss is None else first_loss
-        if bar is not None:
-            bar.update(1)
-            if (step + 1) % tr["log_every"] == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-tr['log_every']:]):.3f}", lr=f"{tr['lr'] * lr_scale:.1e}")
+        bar.update(1, loss=float(np.mean(losses[-tr["log_every"]:])), lr=tr["lr"] * lr_scale)
     train_s = time.time() - start - eval_s
-    if bar is not None:
-        bar.close()
+    bar.close()
     over = time_budget_s is not None and train_s > time_budget_s
     if over:
         warnings.warn(f"teacher bootstrap: {max_steps} steps took {train_s:.0f} s, over time_budget_s="
@@ -235,6 +239,18 @@ def train_loop(
         "final_loss": float(np.mean(losses[-20:])) if losses else float("nan"),
         **({"history": history} if history else {}),
     }
+
+
+def _balanced_pick(cells: list[torch.Tensor], k: int, gen: torch.Generator) -> torch.Tensor:
+    """``k`` pair indices of one image: each draws a phrase kind and present / absent at 50/50 (a cell with no
+    pair falls back to the other presence, then to any pair of the image), then a pair of that cell."""
+    out = []
+    for _ in range(k):
+        kind, present = (torch.rand(2, generator=gen) < 0.5).tolist()
+        order = [2 * kind + present, 2 * kind + (1 - present), 2 * (1 - kind) + present, 2 * (1 - kind) + (1 - present)]
+        cell = next(cells[c] for c in order if len(cells[c]))
+        out.append(cell[torch.randint(len(cell), (1,), generator=gen)])
+    return torch.cat(out)
 
 
 def _split_kwargs(kw: dict) -> tuple[dict, dict, dict]:

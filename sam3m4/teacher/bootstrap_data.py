@@ -63,6 +63,39 @@ class PairTensors:
             if present[p] and len(masks[p]):
                 self.phrase_maps[image_of[p], self.phrase_of[p]] = masks[p].amax(0).half()
 
+    def add_absent_pairs(self) -> int:
+        """Add an (image, phrase) pair with no instance for every phrase of :attr:`phrases` not present on an
+        image and not already asked there (``phrase_maps`` empty: every present concept is asked in SA-Co).
+        Returns how many were added. Lets a sampler choose negatives by phrase, not only the asked ones."""
+        asked = set(zip(self.image_of.tolist(), self.phrase_of.tolist()))
+        m = self.masks[0].shape[-1] if self.masks else self.phrase_maps.shape[-1]
+        present = self.phrase_maps.flatten(2).amax(-1) > 0  # (I, T)
+        size_of = {i: self.sizes[p] for p, i in enumerate(self.image_of.tolist())}
+        new_img, new_phrase = [], []
+        for i in range(len(self.pixels)):
+            for t in range(len(self.phrases)):
+                if not present[i, t] and (i, t) not in asked:
+                    new_img.append(i)
+                    new_phrase.append(t)
+                    self.masks.append(torch.zeros(0, m, m))
+                    self.boxes.append(torch.zeros(0, 4))
+                    self.sizes.append(size_of[i])
+                    self.gt_full.append(np.zeros((0, *size_of[i]), bool) if self.gt_full and self.gt_full[0] is not None else None)
+        self.image_of = torch.cat([self.image_of, torch.tensor(new_img, dtype=torch.long)])
+        self.phrase_of = torch.cat([self.phrase_of, torch.tensor(new_phrase, dtype=torch.long)])
+        self.present = torch.cat([self.present, torch.zeros(len(new_img), dtype=torch.bool)])
+        return len(new_img)
+
+    def balanced_cells(self) -> list[list[torch.Tensor]]:
+        """Per image, its pair indices in 4 cells: (shape-only phrase, colour + shape phrase) x (absent, present),
+        ordered ``[single absent, single present, compound absent, compound present]`` (each (n,) int64)."""
+        single = torch.tensor([" " not in ph for ph in self.phrases])[self.phrase_of]  # (P,) one-word phrase
+        out = []
+        for pairs in self.pairs_of_image():
+            out.append([pairs[(single[pairs] == s) & (self.present[pairs] == pr)] for s in (True, False)
+                        for pr in (False, True)])
+        return out
+
     @classmethod
     def from_json(cls, json_path: Path, teacher, mask_size: int, keep_full: bool, limit: int | None = None):
         """Read an SA-Co image JSON (and its images) with :class:`sam3m4.data.saco_image.SacoImageDataset`."""
@@ -82,19 +115,17 @@ class PairTensors:
     def batch(self, idx, hflip: torch.Tensor | None = None):
         """Model inputs and loss targets for pair indices ``idx`` (B,).
 
-        ``hflip`` (B,) bool flips a pair left-right (pairs of one image must agree). Images are sent once:
-        ``pixel_values`` (I, 3, S, S) with ``image_index`` (B,) mapping pairs to them.
+        ``hflip`` (B,) bool flips a pair left-right, or (B,) int64 is a :func:`dihedral` code per pair (pairs
+        of one image must agree). Images are sent once: ``pixel_values`` (I, 3, S, S) with ``image_index``
+        (B,) mapping pairs to them.
         """
-        img, image_index, flip_img = self._images(idx, hflip)
+        img, image_index, code_img = self._images(idx, hflip)
         px = self.pixels[img]  # (I, 3, S, S)
         targets = []
         for j, p in enumerate(idx.tolist()):
-            m, b = self.masks[p], self.boxes[p]
-            if hflip is not None and hflip[j]:
-                m = m.flip(-1)
-                b = torch.stack([1 - b[:, 2], b[:, 1], 1 - b[:, 0], b[:, 3]], dim=1) if len(b) else b
-            targets.append({"masks": m, "boxes_xyxy": b})
-        px = torch.where(flip_img[:, None, None, None], px.flip(-1), px)
+            code = int(code_img[image_index[j]])
+            targets.append({"masks": dihedral(self.masks[p], code), "boxes_xyxy": dihedral_boxes(self.boxes[p], code)})
+        px = torch.stack([dihedral(x, int(c)) for x, c in zip(px, code_img)]) if code_img.any() else px
         t = self.phrase_of[idx]
         inputs = {"pixel_values": px, "input_ids": self.input_ids[t], "attention_mask": self.attention_mask[t],
                   "image_index": image_index}
@@ -103,18 +134,43 @@ class PairTensors:
     def phrase_targets(self, idx, hflip: torch.Tensor | None = None) -> torch.Tensor:
         """(I, T, m, m) float: every phrase's union mask on each image of :meth:`batch` ``(idx, hflip)``, in
         the order of its ``pixel_values``."""
-        img, _, flip_img = self._images(idx, hflip)
+        img, _, code_img = self._images(idx, hflip)
         maps = self.phrase_maps[img].float()  # (I, T, m, m)
-        return torch.where(flip_img[:, None, None, None], maps.flip(-1), maps)
+        return torch.stack([dihedral(m, int(c)) for m, c in zip(maps, code_img)]) if code_img.any() else maps
 
     def _images(self, idx, hflip: torch.Tensor | None):
-        """Distinct images of pairs ``idx``: indices (I,), each pair's position among them (B,), and whether
-        each image is flipped (I,) bool (its pairs' ``hflip``; all False without one)."""
+        """Distinct images of pairs ``idx``: indices (I,), each pair's position among them (B,), and each
+        image's :func:`dihedral` code (I,) int64 (from its pairs' ``hflip``; all 0 without one)."""
         img, image_index = torch.unique(self.image_of[idx], return_inverse=True)  # (I,), (B,)
-        flip_img = torch.zeros(len(img), dtype=torch.bool)
+        code_img = torch.zeros(len(img), dtype=torch.long)
         if hflip is not None:
-            flip_img = flip_img.index_put_((image_index,), hflip)
-        return img, image_index, flip_img
+            code_img = code_img.index_put_((image_index,), hflip.long())
+        return img, image_index, code_img
+
+
+def dihedral(x: torch.Tensor, code: int) -> torch.Tensor:
+    """One of the 8 symmetries of the square applied to ``x`` (..., H, W), H == W: bit 2 transposes, then bit
+    0 flips left-right and bit 1 top-bottom (code 1 = a horizontal flip; 0 = unchanged)."""
+    if code & 4:
+        x = x.transpose(-1, -2)
+    if code & 1:
+        x = x.flip(-1)
+    if code & 2:
+        x = x.flip(-2)
+    return x
+
+
+def dihedral_boxes(b: torch.Tensor, code: int) -> torch.Tensor:
+    """(N, 4) XYXY boxes in [0, 1] under the same symmetry as :func:`dihedral` ``(masks, code)``."""
+    if not len(b):
+        return b
+    if code & 4:
+        b = b[:, [1, 0, 3, 2]]
+    if code & 1:
+        b = torch.stack([1 - b[:, 2], b[:, 1], 1 - b[:, 0], b[:, 3]], dim=1)
+    if code & 2:
+        b = torch.stack([b[:, 0], 1 - b[:, 3], b[:, 2], 1 - b[:, 1]], dim=1)
+    return b
 
 
 def saco_dir(data_root: Path) -> Path:

@@ -24,6 +24,7 @@ import torch
 
 from sam3m4.data.saco_video import items_with_objects
 from sam3m4.errors import TrainingDiverged
+from sam3m4.progress import StepProgress
 from sam3m4.teacher.sam3 import load_pretrained
 from sam3m4.models.tokenizer import get_tokenizer
 
@@ -167,7 +168,6 @@ def train_teacher_tracker(model, dataset, *, steps: int, lr: float = 1e-3, clip_
     import time
 
     import torch.nn.functional as F
-    from tqdm.auto import tqdm
     from transformers import Sam3VideoInferenceSession
     from transformers.loss.loss_for_object_detection import dice_loss
 
@@ -187,8 +187,8 @@ def train_teacher_tracker(model, dataset, *, steps: int, lr: float = 1e-3, clip_
     forward = type(model.tracker_model).forward.__wrapped__  # the stock forward, gradients on
     cache: dict[int, tuple] = {}
     losses, t0 = [], time.time()
-    bar = tqdm(range(steps), desc="video teacher tracker", disable=not progress, leave=False)
-    for step in bar:
+    bar = StepProgress(steps, "video teacher tracker", enabled=progress)
+    for step in range(steps):
         i = rng.choice(items)
         if i not in cache:
             s = dataset[i]
@@ -199,6 +199,7 @@ def train_teacher_tracker(model, dataset, *, steps: int, lr: float = 1e-3, clip_
         n = rng.randrange(len(masks))
         vis = torch.nonzero(masks[n].flatten(1).amax(1) > 0.5).flatten()
         if len(vis) < 2:
+            bar.update(1)
             continue
         start = int(vis[rng.randrange(len(vis) - 1)])
         px, gt = pixels[start: start + clip_len], masks[n, start: start + clip_len]  # (L, 3, S, S), (L, S, S)
@@ -232,7 +233,8 @@ def train_teacher_tracker(model, dataset, *, steps: int, lr: float = 1e-3, clip_
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+        bar.update(1, loss=float(np.mean(losses[-10:])))
+    bar.close()
     model.requires_grad_(False)
     k = max(1, min(10, len(losses) // 3))
     return {"steps": len(losses), "train_s": round(time.time() - t0, 1), "first_loss": float(np.mean(losses[:k])),

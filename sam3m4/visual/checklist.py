@@ -36,7 +36,8 @@ from sam3m4.results.store import sha256_file
 FORMAT = "sam3m4-visual-checklist-v1"
 AUTO_REVIEWER = "auto (sam3m4 visual-eval heuristics)"
 FILE_NAME = CHECKLIST_FILE
-VERDICTS = ("Pass", "Fail")
+TO_REVIEW = "To review"  # an automatic item with nothing to judge: left for the reviewer, never a Fail
+VERDICTS = ("Pass", "Fail", TO_REVIEW)
 SOURCES = ("auto", "human")
 
 # key -> (label in the report template, what a reviewer looks at)
@@ -102,6 +103,11 @@ def _item(passed: bool, memo: str) -> dict:
     return {"verdict": "Pass" if passed else "Fail", "memo": f"auto: {memo}", "source": "auto"}
 
 
+def _unjudged(memo: str) -> dict:
+    """An item the predictions give no evidence on: left for the reviewer (:data:`TO_REVIEW`), not failed."""
+    return {"verdict": TO_REVIEW, "memo": f"auto: {memo}; left for the reviewer", "source": "auto"}
+
+
 def suggest(pairs: list[PairResult]) -> dict[str, dict]:
     """The five checklist items pre-filled from the predictions: verdict, a memo with number and threshold."""
     items = {}
@@ -113,8 +119,8 @@ def suggest(pairs: list[PairResult]) -> dict[str, dict]:
             m >= SMALL_IOU_PASS, f"mean student IoU {m:.3f} on {len(small)} small teacher instance(s) "
             f"(< {SMALL_AREA:.0%} of the image){weak}; pass at >= {SMALL_IOU_PASS}")
     else:
-        items["small_objects"] = _item(False, f"the teacher found no instance < {SMALL_AREA:.0%} of the image: "
-                                       "nothing to judge, a reviewer must look")
+        items["small_objects"] = _unjudged(f"the teacher found no instance < {SMALL_AREA:.0%} of the image: "
+                                           "nothing to judge")
     multi = [p for p in pairs if p.teacher_count >= 2]
     if multi:
         agree = sum(p.student_count == p.teacher_count for p in multi) / len(multi)
@@ -122,8 +128,8 @@ def suggest(pairs: list[PairResult]) -> dict[str, dict]:
             agree >= COUNT_AGREE_PASS, f"student instance count equals the teacher's on {agree:.0%} of "
             f"{len(multi)} pair(s) where the teacher finds >= 2; pass at >= {COUNT_AGREE_PASS:.0%}")
     else:
-        items["multi_object_separation"] = _item(False, "no pair where the teacher finds >= 2 instances: "
-                                                 "nothing to judge, a reviewer must look")
+        items["multi_object_separation"] = _unjudged("no pair where the teacher finds >= 2 instances: "
+                                                     "nothing to judge")
     empty = [p for p in pairs if p.teacher_count == 0]
     if empty:
         leak = sum(p.student_count > 0 for p in empty) / len(empty)
@@ -132,8 +138,8 @@ def suggest(pairs: list[PairResult]) -> dict[str, dict]:
             leak <= LEAK_RATE_PASS, f"student detects something on {leak:.0%} of {len(empty)} pair(s) where the "
             f"teacher finds nothing (mean student presence there {pres:.3f}); pass at <= {LEAK_RATE_PASS:.0%}")
     else:
-        items["background_leakage"] = _item(False, "the teacher detects something on every pair: no negative pair "
-                                            "to judge leakage on; add an absent prompt")
+        items["background_leakage"] = _unjudged("the teacher detects something on every pair: no negative pair "
+                                                "to judge leakage on (add an absent prompt)")
     spreads, t_spreads = [], []
     for image in dict.fromkeys(p.image for p in pairs):
         mine = [p for p in pairs if p.image == image]
@@ -146,7 +152,7 @@ def suggest(pairs: list[PairResult]) -> dict[str, dict]:
             s >= PRESENCE_SPREAD_PASS, f"mean spread (max - min) of student presence across prompts {s:.3f} over "
             f"{len(spreads)} image(s) (teacher {t:.3f}); pass at >= {PRESENCE_SPREAD_PASS}")
     else:
-        items["prompt_responsiveness"] = _item(False, "fewer than 2 prompts per image: nothing to judge")
+        items["prompt_responsiveness"] = _unjudged("fewer than 2 prompts per image: nothing to judge")
     ious = [p.iou for p in pairs if p.iou is not None]
     if ious:
         m = float(np.mean(ious))
@@ -154,7 +160,7 @@ def suggest(pairs: list[PairResult]) -> dict[str, dict]:
             m >= MASK_IOU_PASS, f"mean teacher-vs-student mask IoU {m:.3f} over {len(ious)} pair(s) where either "
             f"detects something ({len(pairs) - len(ious)} both empty); pass at >= {MASK_IOU_PASS}")
     else:
-        items["teacher_difference"] = _item(False, "neither model detects anything on any pair: nothing to compare")
+        items["teacher_difference"] = _unjudged("neither model detects anything on any pair: nothing to compare")
     return {key: items[key] for key in ITEMS}
 
 
@@ -211,7 +217,8 @@ def validate(data, where: str) -> dict:
             if name not in item:
                 raise DataFormatError(f"{where}: items.{key}.{name}: missing key")
             if item[name] not in allowed:
-                raise DataFormatError(f"{where}: items.{key}.{name}: expected \"{allowed[0]}\" or \"{allowed[1]}\", "
+                expected = ", ".join(f'"{a}"' for a in allowed[:-1]) + f' or "{allowed[-1]}"'
+                raise DataFormatError(f"{where}: items.{key}.{name}: expected {expected}, "
                                       f"got {json.dumps(item[name])[:40]}")
         if not isinstance(item.get("memo"), str):
             got = json.dumps(item.get("memo"))[:40]

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from sam3m4.distill.cache import teacher_id
 from sam3m4.errors import DataFormatError, Sam3m4Error
 from sam3m4.fileio import atomic_write_text
 from sam3m4.paths import VISUAL_INDEX, VISUAL_ROOT
 from sam3m4.predict import Predictor, overlay
+from sam3m4.progress import progress_bar
 from sam3m4.results.store import sha256_file
 from sam3m4.teacher import instances_from_output, load_teacher
 from sam3m4.visual import checklist
@@ -156,7 +156,7 @@ def score_pairs(teacher, student, manifest: Path, images: list[tuple[int, Path]]
     for sub in ("img", "thumb"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     pairs, thumbs = [], {}
-    bar = tqdm(total=len(images) * len(prompts), desc="visual-eval", unit="pair")
+    bar = progress_bar(total=len(images) * len(prompts), desc="visual-eval", unit="pair")
     for i, (lineno, path) in enumerate(images):
         image = read_image(manifest, lineno, path)
         t_preds = teacher_predict(teacher, image, prompts, threshold)

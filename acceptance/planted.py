@@ -439,7 +439,8 @@ def _wrong_numerics(method: str | None):
                                                       schema.PTE_METHODS[:schema.PTE_METHODS.index(method)]]
             recs.update(bench.records(XNNPACK.subject, {m: XNN_PASSING[m] for m in before}))
         msg = fails(test_stage5.test_cpu_numerics_and_host_latency, XNNPACK, _export(recs), bench.gate, bench.release)
-        assert ("mask IoU" if method is None else f"{method} max |error|") in msg, msg
+        # a program this wrong may return NaN where eager does not: a failure at the metric stage says so
+        assert ("mask IoU" if method is None else f"{method} max |error|") in msg or "not a finite number" in msg, msg
         return f"{pte.name} checked against eager weights shifted by 0.5 (a wrong-numerics program)"
     return model
 

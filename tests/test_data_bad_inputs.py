@@ -306,9 +306,9 @@ def test_frame_smaller_than_the_json_says_is_refused_before_allocating(tmp_path,
 # --- sam3m4 data synth ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, texts", [
-    pytest.param(["--images", "0", "--videos", "0"], ["--images", "got 0"], id="no-items"),
-    pytest.param(["--images", "-3"], ["--images", "got -3"], id="images-negative"),
-    pytest.param(["--videos", "0"], ["--videos", "got 0"], id="videos-0"),
+    pytest.param(["--images", "0", "--videos", "0"], ["--images 0: must be >= 1"], id="no-items"),
+    pytest.param(["--images", "-3"], ["--images -3: must be >= 1"], id="images-negative"),
+    pytest.param(["--videos", "0"], ["--videos 0: must be >= 1"], id="videos-0"),
     pytest.param(["--seed", "-1"], ["--seed", "-1"], id="seed-negative"),
     pytest.param(["--image-size", "16"], ["--image-size", "[32, 2048]"], id="image-size-small"),
     pytest.param(["--image-size", "100000"], ["--image-size", "100000"], id="image-size-huge"),

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "sam3m4"
-LAYERS = [("errors", "metrics", "losses", "fileio", "paths", "progress", "runlock", "config"),
+LAYERS = [("errors", "metrics", "losses", "fileio", "paths", "progress", "runlock", "config", "safeyaml", "schemas",
+           "flags"),
           ("data", "results", "checkpoint", "env"),
           ("models",),
           ("teacher",),

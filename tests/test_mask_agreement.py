@@ -56,3 +56,15 @@ def test_only_the_queries_eager_keeps_are_averaged():
     assert iou == pytest.approx((1.0 + 0.5) / 2) and which.startswith("kept by eager (2 of 3")
     iou, which = mask_agreement(pte, eager, torch.full((1, 3), 0.1))  # none kept: all three
     assert iou == pytest.approx((1.0 + 0.0 + 0.5) / 3) and which.startswith("all 3")
+
+
+def test_max_abs_error_counts_equal_infinities_as_equal_and_keeps_a_nan():
+    import math
+
+    from sam3m4.export.runtime import _max_abs_error
+
+    inf = float("inf")
+    eager = torch.tensor([[-inf, 1.0, 2.0]])
+    assert _max_abs_error(torch.tensor([[-inf, 1.25, 2.0]]), eager) == 0.25  # the masked -inf agrees
+    assert _max_abs_error(torch.tensor([[inf, 1.0, 2.0]]), eager) == inf  # the opposite infinity does not
+    assert math.isnan(_max_abs_error(torch.tensor([[-inf, float("nan"), 2.0]]), eager))

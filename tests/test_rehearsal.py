@@ -178,11 +178,13 @@ def test_pipeline_rejects_bad_dataset_size_and_overrides(tmp_path):
 
 
 def test_runner_records_peak_memory_per_stage(tmp_path):
-    from sam3m4.pipeline.runner import run_stages
-    from sam3m4.pipeline.stages import Stage
-
+    """Run from a fresh process, as `sam3m4 pipeline` runs: a forked child's peak counts the parent's resident
+    pages until it execs (Linux keeps that high-water mark), and a pytest worker holds GBs of models by now."""
     grow = "b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096])"
-    run_stages([Stage("grow", [sys.executable, "-c", grow])], tmp_path / "state.json", log_dir=tmp_path)
+    runner = ("import sys; from pathlib import Path; from sam3m4.pipeline.runner import run_stages; "
+              "from sam3m4.pipeline.stages import Stage; out = Path(sys.argv[1]); "
+              f"run_stages([Stage('grow', [sys.executable, '-c', {grow!r}])], out / 'state.json', log_dir=out)")
+    subprocess.run([sys.executable, "-c", runner, str(tmp_path)], check=True, cwd=ROOT)
     peak = json.loads((tmp_path / "state.json").read_text())["stages"]["grow"]["peak_rss_mb"]
     assert peak is None or 200 <= peak < 2000
 

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sam3m4.errors import DataFormatError
 from sam3m4.export.export import method_module
 from sam3m4.export.runtime import mask_agreement
-from sam3m4.fileio import atomic_write_bytes
+from sam3m4.fileio import atomic_write_bytes, atomic_write_json
 from sam3m4.models.preprocess import to_pixels
 from sam3m4.models.tokenizer import get_tokenizer
 from sam3m4.results.store import sha256_file
@@ -252,8 +252,6 @@ class BundleResult(BaseModel):
         return min(found) if found else None
 
     def save(self, path: str | Path) -> None:
-        from sam3m4.fileio import atomic_write_json
-
         atomic_write_json(path, self.model_dump())
 
 

@@ -52,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vocabulary", type=Path, default=None, metavar="FILE",
                         help="the deployment's phrases (one per line) or a .vocab.json: keep only their token rows "
                              "and write <pte stem>.vocab.json for the app's tokenizer (default: all 49408)")
-    parser.add_argument("--num-val", type=int, default=200,
-                        help="val pairs the .pte is scored on where it runs (as `sam3m4 quantize --num-val`)")
+    ranged(parser.add_argument("--num-val", type=int, default=200,
+                               help="val pairs the .pte is scored on where it runs (as `sam3m4 quantize --num-val`)"),
+           1)
     parser.add_argument("--data", type=Path, default=None,
                         help="dataset root with saco_image/val.json, for the deployed score and the bundle's inputs "
                              "(default: the checkpoint's data root)")
@@ -61,9 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the deployed accuracy (the .pte scored on the val pairs)")
     parser.add_argument("--shipped", choices=("decision", "extra"), default=None,
                         help="record why the case is exported: Stage 4's decision, or an extra config case")
-    parser.add_argument("--bundle-k", type=int, default=8, metavar="K",
-                        help="real val inputs per method in the verification bundle <pte stem>.bpte, also the "
-                             "source of XNNPACK's per-operator gaps (0: neither)")
+    ranged(parser.add_argument("--bundle-k", type=int, default=8, metavar="K",
+                               help="real val inputs per method in the verification bundle <pte stem>.bpte, also the "
+                                    "source of XNNPACK's per-operator gaps (0: neither)"), 0, 1000)
     parser.add_argument("--op-gaps", action="store_true",
                         help="XNNPACK: also the per-operator gaps vs eager with ExecuTorch's Inspector "
                              "(<pte stem>.op_gaps.json; slow: one extra per-operator lowering per method)")

@@ -52,6 +52,13 @@ class MethodCheck:
                 "iou_queries": self.iou_queries}
 
 
+
+def _max_abs_error(pte: torch.Tensor, eager: torch.Tensor) -> float:
+    """max |pte - eager|; equal values (the same infinity included) differ by 0, a NaN on either side makes it NaN
+    (a program that returns NaN where eager does not is wrong, and the record says so)."""
+    diff = (pte - eager).abs()
+    return float(torch.where(pte == eager, torch.zeros_like(diff), diff).max()) if diff.numel() else 0.0
+
 def load_program(path: str | Path):
     """``executorch.runtime`` Program of a ``.pte`` (raises RuntimeError naming the file when it cannot load)."""
     from executorch.runtime import Runtime
@@ -86,7 +93,7 @@ def check_pte(path: str | Path, model, *, tracker=None, methods=None, seed: int 
         pte = [t.float() for t in program.load_method(name).execute(list(inputs))]
         eager = [t.float() for t in method_module(model, name, tracker)(*inputs)]
         names = OUTPUTS.get(name, tuple(f"out{i}" for i in range(len(eager))))
-        check = MethodCheck(name, {n: float((p - e).abs().max()) for n, p, e in zip(names, pte, eager)},
+        check = MethodCheck(name, {n: _max_abs_error(p, e) for n, p, e in zip(names, pte, eager)},
                             {n: float(e.abs().max()) for n, e in zip(names, eager)})
         if name == "forward":
             scores = eager[1].sigmoid() * eager[3].sigmoid()  # (1, Q): query x presence

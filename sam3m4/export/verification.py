@@ -24,6 +24,8 @@ from typing import Callable
 
 from sam3m4.export.bundle import (K_DEFAULT, BundleFile, bundle_cases, verify_bundle)
 from sam3m4.export.op_gaps import op_gaps
+from sam3m4.export.token_table import RestrictedTokenizer
+from sam3m4.quantize.pipeline import load_val
 from sam3m4.results import schema
 from sam3m4.results.store import NOT_MEASURABLE
 
@@ -37,9 +39,6 @@ def val_cases(student, tracker, *, source, data, k: int = K_DEFAULT, vocab=None)
 
     ``source``: the checkpoint ``sam3m4 quantize`` started from (its data root holds the val set); ``data``:
     a data root instead; ``vocab``: a restricted token table's :class:`~sam3m4.export.token_table.Vocabulary`."""
-    from sam3m4.export.token_table import RestrictedTokenizer
-    from sam3m4.quantize.pipeline import load_val
-
     if k < 1:
         return None, "bundle cases: 0 requested"
     try:

@@ -19,6 +19,7 @@ from sam3m4.env import host_summary
 from sam3m4.errors import DataFormatError
 from sam3m4.paths import SYNTH_DATA
 from sam3m4.predict import Predictor, load_tracker
+from sam3m4.quantize.decision import read_decision
 from sam3m4.quantize.modes import MODES, apply_mode, get_mode
 from sam3m4.quantize.qat import qat_finetune
 from sam3m4.results import ResultsStore, schema
@@ -143,8 +144,6 @@ def record_decision(run: str | ResultsStore, decision: dict, target, rows) -> No
 def record_backend_decisions(run: str | ResultsStore, path: Path, target) -> None:
     """One ``chosen_mode`` record per backend (subject ``decision/<backend>``) from ``decision.json`` at ``path``
     (its sha256 recorded with it); the note names the ``.pte`` Stage 5 writes for it."""
-    from sam3m4.quantize.decision import read_decision
-
     store, decision = _store(run), read_decision(path)
     for backend, d in decision.backends.items():
         why = (f"smallest passing of {backend}'s modes ({', '.join(d.candidates)}), then smallest mIoU drop"

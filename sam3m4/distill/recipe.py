@@ -428,9 +428,9 @@ def train(run: Run) -> dict:
             if run.step % cfg["log_every"] == 0 or run.step == stop:
                 rate = speed.rate()
                 bar.update(1, loss=float(scalars["loss"]), img_s=round(rate, 1))
+                logger.log(run.step, {**scalars, "epoch": epoch, "images_per_s": rate})
             else:
                 bar.update(1)
-                logger.log(run.step, {**scalars, "epoch": epoch, "images_per_s": rate})
             if cfg["save_every_steps"] and run.step % cfg["save_every_steps"] == 0 and run.step % spe:
                 save(run, epoch + 1)
             if run.step >= stop:

@@ -408,6 +408,29 @@ def _bundle(bench, value):
     test_stage5.test_bundle_verification(XNNPACK, _export(recs), bench.store, bench.gate, bench.release)
 
 
+def _undelegated_program(bench):
+    """A slowed program: the Stage 4 small set's fp16 student with no XNNPACK delegate, every op on ExecuTorch's
+    portable kernels (what a partitioner that silently delegates nothing ships), timed on this host the way
+    ``sam3m4 export`` times the image path. Portable kernels run an order of magnitude slower than XNNPACK's."""
+    import torch
+    from executorch.exir import to_edge_transform_and_lower
+
+    from sam3m4.export.case import load_case_model
+    from sam3m4.export.export import method_inputs, method_module
+    from sam3m4.export.runtime import benchmark_pte
+
+    student, _, _ = load_case_model("fp16", bench.fixture("stage4_models").dir, None)
+    inputs = method_inputs(student, "forward")
+    with torch.no_grad():
+        program = torch.export.export(method_module(student, "forward").eval(), inputs)
+    pte = bench.tmp_path / "planted_undelegated.pte"
+    pte.write_bytes(to_edge_transform_and_lower(program).to_executorch().buffer)
+    ms = benchmark_pte(pte, "forward", student, warmup=1, runs=3)["p50_ms"]
+    msg = fails(_xnn, bench, {schema.HOST_IMAGE_LATENCY_MS: ms})
+    assert "budget exceeded" in msg, msg
+    return f"{pte.name}: the student's image path with no XNNPACK delegate (portable kernels), host p50 {ms:.0f} ms"
+
+
 def _wrong_program(bench) -> tuple[dict, Path]:
     """The Stage 5 XNNPACK ``.pte`` (the session's export of the Stage 4 small set) checked against an eager model
     whose float parameters (norms, biases) are shifted by 0.5: the program now disagrees with its model, and the
@@ -533,7 +556,7 @@ PLANTED: dict[str, Plant] = {
     "pte_size_mb": Plant("test_stage5.test_pte_size", _pte_size, _pte_grown, plants="a .pte file of that size"),
     "npu_utilisation": Plant("test_stage5.test_npu_coverage", _npu, plants="export records"),
     "host_xnnpack_latency_ms": Plant(_T5, lambda b, v: _xnn(b, {schema.HOST_IMAGE_LATENCY_MS: v}),
-                                     plants="export records"),
+                                     _undelegated_program, plants="export records"),
     "xnnpack_mask_iou": Plant(_T5, lambda b, v: _xnn(b, {f"{schema.MASK_IOU}/forward": v}), _wrong_numerics(None),
                               plants="export records"),
     "xnnpack_int8_mac_share": Plant("test_stage5.test_xnnpack_int8_mac_share", _int8_share, _float_program,
@@ -561,5 +584,5 @@ for _method in schema.PTE_METHODS:
 
 _MODEL_MARKS = (pytest.mark.slow, pytest.mark.stage5, pytest.mark.xnnpack)
 MODEL_MARKS = {name: _MODEL_MARKS for name in PLANTED
-               if name.startswith(("xnnpack_m", "xnnpack_int8"))} | {"quant_miou_drop": _SLOW}
+               if name.startswith(("xnnpack_m", "xnnpack_int8", "host_xnnpack"))} | {"quant_miou_drop": _SLOW}
 """Marks of the model / file plants that need a session-built model (the rest run in about a second)."""

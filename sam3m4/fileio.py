@@ -34,7 +34,8 @@ from typing import Iterator
 from sam3m4.paths import project_root
 
 __all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "atomic_write_json", "temporary_name",
-           "check_regular_file", "read_regular_bytes", "OutsideProject", "check_contained", "staged_log"]
+           "check_regular_file", "read_regular_bytes", "OutsideProject", "check_contained", "staged_log",
+           "atomic_folder"]
 
 
 class OutsideProject(OSError):
@@ -101,6 +102,28 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = False, mkdir: bool = T
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder next to ``path`` for a writer that fills a folder (``save_pretrained``);
+    when the block ends without error, each file it wrote is moved onto its name under ``path`` (one atomic
+    rename each; other files of ``path`` are kept). On error nothing under ``path`` changes. The temporary
+    folder is removed either way."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    tmp.mkdir()
+    try:
+        yield tmp
+        for src in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            dst = path / src.relative_to(tmp)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = False, contained: bool = False) -> Path:

@@ -376,3 +376,23 @@ def test_a_fifo_pte_is_refused_before_hashing(tmp_path):
     row = SimpleNamespace(pte_name="m_xnnpack_fp16.pte", where="results.json: [0]")
     with pytest.raises(DataFormatError, match=r"m_xnnpack_fp16\.pte: not a regular file \(a FIFO\)$"):
         match_pte(row, tmp_path)
+
+
+def test_a_folder_writer_that_fails_leaves_the_old_files_whole(tmp_path):
+    """save_pretrained-style writers fill a temporary folder; only a finished one replaces the files."""
+    from sam3m4.fileio import atomic_folder
+
+    out = tmp_path / "teacher"
+    out.mkdir()
+    (out / "config.json").write_text("old config")
+    (out / "bootstrap_metrics.json").write_text("kept")
+    with pytest.raises(RuntimeError):
+        with atomic_folder(out) as tmp:
+            (tmp / "config.json").write_text("half")
+            raise RuntimeError("killed mid-save")
+    assert (out / "config.json").read_text() == "old config" and sorted(p.name for p in tmp_path.iterdir()) == ["teacher"]
+    with atomic_folder(out) as tmp:
+        (tmp / "config.json").write_text("new config")
+        (tmp / "model.safetensors").write_bytes(b"w")
+    assert (out / "config.json").read_text() == "new config" and (out / "bootstrap_metrics.json").read_text() == "kept"
+    assert (out / "model.safetensors").read_bytes() == b"w" and sorted(p.name for p in tmp_path.iterdir()) == ["teacher"]

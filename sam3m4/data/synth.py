@@ -34,7 +34,7 @@ from sam3m4.data._render import (COLOURS, SHAPES, Shape, background, compose, co
                                   radius_for_area)
 from sam3m4.data.rle import encode_mask
 from sam3m4.errors import ConfigError, DataFormatError
-from sam3m4.fileio import atomic_write_json
+from sam3m4.fileio import atomic_path, atomic_write_json
 from sam3m4.progress import progress_bar
 from sam3m4.schemas import load_file
 from sam3m4.schemas.pipeline import SynthManifest
@@ -291,7 +291,8 @@ def _image_split(seed, indices, split, size, root, bar) -> tuple[dict, dict]:
         scene = render_image(seed, index, size)
         file_name = f"{split}/{index:06d}.jpg"
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(scene.rgb).save(root / "images" / file_name, format="JPEG", **JPEG)
+        with atomic_path(root / "images" / file_name) as tmp:
+            Image.fromarray(scene.rgb).save(tmp, format="JPEG", **JPEG)
         anns = [_annotation(scene.labels == k + 1) for k in range(len(scene.shapes))]
         stats["instances"] += len(scene.shapes)
         for phrase in _choose_pairs(_rng(seed, _IMAGE + 2, index), scene.shapes, max_hard=2, max_other=2):
@@ -322,7 +323,8 @@ def _video_split(seed, indices, split, size, n_frames, root, bar) -> tuple[dict,
         folder.mkdir(parents=True, exist_ok=True)
         names = [f"{split}/{index:06d}/{t:05d}.jpg" for t in range(n_frames)]
         for t, name in enumerate(names):
-            Image.fromarray(video.frames[t]).save(root / "JPEGImages" / name, format="JPEG", **JPEG)
+            with atomic_path(root / "JPEGImages" / name) as tmp:
+                Image.fromarray(video.frames[t]).save(tmp, format="JPEG", **JPEG)
         video_id = index + 1
         videos.append({"id": video_id, "file_names": names, "height": size, "width": size, "length": n_frames})
         tracks = []

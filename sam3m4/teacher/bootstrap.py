@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from sam3m4 import config
 from sam3m4.errors import ConfigError, TrainingDiverged
-from sam3m4.fileio import atomic_write_json
+from sam3m4.fileio import atomic_folder, atomic_write_json
 from sam3m4.losses.set_prediction import SetLossWeights, set_prediction_loss
 from sam3m4.metrics import MIoUMeter, PresenceMeter, is_present
 from sam3m4.paths import BOOTSTRAP_METRICS
@@ -317,9 +317,9 @@ def bootstrap_teacher(
     model = teacher.model
 
     # --- save + reload through the adapter ------------------------------------------------------------------
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    teacher.image_processor.save_pretrained(out_dir)
+    with atomic_folder(out_dir) as tmp:  # a run killed mid-save leaves the old teacher's files whole
+        model.save_pretrained(tmp)
+        teacher.image_processor.save_pretrained(tmp)
     result = {
         **stats,
         "load_s": round(load_s, 1),

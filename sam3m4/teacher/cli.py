@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from sam3m4.fileio import atomic_folder
 from sam3m4.flags import ranged
 from sam3m4.paths import SYNTH_DATA, TEACHER_DIR, VIDEO_METRICS, VIDEO_TEACHER_DIR
 
@@ -108,7 +109,8 @@ def run_video(args: argparse.Namespace) -> int:
     result = {"out": str(out), "steps": 0}
     if args.steps:
         result.update(train_teacher_tracker(teacher.model, SacoVideoDataset(saco / "train.json"), steps=args.steps, lr=args.lr))
-        teacher.model.save_pretrained(out)
+        with atomic_folder(out) as tmp:
+            teacher.model.save_pretrained(tmp)
     jf = evaluate_videos(SacoVideoDataset(saco / "val.json"), teacher)
     result.update(val_jf=jf.jf_mean, val_j=jf.j_mean, val_f=jf.f_mean, val_objects=jf.num_objects)
     atomic_write_json(out / VIDEO_METRICS, result, indent=2)

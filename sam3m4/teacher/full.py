@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from sam3m4.fileio import atomic_write_json
+from sam3m4.fileio import atomic_folder, atomic_write_json
 
 INFO_FILE = "sam3m4_teacher.json"
 
@@ -44,8 +44,9 @@ def write_random_teacher(out_dir: str | Path, *, seed: int = 0, config=None) -> 
     side = int(det.vision_config.backbone_config.image_size)
     grid = side // int(det.vision_config.backbone_config.patch_size)
     t0 = time.perf_counter()
-    model.save_pretrained(out)
-    Sam3ImageProcessor(size={"height": side, "width": side}).save_pretrained(out)
+    with atomic_folder(out) as tmp:
+        model.save_pretrained(tmp)
+        Sam3ImageProcessor(size={"height": side, "width": side}).save_pretrained(tmp)
     saved = time.perf_counter() - t0
     info = {
         "format": "sam3m4-random-teacher-v1",

@@ -24,6 +24,7 @@ import torch
 
 from sam3m4.data.saco_video import items_with_objects
 from sam3m4.errors import TrainingDiverged
+from sam3m4.fileio import atomic_folder
 from sam3m4.progress import StepProgress
 from sam3m4.teacher.sam3 import load_pretrained
 from sam3m4.models.tokenizer import get_tokenizer
@@ -90,9 +91,10 @@ def build_video_teacher(image_teacher: str | Path, out_dir: str | Path, seed: in
     video.detector_model.load_state_dict(detector.state_dict(), strict=True)
     video.tracker_neck.load_state_dict(detector.vision_encoder.neck.state_dict(), strict=True)
     out = Path(out_dir)
-    video.save_pretrained(out)
-    if (path / "preprocessor_config.json").is_file():
-        Sam3ImageProcessor.from_pretrained(str(path), local_files_only=True).save_pretrained(out)
+    with atomic_folder(out) as tmp:
+        video.save_pretrained(tmp)
+        if (path / "preprocessor_config.json").is_file():
+            Sam3ImageProcessor.from_pretrained(str(path), local_files_only=True).save_pretrained(tmp)
     return out
 
 

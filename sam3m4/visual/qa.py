@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 
 from sam3m4.distill.cache import teacher_id
 from sam3m4.errors import DataFormatError, Sam3m4Error
-from sam3m4.fileio import atomic_write_text
+from sam3m4.fileio import atomic_path, atomic_write_text
 from sam3m4.paths import VISUAL_INDEX, VISUAL_ROOT
 from sam3m4.predict import Predictor, overlay
 from sam3m4.progress import progress_bar
@@ -138,9 +138,11 @@ def _slug(text: str) -> str:
 def _save(image: np.ndarray, masks: np.ndarray, out_dir: Path, name: str) -> tuple[str, str, tuple[int, int]]:
     """Overlay PNG + JPEG thumbnail; returns their paths relative to ``out_dir`` and the thumbnail size."""
     full = Image.fromarray(overlay(image, masks))
-    full.save(out_dir / "img" / f"{name}.png", compress_level=PNG_LEVEL)
+    with atomic_path(out_dir / "img" / f"{name}.png") as tmp:
+        full.save(tmp, format="PNG", compress_level=PNG_LEVEL)
     full.thumbnail((THUMB_PX, THUMB_PX))
-    full.save(out_dir / "thumb" / f"{name}.jpg", quality=THUMB_QUALITY)
+    with atomic_path(out_dir / "thumb" / f"{name}.jpg") as tmp:
+        full.save(tmp, format="JPEG", quality=THUMB_QUALITY)
     return f"img/{name}.png", f"thumb/{name}.jpg", full.size
 
 

@@ -50,21 +50,29 @@ def int8_dot_isa(cpuinfo: str | None = None) -> str:
         found = [f for f, key in (("asimddp", "hw.optional.arm.FEAT_DotProd"), ("i8mm", "hw.optional.arm.FEAT_I8MM"))
                  if _sysctl(key) == "1"]
         return " ".join(found) or "none"
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as handle:
-                cpuinfo = handle.read()
-        except OSError:
-            return "unknown"
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        if line.lower().startswith(("flags", "features")):
-            flags.update(line.split(":", 1)[1].split())
+    flags = _cpu_flags(cpuinfo)
+    if flags is None:
+        return "unknown"
     found = [f for f in INT8_DOT_FLAGS if f in flags]
     if found:
         return " ".join(found)
     best = next((f for f in ("avx512bw", "avx2", "asimd", "sse4_1") if f in flags), "")
     return f"none ({best} only)" if best else "none"
+
+
+def _cpu_flags(cpuinfo: str | None) -> set[str] | None:
+    """The ``flags`` / ``Features`` of ``cpuinfo`` (default: ``/proc/cpuinfo``); None when it cannot be read."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            return None
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.lower().startswith(("flags", "features")):
+            flags.update(line.split(":", 1)[1].split())
+    return flags
 
 
 def _sysctl(key: str) -> str:
@@ -89,16 +97,9 @@ def vector_isa(cpuinfo: str | None = None) -> str:
                                               ("i8mm", "hw.optional.arm.FEAT_I8MM"),
                                               ("bf16", "hw.optional.arm.FEAT_BF16")) if _sysctl(key) == "1"]
         return " ".join(found) if platform.machine() == "arm64" else "unknown"
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as handle:
-                cpuinfo = handle.read()
-        except OSError:
-            return "unknown"
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        if line.lower().startswith(("flags", "features")):
-            flags.update(line.split(":", 1)[1].split())
+    flags = _cpu_flags(cpuinfo)
+    if flags is None:
+        return "unknown"
     return " ".join(f for f in VECTOR_FLAGS if f in flags) or "none"
 
 

@@ -39,8 +39,8 @@ def _gaps(records: list[Record], case: str) -> tuple[dict | None, str]:
         if r.stage == schema.STAGE5 and r.subject == case and r.metric == schema.OP_GAP_SNR_DB:
             rec = r
     if rec is None or not rec.artifact:
-        return None, (rec.note if rec is not None and rec.note else "no per-operator gaps recorded for this case "
-                      "(XNNPACK cases only; `sam3m4 export --bundle-k` > 0)")
+        return None, (rec.note if rec is not None and rec.note else "no per-operator gaps recorded for this case: "
+                      "they are opt-in (XNNPACK only: `sam3m4 export --op-gaps`, with `--bundle-k` > 0)")
     try:
         return json.loads(Path(rec.artifact).read_text(encoding="utf-8")), ""
     except (OSError, json.JSONDecodeError) as err:

@@ -65,8 +65,9 @@ def _score(model, stage4_models, pytestconfig, mode="fp16", sink=None):
     """Image-path mIoU / Presence F1 of a student, or of a tracker's image student, as ``mode``'s backend runs it
     (XNNPACK modes: the PT2E-converted graph with 8-bit convolutions), with every pair's presence score. Detections
     down to DETECTION_FLOOR go to ``sink`` (cgF1 below 0.5); the metrics keep SAM 3's 0.5."""
-    predictor = Predictor(scored_model(image_model(model), mode), threshold=DETECTION_FLOOR)
-    return evaluate_pairs(stage4_models.val, predictor.predict_pair, num=pytestconfig.getoption("--stage4-num-val"),
+    num_val = pytestconfig.getoption("--stage4-num-val")
+    predictor = Predictor(scored_model(image_model(model), mode, stage4_models.val, num_val), threshold=DETECTION_FLOOR)
+    return evaluate_pairs(stage4_models.val, predictor.predict_pair, num=num_val,
                           progress=False, sink=sink)
 
 

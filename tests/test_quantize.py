@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -63,14 +64,13 @@ def test_modes_quantize_linear_and_token_table_keep_convs_and_stay_close(student
     assert convs and all(type(m.weight) is nn.Parameter for m in convs)  # float on the host, marked for the size
     if mode == "int4":  # Core ML: coremltools compresses the eligible convs
         assert all(hasattr(m, WEIGHT_BITS_ATTR) for m in convs if coreml_block_sizes(tuple(m.weight.shape)) is not None)
-    else:  # XNNPACK: PT2E int8 convs at export; marked here for the size, depthwise ones stay float
-        assert any(hasattr(m, WEIGHT_BITS_ATTR) for m in convs)
-        assert not any(hasattr(m, WEIGHT_BITS_ATTR) for m in convs if m.groups > 1 and m.groups == m.in_channels)
+    else:  # XNNPACK: PT2E int8 convs at export (static activations: depthwise too); marked here for the size
+        assert all(hasattr(m, WEIGHT_BITS_ATTR) for m in convs)
     ref, got = (torch.cat([t.flatten() for t in _outputs(m)]) for m in (student, q))
     assert torch.corrcoef(torch.stack([ref, got]))[0, 1] > 0.9  # close to fp32, not identical
     assert not torch.equal(ref, got)
     fp16 = modes.deployable_bytes(modes.apply_mode(_clone(student), "fp16"))["total"]
-    bound = 0.6 if mode == "int4" else 0.7  # 4-bit table (int8 in fp16), 4-bit Linear, + 4-bit convs for Core ML
+    bound = 0.6 if mode == "int4" else 0.7  # 4-bit table (int8 in fp16); Linear 4-bit (int4) / 8-bit (int8_int4)
     assert modes.deployable_bytes(q)["total"] < bound * fp16
 
 
@@ -216,18 +216,22 @@ def test_a_video_checkpoint_quantizes_the_memory_too_and_round_trips(student, tm
 @pytest.mark.xnnpack
 def test_pt2e_student_scores_the_converted_graph_with_8bit_convs(student):
     """The PT2E image path (8-bit convolutions) through the Predictor, on the host CPU: what Stage 4 scores for
-    the XNNPACK modes; the size counts the same convolutions at 8 bits (depthwise and reshape-fed ones float)."""
+    the XNNPACK modes, calibrated on val images; the size counts the same convolutions at 8 bits (all of them:
+    static activations reach depthwise and reshape-fed convolutions too)."""
     import numpy as np
 
     from sam3m4.predict import Predictor
     from sam3m4.quantize.compare import scored_model
     from sam3m4.quantize.convs import PT2EStudent
 
+    from sam3m4.data import SacoImageDataset
+
+    val = SacoImageDataset(Path(__file__).resolve().parents[1] / "fixtures" / "synth" / "saco_image" / "val.json")
     q = modes.apply_mode(_clone(student), "int8_int4")
-    assert isinstance(scored_model(q, "int8_int4"), PT2EStudent) and scored_model(q, "int4") is q
+    scored = scored_model(q, "int8_int4", val, 2)
+    assert isinstance(scored, PT2EStudent) and scored_model(q, "int4") is q
     marked = {n for n, m in q.named_modules() if hasattr(m, "_sam3m4_weight_bits")}
-    assert "mask_head.pixel_proj" in marked and "mask_head.memory_proj" not in marked  # fed by a reshape: float
-    scored = PT2EStudent(q)
+    assert "mask_head.pixel_proj" in marked and "mask_head.memory_proj" in marked  # reshape-fed: static int8 too
     targets = [str(n.target) for n in scored.image_path.graph.nodes if n.op == "call_function"]
     convs = sum(1 for m in q.modules() if type(m) is nn.Conv2d)
     assert sum("dequantize_per_channel" in t for t in targets) >= convs // 2  # BN-folded convs, 8-bit weights

@@ -41,7 +41,7 @@ def test_report_keeps_template_sections_and_columns(tmp_path):
         assert label in text
     # Stage 4 notes: what every mode does to convolutions on each backend (issue 18)
     assert "- `int4`: Core ML: int4 weights per block of 16" in text and "- kept at higher precision:" in text
-    assert "XNNPACK: int8 per-channel weights + int8 dynamic activations (PT2E XNNPACKQuantizer)" in text
+    assert "XNNPACK: int8 per-channel weights + int8 static activations calibrated on val images" in text
 
 
 def test_cells_carry_provenance_and_missing_cells_say_why(tmp_path):

@@ -1,6 +1,6 @@
 """Stage 5's deployed accuracy of one exported case: score the ``.pte``, compare it with eager, record.
 
-    refs = eager_references("checkpoints/quantized", "int8_int4", val, 200, eager=scored_model(student, mode))
+    refs = eager_references("checkpoints/quantized", "int8_int4", val, 200, eager=scored_model(student, mode, val, 200))
     deployed = score_case(result, student, tracker, val=val, num_val=200, videos=videos, saco_out=store.dir / "saco",
                           refs=refs, record=store.record)
 
@@ -31,6 +31,7 @@ from sam3m4.export.deployed import DeployedEval, PteStudent, evaluate_deployed, 
 from sam3m4.fileio import atomic_write_json
 from sam3m4.predict import Predictor
 from sam3m4.quantize.compare import miou_drop, scored_model
+from sam3m4.quantize.xnnpack_int8 import calibration_inputs
 from sam3m4.quantize.decision import DECISION_FILE, read_decision
 from sam3m4.quantize.pipeline import build_mode, image_model, load_val
 from sam3m4.quantize.storage import load_quantized
@@ -86,9 +87,9 @@ def eager_references(source: str | Path, mode: str, val, num_val: int, *, eager=
         if m == mode and eager is not None:
             model = eager
         elif source.is_dir():
-            model = scored_model(image_model(load_quantized(source / m)[0]), m)
+            model = scored_model(image_model(load_quantized(source / m)[0]), m, val, n)
         else:
-            model = scored_model(image_model(build_mode(source, m)[0]), m)
+            model = scored_model(image_model(build_mode(source, m)[0]), m, val, n)
         refs[m] = _score_eager(model, m, val, n, f"host eager {m} scored here as Stage 4 scores it (no Stage 4 "
                                                   f"score on {n} pairs in {source})")
     return refs
@@ -170,7 +171,8 @@ class CaseScorer:
     def eager(self):
         """The mode's model as Stage 4 scores it (XNNPACK modes: the PT2E-converted image path)."""
         if self._eager is None:
-            self._eager = scored_model(self.student, self.mode)
+            pairs = self.pairs()
+            self._eager = scored_model(self.student, self.mode, pairs.val, pairs.num_val)
         return self._eager
 
     def agreement(self, result):
@@ -193,6 +195,18 @@ class CaseScorer:
                        artifact=result.path, note=f"the deployed evaluation failed on this host: {error}")
             say(f"sam3m4 export: {subject}: the deployed evaluation failed: {error}")
             return False
+
+
+def export_calibration(student, tracker, pairs: ValPairs) -> dict:
+    """``{method: [input tuple, ...]}`` calibrating the static int8 activations of an XNNPACK integer export on
+    Stage 4's val pairs, the same images :func:`sam3m4.quantize.compare.scored_model` calibrates on: ``forward``
+    (:func:`sam3m4.quantize.xnnpack_int8.calibration_inputs`) and, with a tracker, ``track`` (the same frames and
+    prompts from the tracker's initial memory)."""
+    forward = calibration_inputs(student, pairs.val, pairs.num_val)
+    out = {"forward": forward}
+    if tracker is not None:
+        out["track"] = [(*inputs, tracker.init_state(1).detach()) for inputs in forward]
+    return out
 
 
 def load_pairs(meta: dict, ckpt, data, num_val: int) -> ValPairs:

@@ -32,7 +32,7 @@ from typing import Callable
 
 from sam3m4.errors import ConfigError, DataFormatError
 from sam3m4.export import ane, runtime, verification
-from sam3m4.export.accuracy import CaseScorer, ValPairs
+from sam3m4.export.accuracy import CaseScorer, ValPairs, export_calibration, load_pairs
 from sam3m4.export.bundle import K_DEFAULT, bundle_writer
 from sam3m4.export.export import ExportResult, export_pte, records
 from sam3m4.export.flows import get_flow
@@ -40,6 +40,7 @@ from sam3m4.export.token_table import VOCAB, Vocabulary, restricted_token_table
 from sam3m4.paths import EXPORT_DIR, QUANTIZED_DIR
 from sam3m4.quantize.decision import DECISION_FILE, read_decision
 from sam3m4.quantize.pipeline import build_mode, image_model
+from sam3m4.quantize.modes import get_mode
 from sam3m4.quantize.storage import load_quantized
 from sam3m4.results import ResultsStore, schema
 from sam3m4.results.store import NOT_MEASURABLE, Record
@@ -212,11 +213,30 @@ def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANT
         _record_shipped(store, backend, mode, shipped, decision)
     scorer = CaseScorer(student, tracker, mode, Path(ckpt) if ckpt else Path(quantized), meta, ckpt, data, num_val,
                      pairs, store) if deployed and vocab is None else None
+    calibration = _calibration(backend, mode, student, tracker, scorer, meta, ckpt, data, num_val, pairs, echo)
     with restricted_token_table(student, vocab) if vocab is not None else nullcontext():  # the tracker's too
         cases, why = verification.val_cases(student, tracker, source=meta.get("source") or ckpt, data=data,
                                             k=bundle_k, vocab=vocab) if bundle_k else (None, "--bundle-k 0")
         return _export_case(backend, mode, student, tracker, Path(out_dir), name or f"sam3m4_{meta['preset']}",
-                            runs, vocab, store, echo, scorer, (cases, why), op_gaps)
+                            runs, vocab, store, echo, scorer, (cases, why), op_gaps, calibration)
+
+
+def _calibration(backend: str, mode: str, student, tracker, scorer, meta: dict, ckpt, data, num_val: int,
+                 pairs: ValPairs | None, echo) -> dict | None:
+    """Val-pair calibration of the flow's conv quantizer (XNNPACK integer modes: static int8 activations), on the
+    pairs Stage 4 scored (:func:`.accuracy.export_calibration`); None for other cases, or when no val pairs can be
+    found (then the example inputs calibrate once, and a line says so)."""
+    flow = get_flow(backend)
+    if flow.quantize_convs is None or get_mode(mode).convs is None or not flow.support(mode).supported:
+        return None
+    try:
+        found = scorer.pairs() if scorer is not None else pairs or load_pairs(meta, ckpt, data, num_val)
+    except Exception as err:  # noqa: BLE001  (no val data here: a well-formed but uncalibrated program)
+        if echo is not None:
+            echo(f"sam3m4 export: {backend}/{mode}: static int8 activations calibrated on the example inputs only "
+                 f"(no val pairs: {err})")
+        return None
+    return export_calibration(student, tracker, found)
 
 
 def _record_shipped(store: ResultsStore, backend: str, mode: str, shipped: str, decision) -> None:
@@ -234,15 +254,16 @@ def _record_shipped(store: ResultsStore, backend: str, mode: str, shipped: str, 
 def _export_case(backend: str, mode: str, student, tracker, out_dir: Path, name: str, runs: int,
                  vocab: Vocabulary | None, store: ResultsStore, echo: Callable[[str], None] | None,
                  scorer: CaseScorer | None = None, val: tuple = (None, "no val cases"),
-                 op_gaps: bool = False) -> ExportCaseResult:
+                 op_gaps: bool = False, calibration: dict | None = None) -> ExportCaseResult:
     """:func:`export_case` once the arguments are checked and the model is loaded (its token table restricted).
-    ``val``: (bundle cases or None, why not) from :func:`.verification.val_cases`."""
+    ``val``: (bundle cases or None, why not) from :func:`.verification.val_cases`; ``calibration``: of
+    :func:`export_pte`."""
     say = echo or (lambda line: None)
     flow = get_flow(backend)
     cases, why = val
     bundles, bundle_errors = [], []
     result = export_pte(student, backend=backend, mode=mode, out_dir=out_dir, model_name=name, tracker=tracker,
-                        on_program=bundle_writer(cases, bundles, bundle_errors) if cases else None)
+                        calibration=calibration, on_program=bundle_writer(cases, bundles, bundle_errors) if cases else None)
     vocab_file = result.path.with_suffix(".vocab.json") if vocab is not None and result.ok else None
     if vocab is None and result.ok:  # an earlier restricted export's map would misread this full table
         result.path.with_suffix(".vocab.json").unlink(missing_ok=True)

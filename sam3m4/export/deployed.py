@@ -4,7 +4,7 @@
     res = evaluate_deployed(pte, val, num_val=200, videos=val_videos, tracker_state=tracker.init_state(1),
                             saco_out="reports/demo/saco", name="xnnpack_int8_int4")
     res.miou, res.presence.f1, res.saco, res.jf, res.sha256, res.pairs.presence   # per-pair scores kept
-    agree = val_agreement(pte, scored_model(student, mode), val, num_val=200)  # on val pairs eager keeps
+    agree = val_agreement(pte, scored_model(student, mode, val, 200), val, num_val=200)  # on val pairs eager keeps
 
 What is scored is the file that ships: :class:`PteStudent` runs the ``.pte``'s ``encode_text`` and ``forward``
 methods (``executorch.runtime``) behind the interface :class:`sam3m4.predict.Predictor` drives (``encode_text``,

@@ -186,7 +186,7 @@ def _export(model, tracker, flow, mode: str, methods: list[str], calibration, ro
                 raise _StageError("quantize", err) from err
         elif flow.quantize_convs is not None and get_mode(mode).convs is not None:
             try:  # the backend's own quantizer on the convolutions (torchao reached only Linear / Embedding)
-                module = flow.quantize_convs(module, inputs, mode)
+                module = flow.quantize_convs(module, inputs, mode, (calibration or {}).get(name))
             except Exception as err:  # noqa: BLE001
                 raise _StageError("quantize", f"method {name}: convolutions: {_describe(err)}") from err
         try:
@@ -236,7 +236,9 @@ def export_pte(model, *, backend: str, mode: str, out_dir: str | Path, model_nam
     ``tracker``: a :class:`~sam3m4.models.video.StudentTracker` built on the same student (quantize the tracker,
     not only the student, so its memory layers are in ``mode`` too); exported as ``track``. ``methods``: a subset
     of those (default: all), or of the image path's parts (:data:`~sam3m4.models.export_wrappers.COMPONENTS`,
-    for ``sam3m4 bench``'s latency split). ``calibration``: QNN PT2E only, {method: iterable of input tuples}.
+    for ``sam3m4 bench``'s latency split). ``calibration``: {method: iterable of input tuples} for the PT2E
+    quantizers (QNN; XNNPACK's static conv activations, :func:`sam3m4.quantize.xnnpack_int8.calibration_inputs`);
+    a method without one: its example inputs once.
     ``fused_4bit_table``: XNNPACK, quantized modes: keep the 4-bit token table for ExecuTorch's
     ``quantized_decomposed::embedding_4bit`` (half the table bytes, but only runtimes built with the quantized
     kernels run it; the pip runtime here does not). ``on_program(pte_path, program_manager, methods)``: called

@@ -82,9 +82,10 @@ class Flow:
     quantize: Callable | None = field(default=None, repr=False)
     """(module, example_inputs, mode, calibration) -> PT2E-quantized ``GraphModule``, for flows with ``pt2e``."""
     quantize_convs: Callable | None = field(default=None, repr=False)
-    """(module, example_inputs, mode) -> module whose convolutions the backend gets quantized, for modes with
-    ``Mode.convs`` of this backend (XNNPACK: PT2E ``XNNPACKQuantizer``); None: the backend does it at lowering
-    (Core ML's compile spec) or quantizes everything itself (QNN)."""
+    """(module, example_inputs, mode, calibration) -> module whose convolutions the backend gets quantized, for
+    modes with ``Mode.convs`` of this backend (XNNPACK: PT2E ``XNNPACKQuantizer``, static activations calibrated
+    on ``calibration``, input tuples or None); None: the backend does it at lowering (Core ML's compile spec) or
+    quantizes everything itself (QNN)."""
     int8_row_table: bool = False
     """True: a 4-bit token table left on the CPU is exported as int8 rows + scales (:mod:`.token_table`) so the
     stock ExecuTorch kernels run it; False: the backend takes torchao's dequantize itself (Core ML)."""
@@ -136,18 +137,20 @@ def _xnnpack_partitioners(mode: str) -> list:
 _XNN_WEIGHT_ONLY = ("XNNPACK does not lower weight-only int4 (ExecuTorch docs; on the tiny student: \"An error "
                     "occurred when running the 'ConvertToLinearPass' pass after the following passes: []\", from "
                     "\"t() expects a tensor with <= 2 dimensions, but self is 3D\"): use int8_int4 on XNNPACK")
-def _xnnpack_quantize_convs(module, example_inputs: tuple, mode: str):
-    """PT2E ``XNNPACKQuantizer`` on the convolutions of an exported method (8-bit per-channel weights, 8-bit
-    dynamic activations: no calibration data); the torchao Linear / token-table ops pass through untouched."""
+def _xnnpack_quantize_convs(module, example_inputs: tuple, mode: str, calibration=None):
+    """PT2E ``XNNPACKQuantizer`` on the convolutions of an exported method (settings:
+    :data:`sam3m4.quantize.xnnpack_int8.XNNPACK_INT8`: 8-bit per-channel weights, 8-bit static activations
+    calibrated on ``calibration``, input tuples of the method: Stage 4's val images; without it the example inputs
+    once); the torchao Linear / token-table ops pass through untouched."""
 
-    return pt2e_convs(module, example_inputs, dynamic=True)
+    return pt2e_convs(module, example_inputs, calibration=calibration)
 
 
-_XNN_8DA4W = ("Linear: 8-bit dynamic per-token activations + 4-bit weights per group of 32 (XNNPACK kernels); "
-              "token table 4-bit values stored as int8 rows + group scales, looked up on portable CPU ops; "
-              "convs: 8-bit per-channel weights + 8-bit dynamic activations (PT2E XNNPACKQuantizer; depthwise "
-              "and reshape-fed convs fp32, see sam3m4.quantize.modes.XNNPACK_CONVS_FLOAT); attention "
-              "matmuls, softmax and norms fp32")
+_XNN_8DA4W = ("Linear: 8-bit dynamic per-token activations + 8-bit weights per output channel (XNNPACK qd8-f32-qc8w "
+              "GEMM); token table 4-bit values stored as int8 rows + group scales, looked up on portable CPU ops; "
+              "convs, depthwise included: 8-bit per-channel weights + 8-bit static activations calibrated on val "
+              "images (PT2E XNNPACKQuantizer, sam3m4.quantize.xnnpack_int8); attention matmuls, softmax and norms "
+              "fp32")
 XNNPACK = Flow(
     name="xnnpack", backend_id="XnnpackBackend", is_npu=False,
     needs="executorch with the XNNPACK backend (pip); runs on any ARM/x86 CPU, this host included",

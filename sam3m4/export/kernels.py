@@ -9,8 +9,8 @@ without them (AVX2 only) they widen to 16-bit lanes and are no faster. ``sam3m4 
 to the image path's int8 / fp32 ratio, so a missed speed target shows whether the program or the host is the limit.
 
 Each layer has a shape of ``repvit_m0_9_504`` and is lowered twice per scheme (fp32 and int8) with the same
-quantizers the modes use (:mod:`sam3m4.quantize.convs`, :func:`sam3m4.quantize.modes.linear_config`), plus the
-faster scheme XNNPACK offers where it differs (static activations, 8-bit weights). All programs are timed
+quantizers the modes use (:mod:`sam3m4.quantize.convs`, :data:`sam3m4.quantize.xnnpack_int8.XNNPACK_INT8`),
+plus the other scheme XNNPACK offers (dynamic conv activations, 4-bit Linear weights). All programs are timed
 interleaved in one process (``runs`` rounds, p50), so host load hits fp32 and int8 alike.
 """
 
@@ -24,7 +24,7 @@ from torch import nn
 
 from sam3m4.metrics.latency import latency_stats
 from sam3m4.quantize.convs import pt2e_convs
-from sam3m4.quantize.modes import get_mode, linear_config
+from sam3m4.quantize.xnnpack_int8 import XNNPACK_INT8
 
 KERNELS = (
     ("1x1 conv 48->96, 126x126 (backbone stage 1)", lambda: nn.Conv2d(48, 96, 1), (1, 48, 126, 126)),
@@ -40,7 +40,7 @@ def _schemes(layer: nn.Module) -> list[tuple[str, bool, object]]:
     """(scheme, shipped in int8_int4, quantize(module, inputs) -> module) for one layer kind."""
     if isinstance(layer, nn.Linear):
         from torchao.quantization import Int8DynamicActivationIntxWeightConfig, quantize_
-        from torchao.quantization.granularity import PerAxis
+        from torchao.quantization.granularity import PerAxis, PerGroup
 
         def torchao(config):
             def apply(module, inputs):
@@ -48,14 +48,17 @@ def _schemes(layer: nn.Module) -> list[tuple[str, bool, object]]:
                 quantize_(module, config)
                 return module
             return apply
-        return [("int8 dynamic act x int4 weights, group 32", True, torchao(linear_config(get_mode("int8_int4")))),
-                ("int8 dynamic act x int8 weights per channel", False, torchao(
+        int8 = XNNPACK_INT8.linear_weight_bits == 8  # what int8_int4 ships (sam3m4.quantize.xnnpack_int8)
+        return [("int8 dynamic act x int4 weights, group 32", not int8, torchao(
+                    Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(32)))),
+                ("int8 dynamic act x int8 weights per channel", int8, torchao(
                     Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8, weight_granularity=PerAxis(0))))]
-    dynamic = ("int8 dynamic act x int8 weights per channel (PT2E)", layer.groups == 1,
+    shipped_dynamic = XNNPACK_INT8.conv_dynamic
+    dynamic = ("int8 dynamic act x int8 weights per channel (PT2E)", layer.groups == 1 and shipped_dynamic,
                lambda module, inputs: pt2e_convs(module, inputs, dynamic=True))
-    static = ("int8 static act x int8 weights per channel (PT2E)", False,
+    static = ("int8 static act x int8 weights per channel (PT2E)", not shipped_dynamic,
               lambda module, inputs: pt2e_convs(module, inputs, dynamic=False))
-    return [dynamic, static] if layer.groups == 1 else [static]  # no dynamic depthwise kernel: shipped float
+    return [dynamic, static] if layer.groups == 1 else [static]  # no dynamic depthwise kernel in XNNPACK
 
 
 class _Program:

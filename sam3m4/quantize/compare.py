@@ -12,7 +12,8 @@ Columns (the report template's Stage 4 table):
 * Compression: fp16 size / this size.
 * mIoU, Presence F1: :func:`sam3m4.eval.image.evaluate_pairs` on the first ``num_val`` val pairs (SAM 3's
   keep rule, score >= 0.5), every mode on the same pairs. XNNPACK modes (``Mode.convs == "xnnpack_int8"``) are
-  scored on the PT2E-converted image path XNNPACK lowers (:class:`sam3m4.quantize.convs.PT2EStudent`); Core ML
+  scored on the PT2E-converted image path XNNPACK lowers (:class:`sam3m4.quantize.convs.PT2EStudent`, static
+  activations calibrated on the first of those pairs, :mod:`sam3m4.quantize.xnnpack_int8`); Core ML
   modes on the weights rounded by coremltools' own code (:func:`sam3m4.quantize.convs.coreml_compress_weights`).
 * Avg ms: one image through ``encode_image`` + ``decode`` with a cached prompt, host CPU, torch eager with
   torchao's reference ops; 5 warm-up runs, then the median of ``runs`` (>= 20).
@@ -41,6 +42,7 @@ from sam3m4.models.export_wrappers import example_inputs
 from sam3m4.models.video import benchmark_track
 from sam3m4.predict import Predictor, VideoPredictor
 from sam3m4.quantize.convs import PT2EStudent
+from sam3m4.quantize.xnnpack_int8 import calibration_inputs
 
 
 @dataclass
@@ -80,13 +82,18 @@ def host_latency_ms(model, runs: int = 20, warmup: int = 5) -> float:
     return latency_stats(times)["p50_ms"]
 
 
-def scored_model(student, mode: str):
+def scored_model(student, mode: str, val=None, num_val: int | None = None):
     """What Stage 4 scores for ``mode``: the student itself, or for XNNPACK modes the PT2E-converted image path
-    XNNPACK lowers (convolutions 8-bit, :class:`sam3m4.quantize.convs.PT2EStudent`)."""
+    XNNPACK lowers (convolutions 8-bit, :class:`sam3m4.quantize.convs.PT2EStudent`), its static activation ranges
+    calibrated on the first val pairs of ``val`` (of the ``num_val`` scored;
+    :func:`sam3m4.quantize.xnnpack_int8.calibration_inputs`). XNNPACK modes need ``val``."""
     if MODES[mode].convs == "xnnpack_int8":
+        if val is None:
+            raise ValueError(f"scored_model: mode {mode} calibrates its static int8 activations on val pairs: pass val")
         # a copy: PT2E keeps references to the weights it converted, and ``.to()`` (VideoPredictor on the
         # tracker around ``student``) cannot swap torchao weights that something else still references
-        return PT2EStudent(copy.deepcopy(student))
+        copied = copy.deepcopy(student)
+        return PT2EStudent(copied, calibration=calibration_inputs(copied, val, num_val))
     return student
 
 
@@ -97,7 +104,7 @@ def measure(model, mode: str, val, num_val: int, runs: int = 20, progress: bool 
 
     model.eval()
     student = getattr(model, "student", model)
-    scored = scored_model(student, mode)
+    scored = scored_model(student, mode, val, num_val)
     res = evaluate_pairs(val, Predictor(scored), num=num_val, progress=progress, desc=f"eval {mode}")
     sizes = deployable_bytes(model)
     row = ModeResult(mode=mode, size_mb=sizes["total"] / 1e6, miou=res.miou, presence_f1=res.presence.f1,

@@ -12,10 +12,11 @@ uses which):
   (``linear_quantize_weights.blockwise_compress`` / ``decompress``) to the PyTorch weights, with the pass's own
   eligibility rule, so Stage 4 scores the weights the phone gets.
 * XNNPACK (``int8_int4``, ``qat_int8_int4``): PT2E ``XNNPACKQuantizer`` annotates the convolutions only
-  (torchao already made the Linear layers 8-bit dynamic activations x 4-bit weights): 8-bit per-channel
-  symmetric weights with 8-bit dynamic per-tensor activations (XNNPACK's ``qd8`` convolution kernels; no
-  calibration data, so the program depends on the weights alone). :func:`pt2e_convs` converts an exported
-  method; :class:`PT2EStudent` runs the converted image path for Stage 4's scoring.
+  (torchao already quantized the Linear layers), with the settings of
+  :data:`sam3m4.quantize.xnnpack_int8.XNNPACK_INT8`: 8-bit per-channel symmetric weights with 8-bit static
+  per-tensor activations calibrated on val images (XNNPACK's ``qs8`` convolution and depthwise kernels).
+  :func:`pt2e_convs` converts an exported method; :class:`PT2EStudent` runs the converted image path for
+  Stage 4's scoring.
 * QNN: ``QnnQuantizer`` quantizes the whole graph, convolutions included (:mod:`sam3m4.export.flows`).
 
     n = coreml_compress_weights(model)                 # in place; returns {"compressed": k, "skipped": [...]}
@@ -31,6 +32,7 @@ from torch import nn
 
 from sam3m4.models.export_wrappers import example_inputs, wrap
 from sam3m4.models.student import StudentOutput
+from sam3m4.quantize.xnnpack_int8 import XNNPACK_INT8, conv_quantizer
 
 COREML_BLOCK = 16
 """Input channels per int4 block for the convolutions (repvit's 48/96/192/384 and efficientvit's widths divide by
@@ -151,7 +153,7 @@ def _is_conv(node, dynamic: bool = True) -> bool:
     return not dynamic or nhwc_input(node.args[0])
 
 
-def xnnpack_conv_names(module, inputs: tuple, dynamic: bool = True) -> list[str]:
+def xnnpack_conv_names(module, inputs: tuple, dynamic: bool = XNNPACK_INT8.conv_dynamic) -> list[str]:
     """Names of the convolutions of the exported ``module(*inputs)`` whose weights :func:`xnnpack_conv_quantizer`
     annotates (its own annotation pass, so the quantizer's own skips count: depthwise convs with dynamic
     activations, and patterns it does not match)."""
@@ -169,7 +171,7 @@ def xnnpack_conv_names(module, inputs: tuple, dynamic: bool = True) -> list[str]
     return names
 
 
-def mark_xnnpack_convs(model: nn.Module, dynamic: bool = True) -> int:
+def mark_xnnpack_convs(model: nn.Module, dynamic: bool = XNNPACK_INT8.conv_dynamic) -> int:
     """Mark the float ``nn.Conv2d`` s that :func:`xnnpack_conv_quantizer` takes in the image path as stored 8-bit
     per output channel (size accounting; found by exporting ``forward`` of ``model``, a student or a tracker
     around one, at batch 1); returns how many (0, without exporting, for a module with no float conv)."""
@@ -189,21 +191,18 @@ def mark_xnnpack_convs(model: nn.Module, dynamic: bool = True) -> int:
     return n
 
 
-def xnnpack_conv_quantizer(dynamic: bool = True):
-    """``XNNPACKQuantizer`` annotating convolutions only: 8-bit per-channel symmetric weights, 8-bit per-tensor
-    activations (``dynamic``: computed at run time, channels-last inputs only (:func:`nhwc_input`); else static,
-    from calibration)."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer, get_symmetric_quantization_config)
-
-    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
-    return XNNPACKQuantizer().set_global(config).set_filter_function(lambda node: _is_conv(node, dynamic))
+def xnnpack_conv_quantizer(dynamic: bool = XNNPACK_INT8.conv_dynamic):
+    """``XNNPACKQuantizer`` (settings: :func:`sam3m4.quantize.xnnpack_int8.conv_quantizer`) annotating convolutions
+    only: 8-bit per-channel symmetric weights, 8-bit per-tensor activations (``dynamic``: computed at run time,
+    channels-last inputs only (:func:`nhwc_input`); else static, from calibration, every convolution)."""
+    return conv_quantizer(dynamic).set_filter_function(lambda node: _is_conv(node, dynamic))
 
 
-def pt2e_convs(module: nn.Module, inputs: tuple, dynamic: bool = True, calibration=None):
+def pt2e_convs(module: nn.Module, inputs: tuple, dynamic: bool = XNNPACK_INT8.conv_dynamic, calibration=None):
     """``module`` (tuple in, tuple out; eval) -> PT2E-converted ``GraphModule`` whose convolutions are 8-bit.
 
-    ``calibration``: iterable of input tuples for static activations (default: ``inputs`` once)."""
+    ``calibration``: iterable of input tuples for static activations, e.g.
+    :func:`sam3m4.quantize.xnnpack_int8.calibration_inputs` (default: ``inputs`` once)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     with torch.no_grad():
@@ -221,9 +220,10 @@ class PT2EStudent(nn.Module):
 
     Enough of :class:`~sam3m4.models.student.Student`'s interface for :class:`~sam3m4.predict.Predictor` and
     Stage 4's host timing: ``encode_text`` (the torchao text encoder, unchanged), ``encode_image`` (defers),
-    ``decode`` (runs the converted graph at batch 1)."""
+    ``decode`` (runs the converted graph at batch 1). ``calibration``: ``forward`` input tuples for the static
+    activation ranges (:func:`sam3m4.quantize.xnnpack_int8.calibration_inputs` on Stage 4's val pairs)."""
 
-    def __init__(self, student: nn.Module, dynamic: bool = True, calibration=None):
+    def __init__(self, student: nn.Module, dynamic: bool = XNNPACK_INT8.conv_dynamic, calibration=None):
         super().__init__()
 
         self.student = student

@@ -11,8 +11,9 @@ What each mode does (torchao 0.18; ``quantize_`` and QAT only reach ``nn.Linear`
   table, see docs/quantization.md).
 * ``int4`` (Core ML path): Linear weights 4-bit, symmetric, per group of 32 input channels
   (``IntxWeightOnlyConfig``); activations stay fp16.
-* ``int8_int4`` (XNNPACK path): Linear layers take 8-bit dynamic per-token activations and 4-bit per-group
-  weights (``Int8DynamicActivationIntxWeightConfig``).
+* ``int8_int4`` (XNNPACK path): Linear layers take 8-bit dynamic per-token activations and 8-bit per-channel
+  weights (``Int8DynamicActivationIntxWeightConfig``; XNNPACK's int8-weight GEMM beat its 4-bit one on a CPU with
+  int8 dot products: :data:`sam3m4.quantize.xnnpack_int8.XNNPACK_INT8`); the token table is 4-bit.
 * ``qat_int4`` / ``qat_int8_int4``: the same targets after a short quantization-aware fine-tune
   (:mod:`sam3m4.quantize.qat`).
 
@@ -27,9 +28,10 @@ Convolutions (the timm backbone, the FPN and mask-head 1x1s) are quantized by ea
   (compile spec ``op_linear_quantizer_config``); :func:`apply_mode` rounds the weights with the same coremltools
   code, so Stage 4 scores what the phone gets.
 * ``int8_int4`` / ``qat_int8_int4`` (XNNPACK): PT2E ``XNNPACKQuantizer``, 8-bit per-channel weights with 8-bit
-  dynamic activations, applied to the exported graph, except depthwise convs and convs fed by a reshape
-  (:data:`XNNPACK_CONVS_FLOAT`); :func:`apply_mode` leaves them float (marked 8-bit for the size, found by
-  exporting ``forward``), and Stage 4 scores the converted graph (:class:`sam3m4.quantize.convs.PT2EStudent`).
+  static activations calibrated on Stage 4's val images, applied to the exported graph, every convolution
+  (depthwise included; :mod:`sam3m4.quantize.xnnpack_int8`); :func:`apply_mode` leaves them float (marked 8-bit
+  for the size, found by exporting ``forward``), and Stage 4 scores the converted graph
+  (:class:`sam3m4.quantize.convs.PT2EStudent`).
 * QNN: ``QnnQuantizer`` quantizes the whole graph from the float student (:mod:`sam3m4.export.flows`).
 
 On this host the quantized model runs eagerly in fp32 arithmetic: torchao's reference ops dequantize the
@@ -45,6 +47,7 @@ import torch
 from torch import nn
 from sam3m4.errors import ConfigError
 from sam3m4.quantize.convs import WEIGHT_BITS_ATTR, coreml_compress_weights, mark_xnnpack_convs
+from sam3m4.quantize.xnnpack_int8 import XNNPACK_INT8, linear_config as xnnpack_linear_config
 
 GROUP_SIZE = 32
 
@@ -53,7 +56,8 @@ GROUP_SIZE = 32
 class Mode:
     name: str
     linear: str | None
-    """``int4`` (weight-only), ``int8_int4`` (8-bit dynamic activations, 4-bit weights) or None (fp16)."""
+    """``int4`` (weight-only, 4-bit), ``int8_int4`` (XNNPACK: 8-bit dynamic activations x the weights of
+    :data:`~sam3m4.quantize.xnnpack_int8.XNNPACK_INT8`) or None (fp16)."""
     qat: bool
     backend: str
     """The ExecuTorch backend the mode is meant for."""
@@ -61,7 +65,7 @@ class Mode:
     """Bits of the CLIP token table's values (weight-only, per group of 32): 8 in ``fp16`` (int8 rows halve the
     table; measured answers on the demo are the same as fp16's), 4 in the quantized modes."""
     convs: str | None = None
-    """``coreml_int4`` (coremltools int4 weights, block 16), ``xnnpack_int8`` (PT2E 8-bit weights + dynamic
+    """``coreml_int4`` (coremltools int4 weights, block 16), ``xnnpack_int8`` (PT2E 8-bit weights + static
     activations) or None (fp16)."""
 
     @property
@@ -69,17 +73,20 @@ class Mode:
         """The table's notes column: what is quantized and how, convolutions included."""
         if self.linear is None:
             return "all weights fp16 except the token table (int8 rows, group 32); convs fp16"
-        lin = "Linear 4-bit weights (group 32)" if self.linear == "int4" else \
-            "Linear 8-bit dynamic activations + 4-bit weights (group 32)"
+        lin = "Linear 4-bit weights (group 32)" if self.linear == "int4" else _XNN_LINEAR
         qat = "; QAT fine-tune on cached teacher outputs" if self.qat else ""
         return f"{lin}; token table 4-bit; {CONV_NOTES[self.convs]}{qat}; {self.backend}"
 
 
+_XNN_LINEAR = ("Linear 8-bit dynamic activations + 8-bit weights per channel" if XNNPACK_INT8.linear_weight_bits == 8
+               else f"Linear 8-bit dynamic activations + {XNNPACK_INT8.linear_weight_bits}-bit weights (group "
+                    f"{XNNPACK_INT8.linear_group})")
+_XNN_CONVS = ("int8 per-channel weights + int8 static activations calibrated on val images (PT2E "
+              "XNNPACKQuantizer), depthwise convs included")
 CONV_NOTES = {
     None: "convs fp16",
     "coreml_int4": "convs int4 per block of 16 (coremltools, at Core ML lowering)",
-    "xnnpack_int8": "convs int8 per-channel weights + int8 dynamic activations (PT2E XNNPACKQuantizer), except "
-                    "depthwise convs and convs fed by a reshape (mask head memory_proj; EfficientViT LiteMLA proj): float",
+    "xnnpack_int8": "convs " + _XNN_CONVS,
 }
 MODES = {m.name: m for m in (
     Mode("fp16", None, False, "Core ML / XNNPACK baseline", table_bits=8),
@@ -95,21 +102,18 @@ CONVS_PER_BACKEND = {
              "XNNPACK": "mode not supported (no weight-only int4)",
              "QNN": "4-bit weights, 16-bit activations (QnnQuantizer 16a4w, untested here)"},
     "int8_int4": {"Core ML": "mode not supported (no dynamic activations)",
-                  "XNNPACK": "int8 per-channel weights + int8 dynamic activations (PT2E XNNPACKQuantizer); "
-                             "depthwise convs and convs whose input comes from a reshape stay fp32 (XNNPACK_CONVS_FLOAT)",
+                  "XNNPACK": _XNN_CONVS,
                   "QNN": "4-bit weights, 8-bit activations (QnnQuantizer 8a4w, untested here)"},
 }
 CONVS_PER_BACKEND["qat_int4"] = {k: v + (_QAT_CONVS if "not" not in v else "")
                                  for k, v in CONVS_PER_BACKEND["int4"].items()}
 CONVS_PER_BACKEND["qat_int8_int4"] = {k: v + (_QAT_CONVS if "not" not in v else "")
                                       for k, v in CONVS_PER_BACKEND["int8_int4"].items()}
-XNNPACK_CONVS_FLOAT = ("XNNPACK int8 modes leave two kinds of convolution float: depthwise ones (XNNPACK has no "
-                       "dynamically quantized depthwise kernel; its quantizer and partitioner skip them) and those whose "
-                       "input is channels-first, made by a reshape (the mask head's memory_proj on the decoder memory, "
-                       "EfficientViT LiteMLA's proj): quantized dynamically, ExecuTorch 1.5.1's channels-last pass "
-                       "rewires the wrong tensor and the runtime refuses the program ('Propagating input shapes failed: "
-                       "xnn_status_invalid_parameter'); see sam3m4.quantize.convs.nhwc_input and docs/quantization.md")
-"""Which convolutions the XNNPACK modes keep float, and why (measured 2026-11-29 on tiny and repvit_m0_9_504)."""
+XNNPACK_CONVS_FLOAT = ("XNNPACK int8 modes quantize every convolution with static activations, depthwise and "
+                       "reshape-fed ones included (with dynamic activations XNNPACK has no depthwise kernel, and "
+                       "ExecuTorch 1.5.1's channels-last pass made reshape-fed convs unrunnable: see "
+                       "sam3m4.quantize.convs.nhwc_input); none stays float")
+"""Which convolutions the XNNPACK modes keep float, and why (none since static activations, 2026-12-06)."""
 KEPT_HIGHER = ("attention matmuls and softmax, LayerNorm, GELU, the residual adds and the mask dot products stay "
                "fp32 on XNNPACK / fp16 on Core ML in every mode (no quantizer annotates them here)")
 """The Stage 4 table's notes: what each mode does to convolutions on each backend, and what stays float."""
@@ -126,12 +130,12 @@ def get_mode(name: str) -> Mode:
 
 def linear_config(mode: Mode):
     """The torchao base config for ``mode``'s Linear layers."""
-    from torchao.quantization import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig
+    from torchao.quantization import IntxWeightOnlyConfig
     from torchao.quantization.granularity import PerGroup
 
     if mode.linear == "int4":
         return IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(GROUP_SIZE))
-    return Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(GROUP_SIZE))
+    return xnnpack_linear_config(XNNPACK_INT8)  # int8_int4: XNNPACK's per-layer plan
 
 
 def embedding_config(bits: int = 4):

@@ -109,13 +109,11 @@ def test_cpu_numerics_and_host_latency(case, stage5_export, gate, release):
     assert rec.passed, f"budget exceeded: host p50 {ms.value:.1f} ms, target < {rec.target} ms"
 
 
-@pytest.mark.xfail(strict=True, reason="known gap, issue 26: XNNPACK's integer modes quantize convolution activations "
-                   "dynamically, which leaves depthwise and reshape-fed convolutions and the attention matmuls in "
-                   "float (81.6% of the tiny student's MACs, 86.4% of repvit_m0_9_504's); static activations "
-                   "calibrated on Stage 4's val images are the fix. strict: this marker goes when the gate passes")
 def test_xnnpack_int8_mac_share(case, stage5_export, gate, release):
     """An XNNPACK integer-mode ``.pte``: the share of its image path's MACs in XNNPACK int8 kernels, read from the
-    lowered graph (:mod:`sam3m4.export.int8_share`), so it is judged on any host, int8 dot products or not."""
+    lowered graph (:mod:`sam3m4.export.int8_share`), so it is judged on any host, int8 dot products or not. What
+    stays float by design: the attention matmuls (both operands activations), softmax and norms
+    (:data:`sam3m4.quantize.xnnpack_int8.XNNPACK_INT8`)."""
     if case.flow.backend_id != "XnnpackBackend":
         pytest.skip(f"{case.backend}: the int8 MAC share is an XNNPACK figure")
     if get_mode(case.mode).linear is None:

@@ -46,7 +46,7 @@ from pathlib import Path
 from sam3m4.fileio import atomic_write_json, atomic_write_text
 from sam3m4.errors import ConfigError, Sam3m4Error
 from sam3m4.export.export import export_pte
-from sam3m4.env import int8_dot_isa
+from sam3m4.env import cpu_name, int8_dot_isa
 from sam3m4.export.flows import get_flow
 from sam3m4.export.kernels import kernel_ratios, kernel_table
 from sam3m4.export.runtime import benchmark_pte
@@ -394,8 +394,8 @@ def run(args: argparse.Namespace) -> int:
         row["verdicts"] = judge(row["summary"], targets, isa)
         rows.append(row)
     result = {"rows": rows, "best": best_preset(rows), "reference": reference, "matmul_gflops": matmul,
-              "threads": threads, "runs": args.runs, "kernels": kernels, "int8_isa": isa, "load": f"{load0} / {_load()}", "host": f"{os.cpu_count()}-core {platform.machine()} "
-              f"{platform.system()}", "date": _dt.date.today().isoformat(),
+              "threads": threads, "runs": args.runs, "kernels": kernels, "int8_isa": isa, "load": f"{load0} / {_load()}", "host": f"{cpu_name()} ({os.cpu_count()} cores, "
+              f"{platform.machine()} {platform.system()}; int8 dot products: {isa})", "date": _dt.date.today().isoformat(),
               "targets": {name: {"text": targets[name].describe(), "value": targets[name].value,
                           "comparison": targets[name].comparison} for name in BENCH_TARGETS if name in targets}}
     _record(ResultsStore(args.run), result)

@@ -94,6 +94,7 @@ def coreml_compress_weights(model: nn.Module, config: dict = COREML_WEIGHT_CONFI
 
 # --- XNNPACK --------------------------------------------------------------------------------------------------
 _CONV_TARGETS = ("aten.conv2d", "aten.conv1d", "aten._convolution", "aten.convolution")
+_RELU_TARGETS = ("aten.relu.default", "aten.relu_.default")
 _NHWC_PRODUCERS = _CONV_TARGETS + ("aten.upsample_bilinear2d", "aten.upsample_nearest2d", "aten.max_pool2d",
                                    "aten.avg_pool2d", "aten.adaptive_avg_pool2d")
 """Ops XNNPACK's ``ChannelsLastTaggedReshapePass`` makes channels-last (NHWC)."""
@@ -145,10 +146,16 @@ def _is_conv(node, dynamic: bool = True) -> bool:
     """Filter for the quantizer: True for the convolutions XNNPACK takes quantized, and for non-op nodes
     (weights, inputs), which the annotators check along with the op of each matched pattern; False for every
     other op (Linear, add, ...). ``dynamic``: also False for a conv whose input is channels-first
-    (:func:`nhwc_input`)."""
+    (:func:`nhwc_input`); static: also True for a ReLU right after a convolution, because the quantizer's
+    ``conv_relu`` pattern (one partition, conv and ReLU) is the only one that takes such a conv (the FPN's
+    separable smoothing: depthwise conv -> ReLU -> pointwise conv)."""
     if node.op != "call_function":
         return True
-    if not str(node.target).startswith(_CONV_TARGETS):
+    target = str(node.target)
+    if not dynamic and target.startswith(_RELU_TARGETS):
+        src = node.args[0]
+        return getattr(src, "op", "") == "call_function" and str(src.target).startswith(_CONV_TARGETS)
+    if not target.startswith(_CONV_TARGETS):
         return False
     return not dynamic or nhwc_input(node.args[0])
 

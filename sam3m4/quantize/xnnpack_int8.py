@@ -25,9 +25,9 @@ int8 dot products (x86 VNNI / AMX, ARM dotprod / i8mm) from ``sam3m4 bench --ker
   second operand), softmax, LayerNorm, GELU and the residual adds.
 
 Calibration: static activation ranges come from the first :data:`CALIBRATION_PAIRS` val pairs (at most the
-``num_val`` pairs the mode is scored on), each passed through the library as Stage 4 scores it: the image through
-:func:`sam3m4.models.preprocess.to_pixels`, the phrase through :class:`sam3m4.predict.Predictor`'s tokenizer and
-the student's ``encode_text``. Stage 4 (:func:`sam3m4.quantize.compare.scored_model`) and Stage 5's export
+``num_val`` pairs the mode is scored on), each passed through the library as Stage 4's
+:class:`sam3m4.predict.Predictor` passes it: the image through :func:`sam3m4.models.preprocess.to_pixels`, the
+phrase through the CLIP tokenizer (32 tokens) and the student's ``encode_text``. Stage 4 (:func:`sam3m4.quantize.compare.scored_model`) and Stage 5's export
 (:func:`sam3m4.export.case.export_case`) calibrate on the same pairs, so the ``.pte`` is the graph Stage 4 scored.
 Without val pairs (``sam3m4 bench`` on random weights, unit tests) the example inputs calibrate once: a
 well-formed program with the same kernels, not an accurate one.
@@ -41,8 +41,10 @@ import torch
 
 from sam3m4.models.export_wrappers import example_inputs
 from sam3m4.models.preprocess import to_pixels
-from sam3m4.predict import Predictor
+from sam3m4.models.tokenizer import get_tokenizer
 
+PROMPT_TOKENS = 32
+"""Token length of a prompt, as :class:`sam3m4.predict.Predictor` tokenizes it."""
 CALIBRATION_PAIRS = 16
 """Val pairs that calibrate the static activation ranges (the first ones; fewer when fewer are scored)."""
 
@@ -108,17 +110,21 @@ def calibration_inputs(student, val, num_val: int | None = None) -> list[tuple[t
     """Inputs of the ``forward`` method (image path with a cached prompt) for the first
     :func:`calibration_pairs` pairs of ``val`` (a :class:`~sam3m4.data.SacoImageDataset`-like sequence of samples
     with ``image`` (H, W, 3) uint8 and ``phrase``): ``[(pixel_values (1,3,S,S) float32, prompt_tokens (1,T,D),
-    prompt_mask (1,T) float32), ...]``, made as Stage 4's :class:`~sam3m4.predict.Predictor` makes them.
+    prompt_mask (1,T) float32), ...]``, made as Stage 4's :class:`~sam3m4.predict.Predictor` makes them (without
+    its ``.to(device)``: a student torch.export has traced keeps weakrefs that forbid it).
     ``student``: a float or torchao-quantized :class:`~sam3m4.models.student.Student` (its ``encode_text`` runs)."""
     n = min(calibration_pairs(num_val), len(val))
     if n == 0:
         raise ValueError("calibration needs at least one val pair; the val set is empty")
-    predictor = Predictor(student)
+    tokenizer = get_tokenizer(PROMPT_TOKENS)  # Predictor's tokenizer (not Predictor: see above)
     out = []
-    for i in range(n):
-        sample = val[i]
-        pixels = to_pixels([sample.image], student.image_size)  # (1, 3, S, S)
-        out.append((pixels, *predictor.prompt(sample.phrase).as_tuple()))
+    with torch.no_grad():
+        for i in range(n):
+            sample = val[i]
+            pixels = to_pixels([sample.image], student.image_size)  # (1, 3, S, S)
+            tok = tokenizer([sample.phrase.strip()])
+            prompt = student.encode_text(tok["input_ids"], tok["attention_mask"])  # as Predictor.prompt
+            out.append((pixels, *prompt.as_tuple()))
     return out
 
 

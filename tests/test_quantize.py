@@ -40,6 +40,10 @@ def _outputs(model):
     return out.mask_logits, out.query_logits, out.presence_logit
 
 
+UNUSED_BY_FORWARD = {"image_encoder.neck.smooth.1.dw", "image_encoder.neck.smooth.1.pw"}
+"""The neck's stride-8 smoothing: computed by the neck, used by no output of ``forward`` (not in its graph)."""
+
+
 def test_deployable_bytes_packs_int4_two_per_byte_plus_fp16_group_scales():
     from torchao.quantization import quantize_
 
@@ -65,7 +69,8 @@ def test_modes_quantize_linear_and_token_table_keep_convs_and_stay_close(student
     if mode == "int4":  # Core ML: coremltools compresses the eligible convs
         assert all(hasattr(m, WEIGHT_BITS_ATTR) for m in convs if coreml_block_sizes(tuple(m.weight.shape)) is not None)
     else:  # XNNPACK: PT2E int8 convs at export (static activations: depthwise too); marked here for the size
-        assert all(hasattr(m, WEIGHT_BITS_ATTR) for m in convs)
+        unmarked = {n for n, m in q.named_modules() if isinstance(m, nn.Conv2d) and not hasattr(m, WEIGHT_BITS_ATTR)}
+        assert unmarked <= UNUSED_BY_FORWARD, unmarked
     ref, got = (torch.cat([t.flatten() for t in _outputs(m)]) for m in (student, q))
     assert torch.corrcoef(torch.stack([ref, got]))[0, 1] > 0.9  # close to fp32, not identical
     assert not torch.equal(ref, got)

@@ -40,6 +40,7 @@ from sam3m4.export.token_table import VOCAB, Vocabulary, restricted_token_table
 from sam3m4.paths import EXPORT_DIR, QUANTIZED_DIR
 from sam3m4.quantize.decision import DECISION_FILE, read_decision
 from sam3m4.quantize.pipeline import build_mode, image_model
+from sam3m4.quantize.convs import PT2EStudent
 from sam3m4.quantize.modes import get_mode
 from sam3m4.quantize.storage import load_quantized
 from sam3m4.results import ResultsStore, schema
@@ -300,7 +301,9 @@ def _export_case(backend: str, mode: str, student, tracker, out_dir: Path, name:
     measured, deployed = None, None
     if flow.runs_here():  # XNNPACK anywhere; Core ML on a Mac (UNTESTED here: Linux hosts)
         agree = (lambda: scorer.agreement(result)) if scorer is not None else None  # val pairs, not random inputs
-        measured = measure_on_host(result, student, tracker, record, subject, runs, say, agreement=agree)
+        reference = scorer.eager if scorer is not None else None  # XNNPACK int8: the graph Stage 4 scores
+        measured = measure_on_host(result, student, tracker, record, subject, runs, say, agreement=agree,
+                                   reference=reference)
         if measured and scorer is not None:
             deployed = scorer.score(result, record, say)
             measured = deployed is not False
@@ -319,7 +322,8 @@ def _export_case(backend: str, mode: str, student, tracker, out_dir: Path, name:
 
 
 def measure_on_host(result: ExportResult, student, tracker, record: Callable, subject: str, runs: int,
-                    echo: Callable[[str], None] = print, agreement: Callable | None = None) -> bool:
+                    echo: Callable[[str], None] = print, agreement: Callable | None = None,
+                    reference: Callable | None = None) -> bool:
     """Numerics of the ``.pte`` against eager, and host latency, for a flow that runs here (:meth:`Flow.runs_here`).
 
     ``record``: ``ResultsStore.record`` or a callable taking the same keywords. True when measured. A ``.pte``
@@ -327,14 +331,17 @@ def measure_on_host(result: ExportResult, student, tracker, record: Callable, su
     ``host_image_latency_ms`` [, ``host_video_fps``]) recorded with no value and ``failed_stage`` ``load`` /
     ``run`` (the gates fail on it), and False is returned. ``agreement``: () -> :class:`~sam3m4.export.deployed.
     Agreement`, the ``forward`` mask IoU on val pairs where eager keeps a query (recorded as ``mask_iou/forward``
-    instead of the seeded random inputs' one, on which eager keeps no query)."""
+    instead of the seeded random inputs' one, on which eager keeps no query). ``reference``: () -> the mode's model
+    as Stage 4 scores it; an XNNPACK static-int8 image path (:class:`~sam3m4.quantize.convs.PT2EStudent`) is then
+    the eager side of the ``forward`` check (its calibrated ranges clip the seeded random inputs as the program's
+    do; the torchao student's float convolutions do not)."""
     pending = [f"{schema.MASK_IOU}/forward", schema.HOST_IMAGE_LATENCY_MS] + (
         [schema.HOST_VIDEO_FPS] if tracker is not None else [])
     stage = "load"
     try:
         runtime.load_program(result.path)
         stage = "run"
-        _measure_on_host(result, student, tracker, record, subject, runs, pending, echo, agreement)
+        _measure_on_host(result, student, tracker, record, subject, runs, pending, echo, agreement, reference)
     except Exception as err:  # noqa: BLE001  (recorded where it stopped, then reported)
         error = f"{type(err).__name__}: {err}"[:800]
         for metric in pending:
@@ -346,7 +353,8 @@ def measure_on_host(result: ExportResult, student, tracker, record: Callable, su
 
 
 def _measure_on_host(result, student, tracker, record: Callable, subject: str, runs: int, pending: list[str],
-                     echo: Callable[[str], None], agreement: Callable | None = None) -> None:
+                     echo: Callable[[str], None], agreement: Callable | None = None,
+                     reference: Callable | None = None) -> None:
     """:func:`measure_on_host`'s measurements; each metric recorded is removed from ``pending``."""
 
     def put(**kw):
@@ -354,7 +362,10 @@ def _measure_on_host(result, student, tracker, record: Callable, subject: str, r
         if kw["metric"] in pending:
             pending.remove(kw["metric"])
 
-    checks = runtime.check_pte(result.path, student, tracker=tracker)
+    eager = reference() if reference is not None else None
+    converted = isinstance(eager, PT2EStudent)
+    checks = runtime.check_pte(result.path, student, tracker=tracker,
+                               references={"forward": eager.image_path} if converted else None)
     if agreement is not None:
         agree = agreement()
         checks["forward"].mask_iou = agree.mask_iou
@@ -366,6 +377,8 @@ def _measure_on_host(result, student, tracker, record: Callable, subject: str, r
                 provenance=agree.provenance)
     for method, c in checks.items():
         how = f"ExecuTorch runtime vs torch eager, {method}, seeded sample inputs, batch 1"
+        if converted and method == "forward":
+            how += " (eager: the PT2E-converted image path Stage 4 scores, same val-pair calibration)"
         if c.mask_iou is not None and not (method == "forward" and agreement is not None):
             put(metric=f"{schema.MASK_IOU}/{method}", value=c.mask_iou, unit=schema.FRACTION,
                 provenance=f"{how}; IoU of mask_logits > 0 over {c.iou_queries}")

@@ -83,15 +83,19 @@ def mask_agreement(pte_masks: torch.Tensor, eager_masks: torch.Tensor, eager_sco
 
 
 @torch.no_grad()
-def check_pte(path: str | Path, model, *, tracker=None, methods=None, seed: int = 0) -> dict[str, MethodCheck]:
+def check_pte(path: str | Path, model, *, tracker=None, methods=None, seed: int = 0,
+              references: dict | None = None) -> dict[str, MethodCheck]:
     """Run each method of the ``.pte`` (default: all it has) on :func:`method_inputs` (seeded) and compare to the
-    eager wrapper. ``track`` needs ``tracker``. Returns {method: :class:`MethodCheck`}."""
+    eager wrapper, or to ``references[method]`` (a module taking the same inputs: for XNNPACK's static int8 image
+    path, the PT2E-converted graph Stage 4 scores, whose activation ranges clip as the program's do).
+    ``track`` needs ``tracker``. Returns {method: :class:`MethodCheck`}."""
     program = load_program(path)
     out = {}
     for name in methods or sorted(program.method_names):
         inputs = method_inputs(model, name, tracker, seed=seed)
         pte = [t.float() for t in program.load_method(name).execute(list(inputs))]
-        eager = [t.float() for t in method_module(model, name, tracker)(*inputs)]
+        reference = (references or {}).get(name) or method_module(model, name, tracker)
+        eager = [t.float() for t in reference(*inputs)]
         names = OUTPUTS.get(name, tuple(f"out{i}" for i in range(len(eager))))
         check = MethodCheck(name, {n: _max_abs_error(p, e) for n, p, e in zip(names, pte, eager)},
                             {n: float(e.abs().max()) for n, e in zip(names, eager)})

@@ -39,7 +39,6 @@ from dataclasses import dataclass
 
 import torch
 
-from sam3m4.models.export_wrappers import example_inputs
 from sam3m4.models.preprocess import to_pixels
 from sam3m4.models.tokenizer import get_tokenizer
 
@@ -127,7 +126,3 @@ def calibration_inputs(student, val, num_val: int | None = None) -> list[tuple[t
             out.append((pixels, *prompt.as_tuple()))
     return out
 
-
-def example_calibration(student) -> list[tuple[torch.Tensor, ...]]:
-    """The ``forward`` example inputs once: calibration where no val pairs exist (bench, unit tests)."""
-    return [example_inputs(student, "forward")]

@@ -102,7 +102,8 @@ CONVS_PER_BACKEND = {
              "XNNPACK": "mode not supported (no weight-only int4)",
              "QNN": "4-bit weights, 16-bit activations (QnnQuantizer 16a4w, untested here)"},
     "int8_int4": {"Core ML": "mode not supported (no dynamic activations)",
-                  "XNNPACK": _XNN_CONVS,
+                  "XNNPACK": _XNN_CONVS + "; Linear weights 8-bit per channel, not the 4-bit the mode's name says "
+                                          "(XNNPACK's int8-weight GEMM is the faster one; sam3m4.quantize.xnnpack_int8)",
                   "QNN": "4-bit weights, 8-bit activations (QnnQuantizer 8a4w, untested here)"},
 }
 CONVS_PER_BACKEND["qat_int4"] = {k: v + (_QAT_CONVS if "not" not in v else "")

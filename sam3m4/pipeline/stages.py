@@ -225,6 +225,10 @@ class StageSpec:
         """The stage's own YAML settings file in pipeline config ``cfg``."""
         return cfg[self.config.format(**instance)]
 
+    def read_settings(self, path: str | Path, overrides: list[str] = ()) -> dict:
+        """The stage's YAML settings file plus ``key=value`` overrides, read by its ``loader`` (keys checked)."""
+        return _resolve(self.loader)(path, overrides)
+
     def stages(self, where: SimpleNamespace) -> list[Stage]:
         out = []
         for instance in self.each(where.cfg):

@@ -134,6 +134,7 @@ def test_the_acceptance_fixtures_build_their_stages_with_the_table_functions(tmp
     assert kwargs["out_dir"] == out / "quantized" and isinstance(kwargs["store"], ResultsStore)
 
     calls.clear()
+    monkeypatch.setattr(conftest, "CACHE", tmp_path / "cache")  # the export's lock
     options = {"--stage5-quantized": str(out / "quantized"), "--stage4-num-val": 5, "--stage4-data": None}
     config = type("Config", (), {"getoption": staticmethod(options.get)})
     store = ResultsStore("table", root=tmp_path / "reports")

@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())  # the project root
 GOLDEN = ROOT / "fixtures" / "pipeline"
 
 # every shipped pipeline config, and the keys that add, drop or reshape stages

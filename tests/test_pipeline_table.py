@@ -19,7 +19,7 @@ from sam3m4.config import resolve_args
 from sam3m4.pipeline.stages import DEFAULTS, STAGES, build_stages, load_config, paths, spec
 from sam3m4.results import ResultsStore, schema
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())  # the project root
 
 
 class Called(Exception):

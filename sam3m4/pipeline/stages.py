@@ -155,7 +155,6 @@ def distill_overrides(cfg: dict, phase: int) -> list[str]:
     return out + list(cfg[f"phase{phase}_overrides"])
 
 
-
 # --- the stage table: every stage declared once ----------------------------------------------------------------
 def paths(cfg: dict) -> SimpleNamespace:
     """What the stages of ``cfg`` read and write, relative to the project root (``work_dir`` applied). A stage
@@ -209,9 +208,13 @@ class StageSpec:
     program: str = "sam3m4"
     """``python -m <program>``: ``sam3m4`` or ``pytest``."""
     then: Callable[[SimpleNamespace], list[list]] = _none
+    """Commands run after it, as part of the stage (:attr:`Stage.then`), as words like ``command``'s."""
     allow_fail: bool = False
+    """:attr:`Stage.allow_fail`: a non-zero exit is reported and the pipeline goes on."""
     always: bool = False
+    """:attr:`Stage.always`: run every time."""
     group: str | None = None
+    """:attr:`Stage.group`: consecutive stages of one group run concurrently."""
 
     def load(self) -> Callable:
         """The library function itself."""
@@ -230,6 +233,7 @@ class StageSpec:
         return _resolve(self.loader)(path, overrides)
 
     def stages(self, where: SimpleNamespace) -> list[Stage]:
+        """One :class:`Stage` per instance, for the config whose :func:`paths` are ``where``."""
         out = []
         for instance in self.each(where.cfg):
             w = SimpleNamespace(**{**vars(where), **instance})

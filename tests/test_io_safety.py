@@ -396,3 +396,27 @@ def test_a_folder_writer_that_fails_leaves_the_old_files_whole(tmp_path):
         (tmp / "model.safetensors").write_bytes(b"w")
     assert (out / "config.json").read_text() == "new config" and (out / "bootstrap_metrics.json").read_text() == "kept"
     assert (out / "model.safetensors").read_bytes() == b"w" and sorted(p.name for p in tmp_path.iterdir()) == ["teacher"]
+
+
+def test_a_killed_writers_temporary_file_is_removed_and_a_live_ones_kept(tmp_path):
+    """Only the project's own temporary names, and only when their writing process is gone."""
+    import torch
+
+    from sam3m4.checkpoint import atomic_save_safetensors
+    from sam3m4.fileio import remove_stale_temporaries, temporary_name
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = tmp_path / f".shard-u0001.safetensors.{int(dead.stdout)}0123abcd.tmp"
+    live = temporary_name(tmp_path / "shard-u0002.safetensors")  # this process: still running
+    other = tmp_path / ".tmpkFe6YY"  # not a name this project writes
+    for p in (gone, live, other):
+        p.write_bytes(b"half")
+    assert remove_stale_temporaries(tmp_path) == [gone]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+    out = atomic_save_safetensors({"x": torch.ones(3)}, tmp_path / "a.safetensors", metadata={"k": "v"})
+    from safetensors import safe_open
+
+    with safe_open(str(out), framework="pt") as f:
+        assert f.metadata() == {"k": "v"} and f.get_tensor("x").tolist() == [1.0, 1.0, 1.0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "a.safetensors"])

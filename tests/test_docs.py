@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_REPORTS = ("reports/README.md", "reports/history/measurements.md", "reports/quantization/history.md",
-                     "reports/int8/measurements.md")
+                     "reports/int8/measurements.md", "reports/rehearsal/measurements.md")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 MACHINE_PATH = re.compile(r"(?<![\w.~/-])(?:/(?:tmp|work|home|Users|var/folders)/|[A-Za-z]:\\Users\\)")

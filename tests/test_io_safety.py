@@ -24,7 +24,7 @@ from sam3m4.errors import ConfigError, DataFormatError
 from sam3m4.fileio import OutsideProject, check_contained
 from sam3m4.paths import PROJECT_ROOT_ENV
 from sam3m4.report.compare import compare_runs
-from sam3m4.results import ResultsStore, load_targets
+from sam3m4.results import ResultsStore, load_targets, schema
 from sam3m4.runlock import RUN_ENV, RunLockedError, run_name_holder, run_name_lock, run_name_lock_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,7 +213,7 @@ def test_results_store_refuses_a_symlinked_results_file(project):
     (proj / "reports" / "demo").mkdir(parents=True)
     os.symlink(target, proj / "reports" / "demo" / "results.jsonl")
     with pytest.raises(OutsideProject, match=r"reports/demo/results\.jsonl: refused to write"):
-        ResultsStore("demo").record(stage="stage3", subject="s", metric="m", value=1.0)
+        ResultsStore("demo").record(stage=schema.STAGE3, subject="s", metric="m", value=1.0)
     assert target.read_bytes() == b"precious\n"
 
 
@@ -270,7 +270,7 @@ def test_a_second_writer_of_a_run_is_refused_naming_the_holder(held, project, ca
     info = run_name_holder("demo")
     assert info["pid"] == held.pid and info["command"] == "holder under test"
     (proj / "reports" / "demo").mkdir(exist_ok=True)
-    ResultsStore("demo").record(stage="stage3", subject="s", metric="m", value=1.0)
+    ResultsStore("demo").record(stage=schema.STAGE3, subject="s", metric="m", value=1.0)
     before = snapshot(proj)
     line = one_error(capsys, cli.main(["report", "--run", "demo", "--targets", str(TARGETS)]))
     assert f"run 'demo' is in use by pid {held.pid} on " in line and "holder under test" in line
@@ -304,9 +304,10 @@ def test_the_lock_is_free_after_its_holder_dies_and_leaves_no_file(held, project
 def _gate_store(root: Path, run: str, drop) -> None:
     store = ResultsStore(run, root=root)
     if drop is not None:
-        store.record(stage="stage4", subject="int4", metric="miou_drop", value=drop, unit="points", target=2.0,
+        store.record(stage=schema.STAGE4, subject="int4", metric=schema.MIOU_DROP, value=drop, unit="points",
+                     target=2.0,
                      comparison="<=")
-    store.record(stage="stage3", subject="teacher", metric="miou", value=0.5, unit="fraction")
+    store.record(stage=schema.STAGE3, subject=schema.TEACHER, metric=schema.MIOU, value=0.5, unit="fraction")
 
 
 @pytest.mark.parametrize("new, reason", [

@@ -162,3 +162,21 @@ def test_stage5_says_not_attempted_where_the_export_was_not_attempted(tmp_path):
     ios, android = row.split(" | ")[1:3]
     assert android.startswith("not attempted (QNN SDK not found)[^") and "실패" not in android, row
     assert ios.startswith("실패"), row  # an export that ran and failed still reads as a failure
+
+
+def test_artifacts_under_the_project_are_shown_relative_to_it(tmp_path, monkeypatch):
+    from sam3m4.paths import PROJECT_ROOT_ENV
+
+    monkeypatch.setenv(PROJECT_ROOT_ENV, str(tmp_path))
+    preds = tmp_path / "reports" / "r" / "saco" / "student_image_preds.json"
+    preds.parent.mkdir(parents=True)
+    preds.write_text("[]")
+    outside = tmp_path.parent / f"{tmp_path.name}-elsewhere.pt"
+    store = ResultsStore("r", root=tmp_path / "reports")
+    store.record(stage=schema.STAGE3, subject=schema.TEACHER, metric=schema.MIOU, value=0.8, unit="fraction",
+                 provenance="p", artifact=preds)
+    store.record(stage=schema.STAGE3, subject=schema.STUDENT_PHASE2, metric=schema.MIOU, value=0.7,
+                 unit="fraction", provenance="q", artifact=outside)
+    text = render_report("r", root=tmp_path / "reports", targets_path=TARGETS).read_text()
+    assert "(artifact `reports/r/saco/student_image_preds.json`, sha256 " in text
+    assert str(tmp_path) + "/reports" not in text and f"(artifact `{outside}`)" in text

@@ -133,6 +133,17 @@ def atomic_torch_save(obj, path: Path) -> None:
         torch.save(obj, handle)
 
 
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict | None = None) -> Path:
+    """``safetensors`` file written through :func:`sam3m4.fileio.atomic_path`. ``safetensors.torch.save_file``
+    stages its own ``.tmpXXXXXX`` file, which a killed writer leaves behind under a name no cleaner knows; the
+    bytes are serialised here instead, so the only temporary file is the project's ``.<name>.<pid><hex>.tmp``."""
+    from safetensors.torch import save
+
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(save(tensors, metadata=metadata))
+    return Path(path)
+
+
 def list_checkpoints(ckpt_dir: Path, phase: int) -> list[Path]:
     """``phase{P}_epoch*_step*.pt`` in ``ckpt_dir``, oldest (lowest step) first."""
     ckpt_dir = Path(ckpt_dir)

@@ -36,6 +36,7 @@ from sam3m4.quantize.storage import load_quantized
 from sam3m4.results.store import ResultsStore
 from sam3m4.results.targets import parse_targets
 from sam3m4.storage import prune
+from sam3m4.results import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "fixtures"
@@ -211,11 +212,11 @@ def _video_preds(gt: dict) -> list:
              "bboxes": [[6.0, 4.0, 24.0, 16.0]] * t, "areas": [int(mask.sum())] * t, "score": 0.7}]
 
 
-RECORD = {"run": "r", "stage": "stage5", "subject": "android/qnn/int8_int4", "metric": "image_latency_ms",
+RECORD = {"run": "r", "stage": schema.STAGE5, "subject": "android/qnn/int8_int4", "metric": schema.IMAGE_LATENCY_MS,
           "value": 41.7, "unit": "ms", "target": 100.0, "comparison": "<", "passed": True, "provenance": "fuzz",
           "artifact": "outputs/export/x.pte", "sha256": "a" * 64, "note": "", "failed_stage": None, "outcome": None,
           "timestamp": "2026-01-01T00:00:00+00:00"}
-TARGETS = {"targets": {"pte_size_mb": {"metric": "pte_mb", "comparison": "<", "value": 50, "unit": "MB",
+TARGETS = {"targets": {"pte_size_mb": {"metric": schema.PTE_MB, "comparison": "<", "value": 50, "unit": "MB",
                                        "regression_tolerance": 1.0, "description": "size"}}}
 STATE = {"format": "sam3m4-pipeline-state-v1",
          "stages": {"data": {"argv": [["-m", "sam3m4", "data"]], "inputs": "a" * 64, "outputs": "b" * 64, "rc": 0,
@@ -345,12 +346,15 @@ def test_results_records_at_write_time(tmp_path, value, subject):
     """Writing a NaN, an Infinity or a non-string subject is refused in one line; the file never holds one."""
     store = ResultsStore("w", root=tmp_path)
     try:
-        store.record(stage="stage5", subject=subject, metric="m", value=value)
+        store.record(stage=schema.STAGE5, subject=subject, metric="m", value=value)
     except Sam3m4Error as err:
         assert "\n" not in str(err) and "results.jsonl" in str(err)
     if store.path.exists():
         text = store.path.read_text()
-        assert "NaN" not in text and "Infinity" not in text
+        bare = []  # NaN / Infinity written as JSON numbers (a string subject "NaN" is fine)
+        for line in text.splitlines():
+            json.loads(line, parse_constant=bare.append)
+        assert bare == []
         assert all(isinstance(r.subject, str) for r in store.records())
 
 
@@ -369,7 +373,7 @@ def test_device_android_results(tmp_path, raw):
 
     def read():
         for m in device_metrics(parse_results_file(path)):
-            assert m.value is None or (np.isfinite(m.value) and (m.metric != "video_fps" or m.value <= 1e5))
+            assert m.value is None or (np.isfinite(m.value) and (m.metric != schema.VIDEO_FPS or m.value <= 1e5))
     refused_cleanly(read, path)
 
 
@@ -473,7 +477,7 @@ def test_named_bad_inputs_of_issue_25(tmp_path):
     with pytest.raises(Sam3m4Error, match="manifest.json: unreadable run manifest"):
         prune.references(tmp_path, [])
     store = ResultsStore("r", root=tmp_path / "reports")
-    inf = store.record(stage="stage5", subject="a/b/c", metric="image_latency_ms", value=1e306 * 1000)
+    inf = store.record(stage=schema.STAGE5, subject="a/b/c", metric=schema.IMAGE_LATENCY_MS, value=1e306 * 1000)
     assert inf.value is None and inf.failed_stage == "metric" and "Infinity" not in store.path.read_text()
     store.path.write_text(json.dumps({**RECORD, "subject": ["a"]}) + "\n")
     with pytest.warns(UserWarning, match=r"subject: expected str, got list"):

@@ -31,6 +31,7 @@ from typing import Sequence
 
 from sam3m4.distill.cache import FeatureCache, PairSet, run_teacher
 from sam3m4.distill.runtime import barrier, broadcast_object, gather_objects
+from sam3m4.fileio import remove_stale_temporaries
 
 FAULT_ENV = "SAM3M4_CACHE_EXIT_AFTER"
 FAULT_EXIT_CODE = 75
@@ -151,6 +152,8 @@ def build_cache(teacher, data: PairSet | Sequence[PairSet], cache: FeatureCache,
     t0 = time.time()
     splits = _splits(data)
     units = plan_units(splits, shard_size, batch_size)
+    if rank == 0:
+        remove_stale_temporaries(cache.dir)  # a killed pass's half-written shard; before any rank writes
     cache.refresh()
     todo = broadcast_object([u.index for u in units if any(_batch_missing(splits, cache, b) for b in u.batches)]
                             if rank == 0 else None, world_size)

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 from torch import nn
 from torchao.prototype.safetensors.safetensors_support import (flatten_tensor_state_dict,
                                                                unflatten_tensor_state_dict)
 
-from sam3m4.checkpoint import load_model_state
+from sam3m4.checkpoint import atomic_save_safetensors, load_model_state
 from sam3m4.errors import DataFormatError
 from sam3m4.fileio import atomic_path
 from sam3m4.models.build import PRESETS, build_student
@@ -50,7 +50,7 @@ def save_quantized(model, out_dir: str | Path, *, mode: str, preset: str, source
     plain = {k for k, v in state.items() if type(v) in (torch.Tensor, nn.Parameter)}  # not torchao tensors
     # plain floating weights hold fp16 values (round_to_fp16): stored as fp16
     tensors = {k: (v.half() if k in plain and v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
-    _atomic_write(out / WEIGHTS, lambda p: save_file(tensors, str(p), metadata=metadata))
+    atomic_save_safetensors(tensors, out / WEIGHTS, metadata=metadata)
     kind = "tracker" if hasattr(model, "memory") else "student"
     meta = {"mode": mode, "preset": preset, "kind": kind, "source": str(source) if source else None,
             **({"num_latents": model.num_latents} if kind == "tracker" else {}), **(extra or {})}

@@ -36,14 +36,16 @@ import torch
 from torch import nn
 
 from sam3m4 import checkpoint, config, paths
-from sam3m4.distill import cache as feature_cache, cache_pass, losses as distill_losses
+from sam3m4.distill import cache as feature_cache, losses as distill_losses
+# the teacher-cache helpers live with the cache pass; setup() uses two, the others stay reachable as recipe.<name>
+from sam3m4.distill.cache_pass import CACHE_KEYS, ensure_cache, fill_cache, fill_command, load_splits  # noqa: F401
 from sam3m4.distill.evaluation import evaluate_features, evaluate_outputs
 from sam3m4.distill.logs import ScalarLogger, Throughput, record_results
 from sam3m4.distill.optim import build_optimizer, build_scheduler
-from sam3m4.distill.runtime import (amp_dtype, autocast, barrier, broadcast_object, init_distributed,
+from sam3m4.distill.runtime import (amp_dtype, autocast, barrier, init_distributed,
                                     mean_across_ranks, select_device, seed_everything)
 from sam3m4.distill.visualise import visualise_features, visualise_pairs
-from sam3m4.errors import ConfigError, DataFormatError, Sam3m4Error, TrainingDiverged
+from sam3m4.errors import ConfigError, Sam3m4Error, TrainingDiverged
 from sam3m4.fileio import atomic_write_json
 from sam3m4.models import build_student
 from sam3m4.models.pretrained import init_backbone
@@ -203,80 +205,6 @@ def batch_loss(run: Run, data: feature_cache.PairSet, idx: list[int], net=None) 
 
 
 # --- setup ---------------------------------------------------------------------------------------------------
-CACHE_KEYS = ("data_root", "teacher", "cache_dir", "train_limit", "val_limit", "cache_topk", "cache_min_score",
-              "teacher_levels", "cache_batch_size", "cache_shard_size", "device")  # what decides a cache pass
-
-
-def fill_command(cfg: dict, world: int) -> str:
-    """The ``sam3m4 distill cache`` command that fills the cache ``cfg`` reads, on ``world`` ranks."""
-    import shlex
-
-    def value(v):
-        return "[" + ",".join(map(str, v)) + "]" if isinstance(v, (list, tuple)) else str(v)
-
-    keys = " ".join(shlex.quote(f"{k}={value(cfg[k])}") for k in CACHE_KEYS if cfg[k] != "")
-    launcher = f"torchrun --nproc_per_node={world} -m sam3m4" if world > 1 else "sam3m4"
-    return f"{launcher} distill cache {keys}"
-
-
-def ensure_cache(cfg: dict, rank: int, world: int, device, splits) -> tuple[feature_cache.FeatureCache, dict]:
-    """Open the cache for ``cfg['teacher']``. Complete: nothing else runs (no teacher is loaded). Keys missing:
-    rank 0 prints one line (how many, the first few, the command that fills it), then the ranks fill it
-    together (:func:`sam3m4.distill.cache_pass.build_cache`), or, with ``cache_fill: false``, every rank stops
-    with that line."""
-    t0 = time.time()
-    root = cfg["cache_dir"] or Path(paths.feature_cache_dir(cfg["data_root"]))
-    settings = {k: cfg[k] for k in ("cache_topk", "cache_min_score", "teacher_levels")}
-    cache = feature_cache.FeatureCache(root, feature_cache.teacher_id(cfg["teacher"]), feature_cache.teacher_resolution(cfg["teacher"]), settings)
-    missing = broadcast_object(cache_pass.missing_pairs(splits, cache) if rank == 0 else None, world)
-    info = {"cache_dir": str(cache.dir), "pairs": sum(len(d) for d in splits), "missing": len(missing), "computed": 0}
-    if missing:
-        line = cache_pass.missing_line(splits, cache, missing, fill_command(cfg, world))
-        if not cfg["cache_fill"]:
-            raise DataFormatError(line)
-        if rank == 0:
-            print(f"{line}; filling it now on {world} rank(s)", flush=True)
-        teacher = load_teacher(cfg["teacher"], device=device)
-        rep = cache_pass.build_cache(teacher, splits, cache, batch_size=cfg["cache_batch_size"], topk=cfg["cache_topk"],
-                                     min_score=cfg["cache_min_score"], fpn_levels=cfg["teacher_levels"],
-                                     shard_size=cfg["cache_shard_size"], rank=rank, world_size=world,
-                                     progress=cfg["progress"], desc="cache")
-        info["computed"] = rep.computed_pairs
-        for k, v in (rep.teacher or {}).items():  # teacher seconds per image (vision) and per pair (heads), all ranks
-            info[f"teacher_{k}"] = v
-        del teacher
-    info["seconds"] = round(time.time() - t0, 2)
-    info["disk_mb"] = round(sum(p.stat().st_size for p in cache.dir.glob("shard-*")) / 2**20, 1)
-    return cache, info
-
-
-def load_splits(cfg: dict, size: int, progress: bool) -> tuple[feature_cache.PairSet, feature_cache.PairSet | None]:
-    """Train (and val, when present) pairs of ``<data_root>/saco_image`` resized to ``size`` px."""
-    saco = Path(cfg["data_root"]) / "saco_image"
-    if not (saco / "train.json").is_file():
-        raise Sam3m4Error(f"{saco / 'train.json'}: missing (generate data with 'sam3m4 data synth --out {cfg['data_root']}')")
-    msize = -(-size // 4)  # the student's masks live at stride 4
-    train = feature_cache.PairSet(saco / "train.json", size, msize, limit=cfg["train_limit"], progress=progress)
-    val = feature_cache.PairSet(saco / "val.json", size, msize, keep_full_gt=True, limit=cfg["val_limit"]) \
-        if (saco / "val.json").is_file() else None
-    return train, val
-
-
-def fill_cache(cfg: dict) -> dict:
-    """``sam3m4 distill cache``: fill the teacher-feature cache for train + val; under ``torchrun`` the ranks
-    share the missing pairs (:mod:`sam3m4.distill.cache_pass`). Returns the pass's summary (the same on every
-    rank: counts and teacher seconds of all ranks together)."""
-    rank, world, local = init_distributed(cfg["device"])
-    if cfg["threads"]:
-        torch.set_num_threads(int(cfg["threads"]))
-    size = cfg["image_size"] or build_student(cfg["student_preset"]).image_size
-    train, val = load_splits(cfg, size, cfg["progress"] and rank == 0)
-    _, info = ensure_cache({**cfg, "cache_fill": True}, rank, world, select_device(cfg["device"], local),
-                           [train] + ([val] if val else []))
-    info["world_size"] = world
-    return info
-
-
 def setup(cfg: dict) -> Run:
     t0 = time.time()
     rank, world, local = init_distributed(cfg["device"])

@@ -102,7 +102,8 @@ def test_qat_runs_on_the_phase2_cache_without_the_teacher_and_converts(tmp_path,
         raise AssertionError("the teacher was loaded")
 
     monkeypatch.setattr(cache_pass, "load_teacher", no_teacher)
-    model, info = qat_recipe.qat_finetune(ckpt, "qat_int8_int4", steps=3, batch_size=4, progress=False)
+    settings = qat_recipe.load_config(ROOT / "configs" / "qat.yaml", ["steps=3", "batch_size=4", "warmup_steps=1"])
+    model, info = qat_recipe.qat_finetune(ckpt, "qat_int8_int4", progress=False, **settings)
     assert info["steps"] == 3 and info["batch_size"] == 4 and info["lr"] == qat_recipe.DEFAULTS["lr"]
     assert all(map(torch.isfinite, map(torch.tensor, (info["first_loss"], info["final_loss"]))))
     linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]

@@ -4,6 +4,7 @@ train -> convert, as torchtune keeps ``qat_single_device.py`` next to its fine-t
 
     model, info = qat_finetune("checkpoints/distillation/phase2_best.pt", "qat_int8_int4", steps=60)
     settings = load_config("configs/qat.yaml", ["steps=120"])   # QAT's own keys, typed and range-checked
+    model, info = qat_finetune("checkpoints/distillation/phase2_best.pt", "qat_int8_int4", **settings)
     sam3m4 quantize --mode qat_int8_int4 --qat-steps 60 --qat-lr 1e-4   # Stage 4 runs this recipe
 
 Features:
@@ -61,7 +62,8 @@ def load_config(path: str | Path | None, overrides=()) -> dict:
     file or override and the key); ``steps`` and ``batch_size`` >= 1, ``lr`` > 0, ``warmup_steps`` >= 0."""
     cfg = config.load_config(path, overrides, DEFAULTS)
     for key, value in cfg.items():
-        low, ok = (">= 1", value >= 1) if key in AT_LEAST_ONE else ("> 0", value > 0) if key == "lr" else (">= 0", value >= 0)
+        low, ok = ((">= 1", value >= 1) if key in AT_LEAST_ONE else ("> 0", value > 0) if key == "lr"
+                   else (">= 0", value >= 0))
         if not ok:
             raise ConfigError(f"{cfg.where(key)}: {key}: must be {low}, got {value!r}")
     return dict(cfg)

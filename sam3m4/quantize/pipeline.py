@@ -21,7 +21,7 @@ from sam3m4.paths import SYNTH_DATA
 from sam3m4.predict import Predictor, load_tracker
 from sam3m4.quantize.decision import read_decision
 from sam3m4.quantize.modes import MODES, apply_mode, get_mode
-from sam3m4.quantize.qat import qat_finetune
+from sam3m4.quantize.qat_recipe import qat_finetune
 from sam3m4.results import ResultsStore, schema
 
 

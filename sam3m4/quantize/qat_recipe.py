@@ -1,16 +1,29 @@
-"""Quantization-aware fine-tune: a Phase 2 (or video) checkpoint, fake-quantized, trained briefly on Phase 2's
-distillation loss against the cached teacher outputs, then converted to the real quantized layout.
+"""QAT recipe: a Phase 2 (or video) checkpoint, fake-quantized, trained briefly on Phase 2's distillation loss
+against the cached teacher outputs, then converted to the real quantized layout. One readable file, setup ->
+train -> convert, as torchtune keeps ``qat_single_device.py`` next to its fine-tune recipes.
 
     model, info = qat_finetune("checkpoints/distillation/phase2_best.pt", "qat_int8_int4", steps=60)
+    settings = load_config("configs/qat.yaml", ["steps=120"])   # QAT's own keys, typed and range-checked
+    model, info = qat_finetune("checkpoints/distillation/phase2_best.pt", "qat_int8_int4", **settings)
+    sam3m4 quantize --mode qat_int8_int4 --qat-steps 60 --qat-lr 1e-4   # Stage 4 runs this recipe
 
-Setup -> train -> convert, top to bottom: the checkpoint's own Phase 2 config gives the data, the teacher cache
-and the loss weights (:func:`qat_config`), so the teacher targets come from the cache Phase 2 filled (filled here
-if it is missing) and the teacher does not run otherwise. Fake quantization (torchao
-``QATConfig(base, step="prepare")``) rounds Linear and token-table weights (and, for ``int8_int4``, Linear
-activations) to the target grid in the forward pass, with straight-through gradients; AdamW (the distillation
-recipe's parameter groups, warm-up then cosine) moves the fp32 weights so that their rounded values fit the
-teacher. Items are drawn as Phase 2 draws them: a permutation seeded by ``seed + epoch`` (the same as a
-one-process ``DistributedSampler``), refilled when a batch would run short.
+Features:
+
+* Settings, two kinds. QAT's own (:data:`DEFAULTS`, ``configs/qat.yaml``): optimizer steps, peak learning rate,
+  micro-batch, warm-up. Inherited from the checkpoint's Phase 2 run (:func:`qat_config`): the data, the teacher
+  and its cache, the loss weights and the optimizer's shape (weight decay, accumulation, clipping, cosine floor),
+  so QAT trains on what Phase 2 trained on; keys an older checkpoint lacks take the distillation defaults
+  (:data:`sam3m4.distill.settings.DEFAULTS`). ``**overrides`` of :func:`qat_finetune` replace either kind.
+* Teacher targets come from the cache Phase 2 filled, opened through :func:`sam3m4.distill.cache_pass.ensure_cache`
+  (filled there if it is missing); the teacher does not run otherwise.
+* Fake quantization (torchao ``QATConfig(base, step="prepare")``) rounds Linear and token-table weights (and, for
+  ``int8_int4``, Linear activations) to the target grid in the forward pass, with straight-through gradients;
+  AdamW (the distillation recipe's parameter groups, warm-up then cosine) moves the fp32 weights so that their
+  rounded values fit the teacher.
+* Items are drawn as Phase 2 draws them: a permutation seeded by ``seed + epoch`` (the same as a one-process
+  ``DistributedSampler``), refilled when a batch would run short.
+* A NaN/inf loss stops the run (:class:`~sam3m4.errors.TrainingDiverged`); the result is the converted model on the
+  CPU in eval mode with the first and final loss and the seconds spent.
 """
 
 from __future__ import annotations
@@ -20,23 +33,50 @@ from pathlib import Path
 
 import torch
 
+from sam3m4 import config
 from sam3m4.checkpoint import load_checkpoint, load_model_state
 from sam3m4.distill import cache as feature_cache
 from sam3m4.distill import losses as distill_losses
-from sam3m4.distill import optim, recipe, runtime
-from sam3m4.errors import DataFormatError, TrainingDiverged
+from sam3m4.distill import optim, runtime
+from sam3m4.distill.cache_pass import ensure_cache
+from sam3m4.distill.settings import DEFAULTS as PHASE2_DEFAULTS
+from sam3m4.errors import ConfigError, DataFormatError, TrainingDiverged
 from sam3m4.models import build_student
 from sam3m4.progress import StepProgress
 from sam3m4.quantize.modes import get_mode, qat_convert, qat_prepare
 
 
+DEFAULTS = dict(
+    steps=60,  # optimizer steps, each of batch_size x grad_accum pairs (grad_accum: the Phase 2 run's)
+    lr=1.0e-4,  # peak learning rate: AdamW, linear warm-up then cosine down to min_lr_frac x lr
+    batch_size=16,  # pairs per micro-batch
+    warmup_steps=5,  # linear warm-up steps (at most `steps`)
+)
+"""QAT's own settings, as ``configs/qat.yaml`` holds them; every other key comes from the Phase 2 run."""
+AT_LEAST_ONE = ("steps", "batch_size")
+
+
+def load_config(path: str | Path | None, overrides=()) -> dict:
+    """``configs/qat.yaml`` (or None) + ``key=value`` overrides -> QAT's settings, typed by :data:`DEFAULTS`
+    (:func:`sam3m4.config.load_config`: an unknown key or a badly typed value is a one-line ConfigError naming the
+    file or override and the key); ``steps`` and ``batch_size`` >= 1, ``lr`` > 0, ``warmup_steps`` >= 0."""
+    cfg = config.load_config(path, overrides, DEFAULTS)
+    for key, value in cfg.items():
+        low, ok = ((">= 1", value >= 1) if key in AT_LEAST_ONE else ("> 0", value > 0) if key == "lr"
+                   else (">= 0", value >= 0))
+        if not ok:
+            raise ConfigError(f"{cfg.where(key)}: {key}: must be {low}, got {value!r}")
+    return dict(cfg)
+
+
 def qat_config(ckpt: str | Path, **overrides) -> dict:
-    """The distillation config of ``ckpt``'s Phase 2 run (missing keys: the recipe's defaults), with ``overrides``."""
+    """The distillation config of ``ckpt``'s Phase 2 run (keys it lacks: the distillation defaults), with
+    ``overrides``."""
     state = load_checkpoint(Path(ckpt))
     stored = state.get("config")
     if not isinstance(stored, dict):
         raise DataFormatError(f"{ckpt}: config: missing (QAT needs the Phase 2 run's data, teacher and cache)")
-    cfg = {**recipe.DEFAULTS, **{k: v for k, v in stored.items() if k in recipe.DEFAULTS}}
+    cfg = {**PHASE2_DEFAULTS, **{k: v for k, v in stored.items() if k in PHASE2_DEFAULTS}}
     cfg.update(phase=2, init_from=str(ckpt))
     cfg.update(overrides)
     return cfg
@@ -50,18 +90,21 @@ def item_order(num_items: int, seed: int, epoch: int, take: int) -> list[int]:
     return torch.randperm(num_items, generator=g).tolist()[:take]
 
 
-def qat_finetune(ckpt: str | Path, mode: str, steps: int = 60, lr: float = 1e-4, batch_size: int = 16,
-                 progress: bool = True, student_state: dict | None = None, **overrides) -> tuple[torch.nn.Module, dict]:
+def qat_finetune(ckpt: str | Path, mode: str, steps: int = DEFAULTS["steps"], lr: float = DEFAULTS["lr"],
+                 batch_size: int = DEFAULTS["batch_size"], progress: bool = True, student_state: dict | None = None,
+                 **overrides) -> tuple[torch.nn.Module, dict]:
     """Fine-tune ``ckpt``'s student (or ``student_state``, same preset) with ``mode``'s fake quantization for
     ``steps`` optimizer steps of ``batch_size`` pairs, then convert.
 
-    ``overrides``: keys of the Phase 2 config (``grad_accum``, ``warmup_steps``, loss weights ``w_*``...).
+    ``overrides``: ``warmup_steps`` (:data:`DEFAULTS`, at most ``steps``) or keys of the Phase 2 config
+    (``grad_accum``, loss weights ``w_*``...).
     Returns (the converted model in eval mode on the CPU, info with the first and final loss and seconds).
     """
     spec = get_mode(mode)
     if not spec.qat:
         raise ValueError(f"mode {mode!r} is not a QAT mode")
-    cfg = qat_config(ckpt, batch_size=batch_size, progress=progress, lr=lr, warmup_steps=min(5, steps), **overrides)
+    warmup = min(overrides.pop("warmup_steps", DEFAULTS["warmup_steps"]), steps)
+    cfg = qat_config(ckpt, batch_size=batch_size, progress=progress, lr=lr, warmup_steps=warmup, **overrides)
     t0 = time.time()
 
     # --- setup: student, train pairs, the teacher cache ---
@@ -76,7 +119,7 @@ def qat_finetune(ckpt: str | Path, mode: str, steps: int = 60, lr: float = 1e-4,
     size = cfg["image_size"] or student.image_size
     train = feature_cache.PairSet(Path(cfg["data_root"]) / "saco_image" / "train.json", size, -(-size // 4),
                                   limit=cfg["train_limit"], progress=progress)  # masks at stride 4
-    cache, _ = recipe.ensure_cache(cfg, 0, 1, device, [train])  # opens it; fills what is missing (teacher runs)
+    cache, _ = ensure_cache(cfg, 0, 1, device, [train])  # opens it; fills what is missing (teacher runs)
     weights = distill_losses.weights_from_config(cfg)
     qat_prepare(student, spec)
     optimizer = optim.build_optimizer(student.named_parameters(), lr, cfg["weight_decay"])

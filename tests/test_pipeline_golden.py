@@ -50,17 +50,28 @@ def render_list() -> str:
 
 
 def render_stages() -> str:
+    """Stages built in a folder that holds only the project's ``configs/``, so inputs that depend on what is on
+    disk (an external teacher is an input only when it exists) read the same in a fresh clone and a used one."""
+    import shutil
+    import tempfile
+
     from sam3m4.pipeline.stages import build_stages, load_config
 
     def words(argv):
         return ["python" if a == sys.executable else a for a in argv]
 
-    out = {}
-    for case in CASES:
-        out[" ".join(case)] = [{"name": s.name, "argv": words(s.argv), "then": [words(t) for t in s.then],
-                                "inputs": s.inputs, "outputs": s.outputs, "allow_fail": s.allow_fail,
-                                "always": s.always, "group": s.group}
-                               for s in build_stages(load_config(case[0], list(case[1:])))]
+    out, here = {}, os.getcwd()
+    configs = {" ".join(case): load_config(case[0], list(case[1:])) for case in CASES}
+    with tempfile.TemporaryDirectory() as empty:
+        shutil.copytree(ROOT / "configs", Path(empty) / "configs")
+        os.chdir(empty)
+        try:
+            for case, cfg in configs.items():
+                out[case] = [{"name": s.name, "argv": words(s.argv), "then": [words(t) for t in s.then],
+                              "inputs": s.inputs, "outputs": s.outputs, "allow_fail": s.allow_fail,
+                              "always": s.always, "group": s.group} for s in build_stages(cfg)]
+        finally:
+            os.chdir(here)
     return "{\n" + ",\n".join(f"{json.dumps(case)}: [\n" + ",\n".join(json.dumps(s) for s in stages) + "]"
                                 for case, stages in out.items()) + "\n}\n"  # one stage a line: diffs read well
 

@@ -14,9 +14,10 @@ take plain ``(scores, labels)`` arrays, so any evaluation that keeps them (the e
 
 Gates (``acceptance/targets.yaml``):
 
-* ``presence_threshold_on_plateau``: the presence threshold the app ships (the target's ``presence_threshold``,
-  SAM 3's 0.5 unless configured) gives up at most ``value`` of Presence F1 against the best threshold
-  (``presence_f1_gap``): pass or fail.
+* ``presence_threshold_on_plateau``: the presence threshold the app ships (the mode's operating point fitted by
+  Stage 4 on the calibration part of the val pairs, :mod:`sam3m4.metrics.operating_point`; or the target's
+  ``presence_threshold`` when the targets file pins one) gives up at most ``value`` of Presence F1 against the
+  best threshold (``presence_f1_gap``) on the held-out part: pass or fail.
 * ``presence_ece_rise``: ECE(shipped) - ECE(fp16) on the same pairs is judged against ``value`` only when its
   paired bootstrap interval excludes zero; otherwise the outcome is "not measured: not resolvable on N pairs".
   An argmax threshold or a raw ECE difference is never gated: on a few hundred pairs both move with the sample.
@@ -44,10 +45,13 @@ DETECTION_FLOOR = 0.05    # detections kept in SA-Co prediction files when cgF1 
 SCORES_SUFFIX = "_presence_scores.json"
 
 
-def shipped_threshold(target) -> float:
-    """The presence threshold the app ships: the target's ``presence_threshold``, else :data:`DEFAULT_THRESHOLD`."""
+def shipped_threshold(target, fitted: float | None = None) -> float:
+    """The presence threshold the app ships: the target's ``presence_threshold`` when the targets file pins one,
+    else the mode's ``fitted`` operating point (Stage 4's ``decision.json``), else :data:`DEFAULT_THRESHOLD`."""
     value = getattr(target, "presence_threshold", None)
-    return DEFAULT_THRESHOLD if value is None else float(value)
+    if value is not None:
+        return float(value)
+    return DEFAULT_THRESHOLD if fitted is None else float(fitted)
 
 
 # --- the per-pair file -----------------------------------------------------------------------------------------
@@ -154,10 +158,13 @@ def reliability_of(path: str | os.PathLike):
 
 
 # --- the gates -------------------------------------------------------------------------------------------------
-def plateau_gate(scores, labels, target) -> tuple[GateOutcome, PlateauCheck]:
+def plateau_gate(scores, labels, target, threshold: float | None = None) -> tuple[GateOutcome, PlateauCheck]:
     """Does the shipped presence threshold lie on the F1 plateau? The gate's value is the F1 gap
-    (``best F1 - F1 at the threshold``), judged by ``target`` (``presence_f1_gap <= 0.01``)."""
-    check = plateau_check(scores, labels, threshold=shipped_threshold(target), tol=target.value)
+    (``best F1 - F1 at the threshold``), judged by ``target`` (``presence_f1_gap <= 0.01``). ``threshold``: the
+    shipped one (default :func:`shipped_threshold` of the target). A threshold fitted on pairs is judged on pairs
+    the fit did not see (the held-out part, :func:`sam3m4.metrics.operating_point.calibration_split`)."""
+    threshold = shipped_threshold(target) if threshold is None else float(threshold)
+    check = plateau_check(scores, labels, threshold=threshold, tol=target.value)
     if target.check(check.gap):
         return GateOutcome(PASS), check
     return GateOutcome(FAIL, f"presence threshold {check.threshold:g} is off the F1 plateau: F1 {check.f1:.4f} vs "

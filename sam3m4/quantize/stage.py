@@ -128,12 +128,22 @@ def _add_mode(ckpt, mode: str, out_dir: Path, val, videos, num_val: int, runs: i
     path = out_dir / mode
     preset = getattr(model, "student", model).preset
     save_quantized(model, path, mode=mode, preset=preset, source=ckpt, extra={"qat": qat_info})
-    row = compare.measure(model, mode, val, num_val, runs=runs, progress=progress, videos=videos)
+    row = compare.measure(model, mode, val, num_val, runs=runs, progress=progress, videos=videos,
+                          presence_fixed=pinned_presence_threshold())
     row.qat = qat_info
     video = "" if row.jf is None else f", J&F {row.jf:.3f}, track {row.track_fps:.1f} fps"
-    echo(f"{mode}: {row.size_mb:.3f} MB, mIoU {row.miou:.3f}, Presence F1 {row.presence_f1:.3f}, "
-         f"{row.avg_ms:.1f} ms{video} (saved {path})")
+    op = row.presence_point
+    echo(f"{mode}: {row.size_mb:.3f} MB, mIoU {row.miou:.3f}, Presence F1 {row.presence_f1:.3f} at 0.5 "
+         f"(presence threshold {op.threshold:.3f} {op.how}: held-out F1 {op.f1_held_out:.3f} vs "
+         f"{op.f1_held_out_at_default:.3f} at 0.5), {row.avg_ms:.1f} ms{video} (saved {path})")
     return row
+
+
+def pinned_presence_threshold() -> float | None:
+    """The presence threshold the targets file pins (``presence_threshold_on_plateau.presence_threshold``), else
+    None: each mode's threshold is fitted on the val pairs (:mod:`sam3m4.metrics.operating_point`)."""
+    target = load_targets().get("presence_threshold_on_plateau")
+    return None if target is None else target.presence_threshold
 
 
 def _start(threads: int, echo: Callable[[str], None] | None) -> Callable[[str], None]:

@@ -149,7 +149,7 @@ def test_calibration_and_int8_share_rows_judge_what_ships():
     plateau = _row(m, "presence_threshold_on_plateau").cells
     # the .pte's own record wins over Stage 4's eager one; without a scored .pte the eager one stands, said so
     assert plateau["coreml"].status == FAIL and plateau["coreml"].value == 0.03 and plateau["coreml"].subject == "coreml/int4"
-    assert plateau["xnnpack"].status == PASS and plateau["xnnpack"].reason == "host eager: no .pte scored"
+    assert plateau["xnnpack"].status == PASS and plateau["xnnpack"].reason == "host eager: the .pte was not scored"
     ece = _row(m, "presence_ece_rise").cells
     assert ece["coreml"].status == NOT_MEASURED and "not resolvable on 200 pairs" in ece["coreml"].reason
     assert ece["xnnpack"].status == NOT_MEASURED and "acceptance/test_stage4.py" in ece["xnnpack"].reason

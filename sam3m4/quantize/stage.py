@@ -18,7 +18,6 @@ row and the decisions in ``reports/<run>/results.jsonl`` (report section 4) and 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,8 @@ from sam3m4.quantize.pipeline import build_mode, load_val, record, record_backen
 from sam3m4.quantize.storage import META, save_quantized
 from sam3m4.results import ResultsStore
 from sam3m4.results.targets import Target, load_targets
+from sam3m4.schemas import load_file
+from sam3m4.schemas.quantize import QuantizedMeta
 
 QAT_CHOICES = ("auto", "always", "never")
 
@@ -133,9 +134,10 @@ def _add_mode(ckpt, mode: str, out_dir: Path, val, videos, num_val: int, runs: i
     row.qat = qat_info
     video = "" if row.jf is None else f", J&F {row.jf:.3f}, track {row.track_fps:.1f} fps"
     op = row.presence_point
-    echo(f"{mode}: {row.size_mb:.3f} MB, mIoU {row.miou:.3f}, Presence F1 {row.presence_f1:.3f} at 0.5 "
-         f"(presence threshold {op.threshold:.3f} {op.how}: held-out F1 {op.f1_held_out:.3f} vs "
-         f"{op.f1_held_out_at_default:.3f} at 0.5), {row.avg_ms:.1f} ms{video} (saved {path})")
+    point = "" if op is None else (f" (presence threshold {op.threshold:.3f} {op.how}: held-out F1 "
+                                   f"{op.f1_held_out:.3f} vs {op.f1_held_out_at_default:.3f} at 0.5)")
+    echo(f"{mode}: {row.size_mb:.3f} MB, mIoU {row.miou:.3f}, Presence F1 {row.presence_f1:.3f} at 0.5{point}, "
+         f"{row.avg_ms:.1f} ms{video} (saved {path})")
     return row
 
 
@@ -204,7 +206,7 @@ def quantize_compare(ckpt: str | Path, *, out_dir: str | Path, num_val: int = 20
     record(store, rows, out, data_root, ckpt, target=target)
     record_decision(store, decision, target, rows)
     backends = decide_per_backend(rows, target)
-    preset = json.loads((out / "fp16" / META).read_text())["preset"]  # written by _add_mode just above
+    preset = load_file(out / "fp16" / META, QuantizedMeta).preset  # written by _add_mode just above
     path = write_decision(out, backends, rows=rows, target=target, preset=preset, source=ckpt)
     record_backend_decisions(store, path, target)
     return CompareResult(rows=tuple(rows), decision=decision, target=target, out_dir=out, data_root=data_root,

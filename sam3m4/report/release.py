@@ -264,14 +264,17 @@ def _stage4(recs: _Records, col: Column, mode: str) -> tuple[Record | None, str]
 
 
 def _shipped_then_eager(metric: str):
-    """The column's ``.pte`` record (Stage 5, scored through the runtime) when there is one, else Stage 4's record
-    of its mode (host eager; the note says so)."""
+    """The column's ``.pte`` record (Stage 5, scored through the runtime) when it has a value or failed, else Stage 4's
+    record of its mode (host eager; the note says so), else the ``.pte``'s "not measured" record."""
     def find(recs: _Records, col: Column, mode: str) -> tuple[Record | None, str]:
-        rec = recs.get(schema.STAGE5, f"{col.key}/{mode}", metric)
-        if rec is not None:
-            return rec, ""
-        rec = recs.get(schema.STAGE4, mode, metric)
-        return rec, "host eager: no .pte scored" if rec is not None else ""
+        pte = recs.get(schema.STAGE5, f"{col.key}/{mode}", metric)
+        if pte is not None and (pte.value is not None or pte.failed_stage):
+            return pte, ""
+        eager = recs.get(schema.STAGE4, mode, metric)
+        if eager is not None:
+            why = f" ({pte.note})" if pte is not None and pte.note else ""
+            return eager, f"host eager: the .pte was not scored{why}"
+        return pte, ""
     return find
 
 

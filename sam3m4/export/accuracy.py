@@ -34,7 +34,7 @@ import numpy as np
 from sam3m4.data import SacoImageDataset, SacoVideoDataset
 from sam3m4.eval.image import evaluate_pairs
 from sam3m4.eval import saco
-from sam3m4.eval.calibration import DEFAULT_THRESHOLD, calibration
+from sam3m4.eval.calibration import DEFAULT_THRESHOLD, PLATEAU_TOL, calibration
 from sam3m4.export.deployed import DeployedEval, PteStudent, evaluate_deployed, val_agreement
 from sam3m4.fileio import atomic_write_json
 from sam3m4.predict import Predictor
@@ -152,6 +152,10 @@ def _record_presence(d: DeployedEval, val, shipped: ShippedPresence, put: Callab
     put(schema.PRESENCE_ECE_HIGH, cal.ece.high, schema.FRACTION, f"{boot}; {how}")
     put(schema.PRESENCE_F1_BEST, cal.curve.best_f1, schema.FRACTION,
         f"best over every threshold, at {cal.curve.best_threshold:.4f}; {how}")
+    put(schema.PRESENCE_BEST_THRESHOLD, cal.curve.best_threshold, schema.FRACTION,
+        f"the F1-best threshold nearest 0.5 (not gated: it moves with the sample); {how}")
+    for metric, value in ((schema.PRESENCE_PLATEAU_LOW, cal.plateau[0]), (schema.PRESENCE_PLATEAU_HIGH, cal.plateau[1])):
+        put(metric, value, schema.FRACTION, f"grid thresholds with F1 within {PLATEAU_TOL} of the best; {how}")
     held = np.ones(d.num_pairs, dtype=bool)
     part = f"all {d.num_pairs} pairs ({shipped.how} threshold: nothing fitted on them)"
     if shipped.how == "fitted":

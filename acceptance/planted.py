@@ -299,7 +299,7 @@ def _plateau(bench, value):
     point = SimpleNamespace(threshold=thr, how="fixed")  # judged on every planted pair
     test_stage4.test_shipped_threshold_on_plateau(("planted", "planted scores"), scored,
                                                   lambda mode: (point, "planted threshold"), None, bench.gate,
-                                                  bench.targets)
+                                                  bench.store, bench.targets)
 
 
 def _ece_rise(bench, value):

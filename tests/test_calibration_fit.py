@@ -179,3 +179,31 @@ def test_the_deployed_evaluation_keeps_detections_at_the_shipped_threshold(monke
     assert d.pairs.max_score == pytest.approx([0.4] * 3)
     at_half = deployed.evaluate_deployed(Pte(0.4), Val(samples), 3)
     assert (at_half.miou, at_half.presence.f1) == (d.miou, d.presence.f1) and at_half.miou_shipped == at_half.miou
+
+
+def test_a_fitted_threshold_fails_the_plateau_gate_only_when_the_held_out_pairs_resolve_it():
+    from sam3m4.eval.calibration import plateau_gate
+    from sam3m4.metrics.operating_point import gap_interval
+    from sam3m4.results import schema
+    from sam3m4.results.targets import load_targets
+
+    target = load_targets()["presence_threshold_on_plateau"]
+    s, y, _ = _student_like(100, seed=3)
+    # SAM 3's 0.5 on a student scoring below the teacher: far off the plateau, and 100 pairs resolve it
+    outcome, check = plateau_gate(s, y, target, threshold=0.5, resolve=True)
+    assert outcome.outcome == schema.FAIL and check.gap > 0.3 and "bootstrap interval of the gap" in outcome.reason
+    # thresholds fitted on other pairs of the same kind never fail it: on the plateau, or a gap the pairs cannot
+    # tell from noise (the strict rule would fail some of them)
+    outcomes = [plateau_gate(s, y, target, threshold=fit_threshold(*_student_like(100, seed=k)[:2]), resolve=True)
+                for k in range(4, 12)]
+    assert all(o.outcome in (schema.PASS, schema.NOT_MEASURED) for o, _ in outcomes)
+    assert any(o.outcome == schema.PASS for o, _ in outcomes)
+    # one pair's worth of gap on 12 pairs (one negative at 0.33 called present): not resolvable (a skip) ...
+    s12, y12 = np.array([0.1, 0.2, 0.3, 0.31, 0.32, 0.33, 0.6, 0.7, 0.8, 0.9, 0.92, 0.95]), np.zeros(12, bool)
+    y12[[2, 6, 7, 8, 9, 10, 11]] = True
+    outcome, check = plateau_gate(s12, y12, target, threshold=0.325, resolve=True)
+    gi = gap_interval(s12, y12, 0.325)
+    assert check.gap > target.value and gi.low <= target.value and gi == gap_interval(s12, y12, 0.325)
+    assert outcome.outcome == schema.NOT_MEASURED and "not resolvable on 12 pairs" in outcome.reason
+    # ... while a fixed threshold keeps the strict rule
+    assert plateau_gate(s12, y12, target, threshold=0.325)[0].outcome == schema.FAIL

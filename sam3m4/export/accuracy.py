@@ -34,11 +34,10 @@ import numpy as np
 from sam3m4.data import SacoImageDataset, SacoVideoDataset
 from sam3m4.eval.image import evaluate_pairs
 from sam3m4.eval import saco
-from sam3m4.eval.calibration import DEFAULT_THRESHOLD, PLATEAU_TOL, calibration
+from sam3m4.eval.calibration import DEFAULT_THRESHOLD, PLATEAU_TOL, calibration, plateau_gate
 from sam3m4.export.deployed import DeployedEval, PteStudent, evaluate_deployed, val_agreement
 from sam3m4.fileio import atomic_write_json
 from sam3m4.predict import Predictor
-from sam3m4.metrics.calibration import plateau_check
 from sam3m4.metrics.operating_point import SPLIT_RULE, calibration_split
 from sam3m4.quantize.compare import miou_drop, pair_groups, scored_model
 from sam3m4.quantize.decision import DECISION_FILE, read_decision
@@ -46,7 +45,9 @@ from sam3m4.quantize.pipeline import build_mode, image_model, load_val
 from sam3m4.quantize.stage import pinned_presence_threshold
 from sam3m4.quantize.storage import load_quantized
 from sam3m4.results import ResultsStore, schema
+from sam3m4.results.schema import NOT_MEASURED
 from sam3m4.results.store import NOT_MEASURABLE
+from sam3m4.results.targets import load_targets
 
 
 @dataclass(frozen=True)
@@ -161,11 +162,16 @@ def _record_presence(d: DeployedEval, val, shipped: ShippedPresence, put: Callab
     if shipped.how == "fitted":
         held = ~calibration_split(pair_groups(val, d.num_pairs))
         part = f"the {int(held.sum())} held-out pairs ({SPLIT_RULE})"
-    if held.any():
-        check = plateau_check(scores[held], labels[held], threshold=shipped.threshold)
-        put(schema.PRESENCE_F1_GAP, check.gap, schema.FRACTION,
-            f"best Presence F1 {check.best_f1:.4f} (at {check.best_threshold:.4f}) - F1 {check.f1:.4f} at the "
-            f"{where} on {part}; {how}")
+    target = load_targets().get("presence_threshold_on_plateau")
+    if held.any() and target is not None:
+        outcome, check = plateau_gate(scores[held], labels[held], target, threshold=shipped.threshold,
+                                      resolve=shipped.how == "fitted")
+        prov = (f"best Presence F1 {check.best_f1:.4f} (at {check.best_threshold:.4f}) - F1 {check.f1:.4f} at the "
+                f"{where} on {part}; {how}")
+        if outcome.outcome == NOT_MEASURED:
+            put(schema.PRESENCE_F1_GAP, None, schema.FRACTION, prov, outcome=NOT_MEASURABLE, note=outcome.reason)
+        else:
+            put(schema.PRESENCE_F1_GAP, check.gap, schema.FRACTION, prov)
     return (f"presence threshold {shipped.threshold:.3f} ({shipped.how}): F1 {d.presence_shipped.f1:.4f} "
             f"(at 0.5 {d.presence.f1:.4f}, best {cal.curve.best_f1:.4f}), ECE {cal.ece.value:.4f}")
 

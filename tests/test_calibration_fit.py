@@ -74,6 +74,19 @@ def test_operating_point_is_fitted_on_the_calibration_part_and_checked_on_the_re
     assert op.best_f1_held_out - op.f1_held_out < 0.05
 
 
+def test_the_fit_keeps_half_when_it_is_on_the_calibration_plateau():
+    """A teacher-like model whose scores separate at 0.5 as well as anywhere: SAM 3's 0.5 ships, not an argmax that
+    moves with the sample."""
+    rng = np.random.default_rng(5)
+    y = rng.random(300) < 0.5
+    s = np.clip(np.where(y, rng.normal(0.8, 0.08, 300), rng.normal(0.15, 0.08, 300)), 0, 1)
+    groups = [f"img_{i}.png" for i in range(300)]
+    cal = calibration_split(groups)
+    assert fit_threshold(s[cal], y[cal]) != 0.5                          # the argmax is elsewhere ...
+    op = fit_operating_point(s, y, groups)
+    assert (op.how, op.threshold) == ("fitted", 0.5)                    # ... but 0.5 is on the plateau
+
+
 def test_no_fit_without_enough_pairs_or_both_classes_and_a_pinned_threshold_ships_as_is():
     s, y, groups = _student_like(12)
     small = fit_operating_point(s, y, groups)

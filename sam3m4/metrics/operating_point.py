@@ -12,7 +12,8 @@ number a user reads was not seen by the fit. Pure numpy.
 * **Fit** (:func:`fit_threshold`): Presence F1 of ``score >= t`` only changes at a score, so the thresholds form
   intervals between consecutive distinct scores; the fit takes an F1-maximising interval (the one nearest SAM 3's
   0.5, the lower on a tie) and returns its **midpoint**, which keeps the same decisions under small score shifts
-  (an exported program's scores differ from eager's in the third decimal).
+  (an exported program's scores differ from eager's in the third decimal). When 0.5 scores within 0.01 of that F1
+  on the calibration part, 0.5 is kept: a flat curve's argmax moves with the sample.
 * **Fallback**: when a part has fewer than ``min_pairs`` pairs or the calibration part holds one class only, no
   threshold is fitted and SAM 3's 0.5 ships (``how="default"``); a threshold pinned by the targets file ships as
   it is (``how="fixed"``). Either way the held-out numbers are reported.
@@ -39,6 +40,7 @@ __all__ = ["DEFAULT_THRESHOLD", "SPLIT_SALT", "SPLIT_RULE", "MIN_PAIRS", "split_
 DEFAULT_THRESHOLD = 0.5     # SAM 3's keep threshold
 SPLIT_SALT = "sam3m4-presence/1"
 MIN_PAIRS = 10              # fewest pairs per part for a fit
+PLATEAU_TOL = 0.01          # 0.5 is kept when its calibration F1 is within this of the fitted threshold's
 SPLIT_RULE = (f"calibration part: sha256('{SPLIT_SALT}:' + image file name) as a fraction < 0.5; the rest held "
               "out (the phrases of one image on one side)")
 
@@ -97,10 +99,12 @@ class OperatingPoint:
 
 
 def fit_operating_point(scores, labels, groups, *, fixed: float | None = None, fraction: float = 0.5,
-                        min_pairs: int = MIN_PAIRS) -> OperatingPoint:
+                        min_pairs: int = MIN_PAIRS, plateau_tol: float = PLATEAU_TOL) -> OperatingPoint:
     """Fit the presence threshold on the calibration part of ``(scores (N,) in [0, 1], labels (N,) bool)`` and check
-    it on the held-out part (``groups``: N image keys, :func:`calibration_split`). ``fixed``: a threshold pinned by
-    the targets file, shipped as it is (still checked on the held-out part)."""
+    it on the held-out part (``groups``: N image keys, :func:`calibration_split`). The fit keeps SAM 3's 0.5 when
+    it lies on the calibration part's F1 plateau (within ``plateau_tol`` of the fitted threshold's F1): a flat
+    curve's argmax moves with the sample, 0.5 only moves when the scores do. ``fixed``: a threshold pinned by the
+    targets file, shipped as it is (still checked on the held-out part)."""
     s, y = check_pairs(scores, labels)
     if len(groups) != s.size:
         raise ValueError(f"{len(groups)} groups for {s.size} pairs")
@@ -112,6 +116,8 @@ def fit_operating_point(scores, labels, groups, *, fixed: float | None = None, f
         threshold, how = float(fixed), "fixed"
     elif fits:
         threshold, how = fit_threshold(s[cal], y[cal]), "fitted"
+        if f1_at(s[cal], y[cal], DEFAULT_THRESHOLD) >= f1_at(s[cal], y[cal], threshold) - plateau_tol:
+            threshold = DEFAULT_THRESHOLD   # 0.5 is on the calibration part's plateau: keep SAM 3's threshold
     else:
         threshold, how = DEFAULT_THRESHOLD, "default"
     if not hold.any():       # nothing held out (a tiny set): report on every pair; nothing was fitted on them

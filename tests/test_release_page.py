@@ -113,11 +113,16 @@ def test_go_when_every_cell_passes_or_is_unsupported():
     records += [_rec(schema.STAGE5, "xnnpack/int8_int4", "mask_iou/forward", 0.99),
                 _rec(schema.STAGE5, "xnnpack/int8_int4", "max_abs_error/encode_text", 0.03),
                 _rec(schema.STAGE5, "xnnpack/int8_int4", "max_abs_error/forward", 0.3),
-                _rec(schema.STAGE5, "xnnpack/int8_int4", schema.HOST_IMAGE_LATENCY_MS, 30.0)]
+                _rec(schema.STAGE5, "xnnpack/int8_int4", schema.HOST_IMAGE_LATENCY_MS, 30.0),
+                _rec(schema.STAGE5, "xnnpack/int8_int4", schema.XNNPACK_INT8_MAC_SHARE, 95.0),
+                _rec(schema.STAGE4, "int4", schema.PRESENCE_F1_GAP, 0.004),
+                _rec(schema.STAGE4, "int8_int4", schema.PRESENCE_F1_GAP, 0.0),
+                _rec(schema.STAGE4, "int4", schema.PRESENCE_ECE_RISE, 0.01),
+                _rec(schema.STAGE4, "int8_int4", schema.PRESENCE_ECE_RISE, 0.02)]
     m = build_matrix(records, targets, run="r")
     # unsupported: NPU coverage on XNNPACK; the XNNPACK-only gates (mask IoU, host latency, max |error| per method)
     # in the 2 NPU columns; `track` of an image-only .pte
-    unsupported = 1 + 2 * (2 + len(PTE_METHODS)) + 1
+    unsupported = 1 + 2 * (3 + len(PTE_METHODS)) + 1
     assert m.verdict == GO and m.count(FAIL) == m.count(NOT_MEASURED) == 0 and m.count(UNSUPPORTED) == unsupported
     track = next(r for r in m.rows if r.gate == "xnnpack_max_abs_error_track").cells["xnnpack"]
     assert track.status == UNSUPPORTED and "no `track` method" in track.reason
@@ -135,6 +140,44 @@ def test_go_when_every_cell_passes_or_is_unsupported():
     assert no_phone.verdict == GO and not no_phone.blocking()  # not measured: a warning, not a blocker
     assert {(w.row.gate, w.column) for w in no_phone.warnings()} == {
         (g, c) for g in ("image_latency_ms", "video_fps") for c in ("iOS Core ML", "Android QNN", "host XNNPACK")}
+
+
+def test_calibration_and_int8_share_rows_judge_what_ships():
+    """The two presence calibration gates and the XNNPACK int8 MAC share are rows of the matrix: a failed cell
+    blocks, a "not measured" one (ECE rise not resolvable on the pairs) only warns, a float program is unsupported."""
+    targets = load_targets(TARGETS)
+    base = [_rec(schema.STAGE4, "decision/coreml", "chosen_mode", "int4"),
+            _rec(schema.STAGE4, "decision/xnnpack", "chosen_mode", "fp16"),
+            _rec(schema.STAGE5, "coreml/int4", "export_ok", True), _rec(schema.STAGE5, "xnnpack/fp16", "export_ok", True),
+            _rec(schema.STAGE5, "xnnpack/fp16", "xnnpack_int8_mac_share", 0.0)]
+    recs = base + [_rec(schema.STAGE4, "int4", "presence_f1_gap", 0.002),
+                   _rec(schema.STAGE5, "coreml/int4", "presence_f1_gap", 0.03),
+                   _rec(schema.STAGE4, "fp16", "presence_f1_gap", 0.005),
+                   _rec(schema.STAGE4, "int4", "presence_ece_rise", None, outcome=NOT_MEASURABLE,
+                        note="not resolvable on 200 pairs: interval spans zero")]
+    m = build_matrix(recs, targets, run="r")
+    plateau = _row(m, "presence_threshold_on_plateau").cells
+    # the .pte's own record wins over Stage 4's eager one; without a scored .pte the eager one stands, said so
+    assert plateau["coreml"].status == FAIL and plateau["coreml"].value == 0.03
+    assert plateau["coreml"].subject == "coreml/int4"
+    assert plateau["xnnpack"].status == PASS and plateau["xnnpack"].reason == "host eager: the .pte was not scored"
+    ece = _row(m, "presence_ece_rise").cells
+    assert ece["coreml"].status == NOT_MEASURED and "not resolvable on 200 pairs" in ece["coreml"].reason
+    assert ece["xnnpack"].status == NOT_MEASURED and "acceptance/test_stage4.py" in ece["xnnpack"].reason
+    share = _row(m, "xnnpack_int8_mac_share").cells
+    assert share["xnnpack"].status == UNSUPPORTED and "float program" in share["xnnpack"].reason  # its 0% not judged
+    assert share["coreml"].status == UNSUPPORTED
+    assert [b.label for b in m.blocking()] == [
+        "Stage 4 shipped presence threshold on the F1 plateau (held-out pairs) (iOS Core ML): 0.030, target <= 0.01"]
+    assert any(w.row.gate == "presence_ece_rise" and w.column == "iOS Core ML" for w in m.warnings())
+    int8 = build_matrix(base[:3] + [_rec(schema.STAGE5, "xnnpack/int8_int4", "export_ok", True),
+                                    _rec(schema.STAGE4, "decision/xnnpack", "chosen_mode", "int8_int4"),
+                                    _rec(schema.STAGE5, "xnnpack/int8_int4", "xnnpack_int8_mac_share", 81.6)],
+                       targets, run="r")
+    cell = _row(int8, "xnnpack_int8_mac_share").cells["xnnpack"]
+    assert cell.status == FAIL and cell.value == 81.6
+    rise = build_matrix(base + [_rec(schema.STAGE4, "int4", "presence_ece_rise", 0.08)], targets, run="r")
+    assert _row(rise, "presence_ece_rise").cells["coreml"].status == FAIL
 
 
 def _write_accepted(tmp_path, text: str) -> None:

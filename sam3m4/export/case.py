@@ -284,7 +284,7 @@ def _export_case(backend: str, mode: str, student, tracker, out_dir: Path, name:
             deployed = scorer.score(result, record, say)
             measured = deployed is not False
     elif scorer is not None and vocab is None:
-        for metric in (schema.DEPLOYED_MIOU_DROP, schema.EXPORT_MIOU_GAP):
+        for metric in (schema.DEPLOYED_MIOU_DROP, schema.EXPORT_MIOU_GAP, schema.PRESENCE_F1_GAP):
             record(stage=schema.STAGE5, subject=subject, metric=metric, value=None, outcome=NOT_MEASURABLE,
                    artifact=result.path, note=f"not measured here: {flow.cannot_run_here()}; the .pte is scored "
                                               f"where it runs")

@@ -1,7 +1,8 @@
 """The steps behind ``sam3m4 quantize``: build a mode's model from a checkpoint, load the val pairs, record.
 
 Records (``reports/<run>/results.jsonl``, stage ``stage4``): per mode ``size_mb``, ``compression``, ``miou``,
-``presence_f1``, ``avg_ms`` and ``miou_drop`` (the gate); subject ``decision``: ``criterion_met``,
+``presence_f1`` (at SAM 3's 0.5), ``avg_ms`` and ``miou_drop`` (the gate), the presence operating point
+(``presence_threshold``, ``presence_f1_held_out`` at it and ``presence_f1_held_out_05`` at 0.5 on the held-out pairs); subject ``decision``: ``criterion_met``,
 ``chosen_mode``, ``qat`` (report section 4's bullets); subject ``decision/<backend>``: ``chosen_mode`` of that
 backend, with ``decision.json`` as the artifact and the ``.pte`` it ships in the note.
 """
@@ -121,6 +122,14 @@ def record(run: str | ResultsStore, rows, out: Path, data_root: Path, ckpt, targ
             store.record(stage=schema.STAGE4, subject=r.mode, metric=schema.TRACK_FPS, value=r.track_fps, unit="fps",
                          provenance=prov.split(";")[0] + f"; track step at {r.image_size} px, 10 warm-up then "
                          "1000 / median of 50 steps (host, not phone)")
+        op = r.presence_point
+        if op is not None:
+            how = (f"{op.how} presence threshold ({op.split}; {op.calibration_pairs} calibration / "
+                   f"{op.held_out_pairs} held-out pairs); {prov}")
+            for metric, value in ((schema.PRESENCE_THRESHOLD, op.threshold), (schema.PRESENCE_F1_HELD_OUT, op.f1_held_out),
+                                  (schema.PRESENCE_F1_HELD_OUT_05, op.f1_held_out_at_default)):
+                store.record(stage=schema.STAGE4, subject=r.mode, metric=metric, value=float(value),
+                             unit=schema.FRACTION, provenance=how, artifact=art)
         if target is not None and r.miou_drop is not None and r.mode != "fp16":
             store.record(stage=schema.STAGE4, subject=r.mode, metric=schema.MIOU_DROP, value=r.miou_drop, unit=target.unit,
                          target=target.value, comparison=target.comparison, provenance=prov)

@@ -18,7 +18,6 @@ row and the decisions in ``reports/<run>/results.jsonl`` (report section 4) and 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,8 @@ from sam3m4.quantize.pipeline import build_mode, load_val, record, record_backen
 from sam3m4.quantize.storage import META, save_quantized
 from sam3m4.results import ResultsStore
 from sam3m4.results.targets import Target, load_targets
+from sam3m4.schemas import load_file
+from sam3m4.schemas.quantize import QuantizedMeta
 
 QAT_CHOICES = ("auto", "always", "never")
 
@@ -128,12 +129,23 @@ def _add_mode(ckpt, mode: str, out_dir: Path, val, videos, num_val: int, runs: i
     path = out_dir / mode
     preset = getattr(model, "student", model).preset
     save_quantized(model, path, mode=mode, preset=preset, source=ckpt, extra={"qat": qat_info})
-    row = compare.measure(model, mode, val, num_val, runs=runs, progress=progress, videos=videos)
+    row = compare.measure(model, mode, val, num_val, runs=runs, progress=progress, videos=videos,
+                          presence_fixed=pinned_presence_threshold())
     row.qat = qat_info
     video = "" if row.jf is None else f", J&F {row.jf:.3f}, track {row.track_fps:.1f} fps"
-    echo(f"{mode}: {row.size_mb:.3f} MB, mIoU {row.miou:.3f}, Presence F1 {row.presence_f1:.3f}, "
+    op = row.presence_point
+    point = "" if op is None else (f" (presence threshold {op.threshold:.3f} {op.how}: held-out F1 "
+                                   f"{op.f1_held_out:.3f} vs {op.f1_held_out_at_default:.3f} at 0.5)")
+    echo(f"{mode}: {row.size_mb:.3f} MB, mIoU {row.miou:.3f}, Presence F1 {row.presence_f1:.3f} at 0.5{point}, "
          f"{row.avg_ms:.1f} ms{video} (saved {path})")
     return row
+
+
+def pinned_presence_threshold() -> float | None:
+    """The presence threshold the targets file pins (``presence_threshold_on_plateau.presence_threshold``), else
+    None: each mode's threshold is fitted on the val pairs (:mod:`sam3m4.metrics.operating_point`)."""
+    target = load_targets().get("presence_threshold_on_plateau")
+    return None if target is None else target.presence_threshold
 
 
 def _start(threads: int, echo: Callable[[str], None] | None) -> Callable[[str], None]:
@@ -194,7 +206,7 @@ def quantize_compare(ckpt: str | Path, *, out_dir: str | Path, num_val: int = 20
     record(store, rows, out, data_root, ckpt, target=target)
     record_decision(store, decision, target, rows)
     backends = decide_per_backend(rows, target)
-    preset = json.loads((out / "fp16" / META).read_text())["preset"]  # written by _add_mode just above
+    preset = load_file(out / "fp16" / META, QuantizedMeta).preset  # written by _add_mode just above
     path = write_decision(out, backends, rows=rows, target=target, preset=preset, source=ckpt)
     record_backend_decisions(store, path, target)
     return CompareResult(rows=tuple(rows), decision=decision, target=target, out_dir=out, data_root=data_root,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from sam3m4.checkpoint import load_checkpoint, load_model_state
+from sam3m4.checkpoint import Checkpoint, load_model_state
 from sam3m4.distill import cache as feature_cache
 from sam3m4.distill import losses as distill_losses
 from sam3m4.distill import optim, recipe, runtime
@@ -30,14 +30,15 @@ from sam3m4.progress import StepProgress
 from sam3m4.quantize.modes import get_mode, qat_convert, qat_prepare
 
 
-def qat_config(ckpt: str | Path, **overrides) -> dict:
-    """The distillation config of ``ckpt``'s Phase 2 run (missing keys: the recipe's defaults), with ``overrides``."""
-    state = load_checkpoint(Path(ckpt))
-    stored = state.get("config")
+def qat_config(ckpt: Checkpoint | str | Path, **overrides) -> dict:
+    """The distillation config of ``ckpt``'s Phase 2 run (missing keys: the recipe's defaults), with ``overrides``.
+    ``ckpt``: an opened :class:`~sam3m4.checkpoint.Checkpoint` or a path (read once)."""
+    ck = Checkpoint.open(ckpt)
+    stored = ck.state.get("config")
     if not isinstance(stored, dict):
-        raise DataFormatError(f"{ckpt}: config: missing (QAT needs the Phase 2 run's data, teacher and cache)")
+        raise DataFormatError(f"{ck.path}: config: missing (QAT needs the Phase 2 run's data, teacher and cache)")
     cfg = {**recipe.DEFAULTS, **{k: v for k, v in stored.items() if k in recipe.DEFAULTS}}
-    cfg.update(phase=2, init_from=str(ckpt))
+    cfg.update(phase=2, init_from=str(ck.path))
     cfg.update(overrides)
     return cfg
 
@@ -50,7 +51,7 @@ def item_order(num_items: int, seed: int, epoch: int, take: int) -> list[int]:
     return torch.randperm(num_items, generator=g).tolist()[:take]
 
 
-def qat_finetune(ckpt: str | Path, mode: str, steps: int = 60, lr: float = 1e-4, batch_size: int = 16,
+def qat_finetune(ckpt: Checkpoint | str | Path, mode: str, steps: int = 60, lr: float = 1e-4, batch_size: int = 16,
                  progress: bool = True, student_state: dict | None = None, **overrides) -> tuple[torch.nn.Module, dict]:
     """Fine-tune ``ckpt``'s student (or ``student_state``, same preset) with ``mode``'s fake quantization for
     ``steps`` optimizer steps of ``batch_size`` pairs, then convert.
@@ -61,6 +62,7 @@ def qat_finetune(ckpt: str | Path, mode: str, steps: int = 60, lr: float = 1e-4,
     spec = get_mode(mode)
     if not spec.qat:
         raise ValueError(f"mode {mode!r} is not a QAT mode")
+    ckpt = Checkpoint.open(ckpt)  # read once; qat_config and the student's weights use the same object
     cfg = qat_config(ckpt, batch_size=batch_size, progress=progress, lr=lr, warmup_steps=min(5, steps), **overrides)
     t0 = time.time()
 
@@ -71,8 +73,8 @@ def qat_finetune(ckpt: str | Path, mode: str, steps: int = 60, lr: float = 1e-4,
     device = runtime.select_device(cfg["device"])
     amp = runtime.amp_dtype(device, cfg["amp"])
     student = build_student(cfg["student_preset"]).to(device)
-    load_model_state(student, student_state if student_state is not None else load_checkpoint(Path(ckpt))["model"],
-                     ckpt, note=f"student_preset '{cfg['student_preset']}'")
+    load_model_state(student, student_state if student_state is not None else ckpt.model,
+                     ckpt.path, note=f"student_preset '{cfg['student_preset']}'")
     size = cfg["image_size"] or student.image_size
     train = feature_cache.PairSet(Path(cfg["data_root"]) / "saco_image" / "train.json", size, -(-size // 4),
                                   limit=cfg["train_limit"], progress=progress)  # masks at stride 4

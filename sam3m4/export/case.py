@@ -223,13 +223,25 @@ def export_case(backend: str, mode: str, *, quantized: QuantizedSet | str | Path
     store = store if store is not None else ResultsStore(run)
     if shipped is not None:
         _record_shipped(store, backend, mode, shipped, decision)
-    scorer = CaseScorer(student, tracker, mode, ckpt or Path(quantized), meta, ckpt, data, num_val,
+    source = ckpt or _source_checkpoint(meta.get("source"), data)  # the val pairs' data root: one read
+    scorer = CaseScorer(student, tracker, mode, ckpt or Path(quantized), meta, source, data, num_val,
                      pairs, store) if deployed and vocab is None else None
     with restricted_token_table(student, vocab) if vocab is not None else nullcontext():  # the tracker's too
-        cases, why = verification.val_cases(student, tracker, source=meta.get("source") or ckpt, data=data,
+        cases, why = verification.val_cases(student, tracker, source=source, data=data,
                                             k=bundle_k, vocab=vocab) if bundle_k else (None, "--bundle-k 0")
         return _export_case(backend, mode, student, tracker, Path(out_dir), name or f"sam3m4_{meta['preset']}",
                             runs, vocab, store, echo, scorer, (cases, why), op_gaps)
+
+
+def _source_checkpoint(path: str | None, data) -> Checkpoint | str | None:
+    """The checkpoint a quantized model came from, opened once when its data root gives the val pairs (``data``
+    None); else ``path`` as given (a missing or unreadable file: the steps that need it record why)."""
+    if data is not None or not path or not Path(path).is_file():
+        return path
+    try:
+        return Checkpoint.open(path)
+    except DataFormatError:
+        return path
 
 
 def _record_shipped(store: ResultsStore, backend: str, mode: str, shipped: str, decision) -> None:

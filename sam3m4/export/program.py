@@ -64,5 +64,8 @@ class ExportedProgram:
         """``<backend>/<mode>``: the records' subject (:func:`sam3m4.results.schema.export_subject`)."""
         return schema.export_subject(self.backend, self.mode)
 
+    def __str__(self) -> str:  # where a path was printed, the path still is
+        return str(self.path)
+
     def __fspath__(self) -> str:
         return str(self.path)

@@ -31,6 +31,7 @@ from typing import Callable
 
 import numpy as np
 
+from sam3m4.checkpoint import Checkpoint
 from sam3m4.data import SacoImageDataset, SacoVideoDataset
 from sam3m4.eval.image import evaluate_pairs
 from sam3m4.eval import saco
@@ -77,16 +78,21 @@ def _score_eager(model, mode: str, val, num_val: int, how: str) -> EagerRef:
     return EagerRef(res.miou, res.presence.f1, res.num_pairs, how)
 
 
-def eager_references(source: str | Path, mode: str, val, num_val: int, *, eager=None) -> dict[str, EagerRef]:
+def eager_references(source: Checkpoint | str | Path, mode: str, val, num_val: int, *,
+                     eager=None) -> dict[str, EagerRef]:
     """``{"fp16": EagerRef, mode: EagerRef}``: Stage 4's eager scores of fp16 and ``mode`` on these pairs.
 
     ``source``: the ``sam3m4 quantize --out`` folder (its ``decision.json`` when it has one with scores on as many
-    pairs, else the ``<mode>/`` models scored here) or a checkpoint (quantized here). ``eager``: ``mode``'s model as
-    Stage 4 scores it, when already loaded."""
-    source, n = Path(source), min(num_val, len(val))
+    pairs, else the ``<mode>/`` models scored here) or a checkpoint (an opened :class:`~sam3m4.checkpoint.Checkpoint`,
+    or a file read once; quantized here). ``eager``: ``mode``'s model as Stage 4 scores it, when already loaded."""
+    n = min(num_val, len(val))
+    if not isinstance(source, Checkpoint):
+        source = Path(source)
+        source = Checkpoint.open(source) if source.is_file() else source  # fp16 and the mode: from one read
+    folder = source if isinstance(source, Path) and source.is_dir() else None
     refs: dict[str, EagerRef] = {}
-    if source.is_dir() and (source / DECISION_FILE).is_file():
-        decision = read_decision(source / DECISION_FILE)
+    if folder is not None and (folder / DECISION_FILE).is_file():
+        decision = read_decision(folder / DECISION_FILE)
         for m in ("fp16", mode):
             got = decision.scores.get(m)
             if got is not None and got["num_pairs"] == n:
@@ -97,8 +103,8 @@ def eager_references(source: str | Path, mode: str, val, num_val: int, *, eager=
             continue
         if m == mode and eager is not None:
             model = eager
-        elif source.is_dir():
-            model = scored_model(image_model(load_quantized(source / m)[0]), m)
+        elif folder is not None:
+            model = scored_model(image_model(load_quantized(folder / m)[0]), m)
         else:
             model = scored_model(image_model(build_mode(source, m)[0]), m)
         refs[m] = _score_eager(model, m, val, n, f"host eager {m} scored here as Stage 4 scores it (no Stage 4 "
@@ -244,7 +250,7 @@ class CaseScorer:
     """A ``.pte`` measured here against Stage 4's val pairs: the agreement with eager, then the deployed accuracy
     (:mod:`.accuracy`). The pairs are loaded once, on first use."""
 
-    def __init__(self, student, tracker, mode: str, source: Path, meta: dict, ckpt, data, num_val: int,
+    def __init__(self, student, tracker, mode: str, source: Checkpoint | Path, meta: dict, ckpt, data, num_val: int,
                  pairs: ValPairs | None, store: ResultsStore):
         self.student, self.tracker, self.mode, self.source = student, tracker, mode, source
         self.meta, self.ckpt, self.data, self.num_val, self.store = meta, ckpt, data, num_val, store

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from sam3m4 import config
-from sam3m4.checkpoint import load_checkpoint, load_model_state
+from sam3m4.checkpoint import Checkpoint, load_model_state
 from sam3m4.distill import cache as feature_cache
 from sam3m4.distill import losses as distill_losses
 from sam3m4.distill import optim, runtime
@@ -69,15 +69,15 @@ def load_config(path: str | Path | None, overrides=()) -> dict:
     return dict(cfg)
 
 
-def qat_config(ckpt: str | Path, **overrides) -> dict:
+def qat_config(ckpt: Checkpoint | str | Path, **overrides) -> dict:
     """The distillation config of ``ckpt``'s Phase 2 run (keys it lacks: the distillation defaults), with
-    ``overrides``."""
-    state = load_checkpoint(Path(ckpt))
-    stored = state.get("config")
+    ``overrides``. ``ckpt``: an opened :class:`~sam3m4.checkpoint.Checkpoint` or a path (read once)."""
+    ck = Checkpoint.open(ckpt)
+    stored = ck.state.get("config")
     if not isinstance(stored, dict):
-        raise DataFormatError(f"{ckpt}: config: missing (QAT needs the Phase 2 run's data, teacher and cache)")
+        raise DataFormatError(f"{ck.path}: config: missing (QAT needs the Phase 2 run's data, teacher and cache)")
     cfg = {**PHASE2_DEFAULTS, **{k: v for k, v in stored.items() if k in PHASE2_DEFAULTS}}
-    cfg.update(phase=2, init_from=str(ckpt))
+    cfg.update(phase=2, init_from=str(ck.path))
     cfg.update(overrides)
     return cfg
 
@@ -90,9 +90,9 @@ def item_order(num_items: int, seed: int, epoch: int, take: int) -> list[int]:
     return torch.randperm(num_items, generator=g).tolist()[:take]
 
 
-def qat_finetune(ckpt: str | Path, mode: str, steps: int = DEFAULTS["steps"], lr: float = DEFAULTS["lr"],
-                 batch_size: int = DEFAULTS["batch_size"], progress: bool = True, student_state: dict | None = None,
-                 **overrides) -> tuple[torch.nn.Module, dict]:
+def qat_finetune(ckpt: Checkpoint | str | Path, mode: str, steps: int = DEFAULTS["steps"],
+                 lr: float = DEFAULTS["lr"], batch_size: int = DEFAULTS["batch_size"], progress: bool = True,
+                 student_state: dict | None = None, **overrides) -> tuple[torch.nn.Module, dict]:
     """Fine-tune ``ckpt``'s student (or ``student_state``, same preset) with ``mode``'s fake quantization for
     ``steps`` optimizer steps of ``batch_size`` pairs, then convert.
 
@@ -103,6 +103,7 @@ def qat_finetune(ckpt: str | Path, mode: str, steps: int = DEFAULTS["steps"], lr
     spec = get_mode(mode)
     if not spec.qat:
         raise ValueError(f"mode {mode!r} is not a QAT mode")
+    ckpt = Checkpoint.open(ckpt)  # read once; qat_config and the student's weights use the same object
     warmup = min(overrides.pop("warmup_steps", DEFAULTS["warmup_steps"]), steps)
     cfg = qat_config(ckpt, batch_size=batch_size, progress=progress, lr=lr, warmup_steps=warmup, **overrides)
     t0 = time.time()
@@ -114,8 +115,8 @@ def qat_finetune(ckpt: str | Path, mode: str, steps: int = DEFAULTS["steps"], lr
     device = runtime.select_device(cfg["device"])
     amp = runtime.amp_dtype(device, cfg["amp"])
     student = build_student(cfg["student_preset"]).to(device)
-    load_model_state(student, student_state if student_state is not None else load_checkpoint(Path(ckpt))["model"],
-                     ckpt, note=f"student_preset '{cfg['student_preset']}'")
+    load_model_state(student, student_state if student_state is not None else ckpt.model,
+                     ckpt.path, note=f"student_preset '{cfg['student_preset']}'")
     size = cfg["image_size"] or student.image_size
     train = feature_cache.PairSet(Path(cfg["data_root"]) / "saco_image" / "train.json", size, -(-size // 4),
                                   limit=cfg["train_limit"], progress=progress)  # masks at stride 4

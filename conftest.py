@@ -73,8 +73,11 @@ def _is_worker(config) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     from sam3m4.errors import ConfigError
+    from sam3m4.export.flows import FLOWS
     from sam3m4.results.runs import check_run_name
 
+    for flow in FLOWS.values():  # backend markers come from the flows (--strict-markers knows them before collection)
+        config.addinivalue_line("markers", flow.marker)
     run = config.getoption("--run")
     try:
         check_run_name(run, "--run")

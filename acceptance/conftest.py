@@ -12,18 +12,22 @@ import pytest
 from filelock import FileLock
 
 from sam3m4.export.flows import FLOWS, Flow
+from sam3m4.pipeline.stages import DEFAULTS as PIPELINE
+from sam3m4.pipeline.stages import spec as stage_spec
 from sam3m4.results import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "data" / "test_cache"
 
 # What each cached fixture is built from: the folder name carries a hash of these sources, so a checkout whose code
-# changed builds a fresh set instead of gating yesterday's models (older sets of the same kind are removed).
+# changed builds a fresh set instead of gating yesterday's models (older sets of the same kind are removed). The
+# stage builders below call the pipeline's stage functions (sam3m4/pipeline/stages.py: STAGES) with the demo's
+# settings (its DEFAULTS) or small ones.
 _DATA = ("sam3m4/data", "sam3m4/fileio.py", "sam3m4/paths.py")
 _MODELS = (*_DATA, "sam3m4/models", "sam3m4/teacher", "sam3m4/distill", "sam3m4/losses", "sam3m4/metrics",
-           "sam3m4/checkpoint.py", "sam3m4/config.py", "configs/teacher_bootstrap.yaml", "configs/distill_phase1.yaml",
-           "configs/distill_phase2.yaml")
-SOURCES = {"synth-s7": _DATA, "stage3": _MODELS, "stage4": (*_MODELS, "sam3m4/quantize", "fixtures/synth")}
+           "sam3m4/checkpoint.py", "sam3m4/config.py", "sam3m4/pipeline/stages.py", "configs/teacher_bootstrap.yaml",
+           "configs/distill_phase1.yaml", "configs/distill_phase2.yaml")
+SOURCES = {"synth-s7": _DATA, schema.STAGE3: _MODELS, schema.STAGE4: (*_MODELS, "sam3m4/quantize", "fixtures/synth")}
 
 
 def cache_dir(kind: str) -> Path:
@@ -66,25 +70,24 @@ class Stage3Models:
 
 
 def _build_embedded_stage3(out: Path) -> Stage3Models:
-    """Data -> teacher bootstrap -> Phase 1 -> Phase 2 with the demo's configs, under ``out`` (cached)."""
-    from sam3m4.data.synth import generate
-    from sam3m4.distill import recipe
+    """The pipeline's stages data -> teacher bootstrap -> Phase 1 -> Phase 2 with the demo's settings and configs,
+    under ``out`` (cached)."""
     from sam3m4.checkpoint import best_name, list_checkpoints
-    from sam3m4.teacher.bootstrap import bootstrap_teacher, load_config as load_bootstrap_config
 
     data, teacher, ckpts = out / "synth", out / "teacher", out / "checkpoints"
+    synth, boot, distill = stage_spec("data"), stage_spec("teacher-bootstrap"), stage_spec("phase")
     if not (data / "manifest.json").is_file():
-        generate(data, n_images=600, n_videos=24, seed=0, image_size=224, progress=False)
+        synth.load()(data, **synth.kwargs(PIPELINE), progress=False)
     if not (teacher / "config.json").is_file():
-        cfg = load_bootstrap_config(ROOT / "configs" / "teacher_bootstrap.yaml",
-                                    [f"data_root={data}", f"out_dir={teacher}", "progress=false"])
-        bootstrap_teacher(cfg.pop("data_root"), cfg.pop("out_dir"), **cfg)
+        cfg = boot.read_settings(ROOT / boot.config_file(PIPELINE),
+                                 [f"data_root={data}", f"out_dir={teacher}", "progress=false"])
+        boot.load()(cfg.pop("data_root"), cfg.pop("out_dir"), **cfg)
     best = ckpts / best_name(2)
     if not best.is_file():
         common = [f"data_root={data}", f"teacher={teacher}", f"checkpoint_dir={ckpts}", f"log_dir={out / 'logs'}",
                   "results_run=", "vis_pairs=0"]
         for phase in (1, 2):
-            recipe.main(recipe.load_config(ROOT / "configs" / f"distill_phase{phase}.yaml", common))
+            distill.load()(distill.read_settings(ROOT / distill.config_file(PIPELINE, phase=phase), common))
     if not best.is_file():
         best = list_checkpoints(ckpts, 2)[-1]
     return Stage3Models(data_root=data, teacher=str(teacher), student_ckpt=best, embedded=True)
@@ -102,7 +105,7 @@ def stage3_models(pytestconfig) -> Stage3Models:
         embedded = (Path(teacher) / "bootstrap_metrics.json").is_file()  # written by `sam3m4 teacher bootstrap`
         return Stage3Models(data_root=data, teacher=teacher, student_ckpt=Path(opt("--stage3-student")),
                             embedded=embedded)
-    out = cache_dir("stage3")
+    out = cache_dir(schema.STAGE3)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with FileLock(str(out) + ".lock"):
         return _build_embedded_stage3(out)
@@ -117,35 +120,38 @@ class Stage4Models:
     """The val pairs (:class:`sam3m4.data.SacoImageDataset`)."""
 
 
-def _build_small_stage4(out: Path) -> Path:
-    """A tiny student fitted to the fixture data's 43 train pairs from their ground truth alone (60 steps, ~20 s;
-    the random tiny teacher only satisfies the recipe's cache), quantized in every mode (QAT: 4 steps) under
-    ``out``. It is scored on the pairs it was fitted to: enough to show the modes and the gate at work (a
-    student that segments nothing would make every drop 0), not a quality claim."""
-    from sam3m4.distill import cache as feature_cache
-    from sam3m4.distill import recipe
-    from sam3m4.checkpoint import list_checkpoints
-    from sam3m4.quantize.modes import MODES
-    from sam3m4.quantize.pipeline import build_mode
-    from sam3m4.quantize.storage import save_quantized
+SMALL_STAGE4_QUANTIZE = {"num_val": 8, "qat": "always", "qat_steps": 4, "runs": 1, "progress": False, "echo": None}
+"""The pipeline's quantize settings (:data:`sam3m4.pipeline.stages.DEFAULTS`) the small set replaces: every mode, QAT
+included (4 steps), scored on 8 pairs with one timed run (the acceptance gates score them again)."""
 
-    ckpts = out / "checkpoints"
+
+def _build_small_stage4(out: Path) -> Path:
+    """A tiny student fitted to the fixture data's 43 train pairs from their ground truth alone (the pipeline's
+    Phase 2 function, 60 steps, ~20 s; the random tiny teacher only satisfies the recipe's cache), then the
+    pipeline's quantize stage (``quantize --mode compare``) with :data:`SMALL_STAGE4_QUANTIZE` under ``out``
+    (its own records in ``out/records``). It is scored on the pairs it was fitted to: enough to show the modes and
+    the gate at work (a student that segments nothing would make every drop 0), not a quality claim."""
+    from sam3m4.checkpoint import list_checkpoints
+    from sam3m4.distill import cache as feature_cache
+    from sam3m4.quantize.decision import DECISION_FILE
+    from sam3m4.results import ResultsStore
+
+    ckpts, synth = out / "checkpoints", ROOT / "fixtures" / "synth"
+    distill, quantize = stage_spec("phase"), stage_spec("quantize")
     if not list_checkpoints(ckpts, 2):
-        teacher = feature_cache.save_random_teacher(out / "teacher", image_size=56, hidden_size=32, vit_layers=2, vit_window=4,
-                                        num_queries=8)
+        teacher = feature_cache.save_random_teacher(out / "teacher", image_size=56, hidden_size=32, vit_layers=2,
+                                                    vit_window=4, num_queries=8)
         gt_only = [f"w_{k}=0" for k in ("presence", "semantic", "semantic_dice", "score", "cls", "aux", "mask_bce",
                                         "mask_dice", "box_l1", "box_giou")]
-        recipe.main(recipe.load_config(ROOT / "configs" / "distill_phase2.yaml", [
-            f"data_root={ROOT / 'fixtures' / 'synth'}", f"teacher={teacher}", f"cache_dir={out / 'cache'}",
+        distill.load()(distill.read_settings(ROOT / distill.config_file(PIPELINE, phase=2), [
+            f"data_root={synth}", f"teacher={teacher}", f"cache_dir={out / 'cache'}",
             f"checkpoint_dir={ckpts}", f"log_dir={out / 'logs'}", "init_from=", "epochs=12", "epoch_items=0",
             "batch_size=8", "lr=3e-3", "warmup_steps=3", "w_gt=1.0", "w_gt_score=2.0", *gt_only, "eval_every=0",
             "vis_pairs=0", "progress=false", "results_run=", "threads=1", "cache_topk=4"]))
     ckpt = list_checkpoints(ckpts, 2)[-1]
-    for mode in MODES:
-        if not (out / "quantized" / mode / "quantized.json").is_file():
-            model, info = build_mode(ckpt, mode, qat_steps=4, progress=False)
-            save_quantized(model, out / "quantized" / mode, mode=mode, preset="tiny", source=ckpt,
-                           extra={"qat": info})
+    if not (out / "quantized" / DECISION_FILE).is_file():  # written last: the set is complete
+        quantize.load()(ckpt, **{**quantize.kwargs(PIPELINE), **SMALL_STAGE4_QUANTIZE}, out_dir=out / "quantized",
+                        data=synth, store=ResultsStore("small-stage4", root=out / "records"))
     return out / "quantized"
 
 
@@ -158,7 +164,7 @@ def stage4_models(pytestconfig) -> Stage4Models:
 
     given = pytestconfig.getoption("--stage4-dir")
     if not given:
-        out = cache_dir("stage4")
+        out = cache_dir(schema.STAGE4)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         with FileLock(str(out) + ".lock"):
             qdir = _build_small_stage4(out)
@@ -246,7 +252,7 @@ def pytest_generate_tests(metafunc):
 
 def small_stage4() -> Path:
     """The Stage 4 small set's ``quantize`` folder (built once, file lock)."""
-    stage4 = cache_dir("stage4")
+    stage4 = cache_dir(schema.STAGE4)
     with FileLock(str(stage4) + ".lock"):
         return _build_small_stage4(stage4)
 
@@ -274,20 +280,20 @@ def stage5_export(pytestconfig, results_store):
     """``export(backend, mode, shipped=None)`` -> the run's stage5 records for that case, exporting it first (once,
     file lock) when the run has none: from ``--stage5-quantized`` or the Stage 4 small set
     (``data/test_cache/stage4``). A case that runs here is scored on Stage 4's val pairs (``--stage4-num-val`` of
-    ``--stage4-data``, or the small set's pairs)."""
-    from sam3m4.export.case import export_case
+    ``--stage4-data``, or the small set's pairs). The export is the pipeline's export stage function."""
+    export_case = stage_spec("export").load()
 
     def export(backend: str, mode: str, shipped: str | None = None) -> dict:
         subject = schema.export_subject(backend, mode)
         CACHE.mkdir(parents=True, exist_ok=True)  # the lock lives with the other test-cache locks, not in reports/
-        with FileLock(str(CACHE / f"stage5-{results_store.run}-{backend}-{mode}.lock")):
+        with FileLock(str(CACHE / f"{schema.STAGE5}-{results_store.run}-{backend}-{mode}.lock")):
             if results_store.latest(stage=schema.STAGE5, subject=subject, metric=schema.EXPORT_OK) is None:
                 given = pytestconfig.getoption("--stage5-quantized")
                 num_val, data = pytestconfig.getoption("--stage4-num-val"), pytestconfig.getoption("--stage4-data")
                 qdir = Path(given) if given else small_stage4()
-                out = CACHE / "stage5" if not given else ROOT / "outputs" / "export"
-                if shipped == schema.SHIPPED_DECISION and not (qdir / "decision.json").is_file():
-                    shipped = None  # the small set has no Stage 4 decision: nothing to bind the case to
+                out = CACHE / schema.STAGE5 if not given else ROOT / "outputs" / "export"
+                if shipped == schema.SHIPPED_DECISION and not (given and (qdir / "decision.json").is_file()):
+                    shipped = None  # no Stage 4 decision of the run (the small set's own is not it): nothing to bind
                 export_case(backend, mode, quantized=qdir, out_dir=out, runs=50, store=results_store, shipped=shipped,
                             num_val=num_val, data=data if given else None,
                             pairs=None if given else small_stage4_pairs(num_val))

@@ -296,7 +296,10 @@ def _plateau(bench, value):
     pairs = (d + k) // 2
     scores = [thr + (1 - thr) / 2] * (pairs - k) + [thr / 2] * k
     scored = lambda mode: _presence_result(scores, [True] * pairs)  # noqa: E731
-    test_stage4.test_shipped_threshold_on_plateau(("planted", "planted scores"), scored, bench.gate, bench.targets)
+    point = SimpleNamespace(threshold=thr, how="fixed")  # judged on every planted pair
+    test_stage4.test_shipped_threshold_on_plateau(("planted", "planted scores"), scored,
+                                                  lambda mode: (point, "planted threshold"), None, bench.gate,
+                                                  bench.store, bench.targets)
 
 
 def _ece_rise(bench, value):

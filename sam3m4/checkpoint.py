@@ -15,23 +15,28 @@ logged step but before the next checkpoint leaves CSV rows past it; :func:`clean
 when a run starts (fresh or resumed), so no step is logged twice.
 
     save_checkpoint(ckpt_dir, phase=2, epoch=1, step=120, state={...}, keep_last=3)
+    ck = Checkpoint.open("checkpoints/distillation/phase2_best.pt")   # read once; stages take ``ck``, not the path
+    ck.kind, ck.preset, ck.phase, ck.config, ck.data_root, ck.sha256, ck.model
     path, state = load_latest(ckpt_dir, phase=2)   # falls back to the previous good file, with a warning
     clean_interrupted(ckpt_dir, phase=2, step=120, logs=["logs/distillation/phase2.csv"])
 
 Metadata (format version 2): ``format_version``, ``kind`` (:data:`KIND_STUDENT`, an image student of Phase 1/2,
 or :data:`KIND_TRACKER`, the video run's student + memory) and ``data_root`` (the SA-Co root it trained on).
-Version 1 files have none of them; :func:`checkpoint_kind` and :func:`checkpoint_data_root` read both, so old
-checkpoints still load (v1: ``phase`` 3 meant a tracker; the data root was ``config.data_root`` for Phase 1/2
-and ``config.data`` for the video run).
+Version 1 files have none of them; :func:`checkpoint_kind` and :func:`checkpoint_data_root` (what
+:class:`Checkpoint` fills its fields with) read both, so old checkpoints still load (v1: ``phase`` 3 meant a
+tracker; the data root was ``config.data_root`` for Phase 1/2 and ``config.data`` for the video run).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import random
 import re
 import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +136,17 @@ def atomic_torch_save(obj, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace`` onto ``path``."""
     with atomic_path(path, fsync=True) as tmp, open(tmp, "wb") as handle:
         torch.save(obj, handle)
+
+
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict | None = None) -> Path:
+    """``safetensors`` file written through :func:`sam3m4.fileio.atomic_path`. ``safetensors.torch.save_file``
+    stages its own ``.tmpXXXXXX`` file, which a killed writer leaves behind under a name no cleaner knows; the
+    bytes are serialised here instead, so the only temporary file is the project's ``.<name>.<pid><hex>.tmp``."""
+    from safetensors.torch import save
+
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(save(tensors, metadata=metadata))
+    return Path(path)
 
 
 def list_checkpoints(ckpt_dir: Path, phase: int) -> list[Path]:
@@ -234,14 +250,81 @@ def clean_interrupted(ckpt_dir: Path, phase: int | None, step: int, logs=()) -> 
 
 
 # --- read -------------------------------------------------------------------------------------------------
-def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    """``torch.load(path, weights_only=True)``; a truncated, corrupt or foreign file -> one-line
-    :class:`DataFormatError` naming the file."""
-    path = Path(path)
+@dataclass(frozen=True, eq=False)
+class Checkpoint:
+    """A distillation checkpoint read once (``weights_only``, checked), with its metadata as fields. Stages take
+    this object and pass it on; only a CLI turns a path into one (:meth:`open`).
+
+        ck = Checkpoint.open("checkpoints/distillation/phase2_best.pt")
+        ck.kind, ck.preset, ck.phase, ck.data_root, ck.config["teacher"], ck.sha256, ck.model  # state dict
+    """
+
+    path: Path
+    """The file it was read from."""
+    kind: str
+    """:data:`KIND_STUDENT` (a Phase 1/2 image student) or :data:`KIND_TRACKER` (student + video memory)."""
+    preset: str | None
+    """The student preset (``preset``, else ``config.student_preset``; None when neither says)."""
+    phase: int
+    """1 or 2 (image distillation) or :data:`VIDEO_PHASE` (the video run)."""
+    config: dict
+    """The run's config (plain types; empty when the file has none)."""
+    data_root: str | None
+    """The SA-Co root it trained on (:func:`checkpoint_data_root`; None when it does not say)."""
+    sha256: str
+    """sha256 of the bytes that were loaded (64 hex digits)."""
+    state: dict
+    """Everything ``torch.load(weights_only=True)`` returned: ``model`` (name -> tensor), ``optimizer``, ``step``..."""
+
+    @classmethod
+    def open(cls, source: "Checkpoint | str | Path", map_location="cpu") -> "Checkpoint":
+        """Read ``source`` once; an already opened :class:`Checkpoint` is returned as it is. A missing, truncated,
+        corrupt or foreign file, or a wrongly typed entry, is a one-line :class:`DataFormatError` naming the file
+        (and the key)."""
+        if isinstance(source, Checkpoint):
+            return source
+        path = Path(source)
+        state, digest = _read(path, map_location)
+        config = state.get("config") or {}
+        preset = state.get("preset") or config.get("student_preset")
+        return cls(path=path, kind=checkpoint_kind(state), preset=preset if isinstance(preset, str) else None,
+                   phase=state["phase"], config=config, data_root=checkpoint_data_root(state, path), sha256=digest,
+                   state=state)
+
+    @property
+    def model(self) -> dict:
+        """The model's state dict (name -> tensor)."""
+        return self.state["model"]
+
+    @property
+    def step(self) -> int:
+        return self.state["step"]
+
+    @property
+    def epoch(self) -> int:
+        return self.state["epoch"]
+
+    @property
+    def provenance(self) -> str:
+        """One line for records: the file, its hash and what it holds."""
+        return (f"{self.path} (sha256 {self.sha256[:12]}, {self.kind} {self.preset or '?'}, phase {self.phase} "
+                f"epoch {self.epoch} step {self.step})")
+
+    def __str__(self) -> str:  # where a path was printed, the path still is
+        return str(self.path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+def _read(path: Path, map_location) -> tuple[dict, str]:
+    """(checked state, sha256 of its bytes) from one read of ``path``."""
     if not path.is_file():
         raise DataFormatError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with open(path, "rb") as handle:
+            data = handle.read()
+        state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:  # zip/pickle/EOF errors of a truncated or corrupt file
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise DataFormatError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {first})") from exc
@@ -251,7 +334,13 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         if key not in state:
             raise DataFormatError(f"{path}: {key}: missing key (not a distillation checkpoint)")
     _check_types(path, state)
-    return state
+    return state, hashlib.sha256(data).hexdigest()
+
+
+def load_checkpoint(path: "Checkpoint | str | Path", map_location="cpu") -> dict:
+    """The state dict of :meth:`Checkpoint.open` (``torch.load(path, weights_only=True)``, checked); a truncated,
+    corrupt or foreign file -> one-line :class:`DataFormatError` naming the file."""
+    return Checkpoint.open(path, map_location).state
 
 
 # key -> the type its value must have where present (what the loaders read; bool is not an int here)

@@ -25,6 +25,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import stat
 import uuid
 from contextlib import contextmanager
@@ -74,6 +75,31 @@ def check_contained(path: str | os.PathLike, root: str | os.PathLike | None = No
 def temporary_name(path: Path) -> Path:
     """``.<name>.<pid><8 hex>.tmp`` in ``path``'s folder: hidden, unique per process and call."""
     return path.with_name(f".{path.name}.{os.getpid()}{uuid.uuid4().hex[:8]}.tmp")
+
+
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)[0-9a-f]{8}\.tmp$")  # what temporary_name() makes
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (:func:`temporary_name`) in ``folder`` whose writing process no longer runs on
+    this host: what a killed writer left. Only regular files of that name pattern; returns those removed."""
+    folder, removed = Path(folder), []
+    for p in sorted(folder.iterdir()) if folder.is_dir() else []:
+        m = TEMPORARY.match(p.name)
+        if m and p.is_file() and not p.is_symlink() and not _running(int(m["pid"])):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sam3m4.checkpoint import load_checkpoint, load_model_state
+from sam3m4.checkpoint import Checkpoint, load_model_state
 from sam3m4.errors import ConfigError, DataFormatError
 from sam3m4.fileio import atomic_path, atomic_write_json
 from sam3m4.flags import ranged
@@ -60,17 +60,11 @@ class Predictor:
         self._prompts: dict[str, object] = {}
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, threshold: float = 0.5, device: str = "cpu") -> "Predictor":
-        """Load a distillation checkpoint (weights_only; the student preset is stored in it)."""
-        state = load_checkpoint(Path(path))  # checks the types of model / config / preset
-        preset = state.get("preset") or state.get("config", {}).get("student_preset")
-        if not preset:
-            raise DataFormatError(f"{path}: preset: missing (not a sam3m4 student checkpoint)")
-        if not isinstance(preset, str) or preset not in PRESETS:
-            raise DataFormatError(f"{path}: preset: unknown student preset {preset!r}; choices: {', '.join(PRESETS)}")
-        model = build_student(preset)
-        load_model_state(model, state["model"], path, note=f"preset '{preset}'")
-        return cls(model, threshold=threshold, device=device)
+    def from_checkpoint(cls, path: Checkpoint | str | Path, threshold: float = 0.5,
+                        device: str = "cpu") -> "Predictor":
+        """The student of a distillation checkpoint (an opened :class:`~sam3m4.checkpoint.Checkpoint`, or a path
+        read once, weights_only; the student preset is stored in it)."""
+        return cls(load_student(path), threshold=threshold, device=device)
 
     def prompt(self, phrase: str):
         """The cached prompt embedding of ``phrase`` (computed on first use)."""
@@ -282,11 +276,27 @@ class VideoPredictor:
         return self.masklets(sample.frames, sample.phrase)
 
 
-def load_tracker(path: str | Path):
-    """A :class:`~sam3m4.models.video.StudentTracker` from ``video_epoch*.pt`` (weights_only load)."""
-    state = load_checkpoint(Path(path))
-    if "preset" not in state:
-        raise DataFormatError(f"{path}: preset: missing (not a sam3m4 video checkpoint)")
-    tracker = StudentTracker(build_student(state["preset"]), num_latents=state.get("num_latents", 8))
-    load_model_state(tracker, state["model"], path, note=f"preset '{state['preset']}'")
+def load_student(path: Checkpoint | str | Path):
+    """The :class:`~sam3m4.models.student.Student` of a Phase 1/2 checkpoint (a :class:`~sam3m4.checkpoint.Checkpoint`
+    or a path read once, weights_only), in eval mode on the CPU; a missing or unknown preset or a weight that does
+    not fit is a one-line :class:`DataFormatError` naming the file and the field."""
+    ck = Checkpoint.open(path)  # checks the types of model / config / preset
+    preset = ck.state.get("preset") or ck.config.get("student_preset")
+    if not preset:
+        raise DataFormatError(f"{ck.path}: preset: missing (not a sam3m4 student checkpoint)")
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise DataFormatError(f"{ck.path}: preset: unknown student preset {preset!r}; choices: {', '.join(PRESETS)}")
+    model = build_student(preset)
+    load_model_state(model, ck.model, ck.path, note=f"preset '{preset}'")
+    return model.eval()
+
+
+def load_tracker(path: Checkpoint | str | Path):
+    """A :class:`~sam3m4.models.video.StudentTracker` from ``video_epoch*.pt`` (a :class:`~sam3m4.checkpoint.Checkpoint`
+    or a path read once, weights_only)."""
+    ck = Checkpoint.open(path)
+    if "preset" not in ck.state:
+        raise DataFormatError(f"{ck.path}: preset: missing (not a sam3m4 video checkpoint)")
+    tracker = StudentTracker(build_student(ck.preset), num_latents=ck.state.get("num_latents", 8))
+    load_model_state(tracker, ck.model, ck.path, note=f"preset '{ck.preset}'")
     return tracker.eval()

@@ -144,6 +144,7 @@ def test_every_shipped_recipe_config_loads_through_its_recipe():
     """torchtune's habit: each shipped YAML is checked by the loader of the recipe that reads it."""
     from sam3m4.distill import recipe
     from sam3m4.pipeline.stages import load_config as load_pipeline
+    from sam3m4.quantize.qat_recipe import DEFAULTS as qat_defaults, load_config as load_qat
     from sam3m4.teacher.bootstrap import load_config as load_bootstrap
 
     configs = ROOT / "configs"
@@ -156,4 +157,6 @@ def test_every_shipped_recipe_config_loads_through_its_recipe():
     for name in ("demo.yaml", "m4pro.yaml", "rehearsal.yaml"):
         assert load_pipeline(configs / name)["run"]
         checked.add(name)
+    assert load_qat(configs / "qat.yaml") == qat_defaults  # the QAT recipe's own settings, its defaults
+    checked.add("qat.yaml")
     assert checked == {p.name for p in configs.glob("*.yaml")}, "a new config needs its loader here"

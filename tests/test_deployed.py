@@ -141,7 +141,7 @@ def _without_track(methods):
 @pytest.mark.slow
 @pytest.mark.xnnpack
 def test_deployed_records_carry_the_pte_sha_and_the_gaps_to_eager(exported, data, tmp_path):
-    from sam3m4.export.accuracy import EagerRef, score_case
+    from sam3m4.export.accuracy import EagerRef, ShippedPresence, score_case
 
     result, tracker = exported
     val, videos = data
@@ -152,9 +152,15 @@ def test_deployed_records_carry_the_pte_sha_and_the_gaps_to_eager(exported, data
                        echo=lambda line: None)
     store.path.unlink()
     refs = {"fp16": EagerRef(probe.miou + 0.05, 0.5, 4, "Stage 4 (made up)")}
+    shipped = ShippedPresence(0.3, "fixed", "the test")  # the threshold the .pte ships with reaches its evaluation
     d = score_case(result, tracker.student, tracker, mode="fp16", val=val, num_val=4, videos=videos, refs=refs,
-                   out_dir=store.dir, record=store.record, echo=lambda line: None)
+                   out_dir=store.dir, record=store.record, echo=lambda line: None, shipped=shipped)
     by = {r.metric: r for r in store.records()}
+    assert d.threshold == by[schema.PRESENCE_THRESHOLD].value == 0.3
+    assert by[schema.PRESENCE_F1_SHIPPED].value == d.presence_shipped.f1 and by[schema.MIOU_SHIPPED].value == d.miou_shipped
+    assert by[schema.PRESENCE_F1].value == d.presence.f1 == probe.presence.f1   # at 0.5: unchanged by the threshold
+    assert by[schema.PRESENCE_F1_GAP].value >= 0 and "on all 4 pairs" in by[schema.PRESENCE_F1_GAP].provenance
+    assert schema.PRESENCE_ECE in by and schema.PRESENCE_F1_BEST in by
     assert by[schema.DEPLOYED_MIOU_DROP].value == pytest.approx(5.0) and by[schema.EXPORT_MIOU_GAP].value == pytest.approx(5.0)
     assert by[schema.MIOU].value == d.miou and by[schema.JF].value == d.jf
     assert all(r.sha256 == result.sha256 and r.subject == "xnnpack/fp16" for r in by.values() if r.artifact)

@@ -13,7 +13,7 @@ from sam3m4.device import (DeviceMatchError, DeviceResult, device_metrics, match
                            parse_ios_log, parse_results_file, split_pte_stem)
 from sam3m4.device import cli as device_cli
 from sam3m4.errors import ConfigError, DataFormatError
-from sam3m4.results import ResultsStore
+from sam3m4.results import ResultsStore, schema
 
 ROOT = Path(__file__).resolve().parents[1]
 ANDROID = ROOT / "fixtures" / "device" / "benchmark_results.json"
@@ -243,7 +243,7 @@ def test_cli_records_both_platforms(tmp_path, monkeypatch, capsys):
     _ptes(tmp_path / "outputs" / "export")
     assert _cli("import", str(ANDROID), str(IOS), "--run", "t", "--targets", str(TARGETS)) == 0
     records = ResultsStore("t").records()
-    assert {r.stage for r in records} == {"stage5"}
+    assert {r.stage for r in records} == {schema.STAGE5}
     by = {(r.subject, r.metric): r for r in records}
     lat = by[("android/qnn/int8_int4", "image_latency_ms")]
     assert (lat.value, lat.unit, lat.target, lat.comparison, lat.passed) == (41.7055, "ms", 100.0, "<", True)
@@ -395,7 +395,7 @@ def test_cli_reimport_replaces_and_says_so(tmp_path, monkeypatch, capsys):
     assert _cli("import", str(faster), "--run", "t", "--targets", str(TARGETS)) == 0
     out = capsys.readouterr().out
     assert "note: android/qnn/int8_int4 image_latency_ms: replaces 41.7055 ms recorded" in out
-    lat = ResultsStore("t").latest(stage="stage5", subject="android/qnn/int8_int4", metric="image_latency_ms")
+    lat = ResultsStore("t").latest(stage=schema.STAGE5, subject="android/qnn/int8_int4", metric=schema.IMAGE_LATENCY_MS)
     assert lat.value == 30.0 and f"({faster}); replaces 41.7055 ms recorded " in lat.provenance
     assert str(ANDROID) in lat.provenance  # which file the replaced value came from
 
@@ -406,7 +406,7 @@ def test_cli_load_failure_is_a_failed_stage_not_a_number(tmp_path, monkeypatch, 
     failed = _write_android(tmp_path, lambda d: d[3].update(actualValue=34))
     assert _cli("import", str(failed), "--run", "t", "--targets", str(TARGETS)) == 0
     assert "FAIL (failed at load)" in capsys.readouterr().out
-    lat = ResultsStore("t").latest(stage="stage5", subject="android/qnn/int8_int4", metric="image_latency_ms")
+    lat = ResultsStore("t").latest(stage=schema.STAGE5, subject="android/qnn/int8_int4", metric=schema.IMAGE_LATENCY_MS)
     assert (lat.value, lat.failed_stage, lat.passed, lat.target) == (None, "load", None, None)
     assert "ExecuTorch error 34" in lat.note
 
@@ -419,7 +419,7 @@ def test_cli_targets_come_from_the_env_and_a_broken_file_stops(tmp_path, monkeyp
     monkeypatch.setenv("SAM3M4_TARGETS", str(planted))
     assert _cli("import", str(ANDROID), "--run", "t") == 0
     assert f"targets: {planted.name} (sha256 " in capsys.readouterr().out
-    lat = ResultsStore("t").latest(stage="stage5", subject="android/qnn/int8_int4", metric="image_latency_ms")
+    lat = ResultsStore("t").latest(stage=schema.STAGE5, subject="android/qnn/int8_int4", metric=schema.IMAGE_LATENCY_MS)
     assert (lat.target, lat.passed) == (1.0, False)
     planted.write_text("targets:\n  image_latency_ms: {metric: image_latency_ms, value: 1}\n")
     with pytest.raises(ConfigError) as err:

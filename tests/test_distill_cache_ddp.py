@@ -62,21 +62,27 @@ def _image_overrides(teacher: Path, cache_dir: Path) -> list[str]:
 def test_the_recipe_reads_a_complete_cache_without_the_teacher(tmp_path, teacher_dir, monkeypatch):
     cfg = recipe.load_config(ROOT / "configs" / "distill_phase2.yaml",
                              _image_overrides(teacher_dir, tmp_path / "c") + ["train_limit=8", "val_limit=4"])
-    train, val = recipe.load_splits(cfg, 64, False)
+    train, val = cache_pass.load_splits(cfg, 64, False)
     with pytest.raises(DataFormatError, match=r"12 of 12 pairs missing .*\(first: train.json\[0\] .*fill it with: "
                                               r"sam3m4 distill cache data_root="):
-        recipe.ensure_cache({**cfg, "cache_fill": False}, 0, 1, torch.device("cpu"), [train, val])
-    recipe.fill_cache(cfg)
+        cache_pass.ensure_cache({**cfg, "cache_fill": False}, 0, 1, torch.device("cpu"), [train, val])
+    cache_pass.fill_cache(cfg)
 
     def no_teacher(*a, **kw):
         raise AssertionError("the teacher was loaded")
 
-    monkeypatch.setattr(recipe, "load_teacher", no_teacher)
-    cache, info = recipe.ensure_cache(cfg, 0, 1, torch.device("cpu"), [train, val])
+    monkeypatch.setattr(cache_pass, "load_teacher", no_teacher)  # where ensure_cache looks it up
+    cache, info = cache_pass.ensure_cache(cfg, 0, 1, torch.device("cpu"), [train, val])
     assert info["missing"] == info["computed"] == 0 and len(cache) == 12
-    more, _ = recipe.load_splits({**cfg, "train_limit": 10}, 64, False)  # two pairs more than the cache holds
+    more, _ = cache_pass.load_splits({**cfg, "train_limit": 10}, 64, False)  # two pairs more than the cache holds
     with pytest.raises(DataFormatError, match=r": 2 of 14 pairs missing from the teacher cache \(first: train.json\[8\]"):
-        recipe.ensure_cache({**cfg, "cache_fill": False}, 0, 1, torch.device("cpu"), [more, val])
+        cache_pass.ensure_cache({**cfg, "cache_fill": False}, 0, 1, torch.device("cpu"), [more, val])
+
+
+def test_the_recipe_keeps_the_cache_helpers_it_moved_to_the_cache_pass():
+    """recipe.ensure_cache / fill_cache / load_splits / fill_command are the cache pass's functions (one copy)."""
+    for name in ("ensure_cache", "fill_cache", "load_splits", "fill_command", "CACHE_KEYS"):
+        assert getattr(recipe, name) is getattr(cache_pass, name), name
 
 
 def test_units_do_not_depend_on_the_cache_or_the_ranks(teacher_dir):

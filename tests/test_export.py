@@ -19,6 +19,7 @@ from sam3m4.export.flows import FLOWS, QNN_NOT_FOUND, get_flow
 from sam3m4.models import build_student
 from sam3m4.models.video import StudentTracker
 from sam3m4.quantize.modes import MODES, apply_mode
+from sam3m4.results import schema
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -195,7 +196,7 @@ def test_cli_exports_from_a_checkpoint_and_records_why_qnn_is_missing(tmp_path, 
     atomic_torch_save({"model": build_student("tiny").state_dict(), "preset": "tiny", "phase": 2, "epoch": 1,
                        "step": 1}, tmp_path / "phase2.pt")
     assert main(["export", "--backend", "qnn", "--mode", "int8_int4", "--ckpt", "phase2.pt", "--run", "t"]) == 1
-    rec = ResultsStore("t").latest(stage="stage5", subject="qnn/int8_int4", metric="export_ok")
+    rec = ResultsStore("t").latest(stage=schema.STAGE5, subject="qnn/int8_int4", metric=schema.EXPORT_OK)
     assert rec.value is False and QNN_NOT_FOUND in rec.provenance
     assert not _qualcomm_imported()
 

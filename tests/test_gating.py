@@ -12,22 +12,23 @@ from sam3m4.results.gating import GateBindingError, check_binding, gate_record, 
 from sam3m4.results.targets import Target
 
 TARGETS = {
-    "pte_size_mb": Target("pte_size_mb", metric="pte_mb", comparison="<", value=50, unit="MB"),
-    "image_latency_ms": Target("image_latency_ms", metric="image_latency_ms", comparison="<", value=100, unit="ms"),
-    "video_fps": Target("video_fps", metric="video_fps", comparison=">", value=15, unit="fps"),
+    "pte_size_mb": Target("pte_size_mb", metric=schema.PTE_MB, comparison="<", value=50, unit="MB"),
+    "image_latency_ms": Target("image_latency_ms", metric=schema.IMAGE_LATENCY_MS, comparison="<", value=100,
+                               unit="ms"),
+    "video_fps": Target("video_fps", metric=schema.VIDEO_FPS, comparison=">", value=15, unit="fps"),
 }
 
 
 def test_a_metric_of_another_target_is_refused_in_one_line_naming_both(tmp_path):
     store = ResultsStore("t", root=tmp_path)
     with pytest.raises(GateBindingError) as err:  # 70 MB "passes" < 100 ms; it must never be judged by it
-        gate_record(store, TARGETS, stage="stage5", subject="coreml/int4", metric="pte_mb", value=70.0,
+        gate_record(store, TARGETS, stage=schema.STAGE5, subject="coreml/int4", metric=schema.PTE_MB, value=70.0,
                     target="image_latency_ms")
     text = str(err.value)
     assert "\n" not in text and "targets.image_latency_ms" in text
     assert "'image_latency_ms'" in text and "coreml/int4 pte_mb" in text
     assert store.records() == []  # nothing recorded for a refused binding
-    rec = gate_record(store, TARGETS, stage="stage5", subject="coreml/int4", metric="pte_mb", value=70.0,
+    rec = gate_record(store, TARGETS, stage=schema.STAGE5, subject="coreml/int4", metric=schema.PTE_MB, value=70.0,
                       target="pte_size_mb")
     assert (rec.passed, rec.target, rec.comparison, rec.unit) == (False, 50.0, "<", "MB")
 
@@ -35,9 +36,9 @@ def test_a_metric_of_another_target_is_refused_in_one_line_naming_both(tmp_path)
 def test_a_unit_other_than_the_targets_is_refused():
     with pytest.raises(GateBindingError, match=r"targets.pte_size_mb: unit 'MB', but the measurement x pte_mb is "
                                                r"in 'bytes'"):
-        check_binding(TARGETS["pte_size_mb"], metric="pte_mb", unit="bytes", subject="x")
-    check_binding(TARGETS["pte_size_mb"], metric="pte_mb", unit="MB")
-    check_binding(TARGETS["pte_size_mb"], metric="pte_mb", unit="")  # no unit given: the target's is recorded
+        check_binding(TARGETS["pte_size_mb"], metric=schema.PTE_MB, unit="bytes", subject="x")
+    check_binding(TARGETS["pte_size_mb"], metric=schema.PTE_MB, unit="MB")
+    check_binding(TARGETS["pte_size_mb"], metric=schema.PTE_MB, unit="")  # no unit given: the target's is recorded
 
 
 def test_only_the_declared_host_metrics_stand_for_an_on_device_target():
@@ -70,8 +71,9 @@ def test_a_ratio_over_a_scoring_teacher_is_the_plain_quotient():
 
 def test_an_unmeasurable_ratio_is_recorded_without_a_verdict(tmp_path):
     store = ResultsStore("t", root=tmp_path)
-    targets = {"r": Target("r", metric="miou_ratio", comparison=">=", value=0.9, unit="ratio")}
+    targets = {"r": Target("r", metric=schema.MIOU_RATIO, comparison=">=", value=0.9, unit="ratio")}
     r = ratio(0.5, 0.0, what="teacher miou")
-    rec = gate_record(store, targets, stage="stage3", subject="student/phase2", metric="miou_ratio", value=r.value,
+    rec = gate_record(store, targets, stage=schema.STAGE3, subject=schema.STUDENT_PHASE2, metric=schema.MIOU_RATIO,
+                      value=r.value,
                       target="r", outcome=r.outcome, note=r.reason)
     assert rec.passed is None and rec.outcome == schema.NOT_MEASURABLE and rec.note == r.reason

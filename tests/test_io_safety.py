@@ -24,7 +24,7 @@ from sam3m4.errors import ConfigError, DataFormatError
 from sam3m4.fileio import OutsideProject, check_contained
 from sam3m4.paths import PROJECT_ROOT_ENV
 from sam3m4.report.compare import compare_runs
-from sam3m4.results import ResultsStore, load_targets
+from sam3m4.results import ResultsStore, load_targets, schema
 from sam3m4.runlock import RUN_ENV, RunLockedError, run_name_holder, run_name_lock, run_name_lock_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,7 +213,7 @@ def test_results_store_refuses_a_symlinked_results_file(project):
     (proj / "reports" / "demo").mkdir(parents=True)
     os.symlink(target, proj / "reports" / "demo" / "results.jsonl")
     with pytest.raises(OutsideProject, match=r"reports/demo/results\.jsonl: refused to write"):
-        ResultsStore("demo").record(stage="stage3", subject="s", metric="m", value=1.0)
+        ResultsStore("demo").record(stage=schema.STAGE3, subject="s", metric="m", value=1.0)
     assert target.read_bytes() == b"precious\n"
 
 
@@ -270,7 +270,7 @@ def test_a_second_writer_of_a_run_is_refused_naming_the_holder(held, project, ca
     info = run_name_holder("demo")
     assert info["pid"] == held.pid and info["command"] == "holder under test"
     (proj / "reports" / "demo").mkdir(exist_ok=True)
-    ResultsStore("demo").record(stage="stage3", subject="s", metric="m", value=1.0)
+    ResultsStore("demo").record(stage=schema.STAGE3, subject="s", metric="m", value=1.0)
     before = snapshot(proj)
     line = one_error(capsys, cli.main(["report", "--run", "demo", "--targets", str(TARGETS)]))
     assert f"run 'demo' is in use by pid {held.pid} on " in line and "holder under test" in line
@@ -304,9 +304,10 @@ def test_the_lock_is_free_after_its_holder_dies_and_leaves_no_file(held, project
 def _gate_store(root: Path, run: str, drop) -> None:
     store = ResultsStore(run, root=root)
     if drop is not None:
-        store.record(stage="stage4", subject="int4", metric="miou_drop", value=drop, unit="points", target=2.0,
+        store.record(stage=schema.STAGE4, subject="int4", metric=schema.MIOU_DROP, value=drop, unit="points",
+                     target=2.0,
                      comparison="<=")
-    store.record(stage="stage3", subject="teacher", metric="miou", value=0.5, unit="fraction")
+    store.record(stage=schema.STAGE3, subject=schema.TEACHER, metric=schema.MIOU, value=0.5, unit="fraction")
 
 
 @pytest.mark.parametrize("new, reason", [
@@ -396,3 +397,27 @@ def test_a_folder_writer_that_fails_leaves_the_old_files_whole(tmp_path):
         (tmp / "model.safetensors").write_bytes(b"w")
     assert (out / "config.json").read_text() == "new config" and (out / "bootstrap_metrics.json").read_text() == "kept"
     assert (out / "model.safetensors").read_bytes() == b"w" and sorted(p.name for p in tmp_path.iterdir()) == ["teacher"]
+
+
+def test_a_killed_writers_temporary_file_is_removed_and_a_live_ones_kept(tmp_path):
+    """Only the project's own temporary names, and only when their writing process is gone."""
+    import torch
+
+    from sam3m4.checkpoint import atomic_save_safetensors
+    from sam3m4.fileio import remove_stale_temporaries, temporary_name
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = tmp_path / f".shard-u0001.safetensors.{int(dead.stdout)}0123abcd.tmp"
+    live = temporary_name(tmp_path / "shard-u0002.safetensors")  # this process: still running
+    other = tmp_path / ".tmpkFe6YY"  # not a name this project writes
+    for p in (gone, live, other):
+        p.write_bytes(b"half")
+    assert remove_stale_temporaries(tmp_path) == [gone]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+    out = atomic_save_safetensors({"x": torch.ones(3)}, tmp_path / "a.safetensors", metadata={"k": "v"})
+    from safetensors import safe_open
+
+    with safe_open(str(out), framework="pt") as f:
+        assert f.metadata() == {"k": "v"} and f.get_tensor("x").tolist() == [1.0, 1.0, 1.0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "a.safetensors"])

@@ -12,7 +12,7 @@ import pytest
 
 from sam3m4 import cli
 from sam3m4.report.markdown import render_report
-from sam3m4.results import ResultsStore
+from sam3m4.results import ResultsStore, schema
 from sam3m4.runlock import RunLockedError, lock_holder, run_lock
 from sam3m4.storage import prune
 
@@ -54,7 +54,7 @@ def proj(tmp_path) -> Path:
     os.symlink(outside / "secret.pt", root / "checkpoints/distillation/phase1_epoch0_step1.pt")
     os.symlink(outside / "dir", root / "logs/distillation/vis/linked")
     store = ResultsStore("r", root=root / "reports")
-    store.record(stage="stage3", subject="student/phase1", metric="miou", value=0.5, unit="fraction",
+    store.record(stage=schema.STAGE3, subject="student/phase1", metric=schema.MIOU, value=0.5, unit="fraction",
                  artifact="checkpoints/distillation/phase1_epoch1_step10.pt", hash_artifact=False)
     (root / "reports/r/manifest.json").write_text(json.dumps({"artifacts": [
         {"path": "logs/distillation/vis/phase1_epoch2_0.png"}, "checkpoints/video_distillation/video_epoch1.pt"]}))
@@ -237,27 +237,28 @@ def test_unreadable_manifest_is_an_error(proj, monkeypatch, capsys):
 def test_records_fill_report_section_7(proj, monkeypatch):
     assert sam3m4(proj, monkeypatch=monkeypatch) == 0
     store = ResultsStore("r", root=proj / "reports")
-    dry = store.latest("storage", "logs", "dry_run_log").value
-    planned_after = store.latest("storage", "checkpoints/distillation", "planned_after_bytes").value
+    dry = store.latest(schema.STORAGE, schema.LOGS, schema.DRY_RUN_LOG).value
+    planned_after = store.latest(schema.STORAGE, "checkpoints/distillation", schema.PLANNED_AFTER_BYTES).value
     assert sam3m4(proj, "--apply", monkeypatch=monkeypatch) == 0
     for subject in ("checkpoints/distillation", "checkpoints/video_distillation", "logs/distillation/vis",
                     "data/sa_v/cached_features", "total"):
-        before = store.latest("storage", subject, "before_bytes")
-        after = store.latest("storage", subject, "after_bytes")
+        before = store.latest(schema.STORAGE, subject, schema.BEFORE_BYTES)
+        after = store.latest(schema.STORAGE, subject, schema.AFTER_BYTES)
         assert before.unit == after.unit == "bytes" and "symlinks not followed" in after.provenance
         assert after.value <= before.value
-    assert store.latest("storage", "checkpoints/distillation", "after_bytes").value == planned_after
-    assert store.latest("storage", "checkpoints/distillation", "before_bytes").value == \
+    assert store.latest(schema.STORAGE, "checkpoints/distillation", schema.AFTER_BYTES).value == planned_after
+    assert store.latest(schema.STORAGE, "checkpoints/distillation", schema.BEFORE_BYTES).value == \
         sum(s for p, s in FILES.items() if p.startswith("checkpoints/distillation/")) + \
         os.lstat(proj / "checkpoints/distillation/phase1_epoch0_step1.pt").st_size
-    lost = store.latest("storage", "total", "before_bytes").value - store.latest("storage", "total", "after_bytes").value
+    lost = (store.latest(schema.STORAGE, "total", schema.BEFORE_BYTES).value
+            - store.latest(schema.STORAGE, "total", schema.AFTER_BYTES).value)
     assert lost == sum(FILES[p] for p in EXPECTED)  # the whole tree lost exactly the deleted files
-    applied = store.latest("storage", "logs", "apply_log").value
+    applied = store.latest(schema.STORAGE, schema.LOGS, schema.APPLY_LOG).value
     text = render_report("r", root=proj / "reports").read_text()
     section = text[text.index("## 7)"):text.index("## 부록")]
     row = next(line for line in section.splitlines() if line.startswith("| checkpoints/distillation |"))
     saved = sum(FILES[p] for p in EXPECTED if p.startswith("checkpoints/distillation/"))
-    total = store.latest("storage", "checkpoints/distillation", "before_bytes").value
+    total = store.latest(schema.STORAGE, "checkpoints/distillation", schema.BEFORE_BYTES).value
     assert row.count("B[^") == 2 and row.endswith(f"| {saved} B ({100 * saved / total:.0f}%) |")
     assert f"Dry-run: `{dry}`" in section and f"Apply-run: `{applied}`" in section
     total_row = next(line for line in section.splitlines() if line.startswith("| 전체 디스크 사용량 |"))

@@ -94,3 +94,5 @@ def test_the_real_measure_records_the_score_of_the_model_it_saved(ckpt, tmp_path
     assert meta["mode"] == "int4" and again.num_pairs == 4
     assert by[schema.MIOU].value == pytest.approx(again.miou, abs=1e-6)
     assert by[schema.PRESENCE_F1].value == pytest.approx(again.presence.f1, abs=1e-6)
+    # 4 pairs are too few to fit a presence threshold: SAM 3's 0.5 is recorded as the one shipped, and said so
+    assert by[schema.PRESENCE_THRESHOLD].value == 0.5 and "default presence threshold" in by[schema.PRESENCE_THRESHOLD].provenance

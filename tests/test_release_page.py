@@ -18,7 +18,7 @@ from release_seed import seed_run
 from sam3m4.report.plots import PLOTS, write_plots
 from sam3m4.report.release import (FAIL, GO, NO_GO, NOT_MEASURED, PASS, SPAN, UNSUPPORTED, build_matrix,
                                    release_matrix)
-from sam3m4.results import Record, ResultsStore, load_targets
+from sam3m4.results import Record, ResultsStore, load_targets, schema
 from sam3m4.results.schema import PTE_METHODS
 from sam3m4.results.store import NOT_MEASURABLE
 from sam3m4.results.store import UNSUPPORTED as UNSUPPORTED_OUTCOME
@@ -68,15 +68,16 @@ def test_seeded_run_gives_every_kind_of_cell(tmp_path):
 def test_failed_stages_and_unsupported_outcomes_are_read_from_fields_not_notes():
     targets = load_targets(TARGETS)
     records = [
-        _rec("stage5", "coreml/int4", "export_ok", False, failed_stage="lower", note="unsupported op aten::foo"),
-        _rec("stage5", "xnnpack/int4", "export_ok", False, outcome=UNSUPPORTED_OUTCOME,
+        _rec(schema.STAGE5, "coreml/int4", schema.EXPORT_OK, False, failed_stage="lower",
+             note="unsupported op aten::foo"),
+        _rec(schema.STAGE5, "xnnpack/int4", schema.EXPORT_OK, False, outcome=UNSUPPORTED_OUTCOME,
              note="4-bit weight-only does not lower on XNNPACK"),
-        _rec("stage5", "xnnpack/int8_int4", "export_ok", True),
-        _rec("stage5", "xnnpack/int8_int4", "pte_mb", 61.0, unit="MB", note="not measured"),  # over 50 MB
-        _rec("stage5", "android/xnnpack/int8_int4", "image_latency_ms", None, failed_stage="load",
+        _rec(schema.STAGE5, "xnnpack/int8_int4", schema.EXPORT_OK, True),
+        _rec(schema.STAGE5, "xnnpack/int8_int4", schema.PTE_MB, 61.0, unit="MB", note="not measured"),  # over 50 MB
+        _rec(schema.STAGE5, "android/xnnpack/int8_int4", schema.IMAGE_LATENCY_MS, None, failed_stage="load",
              note="load_status 34"),
-        _rec("stage5", "qnn/int8_int4", "export_ok", False, outcome=NOT_MEASURABLE, note="fine"),
-        _rec("stage4", "decision", "chosen_mode", "int4"),
+        _rec(schema.STAGE5, "qnn/int8_int4", schema.EXPORT_OK, False, outcome=NOT_MEASURABLE, note="fine"),
+        _rec(schema.STAGE4, schema.DECISION, schema.CHOSEN_MODE, "int4"),
     ]
     m = build_matrix(records, targets, run="r")
     assert m.modes["xnnpack"] == "int8_int4"  # int4 was chosen, but its XNNPACK export wrote no .pte
@@ -95,40 +96,88 @@ def test_failed_stages_and_unsupported_outcomes_are_read_from_fields_not_notes()
 
 def test_go_when_every_cell_passes_or_is_unsupported():
     targets = load_targets(TARGETS)
-    records = [_rec("stage3", "student/phase2", "miou_ratio", 0.95), _rec("stage3", "student/phase2",
-               "presence_f1_ratio", 0.97), _rec("stage3", "student/video", "jf_ratio", 1.0),
-               _rec("stage3", "student/video", "miou_cost", 0.2)]
+    records = [_rec(schema.STAGE3, schema.STUDENT_PHASE2, schema.MIOU_RATIO, 0.95),
+               _rec(schema.STAGE3, schema.STUDENT_PHASE2, schema.PRESENCE_F1_RATIO, 0.97),
+               _rec(schema.STAGE3, schema.STUDENT_VIDEO, schema.JF_RATIO, 1.0),
+               _rec(schema.STAGE3, schema.STUDENT_VIDEO, schema.MIOU_COST, 0.2)]
     for backend, platform, mode in (("coreml", "ios", "int4"), ("qnn", "android", "int8_int4"),
                                     ("xnnpack", "android", "int8_int4")):
-        records += [_rec("stage4", mode, "miou_drop", 0.4), _rec("stage5", f"{backend}/{mode}", "export_ok", True),
-                    _rec("stage5", f"{backend}/{mode}", "pte_mb", 20.0), _rec("stage5", f"{backend}/{mode}",
-                    "npu_percent", 97.0), _rec("stage5", f"{platform}/{backend}/{mode}", "image_latency_ms", 41.0),
-                    _rec("stage5", f"{platform}/{backend}/{mode}", "video_fps", 24.0),
-                    _rec("stage5", f"{backend}/{mode}", "deployed_miou_drop", 0.6),
-                    _rec("stage5", f"{backend}/{mode}", "export_miou_gap", 0.2)]
-    records += [_rec("stage5", "xnnpack/int8_int4", "mask_iou/forward", 0.99),
-                _rec("stage5", "xnnpack/int8_int4", "max_abs_error/encode_text", 0.03),
-                _rec("stage5", "xnnpack/int8_int4", "max_abs_error/forward", 0.3),
-                _rec("stage5", "xnnpack/int8_int4", "host_image_latency_ms", 30.0)]
+        records += [_rec(schema.STAGE4, mode, schema.MIOU_DROP, 0.4),
+                    _rec(schema.STAGE5, f"{backend}/{mode}", schema.EXPORT_OK, True),
+                    _rec(schema.STAGE5, f"{backend}/{mode}", schema.PTE_MB, 20.0),
+                    _rec(schema.STAGE5, f"{backend}/{mode}", schema.NPU_PERCENT, 97.0),
+                    _rec(schema.STAGE5, f"{platform}/{backend}/{mode}", schema.IMAGE_LATENCY_MS, 41.0),
+                    _rec(schema.STAGE5, f"{platform}/{backend}/{mode}", schema.VIDEO_FPS, 24.0),
+                    _rec(schema.STAGE5, f"{backend}/{mode}", schema.DEPLOYED_MIOU_DROP, 0.6),
+                    _rec(schema.STAGE5, f"{backend}/{mode}", schema.EXPORT_MIOU_GAP, 0.2)]
+    records += [_rec(schema.STAGE5, "xnnpack/int8_int4", "mask_iou/forward", 0.99),
+                _rec(schema.STAGE5, "xnnpack/int8_int4", "max_abs_error/encode_text", 0.03),
+                _rec(schema.STAGE5, "xnnpack/int8_int4", "max_abs_error/forward", 0.3),
+                _rec(schema.STAGE5, "xnnpack/int8_int4", schema.HOST_IMAGE_LATENCY_MS, 30.0),
+                _rec(schema.STAGE5, "xnnpack/int8_int4", schema.XNNPACK_INT8_MAC_SHARE, 95.0),
+                _rec(schema.STAGE4, "int4", schema.PRESENCE_F1_GAP, 0.004),
+                _rec(schema.STAGE4, "int8_int4", schema.PRESENCE_F1_GAP, 0.0),
+                _rec(schema.STAGE4, "int4", schema.PRESENCE_ECE_RISE, 0.01),
+                _rec(schema.STAGE4, "int8_int4", schema.PRESENCE_ECE_RISE, 0.02)]
     m = build_matrix(records, targets, run="r")
     # unsupported: NPU coverage on XNNPACK; the XNNPACK-only gates (mask IoU, host latency, max |error| per method)
     # in the 2 NPU columns; `track` of an image-only .pte
-    unsupported = 1 + 2 * (2 + len(PTE_METHODS)) + 1
+    unsupported = 1 + 2 * (3 + len(PTE_METHODS)) + 1
     assert m.verdict == GO and m.count(FAIL) == m.count(NOT_MEASURED) == 0 and m.count(UNSUPPORTED) == unsupported
     track = next(r for r in m.rows if r.gate == "xnnpack_max_abs_error_track").cells["xnnpack"]
     assert track.status == UNSUPPORTED and "no `track` method" in track.reason
-    wrong = build_matrix(records + [_rec("stage5", "xnnpack/int8_int4", "max_abs_error/forward", 9.0)], targets,
+    wrong = build_matrix(records + [_rec(schema.STAGE5, "xnnpack/int8_int4", "max_abs_error/forward", 9.0)], targets,
                          run="r")
     assert wrong.verdict == NO_GO and "max |error| (forward)" in wrong.blocking()[0].label
-    slow = build_matrix(records + [_rec("stage5", "ios/coreml/int4", "image_latency_ms", 140.0)], targets, run="r")
+    slow = build_matrix(records + [_rec(schema.STAGE5, "ios/coreml/int4", schema.IMAGE_LATENCY_MS, 140.0)], targets,
+                        run="r")
     assert slow.verdict == NO_GO and [b.label for b in slow.blocking()] == [
         "Stage 5 on-device image latency (iOS Core ML): 140.0 ms, target < 100 ms"]
-    broken = build_matrix(records + [_rec("stage5", "xnnpack/int8_int4", "export_miou_gap", 3.1)], targets, run="r")
+    broken = build_matrix(records + [_rec(schema.STAGE5, "xnnpack/int8_int4", schema.EXPORT_MIOU_GAP, 3.1)], targets,
+                          run="r")
     assert broken.verdict == NO_GO and _row(broken, "export_fidelity_miou").cells["xnnpack"].status == FAIL
     no_phone = build_matrix([r for r in records if not r.subject.startswith(("ios/", "android/"))], targets, run="r")
     assert no_phone.verdict == GO and not no_phone.blocking()  # not measured: a warning, not a blocker
     assert {(w.row.gate, w.column) for w in no_phone.warnings()} == {
         (g, c) for g in ("image_latency_ms", "video_fps") for c in ("iOS Core ML", "Android QNN", "host XNNPACK")}
+
+
+def test_calibration_and_int8_share_rows_judge_what_ships():
+    """The two presence calibration gates and the XNNPACK int8 MAC share are rows of the matrix: a failed cell
+    blocks, a "not measured" one (ECE rise not resolvable on the pairs) only warns, a float program is unsupported."""
+    targets = load_targets(TARGETS)
+    base = [_rec(schema.STAGE4, "decision/coreml", "chosen_mode", "int4"),
+            _rec(schema.STAGE4, "decision/xnnpack", "chosen_mode", "fp16"),
+            _rec(schema.STAGE5, "coreml/int4", "export_ok", True), _rec(schema.STAGE5, "xnnpack/fp16", "export_ok", True),
+            _rec(schema.STAGE5, "xnnpack/fp16", "xnnpack_int8_mac_share", 0.0)]
+    recs = base + [_rec(schema.STAGE4, "int4", "presence_f1_gap", 0.002),
+                   _rec(schema.STAGE5, "coreml/int4", "presence_f1_gap", 0.03),
+                   _rec(schema.STAGE4, "fp16", "presence_f1_gap", 0.005),
+                   _rec(schema.STAGE4, "int4", "presence_ece_rise", None, outcome=NOT_MEASURABLE,
+                        note="not resolvable on 200 pairs: interval spans zero")]
+    m = build_matrix(recs, targets, run="r")
+    plateau = _row(m, "presence_threshold_on_plateau").cells
+    # the .pte's own record wins over Stage 4's eager one; without a scored .pte the eager one stands, said so
+    assert plateau["coreml"].status == FAIL and plateau["coreml"].value == 0.03
+    assert plateau["coreml"].subject == "coreml/int4"
+    assert plateau["xnnpack"].status == PASS and plateau["xnnpack"].reason == "host eager: the .pte was not scored"
+    ece = _row(m, "presence_ece_rise").cells
+    assert ece["coreml"].status == NOT_MEASURED and "not resolvable on 200 pairs" in ece["coreml"].reason
+    assert ece["xnnpack"].status == NOT_MEASURED and "acceptance/test_stage4.py" in ece["xnnpack"].reason
+    share = _row(m, "xnnpack_int8_mac_share").cells
+    assert share["xnnpack"].status == UNSUPPORTED and "float program" in share["xnnpack"].reason  # its 0% not judged
+    assert share["coreml"].status == UNSUPPORTED
+    assert [b.label for b in m.blocking()] == [
+        "Stage 4 shipped presence threshold on the F1 plateau (held-out pairs) (iOS Core ML): 0.030, target <= 0.01"]
+    assert any(w.row.gate == "presence_ece_rise" and w.column == "iOS Core ML" for w in m.warnings())
+    int8 = build_matrix(base[:3] + [_rec(schema.STAGE5, "xnnpack/int8_int4", "export_ok", True),
+                                    _rec(schema.STAGE4, "decision/xnnpack", "chosen_mode", "int8_int4"),
+                                    _rec(schema.STAGE5, "xnnpack/int8_int4", "xnnpack_int8_mac_share", 81.6)],
+                       targets, run="r")
+    cell = _row(int8, "xnnpack_int8_mac_share").cells["xnnpack"]
+    assert cell.status == FAIL and cell.value == 81.6
+    rise = build_matrix(base + [_rec(schema.STAGE4, "int4", "presence_ece_rise", 0.08)], targets, run="r")
+    assert _row(rise, "presence_ece_rise").cells["coreml"].status == FAIL
 
 
 def _write_accepted(tmp_path, text: str) -> None:
@@ -188,7 +237,7 @@ def test_plots_are_written_and_a_missing_one_says_why(tmp_path):
         assert p.path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # only sanity records: nothing to draw, each plot says why, and the old PNGs go
     (tmp_path / "reports" / "seeded" / "pipeline_state.json").unlink()
-    bare = write_plots("seeded", root=tmp_path / "reports", records=[_rec("sanity", "gt", "miou", 1.0)])
+    bare = write_plots("seeded", root=tmp_path / "reports", records=[_rec(schema.SANITY, "gt", schema.MIOU, 1.0)])
     assert all(p.path is None and p.note for p in bare)
     assert not list((tmp_path / "reports" / "seeded" / "plots").glob("*.png"))
     assert "pipeline_state.json: run `seeded` was not made by `sam3m4 pipeline`" in bare[3].note
@@ -207,7 +256,7 @@ def test_report_md_links_the_plots(tmp_path):
     for name, _, _ in PLOTS:
         assert f"](plots/{name}.png)" in text, name
     store = ResultsStore("bare", root=tmp_path / "reports")
-    store.record(stage="sanity", subject="gt", metric="miou", value=1.0)
+    store.record(stage=schema.SANITY, subject="gt", metric=schema.MIOU, value=1.0)
     text = render_report("bare", root=tmp_path / "reports", targets_path=TARGETS).read_text()
     assert "- Pipeline timeline: 그리지 않음 (no " in text and "](plots/" not in text
 

@@ -10,7 +10,7 @@ import pytest
 
 from sam3m4.errors import ConfigError
 from sam3m4.report import render_report
-from sam3m4.results import ResultsStore
+from sam3m4.results import ResultsStore, schema
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "report-template.md"
 TARGETS = Path(__file__).resolve().parents[1] / "acceptance" / "targets.yaml"
@@ -27,7 +27,7 @@ def _table_headers(text: str) -> list[str]:
 
 @pytest.mark.skipif(not TEMPLATE.is_file(), reason=f"the user's template is not at {TEMPLATE}")
 def test_report_keeps_template_sections_and_columns(tmp_path):
-    ResultsStore("r", root=tmp_path).record(stage="sanity", subject="x", metric="m", value=1.0)
+    ResultsStore("r", root=tmp_path).record(stage=schema.SANITY, subject="x", metric="m", value=1.0)
     text = render_report("r", root=tmp_path, author="tester", targets_path=TARGETS).read_text()
     template = TEMPLATE.read_text()
     for heading in _headings(template):
@@ -46,9 +46,9 @@ def test_report_keeps_template_sections_and_columns(tmp_path):
 
 def test_cells_carry_provenance_and_missing_cells_say_why(tmp_path):
     store = ResultsStore("r", root=tmp_path)
-    store.record(stage="stage3", subject="teacher", metric="miou", value=0.8123, unit="fraction",
+    store.record(stage=schema.STAGE3, subject=schema.TEACHER, metric=schema.MIOU, value=0.8123, unit="fraction",
                  provenance="host CPU probe, eager fp32")
-    store.record(stage="stage5", subject="coreml", metric="pte_mb", value=12.5, unit="MB", target=50,
+    store.record(stage=schema.STAGE5, subject="coreml", metric=schema.PTE_MB, value=12.5, unit="MB", target=50,
                  comparison="<", provenance="AOT: size of outputs/export/x.pte")
     text = render_report("r", root=tmp_path, targets_path=TARGETS).read_text()
     row = next(line for line in text.splitlines() if line.startswith("| Teacher (SAM3)"))
@@ -62,7 +62,7 @@ def test_cells_carry_provenance_and_missing_cells_say_why(tmp_path):
 
 def test_failed_gate_is_listed_in_stage3_comments(tmp_path):
     store = ResultsStore("r", root=tmp_path)
-    store.record(stage="stage3", subject="student/phase2", metric="miou_ratio", value=0.5, target=0.9,
+    store.record(stage=schema.STAGE3, subject=schema.STUDENT_PHASE2, metric=schema.MIOU_RATIO, value=0.5, target=0.9,
                  comparison=">=", provenance="test")
     text = render_report("r", root=tmp_path, targets_path=TARGETS).read_text()
     line = next(line for line in text.splitlines() if line.startswith("- 실패/회귀 항목"))
@@ -70,7 +70,7 @@ def test_failed_gate_is_listed_in_stage3_comments(tmp_path):
 
 
 def test_header_names_the_targets_file_and_its_sha256(tmp_path, monkeypatch):
-    ResultsStore("r", root=tmp_path).record(stage="sanity", subject="x", metric="m", value=1.0)
+    ResultsStore("r", root=tmp_path).record(stage=schema.SANITY, subject="x", metric="m", value=1.0)
     planted = tmp_path / "strict.yaml"
     planted.write_text("targets:\n  image_latency_ms: {metric: image_latency_ms, comparison: '<', value: 1, "
                        "unit: ms}\n")
@@ -96,7 +96,7 @@ def test_header_names_the_targets_file_and_its_sha256(tmp_path, monkeypatch):
 def test_broken_targets_stop_the_report(tmp_path, monkeypatch, capsys, body, fragment):
     from sam3m4.cli import main
 
-    ResultsStore("r", root=tmp_path).record(stage="sanity", subject="x", metric="m", value=1.0)
+    ResultsStore("r", root=tmp_path).record(stage=schema.SANITY, subject="x", metric="m", value=1.0)
     bad = tmp_path / "bad.yaml"
     bad.write_text(body)
     with pytest.raises(ConfigError) as err:
@@ -119,19 +119,20 @@ def test_stage4_and_5_name_the_shipped_pte_and_its_deployed_scores(tmp_path):
     decision = tmp_path / "decision.json"
     decision.write_text("{}")
     for mode, miou, ms in (("fp16", 0.60, 20.0), ("int8_int4", 0.59, 61.0)):
-        store.record(stage="stage4", subject=mode, metric="miou", value=miou, unit="fraction", provenance="eager")
-        store.record(stage="stage4", subject=mode, metric="avg_ms", value=ms, unit="ms", provenance="eager")
-    store.record(stage="stage4", subject="decision/xnnpack", metric="chosen_mode", value="int8_int4",
+        store.record(stage=schema.STAGE4, subject=mode, metric=schema.MIOU, value=miou, unit="fraction",
+                     provenance="eager")
+        store.record(stage=schema.STAGE4, subject=mode, metric=schema.AVG_MS, value=ms, unit="ms", provenance="eager")
+    store.record(stage=schema.STAGE4, subject="decision/xnnpack", metric=schema.CHOSEN_MODE, value="int8_int4",
                  artifact=decision, note=pte.name, provenance="per backend")
-    x = dict(stage="stage5", subject="xnnpack/int8_int4", artifact=pte)
-    store.record(**x, metric="pte_mb", value=7.1, unit="MB")
-    store.record(**x, metric="shipped", value="decision")
-    store.record(**x, metric="miou", value=0.5871, unit="fraction", provenance="ExecuTorch runtime")
-    store.record(**x, metric="presence_f1", value=0.81, unit="fraction", provenance="ExecuTorch runtime")
-    store.record(**x, metric="host_image_latency_ms", value=12.25, unit="ms", provenance="runtime p50")
-    store.record(stage="stage5", subject="coreml/int4", metric="pte_mb", value=4.0, unit="MB",
+    x = dict(stage=schema.STAGE5, subject="xnnpack/int8_int4", artifact=pte)
+    store.record(**x, metric=schema.PTE_MB, value=7.1, unit="MB")
+    store.record(**x, metric=schema.SHIPPED, value="decision")
+    store.record(**x, metric=schema.MIOU, value=0.5871, unit="fraction", provenance="ExecuTorch runtime")
+    store.record(**x, metric=schema.PRESENCE_F1, value=0.81, unit="fraction", provenance="ExecuTorch runtime")
+    store.record(**x, metric=schema.HOST_IMAGE_LATENCY_MS, value=12.25, unit="ms", provenance="runtime p50")
+    store.record(stage=schema.STAGE5, subject="coreml/int4", metric=schema.PTE_MB, value=4.0, unit="MB",
                  artifact=tmp_path / "sam3m4_tiny_coreml_int4.pte")
-    store.record(stage="stage5", subject="coreml/int4", metric="deployed_miou_drop", value=None,
+    store.record(stage=schema.STAGE5, subject="coreml/int4", metric=schema.DEPLOYED_MIOU_DROP, value=None,
                  outcome="not_measurable", note="not measured here: Core ML executes only on macOS/iOS")
     text = render_report("r", root=tmp_path, targets_path=TARGETS).read_text()
     assert "| Mode | Size (MB) | Compression | mIoU | Presence F1 | Avg ms |" in text  # the template's table kept
@@ -151,12 +152,31 @@ def test_stage4_and_5_name_the_shipped_pte_and_its_deployed_scores(tmp_path):
 def test_stage5_says_not_attempted_where_the_export_was_not_attempted(tmp_path):
     """No QNN SDK: the export was never attempted, so the Stage 5 table says so instead of 실패 (a failure)."""
     store = ResultsStore("r", root=tmp_path)
-    store.record(stage="stage5", subject="qnn/int8_int4", metric="export_ok", value=False, outcome="not_measurable",
+    store.record(stage=schema.STAGE5, subject="qnn/int8_int4", metric=schema.EXPORT_OK, value=False,
+                 outcome="not_measurable",
                  note="QNN SDK not found (set QNN_SDK_ROOT)", provenance="AOT: ExecuTorch on the host")
-    store.record(stage="stage5", subject="coreml/int4", metric="export_ok", value=False, failed_stage="lower",
+    store.record(stage=schema.STAGE5, subject="coreml/int4", metric=schema.EXPORT_OK, value=False, failed_stage="lower",
                  note="unsupported op", provenance="AOT: ExecuTorch on the host")
     text = render_report("r", root=tmp_path, targets_path=TARGETS).read_text()
     row = next(line for line in text.splitlines() if line.startswith("| Export 성공"))
     ios, android = row.split(" | ")[1:3]
     assert android.startswith("not attempted (QNN SDK not found)[^") and "실패" not in android, row
     assert ios.startswith("실패"), row  # an export that ran and failed still reads as a failure
+
+
+def test_artifacts_under_the_project_are_shown_relative_to_it(tmp_path, monkeypatch):
+    from sam3m4.paths import PROJECT_ROOT_ENV
+
+    monkeypatch.setenv(PROJECT_ROOT_ENV, str(tmp_path))
+    preds = tmp_path / "reports" / "r" / "saco" / "student_image_preds.json"
+    preds.parent.mkdir(parents=True)
+    preds.write_text("[]")
+    outside = tmp_path.parent / f"{tmp_path.name}-elsewhere.pt"
+    store = ResultsStore("r", root=tmp_path / "reports")
+    store.record(stage=schema.STAGE3, subject=schema.TEACHER, metric=schema.MIOU, value=0.8, unit="fraction",
+                 provenance="p", artifact=preds)
+    store.record(stage=schema.STAGE3, subject=schema.STUDENT_PHASE2, metric=schema.MIOU, value=0.7,
+                 unit="fraction", provenance="q", artifact=outside)
+    text = render_report("r", root=tmp_path / "reports", targets_path=TARGETS).read_text()
+    assert "(artifact `reports/r/saco/student_image_preds.json`, sha256 " in text
+    assert str(tmp_path) + "/reports" not in text and f"(artifact `{outside}`)" in text

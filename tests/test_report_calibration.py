@@ -32,6 +32,12 @@ def _run(tmp_path) -> ResultsStore:
         s, y = _scores(i)
         record_calibration(store, stage=stage, subject=subject, scores=s, labels=y, provenance="synthetic scores")
     store.record(stage=schema.STAGE4, subject="int4", metric=schema.SACO_CGF1_AT_BEST, value=0.4321, unit="fraction")
+    for metric, value in ((schema.PRESENCE_THRESHOLD, 0.317), (schema.PRESENCE_F1_HELD_OUT_05, 0.648),
+                          (schema.PRESENCE_F1_HELD_OUT, 0.787)):
+        store.record(stage=schema.STAGE4, subject="int4", metric=metric, value=value, unit="fraction",
+                     provenance="fitted presence threshold")
+    s, y = _scores(9)
+    record_calibration(store, stage=schema.STAGE5, subject="xnnpack/int8_int4", scores=s, labels=y, provenance=".pte")
     store.record(stage=schema.STAGE4, subject="int4", metric=schema.PRESENCE_F1_GAP, value=0.004, unit="fraction",
                  target=0.01, comparison="<=", provenance="plateau gate")
     store.record(stage=schema.STAGE4, subject="int4", metric=schema.PRESENCE_ECE_RISE, value=None, unit="fraction",
@@ -45,8 +51,10 @@ def test_report_has_the_calibration_table_and_gate_lines(tmp_path):
     stage4 = text[text.index("## 4) Stage 4"):text.index("## 5) Stage 5")]
     assert "### Presence calibration" in stage4
     rows = [line for line in stage4.splitlines() if line.startswith("| ") and "[^" in line and " @ " in line]
-    assert [r.split(" | ")[0] for r in rows] == ["| Teacher (SAM3)", "| Student (Phase2 final)", "| fp16", "| int4"]
-    assert "43.2" in rows[-1]                                     # cgF1 at best, in percent like SAM 3's paper
+    assert [r.split(" | ")[0] for r in rows] == ["| Teacher (SAM3)", "| Student (Phase2 final)", "| fp16", "| int4",
+                                                 "| .pte xnnpack/int8_int4"]
+    assert "43.2" in rows[-2]                                     # cgF1 at best, in percent like SAM 3's paper
+    assert "0.317: 0.648 -> 0.787" in rows[-2] and "fitted by Stage 4 on a calibration part" in stage4
     assert "presence_threshold_on_plateau `int4`: 0.004 (목표 <= 0.01) 통과" in stage4
     assert "presence_ece_rise `int4`: 미측정 - not resolvable on 60 pairs" in stage4
 

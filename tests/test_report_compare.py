@@ -9,24 +9,26 @@ import pytest
 
 from sam3m4.cli import main
 from sam3m4.report.compare import compare_runs
-from sam3m4.results import ResultsStore, load_targets
+from sam3m4.results import ResultsStore, load_targets, schema
 
 TARGETS = Path(__file__).resolve().parents[1] / "acceptance" / "targets.yaml"
 
 
 def _seed(root: Path, run: str, *, drop: float, pte: float, latency: float, miou: float, fps: float) -> None:
     store = ResultsStore(run, root=root)
-    store.record(stage="stage4", subject="int4", metric="miou_drop", value=drop, unit="points", target=2.0,
+    store.record(stage=schema.STAGE4, subject="int4", metric=schema.MIOU_DROP, value=drop, unit="points", target=2.0,
                  comparison="<=")
-    store.record(stage="stage4", subject="planted/1bit", metric="miou_drop", value=12 + drop, unit="points",
+    store.record(stage=schema.STAGE4, subject=schema.PLANTED_ONE_BIT, metric=schema.MIOU_DROP, value=12 + drop,
+                 unit="points",
                  target=2.0, comparison="<=")  # a negative control: never gated
-    store.record(stage="stage5", subject="coreml/int4", metric="pte_mb", value=pte, unit="MB", target=50,
+    store.record(stage=schema.STAGE5, subject="coreml/int4", metric=schema.PTE_MB, value=pte, unit="MB", target=50,
                  comparison="<")
-    store.record(stage="stage5", subject="xnnpack/int8_int4", metric="host_image_latency_ms", value=latency,
+    store.record(stage=schema.STAGE5, subject="xnnpack/int8_int4", metric=schema.HOST_IMAGE_LATENCY_MS, value=latency,
                  unit="ms", target=100, comparison="<")
-    store.record(stage="stage3", subject="teacher", metric="miou", value=miou, unit="fraction")
-    store.record(stage="stage3", subject="student/video", metric="host_fps", value=fps, unit="fps")
-    store.record(stage="summary", subject="run", metric="final_image_ckpt", value=f"checkpoints/{run}.pt")
+    store.record(stage=schema.STAGE3, subject=schema.TEACHER, metric=schema.MIOU, value=miou, unit="fraction")
+    store.record(stage=schema.STAGE3, subject=schema.STUDENT_VIDEO, metric=schema.HOST_FPS, value=fps, unit="fps")
+    store.record(stage=schema.SUMMARY, subject=schema.RUN, metric=schema.FINAL_IMAGE_CKPT,
+                 value=f"checkpoints/{run}.pt")
 
 
 def _by(comparison):

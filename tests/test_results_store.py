@@ -7,13 +7,13 @@ import multiprocessing as mp
 
 import pytest
 
-from sam3m4.results import ResultsStore, compare, sha256_file
+from sam3m4.results import ResultsStore, compare, sha256_file, schema
 
 
 def _writer(root: str, worker: int, count: int) -> None:
     store = ResultsStore("conc", root=root)
     for i in range(count):
-        store.record(stage="sanity", subject=f"w{worker}", metric="i", value=i, provenance="test")
+        store.record(stage=schema.SANITY, subject=f"w{worker}", metric="i", value=i, provenance="test")
 
 
 def test_concurrent_writers_lose_no_record(tmp_path):
@@ -34,11 +34,11 @@ def test_gate_verdict_and_artifact_hash(tmp_path):
     store = ResultsStore("r", root=tmp_path)
     art = tmp_path / "model.pte"
     art.write_bytes(b"abc")
-    rec = store.record(stage="stage5", subject="xnnpack/fp16", metric="pte_mb", value=51.0, target=50,
+    rec = store.record(stage=schema.STAGE5, subject="xnnpack/fp16", metric=schema.PTE_MB, value=51.0, target=50,
                        comparison="<", unit="MB", provenance="AOT", artifact=art)
     assert rec.passed is False
     assert rec.sha256 == sha256_file(art) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    assert store.latest(metric="pte_mb").value == 51.0
+    assert store.latest(metric=schema.PTE_MB).value == 51.0
     assert store.records()[0].timestamp
 
 
@@ -60,9 +60,9 @@ def test_corrupt_line_is_skipped_with_warning_naming_line(tmp_path):
 def test_frame_and_table_views(tmp_path):
     store = ResultsStore("r", root=tmp_path)
     for mode, miou in (("fp16", 0.8), ("int4", 0.78), ("int4", 0.79)):
-        store.record(stage="stage4", subject=mode, metric="miou", value=miou)
+        store.record(stage=schema.STAGE4, subject=mode, metric=schema.MIOU, value=miou)
     assert len(store.frame()) == 3
-    table = store.table("stage4", ["miou"])
+    table = store.table(schema.STAGE4, ["miou"])
     assert table.loc["int4", "miou"] == 0.79 and table.loc["fp16", "miou"] == 0.8
 
 
@@ -128,7 +128,8 @@ def test_a_test_session_leaves_no_lock_in_reports(tmp_path):
     shutil.copy(root / "conftest.py", tmp_path / "conftest.py")
     shutil.copytree(root / "acceptance", tmp_path / "acceptance", ignore=shutil.ignore_patterns("test_*", "__pycache__"))
     (tmp_path / "acceptance" / "test_probe.py").write_text(PROBE)
-    ResultsStore("probe", root=tmp_path / "reports").record(stage="stage5", subject="xnnpack/fp16", metric="export_ok",
+    ResultsStore("probe", root=tmp_path / "reports").record(stage=schema.STAGE5, subject="xnnpack/fp16",
+                                                            metric=schema.EXPORT_OK,
                                                             value=True)
     out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "--run", "probe",
                           "-o", "addopts=", "acceptance/test_probe.py"], cwd=tmp_path, capture_output=True, text=True,
@@ -141,10 +142,10 @@ def test_a_test_session_leaves_no_lock_in_reports(tmp_path):
 
 def test_a_non_finite_measurement_is_kept_as_a_failure_not_written_as_nan(tmp_path):
     store = ResultsStore("nan", root=tmp_path)
-    rec = store.record(stage="stage4", subject="int4", metric="miou_drop", value=float("nan"), unit="points",
+    rec = store.record(stage=schema.STAGE4, subject="int4", metric=schema.MIOU_DROP, value=float("nan"), unit="points",
                        target=2.0, comparison="<=")
     assert rec.value is None and rec.passed is False and rec.failed_stage == "metric" and "nan" in rec.note
     text = store.path.read_text()
     assert "NaN" not in text and "Infinity" not in text
-    back = store.latest(metric="miou_drop")
+    back = store.latest(metric=schema.MIOU_DROP)
     assert back.passed is False and back.failed_stage == "metric"

@@ -20,6 +20,7 @@ from sam3m4.data import SacoImageDataset
 from sam3m4.eval import saco
 from sam3m4.eval.image import evaluate_pairs
 from sam3m4.eval.saco_format import ImagePredictions, category_ids, image_predictions, video_prediction
+from sam3m4.results import schema
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "synth"
 IMAGE_GT = FIXTURES / "saco_image" / "train.json"     # 43 pairs, 24 instances
@@ -295,10 +296,12 @@ def test_report_adds_the_official_table_under_stage3(tmp_path):
     from sam3m4.results import ResultsStore
 
     store = ResultsStore("r", root=tmp_path)
-    store.record(stage="stage3", subject="teacher", metric="miou", value=0.5, unit="fraction", provenance="p")
-    store.record(stage="stage3", subject="teacher", metric="saco_cgf1", value=0.4123, unit="fraction",
+    store.record(stage=schema.STAGE3, subject=schema.TEACHER, metric=schema.MIOU, value=0.5, unit="fraction",
+                 provenance="p")
+    store.record(stage=schema.STAGE3, subject=schema.TEACHER, metric=schema.SACO_CGF1, value=0.4123, unit="fraction",
                  provenance="SAM 3's CGF1Evaluator on x")
-    store.record(stage="stage3", subject="student/video", metric="saco_video_phota", value=0.25, unit="fraction",
+    store.record(stage=schema.STAGE3, subject=schema.STUDENT_VIDEO, metric=schema.SACO_VIDEO_PHOTA, value=0.25,
+                 unit="fraction",
                  provenance="SAM 3's VEvalEvaluator on y")
     text = render_report("r", root=tmp_path).read_text()
     stage3 = text.index("| Student (+Video Distill) |")

@@ -32,10 +32,13 @@ from sam3m4.errors import Sam3m4Error
 from sam3m4.eval.saco_format import check_image_gt, check_image_preds, check_video_gt, check_video_preds
 from sam3m4.export.token_table import Vocabulary
 from sam3m4.pipeline.runner import load_state
+from sam3m4.paths import PROJECT_ROOT_ENV
+from sam3m4.quantize.decision import read_decision
 from sam3m4.quantize.storage import load_quantized
 from sam3m4.results.store import ResultsStore
 from sam3m4.results.targets import parse_targets
 from sam3m4.storage import prune
+from sam3m4.results import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "fixtures"
@@ -211,11 +214,11 @@ def _video_preds(gt: dict) -> list:
              "bboxes": [[6.0, 4.0, 24.0, 16.0]] * t, "areas": [int(mask.sum())] * t, "score": 0.7}]
 
 
-RECORD = {"run": "r", "stage": "stage5", "subject": "android/qnn/int8_int4", "metric": "image_latency_ms",
+RECORD = {"run": "r", "stage": schema.STAGE5, "subject": "android/qnn/int8_int4", "metric": schema.IMAGE_LATENCY_MS,
           "value": 41.7, "unit": "ms", "target": 100.0, "comparison": "<", "passed": True, "provenance": "fuzz",
           "artifact": "outputs/export/x.pte", "sha256": "a" * 64, "note": "", "failed_stage": None, "outcome": None,
           "timestamp": "2026-01-01T00:00:00+00:00"}
-TARGETS = {"targets": {"pte_size_mb": {"metric": "pte_mb", "comparison": "<", "value": 50, "unit": "MB",
+TARGETS = {"targets": {"pte_size_mb": {"metric": schema.PTE_MB, "comparison": "<", "value": 50, "unit": "MB",
                                        "regression_tolerance": 1.0, "description": "size"}}}
 STATE = {"format": "sam3m4-pipeline-state-v1",
          "stages": {"data": {"argv": [["-m", "sam3m4", "data"]], "inputs": "a" * 64, "outputs": "b" * 64, "rc": 0,
@@ -231,6 +234,16 @@ PRUNE_LOG = {"version": 1, "mode": "dry_run", "timestamp": "20260101T000000.0000
              "delete": [["checkpoints/distillation/a.pt", 10, 1234]], "before": {"total": 100, "checkpoints": 10},
              "planned_after": {"total": 90, "checkpoints": 0}}
 QUANT = {"mode": "int4", "preset": "tiny", "kind": "student", "source": "checkpoints/x.pt"}
+_POINT = {"threshold": 0.315, "how": "fitted", "calibration_pairs": 96, "held_out_pairs": 104, "f1_calibration": 0.81,
+          "f1_held_out": 0.79, "f1_held_out_at_default": 0.65, "best_f1_held_out": 0.8, "split": "by image"}
+DECISION = {"format": "sam3m4-decision/1", "preset": "tiny", "source": "checkpoints/x.pt", "num_pairs": 200,
+            "target": {"name": "quant_miou_drop", "comparison": "<=", "value": 2.0, "unit": "points", "basis": "absolute"},
+            "backends": {"xnnpack": {"mode": "int8_int4", "criterion_met": True, "candidates": ["fp16", "int8_int4"],
+                                     "passing": ["int8_int4"], "miou": 0.567, "miou_drop": 0.4, "quantized": "int8_int4",
+                                     "pte_name": "sam3m4_tiny_xnnpack_int8_int4.pte", "presence_threshold": 0.315}},
+            "scores": {"fp16": {"miou": 0.571, "presence_f1": 0.82, "num_pairs": 200},
+                       "int8_int4": {"miou": 0.567, "presence_f1": 0.65, "num_pairs": 200}},
+            "presence": {"int8_int4": _POINT}}
 VOCAB = {"clip_ids": [0, 320, 49406, 49407], "source": "phrases.txt", "rows": 4}
 ANDROID = json.loads((FIX / "device" / "benchmark_results.json").read_text())
 
@@ -345,12 +358,15 @@ def test_results_records_at_write_time(tmp_path, value, subject):
     """Writing a NaN, an Infinity or a non-string subject is refused in one line; the file never holds one."""
     store = ResultsStore("w", root=tmp_path)
     try:
-        store.record(stage="stage5", subject=subject, metric="m", value=value)
+        store.record(stage=schema.STAGE5, subject=subject, metric="m", value=value)
     except Sam3m4Error as err:
         assert "\n" not in str(err) and "results.jsonl" in str(err)
     if store.path.exists():
         text = store.path.read_text()
-        assert "NaN" not in text and "Infinity" not in text
+        bare = []  # NaN / Infinity written as JSON numbers (a string subject "NaN" is fine)
+        for line in text.splitlines():
+            json.loads(line, parse_constant=bare.append)
+        assert bare == []
         assert all(isinstance(r.subject, str) for r in store.records())
 
 
@@ -369,7 +385,7 @@ def test_device_android_results(tmp_path, raw):
 
     def read():
         for m in device_metrics(parse_results_file(path)):
-            assert m.value is None or (np.isfinite(m.value) and (m.metric != "video_fps" or m.value <= 1e5))
+            assert m.value is None or (np.isfinite(m.value) and (m.metric != schema.VIDEO_FPS or m.value <= 1e5))
     refused_cleanly(read, path)
 
 
@@ -408,6 +424,84 @@ def test_quantized_json(tmp_path, raw):
     (tmp_path / "quantized.json").write_bytes(raw)
     (tmp_path / "model.safetensors").write_bytes(b"not safetensors")  # the meta is checked before the weights
     refused_cleanly(lambda: load_quantized(tmp_path), tmp_path)
+
+
+@FUZZ
+@given(raw=mutated_bytes(DECISION))
+def test_decision_json(tmp_path, raw):
+    path = tmp_path / "decision.json"
+    path.write_bytes(raw)
+    d = refused_cleanly(lambda: read_decision(path), path)
+    if d is not None:  # what is accepted is what Stage 5 can use as it is
+        assert all(0 <= b.presence_threshold <= 1 and "/" not in b.pte_name for b in d.backends.values())
+
+
+def _bad_decision(path: Path, **change) -> Path:
+    doc = copy.deepcopy(DECISION)
+    for where, value in change.items():
+        *parents, key = where.split("__")
+        node = doc
+        for part in parents:
+            node = node[part]
+        if value is _DELETE:
+            del node[key]
+        else:
+            node[key] = value
+    path.write_text(json.dumps(doc))
+    return path
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"preset": _DELETE}, r"decision\.json: preset: missing key$"),
+    ({"backends__xnnpack__criterion_met": _DELETE}, r"decision\.json: backends\.xnnpack\.criterion_met: missing key$"),
+    ({"num_pairs": "200"}, r"decision\.json: num_pairs: expected int, got str$"),
+    ({"backends__xnnpack__miou": True}, r"decision\.json: backends\.xnnpack\.miou: expected number, got bool$"),
+    ({"backends__xnnpack__candidates": "fp16"}, r"decision\.json: backends\.xnnpack\.candidates: expected list"),
+    ({"backends__tflite": DECISION["backends"]["xnnpack"]}, r"decision\.json: backends\.tflite: unknown backend; choices"),
+    ({"backends__xnnpack__mode": "int4"}, r"decision\.json: backends\.xnnpack\.mode: 'int4' is not a mode xnnpack lowers"),
+    ({"backends__xnnpack__passing": ["int3"]}, r"decision\.json: backends\.xnnpack\.passing: unknown mode 'int3'"),
+    ({"scores__int2": {"miou": 0.1, "presence_f1": 0.1, "num_pairs": 1}}, r"decision\.json: scores\.int2: unknown mode"),
+    ({"presence__int8_int4__how": "guessed"}, r"decision\.json: presence\.int8_int4\.how: expected 'fitted'"),
+    ({"presence__int8_int4__threshold": 1.5}, r"decision\.json: presence\.int8_int4\.threshold: must be <= 1"),
+    ({"backends__xnnpack__pte_name": "../../outside.pte"}, r"decision\.json: backends\.xnnpack\.pte_name: expected a "
+                                                          r"\.pte file name without a folder"),
+    ({"format": "sam3m4-decision/0"}, r"decision\.json: format: expected 'sam3m4-decision/1'"),
+    ({"target__surprise": 1}, r"decision\.json: target\.surprise: unknown key$"),
+])
+def test_bad_decision_json_is_one_line_naming_file_and_field(tmp_path, change, message):
+    path = _bad_decision(tmp_path / "decision.json", **change)
+    with pytest.raises(Sam3m4Error, match=message) as err:
+        read_decision(tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_decision_json_nan_truncated_and_a_symlink_out_of_the_project(tmp_path, monkeypatch):
+    path = tmp_path / "proj" / "q" / "decision.json"
+    path.parent.mkdir(parents=True)
+    text = json.dumps(DECISION)
+    path.write_text(text.replace("0.567", "NaN", 1))
+    with pytest.raises(Sam3m4Error, match=r"decision\.json:\d+:\d+: invalid JSON: NaN is not a finite number$"):
+        read_decision(path)
+    path.write_text(text[: len(text) // 2])
+    with pytest.raises(Sam3m4Error, match=r"decision\.json:1:\d+: invalid JSON: "):
+        read_decision(path)
+    outside = tmp_path / "outside" / "decision.json"
+    outside.parent.mkdir()
+    outside.write_text(text)
+    path.unlink()
+    path.symlink_to(outside)
+    monkeypatch.setenv(PROJECT_ROOT_ENV, str(tmp_path / "proj"))
+    with pytest.raises(Sam3m4Error, match=rf"decision\.json: refused to read: a symlink leads it to {outside}, outside "
+                                          "the project root"):
+        read_decision(path.parent)
+    inside = path.parent / "kept.json"  # a link inside the project is an ordinary file
+    inside.write_text(text)
+    path.unlink()
+    path.symlink_to(inside)
+    assert read_decision(path).backends["xnnpack"].presence_threshold == 0.315
 
 
 @FUZZ
@@ -473,7 +567,7 @@ def test_named_bad_inputs_of_issue_25(tmp_path):
     with pytest.raises(Sam3m4Error, match="manifest.json: unreadable run manifest"):
         prune.references(tmp_path, [])
     store = ResultsStore("r", root=tmp_path / "reports")
-    inf = store.record(stage="stage5", subject="a/b/c", metric="image_latency_ms", value=1e306 * 1000)
+    inf = store.record(stage=schema.STAGE5, subject="a/b/c", metric=schema.IMAGE_LATENCY_MS, value=1e306 * 1000)
     assert inf.value is None and inf.failed_stage == "metric" and "Infinity" not in store.path.read_text()
     store.path.write_text(json.dumps({**RECORD, "subject": ["a"]}) + "\n")
     with pytest.warns(UserWarning, match=r"subject: expected str, got list"):

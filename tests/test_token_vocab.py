@@ -11,6 +11,7 @@ from sam3m4.export.token_table import (RestrictedTokenizer, UnknownTokenError, V
 from sam3m4.models import build_student
 from sam3m4.models.tokenizer import EOT_ID, PAD_ID, SOT_ID, get_tokenizer
 from sam3m4.quantize.modes import apply_mode
+from sam3m4.results import schema
 
 PHRASES = ["red circle", "blue square", "person"]
 
@@ -83,7 +84,7 @@ def test_export_with_a_vocabulary_ships_the_map_and_answers_like_the_full_table(
         want = apply_mode(student, "fp16").encode_text(enc["input_ids"], enc["attention_mask"]).tokens
     assert float((tokens - want).abs().max()) < 5e-3  # XNNPACK's rounding; a wrong row is off by O(1)
     store = ResultsStore("t")
-    latest = {m: store.latest(stage="stage5", subject="xnnpack/fp16", metric=m)
+    latest = {m: store.latest(stage=schema.STAGE5, subject="xnnpack/fp16", metric=m)
               for m in ("pte_mb", "max_abs_error/encode_text", "host_image_latency_ms")}
     assert f"restricted to {len(vocab.ids)} of 49408 rows" in latest["pte_mb"].provenance
     assert latest["max_abs_error/encode_text"].value < 5e-3  # checked against eager with the restricted table

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from sam3m4.results import schema
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "synth"
 
@@ -94,14 +95,14 @@ def test_distill_video_runs_and_records(tmp_path, monkeypatch):
     store = ResultsStore("t")
     for subject, metric in (("teacher", "jf"), ("student/video", "jf"), ("student/video", "miou"),
                             ("student/video", "presence_f1"), ("student/video", "host_fps")):
-        rec = store.latest(stage="stage3", subject=subject, metric=metric)
+        rec = store.latest(stage=schema.STAGE3, subject=subject, metric=metric)
         assert rec is not None and rec.provenance, (subject, metric)
     from sam3m4.eval import saco
 
     if saco.available() is None:  # SA-Co official metrics of the same predictions (or why not, as a note)
         for subject, metric in (("teacher", "saco_video_cgf1"), ("teacher", "saco_video_phota"),
                                 ("student/video", "saco_video_il_mcc"), ("student/video", "saco_cgf1")):
-            rec = store.latest(stage="stage3", subject=subject, metric=metric)
+            rec = store.latest(stage=schema.STAGE3, subject=subject, metric=metric)
             assert rec is not None and (rec.value is not None and "SAM 3's" in rec.provenance or
                                         rec.note.startswith("not measured")), (subject, metric)
 

@@ -2,7 +2,8 @@
 
 * :mod:`sam3m4.distill.cache` - the teacher-feature cache (fp16 safetensors shards, file-locked, resumable)
   and the in-memory pair set training reads;
-* :mod:`sam3m4.distill.cache_pass` - the cache pass, one process or sharded over ``torchrun`` ranks (same bytes);
+* :mod:`sam3m4.distill.cache_pass` - the cache pass, one process or sharded over ``torchrun`` ranks (same bytes),
+  and what every recipe opens the cache with (``ensure_cache``, ``fill_cache``, ``load_splits``);
 * :mod:`sam3m4.distill.losses` - Phase 1 (features) and Phase 2 (outputs + ground truth) losses;
 * :mod:`sam3m4.distill.runtime` - device, AMP, seeds and the DDP process group;
 * :mod:`sam3m4.distill.optim` - AdamW and the warm-up + cosine schedule;

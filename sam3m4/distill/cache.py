@@ -42,9 +42,10 @@ import numpy as np
 import torch
 from filelock import FileLock
 
+from sam3m4.checkpoint import atomic_save_safetensors
 from sam3m4.data.saco_image import SacoImageDataset
 from sam3m4.errors import DataFormatError
-from sam3m4.fileio import atomic_path, atomic_write_json
+from sam3m4.fileio import atomic_write_json
 from sam3m4.models.preprocess import resize_uint8, uint8_to_pixels
 from sam3m4.models.tokenizer import get_tokenizer
 from sam3m4.teacher.bootstrap_model import build_config
@@ -277,8 +278,6 @@ class FeatureCache:
 
         ``name``: the shard's file name (:mod:`sam3m4.distill.cache_pass` gives one per work unit); by default
         ``shard-<rank>-<random>.safetensors``."""
-        from safetensors.torch import save_file
-
         with self.lock:
             self.refresh()
             tensors = {}
@@ -294,8 +293,7 @@ class FeatureCache:
                 return 0
             tensors = {k: v.contiguous() for k, v in tensors.items()}
             final = self.dir / (name or f"shard-{rank:03d}-{uuid.uuid4().hex[:12]}.safetensors")
-            with atomic_path(final) as tmp:
-                save_file(tensors, str(tmp), metadata={"format": "sam3m4-teacher-cache-v1"})
+            atomic_save_safetensors(tensors, final, metadata={"format": "sam3m4-teacher-cache-v1"})
             self.refresh()
         return sum(1 for k in tensors if k.startswith("pair.") and k.endswith(".query_logits"))
 

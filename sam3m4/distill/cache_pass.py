@@ -1,6 +1,7 @@
 """The teacher-feature cache pass, one process or sharded over ``torchrun`` ranks on one or several machines.
 
     report = build_cache(teacher, [train, val], cache, rank=rank, world_size=world)   # every rank calls it
+    cache, info = ensure_cache(cfg, rank, world, device, [train, val])   # a recipe's cache: open, fill what is missing
     torchrun --nproc_per_node=4 -m sam3m4 distill cache --config configs/distill_phase2.yaml device=cuda
 
 * Work units: the splits' unique pair keys in split then file order (a key seen twice is computed once), cut
@@ -14,6 +15,10 @@
 * A killed pass loses only its unwritten units: a rerun (any number of ranks) lists what is still missing.
 * At the end every rank's written shards go to rank 0 (``all_gather_object``), which alone writes the
   folder's ``index.json``; the other ranks read it after a barrier.
+* Every recipe that reads the cache (Phase 1 and 2, QAT, ``sam3m4 distill cache``) opens it through
+  :func:`ensure_cache` (a complete cache: no teacher is loaded; keys missing: one line naming them and the
+  :func:`fill_command`, then the ranks fill them, or with ``cache_fill: false`` a stop); :func:`load_splits` gives
+  the train / val pair sets of a config, :func:`fill_cache` is ``sam3m4 distill cache``.
 
 Fault injection for the resume test: ``SAM3M4_CACHE_EXIT_AFTER=image:<rank>:<k>`` makes that rank exit (code
 75, no clean-up, like a killed process) right after writing its k-th shard (``video:<rank>:<k>``: the video
@@ -27,10 +32,18 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
-from sam3m4.distill.cache import FeatureCache, PairSet, run_teacher
-from sam3m4.distill.runtime import barrier, broadcast_object, gather_objects
+import torch
+
+from sam3m4 import paths
+from sam3m4.distill.cache import FeatureCache, PairSet, run_teacher, teacher_id, teacher_resolution
+from sam3m4.distill.runtime import barrier, broadcast_object, gather_objects, init_distributed, select_device
+from sam3m4.errors import DataFormatError, Sam3m4Error
+from sam3m4.fileio import remove_stale_temporaries
+from sam3m4.models import build_student
+from sam3m4.teacher.sam3 import load_teacher
 
 FAULT_ENV = "SAM3M4_CACHE_EXIT_AFTER"
 FAULT_EXIT_CODE = 75
@@ -151,6 +164,8 @@ def build_cache(teacher, data: PairSet | Sequence[PairSet], cache: FeatureCache,
     t0 = time.time()
     splits = _splits(data)
     units = plan_units(splits, shard_size, batch_size)
+    if rank == 0:
+        remove_stale_temporaries(cache.dir)  # a killed pass's half-written shard; before any rank writes
     cache.refresh()
     todo = broadcast_object([u.index for u in units if any(_batch_missing(splits, cache, b) for b in u.batches)]
                             if rank == 0 else None, world_size)
@@ -205,3 +220,78 @@ def build_cache(teacher, data: PairSet | Sequence[PairSet], cache: FeatureCache,
     return CacheReport(total_pairs=sum(len(d) for d in splits), computed_pairs=sum(p["computed"] for p in parts),
                        skipped_pairs=sum(len(d) for d in splits) - missing, seconds=round(time.time() - t0, 2),
                        teacher=total_t, units=len(units), units_todo=len(todo), world_size=world_size)
+
+
+# --- opening and filling the cache for a recipe (distillation phases, QAT, `sam3m4 distill cache`) -----------
+CACHE_KEYS = ("data_root", "teacher", "cache_dir", "train_limit", "val_limit", "cache_topk", "cache_min_score",
+              "teacher_levels", "cache_batch_size", "cache_shard_size", "device")  # what decides a cache pass
+
+
+def fill_command(cfg: dict, world: int) -> str:
+    """The ``sam3m4 distill cache`` command that fills the cache ``cfg`` reads, on ``world`` ranks."""
+    import shlex
+
+    def value(v):
+        return "[" + ",".join(map(str, v)) + "]" if isinstance(v, (list, tuple)) else str(v)
+
+    keys = " ".join(shlex.quote(f"{k}={value(cfg[k])}") for k in CACHE_KEYS if cfg[k] != "")
+    launcher = f"torchrun --nproc_per_node={world} -m sam3m4" if world > 1 else "sam3m4"
+    return f"{launcher} distill cache {keys}"
+
+
+def ensure_cache(cfg: dict, rank: int, world: int, device, splits) -> tuple[FeatureCache, dict]:
+    """Open the cache for ``cfg['teacher']``. Complete: nothing else runs (no teacher is loaded). Keys missing:
+    rank 0 prints one line (how many, the first few, the command that fills it), then the ranks fill it
+    together (:func:`build_cache`), or, with ``cache_fill: false``, every rank stops
+    with that line."""
+    t0 = time.time()
+    root = cfg["cache_dir"] or Path(paths.feature_cache_dir(cfg["data_root"]))
+    settings = {k: cfg[k] for k in ("cache_topk", "cache_min_score", "teacher_levels")}
+    cache = FeatureCache(root, teacher_id(cfg["teacher"]), teacher_resolution(cfg["teacher"]), settings)
+    missing = broadcast_object(missing_pairs(splits, cache) if rank == 0 else None, world)
+    info = {"cache_dir": str(cache.dir), "pairs": sum(len(d) for d in splits), "missing": len(missing), "computed": 0}
+    if missing:
+        line = missing_line(splits, cache, missing, fill_command(cfg, world))
+        if not cfg["cache_fill"]:
+            raise DataFormatError(line)
+        if rank == 0:
+            print(f"{line}; filling it now on {world} rank(s)", flush=True)
+        teacher = load_teacher(cfg["teacher"], device=device)
+        rep = build_cache(teacher, splits, cache, batch_size=cfg["cache_batch_size"], topk=cfg["cache_topk"],
+                          min_score=cfg["cache_min_score"], fpn_levels=cfg["teacher_levels"],
+                          shard_size=cfg["cache_shard_size"], rank=rank, world_size=world,
+                          progress=cfg["progress"], desc="cache")
+        info["computed"] = rep.computed_pairs
+        for k, v in (rep.teacher or {}).items():  # teacher seconds per image (vision) and per pair (heads), all ranks
+            info[f"teacher_{k}"] = v
+        del teacher
+    info["seconds"] = round(time.time() - t0, 2)
+    info["disk_mb"] = round(sum(p.stat().st_size for p in cache.dir.glob("shard-*")) / 2**20, 1)
+    return cache, info
+
+
+def load_splits(cfg: dict, size: int, progress: bool) -> tuple[PairSet, PairSet | None]:
+    """Train (and val, when present) pairs of ``<data_root>/saco_image`` resized to ``size`` px."""
+    saco = Path(cfg["data_root"]) / "saco_image"
+    if not (saco / "train.json").is_file():
+        raise Sam3m4Error(f"{saco / 'train.json'}: missing (generate data with 'sam3m4 data synth --out {cfg['data_root']}')")
+    msize = -(-size // 4)  # the student's masks live at stride 4
+    train = PairSet(saco / "train.json", size, msize, limit=cfg["train_limit"], progress=progress)
+    val = PairSet(saco / "val.json", size, msize, keep_full_gt=True, limit=cfg["val_limit"]) \
+        if (saco / "val.json").is_file() else None
+    return train, val
+
+
+def fill_cache(cfg: dict) -> dict:
+    """``sam3m4 distill cache``: fill the teacher-feature cache for train + val; under ``torchrun`` the ranks
+    share the missing pairs (:func:`build_cache`). Returns the pass's summary (the same on every
+    rank: counts and teacher seconds of all ranks together)."""
+    rank, world, local = init_distributed(cfg["device"])
+    if cfg["threads"]:
+        torch.set_num_threads(int(cfg["threads"]))
+    size = cfg["image_size"] or build_student(cfg["student_preset"]).image_size
+    train, val = load_splits(cfg, size, cfg["progress"] and rank == 0)
+    _, info = ensure_cache({**cfg, "cache_fill": True}, rank, world, select_device(cfg["device"], local),
+                           [train] + ([val] if val else []))
+    info["world_size"] = world
+    return info

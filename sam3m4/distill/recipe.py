@@ -35,93 +35,26 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sam3m4 import checkpoint, config, paths
-from sam3m4.distill import cache as feature_cache, cache_pass, losses as distill_losses
+from sam3m4 import checkpoint, paths
+from sam3m4.distill import cache as feature_cache, losses as distill_losses
+# the recipe's settings (defaults, ranges, loader) and the teacher-cache helpers have modules of their own; setup()
+# uses some of them, the others stay reachable as recipe.<name> for callers
+from sam3m4.distill.cache_pass import CACHE_KEYS, ensure_cache, fill_cache, fill_command, load_splits  # noqa: F401
 from sam3m4.distill.evaluation import evaluate_features, evaluate_outputs
 from sam3m4.distill.logs import ScalarLogger, Throughput, record_results
 from sam3m4.distill.optim import build_optimizer, build_scheduler
-from sam3m4.distill.runtime import (amp_dtype, autocast, barrier, broadcast_object, init_distributed,
+from sam3m4.distill.runtime import (amp_dtype, autocast, barrier, init_distributed,
                                     mean_across_ranks, select_device, seed_everything)
+from sam3m4.distill.settings import (ABOVE_ZERO, AT_LEAST_ONE, DEFAULTS, FRACTIONS,  # noqa: F401
+                                     check_ranges, load_config)
 from sam3m4.distill.visualise import visualise_features, visualise_pairs
-from sam3m4.errors import ConfigError, DataFormatError, Sam3m4Error, TrainingDiverged
+from sam3m4.errors import ConfigError, Sam3m4Error, TrainingDiverged
 from sam3m4.fileio import atomic_write_json
 from sam3m4.models import build_student
 from sam3m4.models.pretrained import init_backbone
 from sam3m4.progress import StepProgress
-from sam3m4.results.runs import check_run_name
 from sam3m4.teacher.sam3 import load_teacher
 
-DEFAULTS = dict(
-    phase=2,  # 1 = encoder features, 2 = end-to-end outputs
-    data_root=paths.SYNTH_DATA,  # holds saco_image/{train,val}.json
-    teacher=paths.TEACHER_DIR,  # save_pretrained folder of a Sam3Model
-    student_preset="tiny",  # sam3m4.models.build.PRESETS
-    student_init="",  # backbone weights: a timm state-dict file or a model id in the local HF cache ("" = random)
-    image_size=0,  # student input side in px (0 = the preset's; tests use 64)
-    init_from="",  # phase 2: "" (random), "latest"/"best" phase-1 checkpoint, or a path
-    teacher_source="cache",  # cache | live
-    cache_dir="",  # "" -> <data_root>/cached_features
-    cache_batch_size=32, cache_topk=16, cache_min_score=0.05, cache_shard_size=512,  # masks: <= topk with score >= min
-    cache_fill=True,  # false: a run whose cache lacks keys stops, naming them and the fill command, instead of filling it
-    teacher_levels=[1, 2],  # teacher FPN levels cached and distilled (0 = stride patch/4, 2 = stride patch)
-    student_levels=[1, 2],  # student neck levels matched to them in order (0 = stride 4, 2 = stride 16)
-    train_limit=0, val_limit=0,  # use only the first N pairs of a split (0 = all)
-    epochs=3, epoch_items=0,  # items per epoch, a seeded per-epoch sample (0 = all)
-    batch_size=16, grad_accum=1, lr=1.0e-3, weight_decay=0.05, warmup_steps=20, min_lr_frac=0.05, grad_clip=1.0,
-    max_steps=0,  # stop after this many optimizer steps (0 = all); the schedule still spans `epochs`
-    seed=0, device="auto", amp="auto", threads=0,  # threads: torch CPU threads (0 = torch default)
-    w_mse=1.0, w_cos=1.0,  # phase 1
-    w_presence=2.0, w_semantic=1.0, w_cls=2.0, w_pos_weight=5.0, w_mask_bce=5.0, w_mask_dice=5.0,
-    w_box_l1=5.0, w_box_giou=2.0, w_semantic_dice=1.0, w_aux=0.5, w_score=0.0, w_gt=0.0, w_gt_score=0.0,
-    w_match_threshold=0.5, w_match_topk=0,  # phase 2
-    eval_every=1, eval_batch_size=32, val_items=0, vis_pairs=4, log_every=10, progress=True,
-    save_every_steps=0, keep_last=3, resume=False,
-    checkpoint_dir=paths.DISTILL_DIR, log_dir=paths.DISTILL_LOG_DIR,
-    benchmark_steps=20, results_run="",  # results_run: also record metrics in reports/<run>/
-)
-
-
-# ranges of the numeric keys, checked when the config is read (before any cache or checkpoint is written):
-# every number is finite and >= 0; these must be >= 1 (counts) or > 0 (rates), or lie in [0, 1] (fractions)
-AT_LEAST_ONE = ("epochs", "batch_size", "grad_accum", "cache_batch_size", "cache_topk", "cache_shard_size",
-                "eval_batch_size", "log_every", "keep_last", "benchmark_steps")  # eval_every 0: no evaluation
-ABOVE_ZERO = ("lr",)
-FRACTIONS = ("cache_min_score", "min_lr_frac", "w_match_threshold")
-
-
-def check_ranges(cfg) -> None:
-    """One-line ConfigError naming where the first out-of-range number was set (``override 'epochs=0': epochs:
-    must be >= 1, got 0``); ``cfg`` is a :class:`sam3m4.config.Config`."""
-    for key, value in cfg.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if key in AT_LEAST_ONE:
-            ok, want = value >= 1, ">= 1"
-        elif key in ABOVE_ZERO:
-            ok, want = value > 0, "> 0"
-        elif key in FRACTIONS:
-            ok, want = 0 <= value <= 1, "in [0, 1]"
-        else:
-            ok, want = value >= 0, ">= 0"
-        if not ok:  # NaN and inf were refused when the value was read (sam3m4.config.coerce)
-            raise ConfigError(f"{cfg.where(key)}: {key}: must be {want}, got {value!r}")
-    for key in ("teacher_levels", "student_levels"):
-        if not cfg[key] or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in cfg[key]):
-            raise ConfigError(f"{cfg.where(key)}: {key}: expected a non-empty list of levels (whole numbers >= 0), "
-                              f"got {cfg[key]!r}")
-
-
-def load_config(path: str | Path | None, overrides=()) -> dict:
-    """Flat YAML + ``key=value`` overrides -> full config, typed by ``DEFAULTS`` (:func:`sam3m4.config.load_config`:
-    unknown keys and badly typed values are a one-line ConfigError naming the file or override and the key;
-    out-of-range numbers too, :func:`check_ranges`)."""
-    cfg = config.load_config(path, overrides, DEFAULTS)
-    if cfg["phase"] not in (1, 2) or cfg["teacher_source"] not in ("cache", "live"):
-        raise ConfigError(f"phase: {cfg['phase']} / teacher_source: {cfg['teacher_source']}: expected 1|2 / cache|live")
-    check_ranges(cfg)
-    if cfg["results_run"]:  # "" = record nothing
-        check_run_name(cfg["results_run"], "results_run")
-    return dict(cfg)
 
 
 class Phase1Net(nn.Module):
@@ -203,80 +136,6 @@ def batch_loss(run: Run, data: feature_cache.PairSet, idx: list[int], net=None) 
 
 
 # --- setup ---------------------------------------------------------------------------------------------------
-CACHE_KEYS = ("data_root", "teacher", "cache_dir", "train_limit", "val_limit", "cache_topk", "cache_min_score",
-              "teacher_levels", "cache_batch_size", "cache_shard_size", "device")  # what decides a cache pass
-
-
-def fill_command(cfg: dict, world: int) -> str:
-    """The ``sam3m4 distill cache`` command that fills the cache ``cfg`` reads, on ``world`` ranks."""
-    import shlex
-
-    def value(v):
-        return "[" + ",".join(map(str, v)) + "]" if isinstance(v, (list, tuple)) else str(v)
-
-    keys = " ".join(shlex.quote(f"{k}={value(cfg[k])}") for k in CACHE_KEYS if cfg[k] != "")
-    launcher = f"torchrun --nproc_per_node={world} -m sam3m4" if world > 1 else "sam3m4"
-    return f"{launcher} distill cache {keys}"
-
-
-def ensure_cache(cfg: dict, rank: int, world: int, device, splits) -> tuple[feature_cache.FeatureCache, dict]:
-    """Open the cache for ``cfg['teacher']``. Complete: nothing else runs (no teacher is loaded). Keys missing:
-    rank 0 prints one line (how many, the first few, the command that fills it), then the ranks fill it
-    together (:func:`sam3m4.distill.cache_pass.build_cache`), or, with ``cache_fill: false``, every rank stops
-    with that line."""
-    t0 = time.time()
-    root = cfg["cache_dir"] or Path(paths.feature_cache_dir(cfg["data_root"]))
-    settings = {k: cfg[k] for k in ("cache_topk", "cache_min_score", "teacher_levels")}
-    cache = feature_cache.FeatureCache(root, feature_cache.teacher_id(cfg["teacher"]), feature_cache.teacher_resolution(cfg["teacher"]), settings)
-    missing = broadcast_object(cache_pass.missing_pairs(splits, cache) if rank == 0 else None, world)
-    info = {"cache_dir": str(cache.dir), "pairs": sum(len(d) for d in splits), "missing": len(missing), "computed": 0}
-    if missing:
-        line = cache_pass.missing_line(splits, cache, missing, fill_command(cfg, world))
-        if not cfg["cache_fill"]:
-            raise DataFormatError(line)
-        if rank == 0:
-            print(f"{line}; filling it now on {world} rank(s)", flush=True)
-        teacher = load_teacher(cfg["teacher"], device=device)
-        rep = cache_pass.build_cache(teacher, splits, cache, batch_size=cfg["cache_batch_size"], topk=cfg["cache_topk"],
-                                     min_score=cfg["cache_min_score"], fpn_levels=cfg["teacher_levels"],
-                                     shard_size=cfg["cache_shard_size"], rank=rank, world_size=world,
-                                     progress=cfg["progress"], desc="cache")
-        info["computed"] = rep.computed_pairs
-        for k, v in (rep.teacher or {}).items():  # teacher seconds per image (vision) and per pair (heads), all ranks
-            info[f"teacher_{k}"] = v
-        del teacher
-    info["seconds"] = round(time.time() - t0, 2)
-    info["disk_mb"] = round(sum(p.stat().st_size for p in cache.dir.glob("shard-*")) / 2**20, 1)
-    return cache, info
-
-
-def load_splits(cfg: dict, size: int, progress: bool) -> tuple[feature_cache.PairSet, feature_cache.PairSet | None]:
-    """Train (and val, when present) pairs of ``<data_root>/saco_image`` resized to ``size`` px."""
-    saco = Path(cfg["data_root"]) / "saco_image"
-    if not (saco / "train.json").is_file():
-        raise Sam3m4Error(f"{saco / 'train.json'}: missing (generate data with 'sam3m4 data synth --out {cfg['data_root']}')")
-    msize = -(-size // 4)  # the student's masks live at stride 4
-    train = feature_cache.PairSet(saco / "train.json", size, msize, limit=cfg["train_limit"], progress=progress)
-    val = feature_cache.PairSet(saco / "val.json", size, msize, keep_full_gt=True, limit=cfg["val_limit"]) \
-        if (saco / "val.json").is_file() else None
-    return train, val
-
-
-def fill_cache(cfg: dict) -> dict:
-    """``sam3m4 distill cache``: fill the teacher-feature cache for train + val; under ``torchrun`` the ranks
-    share the missing pairs (:mod:`sam3m4.distill.cache_pass`). Returns the pass's summary (the same on every
-    rank: counts and teacher seconds of all ranks together)."""
-    rank, world, local = init_distributed(cfg["device"])
-    if cfg["threads"]:
-        torch.set_num_threads(int(cfg["threads"]))
-    size = cfg["image_size"] or build_student(cfg["student_preset"]).image_size
-    train, val = load_splits(cfg, size, cfg["progress"] and rank == 0)
-    _, info = ensure_cache({**cfg, "cache_fill": True}, rank, world, select_device(cfg["device"], local),
-                           [train] + ([val] if val else []))
-    info["world_size"] = world
-    return info
-
-
 def setup(cfg: dict) -> Run:
     t0 = time.time()
     rank, world, local = init_distributed(cfg["device"])

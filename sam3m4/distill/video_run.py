@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from sam3m4.checkpoint import (KIND_TRACKER, VIDEO_PHASE, atomic_torch_save, checkpoint_metadata, clean_interrupted,
+from sam3m4.checkpoint import (KIND_TRACKER, VIDEO_PHASE, atomic_save_safetensors, atomic_torch_save, checkpoint_metadata, clean_interrupted,
                                list_video_checkpoints, load_latest, load_model_state, rng_state,
                                set_rng_state, video_checkpoint_name)
 from sam3m4.data import SacoImageDataset, SacoVideoDataset
@@ -51,7 +51,7 @@ from sam3m4.eval import saco
 from sam3m4.eval.image import evaluate_pairs
 from sam3m4.eval.saco_format import ImagePredictions, VideoPredictions, category_ids
 from sam3m4.eval.video import evaluate_videos
-from sam3m4.fileio import atomic_path, atomic_write_json
+from sam3m4.fileio import atomic_write_json, remove_stale_temporaries
 from sam3m4.models.video import StudentTracker, benchmark_track
 from sam3m4.paths import (DISTILL_LOG_DIR, PHASE2_BEST, SYNTH_DATA, VIDEO_CACHE_DIR, VIDEO_DIR, VIDEO_EPOCHS,
                           VIDEO_METRICS, VIDEO_TEACHER_DIR)
@@ -80,11 +80,12 @@ def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, pro
     import time
 
     from filelock import FileLock
-    from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
     folder = Path(root) / f"{teacher_id(teacher_dir)}_{mask_size}m"
     folder.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        remove_stale_temporaries(folder)  # a killed pass's half-written file; before any rank writes (collective next)
     memo: dict[int, str] = {}
     items = items_with_objects(dataset)
     named = gather_objects([(i, _pair_name(dataset, i, memo)) for i in items[rank::world_size]], world_size)
@@ -107,9 +108,9 @@ def teacher_cache(teacher, teacher_dir, dataset, root: Path, mask_size: int, pro
         m = torch.from_numpy(masks).float()
         m = F.interpolate(m, size=(mask_size, mask_size), mode="area") if len(m) else m.new_zeros(0, m.shape[1], mask_size, mask_size)
         with FileLock(str(folder / ".lock")):
-            with atomic_path(path) as tmp:
-                save_file({"masks": m.transpose(0, 1).contiguous().half(), "scores": torch.from_numpy(scores).T.contiguous().half()},
-                          str(tmp), metadata={"format": "sam3m4-video-teacher-v1"})
+            atomic_save_safetensors({"masks": m.transpose(0, 1).contiguous().half(),
+                                     "scores": torch.from_numpy(scores).T.contiguous().half()},
+                                    path, metadata={"format": "sam3m4-video-teacher-v1"})
         local["bytes"] = local.get("bytes", 0) + path.stat().st_size
         written[path.name] = {"frames": int(m.shape[1]), "masklets": int(m.shape[0])}
         if exit_after is not None and n + 1 >= exit_after:

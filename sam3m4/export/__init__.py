@@ -12,5 +12,6 @@
 for the stock CPU kernels), :mod:`.runtime` (ExecuTorch runtime on the host: numerics vs eager, latency),
 :mod:`.deployed` (a ``.pte`` behind the project's Predictor: deployed mIoU, Presence F1, SA-Co cgF1, J&F, per-pair
 presence scores, agreement with eager on val pairs), :mod:`.accuracy` (one case's deployed accuracy against
-Stage 4's eager scores, recorded).
+Stage 4's eager scores, recorded), :mod:`.program` (``ExportedProgram``: the written ``.pte`` with its sha256, as
+later stages take it).
 """

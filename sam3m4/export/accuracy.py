@@ -14,7 +14,12 @@ Records (stage ``stage5``, subject ``<backend>/<mode>``, the ``.pte`` as artifac
 ``miou``, ``presence_f1``, ``saco_cgf1`` / ``saco_il_mcc`` / ``saco_pmf1`` / ``saco_il_f1`` (Meta's evaluator;
 "not measured" with the reason when the ``sam3`` package is missing), ``jf`` (the ``track`` step on the val
 videos), ``deployed_miou_drop`` (points vs fp16 eager), ``export_miou_gap`` (|points| vs the same mode's eager)
-and ``deployed_eval_s``. The per-pair presence scores and labels go to ``<saco_out>/../deployed/<backend>_<mode>.json``
+and ``deployed_eval_s``; the presence calibration of the ``.pte`` at the threshold it ships with
+(:func:`shipped_presence`: Stage 4's fitted operating point of the mode in ``decision.json``): ``presence_threshold``,
+``presence_f1_shipped`` and ``miou_shipped`` at it (``miou`` / ``presence_f1`` stay at SAM 3's 0.5, what the
+gates compare with Stage 4's eager numbers), ``presence_ece`` (+ low / high), ``presence_f1_best`` and
+``presence_f1_gap`` (best F1 - F1 at the shipped threshold, on the held-out pairs of Stage 4's split when the
+threshold was fitted: the ``presence_threshold_on_plateau`` gate of the shipped file). The per-pair presence scores and labels go to ``<saco_out>/../deployed/<backend>_<mode>.json``
 (``pairs`` of :class:`~sam3m4.export.deployed.PairScores`) for a calibration of the shipped file.
 """
 
@@ -24,19 +29,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
+from sam3m4.checkpoint import Checkpoint
 from sam3m4.data import SacoImageDataset, SacoVideoDataset
 from sam3m4.eval.image import evaluate_pairs
 from sam3m4.eval import saco
+from sam3m4.eval.calibration import DEFAULT_THRESHOLD, PLATEAU_TOL, calibration, plateau_gate
 from sam3m4.export.deployed import DeployedEval, PteStudent, evaluate_deployed, val_agreement
 from sam3m4.fileio import atomic_write_json
 from sam3m4.predict import Predictor
-from sam3m4.quantize.compare import miou_drop, scored_model
+from sam3m4.metrics.operating_point import SPLIT_RULE, calibration_split
+from sam3m4.quantize.compare import miou_drop, pair_groups, scored_model
 from sam3m4.quantize.xnnpack_int8 import calibration_inputs
 from sam3m4.quantize.decision import DECISION_FILE, read_decision
 from sam3m4.quantize.pipeline import build_mode, image_model, load_val
+from sam3m4.quantize.stage import pinned_presence_threshold
 from sam3m4.quantize.storage import load_quantized
 from sam3m4.results import ResultsStore, schema
+from sam3m4.results.schema import NOT_MEASURED
 from sam3m4.results.store import NOT_MEASURABLE
+from sam3m4.results.targets import load_targets
 
 
 @dataclass(frozen=True)
@@ -66,16 +79,21 @@ def _score_eager(model, mode: str, val, num_val: int, how: str) -> EagerRef:
     return EagerRef(res.miou, res.presence.f1, res.num_pairs, how)
 
 
-def eager_references(source: str | Path, mode: str, val, num_val: int, *, eager=None) -> dict[str, EagerRef]:
+def eager_references(source: Checkpoint | str | Path, mode: str, val, num_val: int, *,
+                     eager=None) -> dict[str, EagerRef]:
     """``{"fp16": EagerRef, mode: EagerRef}``: Stage 4's eager scores of fp16 and ``mode`` on these pairs.
 
     ``source``: the ``sam3m4 quantize --out`` folder (its ``decision.json`` when it has one with scores on as many
-    pairs, else the ``<mode>/`` models scored here) or a checkpoint (quantized here). ``eager``: ``mode``'s model as
-    Stage 4 scores it, when already loaded."""
-    source, n = Path(source), min(num_val, len(val))
+    pairs, else the ``<mode>/`` models scored here) or a checkpoint (an opened :class:`~sam3m4.checkpoint.Checkpoint`,
+    or a file read once; quantized here). ``eager``: ``mode``'s model as Stage 4 scores it, when already loaded."""
+    n = min(num_val, len(val))
+    if not isinstance(source, Checkpoint):
+        source = Path(source)
+        source = Checkpoint.open(source) if source.is_file() else source  # fp16 and the mode: from one read
+    folder = source if isinstance(source, Path) and source.is_dir() else None
     refs: dict[str, EagerRef] = {}
-    if source.is_dir() and (source / DECISION_FILE).is_file():
-        decision = read_decision(source / DECISION_FILE)
+    if folder is not None and (folder / DECISION_FILE).is_file():
+        decision = read_decision(folder / DECISION_FILE)
         for m in ("fp16", mode):
             got = decision.scores.get(m)
             if got is not None and got["num_pairs"] == n:
@@ -86,8 +104,8 @@ def eager_references(source: str | Path, mode: str, val, num_val: int, *, eager=
             continue
         if m == mode and eager is not None:
             model = eager
-        elif source.is_dir():
-            model = scored_model(image_model(load_quantized(source / m)[0]), m, val, n)
+        elif folder is not None:
+            model = scored_model(image_model(load_quantized(folder / m)[0]), m, val, n)
         else:
             model = scored_model(image_model(build_mode(source, m)[0]), m, val, n)
         refs[m] = _score_eager(model, m, val, n, f"host eager {m} scored here as Stage 4 scores it (no Stage 4 "
@@ -95,30 +113,106 @@ def eager_references(source: str | Path, mode: str, val, num_val: int, *, eager=
     return refs
 
 
+@dataclass(frozen=True)
+class ShippedPresence:
+    """The presence threshold shipped with a mode's ``.pte``, and where it comes from."""
+
+    threshold: float
+    how: str
+    """``fitted`` (Stage 4's operating point), ``fixed`` (the targets file pins it) or ``default`` (SAM 3's 0.5)."""
+    source: str
+    """Where it was read (for provenance)."""
+
+
+def shipped_presence(source: str | Path, mode: str, pinned: float | None = None) -> ShippedPresence:
+    """The presence threshold a ``.pte`` of ``mode`` ships with: ``pinned`` (the targets file's
+    ``presence_threshold``) when given, else the mode's operating point in ``<source>/decision.json`` (Stage 4's
+    fit), else SAM 3's 0.5 (no decision file, or one written before the fit)."""
+    if pinned is not None:
+        return ShippedPresence(float(pinned), "fixed", "the targets file's presence_threshold")
+    source = Path(source)
+    if source.is_dir() and (source / DECISION_FILE).is_file():
+        decision = read_decision(source / DECISION_FILE)
+        point = decision.presence.get(mode)
+        if point is not None:
+            return ShippedPresence(point.threshold, point.how, f"{decision.path} presence.{mode}")
+        return ShippedPresence(DEFAULT_THRESHOLD, "default", f"{decision.path} has no presence.{mode}: SAM 3's 0.5")
+    return ShippedPresence(DEFAULT_THRESHOLD, "default", f"no {DECISION_FILE} in {source}: SAM 3's 0.5")
+
+
+def _record_presence(d: DeployedEval, val, shipped: ShippedPresence, put: Callable, how: str) -> str:
+    """The ``.pte``'s presence calibration (ECE with its interval, best F1, F1 at the shipped threshold and at 0.5)
+    and the shipped threshold's F1 gap, on the held-out pairs when the threshold was fitted (the same split as
+    Stage 4: nothing the fit saw judges it). Returns a summary for the status line."""
+    _, scores, labels = d.pairs.arrays()
+    scores = np.clip(scores.astype(np.float64), 0.0, 1.0)
+    cal = calibration(scores, labels, shipped.threshold)
+    where = f"shipped threshold {shipped.threshold:.4f} ({shipped.how}: {shipped.source})"
+    put(schema.PRESENCE_THRESHOLD, shipped.threshold, schema.FRACTION, f"{where}; {how}")
+    put(schema.PRESENCE_F1_SHIPPED, d.presence_shipped.f1, schema.FRACTION,
+        f"Presence F1 at the {where}, all {d.num_pairs} pairs (at 0.5: {d.presence.f1:.4f}); {how}")
+    put(schema.MIOU_SHIPPED, d.miou_shipped, schema.FRACTION,
+        f"mIoU with detections kept at the {where} (at 0.5: {d.miou:.4f}); {how}")
+    boot = f"{cal.ece.n_boot} bootstrap resamples (seed {cal.ece.seed}), {cal.ece.level:.0%} interval"
+    put(schema.PRESENCE_ECE, cal.ece.value, schema.FRACTION, f"15 equal-width bins; {boot} [{cal.ece.low:.4f}, "
+                                                              f"{cal.ece.high:.4f}]; {how}")
+    put(schema.PRESENCE_ECE_LOW, cal.ece.low, schema.FRACTION, f"{boot}; {how}")
+    put(schema.PRESENCE_ECE_HIGH, cal.ece.high, schema.FRACTION, f"{boot}; {how}")
+    put(schema.PRESENCE_F1_BEST, cal.curve.best_f1, schema.FRACTION,
+        f"best over every threshold, at {cal.curve.best_threshold:.4f}; {how}")
+    put(schema.PRESENCE_BEST_THRESHOLD, cal.curve.best_threshold, schema.FRACTION,
+        f"the F1-best threshold nearest 0.5 (not gated: it moves with the sample); {how}")
+    for metric, value in ((schema.PRESENCE_PLATEAU_LOW, cal.plateau[0]), (schema.PRESENCE_PLATEAU_HIGH, cal.plateau[1])):
+        put(metric, value, schema.FRACTION, f"grid thresholds with F1 within {PLATEAU_TOL} of the best; {how}")
+    held = np.ones(d.num_pairs, dtype=bool)
+    part = f"all {d.num_pairs} pairs ({shipped.how} threshold: nothing fitted on them)"
+    if shipped.how == "fitted":
+        held = ~calibration_split(pair_groups(val, d.num_pairs))
+        part = f"the {int(held.sum())} held-out pairs ({SPLIT_RULE})"
+    target = load_targets().get("presence_threshold_on_plateau")
+    if held.any() and target is not None:
+        outcome, check = plateau_gate(scores[held], labels[held], target, threshold=shipped.threshold,
+                                      resolve=shipped.how == "fitted")
+        prov = (f"best Presence F1 {check.best_f1:.4f} (at {check.best_threshold:.4f}) - F1 {check.f1:.4f} at the "
+                f"{where} on {part}; {how}")
+        if outcome.outcome == NOT_MEASURED:
+            put(schema.PRESENCE_F1_GAP, None, schema.FRACTION, prov, outcome=NOT_MEASURABLE, note=outcome.reason)
+        else:
+            put(schema.PRESENCE_F1_GAP, check.gap, schema.FRACTION, prov)
+    return (f"presence threshold {shipped.threshold:.3f} ({shipped.how}): F1 {d.presence_shipped.f1:.4f} "
+            f"(at 0.5 {d.presence.f1:.4f}, best {cal.curve.best_f1:.4f}), ECE {cal.ece.value:.4f}")
+
+
 def score_case(result, student, tracker, *, mode: str, val, num_val: int, videos, refs: dict[str, EagerRef],
                out_dir: str | Path, record: Callable, drop_basis: str = "absolute",
-               echo: Callable[[str], None] = print) -> DeployedEval:
+               echo: Callable[[str], None] = print, shipped: ShippedPresence | None = None) -> DeployedEval:
     """Score ``result``'s ``.pte`` (an :class:`~sam3m4.export.export.ExportResult` that runs here) on the val pairs
     and videos, compare it with ``refs`` and record everything (``record``: ``ResultsStore.record``'s keywords).
-    ``out_dir``: the run's folder (``saco/`` and ``deployed/`` files go under it)."""
+    ``out_dir``: the run's folder (``saco/`` and ``deployed/`` files go under it). ``shipped``: the presence
+    threshold the ``.pte`` ships with (:func:`shipped_presence`; default SAM 3's 0.5)."""
+    shipped = shipped or ShippedPresence(DEFAULT_THRESHOLD, "default", "SAM 3's 0.5 (no operating point given)")
     subject = schema.export_subject(result.backend, result.mode)
     name = subject.replace("/", "_")
     pte = PteStudent(result.path, image_model(student).image_size)
     state = tracker.init_state(1) if tracker is not None else None
     d = evaluate_deployed(pte, val, num_val, videos=videos, tracker_state=state, saco_out=Path(out_dir) / "saco",
-                          name=f"pte_{name}")
+                          name=f"pte_{name}", threshold=shipped.threshold)
     how = (f"{result.backend} .pte through the ExecuTorch runtime (encode_text + forward), the project's Predictor "
            f"and metric code, first {d.num_pairs} val pairs of {val.json_path} (as Stage 4)")
     pairs_file = atomic_write_json(Path(out_dir) / "deployed" / f"{name}.json",
                                    {"pte": str(result.path), "sha256": d.sha256, "num_pairs": d.num_pairs,
-                                    "miou": d.miou, "presence_f1": d.presence.f1, "pairs": d.pairs.to_dict()}, indent=1)
+                                    "miou": d.miou, "presence_f1": d.presence.f1, "presence_threshold": d.threshold,
+                                    "miou_shipped": d.miou_shipped, "presence_f1_shipped": d.presence_shipped.f1,
+                                    "pairs": d.pairs.to_dict()}, indent=1)
 
     def put(metric, value, unit, provenance, **kw):
         record(stage=schema.STAGE5, subject=subject, metric=metric, value=value, unit=unit, provenance=provenance,
                artifact=result.path, **kw)
 
-    put(schema.MIOU, d.miou, schema.FRACTION, how)
-    put(schema.PRESENCE_F1, d.presence.f1, schema.FRACTION, how, note=f"per-pair presence scores and labels: {pairs_file}")
+    put(schema.MIOU, d.miou, schema.FRACTION, f"detections kept at 0.5; {how}")
+    put(schema.PRESENCE_F1, d.presence.f1, schema.FRACTION, f"at 0.5; {how}",
+        note=f"per-pair presence scores and labels: {pairs_file}")
+    presence_line = _record_presence(d, val, shipped, put, how)
     if d.saco is not None:
         for metric in saco.IMAGE_HEADLINE:
             put(metric, d.saco[metric], schema.FRACTION, f"SAM 3's CGF1Evaluator (sam3 {saco.SAM3_VERSION}) on "
@@ -149,7 +243,7 @@ def score_case(result, student, tracker, *, mode: str, val, num_val: int, videos
     cg = f", cgF1 {d.saco[schema.SACO_CGF1]:.3f}" if d.saco else ""
     jf = f", J&F {d.jf:.3f}" if d.jf is not None else ""
     echo(f"deployed {subject}: mIoU {d.miou:.4f} (eager {mode} {own.miou:.4f}, fp16 {fp16.miou:.4f}), Presence F1 "
-         f"{d.presence.f1:.4f}{cg}{jf}; {d.num_pairs} pairs in {total:.1f} s")
+         f"{d.presence.f1:.4f}{cg}{jf}; {presence_line}; {d.num_pairs} pairs in {total:.1f} s")
     return d
 
 
@@ -157,7 +251,7 @@ class CaseScorer:
     """A ``.pte`` measured here against Stage 4's val pairs: the agreement with eager, then the deployed accuracy
     (:mod:`.accuracy`). The pairs are loaded once, on first use."""
 
-    def __init__(self, student, tracker, mode: str, source: Path, meta: dict, ckpt, data, num_val: int,
+    def __init__(self, student, tracker, mode: str, source: Checkpoint | Path, meta: dict, ckpt, data, num_val: int,
                  pairs: ValPairs | None, store: ResultsStore):
         self.student, self.tracker, self.mode, self.source = student, tracker, mode, source
         self.meta, self.ckpt, self.data, self.num_val, self.store = meta, ckpt, data, num_val, store
@@ -185,9 +279,10 @@ class CaseScorer:
         try:
             pairs = self.pairs()
             refs = eager_references(self.source, self.mode, pairs.val, pairs.num_val, eager=self.eager())
+            shipped = shipped_presence(self.source, self.mode, pinned_presence_threshold())
             return score_case(result, self.student, self.tracker, mode=self.mode, val=pairs.val,
                               num_val=pairs.num_val, videos=pairs.videos, refs=refs, out_dir=self.store.dir,
-                              record=record, echo=say)
+                              record=record, echo=say, shipped=shipped)
         except Exception as err:  # noqa: BLE001  (recorded where it stopped, then reported)
             error = f"{type(err).__name__}: {err}"[:800]
             for metric in (schema.DEPLOYED_MIOU_DROP, schema.EXPORT_MIOU_GAP):

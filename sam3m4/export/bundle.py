@@ -37,7 +37,7 @@ from typing import Callable, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from sam3m4.errors import DataFormatError
 from sam3m4.export.export import method_module
@@ -46,6 +46,7 @@ from sam3m4.fileio import atomic_write_bytes, atomic_write_json
 from sam3m4.models.preprocess import to_pixels
 from sam3m4.models.tokenizer import get_tokenizer
 from sam3m4.results.store import sha256_file
+from sam3m4.schemas import load_file
 
 K_DEFAULT = 8
 """Test cases per method in a bundle."""
@@ -256,17 +257,9 @@ class BundleResult(BaseModel):
 
 
 def load_bundle_result(path: str | Path) -> BundleResult:
-    """A bundle result JSON, validated; one-line DataFormatError naming the file and the field."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataFormatError(f"{path}: not a JSON bundle result ({err})") from None
-    try:
-        return BundleResult.model_validate(data)
-    except ValidationError as err:
-        e = err.errors()[0]
-        where = ".".join(str(p) for p in e["loc"]) or "(top)"
-        raise DataFormatError(f"{path}: {where}: {e['msg']}") from None
+    """A bundle result JSON read through the schemas layer (:func:`sam3m4.schemas.load_file`: size-bounded, finite
+    numbers, strict types); one-line DataFormatError naming the file and the field."""
+    return load_file(path, BundleResult)
 
 
 def is_bundle_result(path: str | Path) -> bool:

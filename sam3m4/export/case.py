@@ -30,19 +30,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from sam3m4.checkpoint import Checkpoint
 from sam3m4.errors import ConfigError, DataFormatError
 from sam3m4.export import ane, runtime, verification
 from sam3m4.export.accuracy import CaseScorer, ValPairs, export_calibration, load_pairs
 from sam3m4.export.bundle import K_DEFAULT, bundle_writer
 from sam3m4.export.export import ExportResult, export_pte, records
 from sam3m4.export.flows import get_flow
+from sam3m4.export.program import ExportedProgram
 from sam3m4.export.token_table import VOCAB, Vocabulary, restricted_token_table
 from sam3m4.paths import EXPORT_DIR, QUANTIZED_DIR
 from sam3m4.quantize.decision import DECISION_FILE, read_decision
 from sam3m4.quantize.pipeline import build_mode, image_model
 from sam3m4.quantize.convs import PT2EStudent
 from sam3m4.quantize.modes import get_mode
-from sam3m4.quantize.storage import load_quantized
+from sam3m4.quantize.storage import QuantizedSet, load_quantized
 from sam3m4.results import ResultsStore, schema
 from sam3m4.results.store import NOT_MEASURABLE, Record
 
@@ -85,6 +87,11 @@ class ExportCaseResult:
         return self.export.path
 
     @property
+    def program(self) -> ExportedProgram | None:
+        """The ``.pte`` (path, sha256, backend, mode, methods) as the next stage takes it; None when not written."""
+        return self.export.program
+
+    @property
     def size_bytes(self) -> int | None:
         return self.export.size_bytes
 
@@ -114,8 +121,9 @@ class ExportCaseResult:
         return 0 if self.measured is not False else 1
 
 
-def check_case(backend: str, mode: str, *, quantized: str | Path | None, ckpt: str | Path | None,
-               out_dir: str | Path, name: str | None, runs: int, vocabulary: str | Path | None = None) -> None:
+def check_case(backend: str, mode: str, *, quantized: QuantizedSet | str | Path | None,
+               ckpt: Checkpoint | str | Path | None, out_dir: str | Path, name: str | None, runs: int,
+               vocabulary: str | Path | None = None) -> None:
     """Arguments checked before anything loads or lowers: one line naming the ``sam3m4 export`` flag (a bad
     ``vocabulary`` file: naming the file and its field)."""
     get_flow(backend).support(mode)  # unknown backend / mode -> ConfigError naming --backend / --mode
@@ -138,11 +146,15 @@ def check_case(backend: str, mode: str, *, quantized: str | Path | None, ckpt: s
                           f"{mode} --out {quantized}`, or pass --ckpt)")
 
 
-def load_case_model(mode: str, quantized: str | Path | None, ckpt: str | Path | None):
-    """(student, tracker or None, metadata) in ``mode``: from ``<quantized>/<mode>/`` or quantized from ``ckpt``."""
+def load_case_model(mode: str, quantized: QuantizedSet | str | Path | None, ckpt: Checkpoint | str | Path | None):
+    """(student, tracker or None, metadata) in ``mode``: from ``<quantized>/<mode>/`` (a
+    :class:`~sam3m4.quantize.storage.QuantizedSet`: its model, loaded once) or quantized from ``ckpt`` (an opened
+    :class:`~sam3m4.checkpoint.Checkpoint`, or a path read once)."""
     if ckpt:
         model, _ = build_mode(ckpt, mode)
         meta = {"preset": image_model(model).preset, "kind": "tracker" if hasattr(model, "memory") else "student"}
+    elif isinstance(quantized, QuantizedSet):
+        model, meta = quantized[mode].load(), quantized[mode].meta
     else:
         folder = Path(quantized) / mode
         model, meta = load_quantized(folder)
@@ -152,8 +164,8 @@ def load_case_model(mode: str, quantized: str | Path | None, ckpt: str | Path | 
     return (model.student if tracker is not None else model), tracker, meta
 
 
-def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANTIZED_DIR,
-                ckpt: str | Path | None = None, out_dir: str | Path = EXPORT_DIR, name: str | None = None,
+def export_case(backend: str, mode: str, *, quantized: QuantizedSet | str | Path | None = QUANTIZED_DIR,
+                ckpt: Checkpoint | str | Path | None = None, out_dir: str | Path = EXPORT_DIR, name: str | None = None,
                 runs: int = 50, vocabulary: str | Path | None = None, num_val: int = 200,
                 data: str | Path | None = None, pairs: ValPairs | None = None, deployed: bool = True,
                 shipped: str | None = None, store: ResultsStore | None = None, run: str = "demo",
@@ -208,15 +220,17 @@ def export_case(backend: str, mode: str, *, quantized: str | Path | None = QUANT
     if data is not None and not (Path(data) / "saco_image" / "val.json").is_file():
         raise ConfigError(f"--data {data}: no saco_image/val.json under it")
     vocab = Vocabulary.from_file(vocabulary) if vocabulary is not None else None
+    ckpt = Checkpoint.open(ckpt) if ckpt else None  # read once: the model, the val pairs and the bundle take it
     student, tracker, meta = load_case_model(mode, quantized, ckpt)
     store = store if store is not None else ResultsStore(run)
     if shipped is not None:
         _record_shipped(store, backend, mode, shipped, decision)
-    scorer = CaseScorer(student, tracker, mode, Path(ckpt) if ckpt else Path(quantized), meta, ckpt, data, num_val,
+    source = ckpt or _source_checkpoint(meta.get("source"), data)  # the val pairs' data root: one read
+    scorer = CaseScorer(student, tracker, mode, ckpt or Path(quantized), meta, source, data, num_val,
                      pairs, store) if deployed and vocab is None else None
     calibration = _calibration(backend, mode, student, tracker, scorer, meta, ckpt, data, num_val, pairs, echo)
     with restricted_token_table(student, vocab) if vocab is not None else nullcontext():  # the tracker's too
-        cases, why = verification.val_cases(student, tracker, source=meta.get("source") or ckpt, data=data,
+        cases, why = verification.val_cases(student, tracker, source=source, data=data,
                                             k=bundle_k, vocab=vocab) if bundle_k else (None, "--bundle-k 0")
         return _export_case(backend, mode, student, tracker, Path(out_dir), name or f"sam3m4_{meta['preset']}",
                             runs, vocab, store, echo, scorer, (cases, why), op_gaps, calibration)
@@ -238,6 +252,17 @@ def _calibration(backend: str, mode: str, student, tracker, scorer, meta: dict, 
                  f"(no val pairs: {err})")
         return None
     return export_calibration(student, tracker, found)
+
+
+def _source_checkpoint(path: str | None, data) -> Checkpoint | str | None:
+    """The checkpoint a quantized model came from, opened once when its data root gives the val pairs (``data``
+    None); else ``path`` as given (a missing or unreadable file: the steps that need it record why)."""
+    if data is not None or not path or not Path(path).is_file():
+        return path
+    try:
+        return Checkpoint.open(path)
+    except DataFormatError:
+        return path
 
 
 def _record_shipped(store: ResultsStore, backend: str, mode: str, shipped: str, decision) -> None:
@@ -308,7 +333,7 @@ def _export_case(backend: str, mode: str, student, tracker, out_dir: Path, name:
             deployed = scorer.score(result, record, say)
             measured = deployed is not False
     elif scorer is not None and vocab is None:
-        for metric in (schema.DEPLOYED_MIOU_DROP, schema.EXPORT_MIOU_GAP):
+        for metric in (schema.DEPLOYED_MIOU_DROP, schema.EXPORT_MIOU_GAP, schema.PRESENCE_F1_GAP):
             record(stage=schema.STAGE5, subject=subject, metric=metric, value=None, outcome=NOT_MEASURABLE,
                    artifact=result.path, note=f"not measured here: {flow.cannot_run_here()}; the .pte is scored "
                                               f"where it runs")

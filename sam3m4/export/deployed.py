@@ -36,7 +36,7 @@ from sam3m4.eval.image import evaluate_pairs
 from sam3m4.eval.saco_format import ImagePredictions, VideoPredictions, category_ids
 from sam3m4.eval.video import evaluate_videos
 from sam3m4.export.runtime import KEEP_SCORE, load_program, mask_agreement
-from sam3m4.metrics import PresenceResult
+from sam3m4.metrics import MIoUMeter, PresenceMeter, PresenceResult, is_present
 from sam3m4.models.student import StudentOutput
 from sam3m4.models.text_encoder import PromptEmbedding
 from sam3m4.models.preprocess import to_pixels
@@ -187,6 +187,21 @@ class _Scored:
         return pred.masks, pred.scores
 
 
+class _AtThreshold:
+    """An :func:`~sam3m4.eval.image.evaluate_pairs` sink scoring the pairs again with detections kept at
+    ``threshold`` (the shipped presence threshold), then passing them on to ``then`` (the SA-Co writer)."""
+
+    def __init__(self, threshold: float, then=None):
+        self.threshold, self.then = float(threshold), then
+        self.miou, self.presence = MIoUMeter(), PresenceMeter()
+
+    def __call__(self, sample, masks: np.ndarray, scores: np.ndarray) -> None:
+        self.miou.add(masks[scores >= self.threshold], sample.masks)
+        self.presence.add(is_present(scores, self.threshold), bool(sample.present))
+        if self.then is not None:
+            self.then(sample, masks, scores)
+
+
 @dataclass
 class DeployedEval:
     """One ``.pte`` scored on val pairs through the ExecuTorch runtime."""
@@ -212,21 +227,37 @@ class DeployedEval:
     """Objects (masklets) the J&F averages over."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall seconds per part: ``image`` (runtime + metrics), ``saco`` (Meta's evaluator), ``video``."""
+    threshold: float = KEEP_SCORE
+    """The shipped presence threshold (Stage 4's operating point for the mode; SAM 3's 0.5 by default)."""
+    miou_shipped: float | None = None
+    """mIoU with detections kept at :attr:`threshold` (:attr:`miou` keeps SAM 3's 0.5, what the gates compare)."""
+    presence_shipped: PresenceResult | None = None
+    """Presence F1 etc. at :attr:`threshold`."""
 
 
 def evaluate_deployed(model: PteStudent, val, num_val: int, *, videos=None, tracker_state: torch.Tensor | None = None,
-                      saco_out: str | Path | None = None, name: str = "pte", progress: bool = False) -> DeployedEval:
+                      saco_out: str | Path | None = None, name: str = "pte", progress: bool = False,
+                      threshold: float = KEEP_SCORE) -> DeployedEval:
     """Score ``model`` on the first ``num_val`` pairs of ``val`` (a :class:`~sam3m4.data.SacoImageDataset`).
 
     ``videos`` (a :class:`~sam3m4.data.SacoVideoDataset`) and ``tracker_state`` ((1, L+Q, D), the eager tracker's
     ``init_state(1)``): also J&F through the ``track`` method, when the program has it. ``saco_out``: folder for
-    the SA-Co files (``<name>_image_preds.json`` ...); None skips Meta's evaluator."""
+    the SA-Co files (``<name>_image_preds.json`` ...); None skips Meta's evaluator. ``threshold``: the presence
+    threshold shipped with the ``.pte`` (the predictor keeps detections down to it): mIoU / Presence F1 are
+    reported at it (:attr:`DeployedEval.miou_shipped`) and at SAM 3's 0.5 (:attr:`DeployedEval.miou`, which the
+    gates compare with Stage 4's eager numbers), in one pass."""
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     t0 = time.perf_counter()
-    scored = _Scored(Predictor(model))
+    scored = _Scored(Predictor(model, threshold=min(KEEP_SCORE, threshold)))
     writer = ImagePredictions(category_ids(val.json_path))
-    res = evaluate_pairs(val, scored, num=num_val, progress=progress, desc=f"eval {model.path.name}", sink=writer)
+    shipped = _AtThreshold(threshold, then=writer)
+    res = evaluate_pairs(val, scored, num=num_val, threshold=KEEP_SCORE, progress=progress,
+                         desc=f"eval {model.path.name}", sink=shipped)
     out = DeployedEval(path=model.path, sha256=sha256_file(model.path), num_pairs=res.num_pairs, miou=res.miou,
-                       presence=res.presence, pairs=scored.pairs, seconds={"image": time.perf_counter() - t0})
+                       presence=res.presence, pairs=scored.pairs, seconds={"image": time.perf_counter() - t0},
+                       threshold=float(threshold), miou_shipped=shipped.miou.result().miou,
+                       presence_shipped=shipped.presence.result())
     t0 = time.perf_counter()
     reason = saco.available() if saco_out is not None else "no SA-Co output folder given"
     if reason:

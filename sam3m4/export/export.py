@@ -42,6 +42,7 @@ import torch
 from sam3m4.export.delegation import Delegation, count_delegation, merge
 from sam3m4.export.flows import get_flow
 from sam3m4.export.int8_share import Int8Share, int8_mac_share
+from sam3m4.export.program import ExportedProgram
 from sam3m4.export.token_table import int8_row_tables
 from sam3m4.fileio import atomic_write_bytes
 from sam3m4.models.export_wrappers import COMPONENTS, example_inputs, wrap
@@ -102,6 +103,15 @@ class ExportResult:
     def coverage(self) -> float | None:
         """Delegated compute ops / all compute ops over every method in [0, 1] (None before lowering)."""
         return merge(list(self.delegation.values())).coverage if self.delegation else None
+
+    @property
+    def program(self) -> ExportedProgram | None:
+        """The written ``.pte`` as the next stage takes it (None when the export stopped before writing it)."""
+        if not self.ok:
+            return None
+        return ExportedProgram(path=self.path, sha256=self.sha256, backend=self.backend, mode=self.mode,
+                               methods=tuple(self.methods), files={m: Path(p) for m, p in self.files.items()},
+                               size_bytes=self.size_bytes or 0)
 
     def to_dict(self) -> dict:
         return {"backend": self.backend, "mode": self.mode, "gets": self.gets, "ok": self.ok,

@@ -10,8 +10,11 @@ A flow says what its toolchain needs, whether it is here, which partitioners low
 the five sam3m4 quant modes (:data:`sam3m4.quantize.modes.MODES`) becomes on it, convolutions included: each
 backend's own quantizer takes them (XNNPACK: PT2E ``XNNPACKQuantizer`` in :attr:`Flow.quantize_convs`; Core ML:
 coremltools weight compression through the ``op_linear_quantizer_config`` compile spec; QNN: ``QnnQuantizer``
-on the whole graph; see :mod:`sam3m4.quantize.convs` and docs/quantization.md). Nothing backend-specific is
-imported at module import time, so ``import sam3m4.export.flows`` works anywhere.
+on the whole graph; see :mod:`sam3m4.quantize.convs` and docs/quantization.md). Each flow declares its
+quantizer's settings (:attr:`Flow.quantizer_settings`: data of :mod:`sam3m4.quantize.backends`, which Stage 4's
+host simulation reads too) and the pytest marker of the tests that need it (:attr:`Flow.marker`, registered by
+the project's ``conftest.py``). Nothing backend-specific is imported at module import time, so
+``import sam3m4.export.flows`` works anywhere.
 
 QNN: ``import executorch.backends.qualcomm...`` without an SDK makes ExecuTorch try to *download* the
 Qualcomm SDK, so :func:`_qnn_check` looks at ``QNN_SDK_ROOT`` first and nothing under
@@ -27,9 +30,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from sam3m4.errors import ConfigError
+from sam3m4.quantize.backends import COREML_QUANTIZER, QNN_QUANTIZER, XNNPACK_QUANTIZER, QuantizerSettings
 from sam3m4.quantize.decision import BACKEND_MODES
 from sam3m4.quantize.modes import MODES
-from sam3m4.quantize.convs import COREML_WEIGHT_CONFIG, pt2e_convs
+from sam3m4.quantize.convs import pt2e_convs
 
 QNN_SOC_ENV = "SAM3M4_QNN_SOC"  # Snapdragon to compile for (a key of get_soc_to_chipset_map), default SM8650
 QNN_NOT_FOUND = "QNN SDK not found (set QNN_SDK_ROOT)"
@@ -86,12 +90,21 @@ class Flow:
     modes with ``Mode.convs`` of this backend (XNNPACK: PT2E ``XNNPACKQuantizer``, static activations calibrated
     on ``calibration``, input tuples or None); None: the backend does it at lowering (Core ML's compile spec) or
     quantizes everything itself (QNN)."""
+    quantizer_settings: QuantizerSettings | None = None
+    """The settings this backend's own quantizer gets (:mod:`sam3m4.quantize.backends`): Core ML's
+    ``op_linear_quantizer_config``, XNNPACK's conv quantizer config, QNN's ``set_default_quant_config`` options."""
     int8_row_table: bool = False
     """True: a 4-bit token table left on the CPU is exported as int8 rows + scales (:mod:`.token_table`) so the
     stock ExecuTorch kernels run it; False: the backend takes torchao's dequantize itself (Core ML)."""
     has_compute_plan: bool = False
     """True: coremltools' MLComputePlan can say which ops of the ``.pte`` prefer the NPU (Core ML's ANE share,
     ``ane_percent``; measured on macOS 14.4+ only)."""
+
+    @property
+    def marker(self) -> str:
+        """``<name>: <description>``: the pytest marker of tests that need this flow (``conftest.py`` registers
+        one per flow of :data:`FLOWS`; ``pytest -m <name>`` selects them)."""
+        return f"{self.name}: needs the {self.name} export flow ({self.needs})"
 
     @property
     def processor(self) -> str:
@@ -143,7 +156,8 @@ def _xnnpack_quantize_convs(module, example_inputs: tuple, mode: str, calibratio
     calibrated on ``calibration``, input tuples of the method: Stage 4's val images; without it the example inputs
     once); the torchao Linear / token-table ops pass through untouched."""
 
-    return pt2e_convs(module, example_inputs, calibration=calibration)
+    return pt2e_convs(module, example_inputs, dynamic=XNNPACK.quantizer_settings.config["is_dynamic"],
+                      calibration=calibration)
 
 
 _XNN_8DA4W = ("Linear: 8-bit dynamic per-token activations + 8-bit weights per output channel (XNNPACK qd8-f32-qc8w "
@@ -165,7 +179,7 @@ XNNPACK = Flow(
         "qat_int8_int4": ModeSupport(True, _XNN_8DA4W + " (after QAT)"),
     },
     check=_xnnpack_check, make_partitioners=_xnnpack_partitioners, quantize_convs=_xnnpack_quantize_convs,
-    int8_row_table=True)
+    quantizer_settings=XNNPACK_QUANTIZER, int8_row_table=True)
 
 
 # --- Core ML (Apple Neural Engine) ---------------------------------------------------------------------------
@@ -185,7 +199,8 @@ def _coreml_partitioners(mode: str) -> list:
 
 
     # int4 modes: coremltools compresses every weight still float after torchao (the convolutions) at lowering
-    weights = COREML_WEIGHT_CONFIG if MODES[mode].convs == "coreml_int4" else None
+    settings = COREML.quantizer_settings
+    weights = dict(settings.config) if MODES[mode].convs == settings.convs else None
     specs = CoreMLBackend.generate_compile_specs(minimum_deployment_target=ct.target.iOS18,
                                                  compute_unit=ct.ComputeUnit.CPU_AND_NE,
                                                  compute_precision=ct.precision.FLOAT16,
@@ -211,7 +226,8 @@ COREML = Flow(
         "qat_int8_int4": ModeSupport(False, "8-bit dynamic activations + 4-bit weights (after QAT)",
                                      reason=_CML_DYNAMIC),
     },
-    check=_coreml_check, make_partitioners=_coreml_partitioners, has_compute_plan=True)
+    check=_coreml_check, make_partitioners=_coreml_partitioners, quantizer_settings=COREML_QUANTIZER,
+    has_compute_plan=True)
 
 
 # --- QNN (Qualcomm HTP). UNTESTED HERE: no QNN SDK on this host ---------------------------------------------
@@ -251,7 +267,7 @@ def _qnn_quantize(module, example_inputs: tuple, mode: str, calibration=None):  
 
     quantizer = QnnQuantizer()
     quantizer.set_default_quant_config(getattr(QuantDtype, f"use_{QNN.support(mode).pt2e}"),
-                                       is_conv_per_channel=True, is_linear_per_channel=True)
+                                       **QNN.quantizer_settings.config)
     prepared = prepare_pt2e(torch.export.export(module, example_inputs).module(), quantizer)
     with torch.no_grad():
         for inputs in calibration or [example_inputs]:
@@ -274,11 +290,12 @@ QNN = Flow(
         "qat_int8_int4": ModeSupport(True, "8a4w PTQ (torchao QAT weights do not carry over)" + _QNN_FROM_FLOAT,
                                      pt2e="8a4w"),
     },
-    check=_qnn_check, make_partitioners=_qnn_partitioners, quantize=_qnn_quantize)
+    check=_qnn_check, make_partitioners=_qnn_partitioners, quantize=_qnn_quantize, quantizer_settings=QNN_QUANTIZER)
 
 
 FLOWS: dict[str, Flow] = {f.name: f for f in (COREML, QNN, XNNPACK)}
 assert all(set(f.modes) == set(MODES) for f in FLOWS.values()), "every flow maps every quant mode"
+assert all(f.quantizer_settings.backend == n for n, f in FLOWS.items()), "each flow declares its own quantizer"
 assert {n: tuple(m for m, s in f.modes.items() if s.supported) for n, f in FLOWS.items()} == BACKEND_MODES, \
     "sam3m4.quantize.decision.BACKEND_MODES (what Stage 4 decides among) must be the flows' supported modes"
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from sam3m4.errors import ConfigError, DataFormatError
-from sam3m4.fileio import atomic_path
+from sam3m4.checkpoint import atomic_save_safetensors
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
@@ -166,8 +166,6 @@ def save_timm_state_dict(name: str, out: str | Path, seed: int = 0) -> Path:
     import os
 
     import timm
-    from safetensors.torch import save_file
-
     torch.manual_seed(seed)
     try:
         model = timm.create_model(name, pretrained=False)
@@ -175,6 +173,5 @@ def save_timm_state_dict(name: str, out: str | Path, seed: int = 0) -> Path:
         raise ConfigError(f"backbone '{name}': {exc}") from exc
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"timm": name})
+    atomic_save_safetensors({k: v.contiguous() for k, v in model.state_dict().items()}, out, metadata={"timm": name})
     return out

@@ -4,20 +4,30 @@
     cfg = load_config("configs/demo.yaml", ["run=mine"])
     for s in build_stages(cfg): print(s.name, s.argv)
 
-Every stage is a command another person could paste into a shell (``python -m sam3m4 ...`` or
-``python -m pytest ...``) plus the files it reads and writes. The runner hashes both, so the list below is
-also the pipeline's dependency record. Paths are relative to the project root (the working directory).
+Every stage is declared once, in :data:`STAGES`: its name, the library function it runs, its command line, the
+files it reads and writes, and which pipeline config keys set the function's settings. ``sam3m4 pipeline`` runs
+each as a command another person could paste into a shell (``python -m sam3m4 ...`` or ``python -m pytest ...``);
+the acceptance fixtures call the same functions (:meth:`StageSpec.load`) with small settings. The runner hashes
+commands and files, so the table is also the pipeline's dependency record. Paths are relative to the project root
+(the working directory).
+
+    from sam3m4.pipeline.stages import DEFAULTS, spec
+    generate = spec("data").load()                   # sam3m4.data.synth.generate
+    generate("data/mine", **spec("data").kwargs(DEFAULTS), progress=False)   # the demo's data, in another folder
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from sam3m4 import config
 from sam3m4.errors import ConfigError
-from sam3m4.paths import (ACCEPTANCE_HTML, DISTILL_DIR, DISTILL_LOG_DIR, EXPORT_DIR, PHASE2_BEST, PRUNE_ROOTS,
+from sam3m4.paths import (ACCEPTANCE_HTML, DISTILL_DIR, DISTILL_LOG_DIR, EXPORT_DIR, PRUNE_ROOTS,
                           QUANTIZED_DIR, SYNTH_DATA, TEACHER_DIR, VIDEO_CACHE_DIR, VIDEO_DIR, VIDEO_EPOCHS,
                           VIDEO_TEACHER_DIR, VISUAL_INDEX, best_checkpoint, run_dir, video_checkpoint, visual_dir)
 from sam3m4.quantize.decision import BACKEND_MODES, DECISION_FILE
@@ -145,94 +155,227 @@ def distill_overrides(cfg: dict, phase: int) -> list[str]:
     return out + list(cfg[f"phase{phase}_overrides"])
 
 
-def build_stages(cfg: dict) -> list[Stage]:
-    """The ordered stages for ``cfg``: data -> teacher -> Phase 1/2 -> video -> quantize -> export -> visual QA
-    -> acceptance -> storage prune (dry run, then ``--apply`` of exactly that) [-> the cost plan, when ``plan_for``
-    names the real run's config] -> report (the manifest is written by the runner before the prune)."""
-    run, data, vdata, teacher = cfg["run"], cfg["data_root"], cfg["video_data_root"], cfg["teacher"]
-    work = cfg["work_dir"]
-    phase2_best, video_dir, quantized, export_dir = (under(cfg, p) for p in (PHASE2_BEST, VIDEO_DIR, QUANTIZED_DIR, EXPORT_DIR))
-    data_in = [f"{data}/saco_image"]
-    stages = []
-    if cfg["synth_images"] > 0:
-        sizes = []  # only what differs from the generator's defaults: the demo's command stays as it was
-        if cfg["synth_image_size"] != DEFAULTS["synth_image_size"]:
-            sizes += ["--image-size", cfg["synth_image_size"]]
-        if cfg["synth_video_size"]:
-            sizes += ["--video-size", cfg["synth_video_size"]]
-        if cfg["synth_frames"] != DEFAULTS["synth_frames"]:
-            sizes += ["--frames", cfg["synth_frames"]]
-        stages.append(Stage("data", _sam3m4("data", "synth", "--out", data, "--images", cfg["synth_images"],
-                                            "--videos", cfg["synth_videos"], "--seed", cfg["seed"], *sizes),
-                            outputs=[f"{data}/saco_image", f"{data}/saco_video", f"{data}/manifest.json"]))
-    stages.append(Stage("data-check", _sam3m4("eval", "--model", "gt", "--data", data, "--split", "val", "--run", run),
-                        inputs=data_in + [f"{vdata}/saco_video"]))
+# --- the stage table: every stage declared once ----------------------------------------------------------------
+def paths(cfg: dict) -> SimpleNamespace:
+    """What the stages of ``cfg`` read and write, relative to the project root (``work_dir`` applied). A stage
+    that repeats (:attr:`StageSpec.each`) sees its instance too: ``phase``, ``backend``, ``mode``."""
+    run, data, teacher, vteacher = cfg["run"], cfg["data_root"], cfg["teacher"], cfg["video_teacher"]
     teacher_in = [teacher] if Path(teacher).exists() or cfg["teacher_bootstrap"] or cfg["teacher_full"] else []
-    if cfg["teacher_full"]:
-        stages.append(Stage("teacher", _sam3m4("teacher", "full", "--out", teacher, "--seed", cfg["seed"]),
-                            outputs=[teacher]))
-    elif cfg["teacher_bootstrap"]:
-        stages.append(Stage("teacher", _sam3m4("teacher", "bootstrap", "--config", cfg["teacher_bootstrap"],
-                                               f"data_root={data}", f"out_dir={teacher}"),
-                            inputs=data_in + [cfg["teacher_bootstrap"]], outputs=[teacher]))
-    phase1, phase2 = _phase_best(cfg["phase1_config"], 1, cfg), _phase_best(cfg["phase2_config"], 2, cfg)
-    for phase, distill_config, best, prev in ((1, cfg["phase1_config"], phase1, []),
-                                              (2, cfg["phase2_config"], phase2, [phase1])):
-        stages.append(Stage(f"phase{phase}", _sam3m4("distill", f"phase{phase}", "--config", distill_config, "--device",
-                                                     cfg["device"], f"data_root={data}", f"teacher={teacher}",
-                                                     *distill_overrides(cfg, phase)),
-                            inputs=data_in + teacher_in + [distill_config] + prev, outputs=[best]))
-    vteacher = cfg["video_teacher"]
-    if cfg["video_teacher_build"]:
-        stages.append(Stage("video-teacher", _sam3m4("teacher", "video", "--image-teacher", teacher, "--out", vteacher,
-                                                     "--data", vdata),
-                            inputs=teacher_in + [f"{vdata}/saco_video"], outputs=[vteacher]))
-    video_ckpt = video_checkpoint(VIDEO_EPOCHS, video_dir)
-    vteacher_in = [vteacher] if cfg["video_teacher_build"] or Path(vteacher).exists() or vteacher == teacher and teacher_in else []
-    where = ["--out", video_dir, "--log-dir", under(cfg, DISTILL_LOG_DIR), "--cache-dir",
-             under(cfg, VIDEO_CACHE_DIR)] if work else []
-    stages.append(Stage("video", _sam3m4("distill", "video", "--ckpt", phase2, "--teacher", vteacher, "--data", vdata,
-                                         "--steps", cfg["video_steps"], "--epochs", VIDEO_EPOCHS, "--run", run, *where,
-                                         *cfg["video_args"]),
-                        inputs=[phase2, f"{vdata}/saco_video"] + vteacher_in, outputs=[video_ckpt]))
-    stages.append(Stage("quantize", _sam3m4("quantize", "--mode", "compare", "--ckpt", video_ckpt, "--data", data,
-                                            "--num-val", cfg["quant_num_val"], "--qat", cfg["qat"], "--out", quantized,
-                                            "--run", run, *cfg["quantize_args"]),
-                        inputs=[video_ckpt] + data_in, outputs=[quantized]))
-    scored = ["--num-val", cfg["quant_num_val"], "--data", data]  # the deployed .pte on Stage 4's val pairs
-    for backend in cfg["ship"]:  # exactly what Stage 4 decided for the backend (quantize/decision.json)
-        stages.append(Stage(f"export-{backend}", _sam3m4("export", "--backend", backend, "--mode", "chosen",
-                                                         "--quantized", quantized, "--out", export_dir, "--run", run,
-                                                         *scored, *cfg["export_args"]),
-                            inputs=[quantized, *data_in], outputs=[f"{export_dir}/*_{backend}_*.pte"],
-                            allow_fail=True, group="export"))
-    for case in cfg["exports"]:  # extra cases of the config, recorded as extras
-        backend, mode = case.split(":")
-        stages.append(Stage(f"export-{backend}-{mode}", _sam3m4("export", "--backend", backend, "--mode", mode,
-                                                                "--shipped", "extra", "--quantized", quantized,
-                                                                "--out", export_dir, "--run", run, *scored,
-                                                                *cfg["export_args"]),
-                            inputs=[f"{quantized}/{mode}", f"{quantized}/{DECISION_FILE}", *data_in],
-                            outputs=[f"{export_dir}/*_{backend}_{mode}*.pte"], allow_fail=True, group="export"))
-    visual = _sam3m4("visual-eval", "--manifest", cfg["visual_manifest"], "--prompts", cfg["visual_prompts"],
-                     "--teacher", teacher, "--student", phase2, "--run", run, "--threads", 1)
-    stages.append(Stage("visual-qa", visual + (["--auto-checklist"] if cfg["visual_auto_checklist"] else []),
-                        inputs=teacher_in + [phase2, cfg["visual_manifest"], cfg["visual_prompts"]],
-                        outputs=[f"{visual_dir(run)}/{VISUAL_INDEX}"], group="export"))
-    html = f"{run_dir(run)}/{ACCEPTANCE_HTML}"
-    cases = ["--stage5-decision", f"{quantized}/{DECISION_FILE}", "--stage4-num-val", str(cfg["quant_num_val"])]
-    cases += ["--stage5-cases", ",".join(cfg["exports"])] if cfg["exports"] else []
-    pytest = [sys.executable, "-m", "pytest", *cfg["acceptance"], "-o", "addopts=", "-p", "no:cacheprovider", "-q",
-              "--run", run, "--stage3-teacher", teacher, "--stage3-student", phase2, "--stage3-data", data,
-              "--stage3-num-val", str(cfg["stage3_num_val"]), "--stage4-dir", quantized, "--stage4-data", data,
-              "--stage5-quantized", quantized, *cases, f"--html={html}", "--self-contained-html"]
-    stages.append(Stage("acceptance", pytest, allow_fail=True, outputs=[html],
-                        inputs=teacher_in + [phase2, video_ckpt, quantized, f"{export_dir}/*.pte", "acceptance",
-                                             "conftest.py"]))
-    prune = _sam3m4("prune", "--keep-last", cfg["prune_keep_last"], "--run", run, *(["--root", work] if work else []))
-    stages.append(Stage("prune", prune, then=[prune + ["--apply"]] if cfg["prune_apply"] else [],
-                        inputs=[under(cfg, p) for p in PRUNE_ROOTS]))  # unchanged since the last prune: skipped
-    if cfg["plan_for"]:  # before the report: it records the rehearsal's measurements, which the report shows
-        stages.append(Stage("plan", _sam3m4("plan", "--run", run, "--for", cfg["plan_for"]), always=True))
-    stages.append(Stage("report", _sam3m4("report", "--run", run), always=True))
-    return stages
+    video_dir, quantized = under(cfg, VIDEO_DIR), under(cfg, QUANTIZED_DIR)
+    return SimpleNamespace(
+        cfg=cfg, run=run, work=cfg["work_dir"], data=data, vdata=cfg["video_data_root"], data_in=[f"{data}/saco_image"],
+        teacher=teacher, teacher_in=teacher_in, vteacher=vteacher,
+        vteacher_in=[vteacher] if (cfg["video_teacher_build"] or Path(vteacher).exists()
+                                   or vteacher == teacher and teacher_in) else [],
+        phase1=_phase_best(cfg["phase1_config"], 1, cfg), phase2=_phase_best(cfg["phase2_config"], 2, cfg),
+        video_dir=video_dir, video_ckpt=video_checkpoint(VIDEO_EPOCHS, video_dir), quantized=quantized,
+        decision=f"{quantized}/{DECISION_FILE}", export_dir=under(cfg, EXPORT_DIR),
+        html=f"{run_dir(run)}/{ACCEPTANCE_HTML}", phase=0, backend="", mode="")
+
+
+def _none(w: SimpleNamespace) -> list:
+    return []
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One row of :data:`STAGES`. ``sam3m4 pipeline`` turns it into :class:`Stage` s (:meth:`stages`: a command
+    line and the files it reads and writes); the acceptance fixtures call its :meth:`load` ed function with small
+    settings, so both build the same stage with the same code."""
+
+    key: str
+    """Unique id of the row (:func:`spec`); ``teacher-full`` and ``teacher-bootstrap`` both make stage ``teacher``."""
+    function: str
+    """``module:name`` of the library function the stage's command runs (imported only by :meth:`load`)."""
+    command: Callable[[SimpleNamespace], list]
+    """The command's words after ``python -m <program>``, from :func:`paths` of the config."""
+    inputs: Callable[[SimpleNamespace], list[str]] = _none
+    """Files / folders / globs it reads (:attr:`Stage.inputs`)."""
+    outputs: Callable[[SimpleNamespace], list[str]] = _none
+    """Files / folders / globs it writes (:attr:`Stage.outputs`)."""
+    settings: dict[str, str] = field(default_factory=dict)
+    """``function``'s keyword -> the pipeline config key that sets it (:meth:`kwargs`; defaults: ``DEFAULTS``)."""
+    config: str = ""
+    """The pipeline config key naming the stage's own YAML settings file (``{phase}`` filled in), read by ``loader``."""
+    loader: str = ""
+    """``module:name`` reading that YAML file plus ``key=value`` overrides into ``function``'s settings."""
+    name: str = ""
+    """The stage's name, ``{phase}`` / ``{backend}`` / ``{mode}`` filled in ("" = ``key``)."""
+    when: Callable[[dict], bool] = lambda cfg: True
+    """Whether ``cfg`` has this stage at all."""
+    each: Callable[[dict], list[dict]] = lambda cfg: [{}]
+    """The stage's instances (phases, backends, export cases), in order."""
+    program: str = "sam3m4"
+    """``python -m <program>``: ``sam3m4`` or ``pytest``."""
+    then: Callable[[SimpleNamespace], list[list]] = _none
+    """Commands run after it, as part of the stage (:attr:`Stage.then`), as words like ``command``'s."""
+    allow_fail: bool = False
+    """:attr:`Stage.allow_fail`: a non-zero exit is reported and the pipeline goes on."""
+    always: bool = False
+    """:attr:`Stage.always`: run every time."""
+    group: str | None = None
+    """:attr:`Stage.group`: consecutive stages of one group run concurrently."""
+
+    def load(self) -> Callable:
+        """The library function itself."""
+        return _resolve(self.function)
+
+    def kwargs(self, cfg: dict) -> dict:
+        """``function``'s keywords as a pipeline config (e.g. ``DEFAULTS``, the demo's) sets them."""
+        return {kw: cfg[key] for kw, key in self.settings.items()}
+
+    def config_file(self, cfg: dict, **instance) -> str:
+        """The stage's own YAML settings file in pipeline config ``cfg``."""
+        return cfg[self.config.format(**instance)]
+
+    def read_settings(self, path: str | Path, overrides: list[str] = ()) -> dict:
+        """The stage's YAML settings file plus ``key=value`` overrides, read by its ``loader`` (keys checked)."""
+        return _resolve(self.loader)(path, overrides)
+
+    def stages(self, where: SimpleNamespace) -> list[Stage]:
+        """One :class:`Stage` per instance, for the config whose :func:`paths` are ``where``."""
+        out = []
+        for instance in self.each(where.cfg):
+            w = SimpleNamespace(**{**vars(where), **instance})
+            argv = [sys.executable, "-m", self.program, *map(str, self.command(w))]
+            out.append(Stage((self.name or self.key).format(**instance), argv, inputs=self.inputs(w),
+                             outputs=self.outputs(w), allow_fail=self.allow_fail, always=self.always, group=self.group,
+                             then=[[sys.executable, "-m", self.program, *map(str, t)] for t in self.then(w)]))
+        return out
+
+
+def _resolve(ref: str) -> Callable:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _synth(w: SimpleNamespace) -> list:
+    cfg, sizes = w.cfg, []  # only what differs from the generator's defaults: the demo's command stays as it was
+    if cfg["synth_image_size"] != DEFAULTS["synth_image_size"]:
+        sizes += ["--image-size", cfg["synth_image_size"]]
+    if cfg["synth_video_size"]:
+        sizes += ["--video-size", cfg["synth_video_size"]]
+    if cfg["synth_frames"] != DEFAULTS["synth_frames"]:
+        sizes += ["--frames", cfg["synth_frames"]]
+    return ["data", "synth", "--out", w.data, "--images", cfg["synth_images"], "--videos", cfg["synth_videos"],
+            "--seed", cfg["seed"], *sizes]
+
+
+def _distill(w: SimpleNamespace) -> list:
+    return ["distill", f"phase{w.phase}", "--config", w.cfg[f"phase{w.phase}_config"], "--device", w.cfg["device"],
+            f"data_root={w.data}", f"teacher={w.teacher}", *distill_overrides(w.cfg, w.phase)]
+
+
+def _video(w: SimpleNamespace) -> list:
+    where = ["--out", w.video_dir, "--log-dir", under(w.cfg, DISTILL_LOG_DIR), "--cache-dir",
+             under(w.cfg, VIDEO_CACHE_DIR)] if w.work else []
+    return ["distill", "video", "--ckpt", w.phase2, "--teacher", w.vteacher, "--data", w.vdata, "--steps",
+            w.cfg["video_steps"], "--epochs", VIDEO_EPOCHS, "--run", w.run, *where, *w.cfg["video_args"]]
+
+
+def _export(w: SimpleNamespace, *mode) -> list:
+    """``sam3m4 export`` of ``w.backend`` scored on Stage 4's val pairs; ``mode`` its ``--mode`` [``--shipped``]."""
+    return ["export", "--backend", w.backend, "--mode", *mode, "--quantized", w.quantized, "--out", w.export_dir,
+            "--run", w.run, "--num-val", w.cfg["quant_num_val"], "--data", w.data, *w.cfg["export_args"]]
+
+
+def _acceptance(w: SimpleNamespace) -> list:
+    """pytest of the acceptance files on what the stages above wrote (the ``--stage*`` options of conftest.py)."""
+    cfg = w.cfg
+    return [*cfg["acceptance"], "-o", "addopts=", "-p", "no:cacheprovider", "-q", "--run", w.run,
+            "--stage3-teacher", w.teacher, "--stage3-student", w.phase2, "--stage3-data", w.data,
+            "--stage3-num-val", cfg["stage3_num_val"], "--stage4-dir", w.quantized, "--stage4-data", w.data,
+            "--stage5-quantized", w.quantized, "--stage5-decision", w.decision,
+            "--stage4-num-val", cfg["quant_num_val"],
+            *(["--stage5-cases", ",".join(cfg["exports"])] if cfg["exports"] else []), f"--html={w.html}",
+            "--self-contained-html"]
+
+
+def _prune(w: SimpleNamespace) -> list:
+    return ["prune", "--keep-last", w.cfg["prune_keep_last"], "--run", w.run, *(["--root", w.work] if w.work else [])]
+
+
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec("data", "sam3m4.data.synth:generate", _synth, when=lambda cfg: cfg["synth_images"] > 0,
+              outputs=lambda w: [f"{w.data}/saco_image", f"{w.data}/saco_video", f"{w.data}/manifest.json"],
+              settings={"n_images": "synth_images", "n_videos": "synth_videos", "seed": "seed",
+                        "image_size": "synth_image_size", "video_size": "synth_video_size",
+                        "n_frames": "synth_frames"}),
+    StageSpec("data-check", "sam3m4.eval.evaluate:evaluate",
+              lambda w: ["eval", "--model", "gt", "--data", w.data, "--split", "val", "--run", w.run],
+              inputs=lambda w: w.data_in + [f"{w.vdata}/saco_video"]),
+    StageSpec("teacher-full", "sam3m4.teacher.full:write_random_teacher", name="teacher",
+              command=lambda w: ["teacher", "full", "--out", w.teacher, "--seed", w.cfg["seed"]],
+              when=lambda cfg: cfg["teacher_full"], outputs=lambda w: [w.teacher], settings={"seed": "seed"}),
+    StageSpec("teacher-bootstrap", "sam3m4.teacher.bootstrap:bootstrap_teacher", name="teacher",
+              command=lambda w: ["teacher", "bootstrap", "--config", w.cfg["teacher_bootstrap"], f"data_root={w.data}",
+                                 f"out_dir={w.teacher}"],
+              when=lambda cfg: not cfg["teacher_full"] and bool(cfg["teacher_bootstrap"]),
+              inputs=lambda w: w.data_in + [w.cfg["teacher_bootstrap"]], outputs=lambda w: [w.teacher],
+              config="teacher_bootstrap", loader="sam3m4.teacher.bootstrap:load_config"),
+    StageSpec("phase", "sam3m4.distill.recipe:main", _distill, name="phase{phase}",
+              each=lambda cfg: [{"phase": 1}, {"phase": 2}],
+              inputs=lambda w: w.data_in + w.teacher_in + [w.cfg[f"phase{w.phase}_config"]]
+              + ([w.phase1] if w.phase == 2 else []),
+              outputs=lambda w: [w.phase1 if w.phase == 1 else w.phase2],
+              config="phase{phase}_config", loader="sam3m4.distill.recipe:load_config"),
+    StageSpec("video-teacher", "sam3m4.teacher.video:build_video_teacher",
+              lambda w: ["teacher", "video", "--image-teacher", w.teacher, "--out", w.vteacher, "--data", w.vdata],
+              when=lambda cfg: cfg["video_teacher_build"], inputs=lambda w: w.teacher_in + [f"{w.vdata}/saco_video"],
+              outputs=lambda w: [w.vteacher]),
+    StageSpec("video", "sam3m4.distill.video_run:distill_video", _video,
+              inputs=lambda w: [w.phase2, f"{w.vdata}/saco_video"] + w.vteacher_in, outputs=lambda w: [w.video_ckpt],
+              settings={"steps": "video_steps", "run": "run"}),
+    StageSpec("quantize", "sam3m4.quantize.stage:quantize_compare",
+              lambda w: ["quantize", "--mode", "compare", "--ckpt", w.video_ckpt, "--data", w.data, "--num-val",
+                         w.cfg["quant_num_val"], "--qat", w.cfg["qat"], "--out", w.quantized, "--run", w.run,
+                         *w.cfg["quantize_args"]],
+              inputs=lambda w: [w.video_ckpt] + w.data_in, outputs=lambda w: [w.quantized],
+              settings={"num_val": "quant_num_val", "qat": "qat", "run": "run"}),
+    # exactly what Stage 4 decided for each shipped backend (quantize/decision.json)
+    StageSpec("export", "sam3m4.export.case:export_case", lambda w: _export(w, "chosen"), name="export-{backend}",
+              each=lambda cfg: [{"backend": b} for b in cfg["ship"]], inputs=lambda w: [w.quantized, *w.data_in],
+              outputs=lambda w: [f"{w.export_dir}/*_{w.backend}_*.pte"], allow_fail=True, group="export",
+              settings={"num_val": "quant_num_val", "run": "run"}),
+    # the config's extra cases, recorded as extras
+    StageSpec("export-extra", "sam3m4.export.case:export_case", lambda w: _export(w, w.mode, "--shipped", "extra"),
+              name="export-{backend}-{mode}",
+              each=lambda cfg: [dict(zip(("backend", "mode"), case.split(":"))) for case in cfg["exports"]],
+              inputs=lambda w: [f"{w.quantized}/{w.mode}", w.decision, *w.data_in],
+              outputs=lambda w: [f"{w.export_dir}/*_{w.backend}_{w.mode}*.pte"], allow_fail=True, group="export",
+              settings={"num_val": "quant_num_val", "run": "run"}),
+    StageSpec("visual-qa", "sam3m4.visual.qa:build_visual_qa",
+              lambda w: ["visual-eval", "--manifest", w.cfg["visual_manifest"], "--prompts", w.cfg["visual_prompts"],
+                         "--teacher", w.teacher, "--student", w.phase2, "--run", w.run, "--threads", 1,
+                         *(["--auto-checklist"] if w.cfg["visual_auto_checklist"] else [])],
+              inputs=lambda w: w.teacher_in + [w.phase2, w.cfg["visual_manifest"], w.cfg["visual_prompts"]],
+              outputs=lambda w: [f"{visual_dir(w.run)}/{VISUAL_INDEX}"], group="export"),
+    StageSpec("acceptance", "pytest:console_main", _acceptance, program="pytest", allow_fail=True,
+              inputs=lambda w: w.teacher_in + [w.phase2, w.video_ckpt, w.quantized, f"{w.export_dir}/*.pte",
+                                               "acceptance", "conftest.py"],
+              outputs=lambda w: [w.html]),
+    # dry run, then --apply of exactly that; unchanged since the last prune: skipped
+    StageSpec("prune", "sam3m4.storage.prune:make_plan", _prune,
+              then=lambda w: [[*_prune(w), "--apply"]] if w.cfg["prune_apply"] else [],
+              inputs=lambda w: [under(w.cfg, p) for p in PRUNE_ROOTS]),
+    # before the report: it records the rehearsal's measurements, which the report shows
+    StageSpec("plan", "sam3m4.pipeline.plan:write_plan", lambda w: ["plan", "--run", w.run, "--for", w.cfg["plan_for"]],
+              when=lambda cfg: bool(cfg["plan_for"]), always=True),
+    StageSpec("report", "sam3m4.report:render_report", lambda w: ["report", "--run", w.run], always=True),
+)
+"""The pipeline's stages in order: data -> teacher -> Phase 1/2 -> video -> quantize -> export -> visual QA ->
+acceptance -> storage prune [-> the cost plan] -> report."""
+
+
+def spec(key: str) -> StageSpec:
+    """The row of :data:`STAGES` with this ``key``."""
+    for row in STAGES:
+        if row.key == key:
+            return row
+    raise KeyError(f"{key}: not a stage of the table; keys: {', '.join(r.key for r in STAGES)}")
+
+
+def build_stages(cfg: dict) -> list[Stage]:
+    """The ordered stages for ``cfg``, from :data:`STAGES` (the manifest is written by the runner before the prune)."""
+    where = paths(cfg)
+    return [stage for row in STAGES if row.when(cfg) for stage in row.stages(where)]

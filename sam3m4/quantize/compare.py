@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import torch
 
 from sam3m4.metrics.latency import latency_stats
+from sam3m4.metrics.operating_point import OperatingPoint, fit_operating_point
 from sam3m4.quantize.modes import MODES, deployable_bytes
 from sam3m4.eval.image import evaluate_pairs
 from sam3m4.eval.video import evaluate_videos
@@ -64,6 +65,9 @@ class ModeResult:
     """DAVIS J&F of the quantized tracker on the val videos (video checkpoints only)."""
     track_fps: float | None = None
     """Host streaming rate of the quantized ``track`` step, 1000 / p50 ms (video checkpoints only)."""
+    presence_point: OperatingPoint | None = None
+    """The mode's presence operating point: threshold fitted on the calibration part of the val pairs, F1 at it and
+    at 0.5 on the held-out part (:func:`sam3m4.metrics.operating_point.fit_operating_point`)."""
 
 
 def host_latency_ms(model, runs: int = 20, warmup: int = 5) -> float:
@@ -97,19 +101,30 @@ def scored_model(student, mode: str, val=None, num_val: int | None = None):
     return student
 
 
+def pair_groups(val, n: int) -> list[str]:
+    """The split key of each of the first ``n`` pairs: the image's file name (a
+    :class:`~sam3m4.data.SacoImageDataset`), else the pair's index."""
+    pairs = getattr(val, "pairs", None)
+    return [str(pairs[i]["file_name"]) if pairs is not None else str(i) for i in range(n)]
+
+
 def measure(model, mode: str, val, num_val: int, runs: int = 20, progress: bool = True,
-            videos=None) -> ModeResult:
-    """Size, accuracy on the first ``num_val`` pairs of ``val`` and host latency of a quantized ``model`` (a
-    student, or a tracker: then its image student is scored on ``val`` and the tracker on ``videos``)."""
+            videos=None, presence_fixed: float | None = None) -> ModeResult:
+    """Size, accuracy on the first ``num_val`` pairs of ``val``, presence operating point and host latency of a
+    quantized ``model`` (a student, or a tracker: then its image student is scored on ``val`` and the tracker on
+    ``videos``). mIoU and Presence F1 are at SAM 3's 0.5 (what ``quant_miou_drop`` compares); the operating point
+    is fitted on every pair's presence score (``presence_fixed``: a threshold the targets file pins)."""
 
     model.eval()
     student = getattr(model, "student", model)
     scored = scored_model(student, mode, val, num_val)
-    res = evaluate_pairs(val, Predictor(scored), num=num_val, progress=progress, desc=f"eval {mode}")
+    res = evaluate_pairs(val, Predictor(scored).predict_pair, num=num_val, progress=progress, desc=f"eval {mode}")
     sizes = deployable_bytes(model)
     row = ModeResult(mode=mode, size_mb=sizes["total"] / 1e6, miou=res.miou, presence_f1=res.presence.f1,
                      avg_ms=host_latency_ms(scored, runs), num_pairs=res.num_pairs, sizes=sizes,
-                     image_size=student.image_size)
+                     image_size=student.image_size,
+                     presence_point=fit_operating_point(res.presence_scores, res.present,
+                                                        pair_groups(val, res.num_pairs), fixed=presence_fixed))
     if student is not model:
 
         if videos is not None:

@@ -6,7 +6,7 @@ uses which):
 
 * Core ML (``int4``, ``qat_int4``): coremltools' weight compression, applied by ExecuTorch's Core ML backend
   after conversion (compile spec ``op_linear_quantizer_config`` = :data:`COREML_WEIGHT_CONFIG`: linear
-  symmetric int4, per block of :data:`COREML_BLOCK` input channels). It compresses every float weight that is
+  symmetric int4, per block of 16 input channels). It compresses every float weight that is
   still float after torchao, i.e. the convolutions (BatchNorm is folded in first; per-output-row blocks make
   that fold commute with the rounding). :func:`coreml_compress_weights` applies the *same* coremltools code
   (``linear_quantize_weights.blockwise_compress`` / ``decompress``) to the PyTorch weights, with the pass's own
@@ -18,6 +18,9 @@ uses which):
   :func:`pt2e_convs` converts an exported method; :class:`PT2EStudent` runs the converted image path for
   Stage 4's scoring.
 * QNN: ``QnnQuantizer`` quantizes the whole graph, convolutions included (:mod:`sam3m4.export.flows`).
+
+Each backend's settings (``COREML_WEIGHT_CONFIG``, ``XNNPACK_QUANTIZER.config``) are data in
+:mod:`sam3m4.quantize.backends`, which the export flows declare as their ``quantizer_settings``.
 
     n = coreml_compress_weights(model)                 # in place; returns {"compressed": k, "skipped": [...]}
     gm = pt2e_convs(wrap(student, "forward"), inputs)  # GraphModule with q/dq around every convolution
@@ -32,14 +35,9 @@ from torch import nn
 
 from sam3m4.models.export_wrappers import example_inputs, wrap
 from sam3m4.models.student import StudentOutput
+from sam3m4.quantize.backends import COREML_BLOCK, COREML_WEIGHT_CONFIG, XNNPACK_QUANTIZER  # noqa: F401
 from sam3m4.quantize.xnnpack_int8 import XNNPACK_INT8, conv_quantizer
 
-COREML_BLOCK = 16
-"""Input channels per int4 block for the convolutions (repvit's 48/96/192/384 and efficientvit's widths divide by
-16, not all by 32)."""
-COREML_WEIGHT_CONFIG = {"mode": "linear_symmetric", "dtype": "int4", "granularity": "per_block",
-                        "block_size": COREML_BLOCK, "weight_threshold": 2048}
-"""coremltools ``OpLinearQuantizerConfig`` as ExecuTorch's Core ML compile spec takes it (a dict)."""
 WEIGHT_BITS_ATTR = "_sam3m4_weight_bits"
 """Set on a module whose float weight the backend stores at this bit width (size accounting)."""
 

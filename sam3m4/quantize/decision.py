@@ -19,24 +19,36 @@ same ``.pte`` (:attr:`BackendDecision.pte_name`).
      "target": {"name": "quant_miou_drop", "comparison": "<=", "value": 2.0, "unit": "points", "basis": "absolute"},
      "backends": {"xnnpack": {"mode": "int8_int4", "criterion_met": true, "candidates": [...], "passing": [...],
                               "miou": 0.567, "miou_drop": 0.4, "quantized": "int8_int4",
-                              "pte_name": "sam3m4_tiny_xnnpack_int8_int4.pte"}, ...},
-     "scores": {"fp16": {"miou": 0.571, "presence_f1": 0.82, "num_pairs": 200}, ...}}
+                              "pte_name": "sam3m4_tiny_xnnpack_int8_int4.pte", "presence_threshold": 0.315}, ...},
+     "scores": {"fp16": {"miou": 0.571, "presence_f1": 0.82, "num_pairs": 200}, ...},
+     "presence": {"int8_int4": {"threshold": 0.315, "how": "fitted", "calibration_pairs": 96, "held_out_pairs": 104,
+                                "f1_calibration": 0.81, "f1_held_out": 0.79, "f1_held_out_at_default": 0.65,
+                                "best_f1_held_out": 0.80, "split": "..."}, ...}}
 
-``scores`` keeps every scored mode's host eager mIoU / Presence F1: Stage 5 compares each deployed ``.pte``
-with them (deployed drop vs fp16, export fidelity vs its own mode) without scoring eager again.
+``scores`` keeps every scored mode's host eager mIoU / Presence F1 (at SAM 3's 0.5): Stage 5 compares each deployed
+``.pte`` with them (deployed drop vs fp16, export fidelity vs its own mode) without scoring eager again.
+``presence`` is each mode's presence operating point (:mod:`sam3m4.metrics.operating_point`: fitted on a
+calibration part of the val pairs, checked on the rest); a backend ships its chosen mode's threshold
+(``presence_threshold``), which Stage 5's deployed evaluation and the app's predictor use. The file's format is
+:class:`sam3m4.schemas.quantize.DecisionFile`: :func:`write_decision` checks a document against it before the
+atomic write, :func:`read_decision` reads through it.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sam3m4.data._checks import check_kind, get, load_json
 from sam3m4.errors import DataFormatError
 from sam3m4.fileio import atomic_write_json
+from sam3m4.metrics.operating_point import DEFAULT_THRESHOLD, OperatingPoint
+from sam3m4.paths import project_root
 from sam3m4.quantize.modes import MODES
+from sam3m4.schemas import load_file, validate
+from sam3m4.schemas.quantize import DECISION_FORMAT, DecisionFile
 
-FORMAT = "sam3m4-decision/1"
+FORMAT = DECISION_FORMAT
 DECISION_FILE = "decision.json"
 BACKEND_MODES: dict[str, tuple[str, ...]] = {
     "coreml": ("fp16", "int4", "qat_int4"),
@@ -74,6 +86,8 @@ class BackendDecision:
     """The ``<mode>/`` folder under the quantize output that Stage 5 exports."""
     pte_name: str
     """The ``.pte`` file name Stage 5 writes for it (the default ``--name``)."""
+    presence_threshold: float = DEFAULT_THRESHOLD
+    """The presence threshold the app ships with it: the chosen mode's operating point (``Decision.presence``)."""
 
 
 @dataclass(frozen=True)
@@ -88,10 +102,17 @@ class Decision:
     backends: dict[str, BackendDecision]
     scores: dict[str, dict]
     """Mode -> ``{"miou", "presence_f1", "num_pairs"}``: Stage 4's host eager scores of every mode it ran."""
+    presence: dict[str, OperatingPoint] = field(default_factory=dict)
+    """Mode -> its presence operating point (:mod:`sam3m4.metrics.operating_point`); empty in older files."""
 
     def cases(self) -> list[tuple[str, str]]:
         """``[(backend, mode)]`` in backend order: what Stage 5 exports."""
         return [(b, d.mode) for b, d in self.backends.items()]
+
+
+def _threshold(row) -> float:
+    point = getattr(row, "presence_point", None)
+    return DEFAULT_THRESHOLD if point is None else float(point.threshold)
 
 
 def decide_per_backend(rows, target) -> dict[str, BackendDecision]:
@@ -112,13 +133,15 @@ def decide_per_backend(rows, target) -> dict[str, BackendDecision]:
         out[backend] = BackendDecision(backend=backend, mode=chosen.mode, criterion_met=bool(passing),
                                        candidates=[r.mode for r in cands], passing=[r.mode for r in passing],
                                        miou=float(chosen.miou), miou_drop=float(chosen.miou_drop or 0.0),
-                                       quantized=chosen.mode, pte_name="")
+                                       quantized=chosen.mode, pte_name="",
+                                       presence_threshold=_threshold(chosen))
     return out
 
 
 def write_decision(out_dir: str | Path, decisions: dict[str, BackendDecision], *, rows, target, preset: str,
                    source: str | Path) -> Path:
-    """Write ``<out_dir>/decision.json`` atomically (``.pte`` names filled from ``preset``); returns its path."""
+    """Write ``<out_dir>/decision.json`` atomically (``.pte`` names filled from ``preset``), checked against its
+    schema first (what the reader would refuse is never written); returns its path."""
     backends = {b: {**asdict(d), "pte_name": pte_name(preset, b, d.mode)} for b, d in decisions.items()}
     for d in backends.values():
         d.pop("backend")
@@ -127,54 +150,58 @@ def write_decision(out_dir: str | Path, decisions: dict[str, BackendDecision], *
                       "unit": target.unit, "basis": target.basis},
            "backends": backends,
            "scores": {r.mode: {"miou": float(r.miou), "presence_f1": float(r.presence_f1), "num_pairs": int(r.num_pairs)}
-                      for r in rows}}
+                      for r in rows},
+           "presence": {r.mode: r.presence_point.to_dict() for r in rows
+                        if getattr(r, "presence_point", None) is not None}}
     path = Path(out_dir) / DECISION_FILE
-    atomic_write_json(path, doc, indent=1)
+    validate(doc, DecisionFile, source=path)
+    atomic_write_json(path, doc, indent=1)  # os.replace: a symlink at the name is replaced, never written through
     return path
 
 
+def _not_linked_out(path: Path) -> None:
+    """Refuse a ``decision.json`` that is itself a symlink leading out of the project and out of its folder: Stage 4
+    writes a regular file there (an atomic rename), so such a link was put there by something else. (A symlinked
+    *folder*, checkpoints on another disk, is fine.)"""
+    if not path.is_symlink():
+        return
+    real, root, folder = (os.path.realpath(p) for p in (path, project_root(), path.parent))
+    if not any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in (root, folder)):
+        raise DataFormatError(f"{path}: refused to read: a symlink leads it to {real}, outside the project root "
+                              f"{root} (Stage 4 writes a regular file here)")
+
+
 def read_decision(path: str | Path) -> Decision:
-    """:class:`Decision` from ``decision.json`` (or the quantize output folder holding it); a missing file or a
-    bad field is a :class:`~sam3m4.errors.DataFormatError` naming the file and the field."""
+    """:class:`Decision` from ``decision.json`` (or the quantize output folder holding it), read through its schema
+    (:class:`sam3m4.schemas.quantize.DecisionFile`); a missing file, a symlink leading out of the project, bad
+    JSON, a bad field or a mode the backend does not lower is a :class:`~sam3m4.errors.DataFormatError` naming the
+    file and the field."""
     path = Path(path)
     if path.is_dir():
         path = path / DECISION_FILE
     if not path.is_file():
         raise DataFormatError(f"{path}: no such file (Stage 4 writes it: `sam3m4 quantize --mode compare --out "
                               f"{path.parent}`)")
-    doc = check_kind(path, "top level", load_json(path), "dict")
-    if get(path, doc, "", "format", "str") != FORMAT:
-        raise DataFormatError(f"{path}: format: expected {FORMAT!r}, got {doc['format']!r}")
-    preset = get(path, doc, "", "preset", "str")
+    _not_linked_out(path)
+    doc = load_file(path, DecisionFile)
     backends = {}
-    for backend, item in get(path, doc, "", "backends", "dict").items():
+    for backend, item in doc.backends.items():
         where = f"backends.{backend}"
         if backend not in BACKEND_MODES:
             raise DataFormatError(f"{path}: {where}: unknown backend; choices: {', '.join(BACKEND_MODES)}")
-        check_kind(path, where, item, "dict")
-        mode = get(path, item, where, "mode", "str")
-        if mode not in BACKEND_MODES[backend]:
-            raise DataFormatError(f"{path}: {where}.mode: {mode!r} is not a mode {backend} lowers "
+        if item.mode not in BACKEND_MODES[backend]:
+            raise DataFormatError(f"{path}: {where}.mode: {item.mode!r} is not a mode {backend} lowers "
                                   f"({', '.join(BACKEND_MODES[backend])})")
-        lists = {k: [check_kind(path, f"{where}.{k}[{i}]", v, "str")
-                     for i, v in enumerate(get(path, item, where, k, "list"))] for k in ("candidates", "passing")}
-        met = item.get("criterion_met")
-        if not isinstance(met, bool):
-            raise DataFormatError(f"{path}: {where}.criterion_met: expected a bool, got {met!r}")
-        backends[backend] = BackendDecision(
-            backend=backend, mode=mode, criterion_met=met, **lists,
-            miou=float(get(path, item, where, "miou", "number")),
-            miou_drop=float(get(path, item, where, "miou_drop", "number")),
-            quantized=get(path, item, where, "quantized", "str"), pte_name=get(path, item, where, "pte_name", "str"))
-    scores = {}
-    for mode, item in get(path, doc, "", "scores", "dict").items():
-        where = f"scores.{mode}"
-        if mode not in MODES:
-            raise DataFormatError(f"{path}: {where}: unknown mode; choices: {', '.join(MODES)}")
-        check_kind(path, where, item, "dict")
-        scores[mode] = {"miou": float(get(path, item, where, "miou", "number")),
-                        "presence_f1": float(get(path, item, where, "presence_f1", "number")),
-                        "num_pairs": get(path, item, where, "num_pairs", "int")}
-    return Decision(path=path, preset=preset, scores=scores, source=get(path, doc, "", "source", "str"),
-                    num_pairs=get(path, doc, "", "num_pairs", "int"), target=get(path, doc, "", "target", "dict"),
-                    backends=backends)
+        for key in ("candidates", "passing"):
+            bad = next((m for m in getattr(item, key) if m not in MODES), None)
+            if bad is not None:
+                raise DataFormatError(f"{path}: {where}.{key}: unknown mode {bad!r}; choices: {', '.join(MODES)}")
+        backends[backend] = BackendDecision(backend=backend, **item.model_dump())
+    for key in ("scores", "presence"):
+        bad = next((m for m in getattr(doc, key) if m not in MODES), None)
+        if bad is not None:
+            raise DataFormatError(f"{path}: {key}.{bad}: unknown mode; choices: {', '.join(MODES)}")
+    return Decision(path=path, preset=doc.preset, source=doc.source, num_pairs=doc.num_pairs,
+                    target=doc.target.model_dump(), backends=backends,
+                    scores={m: v.model_dump() for m, v in doc.scores.items()},
+                    presence={m: OperatingPoint(**v.model_dump()) for m, v in doc.presence.items()})

@@ -15,7 +15,7 @@ What each mode does (torchao 0.18; ``quantize_`` and QAT only reach ``nn.Linear`
   weights (``Int8DynamicActivationIntxWeightConfig``; XNNPACK's int8-weight GEMM beat its 4-bit one on a CPU with
   int8 dot products: :data:`sam3m4.quantize.xnnpack_int8.XNNPACK_INT8`); the token table is 4-bit.
 * ``qat_int4`` / ``qat_int8_int4``: the same targets after a short quantization-aware fine-tune
-  (:mod:`sam3m4.quantize.qat`).
+  (:mod:`sam3m4.quantize.qat_recipe`).
 
 In every non-fp16 mode the CLIP token table (``nn.Embedding``, 49408 x d: most of the tiny student) is 4-bit
 per group of 32 as well (weight-only: a table lookup has no activations to quantize). Linear layers whose input

@@ -1,7 +1,8 @@
 """The steps behind ``sam3m4 quantize``: build a mode's model from a checkpoint, load the val pairs, record.
 
 Records (``reports/<run>/results.jsonl``, stage ``stage4``): per mode ``size_mb``, ``compression``, ``miou``,
-``presence_f1``, ``avg_ms`` and ``miou_drop`` (the gate); subject ``decision``: ``criterion_met``,
+``presence_f1`` (at SAM 3's 0.5), ``avg_ms`` and ``miou_drop`` (the gate), the presence operating point
+(``presence_threshold``, ``presence_f1_held_out`` at it and ``presence_f1_held_out_05`` at 0.5 on the held-out pairs); subject ``decision``: ``criterion_met``,
 ``chosen_mode``, ``qat`` (report section 4's bullets); subject ``decision/<backend>``: ``chosen_mode`` of that
 backend, with ``decision.json`` as the artifact and the ``.pte`` it ships in the note.
 """
@@ -13,24 +14,26 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sam3m4.checkpoint import KIND_TRACKER, checkpoint_data_root, checkpoint_kind, load_checkpoint
+from sam3m4.checkpoint import KIND_TRACKER, Checkpoint
 from sam3m4.data import SacoImageDataset, SacoVideoDataset
 from sam3m4.env import host_summary
 from sam3m4.errors import DataFormatError
 from sam3m4.paths import SYNTH_DATA
-from sam3m4.predict import Predictor, load_tracker
+from sam3m4.predict import load_student, load_tracker
 from sam3m4.quantize.decision import read_decision
 from sam3m4.quantize.modes import MODES, apply_mode, get_mode
-from sam3m4.quantize.qat import qat_finetune
+from sam3m4.quantize.qat_recipe import qat_finetune
 from sam3m4.results import ResultsStore, schema
 
 
-def load_source(ckpt: str | Path):
+def load_source(ckpt: Checkpoint | str | Path):
     """(float model, kind): a Phase 2 student (``kind`` "student") or, from ``video_epoch*.pt``, the
-    :class:`~sam3m4.models.video.StudentTracker` (student + video memory, ``kind`` "tracker")."""
-    if checkpoint_kind(load_checkpoint(Path(ckpt))) == KIND_TRACKER:
-        return load_tracker(ckpt), "tracker"
-    return Predictor.from_checkpoint(ckpt).model, "student"
+    :class:`~sam3m4.models.video.StudentTracker` (student + video memory, ``kind`` "tracker"). ``ckpt``: an opened
+    :class:`~sam3m4.checkpoint.Checkpoint` (built from its tensors, nothing reread) or a path (read once)."""
+    ck = Checkpoint.open(ckpt)
+    if ck.kind == KIND_TRACKER:
+        return load_tracker(ck), "tracker"
+    return load_student(ck), "student"
 
 
 def image_model(model):
@@ -38,31 +41,35 @@ def image_model(model):
     return getattr(model, "student", model)
 
 
-def phase2_source(ckpt: str | Path) -> Path:
+def phase2_source(ckpt: Checkpoint | str | Path) -> Checkpoint:
     """The Phase 2 checkpoint whose config (data, teacher, cache) QAT trains with: ``ckpt`` itself, or the one a
-    video checkpoint was distilled from."""
-    state = load_checkpoint(Path(ckpt))  # checks that config, where present, is a mapping
-    if checkpoint_kind(state) != KIND_TRACKER:
-        return Path(ckpt)
-    src = state.get("config", {}).get("ckpt")
+    video checkpoint was distilled from (``config.ckpt``, opened here)."""
+    ck = Checkpoint.open(ckpt)
+    if ck.kind != KIND_TRACKER:
+        return ck
+    src = ck.config.get("ckpt")
     if not isinstance(src, str) or not Path(src).is_file():
-        raise DataFormatError(f"{ckpt}: config.ckpt: the Phase 2 checkpoint it came from is missing ({src}); "
+        raise DataFormatError(f"{ck.path}: config.ckpt: the Phase 2 checkpoint it came from is missing ({src}); "
                               "QAT needs it for the data, teacher and cache")
-    return Path(src)
+    return Checkpoint.open(src)
 
 
-def build_mode(ckpt: str | Path, mode: str, qat_steps: int = 60, qat_lr: float = 1e-4, progress: bool = True):
-    """(quantized model on the CPU in eval mode, QAT info or None) for ``mode`` from a Phase 2 or video checkpoint.
+def build_mode(ckpt: Checkpoint | str | Path, mode: str, qat_steps: int = 60, qat_lr: float = 1e-4,
+               progress: bool = True, phase2: Checkpoint | None = None):
+    """(quantized model on the CPU in eval mode, QAT info or None) for ``mode`` from a Phase 2 or video checkpoint
+    (an opened :class:`~sam3m4.checkpoint.Checkpoint`, or a path read once here).
 
     A tracker's memory and query carry are quantized like the student's Linear layers. For the QAT modes the
     image student is fine-tuned (from the tracker's own student weights) on Phase 2's loss; the memory, which
-    that loss does not reach, is quantized post-training.
+    that loss does not reach, is quantized post-training. ``phase2``: :func:`phase2_source` of ``ckpt`` when the
+    caller already opened it (a compare runs two QAT modes); None: opened here when a QAT mode needs it.
     """
     spec = get_mode(mode)
-    model, kind = load_source(ckpt)
+    ck = Checkpoint.open(ckpt)
+    model, kind = load_source(ck)
     if not spec.qat:
         return apply_mode(model, spec), None
-    student, info = qat_finetune(phase2_source(ckpt), mode, steps=qat_steps, lr=qat_lr, progress=progress,
+    student, info = qat_finetune(phase2 or phase2_source(ck), mode, steps=qat_steps, lr=qat_lr, progress=progress,
                                  student_state=image_model(model).state_dict())
     if kind == "student":
         return student, info
@@ -72,9 +79,10 @@ def build_mode(ckpt: str | Path, mode: str, qat_steps: int = 60, qat_lr: float =
     return model.eval(), info
 
 
-def load_val(ckpt: str | Path, data: Path | None):
-    """(val image pairs, val video pairs or None, data root): ``data`` or the checkpoint's own data root."""
-    root = Path(data) if data else Path(checkpoint_data_root(load_checkpoint(Path(ckpt)), ckpt) or SYNTH_DATA)
+def load_val(ckpt: Checkpoint | str | Path | None, data: Path | None):
+    """(val image pairs, val video pairs or None, data root): ``data`` or the checkpoint's own data root (``ckpt``
+    is opened only then; an opened :class:`~sam3m4.checkpoint.Checkpoint` is not reread)."""
+    root = Path(data) if data else Path(Checkpoint.open(ckpt).data_root or SYNTH_DATA)
     val_json = root / "saco_image" / "val.json"
     if not val_json.is_file():
         raise FileNotFoundError(f"{val_json}: no such file (pass --data, or generate it with `sam3m4 data synth`)")
@@ -121,6 +129,14 @@ def record(run: str | ResultsStore, rows, out: Path, data_root: Path, ckpt, targ
             store.record(stage=schema.STAGE4, subject=r.mode, metric=schema.TRACK_FPS, value=r.track_fps, unit="fps",
                          provenance=prov.split(";")[0] + f"; track step at {r.image_size} px, 10 warm-up then "
                          "1000 / median of 50 steps (host, not phone)")
+        op = r.presence_point
+        if op is not None:
+            how = (f"{op.how} presence threshold ({op.split}; {op.calibration_pairs} calibration / "
+                   f"{op.held_out_pairs} held-out pairs); {prov}")
+            for metric, value in ((schema.PRESENCE_THRESHOLD, op.threshold), (schema.PRESENCE_F1_HELD_OUT, op.f1_held_out),
+                                  (schema.PRESENCE_F1_HELD_OUT_05, op.f1_held_out_at_default)):
+                store.record(stage=schema.STAGE4, subject=r.mode, metric=metric, value=float(value),
+                             unit=schema.FRACTION, provenance=how, artifact=art)
         if target is not None and r.miou_drop is not None and r.mode != "fp16":
             store.record(stage=schema.STAGE4, subject=r.mode, metric=schema.MIOU_DROP, value=r.miou_drop, unit=target.unit,
                          target=target.value, comparison=target.comparison, provenance=prov)

@@ -18,7 +18,6 @@ row and the decisions in ``reports/<run>/results.jsonl`` (report section 4) and 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +25,16 @@ from typing import Callable
 
 import torch
 
+from sam3m4.checkpoint import Checkpoint
 from sam3m4.errors import ConfigError
 from sam3m4.progress import progress_bar
 from sam3m4.quantize import compare
 from sam3m4.quantize.compare import ModeResult
 from sam3m4.quantize.decision import BackendDecision, decide_per_backend, write_decision
 from sam3m4.quantize.modes import MODES, PTQ_MODES, QAT_MODES
-from sam3m4.quantize.pipeline import build_mode, load_val, record, record_backend_decisions, record_decision
-from sam3m4.quantize.storage import META, save_quantized
+from sam3m4.quantize.pipeline import (build_mode, load_val, phase2_source, record, record_backend_decisions,
+                                      record_decision)
+from sam3m4.quantize.storage import QuantizedModel, QuantizedSet, read_meta, save_quantized
 from sam3m4.results import ResultsStore
 from sam3m4.results.targets import Target, load_targets
 
@@ -50,6 +51,8 @@ class QuantizeResult:
     """The saved folder ``<out_dir>/<mode>/``."""
     data_root: Path
     """The dataset whose val pairs scored it."""
+    quantized: QuantizedModel | None = None
+    """The saved model as Stage 5 takes it (held in memory: nothing rereads it)."""
 
     @property
     def table(self) -> str:
@@ -74,6 +77,9 @@ class CompareResult:
     """What each backend ships (:func:`sam3m4.quantize.decision.decide_per_backend`), as in ``decision.json``."""
     decision_file: Path | None = None
     """``<out_dir>/decision.json``: the per-backend decisions Stage 5 exports."""
+    quantized: QuantizedSet | None = None
+    """The modes of :attr:`rows` as saved under ``out_dir`` (metadata read, weights loaded on first use): what
+    Stage 5 takes."""
 
     @property
     def chosen_mode(self) -> str:
@@ -101,9 +107,9 @@ class CompareResult:
                 + (f"\nper backend ({self.decision_file}): {per}" if per else ""))
 
 
-def check_quantize_args(ckpt: str | Path, *, num_val: int, out_dir: str | Path, data: str | Path | None = None,
-                        qat: str = "auto", qat_steps: int = 60, qat_lr: float = 1e-4, runs: int = 20,
-                        threads: int = 0) -> None:
+def check_quantize_args(ckpt: Checkpoint | str | Path, *, num_val: int, out_dir: str | Path,
+                        data: str | Path | None = None, qat: str = "auto", qat_steps: int = 60, qat_lr: float = 1e-4,
+                        runs: int = 20, threads: int = 0) -> None:
     """Every argument checked before the checkpoint loads: one line naming the ``sam3m4 quantize`` flag."""
     for flag, value, low in (("--num-val", num_val, 1), ("--qat-steps", qat_steps, 1), ("--runs", runs, 1),
                              ("--threads", threads, 0)):
@@ -121,19 +127,33 @@ def check_quantize_args(ckpt: str | Path, *, num_val: int, out_dir: str | Path, 
         raise ConfigError(f"--ckpt {ckpt}: no such checkpoint (run `sam3m4 distill phase2` first)")
 
 
-def _add_mode(ckpt, mode: str, out_dir: Path, val, videos, num_val: int, runs: int, qat_steps: int, qat_lr: float,
-              progress: bool, echo: Callable[[str], None]) -> ModeResult:
-    """Build, save and score one mode (one line printed per mode)."""
-    model, qat_info = build_mode(ckpt, mode, qat_steps=qat_steps, qat_lr=qat_lr, progress=progress)
+def _add_mode(ckpt: Checkpoint, mode: str, out_dir: Path, val, videos, num_val: int, runs: int, qat_steps: int,
+              qat_lr: float, progress: bool, echo: Callable[[str], None], phase2: Checkpoint | None = None,
+              held: dict | None = None) -> ModeResult:
+    """Build, save and score one mode (one line printed per mode); ``held``: mode -> model, filled when given."""
+    model, qat_info = build_mode(ckpt, mode, qat_steps=qat_steps, qat_lr=qat_lr, progress=progress, phase2=phase2)
+    if held is not None:
+        held[mode] = model
     path = out_dir / mode
     preset = getattr(model, "student", model).preset
     save_quantized(model, path, mode=mode, preset=preset, source=ckpt, extra={"qat": qat_info})
-    row = compare.measure(model, mode, val, num_val, runs=runs, progress=progress, videos=videos)
+    row = compare.measure(model, mode, val, num_val, runs=runs, progress=progress, videos=videos,
+                          presence_fixed=pinned_presence_threshold())
     row.qat = qat_info
     video = "" if row.jf is None else f", J&F {row.jf:.3f}, track {row.track_fps:.1f} fps"
-    echo(f"{mode}: {row.size_mb:.3f} MB, mIoU {row.miou:.3f}, Presence F1 {row.presence_f1:.3f}, "
+    op = row.presence_point
+    point = "" if op is None else (f" (presence threshold {op.threshold:.3f} {op.how}: held-out F1 "
+                                   f"{op.f1_held_out:.3f} vs {op.f1_held_out_at_default:.3f} at 0.5)")
+    echo(f"{mode}: {row.size_mb:.3f} MB, mIoU {row.miou:.3f}, Presence F1 {row.presence_f1:.3f} at 0.5{point}, "
          f"{row.avg_ms:.1f} ms{video} (saved {path})")
     return row
+
+
+def pinned_presence_threshold() -> float | None:
+    """The presence threshold the targets file pins (``presence_threshold_on_plateau.presence_threshold``), else
+    None: each mode's threshold is fitted on the val pairs (:mod:`sam3m4.metrics.operating_point`)."""
+    target = load_targets().get("presence_threshold_on_plateau")
+    return None if target is None else target.presence_threshold
 
 
 def _start(threads: int, echo: Callable[[str], None] | None) -> Callable[[str], None]:
@@ -143,7 +163,7 @@ def _start(threads: int, echo: Callable[[str], None] | None) -> Callable[[str], 
     return echo or (lambda line: None)
 
 
-def quantize_mode(ckpt: str | Path, mode: str, *, out_dir: str | Path, num_val: int = 200,
+def quantize_mode(ckpt: Checkpoint | str | Path, mode: str, *, out_dir: str | Path, num_val: int = 200,
                   data: str | Path | None = None, qat_steps: int = 60, qat_lr: float = 1e-4, runs: int = 20,
                   threads: int = 0, store: ResultsStore | None = None, run: str = "demo", progress: bool = True,
                   echo: Callable[[str], None] | None = print) -> QuantizeResult:
@@ -156,17 +176,20 @@ def quantize_mode(ckpt: str | Path, mode: str, *, out_dir: str | Path, num_val: 
     if mode not in MODES:
         raise ConfigError(f"--mode {mode!r}: unknown; choices: {', '.join(MODES)}")
     echo, out = _start(threads, echo), Path(out_dir)
+    ckpt = Checkpoint.open(ckpt)  # read once: every step below takes this object
     val, videos, data_root = load_val(ckpt, Path(data) if data else None)
-    rows = [_add_mode(ckpt, m, out, val, videos, num_val, runs, qat_steps, qat_lr, progress, echo)
+    held = {}
+    rows = [_add_mode(ckpt, m, out, val, videos, num_val, runs, qat_steps, qat_lr, progress, echo, held=held)
             for m in progress_bar([mode], desc=f"quantize {mode}", unit="mode", enabled=progress)]
     record(store if store is not None else run, rows, out, data_root, ckpt)
-    return QuantizeResult(row=rows[0], path=out / mode, data_root=data_root)
+    return QuantizeResult(row=rows[0], path=out / mode, data_root=data_root,
+                          quantized=QuantizedModel.held(held[mode], out / mode, read_meta(out / mode)))
 
 
-def quantize_compare(ckpt: str | Path, *, out_dir: str | Path, num_val: int = 200, data: str | Path | None = None,
-                     qat: str = "auto", qat_steps: int = 60, qat_lr: float = 1e-4, runs: int = 20,
-                     threads: int = 0, store: ResultsStore | None = None, run: str = "demo", progress: bool = True,
-                     echo: Callable[[str], None] | None = print) -> CompareResult:
+def quantize_compare(ckpt: Checkpoint | str | Path, *, out_dir: str | Path, num_val: int = 200,
+                     data: str | Path | None = None, qat: str = "auto", qat_steps: int = 60, qat_lr: float = 1e-4,
+                     runs: int = 20, threads: int = 0, store: ResultsStore | None = None, run: str = "demo",
+                     progress: bool = True, echo: Callable[[str], None] | None = print) -> CompareResult:
     """Every post-training mode of ``ckpt`` (and the QAT modes per ``qat``) saved, scored, judged against fp16 with
     the targets file's ``quant_miou_drop``; the chosen mode and every row recorded in ``reports/<run>/``.
 
@@ -176,6 +199,7 @@ def quantize_compare(ckpt: str | Path, *, out_dir: str | Path, num_val: int = 20
     check_quantize_args(ckpt, num_val=num_val, out_dir=out_dir, data=data, qat=qat, qat_steps=qat_steps,
                         qat_lr=qat_lr, runs=runs, threads=threads)
     echo, out = _start(threads, echo), Path(out_dir)
+    ckpt = Checkpoint.open(ckpt)  # read once: every step below takes this object
     val, videos, data_root = load_val(ckpt, Path(data) if data else None)
     rows = [_add_mode(ckpt, m, out, val, videos, num_val, runs, qat_steps, qat_lr, progress, echo)
             for m in progress_bar(PTQ_MODES, desc="quantize compare", unit="mode", enabled=progress)]
@@ -185,7 +209,8 @@ def quantize_compare(ckpt: str | Path, *, out_dir: str | Path, num_val: int = 20
     qat_why = ("requested (--qat always)" if qat == "always" else
                "no post-training mode met the mIoU gate" if qat == "auto" and not ptq_passed else None)
     if qat_why:
-        rows += [_add_mode(ckpt, m, out, val, videos, num_val, runs, qat_steps, qat_lr, progress, echo)
+        phase2 = phase2_source(ckpt)  # a video checkpoint's Phase 2 file: opened once for both QAT modes
+        rows += [_add_mode(ckpt, m, out, val, videos, num_val, runs, qat_steps, qat_lr, progress, echo, phase2)
                  for m in progress_bar(QAT_MODES, desc="quantize compare (QAT)", unit="mode", enabled=progress)]
     decision = compare.decide(rows, target)
     decision["qat_ran"], decision["qat_why"] = bool(qat_why), qat_why or (
@@ -194,8 +219,8 @@ def quantize_compare(ckpt: str | Path, *, out_dir: str | Path, num_val: int = 20
     record(store, rows, out, data_root, ckpt, target=target)
     record_decision(store, decision, target, rows)
     backends = decide_per_backend(rows, target)
-    preset = json.loads((out / "fp16" / META).read_text())["preset"]  # written by _add_mode just above
-    path = write_decision(out, backends, rows=rows, target=target, preset=preset, source=ckpt)
+    quantized = QuantizedSet(dir=out, models={r.mode: QuantizedModel.open(out / r.mode) for r in rows})
+    path = write_decision(out, backends, rows=rows, target=target, preset=quantized["fp16"].preset, source=ckpt)
     record_backend_decisions(store, path, target)
     return CompareResult(rows=tuple(rows), decision=decision, target=target, out_dir=out, data_root=data_root,
-                         backends=backends, decision_file=path)
+                         backends=backends, decision_file=path, quantized=quantized)

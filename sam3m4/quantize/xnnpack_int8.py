@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import torch
 
 from sam3m4.models.preprocess import to_pixels
+from sam3m4.quantize.backends import XNNPACK_QUANTIZER
 from sam3m4.models.tokenizer import get_tokenizer
 
 PROMPT_TOKENS = 32
@@ -52,10 +53,10 @@ CALIBRATION_PAIRS = 16
 class XnnpackInt8Plan:
     """Per-layer quantization of the XNNPACK integer modes (see the module docstring for the measurements)."""
 
-    conv_dynamic: bool = False
+    conv_dynamic: bool = XNNPACK_QUANTIZER.config["is_dynamic"]
     """False: convolutions take int8 static per-tensor activations (calibrated); True: dynamic (no calibration,
-    depthwise and reshape-fed convolutions left float)."""
-    conv_per_channel: bool = True
+    depthwise and reshape-fed convolutions left float). From the flow's settings (:mod:`.backends`)."""
+    conv_per_channel: bool = XNNPACK_QUANTIZER.config["is_per_channel"]
     """int8 convolution weights per output channel (symmetric)."""
     linear_weight_bits: int = 8
     """Bits of the Linear weights (8: per output channel; 4: per group of 32) under int8 dynamic activations."""
@@ -84,7 +85,8 @@ def conv_quantizer(dynamic: bool, plan: XnnpackInt8Plan = XNNPACK_INT8):
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer, get_symmetric_quantization_config)
 
-    config = get_symmetric_quantization_config(is_per_channel=plan.conv_per_channel, is_dynamic=dynamic)
+    config = get_symmetric_quantization_config(**{**XNNPACK_QUANTIZER.config, "is_per_channel": plan.conv_per_channel,
+                                                  "is_dynamic": dynamic})
     return XNNPACKQuantizer().set_global(config)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from sam3m4.eval.saco import PUBLISHED
 from sam3m4.env import environment_line, human_bytes
 from sam3m4.fileio import atomic_write_text
-from sam3m4.paths import DISTILL_DIR, REPORT_FILE, REPORTS_ROOT, VIDEO_CACHE_DIR, VIDEO_DIR, VIS_DIR
+from sam3m4.paths import DISTILL_DIR, REPORT_FILE, REPORTS_ROOT, VIDEO_CACHE_DIR, VIDEO_DIR, VIS_DIR, project_root, shown_path
 from sam3m4.quantize.modes import CONVS_PER_BACKEND, KEPT_HIGHER
 from sam3m4.report import deployed
 from sam3m4.report.op_gaps import op_gap_lines
@@ -115,7 +115,7 @@ class _Report:
         text = rec.provenance or "provenance not recorded"
         if rec.artifact:
             sha = f", sha256 {rec.sha256[:12]}" if rec.sha256 else ""
-            text += f" (artifact `{rec.artifact}`{sha})"
+            text += f" (artifact `{shown_path(rec.artifact)}`{sha})"
         return text
 
     def cell(self, stage: str, subject: str, metric: str, why: str | None = None) -> str:
@@ -267,24 +267,42 @@ class _Report:
                   f"- QAT 수행 여부 및 근거: {self.cell(schema.STAGE4, schema.DECISION, schema.QAT)}", ""]
         return lines + self.calibration()
 
+    def _shipped_f1(self, stage: str, subject: str) -> str:
+        """``0.317: 0.648 -> 0.787``: the shipped presence threshold, Presence F1 at 0.5 and at it (Stage 4: on the
+        held-out pairs; a .pte: on every pair, nothing of it was fitted); ``-`` when not recorded."""
+        thr = self.find(stage, subject, schema.PRESENCE_THRESHOLD)
+        if stage == schema.STAGE5:
+            at_05, at_t = self.find(stage, subject, schema.PRESENCE_F1), self.find(stage, subject, schema.PRESENCE_F1_SHIPPED)
+        else:
+            at_05, at_t = (self.find(stage, subject, m) for m in (schema.PRESENCE_F1_HELD_OUT_05, schema.PRESENCE_F1_HELD_OUT))
+        if thr is None or at_05 is None or at_t is None:
+            return "-"
+        return f"{thr.value:.3f}: {at_05.value:.3f} -> {at_t.value:.3f}" + self.notes.ref(self.provenance(thr))
+
     def calibration(self) -> list[str]:
         """The presence calibration table (teacher and student of Stage 3, every Stage 4 mode) and its two gates."""
         rows = [(label, schema.STAGE3, subject) for label, subject, _ in STAGE3_ROWS[:2]]
         rows += [(label, schema.STAGE4, mode) for label, mode in QUANT_ROWS]
+        rows += [(f".pte {s}", schema.STAGE5, s) for s in dict.fromkeys(
+            r.subject for r in self.records if r.stage == schema.STAGE5 and r.metric == schema.PRESENCE_ECE)]
         rows = [r for r in rows if self.find(r[1], r[2], schema.PRESENCE_ECE) is not None]
         plateau = self.targets.get("presence_threshold_on_plateau")
-        shipped = plateau.presence_threshold if plateau is not None and plateau.presence_threshold is not None else 0.5
+        pinned = plateau.presence_threshold if plateau is not None else None
+        ships = (f"The app ships threshold {pinned:g} (pinned by the targets file)" if pinned is not None else
+                 "The app ships each mode's presence threshold, fitted by Stage 4 on a calibration part of the val "
+                 "pairs (by image); 'F1 @0.5 -> @shipped' is Presence F1 on the held-out part (.pte rows: every pair)")
         lines = ["### Presence calibration", "",
                  "> Presence score = a pair's highest detection score over all queries. ECE: 15 equal-width bins, "
                  "95% bootstrap interval; best F1 over every threshold and the plateau (thresholds within 0.01 of "
                  f"it); SA-Co cgF1 / IL_MCC (Meta's evaluator) with detections kept at 0.5 and at the F1-best "
-                 f"threshold. The app ships threshold {shipped:g}. docs/metrics.md defines each number.", ""]
+                 f"threshold. {ships}. docs/metrics.md defines each number.", ""]
         if not rows:
             return lines + ["- " + "-" + self.notes.ref(
                 f"not measured in run `{self.run}`: the Stage 3 and Stage 4 gates record it "
                 "(`acceptance/test_stage3.py`, `acceptance/test_stage4.py`)"), ""]
-        lines += ["| 모델 | ECE [95% CI] | Best F1 @ threshold | F1 plateau | cgF1 @0.5 | IL_MCC @0.5 | "
-                  "cgF1 @best | IL_MCC @best |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += ["| 모델 | ECE [95% CI] | Best F1 @ threshold | F1 plateau | 출시 임계값: F1 @0.5 -> @shipped | "
+                  "cgF1 @0.5 | IL_MCC @0.5 | cgF1 @best | IL_MCC @best |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for label, stage, subject in rows:
             num = lambda metric: self.find(stage, subject, metric)  # noqa: E731
             low, high = num(schema.PRESENCE_ECE_LOW), num(schema.PRESENCE_ECE_HIGH)
@@ -299,7 +317,8 @@ class _Report:
             ece_cell = format_value(ece_rec.value, ece_rec.unit) + ci + self.notes.ref(self.provenance(ece_rec))
             best_cell = ("-" if best is None else format_value(best.value, best.unit) + at
                          + self.notes.ref(self.provenance(best)))
-            lines.append(f"| {label} | {ece_cell} | {best_cell} | {span} | " + " | ".join(saco) + " |")
+            lines.append(f"| {label} | {ece_cell} | {best_cell} | {span} | {self._shipped_f1(stage, subject)} | "
+                         + " | ".join(saco) + " |")
         lines += ["", "- 게이트 (출시 모드):"]
         for key, metric in (("presence_threshold_on_plateau", schema.PRESENCE_F1_GAP),
                             ("presence_ece_rise", schema.PRESENCE_ECE_RISE)):
@@ -457,6 +476,7 @@ def render_report(run: str, root: str | os.PathLike = REPORTS_ROOT, author: str 
         plots = write_plots(run, root=root, targets=targets, records=rep.records)
     body += markdown_links(plots)
     text = "\n".join(body) + "\n---\n\n" + rep.notes.render() + "\n"
+    text = text.replace(f"{project_root()}/", "")  # paths under the project read relative to it, on any machine
     return atomic_write_text(store.dir / REPORT_FILE, text)
 
 

@@ -7,6 +7,9 @@ decided from the record's fields (``passed``, ``failed_stage``, ``outcome``), ne
 
 * Stage 3 gates (student vs teacher, host eager) hold for every target: one cell spans the columns;
 * Stage 4 (``quant_miou_drop``): the mIoU drop of the quant mode each target ships (the mode of its export);
+  the presence calibration gates: the shipped threshold on the F1 plateau (the ``.pte``'s held-out pairs when it
+  was scored here, else the mode's host eager score) and the ECE rise vs fp16 ("not measured" when the bootstrap
+  cannot resolve it on the pairs scored: a warning);
 * Stage 5: the ``.pte`` of each target; a failed or impossible export decides every cell of its column;
   on-device latency / FPS come from ``sam3m4 device import`` (iOS Core ML: a Mac's timing when no phone's).
 
@@ -28,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from sam3m4.paths import REPORTS_ROOT
+from sam3m4.quantize.modes import MODES
 from sam3m4.report.accepted import Acceptance, load_accepted
 from sam3m4.results import schema
 from sam3m4.results.schema import (FAIL, GATE_OUTCOMES, NOT_MEASURABLE, NOT_MEASURED, PASS, UNSUPPORTED,
@@ -203,6 +207,8 @@ class _Gate:
     absent: Callable[["_Records", Column, str], str | None] | None = None
     """When no record is found: (records, column, its mode) -> why the gate does not apply to this ``.pte`` (the
     cell is then :data:`UNSUPPORTED`), or None (not measured)."""
+    how: str = ""
+    """The command that fills a missing record ({subject}, {run}); empty: :data:`HOW_TO_FILL` of the stage."""
 
 
 class _Records:
@@ -257,6 +263,41 @@ def _stage4(recs: _Records, col: Column, mode: str) -> tuple[Record | None, str]
     return recs.get(schema.STAGE4, mode, schema.MIOU_DROP), ""
 
 
+def _shipped_then_eager(metric: str):
+    """The column's ``.pte`` record (Stage 5, scored through the runtime) when it has a value or failed, else Stage 4's
+    record of its mode (host eager; the note says so), else the ``.pte``'s "not measured" record."""
+    def find(recs: _Records, col: Column, mode: str) -> tuple[Record | None, str]:
+        pte = recs.get(schema.STAGE5, f"{col.key}/{mode}", metric)
+        if pte is not None and (pte.value is not None or pte.failed_stage):
+            return pte, ""
+        eager = recs.get(schema.STAGE4, mode, metric)
+        if eager is not None:
+            why = f" ({pte.note})" if pte is not None and pte.note else ""
+            return eager, f"host eager: the .pte was not scored{why}"
+        return pte, ""
+    return find
+
+
+def _of_mode(metric: str):
+    """Stage 4's record of the column's mode (``metric``)."""
+    def find(recs: _Records, col: Column, mode: str) -> tuple[Record | None, str]:
+        return recs.get(schema.STAGE4, mode, metric), ""
+    return find
+
+
+def _float_program(recs: _Records, col: Column, mode: str) -> str | None:
+    """A float XNNPACK program has no int8 layers by design: the int8 MAC share does not apply to it."""
+    spec = MODES.get(mode)
+    return f"{mode}: a float program (no int8 layers by design)" if spec is not None and spec.linear is None else None
+
+
+def _int8_share(recs: _Records, col: Column, mode: str) -> tuple[Record | None, str]:
+    """The int8 MAC share of an integer-mode ``.pte`` (a float program's share, recorded too, is not judged)."""
+    if _float_program(recs, col, mode):
+        return None, ""
+    return recs.get(schema.STAGE5, f"{col.key}/{mode}", schema.XNNPACK_INT8_MAC_SHARE), ""
+
+
 HOW_TO_FILL = {  # why a cell has no record: the command that fills it ({subject}: the record's, {run})
     "Stage 4": "no stage4 {subject} miou_drop record: run `sam3m4 quantize --mode compare --run {run}`",
     "Stage 5": "no stage5 {subject} record: run the Stage 5 gates (`pytest acceptance/test_stage5.py --run {run}`)",
@@ -277,11 +318,22 @@ GATES = (
     _Gate("Stage 3", "embedded_teacher_presence_f1", "embedded teacher Presence F1", subject=schema.TEACHER_EMBEDDED,
           metric=schema.PRESENCE_F1, optional=True),
     _Gate("Stage 4", "quant_miou_drop", "mIoU drop of the shipped mode vs fp16", find=_stage4, after_export=False),
+    _Gate("Stage 4", "presence_threshold_on_plateau", "shipped presence threshold on the F1 plateau (held-out pairs)",
+          find=_shipped_then_eager(schema.PRESENCE_F1_GAP), after_export=False,
+          how="no {subject} presence_f1_gap record: run the Stage 4 gates (`pytest acceptance/test_stage4.py --run "
+              "{run}`) or score the .pte (`sam3m4 export ... --run {run}`)"),
+    _Gate("Stage 4", "presence_ece_rise", "presence ECE rise of the shipped mode vs fp16", find=_of_mode(
+          schema.PRESENCE_ECE_RISE), after_export=False,
+          how="no stage4 {subject} presence_ece_rise record: run the Stage 4 gates (`pytest acceptance/test_stage4.py "
+              "--run {run}`)"),
     _Gate("Stage 5", "pte_size_mb", ".pte size", find=_stage5(schema.PTE_MB)),
     _Gate("Stage 5", "npu_utilisation", "NPU coverage", find=_stage5(schema.ANE_PERCENT, schema.NPU_PERCENT),
           applies=("coreml", "qnn"), why_not="a CPU backend: no NPU"),
     _Gate("Stage 5", "xnnpack_mask_iou", ".pte vs eager mask IoU", find=_stage5(schema.MASK_IOU, "mask_iou/forward"),
           applies=("xnnpack",), why_not="numerics are checked where the .pte runs: the host XNNPACK reference"),
+    _Gate("Stage 5", "xnnpack_int8_mac_share", "image path MACs in XNNPACK int8 kernels",
+          find=_int8_share, applies=("xnnpack",),
+          why_not="an XNNPACK figure (read from its lowered graph)", absent=_float_program),
     _Gate("Stage 5", "deployed_miou_drop", ".pte mIoU drop vs fp16 eager (runtime, val pairs)",
           find=_stage5(schema.DEPLOYED_MIOU_DROP)),
     _Gate("Stage 5", "export_fidelity_miou", ".pte vs its own mode's eager mIoU", find=_stage5(schema.EXPORT_MIOU_GAP)),
@@ -394,7 +446,7 @@ def _column_cell(gate: _Gate, recs: _Records, col: Column, mode: str | None, tar
     if cell is None:
         subject = (f"{col.platform}/{col.key}/{mode}" if gate.on_device else mode if gate.stage == "Stage 4"
                    else f"{col.key}/{mode}")
-        how = HOW_TO_FILL["device" if gate.on_device else gate.stage]
+        how = gate.how or HOW_TO_FILL["device" if gate.on_device else gate.stage]
         return Cell(NOT_MEASURED, subject=subject, reason=how.format(subject=subject, run=run or "RUN"))
     return cell
 

@@ -110,6 +110,9 @@ DEPLOYED_EVAL_S, SHIPPED = "deployed_eval_s", "shipped"
 SHIPPED_DECISION, SHIPPED_EXTRA = "decision", "extra"  # the values of a ``shipped`` record
 BUNDLE_MB, BUNDLE_MASK_IOU, BUNDLE_PASSED = "bundle_mb", "bundle_mask_iou", "bundle_passed"
 BUNDLE_MAX_ABS_ERROR, OP_GAP_SNR_DB = "bundle_max_abs_error", "op_gap_snr_db"
+PRESENCE_THRESHOLD, PRESENCE_F1_SHIPPED = "presence_threshold", "presence_f1_shipped"
+PRESENCE_F1_HELD_OUT, PRESENCE_F1_HELD_OUT_05 = "presence_f1_held_out", "presence_f1_held_out_05"
+MIOU_SHIPPED = "miou_shipped"
 
 METRICS = _metrics(
     (MIOU, FRACTION, "mean IoU over (image, noun phrase) pairs"),
@@ -171,6 +174,11 @@ METRICS = _metrics(
     (BUNDLE_PASSED, TEXT, "every bundled case within ExecuTorch's elementwise check (rtol 1e-3, atol 1e-5)"),
     (BUNDLE_MAX_ABS_ERROR, TEXT, "bundled run's max |out - reference| over methods, cases and outputs"),
     (OP_GAP_SNR_DB, DB, "lowest per-operator SNR of the XNNPACK program vs eager (ExecuTorch Inspector)"),
+    (PRESENCE_THRESHOLD, FRACTION, "the presence threshold shipped with a mode (fitted on a calibration part of val)"),
+    (PRESENCE_F1_SHIPPED, FRACTION, "Presence F1 at the shipped presence threshold (every scored pair)"),
+    (PRESENCE_F1_HELD_OUT, FRACTION, "Presence F1 at the shipped threshold on the held-out part of the val pairs"),
+    (PRESENCE_F1_HELD_OUT_05, FRACTION, "Presence F1 at SAM 3's 0.5 on the held-out part of the val pairs"),
+    (MIOU_SHIPPED, FRACTION, "mIoU with detections kept at the shipped presence threshold"),
 )
 
 # Metrics whose name is built when written, with the code that builds it (the schema test accepts these).

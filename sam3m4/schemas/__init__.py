@@ -20,6 +20,7 @@ reports/<run>/manifest.json :class:`pipeline.RunManifest`               ``sam3m4
 data/<set>/manifest.json    :class:`pipeline.SynthManifest`             ``sam3m4.data.synth``
 prune log (last line)       :class:`storage.PruneLog`                   ``sam3m4.storage.prune``
 quantized.json              :class:`quantize.QuantizedMeta`             ``sam3m4.quantize.storage``
+decision.json               :class:`quantize.DecisionFile`              ``sam3m4.quantize.decision``
 <pte>.vocab.json            :class:`vocab.VocabFile`                    ``sam3m4.export.token_table``
 ==========================  ==========================================  =========================================
 """

@@ -406,7 +406,7 @@ def _deployed(metric: str, target: str):
 
 def _bundle(bench, value):
     """The bundled ``.pte`` run on this host (XNNPACK) agreeing with its bundled reference at mask IoU ``value``
-    (the planted wrong reference itself: ``tests/test_bundle.py``)."""
+    (the planted wrong reference itself: ``tests/export/test_bundle.py``)."""
     recs = bench.records(XNNPACK.subject, {schema.EXPORT_OK: True, schema.BUNDLE_MASK_IOU: value})
     test_stage5.test_bundle_verification(XNNPACK, _export(recs), bench.store, bench.gate, bench.release)
 

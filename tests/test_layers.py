@@ -181,3 +181,15 @@ def test_the_checker_sees_a_planted_upward_import(tmp_path, monkeypatch):
     assert [line.split(": ", 1)[1] for line in upward_imports()] == [
         "sam3m4.data.x (layer 1) imports sam3m4.report.markdown (layer 7)"]
     assert hidden_imports() == {"sam3m4/data/y.py": 1}
+
+
+def test_tests_mirror_the_package():
+    """``tests/<name>/`` holds the tests of ``sam3m4/<name>`` (a package or module); tests of the whole project or
+    of top-level modules sit in ``tests/`` itself."""
+    tests = ROOT.parent / "tests"  # ROOT: the sam3m4 package
+    folders = sorted(p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    assert folders, "tests/ has no package folders"
+    for name in folders:
+        assert (ROOT / name).is_dir() or (ROOT / f"{name}.py").is_file(), (
+            f"tests/{name}/: no sam3m4/{name} package or module to mirror")
+        assert list((tests / name).glob("test_*.py")), f"tests/{name}/: no test file"

@@ -24,7 +24,7 @@ sigmoid(query logit) x sigmoid(presence logit)); 0 when the model returns none. 
     curve = f1_curve(s, y); curve.best_f1, curve.best_threshold      # 0.8, 0.4
     ece(s, y)                        # 0.4
 
-Tests: ``python -m pytest tests/test_metrics_calibration.py -q``.
+Tests: ``python -m pytest tests/metrics/test_metrics_calibration.py -q``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
   as the semi-supervised protocol does); J-Mean / F-Mean are means over objects; J&F = (J-Mean + F-Mean) / 2.
 
 Void pixels and seg2bmap's resize branch are not ported (ground truth and prediction share one size).
-Tests: ``python -m pytest tests/test_metrics_davis.py -q``.
+Tests: ``python -m pytest tests/metrics/test_metrics_davis.py -q``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Example::
     meter.add(pred_masks, gt_masks)        # (N,H,W) or (H,W) bool each; N may be 0
     meter.result()                         # MIoUResult(miou=..., num_pairs=...)
 
-Tests: ``python -m pytest tests/test_metrics_image.py -q``.
+Tests: ``python -m pytest tests/metrics/test_metrics_image.py -q``.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ number a user reads was not seen by the fit. Pure numpy.
     op = fit_operating_point(res.presence_scores, res.present, groups)
     op.threshold, op.f1_held_out, op.f1_held_out_at_default, op.best_f1_held_out
 
-Tests: ``python -m pytest tests/test_calibration_fit.py -q``.
+Tests: ``python -m pytest tests/metrics/test_calibration_fit.py -q``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Writers (training, evaluation, quantize, export, device import, prune, the gates) and readers (the Markdown report,
 the release matrix, the plots, the gates) use these constants, never a string typed in two places, so renaming a
-metric here renames it for both sides; ``tests/test_results_schema.py`` fails when the report reads a metric that
+metric here renames it for both sides; ``tests/results/test_results_schema.py`` fails when the report reads a metric that
 no writer records.
 
     store.record(stage=schema.STAGE3, subject=schema.STUDENT_PHASE2, metric=schema.MIOU, value=0.57,

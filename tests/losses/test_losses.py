@@ -1,0 +1,257 @@
+"""SAM 3-style set-prediction loss (Hungarian matching) and a short bootstrap-teacher smoke run.
+
+    python -m pytest tests/losses/test_losses.py -q
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from sam3m4.losses.set_prediction import SetLossWeights, hungarian_match, set_prediction_loss
+
+ROOT = Path(__file__).resolve().parents[2]
+H = W = 16
+
+
+def _square(x0, y0, x1, y1):
+    m = torch.zeros(H, W)
+    m[y0:y1, x0:x1] = 1
+    return m, torch.tensor([x0 / W, y0 / H, x1 / W, y1 / H])
+
+
+def _targets():
+    (m1, b1), (m2, b2) = _square(1, 1, 6, 6), _square(8, 9, 15, 14)
+    return [{"masks": torch.stack([m1, m2]), "boxes_xyxy": torch.stack([b1, b2])},
+            {"masks": torch.zeros(0, H, W), "boxes_xyxy": torch.zeros(0, 4)}]  # absent pair
+
+
+def _prediction(targets, Q=5, shift=0):
+    """Perfect prediction: queries 3 and 1 of pair 0 reproduce the two instances (masks shifted by ``shift``)."""
+    masks = torch.full((2, Q, H, W), -8.0)
+    boxes = torch.tensor([0.4, 0.4, 0.6, 0.6]).repeat(2, Q, 1)
+    logits = torch.full((2, Q), -8.0)
+    for q, k in ((3, 0), (1, 1)):
+        masks[0, q] = targets[0]["masks"][k].roll(shift, dims=1) * 16 - 8
+        boxes[0, q] = (targets[0]["boxes_xyxy"][k] + shift / W).clamp(0, 1)
+        logits[0, q] = 8.0
+    return {"mask_logits": masks, "query_logits": logits, "boxes_xyxy": boxes,
+            "presence_logit": torch.tensor([[8.0], [-8.0]]), "semantic_logits": masks.amax(1, keepdim=True)}
+
+
+def test_perfect_prediction_beats_shifted_one():
+    t = _targets()
+    perfect = set_prediction_loss(_prediction(t), t)
+    shifted = set_prediction_loss(_prediction(t, shift=3), t)
+    assert perfect["num_matched"] == 2
+    assert perfect["loss"] < 0.1 * shifted["loss"]
+    for term in ("mask_bce", "mask_dice", "box_l1", "box_giou"):
+        assert perfect[term] < shifted[term]
+
+
+def test_matching_finds_the_right_queries_and_is_permutation_invariant():
+    t = _targets()
+    pred = _prediction(t, shift=1)
+    q, k = hungarian_match(pred["query_logits"][0], pred["mask_logits"][0], pred["boxes_xyxy"][0],
+                           t[0]["masks"], t[0]["boxes_xyxy"])
+    assert dict(zip(q.tolist(), k.tolist())) == {1: 1, 3: 0}
+    base = set_prediction_loss(pred, t)["loss"]
+    perm = torch.tensor([4, 2, 0, 3, 1])  # shuffle the queries
+    shuffled = {k: (v[:, perm] if k in ("mask_logits", "query_logits", "boxes_xyxy") else v) for k, v in pred.items()}
+    assert torch.allclose(set_prediction_loss(shuffled, t)["loss"], base, atol=1e-5)
+    flipped = [{"masks": t[0]["masks"].flip(0), "boxes_xyxy": t[0]["boxes_xyxy"].flip(0)}, t[1]]  # reorder GT
+    assert torch.allclose(set_prediction_loss(pred, flipped)["loss"], base, atol=1e-5)
+
+
+def test_absent_pair_gets_only_classification_and_presence_negatives():
+    t = _targets()[1:]
+    pred = {k: v[1:] for k, v in _prediction(_targets()).items()}
+    pred["query_logits"] = pred["query_logits"].clone().fill_(3.0)  # confident queries on an absent pair
+    pred["presence_logit"] = torch.tensor([[3.0]])  # and a confident (wrong) presence
+    out = set_prediction_loss(pred, t, SetLossWeights(semantic=0.0))
+    assert out["num_matched"] == 0
+    assert out["mask_bce"] == out["mask_dice"] == out["box_l1"] == out["box_giou"] == 0
+    assert out["cls"] > 1.0 and out["presence"] > 1.0
+    pred["presence_logit"] = torch.tensor([[-8.0]])  # presence right: the final scores are low already
+    assert set_prediction_loss(pred, t, SetLossWeights(semantic=0.0))["cls"] < 0.1
+    assert set_prediction_loss(pred, t, SetLossWeights(semantic=0.0, absent_cls=0.0))["cls"] == 0
+
+
+def test_shipped_bootstrap_config_is_valid():
+    from sam3m4.teacher.bootstrap import _split_kwargs
+
+    cfg = yaml.safe_load((ROOT / "configs" / "teacher_bootstrap.yaml").read_text())
+    for key in ("data_root", "out_dir", "time_budget_s", "seed"):
+        cfg.pop(key)
+    _split_kwargs(cfg)  # raises ConfigError naming an unknown key
+
+
+@pytest.fixture(scope="module")
+def tiny_synth(tmp_path_factory):
+    from sam3m4.data.synth import generate
+
+    out = tmp_path_factory.mktemp("synth")
+    generate(out, n_images=10, n_videos=0, seed=3, image_size=64, progress=False)
+    return out
+
+
+def test_bootstrap_smoke_decreases_loss_and_reloads(tiny_synth, tmp_path):
+    from sam3m4.teacher.bootstrap import bootstrap_teacher
+    from sam3m4.teacher.sam3 import load_teacher
+
+    out_dir = tmp_path / "teacher"
+    r = bootstrap_teacher(tiny_synth, out_dir, max_steps=20, seed=0, progress=False,
+                          image_size=56, hidden_size=32, vit_layers=1, vit_window=2, text_layers=1,
+                          decoder_layers=1, num_queries=6, lr=2e-3, batch_size=4, pairs_per_image=2)
+    assert r["steps"] == 20
+    assert r["final_loss"] < r["first_loss"]
+    assert 0.0 <= r["val_miou"] <= 1.0 and 0.0 <= r["val_presence_f1"] <= 1.0
+    assert (out_dir / "bootstrap_metrics.json").is_file()
+    assert load_teacher(out_dir).image_size == 56
+
+
+def test_bootstrap_is_the_same_teacher_on_a_slow_host(tiny_synth, tmp_path):
+    """Training is bounded by steps, never by the clock: a host whose clock runs far past the time budget trains
+    the same teacher, all of its steps, and only warns."""
+    from safetensors.torch import load_file
+
+    from sam3m4.teacher import bootstrap
+
+    kw = dict(time_budget_s=300, max_steps=6, seed=0, progress=False, image_size=56, hidden_size=32, vit_layers=1,
+              vit_window=2, text_layers=1, decoder_layers=1, num_queries=6, lr=2e-3, batch_size=4, pairs_per_image=2)
+    fast = bootstrap.bootstrap_teacher(tiny_synth, tmp_path / "a", evaluate_val=False, **{**kw, "time_budget_s": None})
+    real_time, calls = bootstrap.time.time, [0]
+
+    def slow_clock():  # every reading 1000 s after the last: the loop "takes" far over its 300 s budget
+        calls[0] += 1
+        return real_time() + 1000.0 * calls[0]
+
+    bootstrap.time.time = slow_clock
+    try:
+        with pytest.warns(UserWarning, match="over time_budget_s"):
+            slow = bootstrap.bootstrap_teacher(tiny_synth, tmp_path / "b", evaluate_val=False, **kw)
+    finally:
+        bootstrap.time.time = real_time
+    assert fast["steps"] == slow["steps"] == 6
+    assert slow["over_time_budget"] and not fast["over_time_budget"]
+    a, b = (load_file(str(tmp_path / d / "model.safetensors")) for d in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bootstrap_stops_on_a_non_finite_loss(tiny_synth, tmp_path):
+    """A NaN loss stops the bootstrap with one line naming the stage and the step, and nothing is saved."""
+    from sam3m4.errors import TrainingDiverged
+    from sam3m4.teacher.bootstrap import bootstrap_teacher
+
+    with pytest.raises(TrainingDiverged, match=r"^teacher bootstrap loss step 1: nan \(not finite\); run stopped, no checkpoint written yet"):
+        bootstrap_teacher(tiny_synth, tmp_path / "t", max_steps=3, seed=0, progress=False, image_size=56,
+                          hidden_size=32, vit_layers=1, vit_window=2, text_layers=1, decoder_layers=1,
+                          num_queries=6, batch_size=4, pairs_per_image=2, loss_cls=float("nan"))
+    assert not (tmp_path / "t" / "model.safetensors").exists()
+
+
+def test_phrase_targets_are_every_phrase_union_on_each_image(tiny_synth):
+    """The dense auxiliary loss's targets: per image, each phrase's union mask (zeros when absent), flipped
+    with the image."""
+    from transformers import Sam3Model
+
+    from sam3m4.teacher.bootstrap_data import PairTensors
+    from sam3m4.teacher.bootstrap_model import build_config
+    from sam3m4.teacher.sam3 import Sam3Teacher
+
+    teacher = Sam3Teacher(Sam3Model(build_config(image_size=56, hidden_size=32, vit_layers=1, vit_window=2,
+                                                 text_layers=1, decoder_layers=1, num_queries=6)))
+    data = PairTensors.from_json(tiny_synth / "saco_image" / "train.json", teacher, 16, keep_full=False)
+    idx = torch.arange(len(data))
+    maps = data.phrase_targets(idx)  # (I, T, 16, 16)
+    assert maps.shape == (len(data.pixels), len(data.phrases), 16, 16)
+    for p in range(len(data)):
+        got = maps[data.image_of[p], data.phrase_of[p]]
+        want = data.masks[p].amax(0) if data.present[p] else torch.zeros(16, 16)
+        assert torch.allclose(got, want, atol=1e-3), data.phrases[data.phrase_of[p]]
+    assert maps.sum() > 0
+    flip = torch.ones(len(data), dtype=torch.bool)
+    assert torch.equal(data.phrase_targets(idx, flip), maps.flip(-1))
+
+
+def test_phase2_score_term_is_zero_at_the_teacher_and_pulls_the_joint_score_to_it():
+    """Phase 2's ``score`` term: soft BCE of max_q sigmoid(q) * sigmoid(presence), the product SAM 3 thresholds."""
+    from sam3m4.distill.losses import best_log_score, soft_bce_prob, weights_from_config
+
+    q, p = torch.tensor([[0.3, -1.0, 2.0], [-3.0, -2.0, -4.0]]), torch.tensor([[1.0], [-0.5]])
+    want = (q.sigmoid() * p.sigmoid()).amax(1)
+    assert torch.allclose(best_log_score(q, p).exp(), want)
+    assert soft_bce_prob(want.log(), want).abs() < 1e-5  # binary KL: 0 when the student matches
+    q_s, p_s = torch.zeros(2, 3, requires_grad=True), torch.zeros(2, 1, requires_grad=True)  # student scores 0.25
+    target = torch.tensor([0.9, 0.05])
+    loss = soft_bce_prob(best_log_score(q_s, p_s), target)
+    assert loss > 0.1
+    loss.backward()
+    assert p_s.grad[0] < 0 < p_s.grad[1]  # descent raises pair 0's score and lowers pair 1's
+    assert weights_from_config({"w_score": 2.0}).score == 2.0
+
+
+def test_phase2_gt_score_term_pulls_the_joint_score_to_the_labels_where_the_teacher_is_wrong():
+    """``gt_score``: the joint score against the ground-truth presence, so labels correct a teacher's misses."""
+    from sam3m4.distill.losses import OutputDistillWeights, output_distill_loss
+
+    t = _targets()  # pair 0 present, pair 1 absent
+    teacher = {"presence_logit": torch.full((2, 1), -6.0), "semantic_logits": torch.full((2, 1, H, W), -6.0),
+               "mask_index": torch.full((2, 2), -1), "mask_logits": torch.zeros(2, 2, H, W),
+               "query_logits": torch.full((2, 5), -6.0), "boxes_xyxy": torch.zeros(2, 5, 4)}  # misses pair 0
+    w = OutputDistillWeights(gt_score=1.0)
+    right = output_distill_loss(_prediction(t), teacher, w, t)
+    wrong = _prediction(t)
+    wrong["presence_logit"] = torch.tensor([[-8.0], [8.0]], requires_grad=True)
+    wrong_terms = output_distill_loss(wrong, teacher, w, t)
+    assert right["gt_score"] < 1e-2 < wrong_terms["gt_score"]
+    wrong_terms["gt_score"].backward()
+    assert wrong["presence_logit"].grad[0] < 0 < wrong["presence_logit"].grad[1]
+    assert "gt_score" not in output_distill_loss(_prediction(t), teacher, w, None)  # no labels, no term
+    assert "gt_score" not in output_distill_loss(_prediction(t), teacher, OutputDistillWeights(), t)
+
+
+@pytest.mark.parametrize("code", range(8))
+def test_dihedral_moves_boxes_with_their_masks(code):
+    """Each of the 8 symmetries of the bootstrap's augmentation keeps a box the tight box of its mask."""
+    from sam3m4.teacher.bootstrap_data import dihedral, dihedral_boxes
+
+    m = torch.zeros(1, 12, 12)
+    m[0, 2:5, 6:11] = 1  # rows 2-4, columns 6-10
+    box = torch.tensor([[6, 2, 11, 5]], dtype=torch.float32) / 12  # XYXY, pixel edges, in [0, 1]
+    t = dihedral(m, code)[0]
+    rows, cols = torch.nonzero(t.any(1)).flatten(), torch.nonzero(t.any(0)).flatten()
+    want = torch.tensor([[cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]], dtype=torch.float32) / 12
+    assert torch.allclose(dihedral_boxes(box, code), want), code
+    assert code != 1 or torch.equal(dihedral(m, 1), m.flip(-1))  # code 1 is the plain horizontal flip
+
+
+def test_balanced_pairs_make_presence_unpredictable_from_the_phrase(tiny_synth):
+    """In SA-Co synth a one-word phrase ("star") is asked mostly when present (every present shape is asked,
+    absent ones rarely): a model can learn presence from the text alone. balance_pairs adds every absent
+    (image, phrase) pair and draws each phrase kind present half the time."""
+    from transformers import Sam3Model
+
+    from sam3m4.teacher.bootstrap import _balanced_pick
+    from sam3m4.teacher.bootstrap_data import PairTensors
+    from sam3m4.teacher.bootstrap_model import build_config
+    from sam3m4.teacher.sam3 import Sam3Teacher
+
+    teacher = Sam3Teacher(Sam3Model(build_config(image_size=56, hidden_size=32, vit_layers=1, vit_window=2,
+                                                 text_layers=1, decoder_layers=1, num_queries=6)))
+    data = PairTensors.from_json(tiny_synth / "saco_image" / "train.json", teacher, 16, keep_full=False)
+    n, images = len(data), len(data.pixels)
+    added = data.add_absent_pairs()
+    assert len(data) == n + added == images * len(data.phrases)  # every (image, phrase) once
+    assert not data.present[n:].any() and all(len(m) == 0 for m in data.masks[n:])
+    inputs, targets = data.batch(torch.arange(n, len(data))[:4])  # a added pair is a negative with no instance
+    assert all(len(t["masks"]) == len(t["boxes_xyxy"]) == 0 for t in targets)
+    cells, gen = data.balanced_cells(), torch.Generator().manual_seed(0)
+    single = torch.tensor([" " not in p for p in data.phrases])[data.phrase_of]
+    picks = torch.cat([_balanced_pick(cells[i], 4, gen) for _ in range(200) for i in range(images)])
+    for kind in (True, False):
+        share = data.present[picks[single[picks] == kind]].float().mean().item()
+        assert 0.4 < share < 0.6, (kind, share)

@@ -255,3 +255,40 @@ def test_balanced_pairs_make_presence_unpredictable_from_the_phrase(tiny_synth):
     for kind in (True, False):
         share = data.present[picks[single[picks] == kind]].float().mean().item()
         assert 0.4 < share < 0.6, (kind, share)
+
+
+def test_hard_negatives_are_the_same_image_one_word_away(tiny_synth):
+    """hard_negatives asks an image for a near miss of what it shows ("blue circle" or "red star" next to a red
+    circle, "star" next to a circle): absent on that image, the same phrase kind, one word changed."""
+    from transformers import Sam3Model
+
+    from sam3m4.teacher.bootstrap import _hard_pick
+    from sam3m4.teacher.bootstrap_data import PairTensors
+    from sam3m4.teacher.bootstrap_model import build_config
+    from sam3m4.teacher.sam3 import Sam3Teacher
+
+    teacher = Sam3Teacher(Sam3Model(build_config(image_size=56, hidden_size=32, vit_layers=1, vit_window=2,
+                                                 text_layers=1, decoder_layers=1, num_queries=6)))
+    data = PairTensors.from_json(tiny_synth / "saco_image" / "train.json", teacher, 16, keep_full=False)
+    data.add_absent_pairs()
+    near = data.near_misses()
+    assert len(near) == len(data)
+    maps = data.phrase_maps.flatten(2).amax(-1) > 0  # (I, T) phrase shown on image
+    checked = 0
+    for p, hits in enumerate(near):
+        if not data.present[p]:
+            assert len(hits) == 0
+            continue
+        words = data.phrases[data.phrase_of[p]].split(" ")
+        for q in hits.tolist():
+            other = data.phrases[data.phrase_of[q]].split(" ")
+            assert data.image_of[q] == data.image_of[p] and not data.present[q]
+            assert not maps[data.image_of[q], data.phrase_of[q]]
+            assert len(other) == len(words) and sum(a != b for a, b in zip(words, other)) == 1
+            checked += 1
+    assert checked > 0
+    gen = torch.Generator().manual_seed(0)
+    for pairs in data.pairs_of_image():
+        anchors = pairs[torch.tensor([len(near[q]) > 0 for q in pairs.tolist()], dtype=torch.bool)]
+        picks = _hard_pick(anchors, near, 3, gen)
+        assert len(picks) == (3 if len(anchors) else 0) and not data.present[picks].any()

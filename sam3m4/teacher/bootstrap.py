@@ -58,6 +58,7 @@ TRAIN_DEFAULTS = dict(
     hflip=True,
     dihedral=False,  # with hflip: each sampled image gets one of the 8 square symmetries (shapes are rotated anyway)
     balance_pairs=False,  # pairs drawn 50/50 by phrase kind (one word / colour + shape) and by present / absent
+    hard_negatives=0,  # per sampled image, this many extra absent pairs one word away from a present phrase
     max_steps=1600,  # training length; the LR schedule follows step / max_steps (never the clock)
     reinit=True,  # width-aware re-initialisation (reinit_for_small_width)
     colour_patch_init=True,  # reinit: 48 patch-embedding channels start as 4 x 4 sub-cell colour averages
@@ -162,10 +163,15 @@ def train_loop(
         lr=tr["lr"], betas=(0.9, 0.999),
     )
     gen = torch.Generator().manual_seed(seed)
-    if tr["balance_pairs"]:
+    if tr["balance_pairs"] or tr["hard_negatives"]:
         train.add_absent_pairs()
+    if tr["balance_pairs"]:
         cells = train.balanced_cells()
     by_image = train.pairs_of_image()
+    if tr["hard_negatives"]:
+        near = train.near_misses()
+        anchors = [pairs[torch.tensor([len(near[q]) > 0 for q in pairs.tolist()], dtype=torch.bool)]
+                   for pairs in by_image]  # per image, its present pairs that have a hard negative
 
     # --- train -------------------------------------------------------------------------------------------
     bar = StepProgress(max_steps, "bootstrap teacher", enabled=progress)
@@ -188,17 +194,19 @@ def train_loop(
         n_img = max(1, tr["batch_size"] // tr["pairs_per_image"])
         imgs = torch.randperm(len(by_image), generator=gen)[:n_img]  # (n_img,) distinct images
         if tr["balance_pairs"]:  # the phrase alone must not tell presence: each kind present half the time
-            idx = torch.cat([_balanced_pick(cells[i], tr["pairs_per_image"], gen) for i in imgs.tolist()])
+            picks = [_balanced_pick(cells[i], tr["pairs_per_image"], gen) for i in imgs.tolist()]
         else:
-            idx = torch.cat([by_image[i][torch.randperm(len(by_image[i]), generator=gen)[: tr["pairs_per_image"]]]
-                             for i in imgs.tolist()])  # (B,) pair indices, k per image
+            picks = [by_image[i][torch.randperm(len(by_image[i]), generator=gen)[: tr["pairs_per_image"]]]
+                     for i in imgs.tolist()]  # k natural pairs per image (all of them when it has fewer)
+        if tr["hard_negatives"]:  # the same image asked for a near miss of what it shows
+            picks = [torch.cat([p, _hard_pick(anchors[i], near, tr["hard_negatives"], gen)])
+                     for p, i in zip(picks, imgs.tolist())]
+        idx = torch.cat(picks)  # (B,) pair indices, grouped by image
         flip = None
         if tr["hflip"]:
             code = (torch.randint(0, 8, (n_img,), generator=gen) if tr["dihedral"]
                     else (torch.rand(n_img, generator=gen) < 0.5))  # (n_img,) per-image symmetry
-            per = [tr["pairs_per_image"] if tr["balance_pairs"] else min(len(by_image[i]), tr["pairs_per_image"])
-                   for i in imgs.tolist()]
-            flip = code.repeat_interleave(torch.tensor(per))
+            flip = code.repeat_interleave(torch.tensor([len(p) for p in picks]))
         inputs, targets = train.batch(idx, flip)
         inputs = {k: v.to(device) for k, v in inputs.items()}
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
@@ -250,6 +258,17 @@ def _balanced_pick(cells: list[torch.Tensor], k: int, gen: torch.Generator) -> t
         order = [2 * kind + present, 2 * kind + (1 - present), 2 * (1 - kind) + present, 2 * (1 - kind) + (1 - present)]
         cell = next(cells[c] for c in order if len(cells[c]))
         out.append(cell[torch.randint(len(cell), (1,), generator=gen)])
+    return torch.cat(out)
+
+
+def _hard_pick(anchors: torch.Tensor, near: list[torch.Tensor], k: int, gen: torch.Generator) -> torch.Tensor:
+    """``k`` hard negatives of one image (``near`` from :meth:`PairTensors.near_misses`): each a random near miss
+    of a random present pair among ``anchors`` (n,) int64; none when the image has no such pair."""
+    if not len(anchors):
+        return anchors
+    out = []
+    for a in anchors[torch.randint(len(anchors), (k,), generator=gen)].tolist():
+        out.append(near[a][torch.randint(len(near[a]), (1,), generator=gen)])
     return torch.cat(out)
 
 

@@ -64,6 +64,7 @@ TRAIN_DEFAULTS = dict(
     colour_patch_init=True,  # reinit: 48 patch-embedding channels start as 4 x 4 sub-cell colour averages
     freeze_token_embedding=True,  # keep CLIP's 49408 x D token table at its random init (saves ~15% step time)
     dense_aux=2.0,  # weight of the training-only dense phrase loss (DensePhraseAux); 0 = off
+    dense_aux_text="model",  # its phrase vectors: "model" (the model's pooled text) or "table" (its own table)
     eval_batch_size=32,
     log_every=10,
 )
@@ -150,9 +151,12 @@ def train_loop(
     if tr["freeze_token_embedding"]:
         model.text_encoder.get_input_embeddings().requires_grad_(False)
     dense = None
+    if tr["dense_aux_text"] not in ("model", "table"):
+        raise ConfigError(f"bootstrap: dense_aux_text: expected 'model' or 'table', got {tr['dense_aux_text']!r}")
     if tr["dense_aux"]:
         levels = len(model.config.vision_config.backbone_feature_sizes)
-        dense = DensePhraseAux(model.config.detr_encoder_config.hidden_size, levels).to(device)
+        table = len(train.phrases) if tr["dense_aux_text"] == "table" else 0
+        dense = DensePhraseAux(model.config.detr_encoder_config.hidden_size, levels, table).to(device)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if dense is not None:
         params += [(f"dense_aux.{n}", p) for n, p in dense.named_parameters()]
@@ -216,7 +220,8 @@ def train_loop(
             first = torch.zeros(len(inputs["pixel_values"]), dtype=torch.long, device=device)
             first[inputs["image_index"]] = torch.arange(len(idx), device=device)  # a pair of each image
             fpn = [f[first] for f in out.fpn_features]  # (I, D, h, w) per level
-            text = pooled_text(model, train.input_ids.to(device), train.attention_mask.to(device))  # (T, D)
+            text = (None if dense.table is not None  # (T, D) or the head's own table
+                    else pooled_text(model, train.input_ids.to(device), train.attention_mask.to(device)))
             maps = train.phrase_targets(idx, flip).to(device)  # (I, T, m, m)
             terms["dense_aux"] = tr["dense_aux"] * dense(fpn, text, maps)
             terms["loss"] = terms["loss"] + terms["dense_aux"]

@@ -292,3 +292,26 @@ def test_hard_negatives_are_the_same_image_one_word_away(tiny_synth):
         anchors = pairs[torch.tensor([len(near[q]) > 0 for q in pairs.tolist()], dtype=torch.bool)]
         picks = _hard_pick(anchors, near, 3, gen)
         assert len(picks) == (3 if len(anchors) else 0) and not data.present[picks].any()
+
+
+def test_attribute_aucs_tell_a_colour_blind_from_a_shape_blind_teacher():
+    """presence_auc_shape / presence_auc_colour: a teacher that sees colour but not shape scores an absent
+    "red square" next to a red circle like the present "red circle" (0.5), an absent "blue circle" low (1.0)."""
+    from sam3m4.teacher.bootstrap import _attribute_aucs
+
+    class Pairs:  # the PairTensors fields _attribute_aucs reads
+        phrases = ["blue circle", "circle", "red circle", "red square"]
+        # image 0 shows a red circle: asked red circle (present), red square, blue circle, circle (present)
+        phrase_of = torch.tensor([2, 3, 0, 1, 2, 3, 0, 1])
+        image_of = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+        present = torch.tensor([True, False, False, True] * 2)
+
+        def __len__(self):
+            return 8
+
+    colour_only = [0.9, 0.8, 0.1, 0.9, 0.6, 0.7, 0.2, 0.9]  # red square scored like red circle
+    r = _attribute_aucs(colour_only, Pairs())
+    assert r["presence_auc_shape"] == 0.5 and r["presence_auc_colour"] == 1.0
+    shape_only = [0.9, 0.1, 0.8, 0.9, 0.6, 0.2, 0.7, 0.9]
+    r = _attribute_aucs(shape_only, Pairs())
+    assert r["presence_auc_shape"] == 1.0 and r["presence_auc_colour"] == 0.5

@@ -107,7 +107,34 @@ def evaluate(teacher, data: PairTensors, batch_size: int = 32, threshold: float 
         # diagnostics independent of the 0.5 threshold
         "semantic_miou": miou_sem.result().miou,  # semantic head > 0 vs the union of instances
         "presence_auc": _auc(max_scores, labels),  # best query score ranks present over absent pairs
+        **_attribute_aucs(max_scores, data),
     }
+
+
+def _attribute_aucs(max_scores: list[float], data: PairTensors) -> dict:
+    """Which attribute the presence decision sees: AUC of present colour + shape pairs against the absent
+    colour + shape pairs of an image that shows the same colour in another shape (``presence_auc_shape``: 0.5
+    = shape is not seen) or the same shape in another colour (``presence_auc_colour``); NaN without such pairs."""
+    words = [ph.split(" ") for ph in data.phrases]
+    shown: dict[int, set[tuple[str, str]]] = {}
+    for p in range(len(data)):
+        w = words[int(data.phrase_of[p])]
+        if data.present[p] and len(w) == 2:
+            shown.setdefault(int(data.image_of[p]), set()).add((w[0], w[1]))
+    pos, shape_neg, colour_neg = [], [], []
+    for p, score in enumerate(max_scores):
+        w = words[int(data.phrase_of[p])]
+        if len(w) != 2:
+            continue
+        on = shown.get(int(data.image_of[p]), set())
+        if data.present[p]:
+            pos.append(score)
+        elif any(c == w[0] for c, _ in on):
+            shape_neg.append(score)
+        elif any(s == w[1] for _, s in on):
+            colour_neg.append(score)
+    return {"presence_auc_shape": _auc(pos + shape_neg, [True] * len(pos) + [False] * len(shape_neg)),
+            "presence_auc_colour": _auc(pos + colour_neg, [True] * len(pos) + [False] * len(colour_neg))}
 
 
 def _auc(scores: list[float], labels: list[bool]) -> float:

@@ -315,3 +315,26 @@ def test_attribute_aucs_tell_a_colour_blind_from_a_shape_blind_teacher():
     shape_only = [0.9, 0.1, 0.8, 0.9, 0.6, 0.2, 0.7, 0.9]
     r = _attribute_aucs(shape_only, Pairs())
     assert r["presence_auc_shape"] == 1.0 and r["presence_auc_colour"] == 0.5
+
+
+def test_shape_probe_labels_each_object_pixel_with_its_shape():
+    """The shape probe's per-pixel labels are the one-word phrases' masks; a 2-step probe runs and reports."""
+    from transformers import Sam3Model
+
+    from sam3m4.teacher.bootstrap_data import PairTensors
+    from sam3m4.teacher.bootstrap_model import build_config
+    from sam3m4.teacher.sam3 import Sam3Teacher
+    from sam3m4.teacher.shape_probe import SHAPE_PHRASES, shape_labels, shape_probe
+
+    synth = ROOT / "fixtures" / "synth" / "saco_image"
+    teacher = Sam3Teacher(Sam3Model(build_config(image_size=56, hidden_size=32, vit_layers=1, vit_window=2,
+                                                 text_layers=1, decoder_layers=1, num_queries=6)))
+    data = PairTensors.from_json(synth / "val.json", teacher, 16, keep_full=False)
+    lab = shape_labels(data)
+    assert lab.shape == (len(data.pixels), 16, 16) and 0 <= int(lab.min()) and int(lab.max()) <= len(SHAPE_PHRASES)
+    for k, shape in enumerate(SHAPE_PHRASES):
+        if shape in data.phrases:
+            on = data.phrase_maps[:, data.phrases.index(shape)].float() >= 0.5  # (I, 16, 16)
+            assert ((lab == k + 1) <= on).all()
+    r = shape_probe(ROOT / "fixtures" / "synth", steps=2, images_per_step=2, evals=1)
+    assert len(r["history"]) == 1 and 0.0 <= r["history"][0]["val_shape_acc"] <= 1.0 and 0 < r["val_majority"] <= 1

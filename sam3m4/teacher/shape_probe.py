@@ -79,7 +79,8 @@ def shape_probe(data_root: str | Path, steps: int = 1600, images_per_step: int =
     history, t0 = [], time.process_time()
     for step in range(steps):
         frac = step / steps
-        scale = max(frac / 0.05, 0.02) if frac < 0.05 else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (frac - 0.05) / 0.95))
+        cos = 0.5 * (1 + math.cos(math.pi * (frac - 0.05) / 0.95))
+        scale = max(frac / 0.05, 0.02) if frac < 0.05 else 0.02 + 0.98 * cos  # the bootstrap's schedule
         for group in opt.param_groups:
             group["lr"] = lr * scale
         idx = torch.randperm(len(train.pixels), generator=gen)[:images_per_step]

@@ -58,11 +58,13 @@ TRAIN_DEFAULTS = dict(
     hflip=True,
     dihedral=False,  # with hflip: each sampled image gets one of the 8 square symmetries (shapes are rotated anyway)
     balance_pairs=False,  # pairs drawn 50/50 by phrase kind (one word / colour + shape) and by present / absent
+    hard_negatives=0,  # per sampled image, this many extra absent pairs one word away from a present phrase
     max_steps=1600,  # training length; the LR schedule follows step / max_steps (never the clock)
     reinit=True,  # width-aware re-initialisation (reinit_for_small_width)
     colour_patch_init=True,  # reinit: 48 patch-embedding channels start as 4 x 4 sub-cell colour averages
     freeze_token_embedding=True,  # keep CLIP's 49408 x D token table at its random init (saves ~15% step time)
     dense_aux=2.0,  # weight of the training-only dense phrase loss (DensePhraseAux); 0 = off
+    dense_aux_text="model",  # its phrase vectors: "model" (the model's pooled text) or "table" (its own table)
     eval_batch_size=32,
     log_every=10,
 )
@@ -105,7 +107,34 @@ def evaluate(teacher, data: PairTensors, batch_size: int = 32, threshold: float 
         # diagnostics independent of the 0.5 threshold
         "semantic_miou": miou_sem.result().miou,  # semantic head > 0 vs the union of instances
         "presence_auc": _auc(max_scores, labels),  # best query score ranks present over absent pairs
+        **_attribute_aucs(max_scores, data),
     }
+
+
+def _attribute_aucs(max_scores: list[float], data: PairTensors) -> dict:
+    """Which attribute the presence decision sees: AUC of present colour + shape pairs against the absent
+    colour + shape pairs of an image that shows the same colour in another shape (``presence_auc_shape``: 0.5
+    = shape is not seen) or the same shape in another colour (``presence_auc_colour``); NaN without such pairs."""
+    words = [ph.split(" ") for ph in data.phrases]
+    shown: dict[int, set[tuple[str, str]]] = {}
+    for p in range(len(data)):
+        w = words[int(data.phrase_of[p])]
+        if data.present[p] and len(w) == 2:
+            shown.setdefault(int(data.image_of[p]), set()).add((w[0], w[1]))
+    pos, shape_neg, colour_neg = [], [], []
+    for p, score in enumerate(max_scores):
+        w = words[int(data.phrase_of[p])]
+        if len(w) != 2:
+            continue
+        on = shown.get(int(data.image_of[p]), set())
+        if data.present[p]:
+            pos.append(score)
+        elif any(c == w[0] for c, _ in on):
+            shape_neg.append(score)
+        elif any(s == w[1] for _, s in on):
+            colour_neg.append(score)
+    return {"presence_auc_shape": _auc(pos + shape_neg, [True] * len(pos) + [False] * len(shape_neg)),
+            "presence_auc_colour": _auc(pos + colour_neg, [True] * len(pos) + [False] * len(colour_neg))}
 
 
 def _auc(scores: list[float], labels: list[bool]) -> float:
@@ -149,9 +178,12 @@ def train_loop(
     if tr["freeze_token_embedding"]:
         model.text_encoder.get_input_embeddings().requires_grad_(False)
     dense = None
+    if tr["dense_aux_text"] not in ("model", "table"):
+        raise ConfigError(f"bootstrap: dense_aux_text: expected 'model' or 'table', got {tr['dense_aux_text']!r}")
     if tr["dense_aux"]:
         levels = len(model.config.vision_config.backbone_feature_sizes)
-        dense = DensePhraseAux(model.config.detr_encoder_config.hidden_size, levels).to(device)
+        table = len(train.phrases) if tr["dense_aux_text"] == "table" else 0
+        dense = DensePhraseAux(model.config.detr_encoder_config.hidden_size, levels, table).to(device)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if dense is not None:
         params += [(f"dense_aux.{n}", p) for n, p in dense.named_parameters()]
@@ -162,10 +194,15 @@ def train_loop(
         lr=tr["lr"], betas=(0.9, 0.999),
     )
     gen = torch.Generator().manual_seed(seed)
-    if tr["balance_pairs"]:
+    if tr["balance_pairs"] or tr["hard_negatives"]:
         train.add_absent_pairs()
+    if tr["balance_pairs"]:
         cells = train.balanced_cells()
     by_image = train.pairs_of_image()
+    if tr["hard_negatives"]:
+        near = train.near_misses()
+        anchors = [pairs[torch.tensor([len(near[q]) > 0 for q in pairs.tolist()], dtype=torch.bool)]
+                   for pairs in by_image]  # per image, its present pairs that have a hard negative
 
     # --- train -------------------------------------------------------------------------------------------
     bar = StepProgress(max_steps, "bootstrap teacher", enabled=progress)
@@ -188,17 +225,19 @@ def train_loop(
         n_img = max(1, tr["batch_size"] // tr["pairs_per_image"])
         imgs = torch.randperm(len(by_image), generator=gen)[:n_img]  # (n_img,) distinct images
         if tr["balance_pairs"]:  # the phrase alone must not tell presence: each kind present half the time
-            idx = torch.cat([_balanced_pick(cells[i], tr["pairs_per_image"], gen) for i in imgs.tolist()])
+            picks = [_balanced_pick(cells[i], tr["pairs_per_image"], gen) for i in imgs.tolist()]
         else:
-            idx = torch.cat([by_image[i][torch.randperm(len(by_image[i]), generator=gen)[: tr["pairs_per_image"]]]
-                             for i in imgs.tolist()])  # (B,) pair indices, k per image
+            picks = [by_image[i][torch.randperm(len(by_image[i]), generator=gen)[: tr["pairs_per_image"]]]
+                     for i in imgs.tolist()]  # k natural pairs per image (all of them when it has fewer)
+        if tr["hard_negatives"]:  # the same image asked for a near miss of what it shows
+            picks = [torch.cat([p, _hard_pick(anchors[i], near, tr["hard_negatives"], gen)])
+                     for p, i in zip(picks, imgs.tolist())]
+        idx = torch.cat(picks)  # (B,) pair indices, grouped by image
         flip = None
         if tr["hflip"]:
             code = (torch.randint(0, 8, (n_img,), generator=gen) if tr["dihedral"]
                     else (torch.rand(n_img, generator=gen) < 0.5))  # (n_img,) per-image symmetry
-            per = [tr["pairs_per_image"] if tr["balance_pairs"] else min(len(by_image[i]), tr["pairs_per_image"])
-                   for i in imgs.tolist()]
-            flip = code.repeat_interleave(torch.tensor(per))
+            flip = code.repeat_interleave(torch.tensor([len(p) for p in picks]))
         inputs, targets = train.batch(idx, flip)
         inputs = {k: v.to(device) for k, v in inputs.items()}
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
@@ -208,7 +247,8 @@ def train_loop(
             first = torch.zeros(len(inputs["pixel_values"]), dtype=torch.long, device=device)
             first[inputs["image_index"]] = torch.arange(len(idx), device=device)  # a pair of each image
             fpn = [f[first] for f in out.fpn_features]  # (I, D, h, w) per level
-            text = pooled_text(model, train.input_ids.to(device), train.attention_mask.to(device))  # (T, D)
+            text = (None if dense.table is not None  # (T, D) or the head's own table
+                    else pooled_text(model, train.input_ids.to(device), train.attention_mask.to(device)))
             maps = train.phrase_targets(idx, flip).to(device)  # (I, T, m, m)
             terms["dense_aux"] = tr["dense_aux"] * dense(fpn, text, maps)
             terms["loss"] = terms["loss"] + terms["dense_aux"]
@@ -250,6 +290,17 @@ def _balanced_pick(cells: list[torch.Tensor], k: int, gen: torch.Generator) -> t
         order = [2 * kind + present, 2 * kind + (1 - present), 2 * (1 - kind) + present, 2 * (1 - kind) + (1 - present)]
         cell = next(cells[c] for c in order if len(cells[c]))
         out.append(cell[torch.randint(len(cell), (1,), generator=gen)])
+    return torch.cat(out)
+
+
+def _hard_pick(anchors: torch.Tensor, near: list[torch.Tensor], k: int, gen: torch.Generator) -> torch.Tensor:
+    """``k`` hard negatives of one image (``near`` from :meth:`PairTensors.near_misses`): each a random near miss
+    of a random present pair among ``anchors`` (n,) int64; none when the image has no such pair."""
+    if not len(anchors):
+        return anchors
+    out = []
+    for a in anchors[torch.randint(len(anchors), (k,), generator=gen)].tolist():
+        out.append(near[a][torch.randint(len(near[a]), (1,), generator=gen)])
     return torch.cat(out)
 
 

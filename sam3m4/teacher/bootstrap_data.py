@@ -96,6 +96,27 @@ class PairTensors:
                         for pr in (False, True)])
         return out
 
+    def near_misses(self) -> list[torch.Tensor]:
+        """Per pair, the (n,) int64 indices of the hard negatives of a present pair: the absent pairs of the same
+        image whose phrase differs from its phrase in one word ("red circle" -> "blue circle" or "red star";
+        "circle" -> "star"). Empty for an absent pair. Call :meth:`add_absent_pairs` first so that every absent
+        (image, phrase) pair exists."""
+        words = [ph.split(" ") for ph in self.phrases]
+
+        def one_word_apart(a: int, b: int) -> bool:
+            wa, wb = words[a], words[b]
+            return len(wa) == len(wb) and sum(x != y for x, y in zip(wa, wb)) == 1
+
+        near = [[b for b in range(len(words)) if one_word_apart(a, b)] for a in range(len(words))]
+        out = []
+        for pairs in self.pairs_of_image():
+            absent = {int(self.phrase_of[q]): int(q) for q in pairs if not self.present[q]}
+            for q in pairs.tolist():
+                hits = [absent[b] for b in near[int(self.phrase_of[q])] if b in absent] if self.present[q] else []
+                out.append((q, torch.tensor(hits, dtype=torch.long)))
+        out.sort(key=lambda x: x[0])
+        return [t for _, t in out]
+
     @classmethod
     def from_json(cls, json_path: Path, teacher, mask_size: int, keep_full: bool, limit: int | None = None):
         """Read an SA-Co image JSON (and its images) with :class:`sam3m4.data.saco_image.SacoImageDataset`."""

@@ -109,17 +109,24 @@ class DensePhraseAux(torch.nn.Module):
     concept on every image in each step (the set loss sees one phrase per pair). Measured on the synthetic
     data in the 5-minute budget: it sharpens colour binding and the semantic map, but the ViT still learns
     no shape (see docs/measurements.md, the embedded teacher). The heads are dropped: only ``model`` is saved.
+
+    With ``phrases`` > 0 the phrase vectors are this head's own (phrases, D) table instead of the model's text
+    features: the model's text encoder collapses the shape words ("green square" and "green triangle" end up
+    at cosine 0.99) and then the loss has no gradient that tells the pixels one shape from another; a table
+    keeps every phrase its own target, so the image encoder is taught shape whatever the text encoder does.
     """
 
-    def __init__(self, dim: int, levels: int):
+    def __init__(self, dim: int, levels: int, phrases: int = 0):
         super().__init__()
         self.pixel = torch.nn.ModuleList(torch.nn.Conv2d(dim, dim, 1) for _ in range(levels))
         self.text = torch.nn.Linear(dim, dim)
         self.bias = torch.nn.Parameter(torch.full((levels,), -2.0))
+        self.table = torch.nn.Parameter(torch.randn(phrases, dim)) if phrases else None
 
-    def forward(self, fpn: list[torch.Tensor], text: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """fpn: per level (I, D, h, w); text (T, D) pooled phrase features; targets (I, T, m, m) -> scalar."""
-        t = self.text(text)  # (T, D)
+    def forward(self, fpn: list[torch.Tensor], text: torch.Tensor | None, targets: torch.Tensor) -> torch.Tensor:
+        """fpn: per level (I, D, h, w); text (T, D) pooled phrase features, or None to use the head's own
+        table; targets (I, T, m, m) -> scalar."""
+        t = self.text(self.table if text is None else text)  # (T, D)
         loss = 0.0
         for k, f in enumerate(fpn):
             logits = torch.einsum("idhw,td->ithw", self.pixel[k](f), t) / f.shape[1] ** 0.5 + self.bias[k]

@@ -255,3 +255,86 @@ def test_balanced_pairs_make_presence_unpredictable_from_the_phrase(tiny_synth):
     for kind in (True, False):
         share = data.present[picks[single[picks] == kind]].float().mean().item()
         assert 0.4 < share < 0.6, (kind, share)
+
+
+def test_hard_negatives_are_the_same_image_one_word_away(tiny_synth):
+    """hard_negatives asks an image for a near miss of what it shows ("blue circle" or "red star" next to a red
+    circle, "star" next to a circle): absent on that image, the same phrase kind, one word changed."""
+    from transformers import Sam3Model
+
+    from sam3m4.teacher.bootstrap import _hard_pick
+    from sam3m4.teacher.bootstrap_data import PairTensors
+    from sam3m4.teacher.bootstrap_model import build_config
+    from sam3m4.teacher.sam3 import Sam3Teacher
+
+    teacher = Sam3Teacher(Sam3Model(build_config(image_size=56, hidden_size=32, vit_layers=1, vit_window=2,
+                                                 text_layers=1, decoder_layers=1, num_queries=6)))
+    data = PairTensors.from_json(tiny_synth / "saco_image" / "train.json", teacher, 16, keep_full=False)
+    data.add_absent_pairs()
+    near = data.near_misses()
+    assert len(near) == len(data)
+    maps = data.phrase_maps.flatten(2).amax(-1) > 0  # (I, T) phrase shown on image
+    checked = 0
+    for p, hits in enumerate(near):
+        if not data.present[p]:
+            assert len(hits) == 0
+            continue
+        words = data.phrases[data.phrase_of[p]].split(" ")
+        for q in hits.tolist():
+            other = data.phrases[data.phrase_of[q]].split(" ")
+            assert data.image_of[q] == data.image_of[p] and not data.present[q]
+            assert not maps[data.image_of[q], data.phrase_of[q]]
+            assert len(other) == len(words) and sum(a != b for a, b in zip(words, other)) == 1
+            checked += 1
+    assert checked > 0
+    gen = torch.Generator().manual_seed(0)
+    for pairs in data.pairs_of_image():
+        anchors = pairs[torch.tensor([len(near[q]) > 0 for q in pairs.tolist()], dtype=torch.bool)]
+        picks = _hard_pick(anchors, near, 3, gen)
+        assert len(picks) == (3 if len(anchors) else 0) and not data.present[picks].any()
+
+
+def test_attribute_aucs_tell_a_colour_blind_from_a_shape_blind_teacher():
+    """presence_auc_shape / presence_auc_colour: a teacher that sees colour but not shape scores an absent
+    "red square" next to a red circle like the present "red circle" (0.5), an absent "blue circle" low (1.0)."""
+    from sam3m4.teacher.bootstrap import _attribute_aucs
+
+    class Pairs:  # the PairTensors fields _attribute_aucs reads
+        phrases = ["blue circle", "circle", "red circle", "red square"]
+        # image 0 shows a red circle: asked red circle (present), red square, blue circle, circle (present)
+        phrase_of = torch.tensor([2, 3, 0, 1, 2, 3, 0, 1])
+        image_of = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+        present = torch.tensor([True, False, False, True] * 2)
+
+        def __len__(self):
+            return 8
+
+    colour_only = [0.9, 0.8, 0.1, 0.9, 0.6, 0.7, 0.2, 0.9]  # red square scored like red circle
+    r = _attribute_aucs(colour_only, Pairs())
+    assert r["presence_auc_shape"] == 0.5 and r["presence_auc_colour"] == 1.0
+    shape_only = [0.9, 0.1, 0.8, 0.9, 0.6, 0.2, 0.7, 0.9]
+    r = _attribute_aucs(shape_only, Pairs())
+    assert r["presence_auc_shape"] == 1.0 and r["presence_auc_colour"] == 0.5
+
+
+def test_shape_probe_labels_each_object_pixel_with_its_shape():
+    """The shape probe's per-pixel labels are the one-word phrases' masks; a 2-step probe runs and reports."""
+    from transformers import Sam3Model
+
+    from sam3m4.teacher.bootstrap_data import PairTensors
+    from sam3m4.teacher.bootstrap_model import build_config
+    from sam3m4.teacher.sam3 import Sam3Teacher
+    from sam3m4.teacher.shape_probe import SHAPE_PHRASES, shape_labels, shape_probe
+
+    synth = ROOT / "fixtures" / "synth" / "saco_image"
+    teacher = Sam3Teacher(Sam3Model(build_config(image_size=56, hidden_size=32, vit_layers=1, vit_window=2,
+                                                 text_layers=1, decoder_layers=1, num_queries=6)))
+    data = PairTensors.from_json(synth / "val.json", teacher, 16, keep_full=False)
+    lab = shape_labels(data)
+    assert lab.shape == (len(data.pixels), 16, 16) and 0 <= int(lab.min()) and int(lab.max()) <= len(SHAPE_PHRASES)
+    for k, shape in enumerate(SHAPE_PHRASES):
+        if shape in data.phrases:
+            on = data.phrase_maps[:, data.phrases.index(shape)].float() >= 0.5  # (I, 16, 16)
+            assert ((lab == k + 1) <= on).all()
+    r = shape_probe(ROOT / "fixtures" / "synth", steps=2, images_per_step=2, evals=1)
+    assert len(r["history"]) == 1 and 0.0 <= r["history"][0]["val_shape_acc"] <= 1.0 and 0 < r["val_majority"] <= 1

@@ -1,0 +1,100 @@
+"""Can the embedded teacher's image encoder learn shape at all? A probe with a direct per-pixel shape target.
+
+    from sam3m4.teacher.shape_probe import shape_probe
+    shape_probe("data/synth", steps=1600, images_per_step=4)   # {"history": [{"step", "val_shape_acc", ...}]}
+
+The bootstrap's image encoder (ViT + FPN of :func:`sam3m4.teacher.bootstrap_model.build_config`, width-aware
+init) plus a 1x1 conv head is trained on 5-way per-pixel labels (background and the 4 synthetic shapes, from the
+one-word phrases' union masks at the mask resolution) with the bootstrap's AdamW warm-up + cosine schedule and
+horizontal flips. ``val_shape_acc`` is the share of val object pixels whose predicted shape (argmax over the 4
+shapes) is right; ``val_majority`` is what always answering the most common shape scores. No text, no DETR: if
+this stays at ``val_majority`` the image encoder does not learn shape in the step budget, whatever the loss.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from sam3m4.teacher.bootstrap_data import PairTensors, saco_dir
+from sam3m4.teacher.bootstrap_model import build_config, reinit_for_small_width
+from sam3m4.teacher.sam3 import Sam3Teacher
+
+SHAPE_PHRASES = ("circle", "square", "star", "triangle")
+
+
+def shape_labels(data: PairTensors) -> torch.Tensor:
+    """(I, m, m) int64 per-pixel labels: 0 background, 1 + index in ``SHAPE_PHRASES`` where that shape is."""
+    maps = torch.zeros(len(data.pixels), len(SHAPE_PHRASES), *data.phrase_maps.shape[-2:])  # (I, 4, m, m)
+    for k, shape in enumerate(SHAPE_PHRASES):
+        if shape in data.phrases:  # a split without that shape leaves it empty
+            maps[:, k] = data.phrase_maps[:, data.phrases.index(shape)].float()
+    lab = maps.argmax(1) + 1
+    lab[maps.amax(1) < 0.5] = 0
+    return lab
+
+
+def shape_probe(data_root: str | Path, steps: int = 1600, images_per_step: int = 4, lr: float = 5e-4,
+                level: int = 0, seed: int = 0, evals: int = 4, threads: int | None = 1) -> dict:
+    """Train image encoder + head for ``steps`` steps of ``images_per_step`` train images (FPN level ``level``,
+    0 = the finest); evaluate val shape accuracy ``evals`` times. Returns ``history`` and ``val_majority``."""
+    from transformers import Sam3Model
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch.manual_seed(seed)
+    teacher = Sam3Teacher(Sam3Model(build_config(decoder_layers=3)))
+    reinit_for_small_width(teacher.model)
+    vision = teacher.model.vision_encoder
+    saco = saco_dir(Path(data_root))
+    mask = 4 * teacher.model.config.vision_config.backbone_config.image_size // 14
+    train = PairTensors.from_json(saco / "train.json", teacher, mask, keep_full=False)
+    val = PairTensors.from_json(saco / "val.json", teacher, mask, keep_full=False)
+    y_train, y_val = shape_labels(train), shape_labels(val)
+    share = torch.bincount(y_val[y_val > 0], minlength=5)[1:].float()
+    head = torch.nn.Conv2d(vision.config.fpn_hidden_size, 5, 1)
+    params = list(vision.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
+    gen = torch.Generator().manual_seed(seed)
+    weight = torch.tensor([0.2, 1.0, 1.0, 1.0, 1.0])
+
+    def logits(px):  # (I, 3, S, S) -> (I, 5, m, m)
+        return F.interpolate(head(vision(px).fpn_hidden_states[level]), size=(mask, mask), mode="bilinear")
+
+    @torch.no_grad()
+    def accuracy() -> float:
+        vision.eval()
+        right = total = 0
+        for s in range(0, len(val.pixels), 32):
+            pred, y = logits(val.pixels[s:s + 32])[:, 1:].argmax(1) + 1, y_val[s:s + 32]
+            right += int((pred[y > 0] == y[y > 0]).sum())
+            total += int((y > 0).sum())
+        vision.train()
+        return right / max(total, 1)
+
+    history, t0 = [], time.process_time()
+    for step in range(steps):
+        frac = step / steps
+        cos = 0.5 * (1 + math.cos(math.pi * (frac - 0.05) / 0.95))
+        scale = max(frac / 0.05, 0.02) if frac < 0.05 else 0.02 + 0.98 * cos  # the bootstrap's schedule
+        for group in opt.param_groups:
+            group["lr"] = lr * scale
+        idx = torch.randperm(len(train.pixels), generator=gen)[:images_per_step]
+        px, y = train.pixels[idx], y_train[idx]
+        flip = torch.rand(len(idx), generator=gen) < 0.5
+        px = torch.where(flip[:, None, None, None], px.flip(-1), px)
+        y = torch.where(flip[:, None, None], y.flip(-1), y)
+        loss = F.cross_entropy(logits(px), y, weight=weight)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if (step + 1) % max(1, steps // evals) == 0:
+            history.append({"step": step + 1, "loss": float(loss), "val_shape_acc": accuracy(),
+                            "cpu_s": time.process_time() - t0})
+    return {"history": history, "val_majority": float(share.max() / share.sum()), "steps": steps,
+            "images_per_step": images_per_step, "lr": lr, "level": level, "seed": seed}

@@ -178,7 +178,7 @@ def plateau_gate(scores, labels, target, threshold: float | None = None,
     if resolve:
         gi = gap_interval(scores, labels, threshold)
         if target.check(gi.low):
-            return GateOutcome(NOT_MEASURED, f"not resolvable on {gi.num_pairs} pairs: F1 gap {gi.gap:.4f} of the "
+            return GateOutcome(NOT_MEASURED, f"not resolvable on {gi.num_pairs} pairs: F1 gap {gi.value:.4f} of the "
                                              f"shipped threshold {threshold:g}, {gi.level:.0%} bootstrap interval "
                                              f"[{gi.low:.4f}, {gi.high:.4f}] reaches the target {target.comparison} "
                                              f"{target.value:g}; score more pairs to resolve it"), check

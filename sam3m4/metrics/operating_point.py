@@ -32,9 +32,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from sam3m4.metrics.calibration import _f1_many, check_pairs, f1_at, f1_curve
+from sam3m4.metrics.calibration import Interval, _f1_many, check_pairs, f1_at, f1_curve
 
-__all__ = ["DEFAULT_THRESHOLD", "SPLIT_SALT", "SPLIT_RULE", "MIN_PAIRS", "split_fraction", "calibration_split", "GapInterval", "gap_interval",
+__all__ = ["DEFAULT_THRESHOLD", "SPLIT_SALT", "SPLIT_RULE", "MIN_PAIRS", "split_fraction", "calibration_split", "gap_interval",
            "fit_threshold", "OperatingPoint", "fit_operating_point"]
 
 DEFAULT_THRESHOLD = 0.5     # SAM 3's keep threshold
@@ -130,22 +130,9 @@ def fit_operating_point(scores, labels, groups, *, fixed: float | None = None, f
         best_f1_held_out=f1_curve(s[hold], y[hold]).best_f1)
 
 
-@dataclass(frozen=True)
-class GapInterval:
-    """The F1 gap of a threshold (best F1 - F1 at it) with its bootstrap interval over the pairs."""
-
-    gap: float
-    low: float
-    high: float
-    level: float
-    num_pairs: int
-    n_boot: int
-    seed: int
-
-
 def gap_interval(scores, labels, threshold: float, n_boot: int = 2000, level: float = 0.95,
-                 seed: int = 0) -> GapInterval:
-    """``best F1 - F1 at threshold`` on ``(scores, labels)`` and its percentile bootstrap interval: ``n_boot``
+                 seed: int = 0) -> Interval:
+    """``best F1 - F1 at threshold`` on ``(scores, labels)`` (``value``) and its percentile bootstrap interval: ``n_boot``
     resamples of the pairs with replacement (``numpy.random.default_rng(seed)``), the gap recomputed on each (the
     best over every distinct score of the pairs, which contains every resample's). On a few dozen pairs one pair
     moves F1 by more than a plateau tolerance of 0.01; the interval says whether a gap above it is the threshold's
@@ -162,4 +149,4 @@ def gap_interval(scores, labels, threshold: float, n_boot: int = 2000, level: fl
         gaps[b] = f1.max() - f1[at]
     lo, hi = np.quantile(gaps, [(1 - level) / 2, (1 + level) / 2])
     f1 = _f1_many(s, y, cands)
-    return GapInterval(float(max(f1.max() - f1[at], 0.0)), float(lo), float(hi), level, int(s.size), n_boot, seed)
+    return Interval(float(max(f1.max() - f1[at], 0.0)), float(lo), float(hi), level, int(s.size), n_boot, seed)

@@ -33,8 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path(QUANTIZED_DIR), help="<out>/<mode>/ per mode")
     parser.add_argument("--qat", choices=("auto", "always", "never"), default="auto",
                         help="compare: run the QAT modes when no post-training mode passes (auto), always or never")
-    ranged(parser.add_argument("--qat-steps", type=int, default=60, help="QAT fine-tune steps (batch 16)"), 1)
-    ranged(parser.add_argument("--qat-lr", type=float, default=1e-4), 0, above_minimum=True)
+    parser.add_argument("--qat-config", type=Path, default=None, metavar="FILE",
+                        help="the QAT recipe's settings, e.g. configs/qat.yaml (default: its values)")
+    ranged(parser.add_argument("--qat-steps", type=int, default=None, help="QAT fine-tune steps (wins over "
+                               "--qat-config's steps)"), 1)
+    ranged(parser.add_argument("--qat-lr", type=float, default=None, help="QAT peak learning rate (wins over "
+                               "--qat-config's lr)"), 0, above_minimum=True)
     ranged(parser.add_argument("--runs", type=int, default=20, help="timed host runs per mode (after 5 warm-up)"), 1)
     ranged(parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)"), 0)
     parser.add_argument("--run", default="demo", help="results store run (reports/<run>/)")
@@ -45,10 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     args = resolve_args(args)  # --config FILE and key=value (flags win)
+    from sam3m4.quantize.qat_recipe import load_config as load_qat_config
     from sam3m4.quantize.stage import quantize_compare, quantize_mode
 
     common = dict(out_dir=args.out, num_val=args.num_val, data=args.data, qat_steps=args.qat_steps,
-                  qat_lr=args.qat_lr, runs=args.runs, threads=args.threads, run=args.run,
+                  qat_lr=args.qat_lr, qat_settings=load_qat_config(args.qat_config), runs=args.runs, threads=args.threads, run=args.run,
                   progress=not args.no_progress, echo=lambda line: print(line, flush=True))
     if args.mode != "compare":
         print(quantize_mode(args.ckpt, args.mode, **common).table)

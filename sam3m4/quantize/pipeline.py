@@ -22,7 +22,7 @@ from sam3m4.paths import SYNTH_DATA
 from sam3m4.predict import load_student, load_tracker
 from sam3m4.quantize.decision import read_decision
 from sam3m4.quantize.modes import MODES, apply_mode, get_mode
-from sam3m4.quantize.qat_recipe import qat_finetune
+from sam3m4.quantize.qat_recipe import qat_finetune, settings
 from sam3m4.results import ResultsStore, schema
 
 
@@ -54,8 +54,8 @@ def phase2_source(ckpt: Checkpoint | str | Path) -> Checkpoint:
     return Checkpoint.open(src)
 
 
-def build_mode(ckpt: Checkpoint | str | Path, mode: str, qat_steps: int = 60, qat_lr: float = 1e-4,
-               progress: bool = True, phase2: Checkpoint | None = None):
+def build_mode(ckpt: Checkpoint | str | Path, mode: str, qat_steps: int | None = None, qat_lr: float | None = None,
+               progress: bool = True, phase2: Checkpoint | None = None, qat_settings: dict | None = None):
     """(quantized model on the CPU in eval mode, QAT info or None) for ``mode`` from a Phase 2 or video checkpoint
     (an opened :class:`~sam3m4.checkpoint.Checkpoint`, or a path read once here).
 
@@ -63,14 +63,16 @@ def build_mode(ckpt: Checkpoint | str | Path, mode: str, qat_steps: int = 60, qa
     image student is fine-tuned (from the tracker's own student weights) on Phase 2's loss; the memory, which
     that loss does not reach, is quantized post-training. ``phase2``: :func:`phase2_source` of ``ckpt`` when the
     caller already opened it (a compare runs two QAT modes); None: opened here when a QAT mode needs it.
+    ``qat_settings``: the QAT recipe's settings (None: its defaults), ``qat_steps`` / ``qat_lr`` winning where given.
     """
     spec = get_mode(mode)
     ck = Checkpoint.open(ckpt)
     model, kind = load_source(ck)
     if not spec.qat:
         return apply_mode(model, spec), None
-    student, info = qat_finetune(phase2 or phase2_source(ck), mode, steps=qat_steps, lr=qat_lr, progress=progress,
-                                 student_state=image_model(model).state_dict())
+    student, info = qat_finetune(phase2 or phase2_source(ck), mode, progress=progress,
+                                 student_state=image_model(model).state_dict(),
+                                 **settings(qat_settings, steps=qat_steps, lr=qat_lr))
     if kind == "student":
         return student, info
     model.student = student

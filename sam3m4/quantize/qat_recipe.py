@@ -5,7 +5,7 @@ train -> convert, as torchtune keeps ``qat_single_device.py`` next to its fine-t
     model, info = qat_finetune("checkpoints/distillation/phase2_best.pt", "qat_int8_int4", steps=60)
     settings = load_config("configs/qat.yaml", ["steps=120"])   # QAT's own keys, typed and range-checked
     model, info = qat_finetune("checkpoints/distillation/phase2_best.pt", "qat_int8_int4", **settings)
-    sam3m4 quantize --mode qat_int8_int4 --qat-steps 60 --qat-lr 1e-4   # Stage 4 runs this recipe
+    sam3m4 quantize --mode qat_int8_int4 --qat-config configs/qat.yaml [--qat-steps 60]   # Stage 4 runs it
 
 Features:
 
@@ -67,6 +67,15 @@ def load_config(path: str | Path | None, overrides=()) -> dict:
         if not ok:
             raise ConfigError(f"{cfg.where(key)}: {key}: must be {low}, got {value!r}")
     return dict(cfg)
+
+
+def settings(loaded: dict | None = None, **given) -> dict:
+    """QAT's settings for one Stage 4 run: ``loaded`` (:func:`load_config`'s result; None: :data:`DEFAULTS`) with
+    the keyword arguments that are not None on top (``sam3m4 quantize --qat-steps / --qat-lr``)."""
+    unknown = sorted(set(loaded or {}) - set(DEFAULTS)) + sorted(set(given) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(f"QAT settings: {unknown[0]}: unknown key; choices: {', '.join(DEFAULTS)}")
+    return {**DEFAULTS, **(loaded or {}), **{k: v for k, v in given.items() if v is not None}}
 
 
 def qat_config(ckpt: Checkpoint | str | Path, **overrides) -> dict:

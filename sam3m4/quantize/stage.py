@@ -32,6 +32,7 @@ from sam3m4.quantize import compare
 from sam3m4.quantize.compare import ModeResult
 from sam3m4.quantize.decision import BackendDecision, decide_per_backend, write_decision
 from sam3m4.quantize.modes import MODES, PTQ_MODES, QAT_MODES
+from sam3m4.quantize.qat_recipe import settings
 from sam3m4.quantize.pipeline import (build_mode, load_val, phase2_source, record, record_backend_decisions,
                                       record_decision)
 from sam3m4.quantize.storage import QuantizedModel, QuantizedSet, read_meta, save_quantized
@@ -108,14 +109,15 @@ class CompareResult:
 
 
 def check_quantize_args(ckpt: Checkpoint | str | Path, *, num_val: int, out_dir: str | Path,
-                        data: str | Path | None = None, qat: str = "auto", qat_steps: int = 60, qat_lr: float = 1e-4,
-                        runs: int = 20, threads: int = 0) -> None:
-    """Every argument checked before the checkpoint loads: one line naming the ``sam3m4 quantize`` flag."""
+                        data: str | Path | None = None, qat: str = "auto", qat_steps: int | None = None,
+                        qat_lr: float | None = None, runs: int = 20, threads: int = 0) -> None:
+    """Every argument checked before the checkpoint loads: one line naming the ``sam3m4 quantize`` flag.
+    ``qat_steps`` / ``qat_lr`` None: the QAT settings' own (``configs/qat.yaml``)."""
     for flag, value, low in (("--num-val", num_val, 1), ("--qat-steps", qat_steps, 1), ("--runs", runs, 1),
                              ("--threads", threads, 0)):
-        if value < low:
+        if value is not None and value < low:
             raise ConfigError(f"{flag} {value}: must be >= {low}")
-    if not (qat_lr > 0 and math.isfinite(qat_lr)):
+    if qat_lr is not None and not (qat_lr > 0 and math.isfinite(qat_lr)):
         raise ConfigError(f"--qat-lr {qat_lr}: must be a positive number")
     if qat not in QAT_CHOICES:
         raise ConfigError(f"--qat {qat!r}: choose from {', '.join(QAT_CHOICES)}")
@@ -127,11 +129,12 @@ def check_quantize_args(ckpt: Checkpoint | str | Path, *, num_val: int, out_dir:
         raise ConfigError(f"--ckpt {ckpt}: no such checkpoint (run `sam3m4 distill phase2` first)")
 
 
-def _add_mode(ckpt: Checkpoint, mode: str, out_dir: Path, val, videos, num_val: int, runs: int, qat_steps: int,
-              qat_lr: float, progress: bool, echo: Callable[[str], None], phase2: Checkpoint | None = None,
+def _add_mode(ckpt: Checkpoint, mode: str, out_dir: Path, val, videos, num_val: int, runs: int, qat: dict,
+              progress: bool, echo: Callable[[str], None], phase2: Checkpoint | None = None,
               held: dict | None = None) -> ModeResult:
-    """Build, save and score one mode (one line printed per mode); ``held``: mode -> model, filled when given."""
-    model, qat_info = build_mode(ckpt, mode, qat_steps=qat_steps, qat_lr=qat_lr, progress=progress, phase2=phase2)
+    """Build, save and score one mode (one line printed per mode); ``qat``: the QAT recipe's settings
+    (:func:`sam3m4.quantize.qat_recipe.settings`); ``held``: mode -> model, filled when given."""
+    model, qat_info = build_mode(ckpt, mode, progress=progress, phase2=phase2, qat_settings=qat)
     if held is not None:
         held[mode] = model
     path = out_dir / mode
@@ -164,13 +167,16 @@ def _start(threads: int, echo: Callable[[str], None] | None) -> Callable[[str], 
 
 
 def quantize_mode(ckpt: Checkpoint | str | Path, mode: str, *, out_dir: str | Path, num_val: int = 200,
-                  data: str | Path | None = None, qat_steps: int = 60, qat_lr: float = 1e-4, runs: int = 20,
-                  threads: int = 0, store: ResultsStore | None = None, run: str = "demo", progress: bool = True,
+                  data: str | Path | None = None, qat_steps: int | None = None, qat_lr: float | None = None,
+                  qat_settings: dict | None = None, runs: int = 20, threads: int = 0,
+                  store: ResultsStore | None = None, run: str = "demo", progress: bool = True,
                   echo: Callable[[str], None] | None = print) -> QuantizeResult:
     """Quantize ``ckpt`` (a Phase 2 or video checkpoint) in ``mode``, save it under ``<out_dir>/<mode>/``, score it
     on the first ``num_val`` val pairs of ``data`` (default: the checkpoint's data root) and record the row in
     ``store`` (default ``ResultsStore(run)``, i.e. ``reports/<run>/``). ``runs``: timed host runs after 5 warm-up.
-    ``threads``: torch CPU threads for the process (0: torch's default). ``echo``: status lines (None: silent)."""
+    ``threads``: torch CPU threads for the process (0: torch's default). ``echo``: status lines (None: silent).
+    QAT modes: ``qat_settings`` (:func:`sam3m4.quantize.qat_recipe.load_config` of ``configs/qat.yaml``; None: the
+    recipe's defaults), with ``qat_steps`` / ``qat_lr`` winning where given."""
     check_quantize_args(ckpt, num_val=num_val, out_dir=out_dir, data=data, qat_steps=qat_steps, qat_lr=qat_lr,
                         runs=runs, threads=threads)
     if mode not in MODES:
@@ -179,7 +185,8 @@ def quantize_mode(ckpt: Checkpoint | str | Path, mode: str, *, out_dir: str | Pa
     ckpt = Checkpoint.open(ckpt)  # read once: every step below takes this object
     val, videos, data_root = load_val(ckpt, Path(data) if data else None)
     held = {}
-    rows = [_add_mode(ckpt, m, out, val, videos, num_val, runs, qat_steps, qat_lr, progress, echo, held=held)
+    qat = settings(qat_settings, steps=qat_steps, lr=qat_lr)
+    rows = [_add_mode(ckpt, m, out, val, videos, num_val, runs, qat, progress, echo, held=held)
             for m in progress_bar([mode], desc=f"quantize {mode}", unit="mode", enabled=progress)]
     record(store if store is not None else run, rows, out, data_root, ckpt)
     return QuantizeResult(row=rows[0], path=out / mode, data_root=data_root,
@@ -187,9 +194,10 @@ def quantize_mode(ckpt: Checkpoint | str | Path, mode: str, *, out_dir: str | Pa
 
 
 def quantize_compare(ckpt: Checkpoint | str | Path, *, out_dir: str | Path, num_val: int = 200,
-                     data: str | Path | None = None, qat: str = "auto", qat_steps: int = 60, qat_lr: float = 1e-4,
-                     runs: int = 20, threads: int = 0, store: ResultsStore | None = None, run: str = "demo",
-                     progress: bool = True, echo: Callable[[str], None] | None = print) -> CompareResult:
+                     data: str | Path | None = None, qat: str = "auto", qat_steps: int | None = None,
+                     qat_lr: float | None = None, qat_settings: dict | None = None, runs: int = 20, threads: int = 0,
+                     store: ResultsStore | None = None, run: str = "demo", progress: bool = True,
+                     echo: Callable[[str], None] | None = print) -> CompareResult:
     """Every post-training mode of ``ckpt`` (and the QAT modes per ``qat``) saved, scored, judged against fp16 with
     the targets file's ``quant_miou_drop``; the chosen mode and every row recorded in ``reports/<run>/``.
 
@@ -201,7 +209,8 @@ def quantize_compare(ckpt: Checkpoint | str | Path, *, out_dir: str | Path, num_
     echo, out = _start(threads, echo), Path(out_dir)
     ckpt = Checkpoint.open(ckpt)  # read once: every step below takes this object
     val, videos, data_root = load_val(ckpt, Path(data) if data else None)
-    rows = [_add_mode(ckpt, m, out, val, videos, num_val, runs, qat_steps, qat_lr, progress, echo)
+    qat_cfg = settings(qat_settings, steps=qat_steps, lr=qat_lr)
+    rows = [_add_mode(ckpt, m, out, val, videos, num_val, runs, qat_cfg, progress, echo)
             for m in progress_bar(PTQ_MODES, desc="quantize compare", unit="mode", enabled=progress)]
     target = load_targets()["quant_miou_drop"]
     compare.judge(rows, target)
@@ -210,7 +219,7 @@ def quantize_compare(ckpt: Checkpoint | str | Path, *, out_dir: str | Path, num_
                "no post-training mode met the mIoU gate" if qat == "auto" and not ptq_passed else None)
     if qat_why:
         phase2 = phase2_source(ckpt)  # a video checkpoint's Phase 2 file: opened once for both QAT modes
-        rows += [_add_mode(ckpt, m, out, val, videos, num_val, runs, qat_steps, qat_lr, progress, echo, phase2)
+        rows += [_add_mode(ckpt, m, out, val, videos, num_val, runs, qat_cfg, progress, echo, phase2)
                  for m in progress_bar(QAT_MODES, desc="quantize compare (QAT)", unit="mode", enabled=progress)]
     decision = compare.decide(rows, target)
     decision["qat_ran"], decision["qat_why"] = bool(qat_why), qat_why or (

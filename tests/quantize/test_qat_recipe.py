@@ -27,17 +27,38 @@ def test_qat_yaml_holds_the_recipes_defaults_and_opens_with_its_command():
     assert path.read_text().startswith("# sam3m4 quantize --mode qat_")
 
 
-def test_stage4_flags_default_to_the_qat_settings():
-    """``sam3m4 quantize --qat-steps / --qat-lr`` start from the QAT recipe's defaults (one place for them)."""
+def test_stage4_takes_the_qat_file_and_its_flags_win(tmp_path, monkeypatch):
+    """``sam3m4 quantize --qat-config FILE`` hands Stage 4 the file's settings; ``--qat-steps / --qat-lr`` win over
+    it; without either, the recipe's defaults (one place for them). ``build_mode`` passes them to the recipe."""
     import argparse
+    from types import SimpleNamespace
 
     from sam3m4.config import resolve_args
-    from sam3m4.quantize import cli
+    from sam3m4.quantize import cli, pipeline, stage
 
-    parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
-    args = resolve_args(parser.parse_args(["--mode", "compare"]))
-    assert (args.qat_steps, args.qat_lr) == (qat_recipe.DEFAULTS["steps"], qat_recipe.DEFAULTS["lr"])
+    seen = {}
+    monkeypatch.setattr(stage, "quantize_compare", lambda ckpt, **kw: seen.update(kw) or _Printed())
+    (tmp_path / "qat.yaml").write_text("steps: 7\nbatch_size: 3\n")
+    for argv, want in ((["--qat-config", str(tmp_path / "qat.yaml"), "--qat-lr", "0.5"],
+                        {**qat_recipe.DEFAULTS, "steps": 7, "batch_size": 3, "lr": 0.5}),
+                       ([], qat_recipe.DEFAULTS)):
+        parser = argparse.ArgumentParser()
+        cli.add_arguments(parser)
+        assert cli.run(resolve_args(parser.parse_args(["--mode", "compare", *argv]))) == 0
+        assert qat_recipe.settings(seen["qat_settings"], steps=seen["qat_steps"], lr=seen["qat_lr"]) == want
+
+    got = {}
+    monkeypatch.setattr(pipeline, "Checkpoint", SimpleNamespace(open=lambda ck: ck))
+    monkeypatch.setattr(pipeline, "load_source", lambda ck: (torch.nn.Linear(2, 2), "student"))
+    monkeypatch.setattr(pipeline, "qat_finetune", lambda src, mode, **kw: got.update(kw) or (None, {}))
+    pipeline.build_mode(object(), "qat_int4", qat_steps=9, phase2=object(), qat_settings={"batch_size": 3})
+    assert {k: got[k] for k in qat_recipe.DEFAULTS} == {**qat_recipe.DEFAULTS, "steps": 9, "batch_size": 3}
+    with pytest.raises(ConfigError, match="QAT settings: epochs: unknown key"):
+        qat_recipe.settings({"epochs": 2})
+
+
+class _Printed:
+    table = summary = ""
 
 
 @pytest.mark.parametrize("override, message", [

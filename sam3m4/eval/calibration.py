@@ -164,8 +164,9 @@ def plateau_gate(scores, labels, target, threshold: float | None = None,
     """Does the shipped presence threshold lie on the F1 plateau? The gate's value is the F1 gap
     (``best F1 - F1 at the threshold``), judged by ``target`` (``presence_f1_gap <= 0.01``). ``threshold``: the
     shipped one (default :func:`shipped_threshold` of the target). A threshold fitted on pairs is judged on pairs
-    the fit did not see (the held-out part, :func:`sam3m4.metrics.operating_point.calibration_split`), with
-    ``resolve=True``: a gap above the target then fails only when its bootstrap interval lies above it
+    the fit did not see (the held-out part, :func:`sam3m4.metrics.operating_point.calibration_split`). Callers pass
+    ``resolve=True`` for every threshold the targets file does not pin (fitted, or 0.5 kept by the fit or for want
+    of pairs): a gap above the target then fails only when its bootstrap interval lies above it
     (:func:`~sam3m4.metrics.operating_point.gap_interval`), else the outcome is "not measured: not resolvable on N
     pairs" (on a held-out half of a few dozen pairs one pair moves F1 by more than 0.01)."""
     threshold = shipped_threshold(target) if threshold is None else float(threshold)

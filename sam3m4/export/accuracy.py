@@ -172,7 +172,7 @@ def _record_presence(d: DeployedEval, val, shipped: ShippedPresence, put: Callab
     target = load_targets().get("presence_threshold_on_plateau")
     if held.any() and target is not None:
         outcome, check = plateau_gate(scores[held], labels[held], target, threshold=shipped.threshold,
-                                      resolve=shipped.how == "fitted")
+                                      resolve=shipped.how != "fixed")
         prov = (f"best Presence F1 {check.best_f1:.4f} (at {check.best_threshold:.4f}) - F1 {check.f1:.4f} at the "
                 f"{where} on {part}; {how}")
         if outcome.outcome == NOT_MEASURED:

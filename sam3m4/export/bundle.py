@@ -95,15 +95,19 @@ def _spread(n: int, k: int) -> list[int]:
 
 @torch.no_grad()
 def bundle_cases(student, tracker=None, *, images, videos=None, k: int = K_DEFAULT, tokenizer=None,
-                 methods=("encode_text", "forward", "track")) -> dict[str, list[BundleCase]]:
+                 methods=("encode_text", "forward", "track"), references: dict | None = None
+                 ) -> dict[str, list[BundleCase]]:
     """K test cases per method from real val data, with the eager outputs of ``student`` (and ``tracker``).
 
     ``images``: a :class:`~sam3m4.data.SacoImageDataset` (the Stage 4 / 5 val pairs); ``videos``: a
     :class:`~sam3m4.data.SacoVideoDataset` or None (``track`` then steps through image pairs);
     ``tokenizer``: what the app tokenizes with (default CLIP; a restricted table needs its
     :class:`~sam3m4.export.token_table.RestrictedTokenizer`: pairs whose phrase it cannot map are skipped).
-    ``track`` is included only with a tracker. A ValueError when no val pair can be used.
+    ``track`` is included only with a tracker. ``references``: ``{"forward" | "track": module}`` computing a method's
+    expected outputs instead of the eager model (an XNNPACK static-int8 program: the converted graphs calibrated as
+    the program was, :func:`sam3m4.export.case.converted_references`). A ValueError when no val pair can be used.
     """
+    references = references or {}
     if k < 1:
         raise ValueError(f"bundle cases: k must be >= 1, got {k}")
     tok = tokenizer or get_tokenizer(student.context_length)
@@ -128,12 +132,13 @@ def bundle_cases(student, tracker=None, *, images, videos=None, k: int = K_DEFAU
             cases["encode_text"].append(BundleCase((ids, mask), _plain(prompt), where))
         if "forward" in cases:
             inputs = (pixels, *prompt)
-            cases["forward"].append(BundleCase(inputs, _plain(method_module(student, "forward")(*inputs)), where))
+            forward = references.get("forward") or method_module(student, "forward")
+            cases["forward"].append(BundleCase(inputs, _plain(forward(*inputs)), where))
     if not picked:
         raise ValueError(f"no val pair of {getattr(images, 'json_path', 'the val set')} can be tokenized for the "
                          "bundle (a restricted vocabulary without any val phrase?)")
     if "track" in cases:
-        cases["track"] = _track_cases(student, tracker, picked, videos, k, tok)
+        cases["track"] = _track_cases(student, references.get("track") or tracker, picked, videos, k, tok)
     return cases
 
 

@@ -42,7 +42,7 @@ from sam3m4.export.token_table import VOCAB, Vocabulary, restricted_token_table
 from sam3m4.paths import EXPORT_DIR, QUANTIZED_DIR
 from sam3m4.quantize.decision import DECISION_FILE, read_decision
 from sam3m4.quantize.pipeline import build_mode, image_model
-from sam3m4.quantize.convs import PT2EStudent
+from sam3m4.quantize.convs import PT2EStudent, pt2e_convs
 from sam3m4.quantize.modes import get_mode
 from sam3m4.quantize.storage import QuantizedSet, load_quantized
 from sam3m4.results import ResultsStore, schema
@@ -230,8 +230,9 @@ def export_case(backend: str, mode: str, *, quantized: QuantizedSet | str | Path
                      pairs, store) if deployed and vocab is None else None
     calibration = _calibration(backend, mode, student, tracker, scorer, meta, ckpt, data, num_val, pairs, echo)
     with restricted_token_table(student, vocab) if vocab is not None else nullcontext():  # the tracker's too
-        cases, why = verification.val_cases(student, tracker, source=source, data=data,
-                                            k=bundle_k, vocab=vocab) if bundle_k else (None, "--bundle-k 0")
+        refs = (lambda: converted_references(student, tracker, scorer, calibration)) if calibration else None
+        cases, why = verification.val_cases(student, tracker, source=source, data=data, k=bundle_k, vocab=vocab,
+                                            references=refs) if bundle_k else (None, "--bundle-k 0")
         return _export_case(backend, mode, student, tracker, Path(out_dir), name or f"sam3m4_{meta['preset']}",
                             runs, vocab, store, echo, scorer, (cases, why), op_gaps, calibration)
 
@@ -252,6 +253,20 @@ def _calibration(backend: str, mode: str, student, tracker, scorer, meta: dict, 
                  f"(no val pairs: {err})")
         return None
     return export_calibration(student, tracker, found)
+
+
+def converted_references(student, tracker, scorer, calibration: dict) -> dict:
+    """``{"forward": module[, "track": module]}``: an XNNPACK static-int8 export's methods as PT2E-converted graphs
+    calibrated on the program's own val pairs (``calibration``, :func:`_calibration`), i.e. what the program
+    computes and Stage 4 scores; the verification bundle's expected outputs come from them (the eager student's
+    float convolutions would not clip activations as the program's calibrated ranges do)."""
+    eager = scorer.eager() if scorer is not None else None
+    if not isinstance(eager, PT2EStudent):
+        eager = PT2EStudent(student, calibration=calibration["forward"])
+    refs = {"forward": eager.image_path}
+    if tracker is not None and calibration.get("track"):
+        refs["track"] = pt2e_convs(tracker, calibration["track"][0], calibration=calibration["track"])
+    return refs
 
 
 def _source_checkpoint(path: str | None, data) -> Checkpoint | str | None:

@@ -34,11 +34,12 @@ IMPORT_HINT = ("run the .bpte on the device with ExecuTorch's bundled-program ru
                "--pte-dir {dir} --run {run}`")
 
 
-def val_cases(student, tracker, *, source, data, k: int = K_DEFAULT, vocab=None):
+def val_cases(student, tracker, *, source, data, k: int = K_DEFAULT, vocab=None, references: Callable | None = None):
     """(bundle cases from the val pairs the model was quantized against, None) or (None, why not).
 
     ``source``: the checkpoint ``sam3m4 quantize`` started from (its data root holds the val set); ``data``:
-    a data root instead; ``vocab``: a restricted token table's :class:`~sam3m4.export.token_table.Vocabulary`."""
+    a data root instead; ``vocab``: a restricted token table's :class:`~sam3m4.export.token_table.Vocabulary`;
+    ``references``: () -> ``{method: module}`` of :func:`~sam3m4.export.bundle.bundle_cases` (None: eager)."""
     if k < 1:
         return None, "bundle cases: 0 requested"
     try:
@@ -46,7 +47,8 @@ def val_cases(student, tracker, *, source, data, k: int = K_DEFAULT, vocab=None)
             return None, "no val data: the quantized model names no source checkpoint (pass --data)"
         images, videos, _ = load_val(source, Path(data) if data else None)
         tokenizer = RestrictedTokenizer(vocab) if vocab is not None else None
-        return bundle_cases(student, tracker, images=images, videos=videos, k=k, tokenizer=tokenizer), None
+        return bundle_cases(student, tracker, images=images, videos=videos, k=k, tokenizer=tokenizer,
+                            references=references() if references is not None else None), None
     except Exception as err:  # noqa: BLE001  (recorded as not measurable, with the reason)
         return None, f"no val cases for the bundle: {type(err).__name__}: {err}"[:600]
 
@@ -68,7 +70,8 @@ def record_bundles(result, flow, bundles: list[BundleFile], errors: list, why: s
         record(stage=schema.STAGE5, subject=subject, metric=schema.BUNDLE_MB, value=b.size_bytes / 1e6,
                unit=schema.MB, artifact=b.path,
                provenance=f"ExecuTorch BundledProgram of {b.pte.name} (same program bytes) + test cases {cases}: "
-                          f"real val inputs and the eager model's outputs",
+                          f"real val inputs and the reference outputs (the eager model; an XNNPACK static-int8 program: "
+                          f"its converted graph, calibrated as the program was)",
                note="; ".join(f"{m}: {', '.join(s[:3])}{' ...' if len(s) > 3 else ''}" for m, s in b.sources.items()))
         say(f"{b.path}: verification bundle, {b.size_bytes / 1e6:.2f} MB, {cases}")
     if not flow.runs_here():

@@ -110,7 +110,9 @@ def test_bundle_rejects_a_case_the_program_cannot_take(tmp_path, program):
 
 def test_bundle_cases_use_real_val_pairs():
     from sam3m4.data import SacoImageDataset
+    from sam3m4.export.bundle import _plain
     from sam3m4.models import build_student
+    from sam3m4.export.export import method_module
 
     student = build_student("tiny").eval()
     val = SacoImageDataset(ROOT / "fixtures" / "synth" / "saco_image" / "val.json")
@@ -121,6 +123,19 @@ def test_bundle_cases_use_real_val_pairs():
                                                                               student.image_size)
     assert torch.equal(first.inputs[1], cases["encode_text"][0].expected[0])  # forward's prompt = eager encode_text
     assert first.expected[0].shape[1] == student.num_queries
+
+    # an XNNPACK static-int8 program's expected outputs come from its converted graph, given as a reference
+    seen = []
+
+    def converted(*inputs):
+        seen.append(inputs)
+        return tuple(torch.full_like(t, 7.0) if t.is_floating_point() else t for t in _plain(
+            method_module(student, "forward")(*inputs)))
+
+    ref = bundle_cases(student, None, images=val, k=2, references={"forward": converted})
+    assert len(seen) == 2 and all(torch.equal(a, b) for a, b in zip(seen[0], ref["forward"][0].inputs))
+    assert all((t == 7.0).all() for t in ref["forward"][0].expected if t.is_floating_point())
+    assert torch.equal(ref["encode_text"][0].expected[0], cases["encode_text"][0].expected[0])  # others: eager
 
 
 def _result(bpte: Path, sha: str, iou: float = 0.97) -> dict:

@@ -29,10 +29,13 @@ def test_kernel_ratios_time_every_scheme_against_fp32_in_one_run():
 
     rows = kernel_ratios(threads=1, runs=2, kernels=SMALL)
     got = {(r["kernel"], r["scheme"].split(" act")[0], r["shipped"]) for r in rows}
-    # convs: dynamic (what int8_int4 ships) and static; depthwise: static only (shipped float); Linear: 8da4w + 8da8w
-    assert got == {("1x1 conv", "int8 dynamic", True), ("1x1 conv", "int8 static", False),
-                   ("depthwise", "int8 static", False), ("linear", "int8 dynamic", True),
+    # convs: static (what int8_int4 ships, sam3m4.quantize.xnnpack_int8) and dynamic; depthwise: static only
+    # (shipped); Linear: 8da8w (shipped) and 8da4w
+    assert got == {("1x1 conv", "int8 dynamic", False), ("1x1 conv", "int8 static", True),
+                   ("depthwise", "int8 static", True), ("linear", "int8 dynamic", True),
                    ("linear", "int8 dynamic", False)}
+    assert {r["scheme"].split(",")[0] for r in rows if r["kernel"] == "linear" and r["shipped"]} == {
+        "int8 dynamic act x int8 weights per channel"}
     assert all(r["fp32_ms"] > 0 and r["int8_ms"] > 0 and r["ratio"] == pytest.approx(r["int8_ms"] / r["fp32_ms"])
                for r in rows)
     table = kernel_table(rows, "none (avx2 only)", threads=1)

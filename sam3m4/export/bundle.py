@@ -138,7 +138,7 @@ def bundle_cases(student, tracker=None, *, images, videos=None, k: int = K_DEFAU
         raise ValueError(f"no val pair of {getattr(images, 'json_path', 'the val set')} can be tokenized for the "
                          "bundle (a restricted vocabulary without any val phrase?)")
     if "track" in cases:
-        cases["track"] = _track_cases(student, references.get("track") or tracker, picked, videos, k, tok)
+        cases["track"] = _track_cases(student, tracker, picked, videos, k, tok, references.get("track") or tracker)
     return cases
 
 
@@ -146,8 +146,9 @@ def _plain(outputs) -> tuple[torch.Tensor, ...]:
     return tuple(t.detach().float().contiguous() for t in outputs)
 
 
-def _track_cases(student, tracker, picked, videos, k: int, tok) -> list[BundleCase]:
-    """K streaming steps: each case's state is what eager reached after the steps before it."""
+def _track_cases(student, tracker, picked, videos, k: int, tok, reference) -> list[BundleCase]:
+    """K streaming steps from ``tracker``'s initial memory: each case's state is what ``reference`` (the tracker,
+    or the program's converted ``track`` graph) reached after the steps before it."""
     frames, phrase, where = [], None, []
     if videos is not None and len(videos):
         for i in range(len(videos)):
@@ -173,7 +174,7 @@ def _track_cases(student, tracker, picked, videos, k: int, tok) -> list[BundleCa
     out = []
     for frame, src in zip(frames, where):
         inputs = (to_pixels([frame], student.image_size).contiguous(), *prompt, state)
-        expected = _plain(tracker(*inputs))
+        expected = _plain(reference(*inputs))
         out.append(BundleCase(inputs, expected, src))
         state = expected[2]
     return out

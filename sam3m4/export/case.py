@@ -25,6 +25,7 @@ get a "not measured" record with the reason. A failed export is recorded with th
 
 from __future__ import annotations
 
+import functools
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,11 +231,12 @@ def export_case(backend: str, mode: str, *, quantized: QuantizedSet | str | Path
                      pairs, store) if deployed and vocab is None else None
     calibration = _calibration(backend, mode, student, tracker, scorer, meta, ckpt, data, num_val, pairs, echo)
     with restricted_token_table(student, vocab) if vocab is not None else nullcontext():  # the tracker's too
-        refs = (lambda: converted_references(student, tracker, scorer, calibration)) if calibration else None
+        refs = functools.cache(lambda: converted_references(student, tracker, scorer, calibration)) \
+            if calibration else None  # built once, for the bundle and the host check
         cases, why = verification.val_cases(student, tracker, source=source, data=data, k=bundle_k, vocab=vocab,
                                             references=refs) if bundle_k else (None, "--bundle-k 0")
         return _export_case(backend, mode, student, tracker, Path(out_dir), name or f"sam3m4_{meta['preset']}",
-                            runs, vocab, store, echo, scorer, (cases, why), op_gaps, calibration)
+                            runs, vocab, store, echo, scorer, (cases, why), op_gaps, calibration, refs)
 
 
 def _calibration(backend: str, mode: str, student, tracker, scorer, meta: dict, ckpt, data, num_val: int,
@@ -295,10 +297,11 @@ def _record_shipped(store: ResultsStore, backend: str, mode: str, shipped: str, 
 def _export_case(backend: str, mode: str, student, tracker, out_dir: Path, name: str, runs: int,
                  vocab: Vocabulary | None, store: ResultsStore, echo: Callable[[str], None] | None,
                  scorer: CaseScorer | None = None, val: tuple = (None, "no val cases"),
-                 op_gaps: bool = False, calibration: dict | None = None) -> ExportCaseResult:
+                 op_gaps: bool = False, calibration: dict | None = None,
+                 references: Callable | None = None) -> ExportCaseResult:
     """:func:`export_case` once the arguments are checked and the model is loaded (its token table restricted).
     ``val``: (bundle cases or None, why not) from :func:`.verification.val_cases`; ``calibration``: of
-    :func:`export_pte`."""
+    :func:`export_pte`; ``references``: () -> :func:`converted_references` (XNNPACK static int8), or None."""
     say = echo or (lambda line: None)
     flow = get_flow(backend)
     cases, why = val
@@ -341,9 +344,8 @@ def _export_case(backend: str, mode: str, student, tracker, out_dir: Path, name:
     measured, deployed = None, None
     if flow.runs_here():  # XNNPACK anywhere; Core ML on a Mac (UNTESTED here: Linux hosts)
         agree = (lambda: scorer.agreement(result)) if scorer is not None else None  # val pairs, not random inputs
-        reference = scorer.eager if scorer is not None else None  # XNNPACK int8: the graph Stage 4 scores
         measured = measure_on_host(result, student, tracker, record, subject, runs, say, agreement=agree,
-                                   reference=reference)
+                                   reference=references)
         if measured and scorer is not None:
             deployed = scorer.score(result, record, say)
             measured = deployed is not False
@@ -371,10 +373,10 @@ def measure_on_host(result: ExportResult, student, tracker, record: Callable, su
     ``host_image_latency_ms`` [, ``host_video_fps``]) recorded with no value and ``failed_stage`` ``load`` /
     ``run`` (the gates fail on it), and False is returned. ``agreement``: () -> :class:`~sam3m4.export.deployed.
     Agreement`, the ``forward`` mask IoU on val pairs where eager keeps a query (recorded as ``mask_iou/forward``
-    instead of the seeded random inputs' one, on which eager keeps no query). ``reference``: () -> the mode's model
-    as Stage 4 scores it; an XNNPACK static-int8 image path (:class:`~sam3m4.quantize.convs.PT2EStudent`) is then
-    the eager side of the ``forward`` check (its calibrated ranges clip the seeded random inputs as the program's
-    do; the torchao student's float convolutions do not)."""
+    instead of the seeded random inputs' one, on which eager keeps no query). ``reference``: () -> ``{method: module}``
+    (:func:`converted_references`: an XNNPACK static-int8 program's ``forward`` / ``track`` as PT2E-converted graphs
+    calibrated as the program was) for the eager side of those checks: their calibrated ranges clip the seeded
+    random inputs as the program's do, the torchao student's float convolutions do not."""
     pending = [f"{schema.MASK_IOU}/forward", schema.HOST_IMAGE_LATENCY_MS] + (
         [schema.HOST_VIDEO_FPS] if tracker is not None else [])
     stage = "load"
@@ -402,10 +404,8 @@ def _measure_on_host(result, student, tracker, record: Callable, subject: str, r
         if kw["metric"] in pending:
             pending.remove(kw["metric"])
 
-    eager = reference() if reference is not None else None
-    converted = isinstance(eager, PT2EStudent)
-    checks = runtime.check_pte(result.path, student, tracker=tracker,
-                               references={"forward": eager.image_path} if converted else None)
+    references = reference() if reference is not None else None
+    checks = runtime.check_pte(result.path, student, tracker=tracker, references=references)
     if agreement is not None:
         agree = agreement()
         checks["forward"].mask_iou = agree.mask_iou
@@ -417,8 +417,8 @@ def _measure_on_host(result, student, tracker, record: Callable, subject: str, r
                 provenance=agree.provenance)
     for method, c in checks.items():
         how = f"ExecuTorch runtime vs torch eager, {method}, seeded sample inputs, batch 1"
-        if converted and method == "forward":
-            how += " (eager: the PT2E-converted image path Stage 4 scores, same val-pair calibration)"
+        if method in (references or {}):
+            how += " (eager: the PT2E-converted graph Stage 4 scores, the program's val-pair calibration)"
         if c.mask_iou is not None and not (method == "forward" and agreement is not None):
             put(metric=f"{schema.MASK_IOU}/{method}", value=c.mask_iou, unit=schema.FRACTION,
                 provenance=f"{how}; IoU of mask_logits > 0 over {c.iou_queries}")

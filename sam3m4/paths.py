@@ -57,19 +57,6 @@ def project_root() -> Path:
     return Path(os.environ.get(PROJECT_ROOT_ENV) or os.getcwd()).resolve()
 
 
-def shown_path(path: str | os.PathLike) -> str:
-    """``path`` relative to :func:`project_root` when it lies under it (what reports print: no machine's folder
-    names), else unchanged."""
-    text = str(path)
-    p = Path(text)
-    if p.is_absolute():
-        try:
-            return str(p.resolve().relative_to(project_root()))
-        except (ValueError, OSError):
-            return text
-    return text
-
-
 def checkpoint_name(phase: int, epoch: int, step: int) -> str:
     """``phase{P}_epoch{E}_step{S}.pt``."""
     return f"phase{phase}_epoch{epoch}_step{step}.pt"

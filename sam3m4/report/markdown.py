@@ -23,7 +23,7 @@ from pathlib import Path
 from sam3m4.eval.saco import PUBLISHED
 from sam3m4.env import environment_line, human_bytes
 from sam3m4.fileio import atomic_write_text
-from sam3m4.paths import DISTILL_DIR, REPORT_FILE, REPORTS_ROOT, VIDEO_CACHE_DIR, VIDEO_DIR, VIS_DIR, project_root, shown_path
+from sam3m4.paths import DISTILL_DIR, REPORT_FILE, REPORTS_ROOT, VIDEO_CACHE_DIR, VIDEO_DIR, VIS_DIR, project_root
 from sam3m4.quantize.modes import CONVS_PER_BACKEND, KEPT_HIGHER
 from sam3m4.report import deployed
 from sam3m4.report.op_gaps import op_gap_lines
@@ -115,7 +115,7 @@ class _Report:
         text = rec.provenance or "provenance not recorded"
         if rec.artifact:
             sha = f", sha256 {rec.sha256[:12]}" if rec.sha256 else ""
-            text += f" (artifact `{shown_path(rec.artifact)}`{sha})"
+            text += f" (artifact `{rec.artifact}`{sha})"
         return text
 
     def cell(self, stage: str, subject: str, metric: str, why: str | None = None) -> str:

@@ -51,6 +51,7 @@ TRAIN_DEFAULTS = dict(
     batch_size=8,  # pairs per step
     pairs_per_image=1,  # pairs drawn from each sampled image (they share one image-encoder pass)
     lr=2e-3,
+    image_encoder_lr_mult=1.0,  # the image encoder (ViT + FPN neck) trains at lr * this
     weight_decay=0.05,
     warmup_frac=0.05,  # of max_steps
     min_lr_frac=0.02,
@@ -187,12 +188,16 @@ def train_loop(
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if dense is not None:
         params += [(f"dense_aux.{n}", p) for n, p in dense.named_parameters()]
-    decay = [p for n, p in params if p.ndim >= 2 and "embed" not in n]
-    no_decay = [p for n, p in params if not (p.ndim >= 2 and "embed" not in n)]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": tr["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=tr["lr"], betas=(0.9, 0.999),
-    )
+    groups = []  # (weight decay, lr multiplier) groups: matrices decay, embeddings / norms / biases do not
+    for image in (True, False):
+        mult = tr["image_encoder_lr_mult"] if image else 1.0
+        part = [(n, p) for n, p in params if n.startswith("vision_encoder.") == image]
+        for decays in (True, False):
+            chosen = [p for n, p in part if (p.ndim >= 2 and "embed" not in n) == decays]
+            if chosen:
+                groups.append({"params": chosen, "weight_decay": tr["weight_decay"] if decays else 0.0,
+                               "lr_mult": mult})
+    opt = torch.optim.AdamW(groups, lr=tr["lr"], betas=(0.9, 0.999))
     gen = torch.Generator().manual_seed(seed)
     if tr["balance_pairs"] or tr["hard_negatives"]:
         train.add_absent_pairs()
@@ -221,7 +226,7 @@ def train_loop(
             cos = 0.5 * (1 + math.cos(math.pi * (frac - warm) / (1 - warm)))
             lr_scale = tr["min_lr_frac"] + (1 - tr["min_lr_frac"]) * cos
         for group in opt.param_groups:
-            group["lr"] = tr["lr"] * lr_scale
+            group["lr"] = tr["lr"] * group["lr_mult"] * lr_scale
         n_img = max(1, tr["batch_size"] // tr["pairs_per_image"])
         imgs = torch.randperm(len(by_image), generator=gen)[:n_img]  # (n_img,) distinct images
         if tr["balance_pairs"]:  # the phrase alone must not tell presence: each kind present half the time
@@ -395,7 +400,7 @@ def bootstrap_teacher(
 # --- config -------------------------------------------------------------------------------------------------
 # keys that must be > 0 (every other number must be >= 0)
 POSITIVE_KEYS = {"image_size", "patch_size", "hidden_size", "vit_layers", "vit_window", "text_layers",
-                 "decoder_layers", "num_queries", "num_heads", "batch_size", "pairs_per_image", "lr",
+                 "decoder_layers", "num_queries", "num_heads", "vit_mlp_ratio", "batch_size", "pairs_per_image", "lr",
                  "eval_batch_size", "log_every", "max_steps", "time_budget_s"}
 
 

@@ -30,6 +30,9 @@ MODEL_DEFAULTS = dict(
     decoder_layers=2,
     num_queries=16,
     num_heads=2,
+    vit_hidden_size=0,  # ViT width (0 = hidden_size); the FPN neck projects it to hidden_size, as SAM 3's 1024 -> 256
+    vit_mlp_ratio=2,  # ViT MLP width = vit_mlp_ratio * ViT width (SAM 3: 4)
+    vit_heads=0,  # ViT attention heads (0 = num_heads)
 )
 
 def build_config(**kw):
@@ -42,12 +45,16 @@ def build_config(**kw):
         raise ConfigError(f"image_size: {s} is not a multiple of patch_size {p}")
     g = s // p
     ffn = 2 * h
+    vh = c["vit_hidden_size"] or h
+    for what, width, heads in (("hidden_size", h, nh), ("vit_hidden_size", vh, c["vit_heads"] or nh)):
+        if width % heads:
+            raise ConfigError(f"{what}: {width} is not a multiple of the attention heads ({heads})")
     layer = dict(hidden_size=h, num_attention_heads=nh, intermediate_size=ffn, dropout=0.0)
     return Sam3Config(
         vision_config=dict(
             backbone_config=dict(
-                model_type="sam3_vit_model", hidden_size=h, intermediate_size=ffn,
-                num_hidden_layers=c["vit_layers"], num_attention_heads=nh, image_size=s, patch_size=p,
+                model_type="sam3_vit_model", hidden_size=vh, intermediate_size=c["vit_mlp_ratio"] * vh,
+                num_hidden_layers=c["vit_layers"], num_attention_heads=c["vit_heads"] or nh, image_size=s, patch_size=p,
                 window_size=c["vit_window"], global_attn_indexes=[c["vit_layers"] - 1], pretrain_image_size=s,
             ),
             fpn_hidden_size=h,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -38,25 +39,46 @@ def shape_labels(data: PairTensors) -> torch.Tensor:
     return lab
 
 
+class ConvControl(torch.nn.Module):
+    """A plain 7-layer conv net (stride 16, BatchNorm, ReLU) with the image encoder's output interface: the
+    probe's control that says whether the shape task is learnable in the step budget at all."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        nn = torch.nn
+        layers, c = [], 3
+        for out, stride in ((32, 2), (width, 2), (width, 1), (width, 2), (width, 1), (width, 2), (width, 1)):
+            layers += [nn.Conv2d(c, out, 3, stride, 1), nn.BatchNorm2d(out), nn.ReLU()]
+            c = out
+        self.body = nn.Sequential(*layers, nn.Upsample(scale_factor=4, mode="bilinear"), nn.Conv2d(c, c, 3, 1, 1))
+
+    def forward(self, pixels):
+        return SimpleNamespace(fpn_hidden_states=[self.body(pixels)])
+
+
 def shape_probe(data_root: str | Path, steps: int = 1600, images_per_step: int = 4, lr: float = 5e-4,
-                level: int = 0, seed: int = 0, evals: int = 4, threads: int | None = 1) -> dict:
+                level: int = 0, seed: int = 0, evals: int = 4, threads: int | None = 1,
+                control: bool = False, **model_kw) -> dict:
     """Train image encoder + head for ``steps`` steps of ``images_per_step`` train images (FPN level ``level``,
-    0 = the finest); evaluate val shape accuracy ``evals`` times. Returns ``history`` and ``val_majority``."""
+    0 = the finest); evaluate val shape accuracy ``evals`` times. ``model_kw``: sizes of
+    :func:`build_config` (e.g. ``vit_layers=6``); ``control``: train :class:`ConvControl` instead of the ViT.
+    Returns ``history`` and ``val_majority``."""
     from transformers import Sam3Model
 
     if threads:
         torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
-    teacher = Sam3Teacher(Sam3Model(build_config(decoder_layers=3)))
+    teacher = Sam3Teacher(Sam3Model(build_config(**{"decoder_layers": 3, **model_kw})))
     reinit_for_small_width(teacher.model)
-    vision = teacher.model.vision_encoder
+    vision = ConvControl(teacher.model.config.vision_config.fpn_hidden_size) if control else teacher.model.vision_encoder
     saco = saco_dir(Path(data_root))
-    mask = 4 * teacher.model.config.vision_config.backbone_config.image_size // 14
+    backbone = teacher.model.config.vision_config.backbone_config
+    mask = 4 * backbone.image_size // backbone.patch_size
     train = PairTensors.from_json(saco / "train.json", teacher, mask, keep_full=False)
     val = PairTensors.from_json(saco / "val.json", teacher, mask, keep_full=False)
     y_train, y_val = shape_labels(train), shape_labels(val)
     share = torch.bincount(y_val[y_val > 0], minlength=5)[1:].float()
-    head = torch.nn.Conv2d(vision.config.fpn_hidden_size, 5, 1)
+    head = torch.nn.Conv2d(teacher.model.config.vision_config.fpn_hidden_size, 5, 1)
     params = list(vision.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
     gen = torch.Generator().manual_seed(seed)
@@ -97,4 +119,5 @@ def shape_probe(data_root: str | Path, steps: int = 1600, images_per_step: int =
             history.append({"step": step + 1, "loss": float(loss), "val_shape_acc": accuracy(),
                             "cpu_s": time.process_time() - t0})
     return {"history": history, "val_majority": float(share.max() / share.sum()), "steps": steps,
-            "images_per_step": images_per_step, "lr": lr, "level": level, "seed": seed}
+            "images_per_step": images_per_step, "lr": lr, "level": level, "seed": seed, "control": control,
+            "model": model_kw}

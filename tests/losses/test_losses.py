@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from sam3m4.errors import ConfigError
 from sam3m4.losses.set_prediction import SetLossWeights, hungarian_match, set_prediction_loss
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -338,3 +339,48 @@ def test_shape_probe_labels_each_object_pixel_with_its_shape():
             assert ((lab == k + 1) <= on).all()
     r = shape_probe(ROOT / "fixtures" / "synth", steps=2, images_per_step=2, evals=1)
     assert len(r["history"]) == 1 and 0.0 <= r["history"][0]["val_shape_acc"] <= 1.0 and 0 < r["val_majority"] <= 1
+    c = shape_probe(ROOT / "fixtures" / "synth", steps=2, images_per_step=2, evals=1, control=True, vit_layers=2)
+    assert c["control"] and c["model"] == {"vit_layers": 2} and 0.0 <= c["history"][0]["val_shape_acc"] <= 1.0
+
+
+def test_a_wider_vit_than_the_rest_is_projected_by_the_neck_and_trains_at_its_own_lr(tiny_synth, tmp_path):
+    """``vit_hidden_size`` / ``vit_mlp_ratio`` / ``vit_heads`` size the ViT alone (the FPN neck projects it to
+    ``hidden_size``, as SAM 3's 1024 -> 256); ``image_encoder_lr_mult`` scales the image encoder's lr only."""
+    from transformers import Sam3Model
+
+    from sam3m4.teacher import bootstrap
+    from sam3m4.teacher.bootstrap_model import build_config
+
+    cfg = build_config(image_size=56, hidden_size=32, vit_layers=1, vit_window=2, text_layers=1, decoder_layers=1,
+                       num_queries=6, vit_hidden_size=64, vit_mlp_ratio=4, vit_heads=4)
+    vit = cfg.vision_config.backbone_config
+    assert (vit.hidden_size, vit.intermediate_size, vit.num_attention_heads) == (64, 256, 4)
+    assert cfg.vision_config.fpn_hidden_size == 32
+    fpn = Sam3Model(cfg).vision_encoder(torch.zeros(1, 3, 56, 56)).fpn_hidden_states
+    assert all(f.shape[1] == 32 for f in fpn)
+    with pytest.raises(ConfigError, match=r"^vit_hidden_size: 60 is not a multiple of the attention heads \(8\)$"):
+        build_config(image_size=56, hidden_size=32, vit_hidden_size=60, vit_heads=8)
+
+    seen = []
+    real = bootstrap.torch.optim.AdamW
+
+    def spy(groups, **kw):
+        opt = real(groups, **kw)
+        seen.append(opt)
+        return opt
+
+    bootstrap.torch.optim.AdamW = spy
+    try:
+        bootstrap.bootstrap_teacher(tiny_synth, tmp_path / "t", max_steps=2, seed=0, progress=False,
+                                    evaluate_val=False, image_size=56, hidden_size=32, vit_layers=1, vit_window=2,
+                                    text_layers=1, decoder_layers=1, num_queries=6, batch_size=4, pairs_per_image=2,
+                                    lr=1e-3, warmup_frac=0.0, min_lr_frac=1.0, vit_hidden_size=64,
+                                    image_encoder_lr_mult=4.0)
+    finally:
+        bootstrap.torch.optim.AdamW = real
+    (opt,) = seen
+    assert {g["lr"] for g in opt.param_groups[:2]} == {4e-3} and {g["lr"] for g in opt.param_groups[2:]} == {1e-3}
+    same = Sam3Model(build_config(image_size=56, hidden_size=32, vit_layers=1, vit_window=2, text_layers=1,
+                                  decoder_layers=1, num_queries=6, vit_hidden_size=64))
+    want = sorted(tuple(p.shape) for p in same.vision_encoder.parameters())
+    assert sorted(tuple(p.shape) for g in opt.param_groups[:2] for p in g["params"]) == want

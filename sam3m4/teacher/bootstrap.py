@@ -22,7 +22,6 @@ The model parts live in :mod:`sam3m4.teacher.bootstrap_model`, the in-memory dat
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import random
 import time
@@ -149,6 +148,15 @@ def _auc(scores: list[float], labels: list[bool]) -> float:
 
 
 # --- recipe ------------------------------------------------------------------------------------------------
+def schedule(frac: float, warmup_frac: float, min_lr_frac: float) -> float:
+    """The learning-rate factor at ``frac`` = step / steps: linear warm-up for ``warmup_frac`` of the steps (from
+    0.02), then cosine down to ``min_lr_frac``."""
+    if frac < warmup_frac:
+        return max(frac / warmup_frac, 0.02)
+    cos = 0.5 * (1 + math.cos(math.pi * (frac - warmup_frac) / (1 - warmup_frac)))
+    return min_lr_frac + (1 - min_lr_frac) * cos
+
+
 def train_loop(
     teacher,
     train: PairTensors,
@@ -218,13 +226,7 @@ def train_loop(
             history.append({"step": step, **evaluate(teacher, eval_data)})
             model.train()
             eval_s += time.time() - t_eval
-        frac = step / max_steps
-        warm = tr["warmup_frac"]
-        if frac < warm:
-            lr_scale = max(frac / warm, 0.02)
-        else:
-            cos = 0.5 * (1 + math.cos(math.pi * (frac - warm) / (1 - warm)))
-            lr_scale = tr["min_lr_frac"] + (1 - tr["min_lr_frac"]) * cos
+        lr_scale = schedule(step / max_steps, tr["warmup_frac"], tr["min_lr_frac"])
         for group in opt.param_groups:
             group["lr"] = tr["lr"] * group["lr_mult"] * lr_scale
         n_img = max(1, tr["batch_size"] // tr["pairs_per_image"])

@@ -13,7 +13,6 @@ this stays at ``val_majority`` the image encoder does not learn shape in the ste
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +20,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
+from sam3m4.teacher.bootstrap import TRAIN_DEFAULTS, schedule
 from sam3m4.teacher.bootstrap_data import PairTensors, saco_dir
 from sam3m4.teacher.bootstrap_model import build_config, reinit_for_small_width
 from sam3m4.teacher.sam3 import Sam3Teacher
@@ -70,7 +70,8 @@ def shape_probe(data_root: str | Path, steps: int = 1600, images_per_step: int =
     torch.manual_seed(seed)
     teacher = Sam3Teacher(Sam3Model(build_config(**{"decoder_layers": 3, **model_kw})))
     reinit_for_small_width(teacher.model)
-    vision = ConvControl(teacher.model.config.vision_config.fpn_hidden_size) if control else teacher.model.vision_encoder
+    width = teacher.model.config.vision_config.fpn_hidden_size
+    vision = ConvControl(width) if control else teacher.model.vision_encoder
     saco = saco_dir(Path(data_root))
     backbone = teacher.model.config.vision_config.backbone_config
     mask = 4 * backbone.image_size // backbone.patch_size
@@ -78,7 +79,7 @@ def shape_probe(data_root: str | Path, steps: int = 1600, images_per_step: int =
     val = PairTensors.from_json(saco / "val.json", teacher, mask, keep_full=False)
     y_train, y_val = shape_labels(train), shape_labels(val)
     share = torch.bincount(y_val[y_val > 0], minlength=5)[1:].float()
-    head = torch.nn.Conv2d(teacher.model.config.vision_config.fpn_hidden_size, 5, 1)
+    head = torch.nn.Conv2d(width, 5, 1)
     params = list(vision.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
     gen = torch.Generator().manual_seed(seed)
@@ -100,11 +101,8 @@ def shape_probe(data_root: str | Path, steps: int = 1600, images_per_step: int =
 
     history, t0 = [], time.process_time()
     for step in range(steps):
-        frac = step / steps
-        cos = 0.5 * (1 + math.cos(math.pi * (frac - 0.05) / 0.95))
-        scale = max(frac / 0.05, 0.02) if frac < 0.05 else 0.02 + 0.98 * cos  # the bootstrap's schedule
         for group in opt.param_groups:
-            group["lr"] = lr * scale
+            group["lr"] = lr * schedule(step / steps, TRAIN_DEFAULTS["warmup_frac"], TRAIN_DEFAULTS["min_lr_frac"])
         idx = torch.randperm(len(train.pixels), generator=gen)[:images_per_step]
         px, y = train.pixels[idx], y_train[idx]
         flip = torch.rand(len(idx), generator=gen) < 0.5

@@ -2,6 +2,8 @@
 
     from sam3m4.teacher.shape_probe import shape_probe
     shape_probe("data/synth", steps=1600, images_per_step=4)   # {"history": [{"step", "val_shape_acc", ...}]}
+    shape_probe("data/synth", labels="concept", teacher=t)      # pre-trains t's image encoder in place
+
 
 The bootstrap's image encoder (ViT + FPN of :func:`sam3m4.teacher.bootstrap_model.build_config`, width-aware
 init) plus a 1x1 conv head is trained on 5-way per-pixel labels (background and the 4 synthetic shapes, from the
@@ -9,6 +11,11 @@ one-word phrases' union masks at the mask resolution) with the bootstrap's AdamW
 horizontal flips. ``val_shape_acc`` is the share of val object pixels whose predicted shape (argmax over the 4
 shapes) is right; ``val_majority`` is what always answering the most common shape scores. No text, no DETR: if
 this stays at ``val_majority`` the image encoder does not learn shape in the step budget, whatever the loss.
+
+``labels="concept"`` trains on the colour + shape phrases instead (background + one class per two-word phrase,
+``red circle``, ...): ``val_concept_acc`` counts a pixel right when both words are, ``val_shape_acc`` when the
+shape is. Given a ``teacher``, its own image encoder is trained in place: a dense pre-training phase before
+:func:`sam3m4.teacher.bootstrap.train_loop` (reports/teacher/recipe.md, third round).
 """
 
 from __future__ import annotations
@@ -28,15 +35,20 @@ from sam3m4.teacher.sam3 import Sam3Teacher
 SHAPE_PHRASES = ("circle", "square", "star", "triangle")
 
 
-def shape_labels(data: PairTensors) -> torch.Tensor:
-    """(I, m, m) int64 per-pixel labels: 0 background, 1 + index in ``SHAPE_PHRASES`` where that shape is."""
-    maps = torch.zeros(len(data.pixels), len(SHAPE_PHRASES), *data.phrase_maps.shape[-2:])  # (I, 4, m, m)
-    for k, shape in enumerate(SHAPE_PHRASES):
-        if shape in data.phrases:  # a split without that shape leaves it empty
-            maps[:, k] = data.phrase_maps[:, data.phrases.index(shape)].float()
+def shape_labels(data: PairTensors, names: tuple[str, ...] = SHAPE_PHRASES) -> torch.Tensor:
+    """(I, m, m) int64 per-pixel labels: 0 background, 1 + index in ``names`` where that phrase's mask is."""
+    maps = torch.zeros(len(data.pixels), len(names), *data.phrase_maps.shape[-2:])  # (I, N, m, m)
+    for k, name in enumerate(names):
+        if name in data.phrases:  # a split without that phrase leaves it empty
+            maps[:, k] = data.phrase_maps[:, data.phrases.index(name)].float()
     lab = maps.argmax(1) + 1
     lab[maps.amax(1) < 0.5] = 0
     return lab
+
+
+def concept_phrases(data: PairTensors) -> tuple[str, ...]:
+    """The split's colour + shape phrases (two words, the second a shape), sorted: the concept classes."""
+    return tuple(sorted(p for p in data.phrases if len(p.split()) == 2 and p.split()[1] in SHAPE_PHRASES))
 
 
 class ConvControl(torch.nn.Module):
@@ -58,18 +70,25 @@ class ConvControl(torch.nn.Module):
 
 def shape_probe(data_root: str | Path, steps: int = 1600, images_per_step: int = 4, lr: float = 5e-4,
                 level: int = 0, seed: int = 0, evals: int = 4, threads: int | None = 1,
-                control: bool = False, **model_kw) -> dict:
+                control: bool = False, labels: str = "shape", teacher: Sam3Teacher | None = None,
+                **model_kw) -> dict:
     """Train image encoder + head for ``steps`` steps of ``images_per_step`` train images (FPN level ``level``,
-    0 = the finest); evaluate val shape accuracy ``evals`` times. ``model_kw``: sizes of
-    :func:`build_config` (e.g. ``vit_layers=6``); ``control``: train :class:`ConvControl` instead of the ViT.
+    0 = the finest); evaluate val accuracy ``evals`` times. ``model_kw``: sizes of :func:`build_config` (e.g.
+    ``vit_layers=6``); ``control``: train :class:`ConvControl` instead of the ViT; ``labels``: ``shape`` or
+    ``concept`` (module docstring); ``teacher``: train this teacher's image encoder in place instead of a new one.
     Returns ``history`` and ``val_majority``."""
     from transformers import Sam3Model
 
+    if labels not in ("shape", "concept"):
+        raise ValueError(f"shape_probe: labels must be 'shape' or 'concept', got {labels!r}")
+    if teacher is not None and (model_kw or control):
+        raise ValueError("shape_probe: a given teacher has its own sizes; model sizes and control=True do not apply")
     if threads:
         torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
-    teacher = Sam3Teacher(Sam3Model(build_config(**{"decoder_layers": 3, **model_kw})))
-    reinit_for_small_width(teacher.model)
+    if teacher is None:
+        teacher = Sam3Teacher(Sam3Model(build_config(**{"decoder_layers": 3, **model_kw})))
+        reinit_for_small_width(teacher.model)
     width = teacher.model.config.vision_config.fpn_hidden_size
     vision = ConvControl(width) if control else teacher.model.vision_encoder
     saco = saco_dir(Path(data_root))
@@ -77,27 +96,34 @@ def shape_probe(data_root: str | Path, steps: int = 1600, images_per_step: int =
     mask = 4 * backbone.image_size // backbone.patch_size
     train = PairTensors.from_json(saco / "train.json", teacher, mask, keep_full=False)
     val = PairTensors.from_json(saco / "val.json", teacher, mask, keep_full=False)
-    y_train, y_val = shape_labels(train), shape_labels(val)
-    share = torch.bincount(y_val[y_val > 0], minlength=5)[1:].float()
-    head = torch.nn.Conv2d(width, 5, 1)
+    names = SHAPE_PHRASES if labels == "shape" else concept_phrases(train)
+    shape_of = torch.tensor([0] + [1 + SHAPE_PHRASES.index(n.split()[-1]) for n in names])  # class -> shape class
+    y_train, y_val = shape_labels(train, names), shape_labels(val, names)
+    share = torch.bincount(shape_of[y_val[y_val > 0]], minlength=5)[1:].float()
+    head = torch.nn.Conv2d(width, 1 + len(names), 1)
     params = list(vision.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
     gen = torch.Generator().manual_seed(seed)
-    weight = torch.tensor([0.2, 1.0, 1.0, 1.0, 1.0])
+    weight = torch.tensor([0.2] + [1.0] * len(names))
 
     def logits(px):  # (I, 3, S, S) -> (I, 5, m, m)
         return F.interpolate(head(vision(px).fpn_hidden_states[level]), size=(mask, mask), mode="bilinear")
 
     @torch.no_grad()
-    def accuracy() -> float:
+    def accuracy() -> dict:
         vision.eval()
-        right = total = 0
+        right = right_shape = total = 0
         for s in range(0, len(val.pixels), 32):
             pred, y = logits(val.pixels[s:s + 32])[:, 1:].argmax(1) + 1, y_val[s:s + 32]
-            right += int((pred[y > 0] == y[y > 0]).sum())
-            total += int((y > 0).sum())
+            pred, y = pred[y > 0], y[y > 0]
+            right += int((pred == y).sum())
+            right_shape += int((shape_of[pred] == shape_of[y]).sum())
+            total += len(y)
         vision.train()
-        return right / max(total, 1)
+        out = {"val_shape_acc": right_shape / max(total, 1)}
+        if labels == "concept":
+            out["val_concept_acc"] = right / max(total, 1)
+        return out
 
     history, t0 = [], time.process_time()
     for step in range(steps):
@@ -114,8 +140,7 @@ def shape_probe(data_root: str | Path, steps: int = 1600, images_per_step: int =
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if (step + 1) % max(1, steps // evals) == 0:
-            history.append({"step": step + 1, "loss": float(loss), "val_shape_acc": accuracy(),
-                            "cpu_s": time.process_time() - t0})
+            history.append({"step": step + 1, "loss": float(loss.detach()), **accuracy(), "cpu_s": time.process_time() - t0})
     return {"history": history, "val_majority": float(share.max() / share.sum()), "steps": steps,
             "images_per_step": images_per_step, "lr": lr, "level": level, "seed": seed, "control": control,
-            "model": model_kw}
+            "labels": labels, "model": model_kw}

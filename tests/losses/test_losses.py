@@ -343,6 +343,40 @@ def test_shape_probe_labels_each_object_pixel_with_its_shape():
     assert c["control"] and c["model"] == {"vit_layers": 2} and 0.0 <= c["history"][0]["val_shape_acc"] <= 1.0
 
 
+def test_the_probe_pre_trains_a_given_teachers_image_encoder_on_colour_and_shape_in_place():
+    """``labels="concept"``: one class per colour + shape phrase, each pixel's class the phrase whose mask holds it;
+    a given teacher's own image encoder is what trains (its text side is untouched)."""
+    from transformers import Sam3Model
+
+    from sam3m4.teacher.bootstrap_data import PairTensors
+    from sam3m4.teacher.bootstrap_model import build_config
+    from sam3m4.teacher.sam3 import Sam3Teacher
+    from sam3m4.teacher.shape_probe import SHAPE_PHRASES, concept_phrases, shape_labels, shape_probe
+
+    teacher = Sam3Teacher(Sam3Model(build_config(image_size=56, hidden_size=32, vit_layers=1, vit_window=2,
+                                                 text_layers=1, decoder_layers=1, num_queries=6)))
+    data = PairTensors.from_json(ROOT / "fixtures" / "synth" / "saco_image" / "val.json", teacher, 16, keep_full=False)
+    names = concept_phrases(data)
+    assert names and all(len(n.split()) == 2 and n.split()[1] in SHAPE_PHRASES for n in names)
+    lab, shape = shape_labels(data, names), shape_labels(data)
+    for k, name in enumerate(names):  # a concept pixel is a pixel of its shape
+        on = lab == k + 1
+        assert (shape[on] == 1 + SHAPE_PHRASES.index(name.split()[1])).all()
+    vit = {k: v.clone() for k, v in teacher.model.vision_encoder.state_dict().items()}
+    text = {k: v.clone() for k, v in teacher.model.text_encoder.state_dict().items()}
+    r = shape_probe(ROOT / "fixtures" / "synth", steps=2, images_per_step=2, evals=1, lr=1e-2, labels="concept",
+                    teacher=teacher)
+    h = r["history"][0]
+    assert r["labels"] == "concept" and 0.0 <= h["val_concept_acc"] <= h["val_shape_acc"] <= 1.0
+    after = teacher.model.vision_encoder.state_dict()
+    assert any(not torch.equal(v, after[k]) for k, v in vit.items())
+    assert all(torch.equal(v, teacher.model.text_encoder.state_dict()[k]) for k, v in text.items())
+    with pytest.raises(ValueError, match="labels must be"):
+        shape_probe(ROOT / "fixtures" / "synth", steps=1, labels="colour")
+    with pytest.raises(ValueError, match="own sizes"):
+        shape_probe(ROOT / "fixtures" / "synth", steps=1, teacher=teacher, vit_layers=2)
+
+
 def test_a_wider_vit_than_the_rest_is_projected_by_the_neck_and_trains_at_its_own_lr(tiny_synth, tmp_path):
     """``vit_hidden_size`` / ``vit_mlp_ratio`` / ``vit_heads`` size the ViT alone (the FPN neck projects it to
     ``hidden_size``, as SAM 3's 1024 -> 256); ``image_encoder_lr_mult`` scales the image encoder's lr only."""

@@ -4,7 +4,6 @@
     shape_probe("data/synth", steps=1600, images_per_step=4)   # {"history": [{"step", "val_shape_acc", ...}]}
     shape_probe("data/synth", labels="concept", teacher=t)      # pre-trains t's image encoder in place
 
-
 The bootstrap's image encoder (ViT + FPN of :func:`sam3m4.teacher.bootstrap_model.build_config`, width-aware
 init) plus a 1x1 conv head is trained on 5-way per-pixel labels (background and the 4 synthetic shapes, from the
 one-word phrases' union masks at the mask resolution) with the bootstrap's AdamW warm-up + cosine schedule and
@@ -106,7 +105,7 @@ def shape_probe(data_root: str | Path, steps: int = 1600, images_per_step: int =
     gen = torch.Generator().manual_seed(seed)
     weight = torch.tensor([0.2] + [1.0] * len(names))
 
-    def logits(px):  # (I, 3, S, S) -> (I, 5, m, m)
+    def logits(px):  # (I, 3, S, S) -> (I, 1 + len(names), m, m)
         return F.interpolate(head(vision(px).fpn_hidden_states[level]), size=(mask, mask), mode="bilinear")
 
     @torch.no_grad()
@@ -140,7 +139,8 @@ def shape_probe(data_root: str | Path, steps: int = 1600, images_per_step: int =
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if (step + 1) % max(1, steps // evals) == 0:
-            history.append({"step": step + 1, "loss": float(loss.detach()), **accuracy(), "cpu_s": time.process_time() - t0})
+            history.append({"step": step + 1, "loss": float(loss.detach()), **accuracy(),
+                            "cpu_s": time.process_time() - t0})
     return {"history": history, "val_majority": float(share.max() / share.sum()), "steps": steps,
             "images_per_step": images_per_step, "lr": lr, "level": level, "seed": seed, "control": control,
             "labels": labels, "model": model_kw}

@@ -126,8 +126,9 @@ def shape_probe(data_root: str | Path, steps: int = 1600, images_per_step: int =
 
     history, t0 = [], time.process_time()
     for step in range(steps):
+        scale = schedule(step / steps, TRAIN_DEFAULTS["warmup_frac"], TRAIN_DEFAULTS["min_lr_frac"])
         for group in opt.param_groups:
-            group["lr"] = lr * schedule(step / steps, TRAIN_DEFAULTS["warmup_frac"], TRAIN_DEFAULTS["min_lr_frac"])
+            group["lr"] = lr * scale
         idx = torch.randperm(len(train.pixels), generator=gen)[:images_per_step]
         px, y = train.pixels[idx], y_train[idx]
         flip = torch.rand(len(idx), generator=gen) < 0.5

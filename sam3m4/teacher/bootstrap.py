@@ -10,9 +10,11 @@ same code path as ``facebook/sam3``.
     sam3m4 teacher bootstrap --config configs/teacher_bootstrap.yaml data_root=data/synth
     bootstrap_teacher("data/synth", "checkpoints/teacher/sam3-tiny-synth", max_steps=1600)   # the same, from Python
 
-Recipe: setup (config, data into memory) -> train ``max_steps`` steps (AdamW, linear warm-up then cosine
-over the steps; never cut by the clock, so a slow host trains the same teacher, only later) -> save -> reload via the adapter -> evaluate on val (union of
-kept masks mIoU, Presence F1 with SAM 3's score >= 0.5 rule).
+Recipe: setup (config, data into memory) -> optionally pre-train the image encoder on dense colour + shape
+labels for ``encoder_pretrain_steps`` steps (:mod:`sam3m4.teacher.encoder_pretrain`) -> train ``max_steps``
+steps (AdamW, linear warm-up then cosine over the steps; never cut by the clock, so a slow host trains the same
+teacher, only later) -> save -> reload via the adapter -> evaluate on val (union of kept masks mIoU, Presence F1
+with SAM 3's score >= 0.5 rule).
 
 The model parts live in :mod:`sam3m4.teacher.bootstrap_model`, the in-memory data in
 :mod:`sam3m4.teacher.bootstrap_data`; :func:`load_config` reads ``configs/teacher_bootstrap.yaml`` and its
@@ -22,7 +24,6 @@ The model parts live in :mod:`sam3m4.teacher.bootstrap_model`, the in-memory dat
 from __future__ import annotations
 
 import inspect
-import math
 import random
 import time
 import typing
@@ -41,6 +42,7 @@ from sam3m4.metrics import MIoUMeter, PresenceMeter, is_present
 from sam3m4.paths import BOOTSTRAP_METRICS
 from sam3m4.progress import StepProgress
 from sam3m4.teacher.bootstrap_data import PairTensors, saco_dir
+from sam3m4.teacher.encoder_pretrain import concept_phrases, dense_pretrain, schedule, shape_labels
 from sam3m4.teacher.bootstrap_model import (MODEL_DEFAULTS, DensePhraseAux, build_config, pooled_text,
                                             reinit_for_small_width)
 from sam3m4.teacher.sam3 import Sam3Teacher, instances_from_output, load_teacher
@@ -65,6 +67,10 @@ TRAIN_DEFAULTS = dict(
     freeze_token_embedding=True,  # keep CLIP's 49408 x D token table at its random init (saves ~15% step time)
     dense_aux=2.0,  # weight of the training-only dense phrase loss (DensePhraseAux); 0 = off
     dense_aux_text="model",  # its phrase vectors: "model" (the model's pooled text) or "table" (its own table)
+    encoder_pretrain_steps=0,  # before the recipe: dense colour + shape pre-training of the image encoder (0 = off)
+    encoder_pretrain_images=8,  # its images per step
+    encoder_pretrain_lr=4e-3,  # its AdamW peak lr (the same warm-up + cosine schedule over its own steps)
+    encoder_pretrain_level=2,  # the FPN level its head reads (2 = the ViT's own grid: only that neck layer runs)
     eval_batch_size=32,
     log_every=10,
 )
@@ -148,15 +154,6 @@ def _auc(scores: list[float], labels: list[bool]) -> float:
 
 
 # --- recipe ------------------------------------------------------------------------------------------------
-def schedule(frac: float, warmup_frac: float, min_lr_frac: float) -> float:
-    """The learning-rate factor at ``frac`` = step / steps: linear warm-up for ``warmup_frac`` of the steps (from
-    0.02), then cosine down to ``min_lr_frac``."""
-    if frac < warmup_frac:
-        return max(frac / warmup_frac, 0.02)
-    cos = 0.5 * (1 + math.cos(math.pi * (frac - warmup_frac) / (1 - warmup_frac)))
-    return min_lr_frac + (1 - min_lr_frac) * cos
-
-
 def train_loop(
     teacher,
     train: PairTensors,
@@ -345,8 +342,8 @@ def bootstrap_teacher(
     ``loss_<field of SetLossWeights>``. Training runs ``max_steps`` steps whatever the host's speed;
     ``time_budget_s`` only warns when the loop took longer (data loading, saving and evaluation are outside it
     and reported separately). Returns a dict of metrics and timings:
-    ``steps``, ``steps_per_s``, ``train_s``, ``final_loss``, ``first_loss``, val ``miou``/``presence_f1``/...
-    """
+    ``steps``, ``steps_per_s``, ``train_s``, ``final_loss``, ``first_loss``, val ``miou``/``presence_f1``/...,
+    and with a pre-training phase ``pretrain_s`` (its wall time, not in ``train_s`` nor the budget warning)."""
     from transformers import Sam3Model
 
     model_kw, tr, loss_kw = _split_kwargs(kw)
@@ -370,6 +367,21 @@ def bootstrap_teacher(
     train = PairTensors.from_json(saco / "train.json", teacher, 4 * g, keep_full=False, limit=train_limit)
     load_s = time.time() - t0
 
+    pretrain = None
+    if tr["encoder_pretrain_steps"]:  # the image encoder sees colour + shape before the set loss
+        levels = len(sam3_config.vision_config.backbone_feature_sizes)
+        if not 0 <= tr["encoder_pretrain_level"] < levels:
+            raise ConfigError(f"bootstrap: encoder_pretrain_level: expected 0 to {levels - 1} (the FPN levels), "
+                              f"got {tr['encoder_pretrain_level']!r}")
+        names = concept_phrases(train)
+        if not names:
+            raise ConfigError(f"bootstrap: encoder_pretrain_steps: {saco / 'train.json'} has no colour + shape phrase")
+        head = torch.nn.Conv2d(sam3_config.vision_config.fpn_hidden_size, 1 + len(names), 1)
+        pretrain = dense_pretrain(teacher.model.vision_encoder, head, train.pixels, shape_labels(train, names),
+                                  steps=tr["encoder_pretrain_steps"], images_per_step=tr["encoder_pretrain_images"],
+                                  lr=tr["encoder_pretrain_lr"], level=tr["encoder_pretrain_level"], seed=seed,
+                                  warmup_frac=tr["warmup_frac"],
+                                  min_lr_frac=tr["min_lr_frac"], progress=progress)
     stats = train_loop(teacher, train, time_budget_s=time_budget_s, seed=seed, device=device,
                        progress=progress, weights=weights, **tr)
     model = teacher.model
@@ -380,6 +392,7 @@ def bootstrap_teacher(
         teacher.image_processor.save_pretrained(tmp)
     result = {
         **stats,
+        **({"pretrain_s": pretrain["pretrain_s"], "pretrain_final_loss": pretrain["final_loss"]} if pretrain else {}),
         "load_s": round(load_s, 1),
         "train_pairs": len(train),
         "num_parameters": sum(p.numel() for p in model.parameters()),
@@ -403,7 +416,8 @@ def bootstrap_teacher(
 # keys that must be > 0 (every other number must be >= 0)
 POSITIVE_KEYS = {"image_size", "patch_size", "hidden_size", "vit_layers", "vit_window", "text_layers",
                  "decoder_layers", "num_queries", "num_heads", "vit_mlp_ratio", "batch_size", "pairs_per_image", "lr",
-                 "eval_batch_size", "log_every", "max_steps", "time_budget_s"}
+                 "eval_batch_size", "log_every", "max_steps", "time_budget_s", "encoder_pretrain_images",
+                 "encoder_pretrain_lr"}
 
 
 def config_defaults() -> tuple[dict, dict]:

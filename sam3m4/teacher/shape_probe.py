@@ -13,8 +13,9 @@ this stays at ``val_majority`` the image encoder does not learn shape in the ste
 
 ``labels="concept"`` trains on the colour + shape phrases instead (background + one class per two-word phrase,
 ``red circle``, ...): ``val_concept_acc`` counts a pixel right when both words are, ``val_shape_acc`` when the
-shape is. Given a ``teacher``, its own image encoder is trained in place: a dense pre-training phase before
-:func:`sam3m4.teacher.bootstrap.train_loop` (reports/teacher/recipe.md, third round).
+shape is. Given a ``teacher``, its own image encoder is trained in place. The training loop is
+:func:`sam3m4.teacher.encoder_pretrain.dense_pretrain`, the bootstrap's pre-training phase
+(``encoder_pretrain_steps``; reports/teacher/recipe.md).
 """
 
 from __future__ import annotations
@@ -24,30 +25,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-import torch.nn.functional as F
 
-from sam3m4.teacher.bootstrap import TRAIN_DEFAULTS, schedule
+from sam3m4.teacher.bootstrap import TRAIN_DEFAULTS
 from sam3m4.teacher.bootstrap_data import PairTensors, saco_dir
 from sam3m4.teacher.bootstrap_model import build_config, reinit_for_small_width
+from sam3m4.teacher.encoder_pretrain import SHAPE_PHRASES, concept_phrases, dense_logits, dense_pretrain, shape_labels
 from sam3m4.teacher.sam3 import Sam3Teacher
 
-SHAPE_PHRASES = ("circle", "square", "star", "triangle")
-
-
-def shape_labels(data: PairTensors, names: tuple[str, ...] = SHAPE_PHRASES) -> torch.Tensor:
-    """(I, m, m) int64 per-pixel labels: 0 background, 1 + index in ``names`` where that phrase's mask is."""
-    maps = torch.zeros(len(data.pixels), len(names), *data.phrase_maps.shape[-2:])  # (I, N, m, m)
-    for k, name in enumerate(names):
-        if name in data.phrases:  # a split without that phrase leaves it empty
-            maps[:, k] = data.phrase_maps[:, data.phrases.index(name)].float()
-    lab = maps.argmax(1) + 1
-    lab[maps.amax(1) < 0.5] = 0
-    return lab
-
-
-def concept_phrases(data: PairTensors) -> tuple[str, ...]:
-    """The split's colour + shape phrases (two words, the second a shape), sorted: the concept classes."""
-    return tuple(sorted(p for p in data.phrases if len(p.split()) == 2 and p.split()[1] in SHAPE_PHRASES))
+__all__ = ["SHAPE_PHRASES", "ConvControl", "concept_phrases", "shape_labels", "shape_probe"]
 
 
 class ConvControl(torch.nn.Module):
@@ -100,13 +85,9 @@ def shape_probe(data_root: str | Path, steps: int = 1600, images_per_step: int =
     y_train, y_val = shape_labels(train, names), shape_labels(val, names)
     share = torch.bincount(shape_of[y_val[y_val > 0]], minlength=5)[1:].float()
     head = torch.nn.Conv2d(width, 1 + len(names), 1)
-    params = list(vision.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
-    gen = torch.Generator().manual_seed(seed)
-    weight = torch.tensor([0.2] + [1.0] * len(names))
 
     def logits(px):  # (I, 3, S, S) -> (I, 1 + len(names), m, m)
-        return F.interpolate(head(vision(px).fpn_hidden_states[level]), size=(mask, mask), mode="bilinear")
+        return dense_logits(vision, head, px, level, mask)
 
     @torch.no_grad()
     def accuracy() -> dict:
@@ -125,23 +106,15 @@ def shape_probe(data_root: str | Path, steps: int = 1600, images_per_step: int =
         return out
 
     history, t0 = [], time.process_time()
-    for step in range(steps):
-        scale = schedule(step / steps, TRAIN_DEFAULTS["warmup_frac"], TRAIN_DEFAULTS["min_lr_frac"])
-        for group in opt.param_groups:
-            group["lr"] = lr * scale
-        idx = torch.randperm(len(train.pixels), generator=gen)[:images_per_step]
-        px, y = train.pixels[idx], y_train[idx]
-        flip = torch.rand(len(idx), generator=gen) < 0.5
-        px = torch.where(flip[:, None, None, None], px.flip(-1), px)
-        y = torch.where(flip[:, None, None], y.flip(-1), y)
-        loss = F.cross_entropy(logits(px), y, weight=weight)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        if (step + 1) % max(1, steps // evals) == 0:
-            history.append({"step": step + 1, "loss": float(loss.detach()), **accuracy(),
+
+    def on_step(step: int, loss: torch.Tensor) -> None:
+        if step % max(1, steps // evals) == 0:
+            history.append({"step": step, "loss": float(loss.detach()), **accuracy(),
                             "cpu_s": time.process_time() - t0})
+
+    dense_pretrain(vision, head, train.pixels, y_train, steps=steps, images_per_step=images_per_step, lr=lr,
+                   seed=seed, level=level, warmup_frac=TRAIN_DEFAULTS["warmup_frac"],
+                   min_lr_frac=TRAIN_DEFAULTS["min_lr_frac"], on_step=on_step)
     return {"history": history, "val_majority": float(share.max() / share.sum()), "steps": steps,
             "images_per_step": images_per_step, "lr": lr, "level": level, "seed": seed, "control": control,
             "labels": labels, "model": model_kw}

@@ -142,6 +142,26 @@ def test_bootstrap_is_the_same_teacher_on_a_slow_host(tiny_synth, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_the_bootstrap_pre_trains_the_image_encoder_first_when_asked(tiny_synth, tmp_path):
+    """``encoder_pretrain_steps`` > 0: the image encoder trains on dense colour + shape labels before the recipe
+    (a different teacher than without, timed apart); the recipe itself runs all its steps either way."""
+    from safetensors.torch import load_file
+
+    from sam3m4.teacher.bootstrap import bootstrap_teacher
+
+    kw = dict(max_steps=2, seed=0, progress=False, evaluate_val=False, image_size=56, hidden_size=32, vit_layers=1,
+              vit_window=2, text_layers=1, decoder_layers=1, num_queries=6, batch_size=4, pairs_per_image=2)
+    plain = bootstrap_teacher(tiny_synth, tmp_path / "a", **kw)
+    pre = bootstrap_teacher(tiny_synth, tmp_path / "b", encoder_pretrain_steps=3, encoder_pretrain_images=2, **kw)
+    assert "pretrain_s" not in plain and pre["pretrain_s"] >= 0 and pre["steps"] == plain["steps"] == 2
+    assert pre["train"]["encoder_pretrain_steps"] == 3
+    a, b = (load_file(str(tmp_path / d / "model.safetensors")) for d in "ab")
+    vit = [k for k in a if k.startswith("vision_encoder.")]
+    assert vit and any(not torch.equal(a[k], b[k]) for k in vit)
+    with pytest.raises(ConfigError, match="encoder_pretrain_level: expected 0 to 2"):
+        bootstrap_teacher(tiny_synth, tmp_path / "c", encoder_pretrain_steps=1, encoder_pretrain_level=3, **kw)
+
+
 def test_bootstrap_stops_on_a_non_finite_loss(tiny_synth, tmp_path):
     """A NaN loss stops the bootstrap with one line naming the stage and the step, and nothing is saved."""
     from sam3m4.errors import TrainingDiverged

@@ -42,9 +42,9 @@ from sam3m4.metrics import MIoUMeter, PresenceMeter, is_present
 from sam3m4.paths import BOOTSTRAP_METRICS
 from sam3m4.progress import StepProgress
 from sam3m4.teacher.bootstrap_data import PairTensors, saco_dir
-from sam3m4.teacher.encoder_pretrain import concept_phrases, dense_pretrain, schedule, shape_labels
 from sam3m4.teacher.bootstrap_model import (MODEL_DEFAULTS, DensePhraseAux, build_config, pooled_text,
                                             reinit_for_small_width)
+from sam3m4.teacher.encoder_pretrain import concept_phrases, dense_pretrain, schedule, shape_labels
 from sam3m4.teacher.sam3 import Sam3Teacher, instances_from_output, load_teacher
 
 # --- defaults (configs/teacher_bootstrap.yaml mirrors these and MODEL_DEFAULTS) ---------------------------
@@ -376,11 +376,11 @@ def bootstrap_teacher(
         names = concept_phrases(train)
         if not names:
             raise ConfigError(f"bootstrap: encoder_pretrain_steps: {saco / 'train.json'} has no colour + shape phrase")
-        head = torch.nn.Conv2d(sam3_config.vision_config.fpn_hidden_size, 1 + len(names), 1)
-        pretrain = dense_pretrain(teacher.model.vision_encoder, head, train.pixels, shape_labels(train, names),
-                                  steps=tr["encoder_pretrain_steps"], images_per_step=tr["encoder_pretrain_images"],
-                                  lr=tr["encoder_pretrain_lr"], level=tr["encoder_pretrain_level"], seed=seed,
-                                  warmup_frac=tr["warmup_frac"],
+        head = torch.nn.Conv2d(sam3_config.vision_config.fpn_hidden_size, 1 + len(names), 1).to(device)
+        pretrain = dense_pretrain(teacher.model.vision_encoder.to(device), head, train.pixels,
+                                  shape_labels(train, names), steps=tr["encoder_pretrain_steps"],
+                                  images_per_step=tr["encoder_pretrain_images"], lr=tr["encoder_pretrain_lr"],
+                                  level=tr["encoder_pretrain_level"], seed=seed, warmup_frac=tr["warmup_frac"],
                                   min_lr_frac=tr["min_lr_frac"], progress=progress)
     stats = train_loop(teacher, train, time_budget_s=time_budget_s, seed=seed, device=device,
                        progress=progress, weights=weights, **tr)

@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from sam3m4.errors import TrainingDiverged
 from sam3m4.progress import StepProgress
 
 SHAPE_PHRASES = ("circle", "square", "star", "triangle")
@@ -71,12 +72,14 @@ def dense_pretrain(vision, head, pixels: torch.Tensor, labels: torch.Tensor, *, 
                    on_step: Callable[[int, torch.Tensor], None] | None = None) -> dict:
     """Train ``vision`` (an image encoder with ``fpn_hidden_states``) and ``head`` in place for ``steps`` steps of
     ``images_per_step`` images drawn from ``pixels`` (I, 3, S, S) against ``labels`` (I, m, m), class 0 the
-    background. ``on_step(step, loss)`` runs after each step (1-based). Returns ``steps``, ``pretrain_s`` (wall),
-    ``first_loss`` and ``final_loss`` (mean of the last 20 steps)."""
+    background; each batch moves to ``head``'s device. ``on_step(step, loss)`` runs after each step (1-based); a
+    non-finite loss stops with :class:`~sam3m4.errors.TrainingDiverged` naming the step. Returns ``steps``,
+    ``pretrain_s`` (wall), ``first_loss`` and ``final_loss`` (mean of the last 20 steps)."""
     params = list(vision.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
     gen = torch.Generator().manual_seed(seed)
-    weight = torch.ones(int(head.out_channels))
+    device = head.weight.device
+    weight = torch.ones(int(head.out_channels), device=device)
     weight[0] = 0.2
     size = labels.shape[-1]
     bar = StepProgress(steps, "pre-train image encoder", enabled=progress)
@@ -87,11 +90,12 @@ def dense_pretrain(vision, head, pixels: torch.Tensor, labels: torch.Tensor, *, 
         for group in opt.param_groups:
             group["lr"] = lr * scale
         idx = torch.randperm(len(pixels), generator=gen)[:images_per_step]
-        px, y = pixels[idx], labels[idx]
-        flip = torch.rand(len(idx), generator=gen) < 0.5
+        px, y = pixels[idx].to(device), labels[idx].to(device)
+        flip = (torch.rand(len(idx), generator=gen) < 0.5).to(device)
         px = torch.where(flip[:, None, None, None], px.flip(-1), px)
         y = torch.where(flip[:, None, None], y.flip(-1), y)
         loss = F.cross_entropy(dense_logits(vision, head, px, level, size), y, weight=weight)
+        TrainingDiverged.check(float(loss.detach()), "encoder pre-training loss", step + 1)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -147,6 +147,7 @@ def test_the_bootstrap_pre_trains_the_image_encoder_first_when_asked(tiny_synth,
     (a different teacher than without, timed apart); the recipe itself runs all its steps either way."""
     from safetensors.torch import load_file
 
+    from sam3m4.errors import TrainingDiverged
     from sam3m4.teacher.bootstrap import bootstrap_teacher
 
     kw = dict(max_steps=2, seed=0, progress=False, evaluate_val=False, image_size=56, hidden_size=32, vit_layers=1,
@@ -160,6 +161,9 @@ def test_the_bootstrap_pre_trains_the_image_encoder_first_when_asked(tiny_synth,
     assert vit and any(not torch.equal(a[k], b[k]) for k in vit)
     with pytest.raises(ConfigError, match="encoder_pretrain_level: expected 0 to 2"):
         bootstrap_teacher(tiny_synth, tmp_path / "c", encoder_pretrain_steps=1, encoder_pretrain_level=3, **kw)
+    with pytest.raises(TrainingDiverged, match=r"^encoder pre-training loss step 2: (nan|inf) \(not finite\)"):
+        bootstrap_teacher(tiny_synth, tmp_path / "d", encoder_pretrain_steps=3, encoder_pretrain_lr=1e30, **kw)
+    assert not (tmp_path / "d" / "model.safetensors").exists()
 
 
 def test_bootstrap_stops_on_a_non_finite_loss(tiny_synth, tmp_path):

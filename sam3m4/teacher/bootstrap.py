@@ -70,7 +70,7 @@ TRAIN_DEFAULTS = dict(
     encoder_pretrain_steps=0,  # before the recipe: dense colour + shape pre-training of the image encoder (0 = off)
     encoder_pretrain_images=8,  # its images per step
     encoder_pretrain_lr=4e-3,  # its AdamW peak lr (the same warm-up + cosine schedule over its own steps)
-    encoder_pretrain_level=2,  # the FPN level its head reads (2 = the ViT's own grid: only that neck layer runs)
+    encoder_pretrain_level=0,  # the FPN level its head reads: 0 the mask grid, 2 the ViT's grid (faster, see yaml)
     eval_batch_size=32,
     log_every=10,
 )

@@ -32,9 +32,6 @@ from sam3m4.teacher.bootstrap_model import build_config, reinit_for_small_width
 from sam3m4.teacher.encoder_pretrain import SHAPE_PHRASES, concept_phrases, dense_logits, dense_pretrain, shape_labels
 from sam3m4.teacher.sam3 import Sam3Teacher
 
-__all__ = ["SHAPE_PHRASES", "ConvControl", "concept_phrases", "shape_labels", "shape_probe"]
-
-
 class ConvControl(torch.nn.Module):
     """A plain 7-layer conv net (stride 16, BatchNorm, ReLU) with the image encoder's output interface: the
     probe's control that says whether the shape task is learnable in the step budget at all."""
@@ -86,15 +83,13 @@ def shape_probe(data_root: str | Path, steps: int = 1600, images_per_step: int =
     share = torch.bincount(shape_of[y_val[y_val > 0]], minlength=5)[1:].float()
     head = torch.nn.Conv2d(width, 1 + len(names), 1)
 
-    def logits(px):  # (I, 3, S, S) -> (I, 1 + len(names), m, m)
-        return dense_logits(vision, head, px, level, mask)
-
     @torch.no_grad()
     def accuracy() -> dict:
         vision.eval()
         right = right_shape = total = 0
         for s in range(0, len(val.pixels), 32):
-            pred, y = logits(val.pixels[s:s + 32])[:, 1:].argmax(1) + 1, y_val[s:s + 32]
+            scores = dense_logits(vision, head, val.pixels[s:s + 32], level, mask)  # (b, 1 + len(names), m, m)
+            pred, y = scores[:, 1:].argmax(1) + 1, y_val[s:s + 32]
             pred, y = pred[y > 0], y[y > 0]
             right += int((pred == y).sum())
             right_shape += int((shape_of[pred] == shape_of[y]).sum())

@@ -349,7 +349,8 @@ def test_shape_probe_labels_each_object_pixel_with_its_shape():
     from sam3m4.teacher.bootstrap_data import PairTensors
     from sam3m4.teacher.bootstrap_model import build_config
     from sam3m4.teacher.sam3 import Sam3Teacher
-    from sam3m4.teacher.shape_probe import SHAPE_PHRASES, shape_labels, shape_probe
+    from sam3m4.teacher.encoder_pretrain import SHAPE_PHRASES, shape_labels
+    from sam3m4.teacher.shape_probe import shape_probe
 
     synth = ROOT / "fixtures" / "synth" / "saco_image"
     teacher = Sam3Teacher(Sam3Model(build_config(image_size=56, hidden_size=32, vit_layers=1, vit_window=2,
@@ -375,7 +376,8 @@ def test_the_probe_pre_trains_a_given_teachers_image_encoder_on_colour_and_shape
     from sam3m4.teacher.bootstrap_data import PairTensors
     from sam3m4.teacher.bootstrap_model import build_config
     from sam3m4.teacher.sam3 import Sam3Teacher
-    from sam3m4.teacher.shape_probe import SHAPE_PHRASES, concept_phrases, shape_labels, shape_probe
+    from sam3m4.teacher.encoder_pretrain import SHAPE_PHRASES, concept_phrases, shape_labels
+    from sam3m4.teacher.shape_probe import shape_probe
 
     teacher = Sam3Teacher(Sam3Model(build_config(image_size=56, hidden_size=32, vit_layers=1, vit_window=2,
                                                  text_layers=1, decoder_layers=1, num_queries=6)))

@@ -19,6 +19,7 @@ import argparse
 import time
 from pathlib import Path
 
+from sam3m4.flags import ranged
 from sam3m4.paths import (ACCEPTANCE_HTML, PIPELINE_LOGS, PIPELINE_STATE, REPORT_FILE, VISUAL_INDEX, run_dir,
                           visual_dir)
 
@@ -29,12 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="run every stage, even unchanged ones")
     parser.add_argument("--list", action="store_true", help="print the stages and exit")
     parser.add_argument("--verbose", action="store_true", help="stream each stage's output instead of logging it")
+    ranged(parser.add_argument("--jobs", type=int, default=0,
+                        help="stages run at once when they do not depend on each other (0 = the CPU count; 1 = one "
+                             "after the other, in order)"), 0)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from sam3m4.pipeline.stages import build_stages, load_config
-    from sam3m4.runlock import run_name_lock
+    from sam3m4.runlock import run_lock, run_name_lock
 
     cfg = load_config(args.config, args.overrides)
     stages = build_stages(cfg)
@@ -42,8 +46,11 @@ def run(args: argparse.Namespace) -> int:
         for i, s in enumerate(stages, start=1):
             print(f"{i:2d}. {s.name:<24} python {' '.join(s.argv[1:])}")
         return 0
-    with run_name_lock(cfg["run"], "sam3m4 pipeline --config " + " ".join([str(args.config), *args.overrides])):
-        return _run(args, cfg, stages)  # a second pipeline of this run name is refused, naming this one
+    command = "sam3m4 pipeline --config " + " ".join([str(args.config), *args.overrides])
+    # a second pipeline of this run name is refused, naming this one; the stages it runs side by side (Phase 1
+    # beside the video teacher) pass through the run lock it holds for them, and no other training starts
+    with run_name_lock(cfg["run"], command), run_lock(".", name=command):
+        return _run(args, cfg, stages)
 
 
 def _run(args: argparse.Namespace, cfg: dict, stages: list) -> int:
@@ -56,7 +63,7 @@ def _run(args: argparse.Namespace, cfg: dict, stages: list) -> int:
     t0 = time.perf_counter()
     outcomes = run_stages(stages, reports / PIPELINE_STATE, force=args.force,
                           log_dir=None if args.verbose else reports / PIPELINE_LOGS,
-                          after={first_prune: lambda: write_manifest(cfg, args.config)})
+                          after={first_prune: lambda: write_manifest(cfg, args.config)}, jobs=args.jobs or None)
     print("\n" + format_outcomes(outcomes, time.perf_counter() - t0))
     gates = {}
     for r in ResultsStore(cfg["run"]).records():

@@ -1,4 +1,5 @@
-"""Run the stages in order; skip a stage whose command, inputs and outputs are unchanged since it last ran.
+"""Run the stages, side by side where they do not depend on each other; skip a stage whose command, inputs and
+outputs are unchanged since it last ran.
 
 The run state lives in ``reports/<run>/pipeline_state.json`` (written atomically after every stage): per
 stage the command, the sha256 of its inputs and of its outputs, its exit code, when it started and finished (UTC)
@@ -19,7 +20,7 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,73 +117,122 @@ def _clock(seconds: float) -> str:
 
 
 def run_stages(stages: list[Stage], state_path: Path, *, force: bool = False, log_dir: Path | None = None,
-               after: dict | None = None) -> list[Outcome]:
-    """Run ``stages`` in order with one progress line each; returns what happened to each.
+               after: dict | None = None, jobs: int | None = None) -> list[Outcome]:
+    """Run ``stages``, each as soon as the stages it depends on (:func:`dependencies`) have ended, at most ``jobs``
+    at a time (None: the CPU count; 1: one after the other, in order); returns what happened to each, in order.
 
-    Consecutive stages with the same :attr:`Stage.group` run at the same time (the exports and the visual QA:
-    independent, mostly single-threaded work on a 2-core machine); their lines print when all of them end.
-
-    ``after``: {stage name: callable()} run in-process right before that stage (the manifest writer).
-    A stage that must succeed and fails raises :class:`StageFailed` (its state is not saved, so the next
-    invocation redoes it); ``log_dir`` gets ``<stage>.log`` with each stage's output when given, else the
-    output streams to the terminal.
+    Each stage prints one line when it starts (naming the stages running beside it) and one when it ends.
+    ``after``: {stage name: callable()} run in-process right before that stage (the manifest writer); such a
+    stage runs alone, after every stage before it. A stage that must succeed and fails raises
+    :class:`StageFailed` once the stages running beside it have ended (its state is not saved, so the next
+    invocation redoes it; theirs is); ``log_dir`` gets ``<stage>.log`` with each stage's output when given,
+    else the output streams to the terminal.
     """
+    after = after or {}
+    jobs = max(1, jobs if jobs is not None else os.cpu_count() or 1)
     state = load_state(state_path)
     hasher = Hasher(state.setdefault("hashes", {}))
+    needs = dependencies(stages, hooked=set(after))
     done: dict[int, Outcome] = {}
+    running: dict = {}  # future -> (index, stage, head, shown, argv)
+    failure = None
     t_start = time.perf_counter()
-    for batch in _batches(stages):
-        todo = []
-        for i, stage in batch:
-            if after and stage.name in after:
-                after[stage.name]()
-            head = f"[pipeline {i:2d}/{len(stages)}] {stage.name:<24}"
-            previous = state["stages"].get(stage.name)
-            argv = [c[1:] for c in stage.commands()]  # without the interpreter path: a new venv is not a change
-            unchanged = (not force and not stage.always and previous is not None and previous["argv"] == argv
-                         and previous["inputs"] == hasher.paths(stage.inputs) and hasher.exist(stage.outputs)
-                         and previous["outputs"] == hasher.paths(stage.outputs))
-            if unchanged:
-                done[i] = Outcome(stage.name, "skipped", 0.0, previous.get("rc"))
-                print(f"{head} skipped (inputs, command and outputs unchanged; ran {previous['finished']})", flush=True)
-                continue
-            shown = " && ".join(" ".join(["python", *c]) for c in argv)
-            alongside = f" (alongside: {', '.join(s.name for _, s in batch if s is not stage)})" if len(batch) > 1 else ""
-            print(f"{head} running{alongside}: {shown}", flush=True)
-            todo.append((i, stage, head, shown, argv))
-        with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:  # one thread per subprocess it waits for
-            results = list(pool.map(lambda item: _timed_call(item[1], log_dir), todo))
-        failure = None
-        for (i, stage, head, shown, argv), (rc, seconds, started, peak) in zip(todo, results):
-            if rc != 0 and not stage.allow_fail:
-                where = f"; its output: {log_dir / (stage.name + '.log')}" if log_dir is not None else ""
-                failure = failure or StageFailed(f"stage {stage.name} failed (exit {rc}) after {_clock(seconds)}: "
-                                                 f"{shown}{where}")
-                continue
-            status = "ran" if rc == 0 else "failed (allowed)"
-            state["stages"][stage.name] = {"argv": argv, "inputs": hasher.paths(stage.inputs),
-                                           "outputs": hasher.paths(stage.outputs), "rc": rc,
-                                           "seconds": round(seconds, 1), "started": started,
-                                           "peak_rss_mb": peak,
-                                           "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            save_state(state_path, state)
-            done[i] = Outcome(stage.name, status, seconds, rc)
-            print(f"{head} {status} in {_clock(seconds)} (exit {rc}; pipeline "
-                  f"{_clock(time.perf_counter() - t_start)})", flush=True)
-        if failure is not None:
-            raise failure
+
+    def start_ready(pool: ThreadPoolExecutor) -> None:
+        """Start (or skip) every stage whose dependencies have ended, in table order, while a job is free."""
+        rescan = True
+        while rescan:  # a skipped stage may unblock one earlier in the table
+            rescan = False
+            for i, stage in enumerate(stages):
+                busy = {j for j, *_ in running.values()}
+                if i in done or i in busy or not needs[i] <= done.keys():
+                    continue
+                if len(running) >= jobs:
+                    return
+                if stage.name in after:
+                    after[stage.name]()
+                head = f"[pipeline {i + 1:2d}/{len(stages)}] {stage.name:<24}"
+                previous = state["stages"].get(stage.name)
+                argv = [c[1:] for c in stage.commands()]  # without the interpreter path: a new venv is not a change
+                unchanged = (not force and not stage.always and previous is not None and previous["argv"] == argv
+                             and previous["inputs"] == hasher.paths(stage.inputs) and hasher.exist(stage.outputs)
+                             and previous["outputs"] == hasher.paths(stage.outputs))
+                if unchanged:
+                    done[i] = Outcome(stage.name, "skipped", 0.0, previous.get("rc"))
+                    print(f"{head} skipped (inputs, command and outputs unchanged; ran {previous['finished']})",
+                          flush=True)
+                    rescan = True
+                    break
+                shown = " && ".join(" ".join(["python", *c]) for c in argv)
+                beside = ", ".join(stages[j].name for j in sorted(busy))
+                print(f"{head} running{f' (alongside: {beside})' if beside else ''}: {shown}", flush=True)
+                running[pool.submit(_timed_call, stage, log_dir)] = (i, stage, head, shown, argv)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # one thread per subprocess it waits for
+        while True:
+            if failure is None:
+                start_ready(pool)
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=lambda f: running[f][0]):
+                i, stage, head, shown, argv = running.pop(future)
+                rc, seconds, started, peak = future.result()
+                if rc != 0 and not stage.allow_fail:
+                    where = f"; its output: {log_dir / (stage.name + '.log')}" if log_dir is not None else ""
+                    failure = failure or StageFailed(f"stage {stage.name} failed (exit {rc}) after "
+                                                     f"{_clock(seconds)}: {shown}{where}")
+                    continue
+                status = "ran" if rc == 0 else "failed (allowed)"
+                state["stages"][stage.name] = {"argv": argv, "inputs": hasher.paths(stage.inputs),
+                                               "outputs": hasher.paths(stage.outputs), "rc": rc,
+                                               "seconds": round(seconds, 1), "started": started,
+                                               "peak_rss_mb": peak,
+                                               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                save_state(state_path, state)
+                done[i] = Outcome(stage.name, status, seconds, rc)
+                print(f"{head} {status} in {_clock(seconds)} (exit {rc}; pipeline "
+                      f"{_clock(time.perf_counter() - t_start)})", flush=True)
+    if failure is not None:
+        raise failure
     return [done[i] for i in sorted(done)]
 
 
-def _batches(stages: list[Stage]) -> list[list[tuple[int, Stage]]]:
-    """Consecutive stages with the same ``group`` form one batch (run together); others are batches of one."""
-    batches: list[list[tuple[int, Stage]]] = []
-    for i, stage in enumerate(stages, start=1):
-        if batches and stage.group is not None and batches[-1][-1][1].group == stage.group:
-            batches[-1].append((i, stage))
-        else:
-            batches.append([(i, stage)])
-    return batches
+def dependencies(stages: list[Stage], hooked: set[str] = frozenset()) -> list[set[int]]:
+    """For each stage, the indices of the earlier stages it waits for, from what the stages declare.
+
+    Stage ``i`` waits for an earlier stage ``j`` when ``j`` writes what ``i`` reads or writes, when ``i`` writes
+    what ``j`` reads, or when either runs alone: :attr:`Stage.solo`, ``always``, a stage in ``hooked`` (an
+    in-process step runs before it), or one that declares no inputs and no outputs (nothing says what it
+    touches). Stages of one :attr:`Stage.group` never wait for each other. Paths overlap when one is the other or
+    lies inside it; a glob counts as the folder before its first wildcard.
+    """
+    def alone(s: Stage) -> bool:
+        return s.solo or s.always or s.name in hooked
+
+    needs: list[set[int]] = []
+    for i, s in enumerate(stages):
+        wait_for = set()
+        for j, t in enumerate(stages[:i]):
+            if alone(s) or alone(t):
+                wait_for.add(j)
+            elif s.group is not None and s.group == t.group:
+                continue
+            elif (not (s.inputs or s.outputs) or not (t.inputs or t.outputs)
+                  or _overlap(t.outputs, [*s.inputs, *s.outputs]) or _overlap(s.outputs, t.inputs)):
+                wait_for.add(j)
+        needs.append(wait_for)
+    return needs
+
+
+def _overlap(a: list[str], b: list[str]) -> bool:
+    """Whether a path of ``a`` and one of ``b`` are the same or one lies inside the other (globs: see above)."""
+    def root(spec: str) -> tuple[str, ...]:
+        parts = Path(os.path.normpath(spec)).parts
+        cut = next((k for k, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+        return parts[:cut]
+
+    return any(x[:len(y)] == y or y[:len(x)] == x for x in map(root, a) for y in map(root, b))
 
 
 def _timed_call(stage: Stage, log_dir: Path | None) -> tuple[int, float, str, float | None]:
@@ -208,8 +258,11 @@ def _call(stage: Stage, log_dir: Path | None) -> tuple[int, float | None]:
 def _call_logged(stage: Stage, log) -> tuple[int, float | None]:
     """:func:`_call`'s commands, their output into ``log`` (an open file, or None: the terminal)."""
     peak = None
+    # in a log file, libraries' own tqdm bars (coremltools' MIL passes) would write every redraw: TQDM_DISABLE
+    # turns off the bars that leave tqdm's ``disable`` at its default; sam3m4's own pass ``disable=None`` (a TTY)
+    env = {**os.environ, "TQDM_DISABLE": "1"} if log else None
     for command in stage.commands():
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT if log else None)
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT if log else None, env=env)
         if hasattr(os, "wait4"):  # the child's own rusage (getrusage(CHILDREN) mixes stages run alongside)
             try:
                 _, status, usage = os.wait4(proc.pid, 0)

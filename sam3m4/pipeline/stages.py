@@ -89,7 +89,9 @@ class Stage:
     always: bool = False
     """True: run every time (cheap bookkeeping: the report)."""
     group: str | None = None
-    """Consecutive stages with the same group run concurrently (independent work that reads the same inputs)."""
+    """Stages of one group never wait for each other (independent work that reads the same inputs)."""
+    solo: bool = False
+    """True: runs alone, after every stage before it and before every stage after it (it times something)."""
 
     def commands(self) -> list[list[str]]:
         return [self.argv, *self.then]
@@ -214,7 +216,9 @@ class StageSpec:
     always: bool = False
     """:attr:`Stage.always`: run every time."""
     group: str | None = None
-    """:attr:`Stage.group`: consecutive stages of one group run concurrently."""
+    """:attr:`Stage.group`: stages of one group never wait for each other."""
+    solo: bool = False
+    """:attr:`Stage.solo`: runs alone (it times something, or deletes what others read)."""
 
     def load(self) -> Callable:
         """The library function itself."""
@@ -240,6 +244,7 @@ class StageSpec:
             argv = [sys.executable, "-m", self.program, *map(str, self.command(w))]
             out.append(Stage((self.name or self.key).format(**instance), argv, inputs=self.inputs(w),
                              outputs=self.outputs(w), allow_fail=self.allow_fail, always=self.always, group=self.group,
+                             solo=self.solo,
                              then=[[sys.executable, "-m", self.program, *map(str, t)] for t in self.then(w)]))
         return out
 
@@ -325,13 +330,13 @@ STAGES: tuple[StageSpec, ...] = (
               outputs=lambda w: [w.vteacher]),
     StageSpec("video", "sam3m4.distill.video_run:distill_video", _video,
               inputs=lambda w: [w.phase2, f"{w.vdata}/saco_video"] + w.vteacher_in, outputs=lambda w: [w.video_ckpt],
-              settings={"steps": "video_steps", "run": "run"}),
+              settings={"steps": "video_steps", "run": "run"}, solo=True),  # its tracker's FPS on this host
     StageSpec("quantize", "sam3m4.quantize.stage:quantize_compare",
               lambda w: ["quantize", "--mode", "compare", "--ckpt", w.video_ckpt, "--data", w.data, "--num-val",
                          w.cfg["quant_num_val"], "--qat", w.cfg["qat"], "--out", w.quantized, "--run", w.run,
                          *w.cfg["quantize_args"]],
               inputs=lambda w: [w.video_ckpt] + w.data_in, outputs=lambda w: [w.quantized],
-              settings={"num_val": "quant_num_val", "qat": "qat", "run": "run"}),
+              settings={"num_val": "quant_num_val", "qat": "qat", "run": "run"}, solo=True),  # each mode's latency
     # exactly what Stage 4 decided for each shipped backend (quantize/decision.json)
     StageSpec("export", "sam3m4.export.case:export_case", lambda w: _export(w, "chosen"), name="export-{backend}",
               each=lambda cfg: [{"backend": b} for b in cfg["ship"]], inputs=lambda w: [w.quantized, *w.data_in],
@@ -357,7 +362,7 @@ STAGES: tuple[StageSpec, ...] = (
     # dry run, then --apply of exactly that; unchanged since the last prune: skipped
     StageSpec("prune", "sam3m4.storage.prune:make_plan", _prune,
               then=lambda w: [[*_prune(w), "--apply"]] if w.cfg["prune_apply"] else [],
-              inputs=lambda w: [under(w.cfg, p) for p in PRUNE_ROOTS]),
+              inputs=lambda w: [under(w.cfg, p) for p in PRUNE_ROOTS], solo=True),  # deletes what others read
     # before the report: it records the rehearsal's measurements, which the report shows
     StageSpec("plan", "sam3m4.pipeline.plan:write_plan", lambda w: ["plan", "--run", w.run, "--for", w.cfg["plan_for"]],
               when=lambda cfg: bool(cfg["plan_for"]), always=True),

@@ -328,7 +328,7 @@ def bootstrap_teacher(
     *,
     time_budget_s: float | None = None,
     seed: int = 0,
-    threads: int | None = 2,
+    threads: int | None = 1,
     progress: bool = True,
     train_limit: int | None = None,
     val_limit: int | None = None,

@@ -165,15 +165,79 @@ def test_stages_of_one_group_run_together_and_a_failure_still_saves_the_others(t
     state = tmp_path / "state.json"
     names = [f"s{k}" for k in range(3)]
     group = [Stage(n, stage_cmd(n, wait_for=names), outputs=[str(tmp_path / n)], group="g") for n in names]
-    assert [o.status for o in run_stages(group, state)] == ["ran"] * 3
+    assert [o.status for o in run_stages(group, state, jobs=3)] == ["ran"] * 3
     mixed = [Stage("ok", stage_cmd("ok"), outputs=[str(tmp_path / "ok")], group="h"),
              Stage("bad", stage_cmd("bad", rc=2), group="h")]
     with pytest.raises(StageFailed, match="stage bad failed"):
-        run_stages(mixed, state)
+        run_stages(mixed, state, jobs=2)
     assert set(json.loads(state.read_text())["stages"]) == {"s0", "s1", "s2", "ok"}
+
+
+def _marker_cmd(d: Path, name: str, wait_for: str = "", forbid: str = "") -> list[str]:
+    """A stage command: create ``<name>.running``; wait for ``<wait_for>.running`` (exit 3 when it never comes);
+    exit 4 when another ``<forbid>.running`` shows up within 2 s; write ``<name>`` and remove its marker."""
+    code = (f"import pathlib, time, sys; d = pathlib.Path({str(d)!r}); m = d / '{name}.running'; m.write_text('x')\n"
+            f"for _ in range(20 if {forbid!r} else 0):  # 2 s: a stage started beside it shows itself by then\n"
+            f"    if [p for p in d.glob({forbid!r} + '.running') if p != m]: sys.exit(4)\n"
+            f"    time.sleep(0.1)\n"
+            f"for _ in range(6000 if {wait_for!r} else 0):\n"
+            f"    if (d / ({wait_for!r} + '.running')).exists() or (d / {wait_for!r}).exists(): break\n"
+            f"    time.sleep(0.1)\n"
+            f"else:\n"
+            f"    if {wait_for!r}: sys.exit(3)\n"
+            f"(d / '{name}').write_text('x'); m.unlink()")
+    return [sys.executable, "-c", code]
+
+
+def test_a_stage_runs_beside_a_chain_it_does_not_depend_on_and_a_solo_stage_runs_alone(tmp_path):
+    """``video-teacher`` beside Phase 1 -> 2: it reads only what both read, so it starts as soon as that exists and
+    shows itself to Phase 1 (which waits for it: run one after the other, Phase 1 would exit 3). The solo stage
+    (it times something) finds no other stage running; the order of the outcomes is the table's. No clock decides
+    the verdict (the 600 s cap only stops a broken runner from hanging the suite)."""
+    d = tmp_path
+    src = d / "teacher"
+    src.write_text("t")
+    stages = [Stage("phase1", _marker_cmd(d, "phase1", wait_for="vteacher"), inputs=[str(src)], outputs=[str(d / "phase1")]),
+              Stage("phase2", _marker_cmd(d, "phase2"), inputs=[str(d / "phase1")], outputs=[str(d / "phase2")]),
+              Stage("vteacher", _marker_cmd(d, "vteacher"), inputs=[str(src)], outputs=[str(d / "vteacher")]),
+              Stage("bench", _marker_cmd(d, "bench", forbid="*"), inputs=[str(d / "phase2")], solo=True),
+              Stage("late", _marker_cmd(d, "late"), inputs=[str(src)], outputs=[str(d / "late")])]
+    outcomes = run_stages(stages, d / "state.json", jobs=2)
+    assert [(o.name, o.status, o.rc) for o in outcomes] == [(s.name, "ran", 0) for s in stages]
+    saved = json.loads((d / "state.json").read_text())["stages"]
+    assert saved["late"]["started"] >= saved["bench"]["finished"] >= saved["bench"]["started"] >= saved["phase2"]["finished"]
+
+
+def test_the_demo_table_says_what_waits_for_what():
+    """Derived from what each stage reads and writes: the video teacher needs only the teacher, so it runs beside
+    Phase 1 / 2; the stages that time something (video, quantize) and the prune run alone; the exports and the visual
+    QA never wait for each other; the acceptance stage waits for every .pte."""
+    from sam3m4.pipeline.runner import dependencies
+
+    stages = build_stages(load_config(ROOT / "configs" / "demo.yaml"))
+    names = [s.name for s in stages]
+    waits = {s.name: {names[j] for j in need} for s, need in zip(stages, dependencies(stages, hooked={"prune"}))}
+    assert waits["teacher"] == {"data"} and waits["phase1"] == {"data", "teacher"}
+    assert waits["video-teacher"] == {"data", "teacher"}
+    assert waits["video"] == set(names[:names.index("video")])
+    assert waits["quantize"] == set(names[:names.index("quantize")])
+    assert waits["export-coreml"] >= {"quantize"} and not waits["export-coreml"] & {"export-xnnpack", "visual-qa"}
+    assert not waits["visual-qa"] & {"export-xnnpack", "export-coreml", "export-qnn"}
+    assert waits["acceptance"] >= {"export-xnnpack", "export-coreml", "export-qnn", "quantize", "video"}
+    assert waits["prune"] == set(names[:names.index("prune")]) and waits["report"] == set(names[:-1])
 
 
 def test_clock_rounds_before_splitting_minutes():
     from sam3m4.pipeline.runner import _clock
 
     assert _clock(1139.99) == "19m00.0s" and _clock(59.96) == "1m00.0s" and _clock(187.54) == "3m07.5s"
+
+
+def test_a_stage_log_file_gets_no_progress_bar_redraws_from_libraries(tmp_path):
+    """A library's tqdm (coremltools' MIL passes leave ``disable`` at its default) writes no bar into a stage log;
+    a bar that asks for one explicitly (``disable=False``) still can: only the default is changed."""
+    code = ("import sys, tqdm; [None for _ in tqdm.tqdm(range(50), desc='lib-default', file=sys.stdout, mininterval=0)]; "
+            "[None for _ in tqdm.tqdm(range(2), desc='explicit', disable=False, file=sys.stdout)]")
+    run_stages([Stage("bars", [sys.executable, "-c", code])], tmp_path / "state.json", log_dir=tmp_path / "logs")
+    log = (tmp_path / "logs" / "bars.log").read_text()
+    assert "lib-default" not in log and "explicit" in log, log

@@ -69,7 +69,8 @@ def render_stages() -> str:
             for case, cfg in configs.items():
                 out[case] = [{"name": s.name, "argv": words(s.argv), "then": [words(t) for t in s.then],
                               "inputs": s.inputs, "outputs": s.outputs, "allow_fail": s.allow_fail,
-                              "always": s.always, "group": s.group} for s in build_stages(cfg)]
+                              "always": s.always, "group": s.group, "solo": s.solo}
+                             for s in build_stages(cfg)]
         finally:
             os.chdir(here)
     return "{\n" + ",\n".join(f"{json.dumps(case)}: [\n" + ",\n".join(json.dumps(s) for s in stages) + "]"

@@ -68,9 +68,11 @@ def lock_holder(root: str | os.PathLike = ".") -> dict | None:
 
     Tries to take the lock with timeout 0 and releases it at once; a held lock whose ``.json`` is missing or
     unreadable gives ``{"pid": None, ...}`` rather than None (held is what counts, the info is a courtesy).
+    None too in a child process of the holder (``SAM3M4_RUN_LOCK``, as :func:`run_lock`): the pipeline's own
+    ``sam3m4 prune --apply`` runs under the lock the pipeline holds.
     """
     path = lock_path(root)
-    if not path.exists():
+    if not path.exists() or os.environ.get(ENV) == str(path.resolve()):
         return None
     probe = FileLock(str(path), timeout=0)
     try:

@@ -191,6 +191,15 @@ def test_apply_refuses_while_a_run_holds_the_lock(proj, monkeypatch, capsys):
     assert sam3m4(proj, "--apply", monkeypatch=monkeypatch) == 0
 
 
+def test_a_child_of_the_lock_holder_may_apply(proj, monkeypatch, capsys):
+    """``sam3m4 pipeline`` holds the run lock and runs ``prune --apply`` as a child (``SAM3M4_RUN_LOCK`` set):
+    that prune deletes; an unrelated process is still refused (the test above)."""
+    assert sam3m4(proj, monkeypatch=monkeypatch) == 0
+    with run_lock(proj, name="sam3m4 pipeline"):
+        assert lock_holder(proj) is None  # this process holds it
+        assert sam3m4(proj, "--apply", monkeypatch=monkeypatch) == 0, capsys.readouterr().err
+
+
 def test_run_lock_is_a_no_op_on_other_ranks_and_in_children(proj, monkeypatch):
     with run_lock(proj, name="outer") as info:
         assert info["pid"] == os.getpid() and not (proj / "checkpoints/.run.lock.json").read_text() == ""

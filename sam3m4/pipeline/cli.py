@@ -1,6 +1,6 @@
 """``sam3m4 pipeline``: the whole job, stage by stage, resumable (what ``make demo`` runs).
 
-    sam3m4 pipeline --config configs/demo.yaml            # embedded default, ~19 min on a 2-core CPU
+    sam3m4 pipeline --config configs/demo.yaml            # embedded default, ~37 min on a quiet 2-core host
     sam3m4 pipeline --config configs/m4pro.yaml           # real SAM 3 + SA-Co / SA-V on a Mac M4 Pro
     sam3m4 pipeline --config configs/demo.yaml --list     # the stages and their commands, nothing runs
     sam3m4 pipeline --config configs/demo.yaml run=try2 --force

@@ -63,6 +63,11 @@ def _read_info(root: str | os.PathLike) -> dict | None:
         return None
 
 
+def _inherited(path: Path) -> bool:
+    """True in a process started under the holder of the lock at ``path`` (or in the holder itself)."""
+    return os.environ.get(ENV) == str(path.resolve())
+
+
 def lock_holder(root: str | os.PathLike = ".") -> dict | None:
     """The holder's info (pid, name, command, host, started) while a live process holds the run lock, else None.
 
@@ -72,7 +77,7 @@ def lock_holder(root: str | os.PathLike = ".") -> dict | None:
     ``sam3m4 prune --apply`` runs under the lock the pipeline holds.
     """
     path = lock_path(root)
-    if not path.exists() or os.environ.get(ENV) == str(path.resolve()):
+    if not path.exists() or _inherited(path):
         return None
     probe = FileLock(str(path), timeout=0)
     try:
@@ -92,7 +97,7 @@ def run_lock(root: str | os.PathLike = ".", name: str = "", timeout: float = 0) 
     a holder (``SAM3M4_RUN_LOCK``).
     """
     path = lock_path(root)
-    if os.environ.get("RANK", "0") not in ("", "0") or os.environ.get(ENV) == str(path.resolve()):
+    if os.environ.get("RANK", "0") not in ("", "0") or _inherited(path):
         yield None
         return
     path.parent.mkdir(parents=True, exist_ok=True)

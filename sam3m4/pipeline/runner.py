@@ -139,34 +139,30 @@ def run_stages(stages: list[Stage], state_path: Path, *, force: bool = False, lo
     t_start = time.perf_counter()
 
     def start_ready(pool: ThreadPoolExecutor) -> None:
-        """Start (or skip) every stage whose dependencies have ended, in table order, while a job is free."""
-        rescan = True
-        while rescan:  # a skipped stage may unblock one earlier in the table
-            rescan = False
-            for i, stage in enumerate(stages):
-                busy = {j for j, *_ in running.values()}
-                if i in done or i in busy or not needs[i] <= done.keys():
-                    continue
-                if len(running) >= jobs:
-                    return
-                if stage.name in after:
-                    after[stage.name]()
-                head = f"[pipeline {i + 1:2d}/{len(stages)}] {stage.name:<24}"
-                previous = state["stages"].get(stage.name)
-                argv = [c[1:] for c in stage.commands()]  # without the interpreter path: a new venv is not a change
-                unchanged = (not force and not stage.always and previous is not None and previous["argv"] == argv
-                             and previous["inputs"] == hasher.paths(stage.inputs) and hasher.exist(stage.outputs)
-                             and previous["outputs"] == hasher.paths(stage.outputs))
-                if unchanged:
-                    done[i] = Outcome(stage.name, "skipped", 0.0, previous.get("rc"))
-                    print(f"{head} skipped (inputs, command and outputs unchanged; ran {previous['finished']})",
-                          flush=True)
-                    rescan = True
-                    break
-                shown = " && ".join(" ".join(["python", *c]) for c in argv)
-                beside = ", ".join(stages[j].name for j in sorted(busy))
-                print(f"{head} running{f' (alongside: {beside})' if beside else ''}: {shown}", flush=True)
-                running[pool.submit(_timed_call, stage, log_dir)] = (i, stage, head, shown, argv)
+        """Start (or skip) every stage whose dependencies have ended, in table order, while a job is free. A stage
+        depends only on earlier ones, so one skipped here can only unblock stages later in this same pass."""
+        for i, stage in enumerate(stages):
+            busy = {j for j, *_ in running.values()}
+            if i in done or i in busy or not needs[i] <= done.keys():
+                continue
+            if len(running) >= jobs:
+                return
+            if stage.name in after:
+                after[stage.name]()
+            head = f"[pipeline {i + 1:2d}/{len(stages)}] {stage.name:<24}"
+            previous = state["stages"].get(stage.name)
+            argv = [c[1:] for c in stage.commands()]  # without the interpreter path: a new venv is not a change
+            unchanged = (not force and not stage.always and previous is not None and previous["argv"] == argv
+                         and previous["inputs"] == hasher.paths(stage.inputs) and hasher.exist(stage.outputs)
+                         and previous["outputs"] == hasher.paths(stage.outputs))
+            if unchanged:
+                done[i] = Outcome(stage.name, "skipped", 0.0, previous.get("rc"))
+                print(f"{head} skipped (inputs, command and outputs unchanged; ran {previous['finished']})", flush=True)
+                continue
+            shown = " && ".join(" ".join(["python", *c]) for c in argv)
+            beside = ", ".join(stages[j].name for j in sorted(busy))
+            print(f"{head} running{f' (alongside: {beside})' if beside else ''}: {shown}", flush=True)
+            running[pool.submit(_timed_call, stage, log_dir)] = (i, stage, head, shown, argv)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # one thread per subprocess it waits for
         while True:

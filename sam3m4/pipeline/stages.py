@@ -91,7 +91,8 @@ class Stage:
     group: str | None = None
     """Stages of one group never wait for each other (independent work that reads the same inputs)."""
     solo: bool = False
-    """True: runs alone, after every stage before it and before every stage after it (it times something)."""
+    """True: runs alone, after every stage before it and before every stage after it (it times something on this
+    host, or deletes what others read)."""
 
     def commands(self) -> list[list[str]]:
         return [self.argv, *self.then]
